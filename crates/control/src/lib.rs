@@ -1,0 +1,233 @@
+//! qmail control files (`HOME/control/*`) and cdb files.
+//!
+//! Syntax follows qmail's `control.c`: a single-value file means its first line with
+//! trailing spaces, tabs and the newline stripped; an integer file that does not parse is
+//! treated as absent; a list file is one item per line, with empty lines and lines
+//! starting with `#` ignored. A missing file means "use the default"; any other error
+//! reading it is a temporary failure the caller must report (never a silent default).
+//!
+//! [`ConstMap`] is qmail's `constmap`: case-insensitive lookups of domains and
+//! `key:value` lines (locals, rcpthosts, virtualdomains, smtproutes, percenthack).
+//! [`cdbfile`] wraps the `cdb` crate for users/cdb, morercpthosts.cdb and tcprules files.
+
+pub mod cdbfile;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The control directory of one installation.
+#[derive(Clone, Debug)]
+pub struct Controls {
+    dir: PathBuf,
+}
+
+fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn trim_end(s: &str) -> &str {
+    s.trim_end_matches([' ', '\t', '\r', '\n'])
+}
+
+impl Controls {
+    /// The controls of the installation rooted at `home` (`home/control`).
+    pub fn new(home: &Path) -> Controls {
+        Controls { dir: home.join("control") }
+    }
+
+    /// Controls read from an arbitrary directory.
+    pub fn in_dir(dir: &Path) -> Controls {
+        Controls { dir: dir.to_path_buf() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The first line of `name`, trailing white space stripped; `None` if missing.
+    /// An empty file gives `Some("")`.
+    pub fn line(&self, name: &str) -> io::Result<Option<String>> {
+        Ok(read_optional(&self.path(name))?.map(|b| {
+            let s = String::from_utf8_lossy(&b);
+            trim_end(s.split('\n').next().unwrap_or("")).to_string()
+        }))
+    }
+
+    /// `line(name)`, or `me`, or the literal `fallback` (qmail's rule for host names).
+    pub fn line_or_me(&self, name: &str, fallback: &str) -> io::Result<String> {
+        if let Some(v) = self.line(name)? {
+            return Ok(v);
+        }
+        Ok(self.line("me")?.unwrap_or_else(|| fallback.to_string()))
+    }
+
+    /// An unsigned integer control; `default` if missing or not a number.
+    pub fn int(&self, name: &str, default: u64) -> io::Result<u64> {
+        Ok(self
+            .line(name)?
+            .and_then(|v| {
+                let digits: String = v.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+                digits.parse().ok()
+            })
+            .unwrap_or(default))
+    }
+
+    /// The items of a list control; `None` if the file is missing.
+    pub fn list(&self, name: &str) -> io::Result<Option<Vec<String>>> {
+        Ok(read_optional(&self.path(name))?.map(|b| parse_list(&String::from_utf8_lossy(&b))))
+    }
+
+    /// The items of a list control; empty if the file is missing.
+    pub fn list_or_empty(&self, name: &str) -> io::Result<Vec<String>> {
+        Ok(self.list(name)?.unwrap_or_default())
+    }
+}
+
+/// Parse list-file text: one item per line, trailing white space stripped, empty lines
+/// and `#` comments dropped.
+pub fn parse_list(text: &str) -> Vec<String> {
+    text.split('\n')
+        .map(trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Case-insensitive map from keys to values, built from list lines. A line `key:value`
+/// maps key to value; a line without `:` maps to the empty value (a plain set member).
+/// For duplicate keys the first line wins, as in qmail's constmap.
+#[derive(Clone, Debug, Default)]
+pub struct ConstMap {
+    map: HashMap<String, String>,
+}
+
+impl ConstMap {
+    /// A set: every line is a key.
+    pub fn from_keys(lines: &[String]) -> ConstMap {
+        let mut map = HashMap::new();
+        for l in lines {
+            map.entry(l.to_ascii_lowercase()).or_insert_with(String::new);
+        }
+        ConstMap { map }
+    }
+
+    /// A map of `key:value` lines (split at the first `:`); lines without `:` are ignored.
+    pub fn from_pairs(lines: &[String]) -> ConstMap {
+        let mut map = HashMap::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                map.entry(k.to_ascii_lowercase()).or_insert_with(|| v.to_string());
+            }
+        }
+        ConstMap { map }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.map.get(&key.to_ascii_lowercase()).map(String::as_str)
+        } else {
+            self.map.get(key).map(String::as_str)
+        }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// qmail's domain lookup order: the whole `host`, then each suffix starting at a
+    /// `.` inside it (`.b.c`, `.c`), then, if `with_default`, the empty key.
+    pub fn lookup_domain(&self, host: &str, with_default: bool) -> Option<&str> {
+        if let Some(v) = self.get(host) {
+            return Some(v);
+        }
+        for (i, c) in host.char_indices() {
+            if c == '.'
+                && let Some(v) = self.get(&host[i..])
+            {
+                return Some(v);
+            }
+        }
+        if with_default { self.get("") } else { None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctl(files: &[(&str, &str)]) -> (tempfile::TempDir, Controls) {
+        let d = tempfile::tempdir().unwrap();
+        for (n, v) in files {
+            std::fs::write(d.path().join(n), v).unwrap();
+        }
+        let c = Controls::in_dir(d.path());
+        (d, c)
+    }
+
+    #[test]
+    fn single_line_strips_trailing_space_and_takes_first_line() {
+        let (_d, c) = ctl(&[("me", "mx.example.org \t\nsecond\n")]);
+        assert_eq!(c.line("me").unwrap().as_deref(), Some("mx.example.org"));
+        assert_eq!(c.line("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn int_defaults_when_missing_or_garbage() {
+        let (_d, c) = ctl(&[("a", "42\n"), ("b", "x1\n")]);
+        assert_eq!(c.int("a", 7).unwrap(), 42);
+        assert_eq!(c.int("b", 7).unwrap(), 7);
+        assert_eq!(c.int("c", 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn list_skips_comments_and_blank_lines() {
+        let (_d, c) = ctl(&[("locals", "# comment\nexample.org\n\nEXAMPLE.net  \n")]);
+        assert_eq!(c.list("locals").unwrap().unwrap(), vec!["example.org", "EXAMPLE.net"]);
+    }
+
+    #[test]
+    fn line_or_me_falls_back() {
+        let (_d, c) = ctl(&[("me", "host.example\n")]);
+        assert_eq!(c.line_or_me("bouncehost", "bouncehost").unwrap(), "host.example");
+        let (_d2, c2) = ctl(&[]);
+        assert_eq!(c2.line_or_me("bouncehost", "bouncehost").unwrap(), "bouncehost");
+    }
+
+    #[test]
+    fn constmap_is_case_insensitive_and_first_wins() {
+        let m = ConstMap::from_pairs(&["Example.COM:joe".into(), "example.com:other".into()]);
+        assert_eq!(m.get("EXAMPLE.com"), Some("joe"));
+        let s = ConstMap::from_keys(&["Local.Test".into()]);
+        assert!(s.contains("local.test"));
+    }
+
+    #[test]
+    fn domain_lookup_order() {
+        let m = ConstMap::from_pairs(&[
+            ".af.mil:relay1".into(),
+            "x.af.mil:relay2".into(),
+            ":smarthost".into(),
+        ]);
+        assert_eq!(m.lookup_domain("x.af.mil", true), Some("relay2"));
+        assert_eq!(m.lookup_domain("y.af.mil", true), Some("relay1"));
+        assert_eq!(m.lookup_domain("af.mil", true), Some("smarthost"));
+        assert_eq!(m.lookup_domain("af.mil", false), None);
+    }
+}

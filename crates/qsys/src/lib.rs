@@ -1,0 +1,55 @@
+//! System glue shared by every program of the suite.
+//!
+//! - [`home`]: the installation root, found from the program's own path
+//!   (`/proc/self/exe` is `HOME/bin/NAME`, DESIGN section 4), so that any number of
+//!   complete installs can live side by side and nothing trusts the environment.
+//! - [`ids`]: the qmail users and groups, looked up by name (nothing is compiled in).
+//! - [`prot`]: qmail's `prot_gid`/`prot_uid`: exactly one group, then the uid.
+//! - [`fsync`]: durable file and directory operations (Linux needs directory fsyncs where
+//!   qmail assumed synchronous metadata).
+//! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
+//!   temporary failure (exit 111).
+
+pub mod date;
+pub mod die;
+pub mod fsync;
+pub mod ids;
+pub mod prot;
+
+use std::path::PathBuf;
+
+/// The installation root of the running program: the parent of the directory that holds
+/// its executable (`HOME/bin/NAME` gives `HOME`).
+pub fn home() -> std::io::Result<PathBuf> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    exe.parent()
+        .and_then(|bin| bin.parent())
+        .map(PathBuf::from)
+        .ok_or_else(|| std::io::Error::other("program is not installed as HOME/bin/NAME"))
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// True when the process runs with real uid 0.
+pub fn is_root() -> bool {
+    nix::unistd::getuid().is_root()
+}
+
+/// Restore the default disposition of SIGPIPE and an empty signal mask: Rust's runtime
+/// ignores SIGPIPE, and an exec'ed program (a shell run script, a `|program` delivery)
+/// must not inherit that. Call in a forked child just before exec.
+pub fn reset_signals_for_exec() {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+    // SAFETY: setting a signal to its default disposition installs no Rust handler.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+        let _ = signal(Signal::SIGCHLD, SigHandler::SigDfl);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}

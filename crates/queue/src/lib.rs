@@ -1,0 +1,19 @@
+//! The on-disk queue of DESIGN section 5, in qmail's layout.
+//!
+//! ```text
+//! queue/{pid,intd,todo,bounce}/N          unsplit
+//! queue/{mess,info,local,remote}/S/N      split: S = N % 23
+//! queue/lock/{sendmutex,tcpto,trigger}
+//! ```
+//! N is the inode number of `mess/S/N`. [`layout`] names the files, [`envelope`] reads
+//! and writes the `u p F T D` records, [`qq`] is the body of qmail-queue, [`trigger`]
+//! wakes qmail-send, and [`client`] runs qmail-queue (or `$QMAILQUEUE`) for every
+//! program that injects mail.
+
+pub mod client;
+pub mod envelope;
+pub mod layout;
+pub mod qq;
+pub mod trigger;
+
+pub use layout::{Layout, SPLIT};

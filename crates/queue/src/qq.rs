@@ -1,0 +1,297 @@
+//! The body of `qmail-queue` (qmail's `qmail-queue.c`, with Linux durability).
+//!
+//! Order of operations, each step failing with qmail's exit code:
+//! 1. `pid/<pid>.<time>.<seq>` created O_EXCL (63); its inode number N names the message.
+//! 2. linked to `mess/S/N` (64), pid name removed (63).
+//! 3. `Received: (qmail P invoked by ...)` line and the message from fd 0 written (read
+//!    error 54, write error or disk full 53), file fsynced, `mess/S` fsynced (53).
+//! 4. `intd/N` created O_EXCL (65): `u<uid>\0p<pid>\0`, then the envelope from fd 1
+//!    (`F` first else 91; an address over 1003 bytes 11; EOF before the final NUL 54),
+//!    fsynced (53).
+//! 5. `intd/N` linked to `todo/N` (66) and `todo/` fsynced: the commit point. Exit 0.
+//!
+//! Any failure before the commit point removes what was made, so nothing half-written is
+//! ever visible in `todo/` and no failed injection can be delivered.
+
+use crate::envelope::ADDR_MAX;
+use crate::layout::Layout;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// A qmail-queue failure: its exit code and a short reason for the log.
+#[derive(Debug)]
+pub struct QqError {
+    pub code: i32,
+    pub reason: String,
+}
+
+fn fail<T>(code: i32, reason: impl Into<String>) -> Result<T, QqError> {
+    Err(QqError { code, reason: reason.into() })
+}
+
+/// Who injected the message, for the Received line.
+pub fn invoked_by(uid: u32, user_name: Option<&str>) -> String {
+    match user_name {
+        Some("alias") => "invoked by alias".into(),
+        Some("qmaild") => "invoked from network".into(),
+        Some("qmails") => "invoked for bounce".into(),
+        _ => format!("invoked by uid {uid}"),
+    }
+}
+
+/// Queue one message. `message` is fd 0, `envelope` is fd 1 of qmail-queue. Returns
+/// the message number (inode) on success.
+pub fn enqueue(
+    layout: &Layout,
+    message: &mut dyn Read,
+    envelope: &mut dyn Read,
+    uid: u32,
+    invoked: &str,
+) -> Result<u64, QqError> {
+    let pid = std::process::id();
+    let start = qsys::now();
+    let dir = &layout.dir;
+
+    // 1. a unique pid file
+    let mut pidfile = None;
+    for seq in 1..10 {
+        let name = dir.join(format!("pid/{pid}.{start}.{seq}"));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&name) {
+            Ok(f) => {
+                pidfile = Some((f, name));
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return fail(63, format!("unable to create pid file: {e}")),
+        }
+    }
+    let Some((file, pidname)) = pidfile else {
+        return fail(63, "unable to create pid file");
+    };
+    let id = match file.metadata() {
+        Ok(m) => m.ino(),
+        Err(e) => {
+            let _ = std::fs::remove_file(&pidname);
+            return fail(63, format!("unable to stat pid file: {e}"));
+        }
+    };
+
+    // 2. mess/S/N
+    let messname = layout.mess(id);
+    if let Err(e) = std::fs::hard_link(&pidname, &messname) {
+        let _ = std::fs::remove_file(&pidname);
+        return fail(64, format!("unable to link message: {e}"));
+    }
+    let mut guard = Cleanup { paths: vec![messname.clone()], armed: true };
+    if let Err(e) = std::fs::remove_file(&pidname) {
+        return fail(63, format!("unable to remove pid file: {e}"));
+    }
+
+    // 3. Received line + message, durable
+    let received = format!("Received: (qmail {pid} {invoked}); {}\n", qsys::date::date822(start));
+    let mut out = file;
+    if let Err(e) = out.write_all(received.as_bytes()) {
+        let _ = out.set_len(0);
+        return fail(53, format!("write error: {e}"));
+    }
+    copy_message(message, &mut out)?;
+    if let Err(e) = out.sync_all() {
+        let _ = out.set_len(0);
+        return fail(53, format!("fsync error: {e}"));
+    }
+    drop(out);
+    if let Err(e) = qsys::fsync::sync_parent(&messname) {
+        return fail(53, format!("fsync error: {e}"));
+    }
+
+    // 4. intd/N with the envelope
+    let intdname = layout.intd(id);
+    let mut intd = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&intdname) {
+        Ok(f) => f,
+        Err(e) => return fail(65, format!("unable to create intd file: {e}")),
+    };
+    guard.paths.push(intdname.clone());
+    let env = read_envelope(envelope)?;
+    let mut head = format!("u{uid}\0p{pid}\0").into_bytes();
+    head.extend_from_slice(&env);
+    if let Err(e) = intd.write_all(&head).and_then(|_| intd.sync_all()) {
+        return fail(53, format!("write error: {e}"));
+    }
+    drop(intd);
+
+    // 5. commit: link into todo/, make the name durable
+    let todoname = layout.todo(id);
+    if let Err(e) = std::fs::hard_link(&intdname, &todoname) {
+        return fail(66, format!("unable to link todo file: {e}"));
+    }
+    if let Err(e) = qsys::fsync::sync_parent(&todoname) {
+        // The todo link may or may not survive a crash; the caller sees a failure
+        // and will retry, so at worst the message is delivered twice.
+        guard.paths.push(todoname);
+        return fail(53, format!("fsync error: {e}"));
+    }
+    guard.armed = false;
+    crate::trigger::pull(dir);
+    Ok(id)
+}
+
+/// Copy fd 0 into the message file: read errors are 54, write errors 53.
+fn copy_message(input: &mut dyn Read, out: &mut File) -> Result<(), QqError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return fail(54, format!("read error: {e}")),
+        };
+        if let Err(e) = out.write_all(&buf[..n]) {
+            let _ = out.set_len(0);
+            return fail(53, format!("write error: {e}"));
+        }
+    }
+}
+
+/// Read and check the envelope from fd 1; returns the bytes to store after `u` and `p`
+/// (the `F` record and the `T` records, without the final NUL).
+fn read_envelope(input: &mut dyn Read) -> Result<Vec<u8>, QqError> {
+    // The envelope is small; read it whole, but bounded by what 100,000 maximal
+    // recipients could need, so a runaway writer cannot exhaust memory.
+    const MAX: u64 = 100_000 * (ADDR_MAX as u64 + 2);
+    let mut data = Vec::new();
+    if let Err(e) = input.take(MAX).read_to_end(&mut data) {
+        return fail(54, format!("envelope read error: {e}"));
+    }
+    check_envelope(&data)?;
+    // strip the terminating NUL
+    data.truncate(data.len() - 1);
+    Ok(data)
+}
+
+/// Validate qq envelope bytes: `F<addr>\0` (`T<addr>\0`)* `\0`.
+pub fn check_envelope(data: &[u8]) -> Result<(), QqError> {
+    let mut pos = 0;
+    let mut first = true;
+    loop {
+        let Some(&kind) = data.get(pos) else {
+            return fail(54, "envelope ended early");
+        };
+        if kind == 0 && !first {
+            return if pos + 1 == data.len() {
+                Ok(())
+            } else {
+                fail(91, "trailing bytes after envelope")
+            };
+        }
+        match (first, kind) {
+            (true, b'F') | (false, b'T') => {}
+            _ => return fail(91, "envelope format error"),
+        }
+        first = false;
+        let rest = &data[pos + 1..];
+        let Some(n) = rest.iter().position(|&b| b == 0) else {
+            return if rest.len() >= ADDR_MAX {
+                fail(11, "address too long")
+            } else {
+                fail(54, "envelope ended early")
+            };
+        };
+        if n >= ADDR_MAX {
+            return fail(11, "address too long");
+        }
+        pos += n + 2;
+    }
+}
+
+/// Removes the named files unless disarmed: a failed injection leaves nothing behind.
+struct Cleanup {
+    paths: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.armed {
+            for p in self.paths.iter().rev() {
+                remove_quietly(p);
+            }
+        }
+    }
+}
+
+fn remove_quietly(p: &Path) {
+    let _ = std::fs::remove_file(p);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> (tempfile::TempDir, Layout) {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout { dir: d.path().to_path_buf() };
+        for s in ["pid", "intd", "todo", "lock"] {
+            std::fs::create_dir_all(l.dir.join(s)).unwrap();
+        }
+        for i in 0..crate::SPLIT {
+            std::fs::create_dir_all(l.dir.join(format!("mess/{i}"))).unwrap();
+        }
+        (d, l)
+    }
+
+    fn count(l: &Layout, sub: &str) -> usize {
+        std::fs::read_dir(l.dir.join(sub)).unwrap().count()
+    }
+
+    #[test]
+    fn queues_message_and_envelope() {
+        let (_d, l) = queue();
+        let id = enqueue(&l, &mut &b"Subject: hi\n\nbody\n"[..], &mut &b"Fa@x\0Tb@y\0Tc@z\0\0"[..], 1000, "invoked by uid 1000").unwrap();
+        let mess = std::fs::read_to_string(l.mess(id)).unwrap();
+        assert!(mess.starts_with(&format!("Received: (qmail {} invoked by uid 1000); ", std::process::id())));
+        assert!(mess.ends_with("\nSubject: hi\n\nbody\n"));
+        let todo = std::fs::read(l.todo(id)).unwrap();
+        assert_eq!(todo, format!("u1000\0p{}\0Fa@x\0Tb@y\0Tc@z\0", std::process::id()).as_bytes());
+        assert_eq!(std::fs::metadata(l.mess(id)).unwrap().ino(), id);
+        assert_eq!(count(&l, "pid"), 0);
+    }
+
+    #[test]
+    fn bad_envelopes_leave_nothing() {
+        let (_d, l) = queue();
+        let long = {
+            let mut v = b"F".to_vec();
+            v.extend(std::iter::repeat_n(b'a', 2000));
+            v.extend_from_slice(b"\0\0");
+            v
+        };
+        let cases: Vec<(&[u8], i32)> = vec![
+            (b"Fa@x\0Tb@y\0", 54),        // missing terminator
+            (b"Ta@x\0\0", 91),            // no F first
+            (b"Fa@x\0Xb\0\0", 91),        // unknown record
+            (b"Fa\0b@x\0Tc@y\0\0", 91),   // NUL inside an address
+            (&long, 11),                  // address too long
+            (b"", 54),                    // nothing at all
+        ];
+        for (env, code) in cases {
+            let e = enqueue(&l, &mut &b"x\n"[..], &mut &env[..], 1, "x").unwrap_err();
+            assert_eq!(e.code, code, "{:?}", String::from_utf8_lossy(env));
+        }
+        assert_eq!(count(&l, "todo"), 0);
+        assert_eq!(count(&l, "intd"), 0);
+        assert_eq!(count(&l, "pid"), 0);
+        for i in 0..crate::SPLIT {
+            assert_eq!(count(&l, &format!("mess/{i}")), 0);
+        }
+    }
+
+    #[test]
+    fn received_wording() {
+        assert_eq!(invoked_by(7, Some("alias")), "invoked by alias");
+        assert_eq!(invoked_by(7, Some("qmaild")), "invoked from network");
+        assert_eq!(invoked_by(7, Some("qmails")), "invoked for bounce");
+        assert_eq!(invoked_by(7, Some("joe")), "invoked by uid 7");
+    }
+}
