@@ -1,0 +1,70 @@
+//! qmail-install - install or upgrade the mail system
+//!
+//! SYNOPSIS
+//!     qmail-install [--root DIR] [--me HOST]
+//!
+//! DESCRIPTION
+//!     Lays out DIR (default /var/qmail) with qmail's hierarchy, owners and modes:
+//!     bin/ (programs copied from the directory holding qmail-install itself),
+//!     control/, queue/ (pid intd todo bounce lock, and mess info local remote split
+//!     into 23 subdirectories), users/, alias/, supervise/, doc/, boot/.
+//!
+//!     As root it also creates the groups qmail and nofiles and the users alias,
+//!     qmaild, qmaill, qmailp, qmailq, qmailr and qmails when they are missing, and
+//!     makes qmail-queue setuid qmailq. As another user no ownership is changed and
+//!     every program later runs as that user.
+//!
+//!     First control files (me, locals, rcpthosts, defaultdomain, plusdomain; HOST
+//!     defaults to this machine's host name) and ~alias/.qmail-postmaster,
+//!     .qmail-mailer-daemon, .qmail-root and ~alias/Maildir/ are written only when
+//!     missing. Rerunning upgrades the programs and never touches control files, the
+//!     queue's contents or mailboxes.
+//!
+//! EXIT CODES
+//!     0 installed; 100 usage; 111 any failure (the message says what).
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "qmail-install", about = "Install or upgrade the mail system into DIR")]
+struct Args {
+    /// Installation root
+    #[arg(long, default_value = "/var/qmail")]
+    root: PathBuf,
+    /// This host's fully qualified name, for the first control/me
+    #[arg(long)]
+    me: Option<String>,
+}
+
+fn main() {
+    qsys::die::install_panic_hook("qmail-install");
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            print!("{e}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprint!("{e}");
+            std::process::exit(100)
+        }
+    };
+    let fatal = |m: String| -> ! { qsys::die::fatal("qmail-install", &m, qsys::die::TEMP) };
+    let source = match std::env::current_exe() {
+        Ok(p) => p.parent().map(PathBuf::from).unwrap_or_default(),
+        Err(e) => fatal(format!("unable to find my own directory: {e}")),
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.root) {
+        fatal(format!("unable to create {}: {e}", args.root.display()));
+    }
+    let root = std::fs::canonicalize(&args.root).unwrap_or(args.root);
+    let me = args.me.unwrap_or_else(qsys::hostname);
+    let opts = install::Options { root, source, me };
+    match install::install(&opts) {
+        Ok(progs) => {
+            println!("qmail-install: installed {} programs into {}", progs.len(), opts.root.display())
+        }
+        Err(e) => fatal(e.to_string()),
+    };
+}

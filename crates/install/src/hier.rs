@@ -1,0 +1,357 @@
+//! The installed hierarchy: programs, directories, owners, modes (qmail's `hier.c`).
+
+use nix::unistd::{Gid, Uid, chown};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// What to install where.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The installation root (`/var/qmail` by default).
+    pub root: PathBuf,
+    /// The directory the programs are copied from.
+    pub source: PathBuf,
+    /// This host's name for the first `control/me`.
+    pub me: String,
+}
+
+/// Owner names used below; `root` means uid 0.
+#[derive(Clone, Copy)]
+enum Owner {
+    Root,
+    User(&'static str),
+}
+
+/// One program: its name, its mode, its owner.
+struct Program {
+    name: &'static str,
+    mode: u32,
+    owner: Owner,
+}
+
+const fn prog(name: &'static str, mode: u32) -> Program {
+    Program { name, mode, owner: Owner::Root }
+}
+
+/// Every program the suite installs (modes from qmail's hier.c). Programs not present in
+/// the source directory are skipped, so the table can list programs of later releases.
+const PROGRAMS: &[Program] = &[
+    Program { name: "qmail-queue", mode: 0o4711, owner: Owner::User("qmailq") },
+    prog("qmail-lspawn", 0o700),
+    prog("qmail-start", 0o700),
+    prog("qmail-newu", 0o700),
+    prog("qmail-newmrh", 0o700),
+    prog("qmail-install", 0o700),
+    prog("qmail-local", 0o711),
+    prog("qmail-remote", 0o711),
+    prog("qmail-rspawn", 0o711),
+    prog("qmail-clean", 0o711),
+    prog("qmail-send", 0o711),
+    prog("qmail-popup", 0o711),
+    prog("checkpassword", 0o711),
+    prog("qmail-inject", 0o755),
+    prog("sendmail", 0o755),
+    prog("qmail-showctl", 0o755),
+    prog("qmail-qread", 0o755),
+    prog("qmail-qstat", 0o755),
+    prog("qmail-tcpto", 0o755),
+    prog("qmail-tcpok", 0o755),
+    prog("qmail-pop3d", 0o755),
+    prog("qmail-smtpd", 0o755),
+    prog("maildirmake", 0o755),
+    prog("tcpserver", 0o755),
+    prog("tcprules", 0o755),
+    prog("tcprulescheck", 0o755),
+    prog("tcpclient", 0o755),
+    prog("rblsmtpd", 0o755),
+    prog("svscan", 0o755),
+    prog("supervise", 0o755),
+    prog("svc", 0o755),
+    prog("svstat", 0o755),
+    prog("svok", 0o755),
+    prog("multilog", 0o755),
+    prog("tai64n", 0o755),
+    prog("tai64nlocal", 0o755),
+    prog("setuidgid", 0o755),
+    prog("envuidgid", 0o755),
+    prog("envdir", 0o755),
+    prog("softlimit", 0o755),
+    prog("qmailctl", 0o755),
+];
+
+/// A directory (relative to the root) with owner, group and mode.
+struct Dir {
+    path: String,
+    owner: Owner,
+    group: &'static str,
+    mode: u32,
+}
+
+fn dirs() -> Vec<Dir> {
+    let d = |path: &str, owner, mode| Dir { path: path.to_string(), owner, group: "qmail", mode };
+    let mut v = vec![
+        d("", Owner::Root, 0o755),
+        d("bin", Owner::Root, 0o755),
+        d("control", Owner::Root, 0o755),
+        d("users", Owner::Root, 0o755),
+        d("doc", Owner::Root, 0o755),
+        d("boot", Owner::Root, 0o755),
+        d("supervise", Owner::Root, 0o755),
+        d("alias", Owner::User("alias"), 0o2755),
+        d("queue", Owner::User("qmailq"), 0o750),
+        d("queue/pid", Owner::User("qmailq"), 0o700),
+        d("queue/intd", Owner::User("qmailq"), 0o700),
+        d("queue/todo", Owner::User("qmailq"), 0o750),
+        d("queue/bounce", Owner::User("qmails"), 0o700),
+        d("queue/lock", Owner::User("qmailq"), 0o750),
+        d("queue/mess", Owner::User("qmailq"), 0o750),
+        d("queue/info", Owner::User("qmails"), 0o700),
+        d("queue/local", Owner::User("qmails"), 0o700),
+        d("queue/remote", Owner::User("qmails"), 0o700),
+    ];
+    for split in 0..23 {
+        v.push(d(&format!("queue/mess/{split}"), Owner::User("qmailq"), 0o750));
+        v.push(d(&format!("queue/info/{split}"), Owner::User("qmails"), 0o700));
+        v.push(d(&format!("queue/local/{split}"), Owner::User("qmails"), 0o700));
+        v.push(d(&format!("queue/remote/{split}"), Owner::User("qmails"), 0o700));
+    }
+    v
+}
+
+/// The run scripts installed under `supervise/` (the source tree's `supervise/`).
+const SUPERVISE: &[(&str, &str)] = &[
+    ("qmail-send/run", include_str!("../../../supervise/qmail-send/run")),
+    ("qmail-send/log/run", include_str!("../../../supervise/qmail-send/log/run")),
+];
+
+/// Resolves owner names to ids once. Without root every id is the caller's and no
+/// ownership is changed.
+struct Ids {
+    root: bool,
+}
+
+impl Ids {
+    fn uid(&self, o: Owner) -> io::Result<Option<Uid>> {
+        if !self.root {
+            return Ok(None);
+        }
+        match o {
+            Owner::Root => Ok(Some(Uid::from_raw(0))),
+            Owner::User(n) => qsys::ids::uid(n).map(Some).ok_or_else(|| io::Error::other(format!("no user {n}"))),
+        }
+    }
+    fn gid(&self, g: &str) -> io::Result<Option<Gid>> {
+        if !self.root {
+            return Ok(None);
+        }
+        qsys::ids::gid(g).map(Some).ok_or_else(|| io::Error::other(format!("no group {g}")))
+    }
+}
+
+fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> io::Result<T> {
+    r.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", what())))
+}
+
+/// Install (or upgrade) according to `opts`; returns the list of programs installed.
+pub fn install(opts: &Options) -> io::Result<Vec<String>> {
+    let ids = Ids { root: qsys::is_root() };
+    if ids.root {
+        ensure_accounts(&opts.root)?;
+    }
+    for d in dirs() {
+        let p = opts.root.join(&d.path);
+        match std::fs::create_dir(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return ctx(Err(e), || format!("unable to create {}", p.display())),
+        }
+        set_owner_mode(&p, ids.uid(d.owner)?, ids.gid(d.group)?, d.mode)?;
+    }
+    lock_files(&opts.root, &ids)?;
+    let installed = programs(opts, &ids)?;
+    supervise_scripts(&opts.root)?;
+    first_controls(opts)?;
+    alias_files(&opts.root, &ids)?;
+    Ok(installed)
+}
+
+fn set_owner_mode(p: &Path, uid: Option<Uid>, gid: Option<Gid>, mode: u32) -> io::Result<()> {
+    if uid.is_some() || gid.is_some() {
+        ctx(chown(p, uid, gid).map_err(io::Error::from), || format!("unable to chown {}", p.display()))?;
+    }
+    ctx(std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)), || format!("unable to chmod {}", p.display()))
+}
+
+fn lock_files(root: &Path, ids: &Ids) -> io::Result<()> {
+    let lock = root.join("queue/lock");
+    let tcpto = lock.join("tcpto");
+    if !tcpto.exists() {
+        std::fs::write(&tcpto, [0u8; 1024])?;
+    }
+    set_owner_mode(&tcpto, ids.uid(Owner::User("qmailr"))?, ids.gid("qmail")?, 0o644)?;
+    let mutex = lock.join("sendmutex");
+    if !mutex.exists() {
+        std::fs::write(&mutex, b"")?;
+    }
+    set_owner_mode(&mutex, ids.uid(Owner::User("qmails"))?, ids.gid("qmail")?, 0o600)?;
+    let trigger = lock.join("trigger");
+    if !trigger.exists() {
+        ctx(
+            nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(io::Error::from),
+            || "unable to make lock/trigger".into(),
+        )?;
+    }
+    set_owner_mode(&trigger, ids.uid(Owner::User("qmails"))?, ids.gid("qmail")?, 0o622)
+}
+
+fn programs(opts: &Options, ids: &Ids) -> io::Result<Vec<String>> {
+    let bin = opts.root.join("bin");
+    let same_dir = std::fs::canonicalize(&opts.source).ok() == std::fs::canonicalize(&bin).ok();
+    let mut done = Vec::new();
+    for p in PROGRAMS {
+        let src = opts.source.join(p.name);
+        let dst = bin.join(p.name);
+        if !same_dir {
+            if !src.is_file() {
+                continue;
+            }
+            let tmp = bin.join(format!(".{}.new", p.name));
+            let _ = std::fs::remove_file(&tmp);
+            ctx(std::fs::copy(&src, &tmp), || format!("unable to copy {}", src.display()))?;
+            // chown before chmod: chown clears the setuid bit.
+            set_owner_mode(&tmp, ids.uid(p.owner)?, ids.gid("qmail")?, p.mode)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            ctx(std::fs::rename(&tmp, &dst), || format!("unable to install {}", dst.display()))?;
+        } else if dst.is_file() {
+            set_owner_mode(&dst, ids.uid(p.owner)?, ids.gid("qmail")?, p.mode)?;
+        } else {
+            continue;
+        }
+        done.push(p.name.to_string());
+    }
+    Ok(done)
+}
+
+fn supervise_scripts(root: &Path) -> io::Result<()> {
+    for (rel, text) in SUPERVISE {
+        let p = root.join("supervise").join(rel);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&p, text)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// `me` minus its first label, or `me` itself when it has no dot (qmail's config-fast).
+fn default_domain(me: &str) -> &str {
+    me.split_once('.').map(|(_, rest)| rest).unwrap_or(me)
+}
+
+/// The last two labels of `me` (config-fast's plusdomain).
+fn plus_domain(me: &str) -> String {
+    let labels: Vec<&str> = me.split('.').collect();
+    let n = labels.len();
+    if n >= 2 { labels[n - 2..].join(".") } else { me.to_string() }
+}
+
+fn first_controls(opts: &Options) -> io::Result<()> {
+    let control = opts.root.join("control");
+    let me = opts.me.as_str();
+    let files = [
+        ("me", format!("{me}\n")),
+        ("locals", format!("{me}\n")),
+        ("rcpthosts", format!("{me}\n")),
+        ("defaultdomain", format!("{}\n", default_domain(me))),
+        ("plusdomain", format!("{}\n", plus_domain(me))),
+    ];
+    for (name, text) in files {
+        let p = control.join(name);
+        if !p.exists() {
+            qsys::fsync::write_atomic(&p, text.as_bytes(), 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+fn alias_files(root: &Path, ids: &Ids) -> io::Result<()> {
+    let alias = root.join("alias");
+    let (uid, gid) = (ids.uid(Owner::User("alias"))?, ids.gid("nofiles")?);
+    for name in [".qmail-postmaster", ".qmail-mailer-daemon", ".qmail-root"] {
+        let p = alias.join(name);
+        if !p.exists() {
+            std::fs::write(&p, b"")?;
+            set_owner_mode(&p, uid, gid, 0o644)?;
+        }
+    }
+    let maildir = alias.join("Maildir");
+    if !maildir.exists() {
+        for sub in ["", "tmp", "new", "cur"] {
+            let p = maildir.join(sub);
+            std::fs::create_dir_all(&p)?;
+            set_owner_mode(&p, uid, gid, 0o700)?;
+        }
+    }
+    Ok(())
+}
+
+/// Create the qmail groups and users that are missing (root only).
+fn ensure_accounts(root: &Path) -> io::Result<()> {
+    use std::process::Command;
+    for g in [qsys::ids::GROUP_QMAIL, qsys::ids::GROUP_NOFILES] {
+        if qsys::ids::gid(g).is_none() {
+            let ok = Command::new("groupadd").args(["-r", g]).status()?.success();
+            if !ok || qsys::ids::gid(g).is_none() {
+                return Err(io::Error::other(format!("unable to create group {g}")));
+            }
+        }
+    }
+    for u in qsys::ids::USERS {
+        if qsys::ids::uid(u).is_none() {
+            let home = if u == "alias" { root.join("alias") } else { root.to_path_buf() };
+            let status = Command::new("useradd")
+                .args(["-r", "-M", "-N", "-g", qsys::ids::primary_group(u), "-d"])
+                .arg(&home)
+                .args(["-s", "/usr/sbin/nologin", u])
+                .status()?;
+            if !status.success() || qsys::ids::uid(u).is_none() {
+                return Err(io::Error::other(format!("unable to create user {u}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_from_me() {
+        assert_eq!(default_domain("mx.example.org"), "example.org");
+        assert_eq!(default_domain("localhost"), "localhost");
+        assert_eq!(plus_domain("mx.cs.example.org"), "example.org");
+    }
+
+    #[test]
+    fn install_as_caller_is_idempotent_and_keeps_controls() {
+        if qsys::is_root() {
+            return; // the root path is covered by the end-to-end tests
+        }
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("qmail-send"), b"#!/bin/sh\n").unwrap();
+        let opts = Options { root: d.path().join("root"), source: src, me: "mx.example.org".into() };
+        std::fs::create_dir(&opts.root).unwrap();
+        let got = install(&opts).unwrap();
+        assert_eq!(got, vec!["qmail-send"]);
+        std::fs::write(opts.root.join("control/me"), "changed\n").unwrap();
+        install(&opts).unwrap();
+        assert_eq!(std::fs::read_to_string(opts.root.join("control/me")).unwrap(), "changed\n");
+        assert!(opts.root.join("queue/mess/22").is_dir());
+        assert_eq!(std::fs::metadata(opts.root.join("queue/lock/tcpto")).unwrap().len(), 1024);
+    }
+}
