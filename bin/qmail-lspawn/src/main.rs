@@ -1,0 +1,95 @@
+//! qmail-lspawn - schedule local deliveries
+//!
+//! SYNOPSIS
+//!     qmail-lspawn defaultdelivery
+//!
+//! DESCRIPTION
+//!     Started by qmail-start. Reads delivery commands from qmail-send on descriptor 0
+//!     and writes reports to descriptor 1 (the spawn protocol: one slot byte, the
+//!     message id `S/N`, the sender and the recipient, each NUL-terminated; reports are
+//!     the slot byte, K/Z/D and text). For each command it finds the user for the
+//!     recipient's local part (HOME/users/cdb, then the passwd database, then the
+//!     alias user with HOME/alias as home) and runs HOME/bin/qmail-local as that user
+//!     (one group, then the uid) with the message HOME/queue/mess/S/N on descriptor 0.
+//!     A recipient with an empty local part is accepted and discarded.
+//!
+//! USER
+//!     root (the one program that switches to recipients' uids; it refuses uid 0).
+//!     Not as root, every delivery runs as the caller.
+//!
+//! EXIT CODES
+//!     0 when qmail-send closes descriptor 0; 100 usage; 111 system failure.
+
+use spawn::lspawn;
+use spawn::serve::{Spawner, Start, serve};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+fn main() {
+    qsys::die::install_panic_hook("qmail-lspawn");
+    let fatal = |m: &str, code| -> ! { qsys::die::fatal("qmail-lspawn", m, code) };
+    let Some(default_delivery) = std::env::args().nth(1) else { fatal("usage: qmail-lspawn defaultdelivery", 100) };
+    let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory", 111));
+    if std::env::set_current_dir(home.join("queue/mess")).is_err() {
+        fatal("unable to switch to queue/mess", 111);
+    }
+    let root = qsys::is_root();
+    let qmailq = if root { qsys::ids::uid("qmailq").map(|u| u.as_raw()) } else { None };
+    let qmail_local = home.join("bin/qmail-local");
+    let mut start = |cmd: &spawn::protocol::Command, message: std::fs::File, out: std::os::fd::OwnedFd| -> Start {
+        let recipient = String::from_utf8_lossy(&cmd.recipient).into_owned();
+        let Some(at) = recipient.rfind('@') else {
+            return Start::Report(b'D', b"Sorry, address must include host name. (#5.1.3)".to_vec());
+        };
+        let (local, domain) = (&recipient[..at], &recipient[at + 1..]);
+        if local.is_empty() {
+            return Start::Report(b'K', Vec::new());
+        }
+        let a = match lspawn::lookup(&home, local) {
+            Ok(a) => a,
+            Err(lspawn::LookupError::Cdb) => return Start::Report(b'Z', b"Trouble reading users/cdb in qmail-lspawn.".to_vec()),
+            Err(lspawn::LookupError::NoAlias) => return Start::Report(b'Z', b"Unable to find alias user!".to_vec()),
+        };
+        if root && a.uid == 0 {
+            return Start::Report(b'Z', b"Not allowed to perform deliveries as root.".to_vec());
+        }
+        let Ok(err) = out.try_clone() else {
+            return Start::Report(b'Z', b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec());
+        };
+        let mut c = Command::new(&qmail_local);
+        c.arg("--")
+            .arg(&a.user)
+            .arg(&a.home)
+            .args([local, &a.dash, &a.ext, domain])
+            .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&cmd.sender))
+            .arg(&default_delivery)
+            .stdin(Stdio::from(message))
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        if root {
+            let (uid, gid) = (a.uid, a.gid);
+            // SAFETY: only async-signal-safe system calls run between fork and exec.
+            unsafe {
+                c.pre_exec(move || {
+                    let g = gid as libc::gid_t;
+                    if libc::setgroups(1, &g) != 0 || libc::setgid(g) != 0 || libc::setuid(uid as libc::uid_t) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if libc::getuid() == 0 {
+                        libc::_exit(113);
+                    }
+                    Ok(())
+                });
+            }
+        }
+        match c.spawn() {
+            Ok(child) => Start::Child(child),
+            Err(_) => Start::Report(b'Z', b"Unable to run qmail-local.".to_vec()),
+        }
+    };
+    let report = |status: std::process::ExitStatus, out: &[u8]| lspawn::report(status.code(), out);
+    let spawner = Spawner { start: &mut start, report: &report, truncate: 3000, message_owner: qmailq };
+    if let Err(e) = serve(spawner) {
+        fatal(&format!("lost connection to qmail-send: {e}"), 111);
+    }
+}

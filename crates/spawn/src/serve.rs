@@ -1,0 +1,161 @@
+//! The spawner loop shared by qmail-lspawn and qmail-rspawn (qmail's `spawn.c`).
+//!
+//! fd 0: commands from qmail-send; fd 1: reports to it. Working directory: `queue/mess`.
+//! On start one byte, the slot count, is written to fd 1. Each command's message
+//! `mess/S/N` is opened and checked (a regular file; owned by qmailq when running as
+//! root), a child is started with it on fd 0 and a pipe on fds 1 and 2, and the child's
+//! output (truncated to `truncate` bytes) becomes the report once the pipe closes and the
+//! child is reaped. EOF on fd 0 ends the loop after the last child.
+
+use crate::protocol::{self, Command, SLOTS};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, ExitStatus};
+
+/// What the kind-specific starter decided for one command.
+pub enum Start {
+    /// A running child (it holds the pipe's write end; the parent keeps none).
+    Child(Child),
+    /// An answer without running anything (status letter and text).
+    Report(u8, Vec<u8>),
+}
+
+/// The parts that differ between qmail-lspawn and qmail-rspawn.
+pub struct Spawner<'a> {
+    /// Start a delivery: the command, the open message, and the write end of the output
+    /// pipe (to become the child's fds 1 and 2).
+    pub start: &'a mut dyn FnMut(&Command, File, OwnedFd) -> Start,
+    /// Turn a child's exit status and output into a report (letter, text).
+    pub report: &'a dyn Fn(ExitStatus, &[u8]) -> (u8, Vec<u8>),
+    /// Longest output kept (qmail-lspawn: 3000 bytes).
+    pub truncate: usize,
+    /// Required owner of message files (qmailq), when known.
+    pub message_owner: Option<u32>,
+}
+
+struct Running {
+    child: Child,
+    out: File,
+    output: Vec<u8>,
+}
+
+/// Output truncated the way qmail-lspawn does it.
+fn truncated(mut output: Vec<u8>, max: usize) -> Vec<u8> {
+    if output.len() > max {
+        output.truncate(max);
+        output.extend_from_slice(b"\nError report too long, sorry.\n");
+    }
+    output
+}
+
+fn open_message(messid: &str, owner: Option<u32>) -> Result<File, (u8, Vec<u8>)> {
+    let f = File::open(messid).map_err(|_| (b'Z', b"qmail-spawn unable to open message. (#4.3.0)".to_vec()))?;
+    let m = f.metadata().map_err(|_| (b'Z', b"qmail-spawn unable to open message. (#4.3.0)".to_vec()))?;
+    if !m.is_file() {
+        return Err((b'Z', b"Sorry, message has wrong type. (#4.3.5)".to_vec()));
+    }
+    if owner.is_some_and(|o| o != m.uid()) {
+        return Err((b'Z', b"Sorry, message has wrong owner. (#4.3.5)".to_vec()));
+    }
+    Ok(f)
+}
+
+/// Run the spawner until qmail-send closes fd 0 and every child is done.
+pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
+    // SAFETY: fds 0 and 1 are this process's command and report pipes for its whole life.
+    let (mut input, mut output) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
+    output.write_all(&[SLOTS])?;
+    let mut inbuf = Vec::new();
+    let mut running: HashMap<u8, Running> = HashMap::new();
+    let mut input_open = true;
+    let mut chunk = vec![0u8; 16 * 1024];
+    while input_open || !running.is_empty() {
+        let slots: Vec<u8> = running.keys().copied().collect();
+        let mut fds: Vec<PollFd> = Vec::with_capacity(slots.len() + 1);
+        if input_open {
+            fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
+        }
+        for s in &slots {
+            if let Some(r) = running.get(s) {
+                fds.push(PollFd::new(r.out.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        let (input_ready, child_ready) = if input_open { (ready[0], &ready[1..]) } else { (false, &ready[..]) };
+
+        for (i, s) in slots.iter().enumerate() {
+            if !child_ready[i] {
+                continue;
+            }
+            let Some(r) = running.get_mut(s) else { continue };
+            let n = match r.out.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            if n > 0 {
+                if r.output.len() < sp.truncate + 1 {
+                    r.output.extend_from_slice(&chunk[..n]);
+                }
+                continue;
+            }
+            if let Some(mut done) = running.remove(s) {
+                let status = done.child.wait()?;
+                let (letter, text) = (sp.report)(status, &truncated(std::mem::take(&mut done.output), sp.truncate));
+                output.write_all(&protocol::encode_report(*s, letter, &text))?;
+            }
+        }
+
+        if input_ready {
+            let n = match input.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                input_open = false;
+            }
+            inbuf.extend_from_slice(&chunk[..n]);
+            while let Some(cmd) = protocol::take_command(&mut inbuf) {
+                let cmd = match cmd {
+                    Ok(c) => c,
+                    Err(slot) => {
+                        output.write_all(&protocol::encode_report(slot, b'D', b"Internal error: messid has unexpected format. (#5.3.5)"))?;
+                        continue;
+                    }
+                };
+                if cmd.slot >= SLOTS || running.contains_key(&cmd.slot) {
+                    output.write_all(&protocol::encode_report(cmd.slot, b'Z', b"Internal error: delnum in use. (#4.3.5)"))?;
+                    continue;
+                }
+                let message = match open_message(&cmd.messid, sp.message_owner) {
+                    Ok(f) => f,
+                    Err((letter, text)) => {
+                        output.write_all(&protocol::encode_report(cmd.slot, letter, &text))?;
+                        continue;
+                    }
+                };
+                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                match (sp.start)(&cmd, message, w) {
+                    Start::Child(child) => {
+                        running.insert(cmd.slot, Running { child, out: File::from(r), output: Vec::new() });
+                    }
+                    Start::Report(letter, text) => {
+                        output.write_all(&protocol::encode_report(cmd.slot, letter, &text))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
