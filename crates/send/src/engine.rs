@@ -1,0 +1,794 @@
+//! qmail-send's event loop.
+//!
+//! Descriptors (set up by qmail-start): 0 log; 1/2 to/from qmail-lspawn; 3/4 to/from
+//! qmail-rspawn; 5/6 to/from qmail-clean. Working state lives in the queue exactly as
+//! qmail keeps it, so qmail's tools and a restart see the same thing:
+//!
+//! - todo/N is preprocessed in batches (at most [`TODO_BATCH`] per loop turn, so a
+//!   flood of new mail never starves deliveries: the "silly qmail syndrome"): info/N,
+//!   local/N and remote/N are written and fsynced, their directories fsynced, and only
+//!   then does qmail-clean remove todo/N and intd/N.
+//! - Each channel file is read once per pass into memory; deliveries are fed to the
+//!   spawner while slots are free; a finished recipient's `T` is overwritten with `D`.
+//!   When a pass ends with recipients left, the marks are fsynced and the file's mtime
+//!   set to the next retry time (so a restart keeps the schedule).
+//! - A permanent failure is appended to bounce/N and fsynced before the recipient is
+//!   marked done; when both channels are finished the bounce is injected, `end msg N`
+//!   logged, info/N removed, and qmail-clean asked to remove mess/N.
+//!
+//! Signals: TERM stops new work and exits when the running deliveries are done; ALRM
+//! makes every queued message due now; HUP rereads the control files.
+
+use crate::bounce;
+use crate::config::Config;
+use crate::schedule::next_retry;
+use control::Controls;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use queue::layout::{Channel, Layout, parse_id};
+use spawn::protocol::{self, Command};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, FromRawFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Most todo entries preprocessed per loop turn.
+pub const TODO_BATCH: usize = 32;
+/// Seconds between todo scans when no trigger arrives.
+pub const TODO_RESCAN: u64 = 300;
+/// Seconds before retrying a failed bounce injection or a failed preprocessing.
+pub const SYSFAIL_RETRY: u64 = 123;
+
+struct Msg {
+    sender: String,
+    birth: u64,
+    open: [bool; 2],
+}
+
+struct Job {
+    file: File,
+    records: Vec<(u64, String)>,
+    next: usize,
+    inflight: usize,
+    remaining: usize,
+    dying: bool,
+    retry: u64,
+}
+
+struct Slot {
+    id: u64,
+    offset: u64,
+    recipient: String,
+    delnum: u64,
+}
+
+struct Chan {
+    to: File,
+    from: File,
+    outbuf: Vec<u8>,
+    inbuf: Vec<u8>,
+    slots: Vec<Option<Slot>>,
+    used: usize,
+    limit: usize,
+    max: usize,
+}
+
+pub struct Engine {
+    layout: Layout,
+    controls: Controls,
+    cfg: Config,
+    log: File,
+    chans: [Chan; 2],
+    clean_to: File,
+    clean_from: File,
+    msgs: HashMap<u64, Msg>,
+    heap: [BinaryHeap<Reverse<(u64, u64)>>; 2],
+    jobs: HashMap<(u64, usize), Job>,
+    feeding: [Option<u64>; 2],
+    todo: VecDeque<u64>,
+    todo_set: HashSet<u64>,
+    todo_scan_at: u64,
+    finishing: BinaryHeap<Reverse<(u64, u64)>>,
+    delnum: u64,
+    term: bool,
+    qmail_queue: PathBuf,
+}
+
+fn fd(n: i32) -> File {
+    // SAFETY: qmail-start hands qmail-send descriptors 0-6; each is owned here once.
+    unsafe { File::from_raw_fd(n) }
+}
+
+/// qmail's `logsafe`: newline becomes `/`, unprintable bytes `_`.
+pub fn logsafe(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'\n' => '/',
+            33..=126 if b != b'%' => b as char,
+            _ => '_',
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Take over descriptors 0-6 and the queue of `home`.
+    pub fn new(home: &Path) -> io::Result<Engine> {
+        let controls = Controls::new(home);
+        let cfg = Config::load(&controls)?;
+        let mut chans = [Chan::new(fd(1), fd(2)), Chan::new(fd(3), fd(4))];
+        for c in chans.iter_mut() {
+            let mut b = [0u8; 1];
+            c.from.read_exact(&mut b).map_err(|_| io::Error::other("hath the daemon spawn no fire?"))?;
+            c.max = usize::from(b[0]);
+        }
+        let mut e = Engine {
+            layout: Layout::new(home),
+            controls,
+            cfg,
+            log: fd(0),
+            chans,
+            clean_to: fd(5),
+            clean_from: fd(6),
+            msgs: HashMap::new(),
+            heap: [BinaryHeap::new(), BinaryHeap::new()],
+            jobs: HashMap::new(),
+            feeding: [None, None],
+            todo: VecDeque::new(),
+            todo_set: HashSet::new(),
+            todo_scan_at: 0,
+            finishing: BinaryHeap::new(),
+            delnum: 0,
+            term: false,
+            qmail_queue: queue::client::program(home),
+        };
+        e.apply_concurrency();
+        Ok(e)
+    }
+
+    fn apply_concurrency(&mut self) {
+        for (i, c) in self.chans.iter_mut().enumerate() {
+            c.limit = (self.cfg.concurrency[i] as usize).min(c.max);
+        }
+    }
+
+    fn log(&mut self, line: &str) {
+        let mut l = String::with_capacity(line.len() + 1);
+        l.push_str(line);
+        l.push('\n');
+        let _ = self.log.write_all(l.as_bytes());
+    }
+
+    fn log_status(&mut self) {
+        let s = format!(
+            "status: local {}/{} remote {}/{}",
+            self.chans[0].used, self.chans[0].limit, self.chans[1].used, self.chans[1].limit
+        );
+        self.log(&s);
+    }
+
+    /// Ask qmail-clean to remove `what/N` (`todo` or `foop`); true if it did.
+    fn clean(&mut self, what: &str, id: u64) -> bool {
+        let cmd = format!("{what}/{id}\0");
+        if self.clean_to.write_all(cmd.as_bytes()).is_err() {
+            self.log("alert: oh no! lost qmail-clean connection! dying...");
+            std::process::exit(111);
+        }
+        let mut b = [0u8; 1];
+        if self.clean_from.read_exact(&mut b).is_err() {
+            self.log("alert: oh no! lost qmail-clean connection! dying...");
+            std::process::exit(111);
+        }
+        b[0] == b'+'
+    }
+
+    /// Load the queue as it is on disk: every info/N with its channel files, then todo/.
+    pub fn scan_queue(&mut self) -> io::Result<()> {
+        let now = qsys::now();
+        for split in 0..queue::SPLIT {
+            let dir = self.layout.dir.join(format!("info/{split}"));
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let Some(id) = parse_id(&entry.file_name()) else { continue };
+                if self.layout.todo(id).exists() {
+                    continue; // preprocessing will redo it
+                }
+                let Ok(data) = std::fs::read(entry.path()) else { continue };
+                let birth = mtime(&entry.path()).unwrap_or(now);
+                let sender = sender_of(&data);
+                let mut open = [false; 2];
+                for c in Channel::ALL {
+                    if let Some(t) = mtime(&self.layout.chan(c, id)) {
+                        open[c as usize] = true;
+                        self.heap[c as usize].push(Reverse((t, id)));
+                    }
+                }
+                if !open.iter().any(|&o| o) {
+                    self.finishing.push(Reverse((now, id)));
+                }
+                self.msgs.insert(id, Msg { sender, birth, open });
+            }
+        }
+        self.scan_todo();
+        Ok(())
+    }
+
+    fn scan_todo(&mut self) {
+        self.todo_scan_at = qsys::now() + TODO_RESCAN;
+        let Ok(rd) = std::fs::read_dir(self.layout.dir.join("todo")) else {
+            self.log("warning: unable to read todo directory");
+            return;
+        };
+        let mut ids: Vec<u64> = rd.filter_map(|e| e.ok().and_then(|e| parse_id(&e.file_name()))).collect();
+        ids.sort_unstable();
+        for id in ids {
+            if self.todo_set.insert(id) {
+                self.todo.push_back(id);
+            }
+        }
+    }
+
+    /// Preprocess up to TODO_BATCH entries of todo/.
+    fn do_todo(&mut self) {
+        let mut done = Vec::new();
+        let mut dirs: HashSet<PathBuf> = HashSet::new();
+        while done.len() < TODO_BATCH {
+            let Some(id) = self.todo.pop_front() else { break };
+            match self.preprocess(id) {
+                Ok(Some(msg)) => {
+                    for d in ["info", "local", "remote"] {
+                        dirs.insert(self.layout.dir.join(format!("{d}/{}", id % queue::SPLIT)));
+                    }
+                    done.push((id, msg));
+                }
+                Ok(None) => {
+                    self.todo_set.remove(&id);
+                }
+                Err(e) => {
+                    self.log(&format!("warning: trouble preprocessing todo/{id}: {}", logsafe(&e.to_string())));
+                    // leave it for the next scan
+                    self.todo_set.remove(&id);
+                    self.todo_scan_at = self.todo_scan_at.min(qsys::now() + SYSFAIL_RETRY);
+                }
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        for d in &dirs {
+            if let Err(e) = qsys::fsync::sync_dir(d) {
+                self.log(&format!("warning: unable to sync {}: {e}", d.display()));
+                for (id, _) in &done {
+                    self.todo_set.remove(id);
+                }
+                return;
+            }
+        }
+        let now = qsys::now();
+        for (id, msg) in done {
+            self.todo_set.remove(&id);
+            if !self.clean("todo", id) {
+                self.log(&format!("warning: qmail-clean unable to clean up todo/{id}"));
+            }
+            for c in Channel::ALL {
+                if msg.open[c as usize] {
+                    self.heap[c as usize].push(Reverse((now, id)));
+                }
+            }
+            if !msg.open.iter().any(|&o| o) {
+                self.finishing.push(Reverse((now, id)));
+            }
+            self.msgs.insert(id, msg);
+        }
+    }
+
+    /// todo/N -> info/N, local/N, remote/N, each fsynced. `Ok(None)`: nothing to do.
+    fn preprocess(&mut self, id: u64) -> io::Result<Option<Msg>> {
+        let todo = match std::fs::read(self.layout.todo(id)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bytes = match std::fs::metadata(self.layout.mess(id)) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.log(&format!("warning: todo/{id} has no message; removing it"));
+                self.clean("todo", id);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let records = queue::envelope::records(&todo).map_err(|_| io::Error::other("truncated todo file"))?;
+        for p in [self.layout.info(id), self.layout.chan(Channel::Local, id), self.layout.chan(Channel::Remote, id)] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (mut uid, mut pid, mut sender) = (String::new(), String::new(), None);
+        let mut lists: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        for r in &records {
+            let v = String::from_utf8_lossy(&r.value).into_owned();
+            match r.kind {
+                b'u' => uid = v,
+                b'p' => pid = v,
+                b'F' => sender = Some(v),
+                b'T' => {
+                    let (c, addr) = self.cfg.rewrite(&v);
+                    let l = &mut lists[c as usize];
+                    l.push(b'T');
+                    l.extend_from_slice(addr.as_bytes());
+                    l.push(0);
+                }
+                _ => return Err(io::Error::other("unknown record in todo file")),
+            }
+        }
+        let sender = sender.ok_or_else(|| io::Error::other("todo file has no sender"))?;
+        let mut info = b"F".to_vec();
+        info.extend_from_slice(sender.as_bytes());
+        info.push(0);
+        write_new(&self.layout.info(id), &info)?;
+        self.log(&format!("new msg {id}"));
+        self.log(&format!("info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}", logsafe(&sender)));
+        let mut open = [false; 2];
+        for c in Channel::ALL {
+            if !lists[c as usize].is_empty() {
+                write_new(&self.layout.chan(c, id), &lists[c as usize])?;
+                open[c as usize] = true;
+            }
+        }
+        Ok(Some(Msg { sender, birth: qsys::now(), open }))
+    }
+
+    /// Start deliveries on channel `c` while it has free slots and due work.
+    fn dispatch(&mut self, c: usize) {
+        let now = qsys::now();
+        let mut started = false;
+        while self.chans[c].used < self.chans[c].limit {
+            let id = match self.feeding[c] {
+                Some(id) => id,
+                None => {
+                    let Some(&Reverse((t, id))) = self.heap[c].peek() else { break };
+                    if t > now {
+                        break;
+                    }
+                    self.heap[c].pop();
+                    if self.jobs.contains_key(&(id, c)) || !self.msgs.contains_key(&id) {
+                        continue;
+                    }
+                    if !self.open_job(id, c, now) {
+                        continue;
+                    }
+                    self.feeding[c] = Some(id);
+                    id
+                }
+            };
+            let Some(job) = self.jobs.get_mut(&(id, c)) else {
+                self.feeding[c] = None;
+                continue;
+            };
+            if job.next >= job.records.len() {
+                self.feeding[c] = None;
+                if job.inflight == 0 {
+                    self.close_job(id, c);
+                }
+                continue;
+            }
+            let (offset, recipient) = job.records[job.next].clone();
+            job.next += 1;
+            job.inflight += 1;
+            let sender = self.msgs.get(&id).map(|m| m.sender.clone()).unwrap_or_default();
+            let chan = &mut self.chans[c];
+            let Some(slot) = chan.slots.iter().position(Option::is_none) else { break };
+            self.delnum += 1;
+            let delnum = self.delnum;
+            chan.slots[slot] = Some(Slot { id, offset, recipient: recipient.clone(), delnum });
+            chan.used += 1;
+            let cmd = Command {
+                slot: slot as u8,
+                messid: Layout::messid(id),
+                sender: protocol::verp_sender(sender.as_bytes(), recipient.as_bytes()),
+                recipient: recipient.clone().into_bytes(),
+            };
+            chan.outbuf.extend_from_slice(&protocol::encode_command(&cmd));
+            let name = Channel::ALL[c].name();
+            self.log(&format!("starting delivery {delnum}: msg {id} to {name} {}", logsafe(&recipient)));
+            started = true;
+        }
+        if started {
+            self.log_status();
+        }
+    }
+
+    /// Read channel file `c` of message `id` into a job. False if there is nothing to do.
+    fn open_job(&mut self, id: u64, c: usize, now: u64) -> bool {
+        let path = self.layout.chan(Channel::ALL[c], id);
+        let file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(_) => {
+                self.channel_finished(id, c);
+                return false;
+            }
+        };
+        let mut data = Vec::new();
+        if (&file).read_to_end(&mut data).is_err() {
+            self.heap[c].push(Reverse((now + SYSFAIL_RETRY, id)));
+            return false;
+        }
+        let records: Vec<(u64, String)> = queue::envelope::records(&data)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.kind == b'T')
+            .map(|r| (r.offset as u64, String::from_utf8_lossy(&r.value).into_owned()))
+            .collect();
+        let Some(msg) = self.msgs.get(&id) else { return false };
+        let dying = now > msg.birth + self.cfg.queuelifetime;
+        let retry = next_retry(msg.birth, now, c);
+        let remaining = records.len();
+        self.jobs.insert((id, c), Job { file, records, next: 0, inflight: 0, remaining, dying, retry });
+        true
+    }
+
+    /// A pass over a channel file is over: remove it if every recipient is done,
+    /// otherwise make the marks durable and schedule the next pass.
+    fn close_job(&mut self, id: u64, c: usize) {
+        let Some(job) = self.jobs.remove(&(id, c)) else { return };
+        if self.feeding[c] == Some(id) {
+            self.feeding[c] = None;
+        }
+        let path = self.layout.chan(Channel::ALL[c], id);
+        if job.remaining == 0 {
+            drop(job.file);
+            let _ = std::fs::remove_file(&path);
+            self.channel_finished(id, c);
+            return;
+        }
+        if let Err(e) = job.file.sync_all() {
+            self.log(&format!("warning: trouble syncing {}: {e}", path.display()));
+        }
+        let t = nix::sys::time::TimeSpec::new(job.retry as i64, 0);
+        let _ = nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        );
+        self.heap[c].push(Reverse((job.retry, id)));
+    }
+
+    fn channel_finished(&mut self, id: u64, c: usize) {
+        if let Some(m) = self.msgs.get_mut(&id) {
+            m.open[c] = false;
+            if !m.open.iter().any(|&o| o) {
+                self.finishing.push(Reverse((qsys::now(), id)));
+            }
+        }
+    }
+
+    /// Read and act on spawner reports for channel `c`.
+    fn read_reports(&mut self, c: usize) -> io::Result<()> {
+        let mut buf = [0u8; 16 * 1024];
+        let n = match self.chans[c].from.read(&mut buf) {
+            Ok(0) => return Err(io::Error::other("spawner died")),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.chans[c].inbuf.extend_from_slice(&buf[..n]);
+        while let Some(r) = protocol::take_report(&mut self.chans[c].inbuf) {
+            self.handle_report(c, r);
+        }
+        Ok(())
+    }
+
+    fn handle_report(&mut self, c: usize, r: protocol::Report) {
+        let chan = &mut self.chans[c];
+        let Some(slot) = chan.slots.get_mut(usize::from(r.slot)).and_then(Option::take) else {
+            self.log(&format!("warning: internal error: delivery report out of range: slot {}", r.slot));
+            return;
+        };
+        chan.used -= 1;
+        let text = String::from_utf8_lossy(&r.text).into_owned();
+        let dying = self.jobs.get(&(slot.id, c)).is_some_and(|j| j.dying);
+        let (status, text) = match r.status {
+            b'Z' if dying => (b'D', format!("{text}I'm not going to try again; this message has been in the queue too long.\n")),
+            b'K' | b'Z' | b'D' => (r.status, text),
+            _ => (b'Z', "report mangled, will defer".into()),
+        };
+        match status {
+            b'K' => {
+                self.log(&format!("delivery {}: success: {}", slot.delnum, logsafe(&text)));
+                self.mark_done(slot.id, c, slot.offset);
+            }
+            b'D' => {
+                self.log(&format!("delivery {}: failure: {}", slot.delnum, logsafe(&text)));
+                if self.add_bounce(slot.id, &slot.recipient, text.as_bytes()) {
+                    self.mark_done(slot.id, c, slot.offset);
+                }
+            }
+            _ => self.log(&format!("delivery {}: deferral: {}", slot.delnum, logsafe(&text))),
+        }
+        self.log_status();
+        if let Some(job) = self.jobs.get_mut(&(slot.id, c)) {
+            job.inflight -= 1;
+            if job.inflight == 0 && job.next >= job.records.len() {
+                self.close_job(slot.id, c);
+            }
+        }
+    }
+
+    fn mark_done(&mut self, id: u64, c: usize, offset: u64) {
+        if let Some(job) = self.jobs.get_mut(&(id, c)) {
+            job.remaining -= 1;
+            if job.remaining > 0 && job.file.write_all_at(b"D", offset).is_err() {
+                self.log(&format!("warning: trouble marking {}; message will be delivered twice!", self.layout.chan(Channel::ALL[c], id).display()));
+            }
+        }
+    }
+
+    /// Append a failure record to bounce/N, durably. False if that failed (the
+    /// recipient then stays undelivered and is tried again).
+    fn add_bounce(&mut self, id: u64, recipient: &str, text: &[u8]) -> bool {
+        let rec = bounce::record(&self.cfg.strip_prepend(recipient), text);
+        let r = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(self.layout.bounce(id))
+            .and_then(|mut f| f.write_all(&rec).and_then(|_| f.sync_all()));
+        match r.and_then(|_| qsys::fsync::sync_dir(&self.layout.dir.join("bounce"))) {
+            Ok(()) => true,
+            Err(e) => {
+                self.log(&format!("alert: unable to append to bounce message: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Finish messages whose channels are all done: bounce, log, remove.
+    fn finish_messages(&mut self) {
+        let now = qsys::now();
+        while let Some(&Reverse((t, id))) = self.finishing.peek() {
+            if t > now {
+                break;
+            }
+            self.finishing.pop();
+            if !self.finish(id) {
+                self.finishing.push(Reverse((now + SYSFAIL_RETRY, id)));
+            }
+        }
+    }
+
+    fn finish(&mut self, id: u64) -> bool {
+        let Some(msg) = self.msgs.get(&id) else { return true };
+        let sender = msg.sender.clone();
+        let bounce_path = self.layout.bounce(id);
+        match std::fs::read(&bounce_path) {
+            Ok(records) => {
+                let route = bounce::route(&self.cfg, &sender);
+                match &route {
+                    bounce::Route::Triple => self.log(&format!("triple bounce: discarding bounce/{id}")),
+                    bounce::Route::Single { to } | bounce::Route::Double { to } => {
+                        let from = if matches!(route, bounce::Route::Double { .. }) { "#@[]" } else { "" };
+                        let Ok(mut original) = File::open(self.layout.mess(id)) else { return false };
+                        let cfg = self.cfg.clone();
+                        let now = qsys::now();
+                        let r = queue::client::inject(&self.qmail_queue, from.as_bytes(), &[to.as_bytes()], |w| {
+                            bounce::write(w, &cfg, &route, &records, &sender, &mut original, now, id)
+                        });
+                        match r {
+                            Ok(qp) => self.log(&format!("bounce msg {id} qp {qp}")),
+                            Err(e) => {
+                                self.log(&format!("warning: unable to inject bounce message: {}", logsafe(&e.text)));
+                                return false;
+                            }
+                        }
+                    }
+                }
+                let _ = std::fs::remove_file(&bounce_path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return false,
+        }
+        self.log(&format!("end msg {id}"));
+        let _ = std::fs::remove_file(self.layout.info(id));
+        self.msgs.remove(&id);
+        if !self.clean("foop", id) {
+            self.log(&format!("warning: qmail-clean unable to clean up mess/{id}"));
+        }
+        true
+    }
+
+    fn inflight(&self) -> usize {
+        self.chans.iter().map(|c| c.used).sum()
+    }
+
+    /// The loop. Returns when TERM arrived and the last delivery is done.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGTERM, Signal::SIGALRM, Signal::SIGHUP] {
+            mask.add(s);
+        }
+        mask.thread_block()?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK)?;
+        // O_RDWR keeps a writer open, so the FIFO never reports hangup.
+        let trigger = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(self.layout.lock("trigger"))?;
+        self.log_status();
+        loop {
+            if self.term && self.inflight() == 0 {
+                self.log("status: exiting");
+                return Ok(());
+            }
+            if !self.term {
+                if qsys::now() >= self.todo_scan_at {
+                    self.scan_todo();
+                }
+                self.do_todo();
+                self.finish_messages();
+                for c in 0..2 {
+                    self.dispatch(c);
+                }
+            }
+            let timeout = self.timeout();
+            let mut fds = vec![
+                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(trigger.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.chans[0].from.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.chans[1].from.as_fd(), PollFlags::POLLIN),
+            ];
+            for c in &self.chans {
+                if !c.outbuf.is_empty() {
+                    fds.push(PollFd::new(c.to.as_fd(), PollFlags::POLLOUT));
+                }
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            if ready[0] {
+                while let Ok(Some(si)) = sigfd.read_signal() {
+                    match Signal::try_from(si.ssi_signo as i32) {
+                        Ok(Signal::SIGTERM) => {
+                            self.log("status: got TERM, finishing deliveries in progress");
+                            self.term = true;
+                        }
+                        Ok(Signal::SIGALRM) => self.everything_due_now(),
+                        Ok(Signal::SIGHUP) => self.reread_controls(),
+                        _ => {}
+                    }
+                }
+            }
+            if ready[1] {
+                let mut b = [0u8; 256];
+                while matches!((&trigger).read(&mut b), Ok(n) if n > 0) {}
+                self.todo_scan_at = 0;
+            }
+            for c in 0..2 {
+                if ready[2 + c] {
+                    if let Err(e) = self.read_reports(c) {
+                        self.log(&format!("alert: oh no! lost spawn connection! dying... ({e})"));
+                        return Err(e);
+                    }
+                }
+            }
+            for c in 0..2 {
+                self.flush_commands(c)?;
+            }
+        }
+    }
+
+    fn flush_commands(&mut self, c: usize) -> io::Result<()> {
+        let chan = &mut self.chans[c];
+        if chan.outbuf.is_empty() {
+            return Ok(());
+        }
+        match nix::unistd::write(&chan.to, &chan.outbuf) {
+            Ok(n) => {
+                chan.outbuf.drain(..n);
+                Ok(())
+            }
+            Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn timeout(&self) -> PollTimeout {
+        if !self.term && !self.todo.is_empty() {
+            return PollTimeout::ZERO;
+        }
+        let now = qsys::now();
+        let mut next = self.todo_scan_at;
+        for c in 0..2 {
+            if self.chans[c].used < self.chans[c].limit
+                && let Some(Reverse((t, _))) = self.heap[c].peek()
+            {
+                next = next.min(*t);
+            }
+        }
+        if let Some(Reverse((t, _))) = self.finishing.peek() {
+            next = next.min(*t);
+        }
+        let secs = next.saturating_sub(now).clamp(0, 3600);
+        let ms = if next <= now { 0 } else { secs * 1000 + 100 };
+        PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::NONE)
+    }
+
+    fn everything_due_now(&mut self) {
+        let now = qsys::now();
+        for h in self.heap.iter_mut() {
+            let items: Vec<_> = h.drain().map(|Reverse((_, id))| Reverse((now, id))).collect();
+            h.extend(items);
+        }
+        self.todo_scan_at = 0;
+        self.log("status: got ALRM, retrying now");
+    }
+
+    fn reread_controls(&mut self) {
+        match Config::load(&self.controls) {
+            Ok(cfg) => {
+                self.cfg = cfg;
+                self.apply_concurrency();
+                self.log("status: reread control files");
+            }
+            Err(e) => self.log(&format!("alert: unable to reread controls: {e}")),
+        }
+    }
+}
+
+impl Chan {
+    fn new(to: File, from: File) -> Chan {
+        let _ = nix::fcntl::fcntl(&to, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        Chan {
+            to,
+            from,
+            outbuf: Vec::new(),
+            inbuf: Vec::new(),
+            slots: (0..usize::from(protocol::SLOTS)).map(|_| None).collect(),
+            used: 0,
+            limit: 0,
+            max: 0,
+        }
+    }
+}
+
+fn mtime(p: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| m.mtime().max(0) as u64)
+}
+
+fn sender_of(info: &[u8]) -> String {
+    let r = queue::envelope::records(info).unwrap_or_default();
+    r.iter()
+        .find(|r| r.kind == b'F')
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .unwrap_or_default()
+}
+
+/// Create `path` (0600) with `data` and fsync it.
+fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logsafe_matches_qmail() {
+        assert_eq!(logsafe("a b\nc%d"), "a_b/c_d");
+    }
+}
