@@ -17,6 +17,10 @@ fn main() {
         qsys::die::fatal("maildirmake", "usage: maildirmake name", 100)
     };
     if let Err(e) = delivery::maildir::make(std::path::Path::new(dir)) {
-        qsys::die::fatal("maildirmake", &format!("unable to make {}: {e}", dir.to_string_lossy()), 111)
+        qsys::die::fatal(
+            "maildirmake",
+            &format!("unable to make {}: {e}", dir.to_string_lossy()),
+            111,
+        )
     }
 }

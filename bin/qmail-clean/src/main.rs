@@ -30,7 +30,9 @@ fn unlink(p: &Path) -> bool {
 
 fn clean_pid_dir(layout: &queue::Layout) {
     let now = qsys::now() as i64;
-    let Ok(rd) = std::fs::read_dir(layout.dir.join("pid")) else { return };
+    let Ok(rd) = std::fs::read_dir(layout.dir.join("pid")) else {
+        return;
+    };
     for e in rd.flatten() {
         if let Ok(m) = e.metadata()
             && m.atime() + (queue::layout::OSSIFIED as i64) < now
@@ -42,7 +44,9 @@ fn clean_pid_dir(layout: &queue::Layout) {
 
 fn main() {
     qsys::die::install_panic_hook("qmail-clean");
-    let home = qsys::home().unwrap_or_else(|_| qsys::die::fatal("qmail-clean", "unable to find my home directory", 111));
+    let home = qsys::home().unwrap_or_else(|_| {
+        qsys::die::fatal("qmail-clean", "unable to find my home directory", 111)
+    });
     let layout = queue::Layout::new(&home);
     clean_pid_dir(&layout);
     let mut input = BufReader::new(std::io::stdin().lock());
@@ -61,13 +65,23 @@ fn main() {
         }
         let text = String::from_utf8_lossy(cmd.strip_suffix(b"\0").unwrap_or(&cmd)).into_owned();
         let reply = match text.split_once('/') {
-            Some((kind, id)) if text.len() <= 100 && (kind == "foop" || kind == "todo") => match queue::layout::parse_id(std::ffi::OsStr::new(id)) {
-                Some(id) => {
-                    let second = if kind == "foop" { layout.mess(id) } else { layout.todo(id) };
-                    if unlink(&layout.intd(id)) && unlink(&second) { b'+' } else { b'!' }
+            Some((kind, id)) if text.len() <= 100 && (kind == "foop" || kind == "todo") => {
+                match queue::layout::parse_id(std::ffi::OsStr::new(id)) {
+                    Some(id) => {
+                        let second = if kind == "foop" {
+                            layout.mess(id)
+                        } else {
+                            layout.todo(id)
+                        };
+                        if unlink(&layout.intd(id)) && unlink(&second) {
+                            b'+'
+                        } else {
+                            b'!'
+                        }
+                    }
+                    None => b'x',
                 }
-                None => b'x',
-            },
+            }
             _ => b'x',
         };
         if out.write_all(&[reply]).and_then(|_| out.flush()).is_err() {

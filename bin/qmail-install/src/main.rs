@@ -27,7 +27,10 @@ use clap::Parser;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "qmail-install", about = "Install or upgrade the mail system into DIR")]
+#[command(
+    name = "qmail-install",
+    about = "Install or upgrade the mail system into DIR"
+)]
 struct Args {
     /// Installation root
     #[arg(long, default_value = "/var/qmail")]
@@ -63,7 +66,11 @@ fn main() {
     let opts = install::Options { root, source, me };
     match install::install(&opts) {
         Ok(progs) => {
-            println!("qmail-install: installed {} programs into {}", progs.len(), opts.root.display())
+            println!(
+                "qmail-install: installed {} programs into {}",
+                progs.len(),
+                opts.root.display()
+            )
         }
         Err(e) => fatal(e.to_string()),
     };

@@ -33,7 +33,11 @@ use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    qsys::die::fatal("qmail-local", "usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty", 100)
+    qsys::die::fatal(
+        "qmail-local",
+        "usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty",
+        100,
+    )
 }
 
 fn main() {
@@ -59,9 +63,29 @@ fn main() {
             args.push(a);
         }
     }
-    let [user, home, local, dash, ext, domain, sender, default_delivery] = <[String; 8]>::try_from(args).unwrap_or_else(|_| usage());
-    let r = Recipient { user, home: PathBuf::from(home), local, dash, ext, domain, sender, default_delivery };
-    let qmail_queue = qsys::home().map(|h| queue::client::program(&h)).unwrap_or_else(|_| PathBuf::from("qmail-queue"));
+    let [
+        user,
+        home,
+        local,
+        dash,
+        ext,
+        domain,
+        sender,
+        default_delivery,
+    ] = <[String; 8]>::try_from(args).unwrap_or_else(|_| usage());
+    let r = Recipient {
+        user,
+        home: PathBuf::from(home),
+        local,
+        dash,
+        ext,
+        domain,
+        sender,
+        default_delivery,
+    };
+    let qmail_queue = qsys::home()
+        .map(|h| queue::client::program(&h))
+        .unwrap_or_else(|_| PathBuf::from("qmail-queue"));
     // SAFETY: descriptor 0 is the message file for this process's whole life.
     let mut message = unsafe { File::from_raw_fd(0) };
     let outcome = deliver(&r, &mut message, &Env { qmail_queue }, dry_run);

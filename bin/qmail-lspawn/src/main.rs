@@ -28,18 +28,30 @@ use std::process::{Command, Stdio};
 fn main() {
     qsys::die::install_panic_hook("qmail-lspawn");
     let fatal = |m: &str, code| -> ! { qsys::die::fatal("qmail-lspawn", m, code) };
-    let Some(default_delivery) = std::env::args().nth(1) else { fatal("usage: qmail-lspawn defaultdelivery", 100) };
+    let Some(default_delivery) = std::env::args().nth(1) else {
+        fatal("usage: qmail-lspawn defaultdelivery", 100)
+    };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory", 111));
     if std::env::set_current_dir(home.join("queue/mess")).is_err() {
         fatal("unable to switch to queue/mess", 111);
     }
     let root = qsys::is_root();
-    let qmailq = if root { qsys::ids::uid("qmailq").map(|u| u.as_raw()) } else { None };
+    let qmailq = if root {
+        qsys::ids::uid("qmailq").map(|u| u.as_raw())
+    } else {
+        None
+    };
     let qmail_local = home.join("bin/qmail-local");
-    let mut start = |cmd: &spawn::protocol::Command, message: std::fs::File, out: std::os::fd::OwnedFd| -> Start {
+    let mut start = |cmd: &spawn::protocol::Command,
+                     message: std::fs::File,
+                     out: std::os::fd::OwnedFd|
+     -> Start {
         let recipient = String::from_utf8_lossy(&cmd.recipient).into_owned();
         let Some(at) = recipient.rfind('@') else {
-            return Start::Report(b'D', b"Sorry, address must include host name. (#5.1.3)".to_vec());
+            return Start::Report(
+                b'D',
+                b"Sorry, address must include host name. (#5.1.3)".to_vec(),
+            );
         };
         let (local, domain) = (&recipient[..at], &recipient[at + 1..]);
         if local.is_empty() {
@@ -47,14 +59,21 @@ fn main() {
         }
         let a = match lspawn::lookup(&home, local) {
             Ok(a) => a,
-            Err(lspawn::LookupError::Cdb) => return Start::Report(b'Z', b"Trouble reading users/cdb in qmail-lspawn.".to_vec()),
-            Err(lspawn::LookupError::NoAlias) => return Start::Report(b'Z', b"Unable to find alias user!".to_vec()),
+            Err(lspawn::LookupError::Cdb) => {
+                return Start::Report(b'Z', b"Trouble reading users/cdb in qmail-lspawn.".to_vec());
+            }
+            Err(lspawn::LookupError::NoAlias) => {
+                return Start::Report(b'Z', b"Unable to find alias user!".to_vec());
+            }
         };
         if root && a.uid == 0 {
             return Start::Report(b'Z', b"Not allowed to perform deliveries as root.".to_vec());
         }
         let Ok(err) = out.try_clone() else {
-            return Start::Report(b'Z', b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec());
+            return Start::Report(
+                b'Z',
+                b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec(),
+            );
         };
         let mut c = Command::new(&qmail_local);
         c.arg("--")
@@ -72,7 +91,10 @@ fn main() {
             unsafe {
                 c.pre_exec(move || {
                     let g = gid as libc::gid_t;
-                    if libc::setgroups(1, &g) != 0 || libc::setgid(g) != 0 || libc::setuid(uid as libc::uid_t) != 0 {
+                    if libc::setgroups(1, &g) != 0
+                        || libc::setgid(g) != 0
+                        || libc::setuid(uid as libc::uid_t) != 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                     if libc::getuid() == 0 {
@@ -88,7 +110,12 @@ fn main() {
         }
     };
     let report = |status: std::process::ExitStatus, out: &[u8]| lspawn::report(status.code(), out);
-    let spawner = Spawner { start: &mut start, report: &report, truncate: 3000, message_owner: qmailq };
+    let spawner = Spawner {
+        start: &mut start,
+        report: &report,
+        truncate: 3000,
+        message_owner: qmailq,
+    };
     if let Err(e) = serve(spawner) {
         fatal(&format!("lost connection to qmail-send: {e}"), 111);
     }

@@ -37,7 +37,9 @@ extern "C" fn on_alarm(_: libc::c_int) {
 
 fn main() {
     std::panic::set_hook(Box::new(|_| std::process::exit(81)));
-    let Ok(home) = qsys::home() else { std::process::exit(61) };
+    let Ok(home) = qsys::home() else {
+        std::process::exit(61)
+    };
     let layout = queue::Layout::new(&home);
     if !layout.dir.is_dir() {
         std::process::exit(62);
@@ -45,11 +47,17 @@ fn main() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
     // SAFETY: the handler only calls _exit.
     unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGALRM, nix::sys::signal::SigHandler::Handler(on_alarm));
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGALRM,
+            nix::sys::signal::SigHandler::Handler(on_alarm),
+        );
         libc::alarm(86_400);
     }
     let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name);
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name);
     let invoked = queue::qq::invoked_by(uid.as_raw(), name.as_deref());
     // SAFETY: descriptors 0 and 1 belong to this process for its whole life.
     let (mut message, mut envelope) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };

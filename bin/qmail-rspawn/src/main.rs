@@ -35,14 +35,27 @@ fn main() {
         Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
         _ => home.join("bin/qmail-remote"),
     };
-    let qmailq = if qsys::is_root() { qsys::ids::uid("qmailq").map(|u| u.as_raw()) } else { None };
-    let mut start = |cmd: &spawn::protocol::Command, message: std::fs::File, out: std::os::fd::OwnedFd| -> Start {
+    let qmailq = if qsys::is_root() {
+        qsys::ids::uid("qmailq").map(|u| u.as_raw())
+    } else {
+        None
+    };
+    let mut start = |cmd: &spawn::protocol::Command,
+                     message: std::fs::File,
+                     out: std::os::fd::OwnedFd|
+     -> Start {
         let Some(at) = cmd.recipient.iter().rposition(|&b| b == b'@') else {
-            return Start::Report(b'D', b"Sorry, address must include host name. (#5.1.3)".to_vec());
+            return Start::Report(
+                b'D',
+                b"Sorry, address must include host name. (#5.1.3)".to_vec(),
+            );
         };
         let host = String::from_utf8_lossy(&cmd.recipient[at + 1..]).into_owned();
         let Ok(err) = out.try_clone() else {
-            return Start::Report(b'Z', b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec());
+            return Start::Report(
+                b'Z',
+                b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec(),
+            );
         };
         use std::os::unix::ffi::OsStrExt;
         let child = Command::new(&remote)
@@ -58,8 +71,14 @@ fn main() {
             Err(_) => Start::Report(b'Z', b"Unable to run qmail-remote.".to_vec()),
         }
     };
-    let report = |status: std::process::ExitStatus, out: &[u8]| spawn::rspawn::report(status.code(), out);
-    let spawner = Spawner { start: &mut start, report: &report, truncate: 10_000, message_owner: qmailq };
+    let report =
+        |status: std::process::ExitStatus, out: &[u8]| spawn::rspawn::report(status.code(), out);
+    let spawner = Spawner {
+        start: &mut start,
+        report: &report,
+        truncate: 10_000,
+        message_owner: qmailq,
+    };
     if let Err(e) = serve(spawner) {
         fatal(&format!("lost connection to qmail-send: {e}"));
     }

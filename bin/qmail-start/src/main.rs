@@ -32,7 +32,8 @@ fn die(m: &str) -> ! {
 }
 
 fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|_| die("unable to create pipe"))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .unwrap_or_else(|_| die("unable to create pipe"))
 }
 
 /// Set up `c` to drop to `user` (one group: qmail's prot_gid + prot_uid) when root.
@@ -56,12 +57,18 @@ fn drop_to(c: &mut Command, user: Option<&str>) {
 
 fn start(bin: &Path, args: &[&str], user: Option<&str>, stdin: OwnedFd, stdout: OwnedFd) {
     let log = std::io::stdout().as_raw_fd();
-    let err = nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(log) }).unwrap_or_else(|_| die("unable to dup"));
+    let err = nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(log) })
+        .unwrap_or_else(|_| die("unable to dup"));
     let mut c = Command::new(bin);
-    c.args(args).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(err));
+    c.args(args)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(err));
     if qsys::is_root() && user.is_none() {
         // qmail-lspawn stays root but only in group qmail
-        let gid = qsys::ids::gid("qmail").unwrap_or_else(|| die("no group qmail")).as_raw();
+        let gid = qsys::ids::gid("qmail")
+            .unwrap_or_else(|| die("no group qmail"))
+            .as_raw();
         // SAFETY: only async-signal-safe system calls between fork and exec.
         unsafe {
             c.pre_exec(move || {
@@ -73,7 +80,8 @@ fn start(bin: &Path, args: &[&str], user: Option<&str>, stdin: OwnedFd, stdout: 
         }
     }
     drop_to(&mut c, user);
-    c.spawn().unwrap_or_else(|e| die(&format!("unable to start {}: {e}", bin.display())));
+    c.spawn()
+        .unwrap_or_else(|e| die(&format!("unable to start {}: {e}", bin.display())));
 }
 
 fn main() {
@@ -90,7 +98,8 @@ fn main() {
         let mut c = Command::new(&args[1]);
         c.args(&args[2..]).stdin(Stdio::from(r));
         drop_to(&mut c, Some("qmaill"));
-        c.spawn().unwrap_or_else(|e| die(&format!("unable to start logger: {e}")));
+        c.spawn()
+            .unwrap_or_else(|e| die(&format!("unable to start logger: {e}")));
         // our descriptor 1 becomes the logger pipe
         let w_raw = w.as_raw_fd();
         // SAFETY: dup2 onto descriptor 1, which this process owns.
@@ -99,7 +108,10 @@ fn main() {
         }
     }
     if !qsys::is_root() {
-        println!("status: qmail-start running as uid {}: every program runs as this one user", nix::unistd::getuid());
+        println!(
+            "status: qmail-start running as uid {}: every program runs as this one user",
+            nix::unistd::getuid()
+        );
     }
 
     let (l_in_r, l_in_w) = pipe();
@@ -108,13 +120,40 @@ fn main() {
     let (r_out_r, r_out_w) = pipe();
     let (c_in_r, c_in_w) = pipe();
     let (c_out_r, c_out_w) = pipe();
-    start(&bin.join("qmail-lspawn"), &[&default_delivery], None, l_in_r, l_out_w);
-    start(&bin.join("qmail-rspawn"), &[], Some("qmailr"), r_in_r, r_out_w);
-    start(&bin.join("qmail-clean"), &[], Some("qmailq"), c_in_r, c_out_w);
+    start(
+        &bin.join("qmail-lspawn"),
+        &[&default_delivery],
+        None,
+        l_in_r,
+        l_out_w,
+    );
+    start(
+        &bin.join("qmail-rspawn"),
+        &[],
+        Some("qmailr"),
+        r_in_r,
+        r_out_w,
+    );
+    start(
+        &bin.join("qmail-clean"),
+        &[],
+        Some("qmailq"),
+        c_in_r,
+        c_out_w,
+    );
 
     // Move our ends to high descriptors, then onto 0..6 for qmail-send.
-    let log = nix::fcntl::fcntl(std::io::stdout(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)).unwrap_or_else(|_| die("unable to dup"));
-    let ends = [log, l_in_w.as_raw_fd(), l_out_r.as_raw_fd(), r_in_w.as_raw_fd(), r_out_r.as_raw_fd(), c_in_w.as_raw_fd(), c_out_r.as_raw_fd()];
+    let log = nix::fcntl::fcntl(std::io::stdout(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+        .unwrap_or_else(|_| die("unable to dup"));
+    let ends = [
+        log,
+        l_in_w.as_raw_fd(),
+        l_out_r.as_raw_fd(),
+        r_in_w.as_raw_fd(),
+        r_out_r.as_raw_fd(),
+        c_in_w.as_raw_fd(),
+        c_out_r.as_raw_fd(),
+    ];
     let high: Vec<i32> = ends
         .iter()
         .map(|&fd| {

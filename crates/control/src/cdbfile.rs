@@ -29,7 +29,9 @@ impl Cdb {
         if meta.len() < EMPTY_CDB_LEN {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated cdb"));
         }
-        Ok(Some(Cdb { inner: Some(cdb::CDB::open(path)?) }))
+        Ok(Some(Cdb {
+            inner: Some(cdb::CDB::open(path)?),
+        }))
     }
 
     /// The first record for `key`.
@@ -84,7 +86,10 @@ mod tests {
         write(&p, recs, 0o644).unwrap();
         let db = Cdb::open(&p).unwrap().unwrap();
         assert_eq!(db.get(b"a").unwrap().unwrap(), b"1");
-        assert_eq!(db.get_all(b"a").unwrap(), vec![b"1".to_vec(), b"2".to_vec()]);
+        assert_eq!(
+            db.get_all(b"a").unwrap(),
+            vec![b"1".to_vec(), b"2".to_vec()]
+        );
         assert_eq!(db.get(b"").unwrap().unwrap(), b"wild");
         assert_eq!(db.get(b"b").unwrap(), None);
     }

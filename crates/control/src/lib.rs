@@ -37,12 +37,16 @@ fn trim_end(s: &str) -> &str {
 impl Controls {
     /// The controls of the installation rooted at `home` (`home/control`).
     pub fn new(home: &Path) -> Controls {
-        Controls { dir: home.join("control") }
+        Controls {
+            dir: home.join("control"),
+        }
     }
 
     /// Controls read from an arbitrary directory.
     pub fn in_dir(dir: &Path) -> Controls {
-        Controls { dir: dir.to_path_buf() }
+        Controls {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -75,7 +79,11 @@ impl Controls {
         Ok(self
             .line(name)?
             .and_then(|v| {
-                let digits: String = v.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+                let digits: String = v
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
                 digits.parse().ok()
             })
             .unwrap_or(default))
@@ -115,7 +123,8 @@ impl ConstMap {
     pub fn from_keys(lines: &[String]) -> ConstMap {
         let mut map = HashMap::new();
         for l in lines {
-            map.entry(l.to_ascii_lowercase()).or_insert_with(String::new);
+            map.entry(l.to_ascii_lowercase())
+                .or_insert_with(String::new);
         }
         ConstMap { map }
     }
@@ -125,7 +134,8 @@ impl ConstMap {
         let mut map = HashMap::new();
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {
-                map.entry(k.to_ascii_lowercase()).or_insert_with(|| v.to_string());
+                map.entry(k.to_ascii_lowercase())
+                    .or_insert_with(|| v.to_string());
             }
         }
         ConstMap { map }
@@ -199,15 +209,24 @@ mod tests {
     #[test]
     fn list_skips_comments_and_blank_lines() {
         let (_d, c) = ctl(&[("locals", "# comment\nexample.org\n\nEXAMPLE.net  \n")]);
-        assert_eq!(c.list("locals").unwrap().unwrap(), vec!["example.org", "EXAMPLE.net"]);
+        assert_eq!(
+            c.list("locals").unwrap().unwrap(),
+            vec!["example.org", "EXAMPLE.net"]
+        );
     }
 
     #[test]
     fn line_or_me_falls_back() {
         let (_d, c) = ctl(&[("me", "host.example\n")]);
-        assert_eq!(c.line_or_me("bouncehost", "bouncehost").unwrap(), "host.example");
+        assert_eq!(
+            c.line_or_me("bouncehost", "bouncehost").unwrap(),
+            "host.example"
+        );
         let (_d2, c2) = ctl(&[]);
-        assert_eq!(c2.line_or_me("bouncehost", "bouncehost").unwrap(), "bouncehost");
+        assert_eq!(
+            c2.line_or_me("bouncehost", "bouncehost").unwrap(),
+            "bouncehost"
+        );
     }
 
     #[test]

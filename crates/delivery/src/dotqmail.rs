@@ -57,7 +57,11 @@ fn open(home: &Path, name: &str, default: Option<String>) -> Result<Option<Found
     let path = home.join(name);
     let meta = match std::fs::metadata(&path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Ok(None);
+        }
         Err(e) => return Err(Fail::temp(format!("Unable to open {name}: {e}. (#4.3.0)"))),
     };
     if !meta.is_file() {
@@ -66,8 +70,14 @@ fn open(home: &Path, name: &str, default: Option<String>) -> Result<Option<Found
     if meta.mode() & 0o002 != 0 {
         return Err(Fail::temp("Uh-oh: .qmail file is writable. (#4.7.0)"));
     }
-    let content = std::fs::read(&path).map_err(|e| Fail::temp(format!("Unable to read {name}: {e}. (#4.3.0)")))?;
-    Ok(Some(Found { name: name.to_string(), content, forward_only: meta.mode() & 0o100 != 0, default }))
+    let content = std::fs::read(&path)
+        .map_err(|e| Fail::temp(format!("Unable to read {name}: {e}. (#4.3.0)")))?;
+    Ok(Some(Found {
+        name: name.to_string(),
+        content,
+        forward_only: meta.mode() & 0o100 != 0,
+        default,
+    }))
 }
 
 /// One instruction of a `.qmail` file.
@@ -90,7 +100,9 @@ pub fn parse(content: &[u8]) -> Result<Vec<Line>, Fail> {
         let line = raw.trim_end_matches([' ', '\t', '\r']);
         if line.is_empty() {
             if i == 0 && text.len() > 1 {
-                return Err(Fail::temp("Uh-oh: first line of .qmail file is blank. (#4.2.1)"));
+                return Err(Fail::temp(
+                    "Uh-oh: first line of .qmail file is blank. (#4.2.1)",
+                ));
             }
             continue;
         }
@@ -119,16 +131,28 @@ mod tests {
     #[test]
     fn lookup_order() {
         let names: Vec<String> = candidates("-", "a-b-c").into_iter().map(|c| c.0).collect();
-        assert_eq!(names, vec![".qmail-a-b-c", ".qmail-a-b-default", ".qmail-a-default", ".qmail-default"]);
+        assert_eq!(
+            names,
+            vec![
+                ".qmail-a-b-c",
+                ".qmail-a-b-default",
+                ".qmail-a-default",
+                ".qmail-default"
+            ]
+        );
         let names: Vec<String> = candidates("", "").into_iter().map(|c| c.0).collect();
         assert_eq!(names, vec![".qmail", ".qmaildefault"]);
         assert_eq!(candidates("-", "Foo.Bar")[0].0, ".qmail-foo:bar");
-        assert_eq!(candidates("-", "list-Joe")[1], (".qmail-list-default".into(), Some("Joe".into())));
+        assert_eq!(
+            candidates("-", "list-Joe")[1],
+            (".qmail-list-default".into(), Some("Joe".into()))
+        );
     }
 
     #[test]
     fn line_kinds() {
-        let l = parse(b"# c\n./Maildir/\n./Mailbox  \n|prog arg\n&joe@x\nbob@y\n+list\n\n").unwrap();
+        let l =
+            parse(b"# c\n./Maildir/\n./Mailbox  \n|prog arg\n&joe@x\nbob@y\n+list\n\n").unwrap();
         assert_eq!(
             l,
             vec![
@@ -153,7 +177,11 @@ mod tests {
         assert_eq!(f.name, ".qmail-list-default");
         assert_eq!(f.default.as_deref(), Some("x"));
         assert!(find(d.path(), "-", "other").unwrap().is_none());
-        std::fs::set_permissions(d.path().join(".qmail-list-default"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(
+            d.path().join(".qmail-list-default"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         assert!(find(d.path(), "-", "list-x").is_err());
     }
 }

@@ -21,9 +21,15 @@ pub struct Fail {
 
 impl Fail {
     pub fn temp(text: impl Into<String>) -> Fail {
-        Fail { permanent: false, text: text.into() }
+        Fail {
+            permanent: false,
+            text: text.into(),
+        }
     }
     pub fn perm(text: impl Into<String>) -> Fail {
-        Fail { permanent: true, text: text.into() }
+        Fail {
+            permanent: true,
+            text: text.into(),
+        }
     }
 }

@@ -56,7 +56,9 @@ pub fn quote_addr(addr: &str) -> String {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b) || b >= 0x80);
+        && local.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b) || b >= 0x80
+        });
     let l = if plain || local.is_empty() {
         local.to_string()
     } else {
@@ -122,12 +124,15 @@ impl Recipient {
 
 /// qmail's home-directory checks.
 fn check_home(home: &Path) -> Result<(), Fail> {
-    let meta = std::fs::metadata(home).map_err(|_| Fail::temp("Unable to switch to home directory. (#4.3.0)"))?;
+    let meta = std::fs::metadata(home)
+        .map_err(|_| Fail::temp("Unable to switch to home directory. (#4.3.0)"))?;
     if meta.mode() & 0o002 != 0 {
         return Err(Fail::temp("Uh-oh: home directory is writable. (#4.7.0)"));
     }
     if meta.mode() & 0o1000 != 0 {
-        return Err(Fail::temp("Home directory is sticky: user is editing his .qmail file. (#4.2.1)"));
+        return Err(Fail::temp(
+            "Home directory is sticky: user is editing his .qmail file. (#4.2.1)",
+        ));
     }
     Ok(())
 }
@@ -146,7 +151,9 @@ fn check_loop(message: &mut File, dtline: &str) -> Result<(), Fail> {
             return Ok(());
         }
         if line == dtline.as_bytes() {
-            return Err(Fail::perm("This message is looping: it already has my Delivered-To line. (#5.4.6)"));
+            return Err(Fail::perm(
+                "This message is looping: it already has my Delivered-To line. (#5.4.6)",
+            ));
         }
     }
 }
@@ -161,7 +168,9 @@ fn new_sender(r: &Recipient) -> String {
     if !owner.is_file() {
         return r.sender.clone();
     }
-    let owner_default = r.home.join(format!(".qmail{}{}-owner-default", r.dash, safe));
+    let owner_default = r
+        .home
+        .join(format!(".qmail{}{}-owner-default", r.dash, safe));
     if owner_default.is_file() {
         format!("{}-owner-@{}-@[]", r.local, r.domain)
     } else {
@@ -175,9 +184,18 @@ fn program_permanent(code: i32) -> bool {
 }
 
 /// Run one `|program` line through `/bin/sh -c`. Returns true if it exited 99.
-fn run_program(r: &Recipient, cmd: &str, message: &mut File, env: &[(String, String)]) -> Result<bool, Fail> {
-    message.seek(SeekFrom::Start(0)).map_err(|_| Fail::temp("Unable to rewind message. (#4.3.0)"))?;
-    let stdin = message.try_clone().map_err(|_| Fail::temp("Unable to duplicate message. (#4.3.0)"))?;
+fn run_program(
+    r: &Recipient,
+    cmd: &str,
+    message: &mut File,
+    env: &[(String, String)],
+) -> Result<bool, Fail> {
+    message
+        .seek(SeekFrom::Start(0))
+        .map_err(|_| Fail::temp("Unable to rewind message. (#4.3.0)"))?;
+    let stdin = message
+        .try_clone()
+        .map_err(|_| Fail::temp("Unable to duplicate message. (#4.3.0)"))?;
     let status = Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
@@ -200,13 +218,18 @@ fn run_program(r: &Recipient, cmd: &str, message: &mut File, env: &[(String, Str
 pub fn deliver(r: &Recipient, message: &mut File, env: &Env, dry_run: bool) -> Outcome {
     match run(r, message, env, dry_run) {
         Ok(text) => Outcome { code: 0, text },
-        Err(f) => Outcome { code: if f.permanent { 100 } else { 111 }, text: f.text },
+        Err(f) => Outcome {
+            code: if f.permanent { 100 } else { 111 },
+            text: f.text,
+        },
     }
 }
 
 fn run(r: &Recipient, message: &mut File, env: &Env, dry_run: bool) -> Result<String, Fail> {
     if !r.home.is_absolute() {
-        return Err(Fail::perm("Internal error: home directory is not absolute. (#5.3.5)"));
+        return Err(Fail::perm(
+            "Internal error: home directory is not absolute. (#5.3.5)",
+        ));
     }
     check_home(&r.home)?;
     let found = dotqmail::find(&r.home, &r.dash, &r.ext)?;
@@ -215,7 +238,11 @@ fn run(r: &Recipient, message: &mut File, env: &Env, dry_run: bool) -> Result<St
     }
     let (content, mut forward_only, default) = match &found {
         Some(f) if !f.content.is_empty() => (f.content.clone(), f.forward_only, f.default.clone()),
-        Some(f) => (r.default_delivery.clone().into_bytes(), false, f.default.clone()),
+        Some(f) => (
+            r.default_delivery.clone().into_bytes(),
+            false,
+            f.default.clone(),
+        ),
         None => (r.default_delivery.clone().into_bytes(), false, None),
     };
     let lines = dotqmail::parse(&content)?;
@@ -225,8 +252,16 @@ fn run(r: &Recipient, message: &mut File, env: &Env, dry_run: bool) -> Result<St
     if forward_only {
         for l in &lines {
             match l {
-                Line::Mbox(_) | Line::Maildir(_) => return Err(Fail::temp("Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)")),
-                Line::Program(_) => return Err(Fail::temp("Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)")),
+                Line::Mbox(_) | Line::Maildir(_) => {
+                    return Err(Fail::temp(
+                        "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)",
+                    ));
+                }
+                Line::Program(_) => {
+                    return Err(Fail::temp(
+                        "Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)",
+                    ));
+                }
                 _ => {}
             }
         }
@@ -253,7 +288,11 @@ fn run(r: &Recipient, message: &mut File, env: &Env, dry_run: bool) -> Result<St
     for l in &lines {
         match l {
             Line::Maildir(p) => {
-                maildir::deliver(&r.home.join(p), format!("{}{}", rpline(&r.sender), dtline).as_bytes(), message)?;
+                maildir::deliver(
+                    &r.home.join(p),
+                    format!("{}{}", rpline(&r.sender), dtline).as_bytes(),
+                    message,
+                )?;
                 files += 1;
             }
             Line::Mbox(p) => {
@@ -280,14 +319,25 @@ fn run(r: &Recipient, message: &mut File, env: &Env, dry_run: bool) -> Result<St
 }
 
 /// Queue the message again for `forwards`, with our Delivered-To line on top.
-fn forward(message: &mut File, dtline: &str, sender: &str, forwards: &[String], qq: &Path) -> Result<u32, Fail> {
-    message.seek(SeekFrom::Start(0)).map_err(|_| Fail::temp("Unable to rewind message. (#4.3.0)"))?;
+fn forward(
+    message: &mut File,
+    dtline: &str,
+    sender: &str,
+    forwards: &[String],
+    qq: &Path,
+) -> Result<u32, Fail> {
+    message
+        .seek(SeekFrom::Start(0))
+        .map_err(|_| Fail::temp("Unable to rewind message. (#4.3.0)"))?;
     queue::client::inject(qq, sender.as_bytes(), forwards, |w| {
         w.write_all(dtline.as_bytes())?;
         std::io::copy(message, w)?;
         Ok(())
     })
-    .map_err(|e| Fail { permanent: e.permanent, text: format!("Unable to forward message: {}.", e.text) })
+    .map_err(|e| Fail {
+        permanent: e.permanent,
+        text: format!("Unable to forward message: {}.", e.text),
+    })
 }
 
 #[cfg(test)]
@@ -302,7 +352,8 @@ mod tests {
         maildir::make(&d.path().join("Maildir")).unwrap();
         if let Some((name, text)) = dotqmail {
             std::fs::write(d.path().join(name), text).unwrap();
-            std::fs::set_permissions(d.path().join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(d.path().join(name), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
         }
         let r = Recipient {
             user: "joe".into(),
@@ -320,7 +371,9 @@ mod tests {
     }
 
     fn env() -> Env {
-        Env { qmail_queue: PathBuf::from("/nonexistent/qmail-queue") }
+        Env {
+            qmail_queue: PathBuf::from("/nonexistent/qmail-queue"),
+        }
     }
 
     #[test]
@@ -328,17 +381,23 @@ mod tests {
         let (d, r, mut m) = setup(None);
         let o = deliver(&r, &mut m, &env(), false);
         assert_eq!((o.code, o.text.as_str()), (0, "did 1+0+0\n"));
-        let entries: Vec<_> = std::fs::read_dir(d.path().join("Maildir/new")).unwrap().collect();
+        let entries: Vec<_> = std::fs::read_dir(d.path().join("Maildir/new"))
+            .unwrap()
+            .collect();
         assert_eq!(entries.len(), 1);
         let got = std::fs::read_to_string(entries[0].as_ref().unwrap().path()).unwrap();
-        assert_eq!(got, "Return-Path: <a@b.test>\nDelivered-To: joe@example.test\nSubject: t\n\nbody\n");
+        assert_eq!(
+            got,
+            "Return-Path: <a@b.test>\nDelivered-To: joe@example.test\nSubject: t\n\nbody\n"
+        );
     }
 
     #[test]
     fn looping_message_bounces() {
         let (_d, r, _) = setup(None);
         let mut m = tempfile::tempfile().unwrap();
-        m.write_all(b"Delivered-To: joe@example.test\nSubject: t\n\nbody\n").unwrap();
+        m.write_all(b"Delivered-To: joe@example.test\nSubject: t\n\nbody\n")
+            .unwrap();
         let o = deliver(&r, &mut m, &env(), false);
         assert_eq!(o.code, 100);
         assert!(o.text.contains("looping"));
@@ -356,15 +415,28 @@ mod tests {
 
     #[test]
     fn programs_get_environment_and_exit_codes_map() {
-        let (d, mut r, mut m) = setup(Some((".qmail-p", "|cat > out; echo \"$RECIPIENT $EXT $EXT2 $HOST2\" > env\n")));
+        let (d, mut r, mut m) = setup(Some((
+            ".qmail-p",
+            "|cat > out; echo \"$RECIPIENT $EXT $EXT2 $HOST2\" > env\n",
+        )));
         r.dash = "-".into();
         r.ext = "p".into();
         r.domain = "mx.example.test".into();
         let o = deliver(&r, &mut m, &env(), false);
         assert_eq!((o.code, o.text.as_str()), (0, "did 0+0+1\n"));
-        assert_eq!(std::fs::read_to_string(d.path().join("out")).unwrap(), "Subject: t\n\nbody\n");
-        assert_eq!(std::fs::read_to_string(d.path().join("env")).unwrap(), "joe@mx.example.test p  mx.example\n");
-        std::fs::write(d.path().join(".qmail-p"), "|echo no such user; exit 100\n./Maildir/\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("out")).unwrap(),
+            "Subject: t\n\nbody\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("env")).unwrap(),
+            "joe@mx.example.test p  mx.example\n"
+        );
+        std::fs::write(
+            d.path().join(".qmail-p"),
+            "|echo no such user; exit 100\n./Maildir/\n",
+        )
+        .unwrap();
         let o = deliver(&r, &mut m, &env(), false);
         assert_eq!((o.code, o.text.as_str()), (100, ""));
         std::fs::write(d.path().join(".qmail-p"), "|exit 99\n./Maildir/\n").unwrap();
@@ -377,7 +449,11 @@ mod tests {
     #[test]
     fn forward_only_refuses_files() {
         let (d, mut r, mut m) = setup(Some((".qmail-f", "./Maildir/\n")));
-        std::fs::set_permissions(d.path().join(".qmail-f"), std::fs::Permissions::from_mode(0o744)).unwrap();
+        std::fs::set_permissions(
+            d.path().join(".qmail-f"),
+            std::fs::Permissions::from_mode(0o744),
+        )
+        .unwrap();
         r.dash = "-".into();
         r.ext = "f".into();
         let o = deliver(&r, &mut m, &env(), false);

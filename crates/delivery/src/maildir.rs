@@ -21,9 +21,18 @@ fn safe_host() -> String {
 
 /// A unique file name for this process.
 pub fn unique_name() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let q = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{}.M{}P{}Q{}.{}", now.as_secs(), now.subsec_micros(), std::process::id(), q, safe_host())
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        q,
+        safe_host()
+    )
 }
 
 /// Deliver `message` (read from its start) into the Maildir `dir`, preceded by the
@@ -36,7 +45,12 @@ pub fn deliver(dir: &Path, prefix: &[u8], message: &mut File) -> Result<String, 
     let mut attempt = 0;
     let (name, mut file) = loop {
         let name = unique_name();
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(tmpdir.join(&name)) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(tmpdir.join(&name))
+        {
             Ok(f) => break (name, f),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 3 => attempt += 1,
             Err(_) => return Err(Fail::temp("Temporary error on maildir delivery. (#4.3.0)")),

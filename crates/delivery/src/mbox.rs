@@ -21,7 +21,9 @@ fn lock(f: &File) -> Result<(), Fail> {
             return Ok(());
         }
         if start.elapsed() >= LOCK_WAIT {
-            return Err(Fail::temp("File has been locked for 30 seconds straight. (#4.3.0)"));
+            return Err(Fail::temp(
+                "File has been locked for 30 seconds straight. (#4.3.0)",
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -43,7 +45,10 @@ pub fn deliver(path: &Path, prefix: &[u8], message: &mut File) -> Result<(), Fai
         .open(path)
         .map_err(|e| Fail::temp(format!("Unable to open {}: {e}. (#4.2.1)", path.display())))?;
     lock(&file)?;
-    let end = file.metadata().map(|m| m.len()).map_err(|_| Fail::temp("Unable to stat mbox. (#4.3.0)"))?;
+    let end = file
+        .metadata()
+        .map(|m| m.len())
+        .map_err(|_| Fail::temp("Unable to stat mbox. (#4.3.0)"))?;
     let result = append(&file, prefix, message);
     if result.is_err() {
         let _ = file.set_len(end);

@@ -31,13 +31,21 @@ struct Program {
 }
 
 const fn prog(name: &'static str, mode: u32) -> Program {
-    Program { name, mode, owner: Owner::Root }
+    Program {
+        name,
+        mode,
+        owner: Owner::Root,
+    }
 }
 
 /// Every program the suite installs (modes from qmail's hier.c). Programs not present in
 /// the source directory are skipped, so the table can list programs of later releases.
 const PROGRAMS: &[Program] = &[
-    Program { name: "qmail-queue", mode: 0o4711, owner: Owner::User("qmailq") },
+    Program {
+        name: "qmail-queue",
+        mode: 0o4711,
+        owner: Owner::User("qmailq"),
+    },
     prog("qmail-lspawn", 0o700),
     prog("qmail-start", 0o700),
     prog("qmail-newu", 0o700),
@@ -89,7 +97,12 @@ struct Dir {
 }
 
 fn dirs() -> Vec<Dir> {
-    let d = |path: &str, owner, mode| Dir { path: path.to_string(), owner, group: "qmail", mode };
+    let d = |path: &str, owner, mode| Dir {
+        path: path.to_string(),
+        owner,
+        group: "qmail",
+        mode,
+    };
     let mut v = vec![
         d("", Owner::Root, 0o755),
         d("bin", Owner::Root, 0o755),
@@ -111,18 +124,40 @@ fn dirs() -> Vec<Dir> {
         d("queue/remote", Owner::User("qmails"), 0o700),
     ];
     for split in 0..23 {
-        v.push(d(&format!("queue/mess/{split}"), Owner::User("qmailq"), 0o750));
-        v.push(d(&format!("queue/info/{split}"), Owner::User("qmails"), 0o700));
-        v.push(d(&format!("queue/local/{split}"), Owner::User("qmails"), 0o700));
-        v.push(d(&format!("queue/remote/{split}"), Owner::User("qmails"), 0o700));
+        v.push(d(
+            &format!("queue/mess/{split}"),
+            Owner::User("qmailq"),
+            0o750,
+        ));
+        v.push(d(
+            &format!("queue/info/{split}"),
+            Owner::User("qmails"),
+            0o700,
+        ));
+        v.push(d(
+            &format!("queue/local/{split}"),
+            Owner::User("qmails"),
+            0o700,
+        ));
+        v.push(d(
+            &format!("queue/remote/{split}"),
+            Owner::User("qmails"),
+            0o700,
+        ));
     }
     v
 }
 
 /// The run scripts installed under `supervise/` (the source tree's `supervise/`).
 const SUPERVISE: &[(&str, &str)] = &[
-    ("qmail-send/run", include_str!("../../../supervise/qmail-send/run")),
-    ("qmail-send/log/run", include_str!("../../../supervise/qmail-send/log/run")),
+    (
+        "qmail-send/run",
+        include_str!("../../../supervise/qmail-send/run"),
+    ),
+    (
+        "qmail-send/log/run",
+        include_str!("../../../supervise/qmail-send/log/run"),
+    ),
 ];
 
 /// Resolves owner names to ids once. Without root every id is the caller's and no
@@ -138,14 +173,18 @@ impl Ids {
         }
         match o {
             Owner::Root => Ok(Some(Uid::from_raw(0))),
-            Owner::User(n) => qsys::ids::uid(n).map(Some).ok_or_else(|| io::Error::other(format!("no user {n}"))),
+            Owner::User(n) => qsys::ids::uid(n)
+                .map(Some)
+                .ok_or_else(|| io::Error::other(format!("no user {n}"))),
         }
     }
     fn gid(&self, g: &str) -> io::Result<Option<Gid>> {
         if !self.root {
             return Ok(None);
         }
-        qsys::ids::gid(g).map(Some).ok_or_else(|| io::Error::other(format!("no group {g}")))
+        qsys::ids::gid(g)
+            .map(Some)
+            .ok_or_else(|| io::Error::other(format!("no group {g}")))
     }
 }
 
@@ -155,7 +194,9 @@ fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> io::Result<T> {
 
 /// Install (or upgrade) according to `opts`; returns the list of programs installed.
 pub fn install(opts: &Options) -> io::Result<Vec<String>> {
-    let ids = Ids { root: qsys::is_root() };
+    let ids = Ids {
+        root: qsys::is_root(),
+    };
     if ids.root {
         ensure_accounts(&opts.root)?;
     }
@@ -178,9 +219,14 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
 
 fn set_owner_mode(p: &Path, uid: Option<Uid>, gid: Option<Gid>, mode: u32) -> io::Result<()> {
     if uid.is_some() || gid.is_some() {
-        ctx(chown(p, uid, gid).map_err(io::Error::from), || format!("unable to chown {}", p.display()))?;
+        ctx(chown(p, uid, gid).map_err(io::Error::from), || {
+            format!("unable to chown {}", p.display())
+        })?;
     }
-    ctx(std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)), || format!("unable to chmod {}", p.display()))
+    ctx(
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)),
+        || format!("unable to chmod {}", p.display()),
+    )
 }
 
 fn lock_files(root: &Path, ids: &Ids) -> io::Result<()> {
@@ -189,20 +235,36 @@ fn lock_files(root: &Path, ids: &Ids) -> io::Result<()> {
     if !tcpto.exists() {
         std::fs::write(&tcpto, [0u8; 1024])?;
     }
-    set_owner_mode(&tcpto, ids.uid(Owner::User("qmailr"))?, ids.gid("qmail")?, 0o644)?;
+    set_owner_mode(
+        &tcpto,
+        ids.uid(Owner::User("qmailr"))?,
+        ids.gid("qmail")?,
+        0o644,
+    )?;
     let mutex = lock.join("sendmutex");
     if !mutex.exists() {
         std::fs::write(&mutex, b"")?;
     }
-    set_owner_mode(&mutex, ids.uid(Owner::User("qmails"))?, ids.gid("qmail")?, 0o600)?;
+    set_owner_mode(
+        &mutex,
+        ids.uid(Owner::User("qmails"))?,
+        ids.gid("qmail")?,
+        0o600,
+    )?;
     let trigger = lock.join("trigger");
     if !trigger.exists() {
         ctx(
-            nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(io::Error::from),
+            nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622))
+                .map_err(io::Error::from),
             || "unable to make lock/trigger".into(),
         )?;
     }
-    set_owner_mode(&trigger, ids.uid(Owner::User("qmails"))?, ids.gid("qmail")?, 0o622)
+    set_owner_mode(
+        &trigger,
+        ids.uid(Owner::User("qmails"))?,
+        ids.gid("qmail")?,
+        0o622,
+    )
 }
 
 fn programs(opts: &Options, ids: &Ids) -> io::Result<Vec<String>> {
@@ -218,11 +280,15 @@ fn programs(opts: &Options, ids: &Ids) -> io::Result<Vec<String>> {
             }
             let tmp = bin.join(format!(".{}.new", p.name));
             let _ = std::fs::remove_file(&tmp);
-            ctx(std::fs::copy(&src, &tmp), || format!("unable to copy {}", src.display()))?;
+            ctx(std::fs::copy(&src, &tmp), || {
+                format!("unable to copy {}", src.display())
+            })?;
             // chown before chmod: chown clears the setuid bit.
             set_owner_mode(&tmp, ids.uid(p.owner)?, ids.gid("qmail")?, p.mode)?;
             std::fs::File::open(&tmp)?.sync_all()?;
-            ctx(std::fs::rename(&tmp, &dst), || format!("unable to install {}", dst.display()))?;
+            ctx(std::fs::rename(&tmp, &dst), || {
+                format!("unable to install {}", dst.display())
+            })?;
         } else if dst.is_file() {
             set_owner_mode(&dst, ids.uid(p.owner)?, ids.gid("qmail")?, p.mode)?;
         } else {
@@ -254,7 +320,11 @@ fn default_domain(me: &str) -> &str {
 fn plus_domain(me: &str) -> String {
     let labels: Vec<&str> = me.split('.').collect();
     let n = labels.len();
-    if n >= 2 { labels[n - 2..].join(".") } else { me.to_string() }
+    if n >= 2 {
+        labels[n - 2..].join(".")
+    } else {
+        me.to_string()
+    }
 }
 
 fn first_controls(opts: &Options) -> io::Result<()> {
@@ -310,7 +380,11 @@ fn ensure_accounts(root: &Path) -> io::Result<()> {
     }
     for u in qsys::ids::USERS {
         if qsys::ids::uid(u).is_none() {
-            let home = if u == "alias" { root.join("alias") } else { root.to_path_buf() };
+            let home = if u == "alias" {
+                root.join("alias")
+            } else {
+                root.to_path_buf()
+            };
             let status = Command::new("useradd")
                 .args(["-r", "-M", "-N", "-g", qsys::ids::primary_group(u), "-d"])
                 .arg(&home)
@@ -344,14 +418,26 @@ mod tests {
         let src = d.path().join("src");
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("qmail-send"), b"#!/bin/sh\n").unwrap();
-        let opts = Options { root: d.path().join("root"), source: src, me: "mx.example.org".into() };
+        let opts = Options {
+            root: d.path().join("root"),
+            source: src,
+            me: "mx.example.org".into(),
+        };
         std::fs::create_dir(&opts.root).unwrap();
         let got = install(&opts).unwrap();
         assert_eq!(got, vec!["qmail-send"]);
         std::fs::write(opts.root.join("control/me"), "changed\n").unwrap();
         install(&opts).unwrap();
-        assert_eq!(std::fs::read_to_string(opts.root.join("control/me")).unwrap(), "changed\n");
+        assert_eq!(
+            std::fs::read_to_string(opts.root.join("control/me")).unwrap(),
+            "changed\n"
+        );
         assert!(opts.root.join("queue/mess/22").is_dir());
-        assert_eq!(std::fs::metadata(opts.root.join("queue/lock/tcpto")).unwrap().len(), 1024);
+        assert_eq!(
+            std::fs::metadata(opts.root.join("queue/lock/tcpto"))
+                .unwrap()
+                .len(),
+            1024
+        );
     }
 }

@@ -5,7 +5,11 @@
 pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
-    let (h, mi, s) = ((rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32);
+    let (h, mi, s) = (
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    );
     let weekday = ((days + 4).rem_euclid(7)) as u32; // 1970-01-01 was a Thursday
     // Howard Hinnant's days-to-civil algorithm.
     let z = days + 719_468;
@@ -20,25 +24,38 @@ pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
     (y, m, d, h, mi, s, weekday)
 }
 
-pub const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+pub const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 pub const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// `23 Nov 2026 10:00:00 -0000` (qmail's date822fmt, without the newline).
 pub fn date822(secs: u64) -> String {
     let (y, m, d, h, mi, s, _) = civil(secs);
-    format!("{d} {} {y} {h:02}:{mi:02}:{s:02} -0000", MONTHS[(m - 1) as usize])
+    format!(
+        "{d} {} {y} {h:02}:{mi:02}:{s:02} -0000",
+        MONTHS[(m - 1) as usize]
+    )
 }
 
 /// `Mon, 23 Nov 2026 10:00:00 +0000` (RFC 5322 with weekday).
 pub fn rfc5322(secs: u64) -> String {
     let (y, m, d, h, mi, s, wd) = civil(secs);
-    format!("{}, {d} {} {y} {h:02}:{mi:02}:{s:02} +0000", DAYS[wd as usize], MONTHS[(m - 1) as usize])
+    format!(
+        "{}, {d} {} {y} {h:02}:{mi:02}:{s:02} +0000",
+        DAYS[wd as usize],
+        MONTHS[(m - 1) as usize]
+    )
 }
 
 /// `Thu Jan  1 00:00:00 1970` (ctime, as in mbox `From ` lines), without the newline.
 pub fn ctime(secs: u64) -> String {
     let (y, m, d, h, mi, s, wd) = civil(secs);
-    format!("{} {} {d:2} {h:02}:{mi:02}:{s:02} {y}", DAYS[wd as usize], MONTHS[(m - 1) as usize])
+    format!(
+        "{} {} {d:2} {h:02}:{mi:02}:{s:02} {y}",
+        DAYS[wd as usize],
+        MONTHS[(m - 1) as usize]
+    )
 }
 
 #[cfg(test)]

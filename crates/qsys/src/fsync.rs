@@ -48,7 +48,11 @@ pub fn sync_fs(f: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: syncfs takes a valid open descriptor and has no memory effects.
     let r = unsafe { libc::syncfs(f.as_raw_fd()) };
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-pub const USERS: [&str; 7] = ["alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails"];
+pub const USERS: [&str; 7] = [
+    "alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails",
+];
 pub const GROUP_QMAIL: &str = "qmail";
 pub const GROUP_NOFILES: &str = "nofiles";
 
@@ -20,7 +22,10 @@ pub fn primary_group(user: &str) -> &'static str {
 
 /// Look up a user's uid and home by name.
 pub fn user(name: &str) -> Option<(Uid, Gid, std::path::PathBuf)> {
-    User::from_name(name).ok().flatten().map(|u| (u.uid, u.gid, u.dir))
+    User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| (u.uid, u.gid, u.dir))
 }
 
 /// Look up a uid by name.

@@ -12,7 +12,8 @@ pub fn drop_to(uid: Uid, gid: Gid) -> nix::Result<()> {
     setgroups(&[gid])?;
     setgid(gid)?;
     setuid(uid)?;
-    if geteuid() != uid || getegid() != gid || (!uid.is_root() && setuid(Uid::from_raw(0)).is_ok()) {
+    if geteuid() != uid || getegid() != gid || (!uid.is_root() && setuid(Uid::from_raw(0)).is_ok())
+    {
         return Err(nix::Error::EPERM);
     }
     Ok(())

@@ -48,7 +48,10 @@ pub fn failure_for_exit(code: i32) -> QqFailure {
         12..=40 => (true, "qq permanent problem (#5.3.0)"),
         _ => (false, "qq temporary problem (#4.3.0)"),
     };
-    QqFailure { permanent, text: text.to_string() }
+    QqFailure {
+        permanent,
+        text: text.to_string(),
+    }
 }
 
 /// The qmail-queue program for the installation at `home`, honouring `$QMAILQUEUE`.
@@ -61,12 +64,21 @@ pub fn program(home: &Path) -> PathBuf {
 
 /// Run `program` with the message written by `write_message` and the given envelope.
 /// Returns the child's pid (qmail's "qp") on success.
-pub fn inject<F>(program: &Path, sender: &[u8], recipients: &[impl AsRef<[u8]>], write_message: F) -> Result<u32, QqFailure>
+pub fn inject<F>(
+    program: &Path,
+    sender: &[u8],
+    recipients: &[impl AsRef<[u8]>],
+    write_message: F,
+) -> Result<u32, QqFailure>
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
-    let temp = |text: &str| QqFailure { permanent: false, text: text.to_string() };
-    let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|_| temp("unable to create pipe (#4.3.0)"))?;
+    let temp = |text: &str| QqFailure {
+        permanent: false,
+        text: text.to_string(),
+    };
+    let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|_| temp("unable to create pipe (#4.3.0)"))?;
     let mut child = Command::new(program)
         .stdin(Stdio::piped())
         .stdout(Stdio::from(env_r))
@@ -76,12 +88,20 @@ where
     let mut write_ok = true;
     if let Some(mut stdin) = child.stdin.take() {
         // The child may die early (e.g. a filter rejecting); keep going to read its code.
-        write_ok = write_message(&mut stdin).and_then(|_| stdin.flush()).is_ok();
+        write_ok = write_message(&mut stdin)
+            .and_then(|_| stdin.flush())
+            .is_ok();
     }
-    let envelope = crate::envelope::qq_envelope(sender, recipients);
-    let mut env_w = std::fs::File::from(env_w);
-    let env_ok = env_w.write_all(&envelope).is_ok();
-    drop(env_w);
+    // Without a complete message, send no envelope: qmail-queue then sees EOF on
+    // fd 1 and refuses (54), so a truncated message is never queued.
+    let mut env_ok = false;
+    if write_ok {
+        let envelope = crate::envelope::qq_envelope(sender, recipients);
+        let mut env_w = std::fs::File::from(env_w);
+        env_ok = env_w.write_all(&envelope).is_ok();
+    } else {
+        drop(env_w);
+    }
     let status = child.wait().map_err(|_| temp("qq crashed (#4.3.0)"))?;
     match status.code() {
         Some(0) if write_ok && env_ok => Ok(qp),
@@ -100,7 +120,10 @@ mod tests {
         assert!(failure_for_exit(11).permanent);
         assert!(failure_for_exit(31).permanent);
         assert!(!failure_for_exit(53).permanent);
-        assert_eq!(failure_for_exit(53).text, "qq write error or disk full (#4.3.0)");
+        assert_eq!(
+            failure_for_exit(53).text,
+            "qq write error or disk full (#4.3.0)"
+        );
         assert!(!failure_for_exit(81).permanent);
         assert!(failure_for_exit(20).permanent);
         assert!(!failure_for_exit(100).permanent);
@@ -111,11 +134,25 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let script = d.path().join("qq");
         let out = d.path().join("out");
-        std::fs::write(&script, format!("#!/bin/sh\ncat > {0}.m\ncat <&1 > {0}.e\nexit 0\n", out.display())).unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat > {0}.m\ncat <&1 > {0}.e\nexit 0\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         inject(&script, b"a@x", &["b@y"], |w| w.write_all(b"hello\n")).unwrap();
-        assert_eq!(std::fs::read(format!("{}.m", out.display())).unwrap(), b"hello\n");
-        assert_eq!(std::fs::read(format!("{}.e", out.display())).unwrap(), b"Fa@x\0Tb@y\0\0");
+        assert_eq!(
+            std::fs::read(format!("{}.m", out.display())).unwrap(),
+            b"hello\n"
+        );
+        assert_eq!(
+            std::fs::read(format!("{}.e", out.display())).unwrap(),
+            b"Fa@x\0Tb@y\0\0"
+        );
         std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\nexit 31\n").unwrap();
         let e = inject(&script, b"a@x", &["b@y"], |w| w.write_all(b"hello\n")).unwrap_err();
         assert!(e.permanent);

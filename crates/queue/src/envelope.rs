@@ -25,7 +25,11 @@ pub fn records(data: &[u8]) -> Result<Vec<Record>, usize> {
     while pos < data.len() {
         match data[pos..].iter().position(|&b| b == 0) {
             Some(n) if n > 0 => {
-                out.push(Record { offset: pos, kind: data[pos], value: data[pos + 1..pos + n].to_vec() });
+                out.push(Record {
+                    offset: pos,
+                    kind: data[pos],
+                    value: data[pos + 1..pos + n].to_vec(),
+                });
                 pos += n + 1;
             }
             Some(_) => pos += 1, // stray NUL: the end-of-envelope marker in qq input
@@ -37,7 +41,14 @@ pub fn records(data: &[u8]) -> Result<Vec<Record>, usize> {
 
 /// The bytes qmail-queue reads on fd 1 for `sender` and `recipients`.
 pub fn qq_envelope(sender: &[u8], recipients: &[impl AsRef<[u8]>]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(sender.len() + 3 + recipients.iter().map(|r| r.as_ref().len() + 2).sum::<usize>());
+    let mut v = Vec::with_capacity(
+        sender.len()
+            + 3
+            + recipients
+                .iter()
+                .map(|r| r.as_ref().len() + 2)
+                .sum::<usize>(),
+    );
     v.push(b'F');
     v.extend_from_slice(sender);
     v.push(0);

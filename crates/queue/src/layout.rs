@@ -44,7 +44,9 @@ impl Channel {
 impl Layout {
     /// The queue of the installation rooted at `home`.
     pub fn new(home: &Path) -> Layout {
-        Layout { dir: home.join("queue") }
+        Layout {
+            dir: home.join("queue"),
+        }
     }
 
     pub fn split(id: u64) -> u64 {

@@ -28,7 +28,10 @@ pub struct QqError {
 }
 
 fn fail<T>(code: i32, reason: impl Into<String>) -> Result<T, QqError> {
-    Err(QqError { code, reason: reason.into() })
+    Err(QqError {
+        code,
+        reason: reason.into(),
+    })
 }
 
 /// Who injected the message, for the Received line.
@@ -58,7 +61,12 @@ pub fn enqueue(
     let mut pidfile = None;
     for seq in 1..10 {
         let name = dir.join(format!("pid/{pid}.{start}.{seq}"));
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&name) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&name)
+        {
             Ok(f) => {
                 pidfile = Some((f, name));
                 break;
@@ -84,13 +92,19 @@ pub fn enqueue(
         let _ = std::fs::remove_file(&pidname);
         return fail(64, format!("unable to link message: {e}"));
     }
-    let mut guard = Cleanup { paths: vec![messname.clone()], armed: true };
+    let mut guard = Cleanup {
+        paths: vec![messname.clone()],
+        armed: true,
+    };
     if let Err(e) = std::fs::remove_file(&pidname) {
         return fail(63, format!("unable to remove pid file: {e}"));
     }
 
     // 3. Received line + message, durable
-    let received = format!("Received: (qmail {pid} {invoked}); {}\n", qsys::date::date822(start));
+    let received = format!(
+        "Received: (qmail {pid} {invoked}); {}\n",
+        qsys::date::date822(start)
+    );
     let mut out = file;
     if let Err(e) = out.write_all(received.as_bytes()) {
         let _ = out.set_len(0);
@@ -108,7 +122,12 @@ pub fn enqueue(
 
     // 4. intd/N with the envelope
     let intdname = layout.intd(id);
-    let mut intd = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&intdname) {
+    let mut intd = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&intdname)
+    {
         Ok(f) => f,
         Err(e) => return fail(65, format!("unable to create intd file: {e}")),
     };
@@ -231,7 +250,9 @@ mod tests {
 
     fn queue() -> (tempfile::TempDir, Layout) {
         let d = tempfile::tempdir().unwrap();
-        let l = Layout { dir: d.path().to_path_buf() };
+        let l = Layout {
+            dir: d.path().to_path_buf(),
+        };
         for s in ["pid", "intd", "todo", "lock"] {
             std::fs::create_dir_all(l.dir.join(s)).unwrap();
         }
@@ -248,12 +269,25 @@ mod tests {
     #[test]
     fn queues_message_and_envelope() {
         let (_d, l) = queue();
-        let id = enqueue(&l, &mut &b"Subject: hi\n\nbody\n"[..], &mut &b"Fa@x\0Tb@y\0Tc@z\0\0"[..], 1000, "invoked by uid 1000").unwrap();
+        let id = enqueue(
+            &l,
+            &mut &b"Subject: hi\n\nbody\n"[..],
+            &mut &b"Fa@x\0Tb@y\0Tc@z\0\0"[..],
+            1000,
+            "invoked by uid 1000",
+        )
+        .unwrap();
         let mess = std::fs::read_to_string(l.mess(id)).unwrap();
-        assert!(mess.starts_with(&format!("Received: (qmail {} invoked by uid 1000); ", std::process::id())));
+        assert!(mess.starts_with(&format!(
+            "Received: (qmail {} invoked by uid 1000); ",
+            std::process::id()
+        )));
         assert!(mess.ends_with("\nSubject: hi\n\nbody\n"));
         let todo = std::fs::read(l.todo(id)).unwrap();
-        assert_eq!(todo, format!("u1000\0p{}\0Fa@x\0Tb@y\0Tc@z\0", std::process::id()).as_bytes());
+        assert_eq!(
+            todo,
+            format!("u1000\0p{}\0Fa@x\0Tb@y\0Tc@z\0", std::process::id()).as_bytes()
+        );
         assert_eq!(std::fs::metadata(l.mess(id)).unwrap().ino(), id);
         assert_eq!(count(&l, "pid"), 0);
     }
@@ -268,12 +302,12 @@ mod tests {
             v
         };
         let cases: Vec<(&[u8], i32)> = vec![
-            (b"Fa@x\0Tb@y\0", 54),        // missing terminator
-            (b"Ta@x\0\0", 91),            // no F first
-            (b"Fa@x\0Xb\0\0", 91),        // unknown record
-            (b"Fa\0b@x\0Tc@y\0\0", 91),   // NUL inside an address
-            (&long, 11),                  // address too long
-            (b"", 54),                    // nothing at all
+            (b"Fa@x\0Tb@y\0", 54),      // missing terminator
+            (b"Ta@x\0\0", 91),          // no F first
+            (b"Fa@x\0Xb\0\0", 91),      // unknown record
+            (b"Fa\0b@x\0Tc@y\0\0", 91), // NUL inside an address
+            (&long, 11),                // address too long
+            (b"", 54),                  // nothing at all
         ];
         for (env, code) in cases {
             let e = enqueue(&l, &mut &b"x\n"[..], &mut &env[..], 1, "x").unwrap_err();

@@ -52,9 +52,13 @@ pub fn route(cfg: &Config, sender: &str) -> Route {
     if sender == "#@[]" {
         Route::Triple
     } else if sender.is_empty() {
-        Route::Double { to: format!("{}@{}", cfg.doublebounceto, cfg.doublebouncehost) }
+        Route::Double {
+            to: format!("{}@{}", cfg.doublebounceto, cfg.doublebouncehost),
+        }
     } else {
-        Route::Single { to: sender.to_string() }
+        Route::Single {
+            to: sender.to_string(),
+        }
     }
 }
 
@@ -63,7 +67,9 @@ pub fn route(cfg: &Config, sender: &str) -> Route {
 pub fn status_code(text: &str) -> String {
     let valid = |s: &str| {
         let p: Vec<&str> = s.split('.').collect();
-        p.len() == 3 && p.iter().all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
+        p.len() == 3
+            && p.iter()
+                .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
     };
     if let Some(i) = text.find("(#")
         && let Some(j) = text[i..].find(')')
@@ -97,6 +103,7 @@ pub fn parse_records(data: &[u8]) -> Vec<(String, String)> {
 
 /// Write the bounce message. `records` is the content of `bounce/N`, `original` the
 /// queued message, `sender` its envelope sender.
+#[allow(clippy::too_many_arguments)] // each is one fact of the bounce; a struct would only rename them
 pub fn write(
     out: &mut dyn Write,
     cfg: &Config,
@@ -120,12 +127,21 @@ pub fn write(
     h.push_str("Subject: failure notice\n");
     h.push_str("MIME-Version: 1.0\n");
     h.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"\n\n"));
-    h.push_str(&format!("--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n"));
-    h.push_str(&format!("Hi. This is the qmail-send program at {}.\n", cfg.bouncehost));
+    h.push_str(&format!(
+        "--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n"
+    ));
+    h.push_str(&format!(
+        "Hi. This is the qmail-send program at {}.\n",
+        cfg.bouncehost
+    ));
     if double {
-        h.push_str("I tried to deliver a bounce message to this address, but the bounce bounced!\n\n");
+        h.push_str(
+            "I tried to deliver a bounce message to this address, but the bounce bounced!\n\n",
+        );
     } else {
-        h.push_str("I'm afraid I wasn't able to deliver your message to the following addresses.\n");
+        h.push_str(
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\n",
+        );
         h.push_str("This is a permanent error; I've given up. Sorry it didn't work out.\n\n");
     }
     out.write_all(h.as_bytes())?;
@@ -136,14 +152,22 @@ pub fn write(
     } else {
         h.push_str("--- Below this line is a copy of the message.\n\n");
     }
-    h.push_str(&format!("--{boundary}\nContent-Type: message/delivery-status\n\n"));
+    h.push_str(&format!(
+        "--{boundary}\nContent-Type: message/delivery-status\n\n"
+    ));
     h.push_str(&format!("Reporting-MTA: dns; {}\n", cfg.bouncehost));
     h.push_str(&format!("Arrival-Date: {}\n", qsys::date::rfc5322(now)));
     for (addr, text) in parse_records(records) {
         let diagnostic: String = text.lines().collect::<Vec<_>>().join(" ");
-        h.push_str(&format!("\nFinal-Recipient: rfc822; {addr}\nAction: failed\nStatus: {}\n", status_code(&text)));
+        h.push_str(&format!(
+            "\nFinal-Recipient: rfc822; {addr}\nAction: failed\nStatus: {}\n",
+            status_code(&text)
+        ));
         if let Some(i) = diagnostic.find("Remote host said: ") {
-            h.push_str(&format!("Diagnostic-Code: smtp; {}\n", &diagnostic[i + 18..]));
+            h.push_str(&format!(
+                "Diagnostic-Code: smtp; {}\n",
+                &diagnostic[i + 18..]
+            ));
         } else {
             h.push_str(&format!("Diagnostic-Code: x-qmail; {diagnostic}\n"));
         }
@@ -174,15 +198,31 @@ mod tests {
     fn routes() {
         let c = cfg();
         assert_eq!(route(&c, "a@b"), Route::Single { to: "a@b".into() });
-        assert_eq!(route(&c, ""), Route::Double { to: "postmaster@mx.example.test".into() });
+        assert_eq!(
+            route(&c, ""),
+            Route::Double {
+                to: "postmaster@mx.example.test".into()
+            }
+        );
         assert_eq!(route(&c, "#@[]"), Route::Triple);
-        assert_eq!(route(&c, "list-@x.test-@[]"), Route::Single { to: "list-@x.test".into() });
+        assert_eq!(
+            route(&c, "list-@x.test-@[]"),
+            Route::Single {
+                to: "list-@x.test".into()
+            }
+        );
     }
 
     #[test]
     fn status_codes() {
-        assert_eq!(status_code("Sorry, no mailbox here by that name. (#5.1.1)"), "5.1.1");
-        assert_eq!(status_code("1.2.3.4 does not like recipient.\nRemote host said: 550 5.7.1 no\n"), "5.7.1");
+        assert_eq!(
+            status_code("Sorry, no mailbox here by that name. (#5.1.1)"),
+            "5.1.1"
+        );
+        assert_eq!(
+            status_code("1.2.3.4 does not like recipient.\nRemote host said: 550 5.7.1 no\n"),
+            "5.7.1"
+        );
         assert_eq!(status_code("whatever"), "5.0.0");
     }
 
@@ -190,12 +230,31 @@ mod tests {
     fn bounce_text_keeps_qsbmf() {
         let c = cfg();
         let mut out = Vec::new();
-        let recs = record("joe@example.test", b"Sorry, no mailbox here by that name. (#5.1.1)\n");
-        write(&mut out, &c, &route(&c, "a@b"), &recs, "a@b", &mut &b"Subject: x\n\nbody\n"[..], 0, 7).unwrap();
+        let recs = record(
+            "joe@example.test",
+            b"Sorry, no mailbox here by that name. (#5.1.1)\n",
+        );
+        write(
+            &mut out,
+            &c,
+            &route(&c, "a@b"),
+            &recs,
+            "a@b",
+            &mut &b"Subject: x\n\nbody\n"[..],
+            0,
+            7,
+        )
+        .unwrap();
         let s = String::from_utf8(out).unwrap();
-        assert!(s.contains("Hi. This is the qmail-send program at mx.example.test.\nI'm afraid I wasn't able"));
+        assert!(s.contains(
+            "Hi. This is the qmail-send program at mx.example.test.\nI'm afraid I wasn't able"
+        ));
         assert!(s.contains("<joe@example.test>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n--- Below this line is a copy of the message.\n"));
-        assert!(s.contains("Final-Recipient: rfc822; joe@example.test\nAction: failed\nStatus: 5.1.1\n"));
-        assert!(s.contains("Content-Type: message/rfc822\n\nReturn-Path: <a@b>\nSubject: x\n\nbody\n"));
+        assert!(s.contains(
+            "Final-Recipient: rfc822; joe@example.test\nAction: failed\nStatus: 5.1.1\n"
+        ));
+        assert!(
+            s.contains("Content-Type: message/rfc822\n\nReturn-Path: <a@b>\nSubject: x\n\nbody\n")
+        );
     }
 }

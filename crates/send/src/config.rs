@@ -31,7 +31,10 @@ impl Config {
         let me = ctl.line("me")?;
         let locals = match ctl.list("locals")? {
             Some(l) => l,
-            None => vec![me.clone().ok_or_else(|| io::Error::other("control/me and control/locals are missing"))?],
+            None => vec![
+                me.clone()
+                    .ok_or_else(|| io::Error::other("control/me and control/locals are missing"))?,
+            ],
         };
         Ok(Config {
             me: me.clone().unwrap_or_else(|| "me".into()),
@@ -39,18 +42,29 @@ impl Config {
             virtualdomains: ConstMap::from_pairs(&ctl.list_or_empty("virtualdomains")?),
             percenthack: ConstMap::from_keys(&ctl.list_or_empty("percenthack")?),
             envnoathost: ctl.line_or_me("envnoathost", "envnoathost")?,
-            bouncefrom: ctl.line("bouncefrom")?.unwrap_or_else(|| "MAILER-DAEMON".into()),
+            bouncefrom: ctl
+                .line("bouncefrom")?
+                .unwrap_or_else(|| "MAILER-DAEMON".into()),
             bouncehost: ctl.line_or_me("bouncehost", "bouncehost")?,
             doublebouncehost: ctl.line_or_me("doublebouncehost", "doublebouncehost")?,
-            doublebounceto: ctl.line("doublebounceto")?.unwrap_or_else(|| "postmaster".into()),
+            doublebounceto: ctl
+                .line("doublebounceto")?
+                .unwrap_or_else(|| "postmaster".into()),
             queuelifetime: ctl.int("queuelifetime", 604_800)?,
-            concurrency: [ctl.int("concurrencylocal", 10)?, ctl.int("concurrencyremote", 20)?],
+            concurrency: [
+                ctl.int("concurrencylocal", 10)?,
+                ctl.int("concurrencyremote", 20)?,
+            ],
         })
     }
 
     /// Which channel `addr` goes to, and the address as it is recorded there.
     pub fn rewrite(&self, addr: &str) -> (Channel, String) {
-        let mut a = if addr.contains('@') { addr.to_string() } else { format!("{addr}@{}", self.envnoathost) };
+        let mut a = if addr.contains('@') {
+            addr.to_string()
+        } else {
+            format!("{addr}@{}", self.envnoathost)
+        };
         loop {
             let at = a.rfind('@').unwrap_or(0);
             if !self.percenthack.contains(&a[at + 1..]) {
@@ -66,7 +80,10 @@ impl Config {
         if self.locals.contains(domain) {
             return (Channel::Local, a);
         }
-        let prepend = self.virtualdomains.get(&a).or_else(|| self.virtualdomains.lookup_domain(domain, true));
+        let prepend = self
+            .virtualdomains
+            .get(&a)
+            .or_else(|| self.virtualdomains.lookup_domain(domain, true));
         match prepend {
             Some(p) if !p.is_empty() => (Channel::Local, format!("{p}-{a}")),
             _ => (Channel::Remote, a),
@@ -75,16 +92,28 @@ impl Config {
 
     /// The address as the sender knew it: a virtual-domain prepend removed (bounces).
     pub fn strip_prepend(&self, recorded: &str) -> String {
-        let Some(dash) = recorded.find('-') else { return recorded.to_string() };
+        let Some(dash) = recorded.find('-') else {
+            return recorded.to_string();
+        };
         let original = &recorded[dash + 1..];
-        let Some(at) = original.rfind('@') else { return recorded.to_string() };
+        let Some(at) = original.rfind('@') else {
+            return recorded.to_string();
+        };
         let domain = &original[at + 1..];
         if self.locals.contains(domain) {
             return recorded.to_string();
         }
-        let prepend = self.virtualdomains.get(original).or_else(|| self.virtualdomains.lookup_domain(domain, true));
+        let prepend = self
+            .virtualdomains
+            .get(original)
+            .or_else(|| self.virtualdomains.lookup_domain(domain, true));
         match prepend {
-            Some(p) if !p.is_empty() && recorded.len() > p.len() && &recorded[..p.len()] == p && recorded.as_bytes()[p.len()] == b'-' => {
+            Some(p)
+                if !p.is_empty()
+                    && recorded.len() > p.len()
+                    && &recorded[..p.len()] == p
+                    && recorded.as_bytes()[p.len()] == b'-' =>
+            {
                 original.to_string()
             }
             _ => recorded.to_string(),
@@ -100,7 +129,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("me"), "mx.example.test\n").unwrap();
         std::fs::write(d.path().join("locals"), "example.test\nmx.example.test\n").unwrap();
-        std::fs::write(d.path().join("virtualdomains"), "virt.test:vuser\nsales@shop.test:bob\n.sub.test:subu\nexcept.sub.test:\n").unwrap();
+        std::fs::write(
+            d.path().join("virtualdomains"),
+            "virt.test:vuser\nsales@shop.test:bob\n.sub.test:subu\nexcept.sub.test:\n",
+        )
+        .unwrap();
         std::fs::write(d.path().join("percenthack"), "example.test\n").unwrap();
         Config::load(&Controls::in_dir(d.path())).unwrap()
     }
@@ -108,14 +141,38 @@ mod tests {
     #[test]
     fn rewriting() {
         let c = cfg();
-        assert_eq!(c.rewrite("joe"), (Channel::Local, "joe@mx.example.test".into()));
-        assert_eq!(c.rewrite("joe@Example.TEST"), (Channel::Local, "joe@Example.TEST".into()));
-        assert_eq!(c.rewrite("joe@remote.test"), (Channel::Remote, "joe@remote.test".into()));
-        assert_eq!(c.rewrite("info@virt.test"), (Channel::Local, "vuser-info@virt.test".into()));
-        assert_eq!(c.rewrite("sales@shop.test"), (Channel::Local, "bob-sales@shop.test".into()));
-        assert_eq!(c.rewrite("x@a.sub.test"), (Channel::Local, "subu-x@a.sub.test".into()));
-        assert_eq!(c.rewrite("x@except.sub.test"), (Channel::Remote, "x@except.sub.test".into()));
-        assert_eq!(c.rewrite("u%far.test@example.test"), (Channel::Remote, "u@far.test".into()));
+        assert_eq!(
+            c.rewrite("joe"),
+            (Channel::Local, "joe@mx.example.test".into())
+        );
+        assert_eq!(
+            c.rewrite("joe@Example.TEST"),
+            (Channel::Local, "joe@Example.TEST".into())
+        );
+        assert_eq!(
+            c.rewrite("joe@remote.test"),
+            (Channel::Remote, "joe@remote.test".into())
+        );
+        assert_eq!(
+            c.rewrite("info@virt.test"),
+            (Channel::Local, "vuser-info@virt.test".into())
+        );
+        assert_eq!(
+            c.rewrite("sales@shop.test"),
+            (Channel::Local, "bob-sales@shop.test".into())
+        );
+        assert_eq!(
+            c.rewrite("x@a.sub.test"),
+            (Channel::Local, "subu-x@a.sub.test".into())
+        );
+        assert_eq!(
+            c.rewrite("x@except.sub.test"),
+            (Channel::Remote, "x@except.sub.test".into())
+        );
+        assert_eq!(
+            c.rewrite("u%far.test@example.test"),
+            (Channel::Remote, "u@far.test".into())
+        );
         assert_eq!(c.strip_prepend("vuser-info@virt.test"), "info@virt.test");
         assert_eq!(c.strip_prepend("joe-x@example.test"), "joe-x@example.test");
     }

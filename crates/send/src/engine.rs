@@ -122,7 +122,9 @@ impl Engine {
         let mut chans = [Chan::new(fd(1), fd(2)), Chan::new(fd(3), fd(4))];
         for c in chans.iter_mut() {
             let mut b = [0u8; 1];
-            c.from.read_exact(&mut b).map_err(|_| io::Error::other("hath the daemon spawn no fire?"))?;
+            c.from
+                .read_exact(&mut b)
+                .map_err(|_| io::Error::other("hath the daemon spawn no fire?"))?;
             c.max = usize::from(b[0]);
         }
         let mut e = Engine {
@@ -192,11 +194,15 @@ impl Engine {
             let dir = self.layout.dir.join(format!("info/{split}"));
             for entry in std::fs::read_dir(&dir)? {
                 let entry = entry?;
-                let Some(id) = parse_id(&entry.file_name()) else { continue };
+                let Some(id) = parse_id(&entry.file_name()) else {
+                    continue;
+                };
                 if self.layout.todo(id).exists() {
                     continue; // preprocessing will redo it
                 }
-                let Ok(data) = std::fs::read(entry.path()) else { continue };
+                let Ok(data) = std::fs::read(entry.path()) else {
+                    continue;
+                };
                 let birth = mtime(&entry.path()).unwrap_or(now);
                 let sender = sender_of(&data);
                 let mut open = [false; 2];
@@ -209,7 +215,14 @@ impl Engine {
                 if !open.iter().any(|&o| o) {
                     self.finishing.push(Reverse((now, id)));
                 }
-                self.msgs.insert(id, Msg { sender, birth, open });
+                self.msgs.insert(
+                    id,
+                    Msg {
+                        sender,
+                        birth,
+                        open,
+                    },
+                );
             }
         }
         self.scan_todo();
@@ -222,7 +235,9 @@ impl Engine {
             self.log("warning: unable to read todo directory");
             return;
         };
-        let mut ids: Vec<u64> = rd.filter_map(|e| e.ok().and_then(|e| parse_id(&e.file_name()))).collect();
+        let mut ids: Vec<u64> = rd
+            .filter_map(|e| e.ok().and_then(|e| parse_id(&e.file_name())))
+            .collect();
         ids.sort_unstable();
         for id in ids {
             if self.todo_set.insert(id) {
@@ -236,7 +251,9 @@ impl Engine {
         let mut done = Vec::new();
         let mut dirs: HashSet<PathBuf> = HashSet::new();
         while done.len() < TODO_BATCH {
-            let Some(id) = self.todo.pop_front() else { break };
+            let Some(id) = self.todo.pop_front() else {
+                break;
+            };
             match self.preprocess(id) {
                 Ok(Some(msg)) => {
                     for d in ["info", "local", "remote"] {
@@ -248,7 +265,10 @@ impl Engine {
                     self.todo_set.remove(&id);
                 }
                 Err(e) => {
-                    self.log(&format!("warning: trouble preprocessing todo/{id}: {}", logsafe(&e.to_string())));
+                    self.log(&format!(
+                        "warning: trouble preprocessing todo/{id}: {}",
+                        logsafe(&e.to_string())
+                    ));
                     // leave it for the next scan
                     self.todo_set.remove(&id);
                     self.todo_scan_at = self.todo_scan_at.min(qsys::now() + SYSFAIL_RETRY);
@@ -271,7 +291,9 @@ impl Engine {
         for (id, msg) in done {
             self.todo_set.remove(&id);
             if !self.clean("todo", id) {
-                self.log(&format!("warning: qmail-clean unable to clean up todo/{id}"));
+                self.log(&format!(
+                    "warning: qmail-clean unable to clean up todo/{id}"
+                ));
             }
             for c in Channel::ALL {
                 if msg.open[c as usize] {
@@ -301,8 +323,13 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let records = queue::envelope::records(&todo).map_err(|_| io::Error::other("truncated todo file"))?;
-        for p in [self.layout.info(id), self.layout.chan(Channel::Local, id), self.layout.chan(Channel::Remote, id)] {
+        let records =
+            queue::envelope::records(&todo).map_err(|_| io::Error::other("truncated todo file"))?;
+        for p in [
+            self.layout.info(id),
+            self.layout.chan(Channel::Local, id),
+            self.layout.chan(Channel::Remote, id),
+        ] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -333,7 +360,10 @@ impl Engine {
         info.push(0);
         write_new(&self.layout.info(id), &info)?;
         self.log(&format!("new msg {id}"));
-        self.log(&format!("info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}", logsafe(&sender)));
+        self.log(&format!(
+            "info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}",
+            logsafe(&sender)
+        ));
         let mut open = [false; 2];
         for c in Channel::ALL {
             if !lists[c as usize].is_empty() {
@@ -341,7 +371,11 @@ impl Engine {
                 open[c as usize] = true;
             }
         }
-        Ok(Some(Msg { sender, birth: qsys::now(), open }))
+        Ok(Some(Msg {
+            sender,
+            birth: qsys::now(),
+            open,
+        }))
     }
 
     /// Start deliveries on channel `c` while it has free slots and due work.
@@ -352,7 +386,9 @@ impl Engine {
             let id = match self.feeding[c] {
                 Some(id) => id,
                 None => {
-                    let Some(&Reverse((t, id))) = self.heap[c].peek() else { break };
+                    let Some(&Reverse((t, id))) = self.heap[c].peek() else {
+                        break;
+                    };
                     if t > now {
                         break;
                     }
@@ -381,12 +417,23 @@ impl Engine {
             let (offset, recipient) = job.records[job.next].clone();
             job.next += 1;
             job.inflight += 1;
-            let sender = self.msgs.get(&id).map(|m| m.sender.clone()).unwrap_or_default();
+            let sender = self
+                .msgs
+                .get(&id)
+                .map(|m| m.sender.clone())
+                .unwrap_or_default();
             let chan = &mut self.chans[c];
-            let Some(slot) = chan.slots.iter().position(Option::is_none) else { break };
+            let Some(slot) = chan.slots.iter().position(Option::is_none) else {
+                break;
+            };
             self.delnum += 1;
             let delnum = self.delnum;
-            chan.slots[slot] = Some(Slot { id, offset, recipient: recipient.clone(), delnum });
+            chan.slots[slot] = Some(Slot {
+                id,
+                offset,
+                recipient: recipient.clone(),
+                delnum,
+            });
             chan.used += 1;
             let cmd = Command {
                 slot: slot as u8,
@@ -394,9 +441,13 @@ impl Engine {
                 sender: protocol::verp_sender(sender.as_bytes(), recipient.as_bytes()),
                 recipient: recipient.clone().into_bytes(),
             };
-            chan.outbuf.extend_from_slice(&protocol::encode_command(&cmd));
+            chan.outbuf
+                .extend_from_slice(&protocol::encode_command(&cmd));
             let name = Channel::ALL[c].name();
-            self.log(&format!("starting delivery {delnum}: msg {id} to {name} {}", logsafe(&recipient)));
+            self.log(&format!(
+                "starting delivery {delnum}: msg {id} to {name} {}",
+                logsafe(&recipient)
+            ));
             started = true;
         }
         if started {
@@ -407,7 +458,11 @@ impl Engine {
     /// Read channel file `c` of message `id` into a job. False if there is nothing to do.
     fn open_job(&mut self, id: u64, c: usize, now: u64) -> bool {
         let path = self.layout.chan(Channel::ALL[c], id);
-        let file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(_) => {
                 self.channel_finished(id, c);
@@ -423,20 +478,40 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .filter(|r| r.kind == b'T')
-            .map(|r| (r.offset as u64, String::from_utf8_lossy(&r.value).into_owned()))
+            .map(|r| {
+                (
+                    r.offset as u64,
+                    String::from_utf8_lossy(&r.value).into_owned(),
+                )
+            })
             .collect();
-        let Some(msg) = self.msgs.get(&id) else { return false };
+        let Some(msg) = self.msgs.get(&id) else {
+            return false;
+        };
         let dying = now > msg.birth + self.cfg.queuelifetime;
         let retry = next_retry(msg.birth, now, c);
         let remaining = records.len();
-        self.jobs.insert((id, c), Job { file, records, next: 0, inflight: 0, remaining, dying, retry });
+        self.jobs.insert(
+            (id, c),
+            Job {
+                file,
+                records,
+                next: 0,
+                inflight: 0,
+                remaining,
+                dying,
+                retry,
+            },
+        );
         true
     }
 
     /// A pass over a channel file is over: remove it if every recipient is done,
     /// otherwise make the marks durable and schedule the next pass.
     fn close_job(&mut self, id: u64, c: usize) {
-        let Some(job) = self.jobs.remove(&(id, c)) else { return };
+        let Some(job) = self.jobs.remove(&(id, c)) else {
+            return;
+        };
         if self.feeding[c] == Some(id) {
             self.feeding[c] = None;
         }
@@ -488,30 +563,54 @@ impl Engine {
 
     fn handle_report(&mut self, c: usize, r: protocol::Report) {
         let chan = &mut self.chans[c];
-        let Some(slot) = chan.slots.get_mut(usize::from(r.slot)).and_then(Option::take) else {
-            self.log(&format!("warning: internal error: delivery report out of range: slot {}", r.slot));
+        let Some(slot) = chan
+            .slots
+            .get_mut(usize::from(r.slot))
+            .and_then(Option::take)
+        else {
+            self.log(&format!(
+                "warning: internal error: delivery report out of range: slot {}",
+                r.slot
+            ));
             return;
         };
         chan.used -= 1;
         let text = String::from_utf8_lossy(&r.text).into_owned();
         let dying = self.jobs.get(&(slot.id, c)).is_some_and(|j| j.dying);
         let (status, text) = match r.status {
-            b'Z' if dying => (b'D', format!("{text}I'm not going to try again; this message has been in the queue too long.\n")),
+            b'Z' if dying => (
+                b'D',
+                format!(
+                    "{text}I'm not going to try again; this message has been in the queue too long.\n"
+                ),
+            ),
             b'K' | b'Z' | b'D' => (r.status, text),
             _ => (b'Z', "report mangled, will defer".into()),
         };
         match status {
             b'K' => {
-                self.log(&format!("delivery {}: success: {}", slot.delnum, logsafe(&text)));
+                self.log(&format!(
+                    "delivery {}: success: {}",
+                    slot.delnum,
+                    logsafe(&text)
+                ));
                 self.mark_done(slot.id, c, slot.offset);
             }
             b'D' => {
-                self.log(&format!("delivery {}: failure: {}", slot.delnum, logsafe(&text)));
+                self.log(&format!(
+                    "delivery {}: failure: {}",
+                    slot.delnum,
+                    logsafe(&text)
+                ));
                 if self.add_bounce(slot.id, &slot.recipient, text.as_bytes()) {
                     self.mark_done(slot.id, c, slot.offset);
                 }
             }
-            _ => self.log(&format!("delivery {}: deferral: {}", slot.delnum, logsafe(&text))),
+            _ => self.log(&format!(
+                "delivery {}: deferral: {}",
+                slot.delnum,
+                logsafe(&text)
+            )),
         }
         self.log_status();
         if let Some(job) = self.jobs.get_mut(&(slot.id, c)) {
@@ -526,7 +625,10 @@ impl Engine {
         if let Some(job) = self.jobs.get_mut(&(id, c)) {
             job.remaining -= 1;
             if job.remaining > 0 && job.file.write_all_at(b"D", offset).is_err() {
-                self.log(&format!("warning: trouble marking {}; message will be delivered twice!", self.layout.chan(Channel::ALL[c], id).display()));
+                self.log(&format!(
+                    "warning: trouble marking {}; message will be delivered twice!",
+                    self.layout.chan(Channel::ALL[c], id).display()
+                ));
             }
         }
     }
@@ -565,26 +667,53 @@ impl Engine {
     }
 
     fn finish(&mut self, id: u64) -> bool {
-        let Some(msg) = self.msgs.get(&id) else { return true };
+        let Some(msg) = self.msgs.get(&id) else {
+            return true;
+        };
         let sender = msg.sender.clone();
         let bounce_path = self.layout.bounce(id);
         match std::fs::read(&bounce_path) {
             Ok(records) => {
                 let route = bounce::route(&self.cfg, &sender);
                 match &route {
-                    bounce::Route::Triple => self.log(&format!("triple bounce: discarding bounce/{id}")),
+                    bounce::Route::Triple => {
+                        self.log(&format!("triple bounce: discarding bounce/{id}"))
+                    }
                     bounce::Route::Single { to } | bounce::Route::Double { to } => {
-                        let from = if matches!(route, bounce::Route::Double { .. }) { "#@[]" } else { "" };
-                        let Ok(mut original) = File::open(self.layout.mess(id)) else { return false };
+                        let from = if matches!(route, bounce::Route::Double { .. }) {
+                            "#@[]"
+                        } else {
+                            ""
+                        };
+                        let Ok(mut original) = File::open(self.layout.mess(id)) else {
+                            return false;
+                        };
                         let cfg = self.cfg.clone();
                         let now = qsys::now();
-                        let r = queue::client::inject(&self.qmail_queue, from.as_bytes(), &[to.as_bytes()], |w| {
-                            bounce::write(w, &cfg, &route, &records, &sender, &mut original, now, id)
-                        });
+                        let r = queue::client::inject(
+                            &self.qmail_queue,
+                            from.as_bytes(),
+                            &[to.as_bytes()],
+                            |w| {
+                                bounce::write(
+                                    w,
+                                    &cfg,
+                                    &route,
+                                    &records,
+                                    &sender,
+                                    &mut original,
+                                    now,
+                                    id,
+                                )
+                            },
+                        );
                         match r {
                             Ok(qp) => self.log(&format!("bounce msg {id} qp {qp}")),
                             Err(e) => {
-                                self.log(&format!("warning: unable to inject bounce message: {}", logsafe(&e.text)));
+                                self.log(&format!(
+                                    "warning: unable to inject bounce message: {}",
+                                    logsafe(&e.text)
+                                ));
                                 return false;
                             }
                         }
@@ -599,7 +728,9 @@ impl Engine {
         let _ = std::fs::remove_file(self.layout.info(id));
         self.msgs.remove(&id);
         if !self.clean("foop", id) {
-            self.log(&format!("warning: qmail-clean unable to clean up mess/{id}"));
+            self.log(&format!(
+                "warning: qmail-clean unable to clean up mess/{id}"
+            ));
         }
         true
     }
@@ -655,7 +786,10 @@ impl Engine {
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
             drop(fds);
             if ready[0] {
                 while let Ok(Some(si)) = sigfd.read_signal() {
@@ -676,11 +810,13 @@ impl Engine {
                 self.todo_scan_at = 0;
             }
             for c in 0..2 {
-                if ready[2 + c] {
-                    if let Err(e) = self.read_reports(c) {
-                        self.log(&format!("alert: oh no! lost spawn connection! dying... ({e})"));
-                        return Err(e);
-                    }
+                if ready[2 + c]
+                    && let Err(e) = self.read_reports(c)
+                {
+                    self.log(&format!(
+                        "alert: oh no! lost spawn connection! dying... ({e})"
+                    ));
+                    return Err(e);
                 }
             }
             for c in 0..2 {
@@ -728,7 +864,10 @@ impl Engine {
     fn everything_due_now(&mut self) {
         let now = qsys::now();
         for h in self.heap.iter_mut() {
-            let items: Vec<_> = h.drain().map(|Reverse((_, id))| Reverse((now, id))).collect();
+            let items: Vec<_> = h
+                .drain()
+                .map(|Reverse((_, id))| Reverse((now, id)))
+                .collect();
             h.extend(items);
         }
         self.todo_scan_at = 0;
@@ -749,7 +888,10 @@ impl Engine {
 
 impl Chan {
     fn new(to: File, from: File) -> Chan {
-        let _ = nix::fcntl::fcntl(&to, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        let _ = nix::fcntl::fcntl(
+            &to,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
         Chan {
             to,
             from,
@@ -778,7 +920,11 @@ fn sender_of(info: &[u8]) -> String {
 
 /// Create `path` (0600) with `data` and fsync it.
 fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }

@@ -65,7 +65,10 @@ pub fn lookup_cdb(cdb_path: &Path, local: &str) -> Result<Option<Assignment>, Lo
     if let Some(v) = db.get(&key).map_err(|_| LookupError::Cdb)? {
         return Ok(parse_assignment(&v, b""));
     }
-    let wild = db.get(b"").map_err(|_| LookupError::Cdb)?.unwrap_or_default();
+    let wild = db
+        .get(b"")
+        .map_err(|_| LookupError::Cdb)?
+        .unwrap_or_default();
     let bytes = lower.as_bytes();
     // A `+loc` entry is stored under `!loc`; probe prefixes longest first, but only
     // those ending in a character some `+` prefix ends in (and the bare `!`).
@@ -95,11 +98,15 @@ pub fn lookup_passwd(local: &str) -> Option<Assignment> {
         if name.is_empty() || name.len() >= 32 {
             continue;
         }
-        let Ok(Some(pw)) = nix::unistd::User::from_name(name) else { continue };
+        let Ok(Some(pw)) = nix::unistd::User::from_name(name) else {
+            continue;
+        };
         if pw.uid.is_root() {
             continue;
         }
-        let Ok(meta) = std::fs::metadata(&pw.dir) else { continue };
+        let Ok(meta) = std::fs::metadata(&pw.dir) else {
+            continue;
+        };
         if meta.uid() != pw.uid.as_raw() {
             continue;
         }
@@ -121,9 +128,19 @@ pub fn alias(home: &Path, local: &str) -> Result<Assignment, LookupError> {
         let (u, g, _) = qsys::ids::user("alias").ok_or(LookupError::NoAlias)?;
         (u.as_raw(), g.as_raw())
     } else {
-        (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
     };
-    Ok(Assignment { user: "alias".into(), uid, gid, home: home.join("alias"), dash: "-".into(), ext: local.to_string() })
+    Ok(Assignment {
+        user: "alias".into(),
+        uid,
+        gid,
+        home: home.join("alias"),
+        dash: "-".into(),
+        ext: local.to_string(),
+    })
 }
 
 /// The full lookup for installation `home`.
@@ -177,7 +194,10 @@ mod tests {
             (b"", b"-"),
         ]);
         let a = lookup_cdb(&p, "Joe").unwrap().unwrap();
-        assert_eq!((a.user.as_str(), a.dash.as_str(), a.ext.as_str()), ("joe", "", ""));
+        assert_eq!(
+            (a.user.as_str(), a.dash.as_str(), a.ext.as_str()),
+            ("joe", "", "")
+        );
         let a = lookup_cdb(&p, "joe-list").unwrap().unwrap();
         assert_eq!((a.uid, a.dash.as_str(), a.ext.as_str()), (507, "-", "list"));
         let a = lookup_cdb(&p, "nobody-here").unwrap().unwrap();
@@ -186,7 +206,10 @@ mod tests {
 
     #[test]
     fn report_mapping() {
-        assert_eq!(report(Some(0), b"did 1+0+0\n"), (b'K', b"did 1+0+0\n".to_vec()));
+        assert_eq!(
+            report(Some(0), b"did 1+0+0\n"),
+            (b'K', b"did 1+0+0\n".to_vec())
+        );
         assert_eq!(report(Some(111), b"x"), (b'Z', b"x".to_vec()));
         assert_eq!(report(Some(100), b"no"), (b'D', b"no".to_vec()));
         assert_eq!(report(None, b""), (b'Z', b"qmail-local crashed.".to_vec()));

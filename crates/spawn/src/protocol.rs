@@ -48,11 +48,18 @@ pub fn take_command(buf: &mut Vec<u8>) -> Option<Result<Command, u8>> {
     let sender = buf[ends[0] + 1..ends[1]].to_vec();
     let recipient = buf[ends[1] + 1..ends[2]].to_vec();
     buf.drain(..=ends[2]);
-    let valid = !messid.is_empty() && messid.len() <= 100 && messid.iter().all(|b| b.is_ascii_digit() || *b == b'/');
+    let valid = !messid.is_empty()
+        && messid.len() <= 100
+        && messid.iter().all(|b| b.is_ascii_digit() || *b == b'/');
     if !valid {
         return Some(Err(slot));
     }
-    Some(Ok(Command { slot, messid: String::from_utf8_lossy(&messid).into_owned(), sender, recipient }))
+    Some(Ok(Command {
+        slot,
+        messid: String::from_utf8_lossy(&messid).into_owned(),
+        sender,
+        recipient,
+    }))
 }
 
 /// Encode a report: slot, status letter, text, NUL (NULs inside the text become `?`).
@@ -79,7 +86,11 @@ pub fn take_report(buf: &mut Vec<u8>) -> Option<Report> {
         return None;
     }
     let end = buf.iter().skip(2).position(|&b| b == 0)? + 2;
-    let r = Report { slot: buf[0], status: buf[1], text: buf[2..end].to_vec() };
+    let r = Report {
+        slot: buf[0],
+        status: buf[1],
+        text: buf[2..end].to_vec(),
+    };
     buf.drain(..=end);
     Some(r)
 }
@@ -111,9 +122,19 @@ mod tests {
 
     #[test]
     fn command_round_trip_even_with_slot_zero() {
-        let c = Command { slot: 0, messid: "5/28".into(), sender: b"".to_vec(), recipient: b"joe@x".to_vec() };
+        let c = Command {
+            slot: 0,
+            messid: "5/28".into(),
+            sender: b"".to_vec(),
+            recipient: b"joe@x".to_vec(),
+        };
         let mut buf = encode_command(&c);
-        buf.extend_from_slice(&encode_command(&Command { slot: 7, ..c.clone() })[..3]);
+        buf.extend_from_slice(
+            &encode_command(&Command {
+                slot: 7,
+                ..c.clone()
+            })[..3],
+        );
         assert_eq!(take_command(&mut buf), Some(Ok(c)));
         assert_eq!(take_command(&mut buf), None);
         assert_eq!(buf.len(), 3);
@@ -131,13 +152,23 @@ mod tests {
         let mut buf = encode_report(4, b'K', b"did 1+0+0\n");
         buf.extend_from_slice(&encode_report(0, b'Z', b"x\0y"));
         assert_eq!(take_report(&mut buf).unwrap().text, b"did 1+0+0\n");
-        assert_eq!(take_report(&mut buf).unwrap(), Report { slot: 0, status: b'Z', text: b"x?y".to_vec() });
+        assert_eq!(
+            take_report(&mut buf).unwrap(),
+            Report {
+                slot: 0,
+                status: b'Z',
+                text: b"x?y".to_vec()
+            }
+        );
         assert_eq!(take_report(&mut buf), None);
     }
 
     #[test]
     fn verp() {
-        assert_eq!(verp_sender(b"list-@example.org-@[]", b"joe@remote.test"), b"list-joe=remote.test@example.org");
+        assert_eq!(
+            verp_sender(b"list-@example.org-@[]", b"joe@remote.test"),
+            b"list-joe=remote.test@example.org"
+        );
         assert_eq!(verp_sender(b"a@b", b"joe@remote.test"), b"a@b");
     }
 }

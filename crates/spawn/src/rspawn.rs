@@ -17,7 +17,10 @@ pub fn report(code: Option<i32>, output: &[u8]) -> (u8, Vec<u8>) {
     if output.is_empty() {
         return (b'Z', b"qmail-remote produced no output.".to_vec());
     }
-    let parts: Vec<&[u8]> = output.split(|&b| b == 0).filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&[u8]> = output
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .collect();
     let value = |l: u8| match l {
         b'K' => 1,
         b'Z' => 0,
@@ -55,16 +58,25 @@ mod tests {
 
     #[test]
     fn accepted() {
-        let (l, t) = report(Some(0), b"r\0K1.2.3.4 accepted message.\nRemote host said: 250 ok 12 qp 3\n\0");
+        let (l, t) = report(
+            Some(0),
+            b"r\0K1.2.3.4 accepted message.\nRemote host said: 250 ok 12 qp 3\n\0",
+        );
         assert_eq!(l, b'K');
-        assert_eq!(t, b"1.2.3.4 accepted message.\nRemote host said: 250 ok 12 qp 3\n");
+        assert_eq!(
+            t,
+            b"1.2.3.4 accepted message.\nRemote host said: 250 ok 12 qp 3\n"
+        );
     }
 
     #[test]
     fn recipient_rejected() {
         let (l, t) = report(Some(0), b"h1.2.3.4 does not like recipient.\nRemote host said: 550 no\n\0DGiving up on 1.2.3.4.\n\0");
         assert_eq!(l, b'D');
-        assert_eq!(t, b"1.2.3.4 does not like recipient.\nRemote host said: 550 no\nGiving up on 1.2.3.4.\n");
+        assert_eq!(
+            t,
+            b"1.2.3.4 does not like recipient.\nRemote host said: 550 no\nGiving up on 1.2.3.4.\n"
+        );
     }
 
     #[test]
@@ -77,6 +89,13 @@ mod tests {
     fn failures_to_run() {
         assert_eq!(report(None, b"").0, b'Z');
         assert_eq!(report(Some(0), b"").1, b"qmail-remote produced no output.");
-        assert_eq!(report(Some(0), b"ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\0").0, b'Z');
+        assert_eq!(
+            report(
+                Some(0),
+                b"ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\0"
+            )
+            .0,
+            b'Z'
+        );
     }
 }

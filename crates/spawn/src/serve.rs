@@ -24,13 +24,16 @@ pub enum Start {
     Report(u8, Vec<u8>),
 }
 
+/// Turns a child's exit status and output into a report (letter, text).
+pub type ReportFn<'a> = &'a dyn Fn(ExitStatus, &[u8]) -> (u8, Vec<u8>);
+
 /// The parts that differ between qmail-lspawn and qmail-rspawn.
 pub struct Spawner<'a> {
     /// Start a delivery: the command, the open message, and the write end of the output
     /// pipe (to become the child's fds 1 and 2).
     pub start: &'a mut dyn FnMut(&Command, File, OwnedFd) -> Start,
     /// Turn a child's exit status and output into a report (letter, text).
-    pub report: &'a dyn Fn(ExitStatus, &[u8]) -> (u8, Vec<u8>),
+    pub report: ReportFn<'a>,
     /// Longest output kept (qmail-lspawn: 3000 bytes).
     pub truncate: usize,
     /// Required owner of message files (qmailq), when known.
@@ -53,8 +56,18 @@ fn truncated(mut output: Vec<u8>, max: usize) -> Vec<u8> {
 }
 
 fn open_message(messid: &str, owner: Option<u32>) -> Result<File, (u8, Vec<u8>)> {
-    let f = File::open(messid).map_err(|_| (b'Z', b"qmail-spawn unable to open message. (#4.3.0)".to_vec()))?;
-    let m = f.metadata().map_err(|_| (b'Z', b"qmail-spawn unable to open message. (#4.3.0)".to_vec()))?;
+    let f = File::open(messid).map_err(|_| {
+        (
+            b'Z',
+            b"qmail-spawn unable to open message. (#4.3.0)".to_vec(),
+        )
+    })?;
+    let m = f.metadata().map_err(|_| {
+        (
+            b'Z',
+            b"qmail-spawn unable to open message. (#4.3.0)".to_vec(),
+        )
+    })?;
     if !m.is_file() {
         return Err((b'Z', b"Sorry, message has wrong type. (#4.3.5)".to_vec()));
     }
@@ -89,15 +102,24 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
-        let (input_ready, child_ready) = if input_open { (ready[0], &ready[1..]) } else { (false, &ready[..]) };
+        let (input_ready, child_ready) = if input_open {
+            (ready[0], &ready[1..])
+        } else {
+            (false, &ready[..])
+        };
 
         for (i, s) in slots.iter().enumerate() {
             if !child_ready[i] {
                 continue;
             }
-            let Some(r) = running.get_mut(s) else { continue };
+            let Some(r) = running.get_mut(s) else {
+                continue;
+            };
             let n = match r.out.read(&mut chunk) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -111,7 +133,10 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
             }
             if let Some(mut done) = running.remove(s) {
                 let status = done.child.wait()?;
-                let (letter, text) = (sp.report)(status, &truncated(std::mem::take(&mut done.output), sp.truncate));
+                let (letter, text) = (sp.report)(
+                    status,
+                    &truncated(std::mem::take(&mut done.output), sp.truncate),
+                );
                 output.write_all(&protocol::encode_report(*s, letter, &text))?;
             }
         }
@@ -130,12 +155,20 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
                 let cmd = match cmd {
                     Ok(c) => c,
                     Err(slot) => {
-                        output.write_all(&protocol::encode_report(slot, b'D', b"Internal error: messid has unexpected format. (#5.3.5)"))?;
+                        output.write_all(&protocol::encode_report(
+                            slot,
+                            b'D',
+                            b"Internal error: messid has unexpected format. (#5.3.5)",
+                        ))?;
                         continue;
                     }
                 };
                 if cmd.slot >= SLOTS || running.contains_key(&cmd.slot) {
-                    output.write_all(&protocol::encode_report(cmd.slot, b'Z', b"Internal error: delnum in use. (#4.3.5)"))?;
+                    output.write_all(&protocol::encode_report(
+                        cmd.slot,
+                        b'Z',
+                        b"Internal error: delnum in use. (#4.3.5)",
+                    ))?;
                     continue;
                 }
                 let message = match open_message(&cmd.messid, sp.message_owner) {
@@ -148,7 +181,14 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
                 let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
                 match (sp.start)(&cmd, message, w) {
                     Start::Child(child) => {
-                        running.insert(cmd.slot, Running { child, out: File::from(r), output: Vec::new() });
+                        running.insert(
+                            cmd.slot,
+                            Running {
+                                child,
+                                out: File::from(r),
+                                output: Vec::new(),
+                            },
+                        );
                     }
                     Start::Report(letter, text) => {
                         output.write_all(&protocol::encode_report(cmd.slot, letter, &text))?;

@@ -1,0 +1,43 @@
+//! NAME
+//!     sendmail - sendmail-compatible front end for qmail-inject
+//!
+//! SYNOPSIS
+//!     sendmail [ -t ] [ -fsender ] [ -Fname ] [ -bp ] [ -bs ] [ -q ] [ recipient ... ]
+//!
+//! DESCRIPTION
+//!     Translates a sendmail command line and execs HOME/bin/qmail-inject (HOME is the
+//!     parent of the directory holding this program); the message is read by
+//!     qmail-inject on descriptor 0.
+//!
+//!     -t          recipients from the header too (qmail-inject -H; else -a)
+//!     -f sender   envelope sender; also sets QMAILUSER/QMAILHOST from it and unsets
+//!                 QMAILNAME MAILNAME NAME QMAILHOST MAILHOST (netqmail)
+//!     -F name     personal name (MAILNAME)
+//!     -bm         deliver mail (default)
+//!     -bp         list the queue: exec HOME/bin/qmail-qread (also when run as mailq)
+//!     -bs         SMTP on descriptors 0/1: exec HOME/bin/qmail-smtpd with RELAYCLIENT=""
+//!                 DATABYTES=0 PROTO=TCP TCPLOCALIP=127.0.0.1 ... unless PROTO is set
+//!     -q...       wake qmail-send (write HOME/queue/lock/trigger) and exit 0
+//!     -i -oi -v -x -m -e* -o* -p* -B* -E* -J*   accepted and ignored
+//!     No-argument flags may be clustered; arguments may be attached or separate.
+//!     Run as newaliases: exit 100.
+//!
+//! USER
+//!     Runs as the calling user.
+//!
+//! EXIT CODES
+//!     Those of qmail-inject; 100 for a usage error or newaliases; 111 when the program
+//!     to exec cannot be run ("sendmail: fatal: unable to run qmail-smtpd").
+
+const SYNOPSIS: &str =
+    "usage: sendmail [ -t ] [ -fsender ] [ -Fname ] [ -bp ] [ -bs ] [ -q ] [ recipient ... ]
+  -t recipients from the header too, -f envelope sender, -F personal name,
+  -bp list the queue, -bs SMTP on stdin/stdout, -q wake the queue;
+  -i -oi -v -x -m -e* -o* -p* -B* -E* -J* are accepted and ignored.
+  Reads the message on stdin and runs qmail-inject.
+";
+
+fn main() {
+    qsys::die::install_panic_hook("sendmail");
+    inject::cli::sendmail(SYNOPSIS)
+}

@@ -1,0 +1,542 @@
+//! End-to-end tests of qmail-remote against real SMTP servers and a real DNS server,
+//! all on loopback: Postfix's `smtp-sink` (fault injection), Python's aiosmtpd (keeps
+//! the mail, so content can be checked) and dnsmasq (MX/A records, NXDOMAIN). Nothing
+//! is sent off this machine: `control/nameservers` points at the dnsmasq started here.
+//!
+//! Needs `cargo build --bins` first (the test copies target/debug/qmail-remote into a
+//! temporary HOME/bin, because qmail-remote finds HOME from /proc/self/exe).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills and reaps a server process, also when an assertion fails.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/remote-XXXX -> target/debug/NAME
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the e2e tests",
+        p.display()
+    );
+    p
+}
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(addr: &str, child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("server for {addr} exited early: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on {addr} did not start");
+}
+
+fn need(tool: &str) -> String {
+    assert!(
+        Path::new(tool).exists(),
+        "{tool} is missing (apt-get install dnsmasq-base postfix python3-aiosmtpd)"
+    );
+    tool.to_string()
+}
+
+/// A temporary installation with qmail-remote and its controls.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new(routes: &str, dns_port: Option<u16>) -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path();
+        for d in ["bin", "control", "queue/lock"] {
+            std::fs::create_dir_all(h.join(d)).unwrap();
+        }
+        std::fs::copy(built("qmail-remote"), h.join("bin/qmail-remote")).unwrap();
+        let ctl = |n: &str, v: &str| std::fs::write(h.join("control").join(n), v).unwrap();
+        ctl("me", "me.example.test\n");
+        ctl("helohost", "helo.example.test\n");
+        ctl("smtproutes", routes);
+        ctl("timeoutconnect", "5\n");
+        ctl("timeoutremote", "30\n");
+        // Never the system resolver: a port nobody listens on if no DNS is needed.
+        let ns = format!("127.0.0.1:{}\n", dns_port.unwrap_or_else(free_port));
+        ctl("nameservers", &ns);
+        std::fs::write(h.join("queue/lock/tcpto"), [0u8; 1024]).unwrap();
+        Home { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run qmail-remote; returns its reports split at NUL.
+    fn remote(&self, args: &[&str], message: &[u8]) -> Vec<String> {
+        let msg = self.path().join("message");
+        std::fs::write(&msg, message).unwrap();
+        let out = Command::new(self.path().join("bin/qmail-remote"))
+            .args(args)
+            .stdin(std::fs::File::open(&msg).unwrap())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "qmail-remote exited {}", out.status);
+        assert_eq!(
+            out.stdout.last(),
+            Some(&0u8),
+            "output must end with NUL: {:?}",
+            out.stdout
+        );
+        let body = &out.stdout[..out.stdout.len() - 1];
+        body.split(|&b| b == 0)
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect()
+    }
+}
+
+fn dnsmasq(records: &[&str]) -> (Server, u16) {
+    let bin = need("/usr/sbin/dnsmasq");
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--no-daemon",
+        &format!("--port={port}"),
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--pid-file=",
+        "--local=/test/",
+    ]);
+    cmd.args(records)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("start dnsmasq");
+    wait_port(&format!("127.0.0.1:{port}"), &mut child);
+    (Server(child), port)
+}
+
+fn smtp_sink(addr: &str, knobs: &[&str]) -> Server {
+    let bin = need("/usr/sbin/smtp-sink");
+    let mut cmd = Command::new(bin);
+    if is_root() {
+        cmd.args(["-u", "nobody"]);
+    }
+    cmd.args(["-c"])
+        .args(knobs)
+        .args([addr, "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("start smtp-sink");
+    wait_port(addr, &mut child);
+    Server(child)
+}
+
+fn aiosmtpd(addr: &str, mailbox: &Path) -> Server {
+    aiosmtpd_with(addr, mailbox, &[])
+}
+
+/// aiosmtpd keeping mail in the Maildir `mailbox`; `extra` options come first.
+fn aiosmtpd_with(addr: &str, mailbox: &Path, extra: &[&str]) -> Server {
+    let py = need("/usr/bin/python3");
+    let mut child = Command::new(py)
+        .args(["-m", "aiosmtpd", "-n", "-l", addr])
+        .args(extra)
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(mailbox)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start aiosmtpd");
+    wait_port(addr, &mut child);
+    Server(child)
+}
+
+const MESSAGE: &[u8] = b"From: a@me.example.test\nTo: b@example.test\nSubject: e2e remote\n\nfirst line\n.leading dot\nlast line\n";
+
+#[test]
+fn usage_error() {
+    let home = Home::new("", None);
+    assert_eq!(
+        home.remote(&["host", "sender"], b"x\n"),
+        vec!["DI (qmail-remote) was invoked improperly. (#5.3.5)\n"]
+    );
+}
+
+#[test]
+fn smtproutes_with_port_delivers_content() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let tmp = tempfile::tempdir().unwrap();
+    let mbox = tmp.path().join("maildir");
+    let _srv = aiosmtpd(&addr, &mbox);
+    let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
+    let r = home.remote(
+        &[
+            "example.test",
+            "a@me.example.test",
+            "b@example.test",
+            "c@example.test",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert_eq!(
+        std::fs::read_dir(mbox.join("new")).unwrap().count(),
+        1,
+        "one message for both recipients"
+    );
+    assert_eq!(r[0], "r");
+    assert_eq!(r[1], "r");
+    assert!(
+        r[2].starts_with("K127.0.0.1 accepted message.\nRemote host said: 250 "),
+        "{r:?}"
+    );
+    // aiosmtpd's Mailbox handler writes a Maildir.
+    let got = maildir_text(&mbox);
+    assert!(got.contains("Subject: e2e remote"), "{got}");
+    assert!(
+        got.contains("\nfirst line\n.leading dot\nlast line\n"),
+        "{got}"
+    );
+}
+
+#[test]
+fn rcpt_5xx_is_hard() {
+    let port = free_port();
+    let _srv = smtp_sink(&format!("127.0.0.1:{port}"), &["-f", "RCPT"]);
+    let home = Home::new(&format!(":[127.0.0.1]:{port}\n"), None);
+    let r = home.remote(
+        &["x.example.test", "a@me.example.test", "b@x.example.test"],
+        MESSAGE,
+    );
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert!(
+        r[0].starts_with("h127.0.0.1 does not like recipient.\nRemote host said: 5"),
+        "{r:?}"
+    );
+    assert_eq!(r[1], "DGiving up on 127.0.0.1.\n");
+}
+
+#[test]
+fn rcpt_4xx_is_soft() {
+    let port = free_port();
+    let _srv = smtp_sink(&format!("127.0.0.1:{port}"), &["-r", "RCPT"]);
+    let home = Home::new(&format!("x.example.test:127.0.0.1:{port}\n"), None);
+    let r = home.remote(
+        &["x.example.test", "a@me.example.test", "b@x.example.test"],
+        MESSAGE,
+    );
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert!(
+        r[0].starts_with("s127.0.0.1 does not like recipient.\nRemote host said: 4"),
+        "{r:?}"
+    );
+    // qmail's wording; qmail-rspawn turns the `s` into a deferral (Z).
+    assert_eq!(r[1], "DGiving up on 127.0.0.1.\n");
+}
+
+#[test]
+fn connection_refused_is_temporary() {
+    let port = free_port();
+    let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(
+        r,
+        vec!["ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"]
+    );
+    // A refusal is not a timeout: tcpto stays empty.
+    assert_eq!(
+        std::fs::read(home.path().join("queue/lock/tcpto")).unwrap(),
+        vec![0u8; 1024]
+    );
+}
+
+#[test]
+fn partial_final_line_is_permanent() {
+    let home = Home::new("example.test:[127.0.0.1]:9\n", None);
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        b"Subject: x\n\nno newline",
+    );
+    assert_eq!(
+        r,
+        vec!["DSMTP cannot transfer messages with partial final lines. (#5.6.2)\n"]
+    );
+}
+
+/// A one-shot server that sends `greeting` and reads until the client closes.
+fn raw_server(greeting: &'static [u8]) -> (std::thread::JoinHandle<String>, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(greeting).unwrap();
+        let mut seen = String::new();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            seen.push_str(&line);
+            line.clear();
+        }
+        let _ = s.read(&mut [0u8; 1]);
+        seen
+    });
+    (h, port)
+}
+
+#[test]
+fn greeting_failure_and_garbage() {
+    let (h, port) = raw_server(b"554 go away\r\n");
+    let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(
+        r,
+        vec!["ZConnected to 127.0.0.1 but greeting failed.\nRemote host said: 554 go away\n"]
+    );
+    assert_eq!(h.join().unwrap(), "QUIT\r\n");
+
+    let (h, port) = raw_server(b"\x00\xff\xfe garbage without a code\r\n");
+    let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(r.len(), 1);
+    assert!(
+        r[0].starts_with("ZConnected to 127.0.0.1 but greeting failed.\nRemote host said: ?"),
+        "{r:?}"
+    );
+    h.join().unwrap();
+}
+
+#[test]
+fn nxdomain_is_permanent() {
+    let (_dns, dport) = dnsmasq(&[]);
+    let home = Home::new("", Some(dport));
+    let r = home.remote(
+        &["nosuch.test", "a@me.example.test", "b@nosuch.test"],
+        MESSAGE,
+    );
+    assert_eq!(
+        r,
+        vec!["DSorry, I couldn't find any host named nosuch.test. (#5.1.2)\n"]
+    );
+}
+
+#[test]
+fn mx_pointing_at_this_host_is_refused() {
+    let (_dns, dport) = dnsmasq(&[
+        "--mx-host=self.test,mx.self.test,10",
+        "--host-record=mx.self.test,127.0.0.1",
+    ]);
+    let home = Home::new("", Some(dport));
+    let r = home.remote(&["self.test", "a@me.example.test", "b@self.test"], MESSAGE);
+    assert_eq!(
+        r,
+        vec![
+            "DSorry. Although I'm listed as a best-preference MX or A for that host,\nit isn't in my control/locals file, so I don't treat it as local. (#5.4.6)\n"
+        ]
+    );
+}
+
+#[test]
+fn mx_lookup_delivers() {
+    if !is_root() {
+        eprintln!("note: mx_lookup_delivers skipped: binding 127.0.0.2:25 needs root");
+        return;
+    }
+    let (_dns, dport) = dnsmasq(&[
+        "--mx-host=example.test,mail.example.test,10",
+        "--host-record=mail.example.test,127.0.0.2",
+    ]);
+    let _sink = smtp_sink("127.0.0.2:25", &[]);
+    let home = Home::new("", Some(dport));
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0], "r");
+    assert!(
+        r[1].starts_with("K127.0.0.2 accepted message.\nRemote host said: 250"),
+        "{r:?}"
+    );
+}
+
+fn maildir_text(dir: &Path) -> String {
+    std::fs::read_dir(dir.join("new"))
+        .expect("maildir written")
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+#[test]
+fn starttls_is_used_when_offered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = (tmp.path().join("c.pem"), tmp.path().join("k.pem"));
+    let st = Command::new(need("/usr/bin/openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=mx.example.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req failed");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mbox = tmp.path().join("maildir");
+    // aiosmtpd requires STARTTLS before MAIL when it has a certificate: delivery proves TLS.
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let _srv = aiosmtpd_with(&addr, &mbox, &["--tlscert", c, "--tlskey", k]);
+    let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0], "r");
+    assert!(r[1].starts_with("K127.0.0.1 accepted message."), "{r:?}");
+    assert!(maildir_text(&mbox).contains("\n.leading dot\n"));
+}
+
+#[test]
+fn failed_tls_handshake_is_temporary() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        s.write_all(b"220 hi\r\n").unwrap();
+        r.read_line(&mut line).unwrap();
+        s.write_all(b"250-hi\r\n250 STARTTLS\r\n").unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "STARTTLS\r\n");
+        s.write_all(b"220 go ahead\r\n").unwrap();
+        // Wait for the ClientHello, then answer with something that is not TLS.
+        let mut hello = [0u8; 5];
+        r.read_exact(&mut hello).unwrap();
+        assert_eq!(hello[0], 0x16, "a TLS handshake record");
+        s.write_all(b"this is not a TLS server hello at all\r\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+    });
+    let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(
+        r,
+        vec!["ZConnected to 127.0.0.1 but TLS negotiation failed. (#4.4.2)\n"]
+    );
+    h.join().unwrap();
+}
+
+#[test]
+fn tcpto_and_tcpok() {
+    let home = Home::new("", None);
+    for b in ["qmail-tcpto", "qmail-tcpok"] {
+        std::fs::copy(built(b), home.path().join("bin").join(b)).unwrap();
+    }
+    let file = home.path().join("queue/lock/tcpto");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let mut img = vec![0u8; 1024];
+    img[16..20].copy_from_slice(&[192, 0, 2, 7]);
+    img[20] = 3;
+    img[24..28].copy_from_slice(&(now - 100).to_le_bytes());
+    std::fs::write(&file, &img).unwrap();
+    let out = Command::new(home.path().join("bin/qmail-tcpto"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("192.0.2.7 timed out 10"), "{text}");
+    assert!(
+        text.ends_with(" seconds ago; # recent timeouts: 3\n"),
+        "{text}"
+    );
+    let st = Command::new(home.path().join("bin/qmail-tcpok"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read(&file).unwrap(), vec![0u8; 1024]);
+    let out = Command::new(home.path().join("bin/qmail-tcpto"))
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"");
+}
+
+#[test]
+fn dns_server_down_is_temporary() {
+    // nameservers points at a free port with nobody listening.
+    let home = Home::new("", None);
+    let r = home.remote(
+        &["example.test", "a@me.example.test", "b@example.test"],
+        MESSAGE,
+    );
+    assert_eq!(
+        r,
+        vec!["ZSorry, I couldn't find any host by that name. (#4.1.2)\n"]
+    );
+}
