@@ -60,7 +60,7 @@ fn main() {
             Ok(_) => {}
         }
         count += 1;
-        if count % 30 == 0 {
+        if count.is_multiple_of(30) {
             clean_pid_dir(&layout);
         }
         let text = String::from_utf8_lossy(cmd.strip_suffix(b"\0").unwrap_or(&cmd)).into_owned();

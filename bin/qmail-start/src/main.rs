@@ -55,6 +55,9 @@ fn drop_to(c: &mut Command, user: Option<&str>) {
     }
 }
 
+// The children live as long as qmail-send, which this process becomes; when it exits
+// they see EOF and exit, and their parent is then init.
+#[allow(clippy::zombie_processes)]
 fn start(bin: &Path, args: &[&str], user: Option<&str>, stdin: OwnedFd, stdout: OwnedFd) {
     let log = std::io::stdout().as_raw_fd();
     let err = nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(log) })
@@ -94,6 +97,7 @@ fn main() {
     let bin = home.join("bin");
 
     if args.len() > 1 {
+        #![allow(clippy::zombie_processes)]
         let (r, w) = pipe();
         let mut c = Command::new(&args[1]);
         c.args(&args[2..]).stdin(Stdio::from(r));
