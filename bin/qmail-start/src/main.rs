@@ -87,6 +87,7 @@ fn start(bin: &Path, args: &[&str], user: Option<&str>, stdin: OwnedFd, stdout: 
         .unwrap_or_else(|e| die(&format!("unable to start {}: {e}", bin.display())));
 }
 
+#[allow(clippy::zombie_processes)] // the logger outlives us, see start()
 fn main() {
     qsys::die::install_panic_hook("qmail-start");
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -97,7 +98,6 @@ fn main() {
     let bin = home.join("bin");
 
     if args.len() > 1 {
-        #![allow(clippy::zombie_processes)]
         let (r, w) = pipe();
         let mut c = Command::new(&args[1]);
         c.args(&args[2..]).stdin(Stdio::from(r));
