@@ -1,1 +1,339 @@
-//! Harness for the end-to-end tests (filled in below).
+//! Harness for the end-to-end tests: install the built programs into a temporary root
+//! with `qmail-install`, start the system with `qmail-start`, and wait for results.
+//!
+//! Binaries are found next to the test executable's directory (`target/debug/`); CI
+//! builds them first with `cargo build --workspace --bins`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the built programs.
+pub fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("qmail-install").is_file(),
+        "{} has no qmail-install: run `cargo build --workspace --bins` first",
+        dir.display()
+    );
+    dir
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::getuid().is_root()
+}
+
+/// An installation in a temporary directory, with qmail-send running once started.
+pub struct System {
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+    send: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl System {
+    /// Install into a fresh temporary root with `me` as host name; `locals` adds domains.
+    pub fn install(me: &str, locals: &[&str]) -> System {
+        let dir = tempfile::Builder::new()
+            .prefix("qmail-e2e")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        // recipients' homes and qmail users must be able to traverse the root
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let root = dir.path().join("root");
+        let st = Command::new(build_dir().join("qmail-install"))
+            .arg("--root")
+            .arg(&root)
+            .arg("--me")
+            .arg(me)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run qmail-install");
+        assert!(st.success(), "qmail-install failed");
+        let mut l = format!("{me}\n");
+        for d in locals {
+            l.push_str(d);
+            l.push('\n');
+        }
+        std::fs::write(root.join("control/locals"), l).unwrap();
+        let log = dir.path().join("send.log");
+        System {
+            root,
+            _dir: dir,
+            send: None,
+            log,
+        }
+    }
+
+    /// A handle on an existing installation (for injecting from another thread).
+    pub fn attach(root: &Path) -> System {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("unused.log");
+        System {
+            root: root.to_path_buf(),
+            _dir: dir,
+            send: None,
+            log,
+        }
+    }
+
+    /// True while qmail-send (started by [`System::start`]) is running.
+    pub fn send_alive(&mut self) -> bool {
+        match self.send.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(other) => {
+                eprintln!("qmail-send ended: {other:?}");
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn control(&self, name: &str, value: &str) {
+        std::fs::write(self.root.join("control").join(name), value).unwrap();
+    }
+
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.root.join("bin").join(name)
+    }
+
+    /// Start qmail-start (which becomes qmail-send) with default delivery ./Maildir/.
+    pub fn start(&mut self) {
+        let before = self.log_count("status: local");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(self.bin("qmail-start"))
+            .arg("./Maildir/")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir("/")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start qmail-start");
+        self.send = Some(child);
+        // wait for this qmail-send's first status line, so signals sent next find it ready
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.log_count("status: local") <= before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn send_pid(&self) -> Option<u32> {
+        self.send.as_ref().map(Child::id)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(pid) = self.send_pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// SIGKILL qmail-send and wait for it (the spawners then exit on EOF).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.send.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// TERM qmail-send and wait for its exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.send.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("log never showed {needle:?}; log:\n{}", self.log_text());
+    }
+
+    /// Count occurrences of `needle` in the log.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log_text().matches(needle).count()
+    }
+
+    /// Run a program of this installation with `input` on stdin, as `user` (when root).
+    pub fn run_as(
+        &self,
+        user: Option<&str>,
+        prog: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> std::process::Output {
+        let mut c = if let (Some(u), true) = (user, is_root()) {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--"]).arg(self.bin(prog));
+            c
+        } else {
+            Command::new(self.bin(prog))
+        };
+        use std::io::Write;
+        let mut child = c
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait");
+        let _ = writer.join();
+        out
+    }
+
+    /// Queue a message with qmail-queue directly (sender, recipients).
+    pub fn queue(&self, sender: &str, rcpts: &[&str], message: &[u8]) -> i32 {
+        use std::io::Write;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let mut env = std::fs::File::from(w);
+        let mut child = Command::new(self.bin("qmail-queue"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(r))
+            .spawn()
+            .unwrap();
+        // qmail-queue may refuse (and exit) before reading everything
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(message);
+        drop(stdin);
+        let mut e = format!("F{sender}\0").into_bytes();
+        for r in rcpts {
+            e.extend_from_slice(format!("T{r}\0").as_bytes());
+        }
+        e.push(0);
+        let _ = env.write_all(&e);
+        drop(env);
+        child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Files in a Maildir's new/ (empty if missing).
+pub fn maildir_new(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("new"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Wait until `dir/new` holds at least `n` messages; return their contents.
+pub fn wait_maildir(dir: &Path, n: usize, secs: u64) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let files = maildir_new(dir);
+        if files.len() >= n {
+            return files
+                .iter()
+                .map(|f| {
+                    String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned()
+                })
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} of {n} messages",
+            dir.display(),
+            files.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A system user with a home and a Maildir, created when missing (root only).
+pub fn local_user(name: &str) -> (u32, PathBuf) {
+    if nix::unistd::User::from_name(name).ok().flatten().is_none() {
+        let st = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", name])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {name}");
+    }
+    let u = nix::unistd::User::from_name(name).unwrap().unwrap();
+    let md = u.dir.join("Maildir");
+    let _ = std::fs::remove_dir_all(&md);
+    for sub in ["", "tmp", "new", "cur"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+        nix::unistd::chown(&md.join(sub), Some(u.uid), Some(u.gid)).unwrap();
+    }
+    for f in std::fs::read_dir(&u.dir).unwrap().flatten() {
+        let n = f.file_name().to_string_lossy().into_owned();
+        if n.starts_with(".qmail") || n == "Mailbox" || n.starts_with("prog-") {
+            let _ = std::fs::remove_file(f.path());
+        }
+    }
+    (u.uid.as_raw(), u.dir)
+}
+
+/// Write a file owned by `uid`, mode 0644.
+pub fn write_owned(path: &Path, text: &str, uid: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+}
+
+/// The real uid of process `pid`.
+pub fn uid_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Pids of processes whose executable is `exe`.
+pub fn pids_of(exe: &Path) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>()
+            && std::fs::read_link(e.path().join("exe")).ok().as_deref() == Some(exe)
+        {
+            v.push(pid);
+        }
+    }
+    v
+}

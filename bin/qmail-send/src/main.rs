@@ -35,8 +35,13 @@ use std::os::fd::AsRawFd;
 
 fn main() {
     qsys::die::install_panic_hook("qmail-send");
+    qsys::block_control_signals();
+    // The log is descriptor 0 (descriptor 1 is the pipe to qmail-lspawn).
     let alert = |m: &str| -> ! {
-        println!("alert: cannot start: {m}");
+        let _ = nix::unistd::write(
+            std::io::stdin(),
+            format!("alert: cannot start: {m}\n").as_bytes(),
+        );
         std::process::exit(111)
     };
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -52,9 +57,6 @@ fn main() {
     let mut engine = send::engine::Engine::new(&home).unwrap_or_else(|e| alert(&e.to_string()));
     if let Err(e) = engine.scan_queue() {
         alert(&format!("unable to read the queue: {e}"));
-    }
-    if qsys::is_root() {
-        println!("alert: qmail-send is running as root; it should run as qmails");
     }
     match engine.run() {
         Ok(()) => std::process::exit(0),

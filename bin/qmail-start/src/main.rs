@@ -90,6 +90,7 @@ fn start(bin: &Path, args: &[&str], user: Option<&str>, stdin: OwnedFd, stdout: 
 #[allow(clippy::zombie_processes)] // the logger outlives us, see start()
 fn main() {
     qsys::die::install_panic_hook("qmail-start");
+    qsys::block_control_signals();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let default_delivery = args.first().cloned().unwrap_or_else(|| "./Maildir/".into());
     let home = qsys::home().unwrap_or_else(|_| die("unable to find my home directory"));

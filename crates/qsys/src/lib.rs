@@ -65,3 +65,15 @@ pub fn hostname() -> String {
     let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// Block SIGTERM, SIGALRM and SIGHUP for this thread (and, across exec, the program it
+/// becomes): qmail-start calls this first, so a signal sent while qmail-send is still
+/// starting waits for its signalfd instead of killing it.
+pub fn block_control_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGALRM, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
+}

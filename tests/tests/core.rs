@@ -1,0 +1,586 @@
+//! End-to-end tests of the mail core: a real installation in a temporary root, the real
+//! qmail-start/send/lspawn/rspawn/clean/local processes, real injection programs.
+//!
+//! Most need root (users, uid changes, port binding); without root they say so and pass
+//! vacuously, and CI runs them as root.
+
+use e2e::*;
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+const ME: &str = "mx.example.test";
+const DOMAIN: &str = "example.test";
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+fn system() -> System {
+    System::install(ME, &[DOMAIN])
+}
+
+#[test]
+fn local_deliveries_run_as_their_users() {
+    need_root!();
+    let (uid_a, home_a) = local_user("qta");
+    let (uid_b, home_b) = local_user("qtb");
+    write_owned(&home_a.join(".qmail-mbox"), "./Mailbox\n", uid_a);
+    write_owned(
+        &home_a.join(".qmail-prog"),
+        "|id -u > prog-uid; cat > prog-msg\n",
+        uid_a,
+    );
+    write_owned(&home_a.join(".qmail-fwd"), "&qtb@example.test\n", uid_a);
+    let mut sys = system();
+    sys.start();
+
+    // the daemons' users
+    let want = [
+        ("qmail-send", "qmails"),
+        ("qmail-lspawn", "root"),
+        ("qmail-rspawn", "qmailr"),
+        ("qmail-clean", "qmailq"),
+    ];
+    for (prog, user) in want {
+        let pids = pids_of(&sys.bin(prog));
+        assert_eq!(pids.len(), 1, "{prog} running once");
+        let uid = nix::unistd::User::from_name(user)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        assert_eq!(uid_of(pids[0]), Some(uid), "{prog} runs as {user}");
+    }
+
+    let msg = "To: qta@example.test, qta-mbox@example.test, qta-prog@example.test\nCc: qta-fwd@example.test, postmaster@example.test\nBcc: qta-mbox@example.test\nSubject: fan out\n\nhello everyone\n";
+    let out = sys.run_as(Some("qta"), "sendmail", &["-t", "-i"], msg.as_bytes());
+    assert!(
+        out.status.success(),
+        "sendmail: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let a = wait_maildir(&home_a.join("Maildir"), 1, 20);
+    assert!(
+        a[0].contains("Delivered-To: qta@example.test\n"),
+        "{}",
+        a[0]
+    );
+    assert!(a[0].contains("Return-Path: <qta@"), "{}", a[0]);
+    assert!(!a[0].contains("Bcc:"), "Bcc removed: {}", a[0]);
+    assert!(a[0].contains("invoked by uid"), "{}", a[0]);
+    let b = wait_maildir(&home_b.join("Maildir"), 1, 20);
+    assert!(
+        b[0].starts_with("Return-Path: <qta@mx.example.test>\nDelivered-To: qtb@example.test\n"),
+        "{}",
+        b[0]
+    );
+    assert!(
+        b[0].contains("\nDelivered-To: qta-fwd@example.test\n"),
+        "{}",
+        b[0]
+    );
+    let alias = wait_maildir(&sys.root.join("alias/Maildir"), 1, 20);
+    assert!(
+        alias[0].contains("Delivered-To: postmaster@example.test"),
+        "{}",
+        alias[0]
+    );
+    sys.wait_log("end msg", 20);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !home_a.join("prog-uid").exists() || !home_a.join("Mailbox").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "program and mbox deliveries: {}",
+            sys.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // qmail-local (and its program) ran as the recipient
+    assert_eq!(
+        std::fs::read_to_string(home_a.join("prog-uid"))
+            .unwrap()
+            .trim(),
+        uid_a.to_string()
+    );
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(home_b.join("Maildir/new")).unwrap(),
+    );
+    assert_eq!(owner, uid_b);
+    let mbox = std::fs::read_to_string(home_a.join("Mailbox")).unwrap();
+    assert!(mbox.starts_with("From qta@"), "{mbox}");
+    assert!(mbox.contains("hello everyone\n\n"), "{mbox}");
+    assert!(
+        std::fs::read_to_string(home_a.join("prog-msg"))
+            .unwrap()
+            .contains("Subject: fan out")
+    );
+    // queue files are gone once delivered; qmail-send stops cleanly on TERM
+    assert_eq!(sys.stop().and_then(|s| s.code()), Some(0));
+    for d in ["todo", "intd", "bounce"] {
+        assert_eq!(
+            std::fs::read_dir(sys.root.join("queue").join(d))
+                .unwrap()
+                .count(),
+            0,
+            "queue/{d} empty"
+        );
+    }
+}
+
+#[test]
+fn unknown_user_bounces_and_bounces_of_bounces() {
+    need_root!();
+    let (_, home) = local_user("qtc");
+    let mut sys = system();
+    sys.start();
+    assert_eq!(
+        sys.queue(
+            "qtc@example.test",
+            &["nosuch@example.test"],
+            b"Subject: lost\n\nbody\n"
+        ),
+        0
+    );
+    let got = wait_maildir(&home.join("Maildir"), 1, 20);
+    let bounce = &got[0];
+    assert!(bounce.contains("Return-Path: <>"), "{bounce}");
+    assert!(
+        bounce.contains("Content-Type: multipart/report; report-type=delivery-status"),
+        "{bounce}"
+    );
+    assert!(bounce.contains("Hi. This is the qmail-send program at mx.example.test.\nI'm afraid I wasn't able to deliver"), "{bounce}");
+    assert!(
+        bounce.contains("<nosuch@example.test>:\nSorry, no mailbox here by that name. (#5.1.1)\n"),
+        "{bounce}"
+    );
+    assert!(bounce.contains("Status: 5.1.1"), "{bounce}");
+    assert!(bounce.contains("Subject: lost"), "{bounce}");
+    sys.wait_log("bounce msg", 10);
+
+    // a bounce that bounces goes to the postmaster
+    assert_eq!(
+        sys.queue("", &["nosuch2@example.test"], b"Subject: orphan\n\nbody\n"),
+        0
+    );
+    let pm = wait_maildir(&sys.root.join("alias/Maildir"), 1, 20);
+    assert!(
+        pm[0].contains(
+            "I tried to deliver a bounce message to this address, but the bounce bounced!"
+        ),
+        "{}",
+        pm[0]
+    );
+    assert!(pm[0].contains("Return-Path: <#@[]>"), "{}", pm[0]);
+
+    // and a double bounce that bounces is dropped
+    assert_eq!(
+        sys.queue("#@[]", &["nosuch3@example.test"], b"Subject: x\n\nbody\n"),
+        0
+    );
+    sys.wait_log("triple bounce: discarding bounce/", 20);
+}
+
+#[test]
+fn looping_dot_qmail_is_refused() {
+    need_root!();
+    let (uid, home) = local_user("qtd");
+    write_owned(&home.join(".qmail-loop"), "qtd-loop@example.test\n", uid);
+    let mut sys = system();
+    sys.start();
+    assert_eq!(
+        sys.queue(
+            "qtd@example.test",
+            &["qtd-loop@example.test"],
+            b"Subject: round\n\nbody\n"
+        ),
+        0
+    );
+    let got = wait_maildir(&home.join("Maildir"), 1, 30);
+    assert!(
+        got[0].contains("This message is looping: it already has my Delivered-To line. (#5.4.6)"),
+        "{}",
+        got[0]
+    );
+}
+
+#[test]
+fn temporary_failure_is_retried() {
+    need_root!();
+    let (uid, home) = local_user("qte");
+    let flag = home.join("prog-flag");
+    write_owned(
+        &home.join(".qmail-later"),
+        &format!("|test -f {} || exit 111\n./Maildir/\n", flag.display()),
+        uid,
+    );
+    let mut sys = system();
+    sys.start();
+    assert_eq!(
+        sys.queue(
+            "a@remote.test",
+            &["qte-later@example.test"],
+            b"Subject: later\n\nbody\n"
+        ),
+        0
+    );
+    sys.wait_log("deferral", 20);
+    assert!(maildir_new(&home.join("Maildir")).is_empty());
+    write_owned(&flag, "", uid);
+    sys.signal(Signal::SIGALRM);
+    let got = wait_maildir(&home.join("Maildir"), 1, 20);
+    assert!(got[0].contains("Subject: later"));
+    sys.wait_log("end msg", 10);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(std::process::Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server on {port} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn remote_delivery_through_the_whole_system() {
+    need_root!();
+    let (_, home) = local_user("qtf");
+    let ok_port = free_port();
+    let mailbox = tempfile::tempdir().unwrap();
+    let mb = mailbox.path().join("mbox");
+    let _sink = Server(
+        std::process::Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{ok_port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&mb)
+            .spawn()
+            .expect("aiosmtpd (Debian python3-aiosmtpd)"),
+    );
+    let bad_port = free_port();
+    let _reject = Server(
+        std::process::Command::new("/usr/sbin/smtp-sink")
+            .args([
+                "-u",
+                "nobody",
+                "-f",
+                "RCPT",
+                &format!("127.0.0.1:{bad_port}"),
+                "10",
+            ])
+            .spawn()
+            .expect("smtp-sink (Debian postfix)"),
+    );
+    wait_port(ok_port);
+    wait_port(bad_port);
+    let mut sys = system();
+    sys.control(
+        "smtproutes",
+        &format!("remote.test:127.0.0.1:{ok_port}\nhard.test:127.0.0.1:{bad_port}\n"),
+    );
+    sys.control("nameservers", "127.0.0.1:1\n");
+    sys.start();
+    assert_eq!(
+        sys.queue(
+            "qtf@example.test",
+            &["far@remote.test"],
+            b"Subject: outbound\n\nover the wire\n"
+        ),
+        0
+    );
+    sys.wait_log("delivery 1: success", 30);
+    let text = wait_maildir(&mb, 1, 20).concat();
+    assert!(
+        text.contains("Subject: outbound") && text.contains("over the wire"),
+        "{text}"
+    );
+
+    assert_eq!(
+        sys.queue(
+            "qtf@example.test",
+            &["nobody@hard.test"],
+            b"Subject: refused\n\nbody\n"
+        ),
+        0
+    );
+    let got = wait_maildir(&home.join("Maildir"), 1, 30);
+    assert!(
+        got[0].contains("<nobody@hard.test>:\n127.0.0.1 does not like recipient."),
+        "{}",
+        got[0]
+    );
+    // the rspawn side ran as qmailr
+    let rspawn = pids_of(&sys.bin("qmail-rspawn"));
+    let qmailr = nix::unistd::User::from_name("qmailr")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(uid_of(rspawn[0]), Some(qmailr));
+}
+
+#[test]
+fn bad_input_leaves_nothing_half_written() {
+    let sys = system();
+    let empty = |d: &str| {
+        std::fs::read_dir(sys.root.join("queue").join(d))
+            .unwrap()
+            .count()
+            == 0
+    };
+    let run = |env: &[u8]| {
+        use std::io::Write;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let mut child = std::process::Command::new(sys.bin("qmail-queue"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::from(r))
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"Subject: x\n\nbody\n")
+            .unwrap();
+        let mut w = std::fs::File::from(w);
+        w.write_all(env).unwrap();
+        drop(w);
+        child.wait().unwrap().code()
+    };
+    assert_eq!(run(b"Fa@b\0Tc@d\0"), Some(54), "missing terminator");
+    assert_eq!(run(b"Fa@b\0Tc\0d@e\0\0"), Some(91), "NUL inside an address");
+    assert_eq!(run(b"Ta@b\0\0"), Some(91), "no sender record");
+    for d in ["todo", "intd", "pid"] {
+        assert!(empty(d), "queue/{d} empty");
+    }
+    let messages: usize = (0..23)
+        .map(|i| {
+            std::fs::read_dir(sys.root.join(format!("queue/mess/{i}")))
+                .unwrap()
+                .count()
+        })
+        .sum();
+    assert_eq!(messages, 0);
+
+    // a 2 MB header line is queued whole
+    let mut big = b"To: someone@example.test\nX-Long: ".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
+    big.extend_from_slice(b"\nSubject: big\n\nbody\n");
+    let out = sys.run_as(None, "qmail-inject", &["-a", "someone@example.test"], &big);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(sys.root.join("queue/todo"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    if !is_root() {
+        eprintln!("full-disk case skipped: needs root to mount a tmpfs");
+        return;
+    }
+    // a full disk: a tiny tmpfs as the queue
+    let q = sys.root.join("queue");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&q)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(q.clone());
+    let st = std::process::Command::new(sys.bin("qmail-install"))
+        .arg("--root")
+        .arg(&sys.root)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut huge = b"Subject: too big\n\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'y', 1024 * 1024));
+    let code = sys.queue("a@b.test", &["c@example.test"], &huge);
+    assert_eq!(code, 53, "disk full is exit 53");
+    assert!(empty("todo") && empty("intd") && empty("pid"));
+    let messages: usize = (0..23)
+        .map(|i| {
+            std::fs::read_dir(q.join(format!("mess/{i}")))
+                .unwrap()
+                .count()
+        })
+        .sum();
+    assert_eq!(messages, 0, "no half-written message left");
+    // and a small message still goes in
+    assert_eq!(
+        sys.queue("a@b.test", &["c@example.test"], b"Subject: small\n\nok\n"),
+        0
+    );
+}
+
+/// A tiny deterministic pseudo-random sequence (no dependency needed).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn crash_safety_under_sigkill() {
+    need_root!();
+    let (_, home) = local_user("qtcrash");
+    let mut sys = system();
+    sys.start();
+    let n: usize = std::env::var("CRASH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let root = sys.root.clone();
+    let injector = std::thread::spawn(move || {
+        let mut accepted = Vec::new();
+        for i in 0..n {
+            let inj = System::attach(&root);
+            let msg = format!("Subject: crash {i}\n\nmessage {i}\n");
+            if inj.queue("a@remote.test", &["qtcrash@example.test"], msg.as_bytes()) == 0 {
+                accepted.push(i);
+            }
+        }
+        accepted
+    });
+    let mut rng = Lcg(std::process::id() as u64);
+    let mut kills = 0;
+    while !injector.is_finished() {
+        std::thread::sleep(Duration::from_millis(100 + rng.next(300)));
+        let victim = match rng.next(3) {
+            0 => "qmail-send",
+            1 => "qmail-lspawn",
+            _ => "qmail-local",
+        };
+        for pid in pids_of(&sys.bin(victim)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            kills += 1;
+        }
+        restart_if_dead(&mut sys);
+    }
+    let accepted = injector.join().unwrap();
+    assert!(
+        accepted.len() >= n * 9 / 10,
+        "only {} of {n} injections accepted",
+        accepted.len()
+    );
+    let deadline = Instant::now()
+        + Duration::from_secs(
+            std::env::var("CRASH_WAIT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(180),
+        );
+    let (missing, dups) = loop {
+        restart_if_dead(&mut sys);
+        sys.signal(Signal::SIGALRM);
+        std::thread::sleep(Duration::from_millis(500));
+        let mut seen = std::collections::HashMap::new();
+        for f in maildir_new(&home.join("Maildir")) {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            if let Some(n) = text.lines().find_map(|l| l.strip_prefix("Subject: crash ")) {
+                *seen
+                    .entry(n.parse::<usize>().unwrap_or(usize::MAX))
+                    .or_insert(0) += 1;
+            }
+        }
+        let missing: Vec<usize> = accepted
+            .iter()
+            .copied()
+            .filter(|i| !seen.contains_key(i))
+            .collect();
+        let dups: usize = seen.values().map(|&c| c - 1).sum();
+        if missing.is_empty() || Instant::now() > deadline {
+            break (missing, dups);
+        }
+    };
+    eprintln!(
+        "crash test: {} accepted, {kills} processes killed, {dups} duplicate deliveries",
+        accepted.len()
+    );
+    if !missing.is_empty() {
+        let log = sys.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!(
+            "log tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+        for d in ["todo", "intd", "info/0", "local/0", "bounce", "pid"] {
+            eprintln!(
+                "queue/{d}: {}",
+                std::fs::read_dir(sys.root.join("queue").join(d))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            );
+        }
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "pid,ppid,user,stat,wchan:24,args"])
+            .output()
+            .unwrap();
+        let root = sys.root.display().to_string();
+        for l in String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .filter(|l| l.contains(&root))
+        {
+            eprintln!("{l}");
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "lost {} acknowledged messages: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+}
+
+fn restart_if_dead(sys: &mut System) {
+    if !sys.send_alive() {
+        sys.kill();
+        std::thread::sleep(Duration::from_millis(100));
+        sys.start();
+    }
+}
