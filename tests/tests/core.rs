@@ -503,6 +503,7 @@ fn crash_safety_under_sigkill() {
         restart_if_dead(&mut sys);
     }
     let accepted = injector.join().unwrap();
+    assert!(kills > 0, "the crash test killed nothing");
     assert!(
         accepted.len() >= n * 9 / 10,
         "only {} of {n} injections accepted",
@@ -583,4 +584,98 @@ fn restart_if_dead(sys: &mut System) {
         std::thread::sleep(Duration::from_millis(100));
         sys.start();
     }
+}
+
+#[test]
+fn users_assign_and_virtual_domains() {
+    need_root!();
+    let (uid, home) = local_user("qtv");
+    write_owned(&home.join(".qmail-default"), "./Maildir/\n", uid);
+    let gid = nix::unistd::User::from_name("qtv")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    let mut sys = system();
+    std::fs::write(
+        sys.root.join("users/assign"),
+        format!("+vbox-:qtv:{uid}:{gid}:{}:-::\n.\n", home.display()),
+    )
+    .unwrap();
+    let out = sys.run_as(None, "qmail-newu", &[], b"");
+    assert!(
+        out.status.success(),
+        "qmail-newu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sys.control("virtualdomains", "virt.test:vbox\n");
+    sys.start();
+    assert_eq!(
+        sys.queue(
+            "a@remote.test",
+            &["Info@virt.test"],
+            b"Subject: virtual\n\nbody\n"
+        ),
+        0
+    );
+    let got = wait_maildir(&home.join("Maildir"), 1, 20);
+    assert!(
+        got[0].contains("Delivered-To: vbox-Info@virt.test\n"),
+        "{}",
+        got[0]
+    );
+    // a syntax error in assign is refused and leaves users/cdb alone
+    std::fs::write(sys.root.join("users/assign"), "=broken\n.\n").unwrap();
+    let out = sys.run_as(None, "qmail-newu", &[], b"");
+    assert_eq!(out.status.code(), Some(111));
+    assert!(sys.root.join("users/cdb").is_file());
+}
+
+#[test]
+fn queue_inspection_tools() {
+    let sys = system();
+    assert_eq!(
+        sys.queue(
+            "a@b.test",
+            &["c@example.test"],
+            b"Subject: waiting\n\nbody\n"
+        ),
+        0
+    );
+    let out = sys.run_as(None, "qmail-qstat", &[], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "messages in queue: 1\nmessages in queue but not yet preprocessed: 1\n"
+    );
+    let out = sys.run_as(None, "qmail-showctl", &[], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("me: mx.example.test\n") && text.contains("concurrencylocal: (default) 10\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn qmail_qread_lists_preprocessed_messages() {
+    need_root!();
+    let (uid, home) = local_user("qtq");
+    write_owned(&home.join(".qmail-hold"), "|exit 111\n", uid);
+    let mut sys = system();
+    sys.start();
+    assert_eq!(
+        sys.queue(
+            "a@remote.test",
+            &["qtq-hold@example.test", "qtq@example.test"],
+            b"Subject: held\n\nbody\n"
+        ),
+        0
+    );
+    sys.wait_log("deferral", 20);
+    wait_maildir(&home.join("Maildir"), 1, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = sys.run_as(None, "qmail-qread", &[], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  <a@remote.test> \n"), "{text}");
+    assert!(text.contains("\tlocal\tqtq-hold@example.test\n"), "{text}");
+    assert!(text.contains("  done\tlocal\tqtq@example.test\n"), "{text}");
 }

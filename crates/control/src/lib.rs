@@ -10,6 +10,7 @@
 //! `key:value` lines (locals, rcpthosts, virtualdomains, smtproutes, percenthack).
 //! [`cdbfile`] wraps the `cdb` crate for users/cdb, morercpthosts.cdb and tcprules files.
 
+pub mod assign;
 pub mod cdbfile;
 
 use std::collections::HashMap;
