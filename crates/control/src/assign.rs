@@ -7,9 +7,12 @@
 //! characters of the `+` prefixes ("wildchars"), which limit the prefixes qmail-lspawn
 //! probes. The first of duplicate keys wins.
 
+/// One cdb record: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// Compile assign text into cdb records. Errors name the offending line.
-pub fn compile(text: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+pub fn compile(text: &[u8]) -> Result<Vec<Record>, String> {
+    let mut records: Vec<Record> = Vec::new();
     let mut wild: Vec<u8> = Vec::new();
     let mut ended = false;
     for (n, line) in text.split(|&b| b == b'\n').enumerate() {
