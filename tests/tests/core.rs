@@ -679,3 +679,63 @@ fn qmail_qread_lists_preprocessed_messages() {
     assert!(text.contains("\tlocal\tqtq-hold@example.test\n"), "{text}");
     assert!(text.contains("  done\tlocal\tqtq@example.test\n"), "{text}");
 }
+
+#[test]
+fn queuelifetime_turns_deferrals_into_a_bounce() {
+    need_root!();
+    let (uid, home) = local_user("qtl");
+    write_owned(&home.join(".qmail-never"), "|exit 111\n", uid);
+    let mut sys = system();
+    sys.control("queuelifetime", "1\n");
+    sys.start();
+    assert_eq!(
+        sys.queue(
+            "qtl@example.test",
+            &["qtl-never@example.test"],
+            b"Subject: old\n\nbody\n"
+        ),
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while maildir_new(&home.join("Maildir")).is_empty() {
+        assert!(Instant::now() < deadline, "no bounce: {}", sys.log_text());
+        std::thread::sleep(Duration::from_millis(1100));
+        sys.signal(Signal::SIGALRM);
+    }
+    let got = wait_maildir(&home.join("Maildir"), 1, 5);
+    assert!(
+        got[0].contains("I'm not going to try again; this message has been in the queue too long."),
+        "{}",
+        got[0]
+    );
+}
+
+#[test]
+fn hup_rereads_locals() {
+    need_root!();
+    let (_, home) = local_user("qth");
+    let mut sys = system();
+    sys.control("smtproutes", ":127.0.0.1:1\n");
+    sys.start();
+    std::fs::write(
+        sys.root.join("control/locals"),
+        "mx.example.test\nexample.test\nlater.test\n",
+    )
+    .unwrap();
+    sys.signal(Signal::SIGHUP);
+    sys.wait_log("reread control files", 10);
+    assert_eq!(
+        sys.queue(
+            "a@remote.test",
+            &["qth@later.test"],
+            b"Subject: hup\n\nbody\n"
+        ),
+        0
+    );
+    let got = wait_maildir(&home.join("Maildir"), 1, 20);
+    assert!(
+        got[0].contains("Delivered-To: qth@later.test"),
+        "{}",
+        got[0]
+    );
+}
