@@ -86,7 +86,12 @@ fn resolver(s: &Settings) -> Result<dns::Dns, Failure> {
 
 /// Addresses of one host name (a routed relay: A/AAAA, no MX), qmail's `dns_ip`.
 fn relay_addrs(s: &Settings, name: &str) -> Result<Vec<Candidate>, Failure> {
-    let d = resolver(s)?;
+    host_addrs(&resolver(s)?, name)
+}
+
+/// The A/AAAA addresses of `name` as preference-0 candidates (a relay, or a host
+/// without MX records: RFC 5321 5.1 implicit MX).
+fn host_addrs(d: &dns::Dns, name: &str) -> Result<Vec<Candidate>, Failure> {
     match d.ips(name) {
         Ok(v) if v.is_empty() => Err(fail(b'D', text::NO_MX)),
         Ok(v) => Ok(v
@@ -112,19 +117,7 @@ fn mx_addrs(s: &Settings, host: &str) -> Result<Vec<Candidate>, Failure> {
     };
     if records.is_empty() {
         // No MX: the host itself, preference 0 (RFC 5321 5.1 implicit MX).
-        return match d.ips(host) {
-            Ok(v) if v.is_empty() => Err(fail(b'D', text::NO_MX)),
-            Ok(v) => Ok(v
-                .into_iter()
-                .map(|ip| Candidate {
-                    ip,
-                    pref: 0,
-                    name: Some(host.to_string()),
-                })
-                .collect()),
-            Err(dns::DnsError::Hard) => Err((b'D', text::no_host(host))),
-            Err(dns::DnsError::Soft) => Err(fail(b'Z', text::DNS_SOFT)),
-        };
+        return host_addrs(&d, host);
     }
     let mut rng = mx::Rng::from_env();
     let mut out = Vec::new();
