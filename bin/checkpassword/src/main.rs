@@ -1,0 +1,101 @@
+//! checkpassword - check a password and run a program as its owner
+//!
+//! SYNOPSIS
+//!     checkpassword prog [arg ...]
+//!
+//! DESCRIPTION
+//!     The checkpassword interface (cr.yp.to/checkpwd/interface.html). Reads
+//!     `login\0password\0timestamp\0` (at most 512 bytes) from descriptor 3 and closes
+//!     it. A login containing `@` (or `%`) is a virtual user of this installation's
+//!     store (HOME/users/vusers.cdb and vpasswd.cdb); any other login is a system
+//!     account (getpwnam + getspnam, crypt(3) hashes of every kind libxcrypt knows:
+//!     yescrypt, sha512, sha256, md5, bcrypt, DES). With a timestamp and a virtual user
+//!     that keeps an APOP secret, the password may be the APOP digest.
+//!
+//!     On success sets USER, HOME and SHELL; as root sets the account's groups, gid
+//!     and uid and changes to its home directory; then execs prog. Not as root (SMTP
+//!     AUTH from qmail-smtpd as qmaild): gives up the setgid group it was installed
+//!     with, keeps the uid, changes directory when it can, and execs prog.
+//!
+//!     Refused (exit 1), always after the work of one hash check: unknown login, wrong
+//!     or empty password, locked hash (`!`, `*`, empty), disabled virtual user, uid 0,
+//!     expired account, shell listed in control/nologinshells.
+//!
+//! DESCRIPTORS
+//!     3: the credential record (read to EOF). 0, 1, 2: passed to prog.
+//!
+//! FILES
+//!     HOME/users/vusers.cdb, HOME/users/vpasswd.cdb (virtual users), /etc/passwd,
+//!     /etc/shadow. HOME is found from this program's path (HOME/bin/checkpassword).
+//!
+//! CONTROL FILES
+//!     nologinshells: shells (one per line) whose accounts may not log in; default
+//!     /usr/sbin/nologin, /sbin/nologin, /bin/false, /usr/bin/false.
+//!
+//! ENVIRONMENT
+//!     Sets USER, HOME, SHELL for prog; reads nothing.
+//!
+//! USER
+//!     Installed root:shadow mode 2711. Run by root (qmail-popup), it becomes the
+//!     user; run by qmaild (qmail-smtpd), the shadow group lets it read the hashes.
+//!
+//! EXIT CODES
+//!     1 bad login or password; 2 misuse (no prog, no or malformed fd 3 record);
+//!     111 temporary failure (hash database unreadable, cannot become the user, cannot
+//!     run prog). Otherwise prog's own exit code.
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
+
+const PROG: &str = "checkpassword";
+
+fn main() {
+    qsys::die::install_panic_hook(PROG);
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if argv.is_empty() {
+        qsys::die::fatal(PROG, "usage: checkpassword prog [arg ...]", 2);
+    }
+    if nix::fcntl::fcntl(
+        // SAFETY: only asks whether descriptor 3 is open.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(3) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .is_err()
+    {
+        qsys::die::fatal(PROG, "descriptor 3 is not open", 2);
+    }
+    // SAFETY: descriptor 3 is open (checked above) and owned by nothing else here.
+    let mut fd3 = unsafe { std::fs::File::from_raw_fd(3) };
+    let creds = match auth::Credentials::read_from(&mut fd3.by_ref()) {
+        Ok(Some(c)) => c,
+        Ok(None) => qsys::die::fatal(PROG, "malformed credential record on descriptor 3", 2),
+        Err(e) => qsys::die::fatal(PROG, &format!("unable to read descriptor 3: {e}"), 2),
+    };
+    drop(fd3);
+    let home = match qsys::home() {
+        Ok(h) => h,
+        Err(e) => qsys::die::fatal(PROG, &format!("unable to find my home: {e}"), 111),
+    };
+    let cfg = match auth::Config::load(&home) {
+        Ok(c) => c,
+        Err(e) => qsys::die::fatal(PROG, &format!("unable to read controls: {e}"), 111),
+    };
+    let verdict = auth::check(&cfg, &creds);
+    drop(creds);
+    match verdict {
+        auth::Verdict::Bad => std::process::exit(1),
+        auth::Verdict::Temp(why) => qsys::die::fatal(PROG, &why, 111),
+        auth::Verdict::Ok(acct) => {
+            let e = auth::become_account(&acct, &argv);
+            qsys::die::fatal(
+                PROG,
+                &format!(
+                    "unable to run {} as {}: {e}",
+                    argv[0].to_string_lossy(),
+                    acct.user
+                ),
+                111,
+            )
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Password checks for qmail-popup (POP3) and qmail-smtpd (SMTP AUTH).
+//!
+//! - [`crypt`]: crypt(3) hashes through libxcrypt, constant-time comparison.
+//! - [`Credentials`]: the checkpassword record `user\0pass\0timestamp\0` read from fd 3
+//!   (at most 512 bytes), wiped when dropped.
+//! - [`check`]: who the login is (virtual user from the `vusers` store first, when the
+//!   name is an address; otherwise `/etc/passwd` + `/etc/shadow`) and whether the
+//!   password (or APOP digest) is right.
+//! - [`become_account`]: the checkpassword epilogue: `USER`, `HOME`, `SHELL`, groups,
+//!   gid, uid, working directory, exec.
+//!
+//! # Who may verify
+//!
+//! checkpassword is installed `root:shadow` mode 2711 (setgid `shadow`, like Debian's
+//! `unix_chkpwd`). Run by root (qmail-popup's parent), it verifies and becomes the user.
+//! Run by qmaild (qmail-smtpd's AUTH), its effective group `shadow` lets it read
+//! `/etc/shadow` and `users/vpasswd.cdb` (group `shadow`, 0640); it verifies, drops the
+//! group again (real gid) and execs the subprogram without changing uid. qmail-smtpd
+//! itself never gains that group. Without the setgid bit, a non-root caller can verify
+//! only what it can read; an unreadable hash database is a temporary failure (111),
+//! never "bad password".
+//!
+//! # Refusals
+//!
+//! Exit 1 (after the same amount of hashing as a real check, so unknown names do not
+//! answer faster): unknown user; wrong password; empty password; locked hash (`!`,
+//! `*`, empty); disabled virtual user; uid 0; expired shadow account; a shell listed in
+//! `control/nologinshells` (default `/usr/sbin/nologin`, `/sbin/nologin`, `/bin/false`,
+//! `/usr/bin/false`).
+//!
+//! APOP: when the timestamp is not empty and the user keeps an APOP secret (virtual
+//! users created with `--apop`), the password may also be the hex MD5 of
+//! `timestamp + secret`. System users have no clear-text secret, so no APOP.
+
+pub mod crypt;
+
+use std::ffi::CString;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Longest record checkpassword reads from fd 3 (the interface's limit).
+pub const MAX_RECORD: usize = 512;
+
+/// The three fields of a checkpassword record; the password is wiped on drop.
+pub struct Credentials {
+    pub user: Vec<u8>,
+    pub pass: Vec<u8>,
+    pub timestamp: Vec<u8>,
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        crypt::wipe(&mut self.pass);
+    }
+}
+
+impl Credentials {
+    /// Parse `user\0pass\0timestamp\0...`; `None` when fewer than two fields end in NUL.
+    pub fn parse(data: &[u8]) -> Option<Credentials> {
+        let mut it = data.split(|&b| b == 0);
+        let user = it.next()?.to_vec();
+        let pass = it.next()?.to_vec();
+        // the user and password fields must each end in NUL
+        if user.len() + pass.len() + 2 > data.len() {
+            return None;
+        }
+        let timestamp = it.next().unwrap_or_default().to_vec();
+        Some(Credentials {
+            user,
+            pass,
+            timestamp,
+        })
+    }
+
+    /// The record as qmail-popup writes it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v =
+            Vec::with_capacity(self.user.len() + self.pass.len() + self.timestamp.len() + 3);
+        for f in [&self.user, &self.pass, &self.timestamp] {
+            v.extend_from_slice(f);
+            v.push(0);
+        }
+        v
+    }
+
+    /// Read the record from `r` to EOF, at most [`MAX_RECORD`] bytes (more is misuse).
+    pub fn read_from(r: &mut impl Read) -> io::Result<Option<Credentials>> {
+        let mut buf = vec![0u8; MAX_RECORD + 1];
+        let mut n = 0;
+        loop {
+            if n == buf.len() {
+                crypt::wipe(&mut buf);
+                return Ok(None);
+            }
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    crypt::wipe(&mut buf);
+                    return Err(e);
+                }
+            }
+        }
+        let c = Credentials::parse(&buf[..n]);
+        crypt::wipe(&mut buf);
+        Ok(c)
+    }
+}
+
+/// The account a successful login becomes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The login name (`joe` or `joe@example.org`), set as `$USER`.
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub shell: String,
+    /// For system users: set the supplementary groups from /etc/group (initgroups).
+    pub system: bool,
+}
+
+/// What a check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ok(Account),
+    /// exit 1
+    Bad,
+    /// exit 111, with the reason for the log
+    Temp(String),
+}
+
+/// The default `control/nologinshells`.
+pub const DEFAULT_NOLOGIN_SHELLS: [&str; 4] = [
+    "/usr/sbin/nologin",
+    "/sbin/nologin",
+    "/bin/false",
+    "/usr/bin/false",
+];
+
+/// Where to look: the installation (for the virtual-user store) and the shells that
+/// may not log in.
+pub struct Config {
+    pub home: PathBuf,
+    pub nologin_shells: Vec<String>,
+    /// The shadow file checked for readability when a user is not found (tests point
+    /// this elsewhere; normally `/etc/shadow`).
+    pub shadow_file: PathBuf,
+}
+
+impl Config {
+    pub fn load(home: &Path) -> io::Result<Config> {
+        let ctl = control::Controls::new(home);
+        let nologin_shells = ctl.list("nologinshells")?.unwrap_or_else(|| {
+            DEFAULT_NOLOGIN_SHELLS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        Ok(Config {
+            home: home.to_path_buf(),
+            nologin_shells,
+            shadow_file: PathBuf::from("/etc/shadow"),
+        })
+    }
+}
+
+fn md5_hex(parts: &[&[u8]]) -> String {
+    use md5::Digest;
+    let mut h = md5::Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The APOP digest of `timestamp` and `secret` (RFC 1939): hex MD5, lowercase.
+pub fn apop_digest(timestamp: &[u8], secret: &[u8]) -> String {
+    md5_hex(&[timestamp, secret])
+}
+
+/// Check `creds` against the virtual-user store, then the system's accounts.
+pub fn check(cfg: &Config, creds: &Credentials) -> Verdict {
+    let Ok(name) = std::str::from_utf8(&creds.user) else {
+        crypt::burn(&creds.pass);
+        return Verdict::Bad;
+    };
+    if name.is_empty() || name.len() > 255 || name.contains(['\n', ':']) {
+        crypt::burn(&creds.pass);
+        return Verdict::Bad;
+    }
+    if name.contains(['@', '%']) {
+        check_virtual(cfg, name, creds)
+    } else {
+        check_system(cfg, name, creds)
+    }
+}
+
+fn check_virtual(cfg: &Config, name: &str, creds: &Credentials) -> Verdict {
+    let Some((local, domain)) = vusers::split_address(name) else {
+        crypt::burn(&creds.pass);
+        return Verdict::Bad;
+    };
+    let address = format!("{local}@{domain}");
+    let user = match vusers::lookup(&cfg.home, &address) {
+        Ok(u) => u.filter(|u| u.address == address),
+        Err(e) => return Verdict::Temp(format!("unable to read users/vusers.cdb: {e}")),
+    };
+    let secret = match vusers::secret(&cfg.home, &address) {
+        Ok(s) => s,
+        Err(e) => return Verdict::Temp(format!("unable to read users/vpasswd.cdb: {e}")),
+    };
+    let (Some(user), Some(secret)) = (user, secret) else {
+        crypt::burn(&creds.pass);
+        return Verdict::Bad;
+    };
+    let mut ok = crypt::verify(&creds.pass, &secret.hash);
+    if let Some(apop) = &secret.apop
+        && !creds.timestamp.is_empty()
+    {
+        let want = apop_digest(&creds.timestamp, apop);
+        ok |= crypt::ct_eq(want.as_bytes(), &creds.pass.to_ascii_lowercase());
+    }
+    if !ok || !user.enabled || user.uid == 0 {
+        return Verdict::Bad;
+    }
+    Verdict::Ok(Account {
+        user: address,
+        uid: user.uid,
+        gid: user.gid,
+        home: user.home,
+        shell: "/bin/sh".into(),
+        system: false,
+    })
+}
+
+/// The shadow entry of `name`: (hash, expire day or -1). `Ok(None)` if not found.
+fn shadow_entry(name: &str) -> io::Result<Option<(String, i64)>> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut sp: libc::spwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut result: *mut libc::spwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the sizes given; result is NULL or &sp.
+    let r = unsafe {
+        libc::getspnam_r(
+            c.as_ptr(),
+            &mut sp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if result.is_null() {
+        return match r {
+            0 | libc::ENOENT => Ok(None),
+            e => Err(io::Error::from_raw_os_error(e)),
+        };
+    }
+    // SAFETY: on success sp_pwdp points to a NUL-terminated string inside buf.
+    let hash = unsafe { std::ffi::CStr::from_ptr(sp.sp_pwdp) }
+        .to_string_lossy()
+        .into_owned();
+    let expire = sp.sp_expire;
+    crypt::wipe(unsafe {
+        std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len())
+    });
+    Ok(Some((hash, expire as i64)))
+}
+
+fn check_system(cfg: &Config, name: &str, creds: &Credentials) -> Verdict {
+    let pw = match nix::unistd::User::from_name(name) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Temp(format!("unable to read the passwd database: {e}")),
+    };
+    let Some(pw) = pw else {
+        // unknown here; if we cannot read shadow we could not have checked anyway
+        crypt::burn(&creds.pass);
+        return Verdict::Bad;
+    };
+    let pwfield = pw.passwd.to_string_lossy().into_owned();
+    let (hash, expire) = if pwfield == "x" || pwfield.is_empty() {
+        match shadow_entry(name) {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                if let Err(e) = std::fs::File::open(&cfg.shadow_file) {
+                    return Verdict::Temp(format!(
+                        "unable to read {}: {e}",
+                        cfg.shadow_file.display()
+                    ));
+                }
+                (String::new(), -1)
+            }
+            Err(e) => return Verdict::Temp(format!("unable to read the shadow database: {e}")),
+        }
+    } else {
+        (pwfield, -1)
+    };
+    let ok = crypt::verify(&creds.pass, &hash);
+    let shell = pw.shell.to_string_lossy().into_owned();
+    let today = (qsys::now() / 86400) as i64;
+    let expired = expire > 0 && today >= expire;
+    if !ok || pw.uid.is_root() || expired || cfg.nologin_shells.contains(&shell) {
+        return Verdict::Bad;
+    }
+    Verdict::Ok(Account {
+        user: pw.name,
+        uid: pw.uid.as_raw(),
+        gid: pw.gid.as_raw(),
+        home: pw.dir,
+        shell,
+        system: true,
+    })
+}
+
+/// The checkpassword epilogue: set `USER`, `HOME`, `SHELL`; as root set the groups,
+/// gid and uid of the account; otherwise give up a setgid group (the effective gid
+/// becomes the real one) and keep the uid. Then chdir to the home (failure is a
+/// temporary error as root; as another user it is tolerated, since SMTP AUTH's
+/// subprogram does not need it) and exec `argv`. Returns only on failure.
+pub fn become_account(acct: &Account, argv: &[std::ffi::OsString]) -> io::Error {
+    use nix::unistd::{Gid, Uid};
+    let Some(prog) = argv.first() else {
+        return io::Error::from(io::ErrorKind::InvalidInput);
+    };
+    if nix::unistd::geteuid().is_root() {
+        let (uid, gid) = (Uid::from_raw(acct.uid), Gid::from_raw(acct.gid));
+        let r = if acct.system {
+            // the account's groups from /etc/group, then gid and uid
+            CString::new(acct.user.as_str())
+                .map_err(|_| nix::Error::EINVAL)
+                .and_then(|c| nix::unistd::initgroups(&c, gid))
+                .and_then(|_| nix::unistd::setgid(gid))
+                .and_then(|_| nix::unistd::setuid(uid))
+                .and_then(|_| {
+                    if nix::unistd::geteuid() == uid && nix::unistd::getegid() == gid {
+                        Ok(())
+                    } else {
+                        Err(nix::Error::EPERM)
+                    }
+                })
+        } else {
+            qsys::prot::drop_to(uid, gid)
+        };
+        if let Err(e) = r {
+            return e.into();
+        }
+    } else {
+        let rgid = nix::unistd::getgid();
+        if let Err(e) = nix::unistd::setresgid(rgid, rgid, rgid) {
+            return e.into();
+        }
+    }
+    let root = nix::unistd::geteuid().is_root() || acct.uid == nix::unistd::getuid().as_raw();
+    if let Err(e) = std::env::set_current_dir(&acct.home)
+        && root
+    {
+        return e;
+    }
+    // SAFETY: single-threaded program about to exec.
+    unsafe {
+        std::env::set_var("USER", &acct.user);
+        std::env::set_var("HOME", &acct.home);
+        std::env::set_var("SHELL", &acct.shell);
+    }
+    qsys::reset_signals_for_exec();
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(prog).args(&argv[1..]).exec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_parsing() {
+        let c = Credentials::parse(b"joe\0pw\0<1.2@h>\0").unwrap();
+        assert_eq!(
+            (c.user.as_slice(), c.pass.as_slice(), c.timestamp.as_slice()),
+            (&b"joe"[..], &b"pw"[..], &b"<1.2@h>"[..])
+        );
+        let c = Credentials::parse(b"joe\0pw\0").unwrap();
+        assert!(c.timestamp.is_empty());
+        assert!(Credentials::parse(b"joe\0pw").is_none());
+        assert!(Credentials::parse(b"joe").is_none());
+        assert_eq!(c.encode(), b"joe\0pw\0\0");
+        let mut long = std::io::Cursor::new(vec![b'a'; 600]);
+        assert!(Credentials::read_from(&mut long).unwrap().is_none());
+        let mut ok = std::io::Cursor::new(b"u\0p\0t\0".to_vec());
+        assert_eq!(Credentials::read_from(&mut ok).unwrap().unwrap().user, b"u");
+    }
+
+    #[test]
+    fn apop_rfc1939_example() {
+        assert_eq!(
+            apop_digest(b"<1896.697170952@dbc.mtview.ca.us>", b"tanstaaf"),
+            "c4c9334bac560ecc979e58001b3e22fb"
+        );
+    }
+
+    fn store(dir: &Path) {
+        std::fs::create_dir_all(dir.join("users")).unwrap();
+        let mut s = vusers::store::Store::open(dir).unwrap();
+        for (addr, pw, enabled, apop) in [
+            (
+                "joe@example.org",
+                "right horse",
+                true,
+                Some(b"apopsecret".to_vec()),
+            ),
+            ("off@example.org", "right horse", false, None),
+        ] {
+            s.users.push(vusers::store::UserEntry {
+                address: addr.into(),
+                hash: crypt::hash(pw.as_bytes(), "$6$").unwrap(),
+                uid: 4321,
+                gid: 4321,
+                home: dir.join(addr),
+                quota: 0,
+                enabled,
+                apop,
+            });
+        }
+        s.save().unwrap();
+    }
+
+    fn creds(u: &str, p: &str, t: &str) -> Credentials {
+        Credentials {
+            user: u.into(),
+            pass: p.into(),
+            timestamp: t.into(),
+        }
+    }
+
+    #[test]
+    fn virtual_users() {
+        let d = tempfile::tempdir().unwrap();
+        store(d.path());
+        let cfg = Config::load(d.path()).unwrap();
+        match check(&cfg, &creds("Joe@Example.org", "right horse", "<1@x>")) {
+            Verdict::Ok(a) => {
+                assert_eq!(a.user, "joe@example.org");
+                assert_eq!(a.uid, 4321);
+                assert!(!a.system);
+            }
+            v => panic!("{v:?}"),
+        }
+        assert!(check(&cfg, &creds("joe%example.org", "right horse", "")).is_ok());
+        assert_eq!(
+            check(&cfg, &creds("joe@example.org", "wrong", "")),
+            Verdict::Bad
+        );
+        assert_eq!(check(&cfg, &creds("joe@example.org", "", "")), Verdict::Bad);
+        assert_eq!(
+            check(&cfg, &creds("ann@example.org", "right horse", "")),
+            Verdict::Bad
+        );
+        assert_eq!(
+            check(&cfg, &creds("off@example.org", "right horse", "")),
+            Verdict::Bad
+        );
+        assert_eq!(
+            check(&cfg, &creds("joe-x@example.org", "right horse", "")),
+            Verdict::Bad
+        );
+        let dig = apop_digest(b"<7.8@h>", b"apopsecret");
+        assert!(check(&cfg, &creds("joe@example.org", &dig, "<7.8@h>")).is_ok());
+        assert_eq!(
+            check(&cfg, &creds("joe@example.org", &dig, "<7.9@h>")),
+            Verdict::Bad
+        );
+    }
+
+    #[test]
+    fn unknown_system_user_is_bad() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::load(d.path()).unwrap();
+        assert_eq!(
+            check(&cfg, &creds("no-such-user-xq", "pw", "")),
+            Verdict::Bad
+        );
+        // root never logs in, whatever the password
+        assert_eq!(check(&cfg, &creds("root", "pw", "")), Verdict::Bad);
+    }
+
+    impl Verdict {
+        fn is_ok(&self) -> bool {
+            matches!(self, Verdict::Ok(_))
+        }
+    }
+}
