@@ -1,0 +1,78 @@
+//! qmail-smtpd - receive mail via SMTP
+//!
+//! SYNOPSIS
+//!     qmail-smtpd                                          (port 25, MX)
+//!     qmail-smtpd --submission checkpassword [args...]     (port 587)
+//!     qmail-smtpd --smtps checkpassword [args...]          (port 465, implicit TLS)
+//!
+//! DESCRIPTION
+//!     Speaks SMTP (RFC 5321 with PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
+//!     SMTPUTF8, STARTTLS, AUTH) with one client, reading fd 0 and writing fd 1, as run
+//!     by tcpserver per connection. Each message goes to qmail-queue (HOME/bin/qmail-queue
+//!     or $QMAILQUEUE) with a Received line; the client hears 250 only after qmail-queue
+//!     exited 0, i.e. the message is on disk.
+//!
+//!     With --submission or --smtps, AUTH PLAIN/LOGIN (and CRAM-MD5 when
+//!     control/authcrammd5 is 1) is offered and required before MAIL. The credentials
+//!     go to `checkpassword [args...]` on fd 3 as `user\0password\0timestamp\0` (exit 0
+//!     = accepted); typically `qmail-smtpd --submission HOME/bin/checkpassword /bin/true`.
+//!     PLAIN and LOGIN are offered only under TLS, or when $AUTHPLAINTEXT is set.
+//!
+//!     DATA ends at CR LF . CR LF only; a bare LF or bare CR in DATA gets 451 and the
+//!     connection is closed with nothing queued (no SMTP smuggling). Input pipelined
+//!     after STARTTLS is discarded before the handshake.
+//!
+//! DESCRIPTORS
+//!     0 client input, 1 client output, 2 log (one line per message, AUTH, TLS event).
+//!     checkpassword gets fd 3; qmail-queue fd 0 (message) and fd 1 (envelope).
+//!
+//! CONTROL FILES (HOME/control; see control/README)
+//!     me, smtpgreeting, localiphost, timeoutsmtpd, rcpthosts, morercpthosts.cdb,
+//!     badmailfrom, badrcptto, databytes (as qmail; a missing rcpthosts accepts no
+//!     domain); maxrcpt (1000), tlsrequired (0), authcrammd5 (0), authfaildelay (5),
+//!     authfaillimit (10 per hour per IP), sendermap (none), ratelimit (0 = none, per
+//!     user per hour), recipients.cdb (none: no recipient check; see qmail-recipients),
+//!     servercert.pem / serverkey.pem (no TLS without them).
+//!
+//! FILES
+//!     HOME/smtpd/{rate,authfail}/  counters; HOME/smtpd must be writable by qmaild.
+//!
+//! ENVIRONMENT
+//!     TCPREMOTEIP, TCPREMOTEHOST, TCPREMOTEINFO, TCPLOCALIP, TCPLOCALHOST (tcpserver);
+//!     RELAYCLIENT (may relay; appended to each recipient), DATABYTES (overrides
+//!     control/databytes), QMAILQUEUE; AUTHPLAINTEXT (allow PLAIN/LOGIN without TLS,
+//!     e.g. from tcprules for 127.0.0.1), TLSREQUIRED (overrides control/tlsrequired).
+//!
+//! USER
+//!     qmaild:nofiles (tcpserver -u -g). Started as root, it becomes qmaild first.
+//!
+//! EXIT CODES
+//!     0 after QUIT; 1 on EOF, timeout, network error or a refused connection;
+//!     100 usage; 111 unable to find its home or to drop privileges.
+
+fn main() {
+    qsys::die::install_panic_hook("qmail-smtpd");
+    // An inherited SIGCHLD=ignore would make the kernel reap qmail-queue before we
+    // read its exit code; the default disposition is needed.
+    // SAFETY: installs the default disposition, no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGCHLD,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, checkpassword) = match smtpd::parse_args(&args) {
+        Ok(x) => x,
+        Err(e) => qsys::die::fatal("qmail-smtpd", &e, 100),
+    };
+    let home = qsys::home()
+        .unwrap_or_else(|_| qsys::die::fatal("qmail-smtpd", "unable to find my home", 111));
+    if qsys::is_root() && qsys::prot::become_user("qmaild").is_err() {
+        qsys::die::fatal("qmail-smtpd", "unable to become qmaild", 111);
+    }
+    if std::env::set_current_dir(&home).is_err() {
+        qsys::die::fatal("qmail-smtpd", "unable to switch to my home", 111);
+    }
+    std::process::exit(smtpd::serve(&home, mode, checkpassword));
+}

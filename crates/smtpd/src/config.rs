@@ -1,0 +1,189 @@
+//! Everything qmail-smtpd reads at startup: control files and the environment set by
+//! tcpserver and its rules. Read once per connection (qmail-smtpd is spawned per
+//! connection, so every change applies to the next connection).
+//!
+//! qmail's control files (qmail.md 5.2): `me`, `smtpgreeting`, `localiphost`,
+//! `timeoutsmtpd`, `rcpthosts`, `morercpthosts.cdb`, `badmailfrom`, `databytes`, plus the
+//! common patches' `badrcptto`. New ones, one setting per file (control/README):
+//!
+//! | file | default | meaning |
+//! |---|---|---|
+//! | `maxrcpt` | 1000 | recipients per message; more get `452 4.5.3` |
+//! | `tlsrequired` | 0 | 1: MAIL and AUTH refused before STARTTLS (port 25/587) |
+//! | `authcrammd5` | 0 | 1: offer AUTH CRAM-MD5 (the checkpassword must support it) |
+//! | `authfaildelay` | 5 | seconds to wait before answering a failed AUTH |
+//! | `authfaillimit` | 10 | failed AUTHs per hour from one IP before lockout (0: none) |
+//! | `sendermap` | none | `user:address` / `user:@domain` / `user:*` lines (submission) |
+//! | `ratelimit` | 0 | messages per hour per authenticated user (0: no limit) |
+//! | `recipients.cdb` | none | when present, unknown local recipients get `550 5.1.1` |
+//! | `servercert.pem`, `serverkey.pem` | none | TLS certificate chain and key |
+//!
+//! Environment: `TCPREMOTEIP`, `TCPREMOTEHOST`, `TCPREMOTEINFO`, `TCPLOCALIP`,
+//! `TCPLOCALHOST`, `RELAYCLIENT`, `DATABYTES`, `QMAILQUEUE` as in qmail; new:
+//! `AUTHPLAINTEXT` (set, e.g. by a tcprules line, to allow AUTH PLAIN/LOGIN without TLS
+//! from that client), `TLSREQUIRED` (overrides `control/tlsrequired`).
+
+use control::{ConstMap, Controls};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Which service this process is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Port 25: MX, no AUTH.
+    Mx,
+    /// Port 587: AUTH required before MAIL.
+    Submission,
+    /// Port 465: implicit TLS, then as submission.
+    Smtps,
+}
+
+/// The configuration of one connection.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: PathBuf,
+    pub controls: Controls,
+    pub mode: Mode,
+    /// The checkpassword program and its arguments (AUTH offered only with it).
+    pub checkpassword: Vec<String>,
+    pub greeting: String,
+    pub localiphost: String,
+    pub timeout: u64,
+    pub databytes: u64,
+    pub maxrcpt: usize,
+    pub rcpthosts: ConstMap,
+    pub morercpthosts: Option<PathBuf>,
+    pub badmailfrom: ConstMap,
+    pub badrcptto: ConstMap,
+    pub tls_required: bool,
+    pub cram: bool,
+    pub authfaildelay: u64,
+    pub authfaillimit: u64,
+    pub ratelimit: u64,
+    pub sendermap: Vec<(String, String)>,
+    /// The local domains (`locals`) and `virtualdomains`, read only when the recipient
+    /// check is enabled.
+    pub recipients: Option<RecipientCheck>,
+    pub remote_ip: String,
+    pub remote_host: String,
+    pub remote_info: Option<String>,
+    pub local_ip: String,
+    pub local_host: String,
+    pub relayclient: Option<String>,
+    pub auth_plaintext: bool,
+    pub queue_program: PathBuf,
+}
+
+/// The data of the recipient check (see [`crate::rcptcheck`]).
+#[derive(Debug, Clone)]
+pub struct RecipientCheck {
+    pub cdb: PathBuf,
+    pub locals: ConstMap,
+    pub virtualdomains: ConstMap,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+fn env_or_unknown(name: &str) -> String {
+    env(name)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `true` for a control holding 1 (or any non-zero number).
+fn flag(c: &Controls, name: &str) -> io::Result<bool> {
+    Ok(c.int(name, 0)? != 0)
+}
+
+impl Config {
+    /// Read controls from `home/control` and the environment.
+    pub fn load(home: &Path, mode: Mode, checkpassword: Vec<String>) -> io::Result<Config> {
+        let c = Controls::new(home);
+        let me = c.line("me")?;
+        let greeting = match c.line("smtpgreeting")?.or_else(|| me.clone()) {
+            Some(g) => g,
+            None => return Err(io::Error::other("control/me is missing")),
+        };
+        let localiphost = c
+            .line("localiphost")?
+            .or(me)
+            .unwrap_or_else(|| "localhost".into());
+        let timeout = match c.int("timeoutsmtpd", 1200)? {
+            0 => 1,
+            t => t,
+        };
+        let mut databytes = c.int("databytes", 0)?;
+        if let Some(v) = env("DATABYTES")
+            && let Ok(n) = v.trim().parse::<u64>()
+        {
+            databytes = n;
+        }
+        let maxrcpt = c.int("maxrcpt", 1000)?.clamp(1, 100_000) as usize;
+        let rcpthosts = ConstMap::from_keys(&c.list_or_empty("rcpthosts")?);
+        let mrh = c.path("morercpthosts.cdb");
+        let morercpthosts = mrh.exists().then_some(mrh);
+        let badmailfrom = ConstMap::from_keys(&c.list_or_empty("badmailfrom")?);
+        let badrcptto = ConstMap::from_keys(&c.list_or_empty("badrcptto")?);
+        let tls_required = match env("TLSREQUIRED") {
+            Some(v) => !v.is_empty() && v != "0",
+            None => flag(&c, "tlsrequired")?,
+        };
+        let sendermap = c
+            .list_or_empty("sendermap")?
+            .iter()
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(u, a)| (u.trim().to_ascii_lowercase(), a.trim().to_ascii_lowercase()))
+            })
+            .collect();
+        let rcdb = c.path("recipients.cdb");
+        let recipients = if rcdb.exists() {
+            Some(RecipientCheck {
+                cdb: rcdb,
+                locals: ConstMap::from_keys(&c.list_or_empty("locals")?),
+                virtualdomains: ConstMap::from_pairs(&c.list_or_empty("virtualdomains")?),
+            })
+        } else {
+            None
+        };
+        Ok(Config {
+            home: home.to_path_buf(),
+            mode,
+            checkpassword,
+            greeting,
+            localiphost,
+            timeout,
+            databytes,
+            maxrcpt,
+            rcpthosts,
+            morercpthosts,
+            badmailfrom,
+            badrcptto,
+            tls_required,
+            cram: flag(&c, "authcrammd5")?,
+            authfaildelay: c.int("authfaildelay", 5)?.min(60),
+            authfaillimit: c.int("authfaillimit", 10)?,
+            ratelimit: c.int("ratelimit", 0)?,
+            sendermap,
+            recipients,
+            remote_ip: env_or_unknown("TCPREMOTEIP"),
+            remote_host: env_or_unknown("TCPREMOTEHOST"),
+            remote_info: env("TCPREMOTEINFO").filter(|v| !v.is_empty()),
+            local_ip: env_or_unknown("TCPLOCALIP"),
+            local_host: env("TCPLOCALHOST")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| env_or_unknown("TCPLOCALIP")),
+            relayclient: env("RELAYCLIENT"),
+            auth_plaintext: env("AUTHPLAINTEXT").is_some(),
+            queue_program: queue::client::program(home),
+            controls: c,
+        })
+    }
+
+    /// The directory for per-user and per-IP counters (`HOME/smtpd`, writable by qmaild).
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.join("smtpd")
+    }
+}

@@ -1,0 +1,91 @@
+//! qmail-smtpd: the SMTP server of DESIGN section 2, run by tcpserver per connection as
+//! qmaild, speaking SMTP on fd 0/1 and handing each message to qmail-queue (or
+//! `$QMAILQUEUE`); `250` only after qmail-queue exited 0.
+//!
+//! One program, three services (argv contract, fixed):
+//! - `qmail-smtpd`: port 25, the MX. No AUTH; relaying only for `RELAYCLIENT`.
+//! - `qmail-smtpd --submission CHECKPASSWORD [args...]`: port 587. AUTH (through the
+//!   checkpassword interface) required before MAIL; the authenticated user may use only
+//!   their own sender addresses (`control/sendermap`), at most `control/ratelimit`
+//!   messages per hour.
+//! - `qmail-smtpd --smtps CHECKPASSWORD [args...]`: port 465, implicit TLS (RFC 8314),
+//!   otherwise as submission.
+//!
+//! Modules: [`io`] (the connection, buffering, STARTTLS switch), [`data`] (the DATA
+//! state machine: no smuggling), [`addr`] (MAIL/RCPT arguments), [`policy`] (rcpthosts,
+//! badmailfrom, badrcptto, sender map), [`rcptcheck`] (unknown local recipients), [`auth`]
+//! (SASL and checkpassword), [`state`] (rate and failure counters), [`received`],
+//! [`config`] (control files and environment), [`session`] (the state machine).
+
+pub mod addr;
+pub mod auth;
+pub mod config;
+pub mod data;
+pub mod io;
+pub mod policy;
+pub mod rcptcheck;
+pub mod received;
+pub mod session;
+pub mod state;
+
+pub use config::{Config, Mode};
+pub use session::{End, Session};
+
+use std::time::Duration;
+
+/// Parse the argument vector (without argv[0]): `[]`, `--submission CP [args]`,
+/// `--smtps CP [args]`.
+pub fn parse_args(args: &[String]) -> Result<(Mode, Vec<String>), String> {
+    match args.split_first() {
+        None => Ok((Mode::Mx, Vec::new())),
+        Some((flag, rest)) if flag == "--submission" || flag == "--smtps" => {
+            if rest.is_empty() {
+                return Err(format!("{flag} needs a checkpassword program"));
+            }
+            let mode = if flag == "--smtps" {
+                Mode::Smtps
+            } else {
+                Mode::Submission
+            };
+            Ok((mode, rest.to_vec()))
+        }
+        Some((other, _)) => Err(format!(
+            "unknown argument {other}; usage: qmail-smtpd [--submission|--smtps checkpassword [args...]]"
+        )),
+    }
+}
+
+/// Serve one connection on fd 0/1 for the installation at `home`; returns the exit code.
+pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> i32 {
+    let cfg = match Config::load(home, mode, checkpassword) {
+        Ok(c) => c,
+        Err(e) => {
+            qsys::die::warn("qmail-smtpd", "alert", &format!("unable to read controls: {e}"));
+            let _ = std::io::Write::write_all(
+                &mut std::io::stdout(),
+                b"421 4.3.0 unable to read controls (#4.3.0)\r\n",
+            );
+            return 1;
+        }
+    };
+    let timeout = Duration::from_secs(cfg.timeout);
+    let tlscfg = match tls::server_config(cfg.controls.dir()) {
+        Ok(t) => t,
+        Err(e) => {
+            // A broken certificate must not stop mail on port 25: no STARTTLS offered.
+            qsys::die::warn("qmail-smtpd", "warning", &format!("TLS disabled: {e}"));
+            None
+        }
+    };
+    let conn = io::Conn::new(Box::new(tls::FdIo::new(Some(timeout))));
+    let smtps = cfg.mode == Mode::Smtps;
+    let mut s = Session::new(cfg, conn, tlscfg);
+    if smtps && let Err(e) = s.implicit_tls() {
+        qsys::die::warn("qmail-smtpd", "warning", &format!("TLS on connect failed: {e}"));
+        return 1;
+    }
+    match s.run() {
+        End::Quit => 0,
+        End::Dropped => 1,
+    }
+}

@@ -1,0 +1,915 @@
+//! The SMTP session: commands, replies, policy, DATA into qmail-queue.
+//!
+//! Replies keep qmail's wording (and its `(#x.y.z)` suffix) where qmail has one, and
+//! carry the RFC 2034 enhanced status code in front, since ENHANCEDSTATUSCODES is
+//! advertised: `553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts
+//! (#5.7.1)`.
+
+use crate::addr::{self, AddrError, Path};
+use crate::auth::{self, SaslError, Verdict};
+use crate::config::{Config, Mode};
+use crate::data::{Bare, Dot, Step};
+use crate::io::{Conn, Line};
+use crate::policy;
+use crate::received::Received;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+/// Longest command line (RFC 5321 says 512; AUTH responses need more).
+pub const MAX_LINE: usize = 4096;
+/// qmail's hop limit (Received + Delivered-To header lines).
+pub const MAX_HOPS: u32 = 100;
+/// Syntax errors and unknown commands tolerated before the connection is closed.
+pub const MAX_ERRORS: u32 = 20;
+/// Header bytes kept for the From: check of authenticated senders.
+const MAX_HEADER_CAPTURE: usize = 256 * 1024;
+
+/// How the session ended (the process exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// QUIT: exit 0.
+    Quit,
+    /// EOF, timeout, error, refused: exit 1 (as qmail).
+    Dropped,
+}
+
+struct Mail {
+    sender: String,
+    badmailfrom: bool,
+}
+
+pub struct Session {
+    cfg: Config,
+    conn: Conn,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    helo: Option<String>,
+    esmtp: bool,
+    mail: Option<Mail>,
+    rcpts: Vec<String>,
+    user: Option<String>,
+    errors: u32,
+}
+
+/// What happened while reading DATA.
+#[derive(Default)]
+struct DataOutcome {
+    started: bool,
+    bytes: u64,
+    too_big: bool,
+    hops: u32,
+    bare: Option<Bare>,
+    eof: bool,
+    io_error: Option<io::ErrorKind>,
+    qq_write_failed: bool,
+    from_refused: bool,
+}
+
+fn log(msg: &str) {
+    qsys::die::warn("qmail-smtpd", &format!("pid {}", std::process::id()), msg);
+}
+
+impl Session {
+    pub fn new(cfg: Config, conn: Conn, tls: Option<Arc<rustls::ServerConfig>>) -> Session {
+        Session {
+            cfg,
+            conn,
+            tls,
+            helo: None,
+            esmtp: false,
+            mail: None,
+            rcpts: Vec::new(),
+            user: None,
+            errors: 0,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.conn.send(line);
+    }
+
+    fn relay_allowed(&self) -> bool {
+        self.cfg.relayclient.is_some() || self.user.is_some()
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.cfg.mode != Mode::Mx && !self.cfg.checkpassword.is_empty()
+    }
+
+    fn plaintext_auth_ok(&self) -> bool {
+        self.conn.is_tls() || self.cfg.auth_plaintext
+    }
+
+    fn tls_missing(&self) -> bool {
+        self.cfg.tls_required && !self.conn.is_tls()
+    }
+
+    /// Start TLS right away (port 465).
+    pub fn implicit_tls(&mut self) -> io::Result<()> {
+        let cfg = self
+            .tls
+            .clone()
+            .ok_or_else(|| io::Error::other("no certificate in control/servercert.pem"))?;
+        self.conn.start_tls(cfg)
+    }
+
+    /// Run the session to its end.
+    pub fn run(&mut self) -> End {
+        let g = format!("220 {} ESMTP", self.cfg.greeting);
+        self.send(&g);
+        let end = loop {
+            let line = match self.conn.read_line(MAX_LINE) {
+                Ok(Line::Text(l)) => l,
+                Ok(Line::TooLong) => {
+                    self.send("500 5.5.2 line too long (#5.5.2)");
+                    if self.error() {
+                        break End::Dropped;
+                    }
+                    continue;
+                }
+                Ok(Line::Eof) => break End::Dropped,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        self.send("451 4.4.2 timeout (#4.4.2)");
+                    }
+                    break End::Dropped;
+                }
+            };
+            match self.command(&line) {
+                Ok(None) => {}
+                Ok(Some(end)) => break end,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        self.send("451 4.4.2 timeout (#4.4.2)");
+                    }
+                    break End::Dropped;
+                }
+            }
+        };
+        self.conn.close();
+        end
+    }
+
+    /// Count an error; true when the client has had enough chances.
+    fn error(&mut self) -> bool {
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            self.send("421 4.7.0 too many errors, closing connection (#4.7.0)");
+            return true;
+        }
+        false
+    }
+
+    fn command(&mut self, line: &[u8]) -> io::Result<Option<End>> {
+        let Ok(line) = std::str::from_utf8(line) else {
+            self.send("500 5.5.2 invalid characters in command (#5.5.2)");
+            return Ok(self.error().then_some(End::Dropped));
+        };
+        let (verb, arg) = match line.split_once(' ') {
+            Some((v, a)) => (v, a.trim_start_matches(' ')),
+            None => (line, ""),
+        };
+        let verb = verb.to_ascii_uppercase();
+        match verb.as_str() {
+            "HELO" => self.helo(arg, false),
+            "EHLO" => self.helo(arg, true),
+            "MAIL" => self.mail(arg)?,
+            "RCPT" => self.rcpt(arg)?,
+            "DATA" => return self.data(),
+            "RSET" => {
+                self.reset();
+                self.send("250 2.0.0 flushed");
+            }
+            "NOOP" => self.send("250 2.0.0 ok"),
+            "VRFY" => self.send("252 2.1.5 send some mail, i'll try my best"),
+            "HELP" => self.send("214 2.0.0 qmail home page: https://cr.yp.to/qmail.html"),
+            "QUIT" => {
+                let g = format!("221 2.0.0 {}", self.cfg.greeting);
+                self.send(&g);
+                return Ok(Some(End::Quit));
+            }
+            "STARTTLS" => return self.starttls(arg),
+            "AUTH" => return self.auth(arg),
+            _ => {
+                self.send("502 5.5.1 unimplemented (#5.5.1)");
+                if self.error() {
+                    return Ok(Some(End::Dropped));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn reset(&mut self) {
+        self.mail = None;
+        self.rcpts.clear();
+    }
+
+    fn helo(&mut self, arg: &str, esmtp: bool) {
+        if arg.is_empty() {
+            self.send(if esmtp {
+                "501 5.5.4 syntax: EHLO hostname (#5.5.4)"
+            } else {
+                "501 5.5.4 syntax: HELO hostname (#5.5.4)"
+            });
+            return;
+        }
+        self.reset();
+        self.helo = Some(arg.to_string());
+        self.esmtp = esmtp;
+        if !esmtp {
+            let g = format!("250 {}", self.cfg.greeting);
+            self.send(&g);
+            return;
+        }
+        let mut lines = vec![self.cfg.greeting.clone(), "PIPELINING".into()];
+        lines.push("8BITMIME".into());
+        lines.push(if self.cfg.databytes > 0 {
+            format!("SIZE {}", self.cfg.databytes)
+        } else {
+            "SIZE".into()
+        });
+        lines.push("ENHANCEDSTATUSCODES".into());
+        lines.push("SMTPUTF8".into());
+        if self.tls.is_some() && !self.conn.is_tls() {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() && self.user.is_none() && !self.tls_missing() {
+            let mut mechs = Vec::new();
+            if self.plaintext_auth_ok() {
+                mechs.push("PLAIN");
+                mechs.push("LOGIN");
+            }
+            if self.cfg.cram {
+                mechs.push("CRAM-MD5");
+            }
+            if !mechs.is_empty() {
+                lines.push(format!("AUTH {}", mechs.join(" ")));
+            }
+        }
+        let n = lines.len();
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            self.conn.send(&format!("250{sep}{l}"));
+        }
+    }
+
+    fn mail(&mut self, arg: &str) -> io::Result<()> {
+        if self.mail.is_some() {
+            self.send("503 5.5.1 nested MAIL command (#5.5.1)");
+            return Ok(());
+        }
+        if self.tls_missing() {
+            self.send("530 5.7.0 Must issue a STARTTLS command first (#5.7.0)");
+            return Ok(());
+        }
+        if self.cfg.mode != Mode::Mx && self.user.is_none() {
+            self.send("530 5.7.0 authentication required (#5.7.0)");
+            return Ok(());
+        }
+        let (path, rest) = match addr::split_command(arg, "FROM") {
+            Ok(x) => x,
+            Err(e) => return self.addr_error(e),
+        };
+        let params = match addr::mail_params(rest) {
+            Ok(p) => p,
+            Err(_) => {
+                self.send("555 5.5.4 syntax error in parameters (#5.5.4)");
+                self.error();
+                return Ok(());
+            }
+        };
+        if let Some(size) = params.size
+            && self.cfg.databytes > 0
+            && size > self.cfg.databytes
+        {
+            self.send("552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)");
+            return Ok(());
+        }
+        if path.source_route && !path.addr.is_empty() && !path.addr.contains('@') {
+            return self.addr_error(AddrError::Syntax);
+        }
+        if let Some(user) = self.user.clone() {
+            if !policy::sender_allowed(&self.cfg, &user, &path.addr) {
+                log(&format!(
+                    "user {user} refused envelope sender <{}>",
+                    path.addr
+                ));
+                self.send(
+                    "553 5.7.1 sorry, that envelope sender is not one of your addresses (#5.7.1)",
+                );
+                return Ok(());
+            }
+            if self.cfg.ratelimit > 0 {
+                match crate::state::count(
+                    &self.cfg.state_dir(),
+                    "rate",
+                    &user.to_ascii_lowercase(),
+                    qsys::now(),
+                    false,
+                ) {
+                    Ok(n) if n >= self.cfg.ratelimit => {
+                        log(&format!("user {user} over ratelimit ({n} messages this hour)"));
+                        self.send(
+                            "451 4.7.1 sorry, you have sent too many messages this hour (#4.7.1)",
+                        );
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        log(&format!("unable to read the rate counter: {e}"));
+                        self.send("451 4.3.0 unable to check the message rate (#4.3.0)");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let badmailfrom = policy::listed(&self.cfg.badmailfrom, &path.addr);
+        self.mail = Some(Mail {
+            sender: path.addr,
+            badmailfrom,
+        });
+        self.rcpts.clear();
+        self.send("250 2.1.0 ok");
+        Ok(())
+    }
+
+    fn addr_error(&mut self, e: AddrError) -> io::Result<()> {
+        match e {
+            AddrError::Syntax => self.send("555 5.5.4 syntax error (#5.5.4)"),
+            AddrError::Unacceptable => {
+                self.send("553 5.1.3 sorry, I can't accept addresses like that (#5.1.3)")
+            }
+        }
+        self.error();
+        Ok(())
+    }
+
+    fn rcpt(&mut self, arg: &str) -> io::Result<()> {
+        let Some(mail) = &self.mail else {
+            self.send("503 5.5.1 MAIL first (#5.5.1)");
+            return Ok(());
+        };
+        let badmailfrom = mail.badmailfrom;
+        let (mut path, rest) = match addr::split_command(arg, "TO") {
+            Ok(x) => x,
+            Err(e) => return self.addr_error(e),
+        };
+        if !rest.is_empty() {
+            self.send("555 5.5.4 syntax error in parameters (#5.5.4)");
+            self.error();
+            return Ok(());
+        }
+        if path.addr.is_empty() {
+            return self.addr_error(AddrError::Syntax);
+        }
+        if badmailfrom {
+            self.send("553 5.7.1 sorry, your envelope sender is in my badmailfrom list (#5.7.1)");
+            return Ok(());
+        }
+        if self.rcpts.len() >= self.cfg.maxrcpt {
+            self.send("452 4.5.3 sorry, too many recipients (#4.5.3)");
+            return Ok(());
+        }
+        if let Some(a) = policy::rewrite_literal(&path.addr, &self.cfg) {
+            path.addr = a;
+        }
+        if policy::listed(&self.cfg.badrcptto, &path.addr) {
+            self.send("553 5.7.1 sorry, your envelope recipient is in my badrcptto list (#5.7.1)");
+            return Ok(());
+        }
+        if self.relay_allowed() {
+            let mut a = path.addr;
+            if let Some(rc) = &self.cfg.relayclient {
+                a.push_str(rc);
+            }
+            self.rcpts.push(a);
+            self.send("250 2.1.5 ok");
+            return Ok(());
+        }
+        if let Some(reply) = self.rcpt_refusal(&path)? {
+            self.send(reply);
+            return Ok(());
+        }
+        self.rcpts.push(path.addr);
+        self.send("250 2.1.5 ok");
+        Ok(())
+    }
+
+    /// The policy for clients that may not relay.
+    fn rcpt_refusal(&self, path: &Path) -> io::Result<Option<&'static str>> {
+        if path.relay_probe() {
+            return Ok(Some("553 5.7.1 sorry, we don't relay (#5.7.1)"));
+        }
+        let ok = match path.domain() {
+            Some(d) => policy::rcpthosts_ok(&self.cfg, d)?,
+            // qmail: an address without @ is local (qualified with envnoathost).
+            None => true,
+        };
+        if !ok {
+            return Ok(Some(
+                "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+            ));
+        }
+        if let Some(rc) = &self.cfg.recipients {
+            let addr = if path.addr.contains('@') {
+                path.addr.clone()
+            } else {
+                format!("{}@{}", path.addr, self.cfg.localiphost)
+            };
+            if let Some(local) = crate::rcptcheck::local_part(&rc.locals, &rc.virtualdomains, &addr)
+                && !crate::rcptcheck::accepts(&rc.cdb, &local)?
+            {
+                return Ok(Some("550 5.1.1 sorry, no mailbox here by that name (#5.1.1)"));
+            }
+        }
+        Ok(None)
+    }
+
+    fn starttls(&mut self, arg: &str) -> io::Result<Option<End>> {
+        if !arg.is_empty() {
+            self.send("501 5.5.4 Syntax error (no parameters allowed) (#5.5.4)");
+            return Ok(None);
+        }
+        if self.conn.is_tls() {
+            self.send("503 5.5.1 TLS already active (#5.5.1)");
+            return Ok(None);
+        }
+        let Some(cfg) = self.tls.clone() else {
+            self.send("454 4.7.0 TLS not available (#4.7.0)");
+            return Ok(None);
+        };
+        // Anything pipelined after STARTTLS was sent in plaintext before the handshake:
+        // throw it away, never interpret it inside TLS.
+        let n = self.conn.discard_buffered();
+        if n > 0 {
+            log(&format!("discarded {n} bytes pipelined after STARTTLS"));
+        }
+        self.send("220 2.0.0 ready for tls");
+        if let Err(e) = self.conn.start_tls(cfg) {
+            log(&format!("TLS handshake failed: {e}"));
+            return Ok(Some(End::Dropped));
+        }
+        // RFC 3207 4.2: forget everything learnt before TLS.
+        self.reset();
+        self.helo = None;
+        self.esmtp = false;
+        self.user = None;
+        Ok(None)
+    }
+
+    fn auth(&mut self, arg: &str) -> io::Result<Option<End>> {
+        if !self.auth_offered() {
+            self.send("503 5.3.3 auth not available (#5.3.3)");
+            return Ok(None);
+        }
+        if self.user.is_some() {
+            self.send("503 5.5.0 you're already authenticated (#5.5.0)");
+            return Ok(None);
+        }
+        if self.mail.is_some() {
+            self.send("503 5.5.0 no auth during mail transaction (#5.5.0)");
+            return Ok(None);
+        }
+        if self.tls_missing() {
+            self.send("530 5.7.0 Must issue a STARTTLS command first (#5.7.0)");
+            return Ok(None);
+        }
+        let (mech, initial) = match arg.split_once(' ') {
+            Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().as_bytes().to_vec())),
+            None => (arg.to_ascii_uppercase(), None),
+        };
+        let plaintext = mech == "PLAIN" || mech == "LOGIN";
+        let cram = mech == "CRAM-MD5" && self.cfg.cram;
+        if !plaintext && !cram {
+            self.send("504 5.5.4 auth type unimplemented (#5.5.1)");
+            return Ok(None);
+        }
+        if plaintext && !self.plaintext_auth_ok() {
+            self.send("538 5.7.11 encryption required for requested authentication mechanism (#5.7.11)");
+            return Ok(None);
+        }
+        if self.cfg.authfaillimit > 0 {
+            let n = crate::state::count(
+                &self.cfg.state_dir(),
+                "authfail",
+                &self.cfg.remote_ip,
+                qsys::now(),
+                false,
+            )
+            .unwrap_or(0);
+            if n >= self.cfg.authfaillimit {
+                log(&format!(
+                    "AUTH refused: {n} failures from {} in the last hour",
+                    self.cfg.remote_ip
+                ));
+                self.send("421 4.7.0 too many authentication failures, try again later (#4.7.0)");
+                return Ok(Some(End::Dropped));
+            }
+        }
+        let stamp = auth::timestamp(&self.cfg.local_host_for_stamp());
+        let cred = match mech.as_str() {
+            "PLAIN" => {
+                let resp = match initial {
+                    Some(i) => i,
+                    None => match self.challenge("334 ")? {
+                        Some(l) => l,
+                        None => return Ok(Some(End::Dropped)),
+                    },
+                };
+                auth::decode(&resp).and_then(|d| auth::plain(&d, &stamp))
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(i) => i,
+                    None => match self.challenge("334 VXNlcm5hbWU6")? {
+                        Some(l) => l,
+                        None => return Ok(Some(End::Dropped)),
+                    },
+                };
+                match auth::decode(&user) {
+                    Ok(u) => match self.challenge("334 UGFzc3dvcmQ6")? {
+                        Some(p) => auth::decode(&p).and_then(|p| auth::login(&u, &p, &stamp)),
+                        None => return Ok(Some(End::Dropped)),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            _ => {
+                use base64::prelude::*;
+                let c = format!("334 {}", BASE64_STANDARD.encode(stamp.as_bytes()));
+                match self.challenge(&c)? {
+                    Some(r) => auth::decode(&r).and_then(|d| auth::cram(&d, &stamp)),
+                    None => return Ok(Some(End::Dropped)),
+                }
+            }
+        };
+        let cred = match cred {
+            Ok(c) => c,
+            Err(SaslError::Cancelled) => {
+                self.send("501 5.0.0 auth exchange canceled (#5.0.0)");
+                return Ok(None);
+            }
+            Err(SaslError::Malformed) => {
+                self.send("501 5.5.4 malformed auth input (#5.5.4)");
+                return Ok(if self.error() { Some(End::Dropped) } else { None });
+            }
+        };
+        match auth::check(&self.cfg.checkpassword, &cred) {
+            Verdict::Ok => {
+                log(&format!(
+                    "AUTH {mech} user {} from {}",
+                    cred.user, self.cfg.remote_ip
+                ));
+                self.user = Some(cred.user);
+                self.send("235 2.7.0 ok, go ahead (#2.0.0)");
+            }
+            Verdict::Temporary => {
+                self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+            }
+            Verdict::Rejected => {
+                log(&format!(
+                    "AUTH {mech} failed for user {} from {}",
+                    cred.user, self.cfg.remote_ip
+                ));
+                if self.cfg.authfaillimit > 0
+                    && let Err(e) = crate::state::count(
+                        &self.cfg.state_dir(),
+                        "authfail",
+                        &self.cfg.remote_ip,
+                        qsys::now(),
+                        true,
+                    )
+                {
+                    log(&format!("unable to count the AUTH failure: {e}"));
+                }
+                self.conn.flush()?;
+                std::thread::sleep(std::time::Duration::from_secs(self.cfg.authfaildelay));
+                self.send("535 5.7.8 authentication failed (#5.7.8)");
+                if self.error() {
+                    return Ok(Some(End::Dropped));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Send a 334 challenge and read the answer line (`None` at EOF).
+    fn challenge(&mut self, line: &str) -> io::Result<Option<Vec<u8>>> {
+        self.send(line);
+        match self.conn.read_line(MAX_LINE)? {
+            Line::Text(l) => Ok(Some(l)),
+            Line::TooLong => Ok(Some(b"!".to_vec())),
+            Line::Eof => Ok(None),
+        }
+    }
+
+    fn received(&self) -> String {
+        let tls = self.conn.tls_description();
+        let info = self.user.as_deref().or(self.cfg.remote_info.as_deref());
+        Received {
+            remote_host: &self.cfg.remote_host,
+            helo: self.helo.as_deref(),
+            info,
+            remote_ip: &self.cfg.remote_ip,
+            local_host: &self.cfg.local_host,
+            esmtp: self.esmtp,
+            tls: tls.as_deref(),
+            auth: self.user.is_some(),
+            date: qsys::now(),
+        }
+        .line()
+    }
+
+    fn data(&mut self) -> io::Result<Option<End>> {
+        let Some(mail) = &self.mail else {
+            self.send("503 5.5.1 MAIL first (#5.5.1)");
+            return Ok(None);
+        };
+        if self.rcpts.is_empty() {
+            self.send("503 5.5.1 RCPT first (#5.5.1)");
+            return Ok(None);
+        }
+        let sender = mail.sender.clone();
+        let rcpts = std::mem::take(&mut self.rcpts);
+        self.mail = None;
+        let received = self.received();
+        let mut out = DataOutcome::default();
+        let databytes = self.cfg.databytes;
+        let cfg = &self.cfg;
+        let user = self.user.clone();
+        let check = |a: &str| user.as_deref().is_none_or(|u| policy::sender_allowed(cfg, u, a));
+        let from_check: Option<&dyn Fn(&str) -> bool> = self.user.is_some().then_some(&check);
+        let conn = &mut self.conn;
+        let result = queue::client::inject(
+            &cfg.queue_program,
+            sender.as_bytes(),
+            &rcpts,
+            |w: &mut dyn Write| {
+                out.started = true;
+                conn.send("354 go ahead");
+                read_data(conn, w, &received, databytes, from_check, &mut out)
+            },
+        );
+        if !out.started {
+            log("unable to run qmail-queue");
+            self.send("451 4.3.0 qqt failure (#4.3.0)");
+            return Ok(None);
+        }
+        if let Some(k) = out.io_error {
+            return Err(io::Error::from(k));
+        }
+        if out.eof {
+            log("client went away during DATA; nothing queued");
+            return Ok(Some(End::Dropped));
+        }
+        if let Some(b) = out.bare {
+            let what = match b {
+                Bare::Lf => "bare LF",
+                Bare::Cr => "bare CR",
+            };
+            log(&format!(
+                "{what} in DATA from {}; nothing queued, connection closed",
+                self.cfg.remote_ip
+            ));
+            self.send("451 4.5.0 See https://cr.yp.to/docs/smtplf.html. (#4.5.0)");
+            return Ok(Some(End::Dropped));
+        }
+        if out.too_big {
+            self.send("552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)");
+            return Ok(None);
+        }
+        if out.hops >= MAX_HOPS {
+            self.send("554 5.4.6 too many hops, this message is looping (#5.4.6)");
+            return Ok(None);
+        }
+        if out.from_refused {
+            self.send("553 5.7.1 sorry, that From: address is not one of your addresses (#5.7.1)");
+            return Ok(None);
+        }
+        match result {
+            Ok(qp) => {
+                let user = self.user.clone();
+                if let Some(u) = &user
+                    && self.cfg.ratelimit > 0
+                    && let Err(e) = crate::state::count(
+                        &self.cfg.state_dir(),
+                        "rate",
+                        &u.to_ascii_lowercase(),
+                        qsys::now(),
+                        true,
+                    )
+                {
+                    log(&format!("unable to count the message: {e}"));
+                }
+                log(&format!(
+                    "message accepted qp {qp} from {} <{sender}> to {} recipients{}",
+                    self.cfg.remote_ip,
+                    rcpts.len(),
+                    user.map(|u| format!(" auth {u}")).unwrap_or_default()
+                ));
+                let r = format!("250 2.0.0 ok {} qp {qp}", qsys::now());
+                self.send(&r);
+            }
+            Err(f) if out.qq_write_failed || !f.permanent => {
+                let r = format!("451 4.3.0 {}", f.text);
+                self.send(&r);
+            }
+            Err(f) => {
+                let r = format!("554 5.3.0 {}", f.text);
+                self.send(&r);
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Config {
+    fn local_host_for_stamp(&self) -> String {
+        if self.local_host == "unknown" {
+            self.greeting
+                .split(' ')
+                .next()
+                .unwrap_or("localhost")
+                .to_string()
+        } else {
+            self.local_host.clone()
+        }
+    }
+}
+
+/// Header tracking over the LF-converted message: hop count and, when asked, a copy
+/// of the header for the From: check.
+struct HeaderScan {
+    in_header: bool,
+    line_start: bool,
+    prefix: Vec<u8>,
+    capture: Option<Vec<u8>>,
+    overflow: bool,
+}
+
+impl HeaderScan {
+    fn feed(&mut self, bytes: &[u8], hops: &mut u32) {
+        if !self.in_header {
+            return;
+        }
+        for &b in bytes {
+            if let Some(c) = &mut self.capture {
+                if c.len() < MAX_HEADER_CAPTURE {
+                    c.push(b);
+                } else {
+                    self.overflow = true;
+                }
+            }
+            if b == b'\n' {
+                if self.line_start {
+                    self.in_header = false;
+                    return;
+                }
+                let p = &self.prefix;
+                if p.starts_with(b"received") || p.starts_with(b"delivered") {
+                    *hops += 1;
+                }
+                self.prefix.clear();
+                self.line_start = true;
+            } else {
+                if self.prefix.len() < 9 {
+                    self.prefix.push(b.to_ascii_lowercase());
+                }
+                self.line_start = false;
+            }
+        }
+    }
+}
+
+fn read_data(
+    conn: &mut Conn,
+    w: &mut dyn Write,
+    received: &str,
+    databytes: u64,
+    from_check: Option<&dyn Fn(&str) -> bool>,
+    out: &mut DataOutcome,
+) -> io::Result<()> {
+    let refuse = || io::Error::other("message refused");
+    let mut writing = w.write_all(received.as_bytes()).is_ok();
+    if !writing {
+        out.qq_write_failed = true;
+    }
+    let mut dot = Dot::new();
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let mut scan = HeaderScan {
+        in_header: true,
+        line_start: true,
+        prefix: Vec::new(),
+        capture: from_check.map(|_| Vec::new()),
+        overflow: false,
+    };
+    let mut done = false;
+    while !done {
+        if conn.buffered().is_empty() {
+            match conn.fill() {
+                Ok(0) => {
+                    out.eof = true;
+                    return Err(refuse());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    out.io_error = Some(e.kind());
+                    return Err(refuse());
+                }
+            }
+        }
+        chunk.clear();
+        let step = dot.push(conn.buffered(), &mut chunk);
+        match step {
+            Step::More => {
+                let n = conn.buffered().len();
+                conn.consume(n);
+            }
+            Step::End(n) => {
+                conn.consume(n);
+                done = true;
+            }
+            Step::Error(b) => {
+                out.bare = Some(b);
+                return Err(refuse());
+            }
+        }
+        scan.feed(&chunk, &mut out.hops);
+        out.bytes += chunk.len() as u64;
+        if databytes > 0 && out.bytes > databytes {
+            out.too_big = true;
+            writing = false;
+        }
+        if writing && w.write_all(&chunk).is_err() {
+            out.qq_write_failed = true;
+            writing = false;
+        }
+    }
+    if let (Some(h), Some(check)) = (&scan.capture, from_check) {
+        out.from_refused = scan.overflow || !from_ok(h, check);
+    }
+    if out.too_big || out.hops >= MAX_HOPS || out.from_refused || out.qq_write_failed {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
+/// Every address in the From: field(s) of `header` passes `check` (no From: passes).
+fn from_ok(header: &[u8], check: &dyn Fn(&str) -> bool) -> bool {
+    let Some(msg) = mail_parser::MessageParser::new().parse_headers(header) else {
+        return true;
+    };
+    let mut ok = true;
+    for h in msg.headers() {
+        if !matches!(h.name, mail_parser::HeaderName::From) {
+            continue;
+        }
+        match h.value.as_address() {
+            Some(list) => {
+                for a in list.iter() {
+                    match a.address() {
+                        Some(addr) => ok &= check(addr),
+                        None => ok = false,
+                    }
+                }
+            }
+            None => ok = false,
+        }
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_header_check() {
+        let only_joe = |a: &str| a.eq_ignore_ascii_case("joe@example.test");
+        assert!(from_ok(b"From: Joe <joe@example.test>\nSubject: x\n\n", &only_joe));
+        assert!(from_ok(b"Subject: no from\n\n", &only_joe));
+        assert!(!from_ok(b"From: Boss <boss@example.test>\n\n", &only_joe));
+        assert!(!from_ok(
+            b"From: joe@example.test, boss@example.test\n\n",
+            &only_joe
+        ));
+        assert!(!from_ok(
+            b"From: joe@example.test\nFrom: boss@example.test\n\n",
+            &only_joe
+        ));
+    }
+
+    #[test]
+    fn hop_counting() {
+        let mut s = HeaderScan {
+            in_header: true,
+            line_start: true,
+            prefix: Vec::new(),
+            capture: None,
+            overflow: false,
+        };
+        let mut hops = 0;
+        s.feed(b"Received: a\nDelivered-To: b\nX: y\n\nReceived: body\n", &mut hops);
+        assert_eq!(hops, 2);
+    }
+}
