@@ -1,0 +1,374 @@
+//! `svscan [DIR]`: one `supervise` per subdirectory of DIR, and one for `NAME/log` fed
+//! by a pipe from the service.
+//!
+//! As in daemontools 0.76: every 5 seconds (and at start) reap, read the directory, skip
+//! names starting with `.` and non-directories, identify services by (device, inode) so
+//! two links to one directory give one supervise, start the supervise processes that are
+//! missing (restarting dead ones), and for a service with a `log` create a pipe that
+//! svscan holds open for the entry's whole life, so no line is lost when the service,
+//! the logger or either supervise restarts. The service's supervise gets the pipe as
+//! stdout; the log's supervise runs in `NAME` with argument `log` and the pipe as stdin.
+//!
+//! Differences, all additive:
+//! - `supervise` is taken from svscan's own directory when it is there (an install's
+//!   `bin/`), else from `$PATH` like the original.
+//! - Each supervise runs in its own session, so a Ctrl-C on the terminal reaches svscan
+//!   only; SIGTERM or SIGINT make svscan stop everything in order (what
+//!   daemontools-encore does): `d` and `x` to every service, then, once a service's
+//!   supervise has gone, svscan closes its end of the log pipe and sends `x` to the log's
+//!   supervise, so the logger writes everything still in the pipe, reads end of file and
+//!   exits (a `d` follows after 10 s if some leftover process still holds the pipe).
+//!   svscan exits 0 when all its supervise processes are gone.
+//! - SIGALRM or SIGHUP rescan at once.
+
+use crate::errstr::{io_str, nix_str};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROG: &str = "svscan";
+const MAX_SERVICES: usize = 1000;
+
+fn warn(msg: String) {
+    qsys::die::warn(PROG, "warning", &msg);
+}
+
+struct Entry {
+    dev: u64,
+    ino: u64,
+    name: OsString,
+    main: Option<Pid>,
+    log: Option<Pid>,
+    haslog: bool,
+    /// (read end, write end); the write end is dropped during shutdown.
+    pipe_r: Option<OwnedFd>,
+    pipe_w: Option<OwnedFd>,
+    seen: bool,
+    /// shutdown: `x` sent to the log's supervise at this time
+    log_told: Option<Instant>,
+    log_killed: bool,
+}
+
+/// The supervise program to run.
+fn supervise_program() -> PathBuf {
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe")
+        && let Some(dir) = exe.parent()
+    {
+        let p = dir.join("supervise");
+        if p.is_file() {
+            return p;
+        }
+    }
+    PathBuf::from("supervise")
+}
+
+fn spawn_supervise(
+    prog: &Path,
+    cwd: Option<&Path>,
+    arg: &std::ffi::OsStr,
+    stdin: Option<&OwnedFd>,
+    stdout: Option<&OwnedFd>,
+) -> std::io::Result<Pid> {
+    let mut cmd = Command::new(prog);
+    cmd.arg(arg);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    if let Some(fd) = stdin {
+        cmd.stdin(Stdio::from(fd.try_clone()?));
+    }
+    if let Some(fd) = stdout {
+        cmd.stdout(Stdio::from(fd.try_clone()?));
+    }
+    // SAFETY: setsid and the signal resets are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            qsys::reset_signals_for_exec();
+            let _ = nix::unistd::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+fn send_control(dir: &Path, letters: &str) {
+    if let Ok(mut f) = crate::ctl::open_write(&dir.join("supervise/control")) {
+        let _ = f.write_all(letters.as_bytes());
+    }
+}
+
+struct Scanner {
+    prog: PathBuf,
+    entries: Vec<Entry>,
+}
+
+impl Scanner {
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(ws) => {
+                    let Some(pid) = ws.pid() else { return };
+                    for e in &mut self.entries {
+                        if e.main == Some(pid) {
+                            e.main = None;
+                        }
+                        if e.log == Some(pid) {
+                            e.log = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let prog = self.prog.clone();
+        let e = &mut self.entries[i];
+        if e.main.is_none() {
+            match spawn_supervise(&prog, None, &e.name, None, e.pipe_w.as_ref()) {
+                Ok(p) => e.main = Some(p),
+                Err(err) => warn(format!(
+                    "unable to start supervise {}: {}",
+                    e.name.to_string_lossy(),
+                    io_str(&err)
+                )),
+            }
+        }
+        if e.haslog && e.log.is_none() {
+            let dir = PathBuf::from(&e.name);
+            match spawn_supervise(&prog, Some(&dir), "log".as_ref(), e.pipe_r.as_ref(), None) {
+                Ok(p) => e.log = Some(p),
+                Err(err) => warn(format!(
+                    "unable to start supervise {}/log: {}",
+                    e.name.to_string_lossy(),
+                    io_str(&err)
+                )),
+            }
+        }
+    }
+
+    fn scan(&mut self) {
+        let rd = match std::fs::read_dir(".") {
+            Ok(rd) => rd,
+            Err(e) => return warn(format!("unable to read directory: {}", io_str(&e))),
+        };
+        for e in &mut self.entries {
+            e.seen = false;
+        }
+        for d in rd.flatten() {
+            let name = d.file_name();
+            if name.as_bytes().first() == Some(&b'.') {
+                continue;
+            }
+            let md = match std::fs::metadata(&name) {
+                Ok(m) => m,
+                Err(err) => {
+                    warn(format!(
+                        "unable to stat {}: {}",
+                        name.to_string_lossy(),
+                        io_str(&err)
+                    ));
+                    continue;
+                }
+            };
+            if !md.is_dir() {
+                continue;
+            }
+            let (dev, ino) = (md.dev(), md.ino());
+            let i = match self
+                .entries
+                .iter()
+                .position(|e| e.dev == dev && e.ino == ino)
+            {
+                Some(i) => i,
+                None => {
+                    if self.entries.len() >= MAX_SERVICES {
+                        warn(format!(
+                            "unable to start {}: running too many services",
+                            name.to_string_lossy()
+                        ));
+                        continue;
+                    }
+                    let logpath = Path::new(&name).join("log");
+                    let haslog = match std::fs::metadata(&logpath) {
+                        Ok(_) => true,
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+                        Err(err) => {
+                            warn(format!(
+                                "unable to stat {}/log: {}",
+                                name.to_string_lossy(),
+                                io_str(&err)
+                            ));
+                            continue;
+                        }
+                    };
+                    let (pipe_r, pipe_w) = if haslog {
+                        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+                            Ok((r, w)) => (Some(r), Some(w)),
+                            Err(err) => {
+                                warn(format!(
+                                    "unable to create pipe for {}: {}",
+                                    name.to_string_lossy(),
+                                    nix_str(err)
+                                ));
+                                continue;
+                            }
+                        }
+                    } else {
+                        (None, None)
+                    };
+                    self.entries.push(Entry {
+                        dev,
+                        ino,
+                        name: name.clone(),
+                        main: None,
+                        log: None,
+                        haslog,
+                        pipe_r,
+                        pipe_w,
+                        seen: true,
+                        log_told: None,
+                        log_killed: false,
+                    });
+                    self.entries.len() - 1
+                }
+            };
+            self.entries[i].seen = true;
+            self.start(i);
+        }
+        // forget entries that are gone and have no supervise left (closes the pipe)
+        self.entries
+            .retain(|e| e.seen || e.main.is_some() || e.log.is_some());
+    }
+
+    /// Stop everything in order; returns when no supervise is left.
+    fn shutdown(&mut self, sigfd: &SignalFd) {
+        for e in &self.entries {
+            if e.main.is_some() {
+                send_control(Path::new(&e.name), "dx");
+            }
+        }
+        loop {
+            self.reap();
+            let now = Instant::now();
+            for e in &mut self.entries {
+                if e.main.is_some() {
+                    continue;
+                }
+                // the service is gone: let the logger drain the pipe and exit at EOF
+                e.pipe_w = None;
+                if e.log.is_some() {
+                    let logdir = Path::new(&e.name).join("log");
+                    match e.log_told {
+                        None => {
+                            send_control(&logdir, "x");
+                            e.log_told = Some(now);
+                        }
+                        Some(t)
+                            if !e.log_killed && now.duration_since(t) > Duration::from_secs(10) =>
+                        {
+                            send_control(&logdir, "dx");
+                            e.log_killed = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if self
+                .entries
+                .iter()
+                .all(|e| e.main.is_none() && e.log.is_none())
+            {
+                return;
+            }
+            let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(200u16));
+            while let Ok(Some(_)) = sigfd.read_signal() {}
+        }
+    }
+}
+
+/// Run svscan in `dir` (or the current directory). Returns after a TERM/INT shutdown.
+pub fn svscan(dir: Option<&str>) {
+    if let Some(d) = dir
+        && let Err(e) = std::env::set_current_dir(d)
+    {
+        qsys::die::fatal(
+            PROG,
+            &format!("unable to chdir to {d}: {}", io_str(&e)),
+            111,
+        );
+    }
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGALRM,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    if let Err(e) = mask.thread_block() {
+        qsys::die::fatal(
+            PROG,
+            &format!("unable to block signals: {}", nix_str(e)),
+            111,
+        );
+    }
+    let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(f) => f,
+        Err(e) => qsys::die::fatal(
+            PROG,
+            &format!("unable to create signalfd: {}", nix_str(e)),
+            111,
+        ),
+    };
+    let mut sc = Scanner {
+        prog: supervise_program(),
+        entries: Vec::new(),
+    };
+    loop {
+        sc.reap();
+        sc.scan();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+            );
+            let mut rescan = false;
+            while let Ok(Some(si)) = sigfd.read_signal() {
+                match si.ssi_signo as i32 {
+                    libc::SIGTERM | libc::SIGINT => {
+                        sc.shutdown(&sigfd);
+                        return;
+                    }
+                    libc::SIGALRM | libc::SIGHUP => rescan = true,
+                    _ => sc.reap(),
+                }
+            }
+            if rescan {
+                break;
+            }
+        }
+    }
+}
