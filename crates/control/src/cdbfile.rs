@@ -56,11 +56,19 @@ pub fn write<'a, I>(path: &Path, records: I, mode: u32) -> io::Result<()>
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
-    use std::os::unix::fs::PermissionsExt;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let f = File::create(&tmp)?;
+    write_via(path, Path::new(&tmp), records, mode)
+}
+
+/// Write `records` to `tmp`, fsync it, and rename it over `path` (then fsync the
+/// directory): `tcprules rules.cdb rules.tmp` names both files itself.
+pub fn write_via<'a, I>(path: &Path, tmp: &Path, records: I, mode: u32) -> io::Result<()>
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    use std::os::unix::fs::PermissionsExt;
+    let f = File::create(tmp)?;
     f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     let keep = f.try_clone()?;
     let mut make = cdb::CDBMake::new(f)?;
@@ -70,7 +78,7 @@ where
     make.finish()?;
     keep.sync_all()?;
     drop(keep);
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(tmp, path)?;
     qsys::fsync::sync_parent(path)
 }
 

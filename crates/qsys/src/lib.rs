@@ -12,7 +12,9 @@
 
 pub mod date;
 pub mod die;
+pub mod fdio;
 pub mod fsync;
+pub mod getopt;
 pub mod ids;
 pub mod prot;
 

@@ -14,7 +14,7 @@
 //! CR or LF are refused instead of being written into an SMTP command; the nameservers
 //! come from `control/nameservers` (else `/etc/resolv.conf`).
 
-pub mod dns;
+pub use dns;
 pub mod ipme;
 pub mod message;
 pub mod mx;

@@ -4,7 +4,7 @@
 //! - [`server_config`] builds a rustls configuration from the control directory each time
 //!   it is called, so a renewed certificate takes effect on the next connection without a
 //!   restart (the programs are spawned per connection anyway).
-//! - [`FdIo`] is the plaintext transport under both protocols: reads from fd 0 and writes
+//! - [`FdIo`] (from qsys, re-exported) is the plaintext transport under both protocols: reads from fd 0 and writes
 //!   to fd 1, as tcpserver hands a connection to its child, with an optional timeout on
 //!   every wait.
 //!
@@ -22,11 +22,9 @@
 //! secret key exchange); no client certificates; no session tickets (a per-process
 //! ticketer would be useless across per-connection processes).
 
-use std::io::{self, Read, Write};
-use std::os::fd::BorrowedFd;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -87,81 +85,12 @@ fn bad(path: &Path, why: &str) -> io::Error {
     )
 }
 
-/// The connection as tcpserver passes it: read fd 0, write fd 1. Each read and write waits
-/// at most `timeout` (when set) for the descriptor to become ready, then fails with
-/// `ErrorKind::TimedOut`. Reads and writes go straight to the descriptors (no buffering
-/// here), so nothing is read ahead of what the caller asked for.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FdIo {
-    pub timeout: Option<Duration>,
-}
-
-impl FdIo {
-    pub fn new(timeout: Option<Duration>) -> FdIo {
-        FdIo { timeout }
-    }
-
-    fn wait(&self, fd: BorrowedFd<'_>, flags: nix::poll::PollFlags) -> io::Result<()> {
-        let Some(t) = self.timeout else {
-            return Ok(());
-        };
-        let ms = i32::try_from(t.as_millis()).unwrap_or(i32::MAX);
-        let ms = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
-        loop {
-            let mut fds = [nix::poll::PollFd::new(fd, flags)];
-            match nix::poll::poll(&mut fds, ms) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
-                Ok(_) => return Ok(()),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-fn stdin() -> BorrowedFd<'static> {
-    // SAFETY: fd 0 stays open for the life of the process; nothing here closes it.
-    unsafe { BorrowedFd::borrow_raw(0) }
-}
-
-fn stdout() -> BorrowedFd<'static> {
-    // SAFETY: as for fd 0.
-    unsafe { BorrowedFd::borrow_raw(1) }
-}
-
-impl Read for FdIo {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.wait(stdin(), nix::poll::PollFlags::POLLIN)?;
-        loop {
-            match nix::unistd::read(stdin(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-impl Write for FdIo {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.wait(stdout(), nix::poll::PollFlags::POLLOUT)?;
-        loop {
-            match nix::unistd::write(stdout(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+pub use qsys::fdio::FdIo;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
 
     fn write_cert(dir: &Path, split_key: bool) {

@@ -1,0 +1,82 @@
+//! tcpserver - accept TCP connections and run a program for each
+//!
+//! SYNOPSIS
+//!     tcpserver [ -461UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ]
+//!               [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ]
+//!               host port program [ arg ... ]
+//!
+//! DESCRIPTION
+//!     Our ucspi-tcp 0.88 tcpserver (with ucspi-tcp6's IPv6). Binds host:port (host `0`:
+//!     every IPv4 and IPv6 address; a literal address; a name from /etc/hosts or DNS; port
+//!     by number or /etc/services name, `0` for any), listens, then drops to `-g`/`-u`.
+//!     For each connection it forks a child that writes the `-B` banner, looks up the
+//!     names it was asked to, consults the `-x` rules (reopened per connection, so
+//!     `tcprules` can replace them live), sets the environment and runs program with the
+//!     connection on fds 0 and 1. At `-c` running children (default 40) it stops
+//!     accepting; new clients wait in the listen backlog (`-b`, default 20).
+//!
+//! OPTIONS
+//!     -c N  concurrency limit.  -x FILE  rules cdb (-X: a missing FILE means allow).
+//!     -B S  banner.  -u UID, -g GID  numeric ids (names accepted too; 0 = unchanged);
+//!     -U  ids from $UID and $GID.  -v verbose, -Q errors only (default), -q silent.
+//!     -h (default) / -H  look up TCPREMOTEHOST or not; -p / -P (default) paranoid check
+//!     that the name maps back to the address.  -r (default) / -R  ident lookup of
+//!     TCPREMOTEINFO or not; -t N its timeout (26 s).  -l NAME  TCPLOCALHOST without a
+//!     lookup.  -o / -O (default) keep or kill IP options.  -d (default) / -D  Nagle or
+//!     TCP_NODELAY.  -1  print the local port on stdout once listening.  -4  IPv4 only;
+//!     -6  IPv6 semantics (the default for host 0 here).
+//!
+//! ENVIRONMENT
+//!     Sets PROTO (TCP or TCP6), TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST, TCPREMOTEIP,
+//!     TCPREMOTEPORT, TCPREMOTEHOST, TCPREMOTEINFO (and TCP6... for IPv6 peers), removing
+//!     those whose value is unknown, then the variables of the matching rule. PTR
+//!     lookups use $DNSCACHEIP, HOME/control/nameservers or /etc/resolv.conf.
+//!
+//! LOG (stderr, -v)
+//!     `status: N/LIMIT`, `pid P from IP`, `ok P LHOST:LIP:LPORT RHOST:RIP:RINFO:RPORT`,
+//!     `deny P ...`, `end P status S` (S the raw wait status), as ucspi-tcp writes them.
+//!
+//! USER
+//!     Started as root when it must bind a low port or drop to `-u`/`-g`; the children
+//!     run as `-u`/`-g`.
+//!
+//! EXIT CODES
+//!     100 usage; 111 unable to bind, listen or drop privileges. SIGTERM ends it with 0
+//!     (running children go on). A denied child exits 100, a dropped one 111.
+
+use ucspi::server::{self, PROG, USAGE};
+
+fn main() {
+    qsys::die::install_panic_hook(PROG);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let opts = match server::parse_args(&args) {
+        Ok(o) => o,
+        Err(why) => {
+            if !why.is_empty() {
+                ucspi::log::line(PROG, &why);
+            }
+            ucspi::log::line(PROG, &format!("usage: {USAGE}"));
+            std::process::exit(100);
+        }
+    };
+    let fatal = |msg: &str| -> ! {
+        if opts.verbosity >= 1 {
+            ucspi::log::line(PROG, &format!("fatal: {msg}"));
+        }
+        std::process::exit(111)
+    };
+    let listener = server::listen(&opts).unwrap_or_else(|e| fatal(&e));
+    if opts.print_port {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{port}");
+        let _ = out.flush();
+    }
+    server::close_stdio();
+    if let Err(e) = server::drop_privileges(&opts) {
+        fatal(&e);
+    }
+    let e = server::serve(&opts, listener);
+    fatal(&e);
+}

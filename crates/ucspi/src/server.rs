@@ -1,0 +1,595 @@
+//! tcpserver: accept TCP connections and run a program for each (ucspi-tcp 0.88 with the
+//! IPv6 options of ucspi-tcp6; reference/daemontools-ucspi.md section 5).
+//!
+//! The parent binds (as root if it must), listens, drops to `-u`/`-g`, then only accepts,
+//! counts and reaps: at `-c` running children it stops accepting, so further clients wait
+//! in the kernel's backlog and nothing is refused. Everything that can be slow or that
+//! reads client data (banner, PTR and ident lookups, the rules cdb, the environment)
+//! happens in the forked child, so a slow DNS server never holds up `accept`.
+//!
+//! Signals reach the parent through a signalfd polled beside the listening socket:
+//! SIGCHLD reaps every finished child (`end PID status S`, the raw wait status), SIGTERM
+//! ends the parent at once (running children go on).
+
+use std::ffi::{CString, OsString};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{self, sockopt};
+
+use crate::env::{self, Conn};
+use crate::log::{self, Endpoints};
+
+pub const PROG: &str = "tcpserver";
+
+pub const USAGE: &str = "tcpserver [ -461UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
+
+/// tcpserver's options (defaults as ucspi-tcp 0.88).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub limit: usize,
+    pub rules: Option<PathBuf>,
+    pub rules_missing_ok: bool,
+    pub banner: Option<Vec<u8>>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// 0 silent, 1 errors only (default), 2 every connection.
+    pub verbosity: u8,
+    pub remote_host: bool,
+    pub paranoid: bool,
+    pub remote_info: bool,
+    pub ident_timeout: Duration,
+    pub local_name: Option<String>,
+    pub backlog: i32,
+    pub keep_ip_options: bool,
+    pub nodelay: bool,
+    pub print_port: bool,
+    pub v4only: bool,
+    pub host: String,
+    pub port: String,
+    pub program: Vec<OsString>,
+}
+
+/// Parse the arguments after argv[0]. `Err` carries the fatal text (usage or a bad value).
+pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
+    let (opts, rest) = qsys::getopt::getopt(args, "461UXpPhHrRoOdDqQvc:x:B:g:u:b:l:t:I:")
+        .map_err(|c| format!("illegal option -- {}", c as char))?;
+    let mut o = Options {
+        limit: 40,
+        rules: None,
+        rules_missing_ok: false,
+        banner: None,
+        uid: None,
+        gid: None,
+        verbosity: 1,
+        remote_host: true,
+        paranoid: false,
+        remote_info: true,
+        ident_timeout: Duration::from_secs(26),
+        local_name: None,
+        backlog: 20,
+        keep_ip_options: false,
+        nodelay: false,
+        print_port: false,
+        v4only: false,
+        host: String::new(),
+        port: String::new(),
+        program: Vec::new(),
+    };
+    for opt in opts {
+        let arg = opt.arg.unwrap_or_default();
+        let text = arg.to_string_lossy().into_owned();
+        let num = |what: &str| -> Result<u64, String> {
+            text.parse::<u64>()
+                .map_err(|_| format!("{what} must be a number: {text}"))
+        };
+        match opt.letter {
+            b'4' => o.v4only = true,
+            b'6' => o.v4only = false,
+            b'1' => o.print_port = true,
+            b'U' => {
+                o.uid = env_id("UID")?;
+                o.gid = env_id("GID")?;
+            }
+            b'X' => o.rules_missing_ok = true,
+            b'p' => o.paranoid = true,
+            b'P' => o.paranoid = false,
+            b'h' => o.remote_host = true,
+            b'H' => o.remote_host = false,
+            b'r' => o.remote_info = true,
+            b'R' => o.remote_info = false,
+            b'o' => o.keep_ip_options = true,
+            b'O' => o.keep_ip_options = false,
+            b'd' => o.nodelay = false,
+            b'D' => o.nodelay = true,
+            b'q' => o.verbosity = 0,
+            b'Q' => o.verbosity = 1,
+            b'v' => o.verbosity = 2,
+            b'c' => o.limit = (num("limit")?).clamp(1, 1 << 20) as usize,
+            b'x' => o.rules = Some(PathBuf::from(arg)),
+            b'B' => o.banner = Some(arg.as_bytes().to_vec()),
+            b'g' => o.gid = id_arg(&text, false)?,
+            b'u' => o.uid = id_arg(&text, true)?,
+            b'b' => o.backlog = (num("backlog")?).clamp(1, i32::MAX as u64) as i32,
+            b'l' => o.local_name = Some(text),
+            b't' => o.ident_timeout = Duration::from_secs(num("timeout")?),
+            _ => {} // -I interface: scoped addresses take their scope from the host
+        }
+    }
+    let [host, port, program @ ..] = rest.as_slice() else {
+        return Err(String::new());
+    };
+    if program.is_empty() {
+        return Err(String::new());
+    }
+    o.host = host.to_string_lossy().into_owned();
+    o.port = port.to_string_lossy().into_owned();
+    o.program = program.to_vec();
+    Ok(o)
+}
+
+/// `-u`/`-g`: a number (0 means "leave as is", as in ucspi-tcp) or, as an extension, a
+/// user or group name.
+fn id_arg(text: &str, user: bool) -> Result<Option<u32>, String> {
+    if let Ok(n) = text.parse::<u32>() {
+        return Ok((n != 0).then_some(n));
+    }
+    let found = if user {
+        nix::unistd::User::from_name(text)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    } else {
+        nix::unistd::Group::from_name(text)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    };
+    found
+        .map(Some)
+        .ok_or_else(|| format!("unknown {}: {text}", if user { "user" } else { "group" }))
+}
+
+fn env_id(name: &str) -> Result<Option<u32>, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse::<u32>()
+            .map(|n| (n != 0).then_some(n))
+            .map_err(|_| format!("${name} is not a number")),
+        Err(_) => Err(format!("${name} is not set")),
+    }
+}
+
+/// Bind and listen as the options say; the first address of the host that binds wins.
+pub fn listen(o: &Options) -> Result<TcpListener, String> {
+    let port = crate::addr::system_port(&o.port)
+        .ok_or_else(|| format!("unable to figure out port number for {}", o.port))?;
+    let ips = crate::addr::host_addrs(&o.host, o.v4only)?;
+    let mut last = String::from("no address");
+    for ip in ips {
+        match bind_one(SocketAddr::new(ip, port), o.backlog) {
+            Ok(l) => return Ok(l),
+            Err(e) if ip.is_unspecified() && ip.is_ipv6() => {
+                // no IPv6 on this host: fall back to IPv4 "any"
+                let any4 = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port);
+                match bind_one(any4, o.backlog) {
+                    Ok(l) => return Ok(l),
+                    Err(_) => last = format!("unable to bind: {}", qsys::die::errstr(&e)),
+                }
+            }
+            Err(e) => last = format!("unable to bind: {}", qsys::die::errstr(&e)),
+        }
+    }
+    Err(last)
+}
+
+fn bind_one(sa: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+    let family = if sa.is_ipv4() {
+        socket::AddressFamily::Inet
+    } else {
+        socket::AddressFamily::Inet6
+    };
+    let fd = socket::socket(
+        family,
+        socket::SockType::Stream,
+        socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if sa.is_ipv6() {
+        // `::` takes IPv4 clients too (dual stack), as ucspi-tcp6 binds host 0
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
+    }
+    socket::bind(fd.as_raw_fd(), &socket::SockaddrStorage::from(sa))?;
+    let backlog = socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN);
+    socket::listen(&fd, backlog)?;
+    Ok(TcpListener::from(fd))
+}
+
+/// Drop to `-g` then `-u` (setgroups to that one group, setgid, setuid), checking it held.
+pub fn drop_privileges(o: &Options) -> Result<(), String> {
+    use nix::unistd::{Gid, Uid};
+    if let Some(g) = o.gid {
+        let gid = Gid::from_raw(g);
+        nix::unistd::setgroups(&[gid]).map_err(|e| format!("unable to set gid: {e}"))?;
+        nix::unistd::setgid(gid).map_err(|e| format!("unable to set gid: {e}"))?;
+    }
+    if let Some(u) = o.uid {
+        let uid = Uid::from_raw(u);
+        nix::unistd::setuid(uid).map_err(|e| format!("unable to set uid: {e}"))?;
+        if nix::unistd::geteuid() != uid
+            || (u != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok())
+        {
+            return Err("unable to set uid: still privileged".into());
+        }
+    }
+    Ok(())
+}
+
+fn status_line(o: &Options, n: usize) {
+    if o.verbosity >= 2 {
+        log::line(PROG, &format!("status: {n}/{}", o.limit));
+    }
+}
+
+/// Serve forever (until SIGTERM). Returns only on a fatal error.
+pub fn serve(o: &Options, listener: TcpListener) -> String {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.add(Signal::SIGTERM);
+    if let Err(e) = mask.thread_block() {
+        return format!("unable to block signals: {e}");
+    }
+    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => return format!("unable to create signalfd: {e}"),
+    };
+    let mut running: usize = 0;
+    status_line(o, running);
+    loop {
+        let accepting = running < o.limit;
+        let mut fds = vec![nix::poll::PollFd::new(
+            sfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if accepting {
+            fds.push(nix::poll::PollFd::new(
+                listener.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            ));
+        }
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return format!("unable to poll: {e}"),
+        }
+        let sig_ready = fds[0].any().unwrap_or(false);
+        let conn_ready = accepting && fds.get(1).and_then(|f| f.any()).unwrap_or(false);
+        drop(fds);
+        if sig_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                if info.ssi_signo == Signal::SIGTERM as u32 {
+                    std::process::exit(0);
+                }
+            }
+            reap(o, &mut running);
+        }
+        if conn_ready {
+            let Ok((stream, _)) = listener.accept() else {
+                continue;
+            };
+            running += 1;
+            status_line(o, running);
+            // SAFETY: the parent is single-threaded; the child only execs or exits.
+            match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    drop(listener);
+                    drop(sfd);
+                    let code = child(o, stream);
+                    std::process::exit(code);
+                }
+                Ok(nix::unistd::ForkResult::Parent { .. }) => drop(stream),
+                Err(e) => {
+                    running -= 1;
+                    if o.verbosity >= 1 {
+                        log::line(
+                            PROG,
+                            &format!("warning: dropping connection, unable to fork: {e}"),
+                        );
+                    }
+                    status_line(o, running);
+                }
+            }
+        }
+    }
+}
+
+/// Reap every finished child, logging `end PID status S` (the raw wait status) and the
+/// new count after each.
+fn reap(o: &Options, running: &mut usize) {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain waitpid on any child with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        *running = running.saturating_sub(1);
+        if o.verbosity >= 2 {
+            log::line(PROG, &format!("end {pid} status {status}"));
+        }
+        status_line(o, *running);
+    }
+}
+
+/// The per-connection work in the forked child; returns the exit code when it does not
+/// exec (100 denied, 111 dropped).
+fn child(o: &Options, stream: TcpStream) -> i32 {
+    let pid = std::process::id();
+    let drop_conn = |what: &str| -> i32 {
+        if o.verbosity >= 1 {
+            log::line(PROG, &format!("warning: dropping connection, {what}"));
+        }
+        111
+    };
+    let remote = match stream.peer_addr() {
+        Ok(r) => crate::addr::unmap(r),
+        Err(e) => {
+            return drop_conn(&format!(
+                "unable to get remote address: {}",
+                qsys::die::errstr(&e)
+            ));
+        }
+    };
+    if o.verbosity >= 2 {
+        log::line(PROG, &format!("pid {pid} from {}", remote.ip()));
+    }
+    if !o.keep_ip_options && remote.is_ipv4() {
+        // SAFETY: IP_OPTIONS with a null buffer of length 0 clears any source route.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_OPTIONS,
+                std::ptr::null(),
+                0,
+            );
+        }
+    }
+    if o.nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    if let Some(b) = &o.banner {
+        use std::io::Write;
+        if let Err(e) = (&stream).write_all(b) {
+            return drop_conn(&format!(
+                "unable to print banner: {}",
+                qsys::die::errstr(&e)
+            ));
+        }
+    }
+    let local = match stream.local_addr() {
+        Ok(l) => crate::addr::unmap(l),
+        Err(e) => {
+            return drop_conn(&format!(
+                "unable to get local address: {}",
+                qsys::die::errstr(&e)
+            ));
+        }
+    };
+    let needs_dns = o.local_name.is_none() || o.remote_host;
+    let resolver = if needs_dns {
+        let dnscache = std::env::var("DNSCACHEIP").ok();
+        let home = qsys::home().ok();
+        let servers = dns::servers_for_ucspi(dnscache.as_deref(), home.as_deref());
+        dns::Dns::with_timeout(&servers, Duration::from_secs(5), 2).ok()
+    } else {
+        None
+    };
+    let first_name = |ip: IpAddr| -> Option<String> {
+        let r = resolver.as_ref()?;
+        r.ptr(ip)
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|n| n.to_ascii_lowercase())
+    };
+    let local_host = match &o.local_name {
+        Some(n) => Some(n.clone()),
+        None => first_name(local.ip()),
+    };
+    let mut remote_host = if o.remote_host {
+        first_name(remote.ip())
+    } else {
+        None
+    };
+    if o.paranoid
+        && let (Some(name), Some(r)) = (&remote_host, resolver.as_ref())
+    {
+        let confirmed = r
+            .ips(name)
+            .map(|v| v.contains(&remote.ip()))
+            .unwrap_or(false);
+        if !confirmed {
+            remote_host = None;
+        }
+    }
+    drop(resolver);
+    let remote_info = if o.remote_info {
+        crate::ident::lookup(local, remote, o.ident_timeout)
+    } else {
+        None
+    };
+    let conn = Conn {
+        local,
+        remote,
+        local_host,
+        remote_host,
+        remote_info,
+    };
+    let mut changes = env::changes(&conn);
+    let mut deny = false;
+    if let Some(path) = &o.rules {
+        match control::cdbfile::Cdb::open(path) {
+            Ok(Some(db)) => {
+                let ip = remote.ip().to_string();
+                match crate::rules::lookup(
+                    &db,
+                    &ip,
+                    conn.remote_host.as_deref(),
+                    conn.remote_info.as_deref(),
+                ) {
+                    Ok(d) => {
+                        deny = d.deny;
+                        changes.extend(d.env.into_iter().map(|(k, v)| (k, Some(v))));
+                    }
+                    Err(e) => {
+                        return drop_conn(&format!(
+                            "unable to read {}: {}",
+                            path.display(),
+                            qsys::die::errstr(&e)
+                        ));
+                    }
+                }
+            }
+            Ok(None) if o.rules_missing_ok => {}
+            Ok(None) => {
+                return drop_conn(&format!(
+                    "unable to read {}: file does not exist",
+                    path.display()
+                ));
+            }
+            Err(e) => {
+                return drop_conn(&format!(
+                    "unable to read {}: {}",
+                    path.display(),
+                    qsys::die::errstr(&e)
+                ));
+            }
+        }
+    }
+    if o.verbosity >= 2 {
+        let lip = local.ip().to_string();
+        let rip = remote.ip().to_string();
+        let e = Endpoints {
+            local_host: conn.local_host.as_deref(),
+            local_ip: &lip,
+            local_port: local.port(),
+            remote_host: conn.remote_host.as_deref(),
+            remote_ip: &rip,
+            remote_info: conn.remote_info.as_deref(),
+            remote_port: remote.port(),
+        };
+        log::line(
+            PROG,
+            &log::verdict(if deny { "deny" } else { "ok" }, pid, &e),
+        );
+    }
+    if deny {
+        return 100;
+    }
+    exec_with_socket(OwnedFd::from(stream), None, &o.program, &changes)
+        .map(|()| 0)
+        .unwrap_or_else(|e| {
+            drop_conn(&format!(
+                "unable to run {}: {}",
+                o.program[0].to_string_lossy(),
+                qsys::die::errstr(&e)
+            ))
+        })
+}
+
+/// Put `sock` on fds 0 and 1 (tcpserver) or 6 and 7 (tcpclient, `client_fds`), restore
+/// default signals, and exec `program` (searched in `$PATH`) with the environment changed
+/// by `changes`. Returns only on failure.
+pub fn exec_with_socket(
+    sock: OwnedFd,
+    client_fds: Option<(i32, i32)>,
+    program: &[OsString],
+    changes: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<(), std::io::Error> {
+    let (rfd, wfd) = client_fds.unwrap_or((0, 1));
+    let raw = sock.as_raw_fd();
+    for target in [rfd, wfd] {
+        // SAFETY: dup2 onto a descriptor number we own the meaning of in this process.
+        if unsafe { libc::dup2(raw, target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    if raw != rfd && raw != wfd {
+        drop(sock);
+    } else {
+        std::mem::forget(sock);
+    }
+    Err(exec_program(program, changes))
+}
+
+/// Exec `program` (searched in `$PATH` unless it holds a slash) with the environment
+/// changed by `changes` and default signal handling. Returns only on failure.
+pub fn exec_program(
+    program: &[OsString],
+    changes: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> std::io::Error {
+    let argv: Vec<CString> = program
+        .iter()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    if argv.len() != program.len() || argv.is_empty() {
+        return std::io::ErrorKind::InvalidInput.into();
+    }
+    let envp = env::build(std::env::vars_os(), changes);
+    qsys::reset_signals_for_exec();
+    let path_var = envp
+        .iter()
+        .find_map(|e| e.to_bytes().strip_prefix(b"PATH=").map(<[u8]>::to_vec));
+    exec_path(&argv, &envp, path_var.as_deref())
+}
+
+/// execve `argv[0]` directly when it holds a slash, else the first match in `path`
+/// (the exec'ed program's own `PATH`, default `/bin:/usr/bin`).
+fn exec_path(argv: &[CString], envp: &[CString], path: Option<&[u8]>) -> std::io::Error {
+    let name = argv[0].as_bytes();
+    if name.contains(&b'/') {
+        return nix::unistd::execve(&argv[0], argv, envp)
+            .map(|_| std::io::Error::other("exec returned"))
+            .unwrap_or_else(std::io::Error::from);
+    }
+    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for dir in path.unwrap_or(b"/bin:/usr/bin").split(|&b| b == b':') {
+        let mut full = if dir.is_empty() {
+            b".".to_vec()
+        } else {
+            dir.to_vec()
+        };
+        full.push(b'/');
+        full.extend_from_slice(name);
+        let Ok(c) = CString::new(full) else { continue };
+        match nix::unistd::execve(&c, argv, envp) {
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => {}
+            Err(e) => last = e.into(),
+            Ok(_) => {}
+        }
+    }
+    last
+}
+
+/// Fds 0 and 1 become `/dev/null` once listening: the parent must not hold the terminal or
+/// a pipe that its supervisor watches.
+pub fn close_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let fd = OwnedFd::from(null);
+        // SAFETY: dup2 onto fds 0 and 1, which this process owns.
+        unsafe {
+            libc::dup2(fd.as_raw_fd(), 0);
+            libc::dup2(fd.as_raw_fd(), 1);
+        }
+    }
+}
