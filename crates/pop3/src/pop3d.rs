@@ -1,0 +1,358 @@
+//! qmail-pop3d's transaction state (RFC 1939 section 5, `nq106:qmail-pop3d.c`).
+//!
+//! Differences from qmail 1.03, all towards RFC 1939 and what Dovecot does:
+//! - STAT counts only messages not marked deleted (qmail counted them all);
+//! - RETR/TOP end with `.` right after the message (no extra blank line), and a line
+//!   already ending in CRLF is not given a second CR;
+//! - CAPA is answered (TOP, UIDL, PIPELINING).
+//!
+//! Sizes are file sizes (LF line ends), as in qmail: computing CRLF octets would mean
+//! reading every message at login.
+
+use crate::line::{Line, read_line, split_command};
+use crate::maildir::{self, Message};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// Longest command line accepted.
+pub const MAX_LINE: usize = 1024;
+
+/// One mailbox session.
+pub struct Session {
+    maildir: PathBuf,
+    msgs: Vec<Message>,
+    last: usize,
+}
+
+/// How a session ended: the exit code of qmail-pop3d.
+pub type Exit = i32;
+
+fn ok(w: &mut impl Write, text: &str) -> io::Result<()> {
+    w.write_all(format!("+OK {text}\r\n").as_bytes())?;
+    w.flush()
+}
+
+fn err(w: &mut impl Write, text: &str) -> io::Result<()> {
+    w.write_all(format!("-ERR {text}\r\n").as_bytes())?;
+    w.flush()
+}
+
+/// Copy a message in POP3 form: CRLF line ends, leading `.` doubled; with `body_lines`
+/// `Some(k)`, only the header, the blank line and `k` body lines (TOP).
+pub fn write_message(
+    r: &mut impl BufRead,
+    w: &mut impl Write,
+    body_lines: Option<u64>,
+) -> io::Result<()> {
+    let mut line = Vec::with_capacity(256);
+    let mut in_header = true;
+    let mut body = 0u64;
+    loop {
+        if !in_header && body_lines.is_some_and(|k| body >= k) {
+            break;
+        }
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.first() == Some(&b'.') {
+            w.write_all(b".")?;
+        }
+        w.write_all(&line)?;
+        w.write_all(b"\r\n")?;
+        if in_header {
+            if line.is_empty() {
+                in_header = false;
+            }
+        } else {
+            body += 1;
+        }
+    }
+    w.write_all(b".\r\n")
+}
+
+impl Session {
+    /// Open `maildir` (cleaning `tmp/`, listing messages older than this second).
+    pub fn open(maildir: &Path) -> io::Result<Session> {
+        let now = qsys::now() as i64;
+        maildir::clean_tmp(maildir, now);
+        Ok(Session {
+            maildir: maildir.to_path_buf(),
+            msgs: maildir::scan(maildir, now)?,
+            last: 0,
+        })
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.msgs
+    }
+
+    /// Parse a message number; the error text is the reply.
+    fn number(&self, arg: &[u8]) -> Result<usize, &'static str> {
+        let s = std::str::from_utf8(arg).map_err(|_| "syntax error")?;
+        let s = s.split(' ').next().unwrap_or("");
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("syntax error");
+        }
+        let n: usize = s.parse().map_err(|_| "not that many messages")?;
+        if n == 0 {
+            return Err("messages are counted from 1");
+        }
+        if n > self.msgs.len() {
+            return Err("not that many messages");
+        }
+        if self.msgs[n - 1].deleted {
+            return Err("already deleted");
+        }
+        Ok(n - 1)
+    }
+
+    /// Run the session on `r`/`w` after the `+OK` greeting; returns the exit code.
+    /// Read errors and timeouts end the session without deleting anything.
+    pub fn run(&mut self, r: &mut impl BufRead, w: &mut impl Write) -> Exit {
+        loop {
+            let line = match read_line(r, MAX_LINE) {
+                Ok(Line::Text(l)) => l,
+                Ok(Line::TooLong) => {
+                    if err(w, "line too long").is_err() {
+                        return 1;
+                    }
+                    continue;
+                }
+                Ok(Line::Eof) | Err(_) => return 0,
+            };
+            let (verb, arg) = split_command(&line);
+            let res = match verb.as_str() {
+                "QUIT" => return self.quit(w),
+                _ => self.command(&verb, arg, w),
+            };
+            if res.is_err() {
+                return 1;
+            }
+        }
+    }
+
+    fn command(&mut self, verb: &str, arg: &[u8], w: &mut impl Write) -> io::Result<()> {
+        match verb {
+            "NOOP" => ok(w, ""),
+            "STAT" => {
+                let live = self.msgs.iter().filter(|m| !m.deleted);
+                let (n, total) = live.fold((0u64, 0u64), |(n, t), m| (n + 1, t + m.size));
+                ok(w, &format!("{n} {total}"))
+            }
+            "LIST" | "UIDL" => {
+                let value = |m: &Message| {
+                    if verb == "LIST" {
+                        m.size.to_string()
+                    } else {
+                        m.uid()
+                    }
+                };
+                if arg.is_empty() {
+                    let mut out = String::from("+OK \r\n");
+                    for (i, m) in self.msgs.iter().enumerate() {
+                        if !m.deleted {
+                            out.push_str(&format!("{} {}\r\n", i + 1, value(m)));
+                        }
+                    }
+                    out.push_str(".\r\n");
+                    w.write_all(out.as_bytes())?;
+                    w.flush()
+                } else {
+                    match self.number(arg) {
+                        Ok(i) => ok(w, &format!("{} {}", i + 1, value(&self.msgs[i]))),
+                        Err(e) => err(w, e),
+                    }
+                }
+            }
+            "RETR" | "TOP" => {
+                let (i, limit) = match self.number(arg) {
+                    Err(e) => return err(w, e),
+                    Ok(i) if verb == "RETR" => (i, None),
+                    Ok(i) => {
+                        let mut parts = arg.split(|&b| b == b' ').skip(1);
+                        let k = parts
+                            .next()
+                            .and_then(|k| std::str::from_utf8(k).ok())
+                            .and_then(|k| k.parse::<u64>().ok());
+                        match k {
+                            Some(k) => (i, Some(k)),
+                            None => return err(w, "syntax error"),
+                        }
+                    }
+                };
+                let f = match std::fs::File::open(self.maildir.join(&self.msgs[i].rel)) {
+                    Ok(f) => f,
+                    Err(_) => return err(w, "unable to open that message"),
+                };
+                w.write_all(b"+OK \r\n")?;
+                write_message(&mut BufReader::with_capacity(65536, f), w, limit)?;
+                w.flush()
+            }
+            "DELE" => match self.number(arg) {
+                Ok(i) => {
+                    self.msgs[i].deleted = true;
+                    self.last = self.last.max(i + 1);
+                    ok(w, "")
+                }
+                Err(e) => err(w, e),
+            },
+            "RSET" => {
+                for m in &mut self.msgs {
+                    m.deleted = false;
+                }
+                self.last = 0;
+                ok(w, "")
+            }
+            "LAST" => ok(w, &self.last.to_string()),
+            "CAPA" => {
+                w.write_all(b"+OK capability list follows\r\nTOP\r\nUIDL\r\nPIPELINING\r\n.\r\n")?;
+                w.flush()
+            }
+            _ => err(w, "unimplemented"),
+        }
+    }
+
+    /// UPDATE state: remove deleted messages, move the rest of `new/` to `cur/`.
+    fn quit(&mut self, w: &mut impl Write) -> Exit {
+        let mut failed = false;
+        for m in &self.msgs {
+            let path = self.maildir.join(&m.rel);
+            if m.deleted {
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    failed = true;
+                }
+            } else if m.in_new()
+                && let Some(name) = m.rel.file_name()
+            {
+                let mut to = name.to_os_string();
+                to.push(":2,");
+                let _ = std::fs::rename(&path, self.maildir.join("cur").join(to));
+            }
+        }
+        let r = if failed {
+            err(w, "unable to unlink all deleted messages")
+        } else {
+            ok(w, "")
+        };
+        i32::from(r.is_err() || failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pop(msg: &[u8], k: Option<u64>) -> String {
+        let mut out = Vec::new();
+        write_message(&mut io::Cursor::new(msg.to_vec()), &mut out, k).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn message_forms() {
+        assert_eq!(
+            pop(b"A: b\n\n.dot\nx\n", None),
+            "A: b\r\n\r\n..dot\r\nx\r\n.\r\n"
+        );
+        assert_eq!(pop(b"A: b\r\n\r\nx", None), "A: b\r\n\r\nx\r\n.\r\n");
+        assert_eq!(
+            pop(b"A: b\n\n1\n2\n3\n", Some(2)),
+            "A: b\r\n\r\n1\r\n2\r\n.\r\n"
+        );
+        assert_eq!(pop(b"A: b\n\n1\n", Some(0)), "A: b\r\n\r\n.\r\n");
+        // no body at all
+        assert_eq!(pop(b"A: b\nC: d\n", Some(5)), "A: b\r\nC: d\r\n.\r\n");
+        assert_eq!(pop(b"", None), ".\r\n");
+    }
+
+    fn mailbox(n: usize) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["new", "cur", "tmp"] {
+            std::fs::create_dir(d.path().join(s)).unwrap();
+        }
+        for i in 0..n {
+            let p = d.path().join(format!("new/{}.m{i}", 1000 + i));
+            std::fs::write(&p, format!("Subject: {i}\n\nbody {i}\n")).unwrap();
+            let ts = nix::sys::time::TimeSpec::new(1000 + i as i64, 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                &ts,
+                &ts,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            )
+            .unwrap();
+        }
+        d
+    }
+
+    fn session(dir: &Path, input: &str) -> (String, Exit) {
+        let mut s = Session::open(dir).unwrap();
+        let mut out = Vec::new();
+        let code = s.run(&mut io::Cursor::new(input.as_bytes().to_vec()), &mut out);
+        (String::from_utf8(out).unwrap(), code)
+    }
+
+    #[test]
+    fn commands_and_update() {
+        let d = mailbox(3);
+        let (out, code) = session(
+            d.path(),
+            "STAT\r\nLIST\r\nUIDL 2\r\nDELE 2\r\nDELE 2\r\nSTAT\r\nLAST\r\nRETR 2\r\nLIST 4\r\nLIST 0\r\nRETR x\r\nTOP 1 0\r\nbogus\r\nQUIT\r\n",
+        );
+        assert_eq!(code, 0);
+        let want = [
+            "+OK 3 57",
+            "+OK ",
+            "1 19",
+            "2 19",
+            "3 19",
+            ".",
+            "+OK 2 1001.m1",
+            "+OK ",
+            "-ERR already deleted",
+            "+OK 2 38",
+            "+OK 2",
+            "-ERR already deleted",
+            "-ERR not that many messages",
+            "-ERR messages are counted from 1",
+            "-ERR syntax error",
+            "+OK ",
+            "Subject: 0",
+            "",
+            ".",
+            "-ERR unimplemented",
+            "+OK ",
+        ];
+        assert_eq!(out, want.join("\r\n") + "\r\n");
+        let new: Vec<_> = std::fs::read_dir(d.path().join("new")).unwrap().collect();
+        assert!(new.is_empty());
+        let mut cur: Vec<String> = std::fs::read_dir(d.path().join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        cur.sort();
+        assert_eq!(cur, ["1000.m0:2,", "1002.m2:2,"]);
+    }
+
+    #[test]
+    fn disconnect_before_quit_deletes_nothing() {
+        let d = mailbox(2);
+        let (_, code) = session(d.path(), "DELE 1\r\nDELE 2\r\n");
+        assert_eq!(code, 0);
+        assert_eq!(std::fs::read_dir(d.path().join("new")).unwrap().count(), 2);
+        // RSET undoes deletions
+        let (out, _) = session(d.path(), "DELE 1\r\nRSET\r\nLAST\r\nSTAT\r\nQUIT\r\n");
+        assert!(out.contains("+OK 0\r\n+OK 2 38\r\n"), "{out}");
+        assert_eq!(std::fs::read_dir(d.path().join("cur")).unwrap().count(), 2);
+    }
+}

@@ -1,0 +1,741 @@
+//! qmail-popup: the POP3 authorization state, split between two processes.
+//!
+//! ```text
+//! tcpserver (root) -> qmail-popup  P (root): keeps root only to run checkpassword
+//!                       |  fork
+//!                       +- C (qmaild:nofiles): speaks POP3 (and TLS) with the client
+//!                              -- one record per login attempt -->  P
+//!                              <-- one verdict byte per attempt --  P
+//!                     P: checkpassword with the record on fd 3
+//!                        -> (setuid user) qmail-pop3d
+//! ```
+//!
+//! C never runs as root and never sees a hash; P never parses client input (it reads
+//! length-prefixed records of at most 512 bytes from C). Without TLS, checkpassword and
+//! qmail-pop3d get the client's descriptors directly; with TLS (STLS or `--pop3s`) they
+//! get one end of a socketpair and C relays between it and the TLS session.
+//!
+//! Verdicts: `F` bad login (checkpassword exit 1 or 2), `T` temporary (111), `C`
+//! crashed, `D` the session ran and ended (anything else). Without TLS, C cannot tell
+//! a qmail-pop3d that failed with exit 1 from a refused password; it then answers
+//! `-ERR authorization failed` after qmail-pop3d's own message, as qmail did.
+//!
+//! Policy (control files, overridable per client by tcprules environment):
+//! - `pop3plaintext` / `$POP3PLAINTEXT`: `1` allows USER/PASS and AUTH PLAIN without
+//!   TLS, `0` refuses them (use STLS or port 995). Default: refused when TLS is
+//!   configured (control/servercert.pem), allowed when it is not. APOP is always allowed.
+//! - `pop3authdelay` (seconds, default 2): pause before each failure answer.
+//! - `pop3authmax` (default 3): failures before the connection is closed.
+//! - `timeoutpop3d` (seconds, default 1200): every wait for the client.
+
+use crate::line::{Line, read_line, split_command};
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest command line in the authorization state.
+pub const MAX_LINE: usize = 2048;
+
+/// Settings of one connection.
+pub struct Policy {
+    pub hostname: String,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Implicit TLS from the first byte (port 995).
+    pub pop3s: bool,
+    /// Plaintext USER/PASS/AUTH PLAIN allowed without TLS.
+    pub plaintext: bool,
+    pub delay: Duration,
+    pub max_failures: u32,
+    pub timeout: Duration,
+}
+
+impl Policy {
+    /// Read the controls of installation `home` (and the TLS configuration).
+    pub fn load(home: &std::path::Path, hostname: &str, pop3s: bool) -> io::Result<Policy> {
+        let ctl = control::Controls::new(home);
+        let tls = tls::server_config(ctl.dir())?;
+        let plaintext = match std::env::var("POP3PLAINTEXT") {
+            Ok(v) => v != "0",
+            Err(_) => match ctl.line("pop3plaintext")? {
+                Some(v) => v.trim() != "0",
+                None => tls.is_none(),
+            },
+        };
+        Ok(Policy {
+            hostname: hostname.to_string(),
+            tls,
+            pop3s,
+            plaintext,
+            delay: Duration::from_secs(ctl.int("pop3authdelay", 2)?),
+            max_failures: ctl.int("pop3authmax", 3)?.clamp(1, 100) as u32,
+            timeout: Duration::from_secs(ctl.int("timeoutpop3d", 1200)?.max(1)),
+        })
+    }
+}
+
+/// The client connection, plain or TLS, over fd 0/1.
+pub enum Transport {
+    Plain(tls::FdIo),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, tls::FdIo>>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(f) => f.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(f) => f.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(f) => f.flush(),
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The descriptors C uses to talk to P.
+pub struct Link {
+    /// Records to P.
+    pub creds: OwnedFd,
+    /// Verdict bytes from P.
+    pub verdict: OwnedFd,
+    /// C's end of the socketpair checkpassword talks through when TLS is on.
+    pub relay: UnixStream,
+}
+
+/// A verdict byte from P.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Bad,
+    Temp,
+    Crashed,
+    Done,
+}
+
+impl Verdict {
+    pub fn byte(self) -> u8 {
+        match self {
+            Verdict::Bad => b'F',
+            Verdict::Temp => b'T',
+            Verdict::Crashed => b'C',
+            Verdict::Done => b'D',
+        }
+    }
+    pub fn from_byte(b: u8) -> Verdict {
+        match b {
+            b'F' => Verdict::Bad,
+            b'T' => Verdict::Temp,
+            b'C' => Verdict::Crashed,
+            _ => Verdict::Done,
+        }
+    }
+    /// The verdict for checkpassword's wait status.
+    pub fn from_status(st: std::process::ExitStatus) -> Verdict {
+        match st.code() {
+            Some(1 | 2) => Verdict::Bad,
+            Some(111) => Verdict::Temp,
+            Some(_) => Verdict::Done,
+            None => Verdict::Crashed,
+        }
+    }
+}
+
+/// Write one record, framed as two length bytes (big-endian), one transport byte (`T`
+/// when the client talks TLS, so checkpassword must use the relay socket, else `P`)
+/// and the record.
+pub fn send_record(fd: &OwnedFd, tls: bool, record: &[u8]) -> io::Result<()> {
+    let len =
+        u16::try_from(record.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut v = Vec::with_capacity(record.len() + 3);
+    v.extend_from_slice(&len.to_be_bytes());
+    v.push(if tls { b'T' } else { b'P' });
+    v.extend_from_slice(record);
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    let r = f.write_all(&v);
+    auth::crypt::wipe(&mut v);
+    r
+}
+
+/// Read one framed record (P's side): (TLS transport, record); `Ok(None)` at EOF;
+/// records longer than [`auth::MAX_RECORD`] are an error.
+pub fn recv_record(r: &mut impl Read) -> io::Result<Option<(bool, Vec<u8>)>> {
+    let mut len = [0u8; 3];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = u16::from_be_bytes([len[0], len[1]]) as usize;
+    if n > auth::MAX_RECORD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "record too long",
+        ));
+    }
+    let mut v = vec![0u8; n];
+    r.read_exact(&mut v)?;
+    Ok(Some((len[2] == b'T', v)))
+}
+
+fn poll_in(fds: &[std::os::fd::BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<bool>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let ms = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+    loop {
+        let mut p: Vec<PollFd> = fds
+            .iter()
+            .map(|f| PollFd::new(*f, PollFlags::POLLIN))
+            .collect();
+        match nix::poll::poll(&mut p, ms) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
+            Ok(_) => {
+                return Ok(p
+                    .iter()
+                    .map(|x| x.revents().is_some_and(|r| !r.is_empty()))
+                    .collect());
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Escape a login name for the log.
+fn printable(b: &[u8]) -> String {
+    b.iter()
+        .take(100)
+        .map(|&c| {
+            if c.is_ascii_graphic() {
+                (c as char).to_string()
+            } else {
+                format!("\\{c:03o}")
+            }
+        })
+        .collect()
+}
+
+/// What an authentication attempt led to.
+enum Attempt {
+    /// Keep talking (after a failure answer).
+    Again,
+    /// The connection is over; exit with this code.
+    Exit(i32),
+}
+
+/// C: the POP3 dialogue until a login succeeds (or the client leaves).
+pub struct Child {
+    policy: Policy,
+    link: Link,
+    timestamp: String,
+    failures: u32,
+    remote: String,
+}
+
+impl Child {
+    pub fn new(policy: Policy, link: Link, timestamp: String) -> Child {
+        let remote = std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".into());
+        Child {
+            policy,
+            link,
+            timestamp,
+            failures: 0,
+            remote,
+        }
+    }
+
+    fn plain_io(&self) -> tls::FdIo {
+        tls::FdIo::new(Some(self.policy.timeout))
+    }
+
+    fn start_tls(&self) -> io::Result<Transport> {
+        let cfg = self
+            .policy
+            .tls
+            .clone()
+            .ok_or_else(|| io::Error::other("no TLS configuration"))?;
+        let conn = rustls::ServerConnection::new(cfg).map_err(io::Error::other)?;
+        let mut s = rustls::StreamOwned::new(conn, self.plain_io());
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock)?;
+        }
+        Ok(Transport::Tls(Box::new(s)))
+    }
+
+    /// Run the dialogue; returns the exit code.
+    pub fn run(mut self) -> i32 {
+        let transport = if self.policy.pop3s {
+            match self.start_tls() {
+                Ok(t) => t,
+                Err(e) => {
+                    qsys::die::warn(
+                        "qmail-popup",
+                        "warning",
+                        &format!("TLS handshake failed: {e}"),
+                    );
+                    return 1;
+                }
+            }
+        } else {
+            Transport::Plain(self.plain_io())
+        };
+        let mut r = BufReader::with_capacity(4096, transport);
+        let greeting = format!("+OK {}\r\n", self.timestamp);
+        if write_reply(&mut r, greeting.as_bytes()).is_err() {
+            return 1;
+        }
+        let mut user: Option<Vec<u8>> = None;
+        loop {
+            let line = match read_line(&mut r, MAX_LINE) {
+                Ok(Line::Text(l)) => l,
+                Ok(Line::TooLong) => {
+                    if write_reply(&mut r, b"-ERR line too long\r\n").is_err() {
+                        return 1;
+                    }
+                    continue;
+                }
+                Ok(Line::Eof) => return 0,
+                Err(_) => return 1,
+            };
+            let in_tls = matches!(r.get_ref(), Transport::Tls(_));
+            let plain_ok = in_tls || self.policy.plaintext;
+            let (verb, arg) = split_command(&line);
+            let reply: Vec<u8> = match verb.as_str() {
+                "QUIT" => {
+                    let _ = write_reply(&mut r, b"+OK \r\n");
+                    return 0;
+                }
+                "NOOP" => b"+OK \r\n".to_vec(),
+                "CAPA" => {
+                    let mut c = String::from("+OK capability list follows\r\nTOP\r\nUIDL\r\n");
+                    if plain_ok {
+                        c.push_str("USER\r\nSASL PLAIN\r\n");
+                    }
+                    if !in_tls && self.policy.tls.is_some() {
+                        c.push_str("STLS\r\n");
+                    }
+                    c.push_str(".\r\n");
+                    c.into_bytes()
+                }
+                "STLS" => {
+                    if in_tls || self.policy.tls.is_none() {
+                        b"-ERR STLS not available\r\n".to_vec()
+                    } else {
+                        // anything pipelined after STLS is dropped (RFC 2595, CVE-2011-0411)
+                        if write_reply(&mut r, b"+OK begin TLS negotiation\r\n").is_err() {
+                            return 1;
+                        }
+                        match self.start_tls() {
+                            Ok(t) => {
+                                r = BufReader::with_capacity(4096, t);
+                                user = None;
+                                continue;
+                            }
+                            Err(e) => {
+                                qsys::die::warn(
+                                    "qmail-popup",
+                                    "warning",
+                                    &format!("TLS handshake failed: {e}"),
+                                );
+                                return 1;
+                            }
+                        }
+                    }
+                }
+                "USER" => {
+                    if !plain_ok {
+                        b"-ERR plaintext logins are not allowed here; use STLS\r\n".to_vec()
+                    } else if arg.is_empty() {
+                        b"-ERR syntax error\r\n".to_vec()
+                    } else {
+                        user = Some(arg.to_vec());
+                        b"+OK \r\n".to_vec()
+                    }
+                }
+                "PASS" => match user.take() {
+                    None => b"-ERR USER first\r\n".to_vec(),
+                    Some(_) if !plain_ok => {
+                        b"-ERR plaintext logins are not allowed here; use STLS\r\n".to_vec()
+                    }
+                    Some(u) => {
+                        let mut pass = arg.to_vec();
+                        let a = self.attempt(&mut r, &u, &pass);
+                        auth::crypt::wipe(&mut pass);
+                        match a {
+                            Attempt::Again => continue,
+                            Attempt::Exit(c) => return c,
+                        }
+                    }
+                },
+                "APOP" => {
+                    let mut it = arg.splitn(2, |&b| b == b' ');
+                    let (name, digest) =
+                        (it.next().unwrap_or_default(), it.next().unwrap_or_default());
+                    if name.is_empty() || digest.is_empty() {
+                        b"-ERR syntax error\r\n".to_vec()
+                    } else {
+                        let (name, digest) = (name.to_vec(), digest.to_vec());
+                        match self.attempt(&mut r, &name, &digest) {
+                            Attempt::Again => continue,
+                            Attempt::Exit(c) => return c,
+                        }
+                    }
+                }
+                "AUTH" => {
+                    let (mech, initial) = split_command(arg);
+                    if mech.is_empty() {
+                        if plain_ok {
+                            b"+OK \r\nPLAIN\r\n.\r\n".to_vec()
+                        } else {
+                            b"+OK \r\n.\r\n".to_vec()
+                        }
+                    } else if mech != "PLAIN" {
+                        b"-ERR unrecognized authentication type\r\n".to_vec()
+                    } else if !plain_ok {
+                        b"-ERR plaintext logins are not allowed here; use STLS\r\n".to_vec()
+                    } else {
+                        let mut response = if initial.is_empty() {
+                            if write_reply(&mut r, b"+ \r\n").is_err() {
+                                return 1;
+                            }
+                            match read_line(&mut r, MAX_LINE) {
+                                Ok(Line::Text(l)) => l,
+                                Ok(Line::TooLong) => b"!".to_vec(),
+                                _ => return 1,
+                            }
+                        } else {
+                            initial.to_vec()
+                        };
+                        let reply = match decode_plain(&response) {
+                            Err(text) => text.as_bytes().to_vec(),
+                            Ok((u, mut p)) => {
+                                let a = self.attempt(&mut r, &u, &p);
+                                auth::crypt::wipe(&mut p);
+                                auth::crypt::wipe(&mut response);
+                                match a {
+                                    Attempt::Again => continue,
+                                    Attempt::Exit(c) => return c,
+                                }
+                            }
+                        };
+                        auth::crypt::wipe(&mut response);
+                        reply
+                    }
+                }
+                _ => b"-ERR authorization first\r\n".to_vec(),
+            };
+            if write_reply(&mut r, &reply).is_err() {
+                return 1;
+            }
+        }
+    }
+
+    /// One login attempt: hand the record to P and act on the verdict.
+    fn attempt(&mut self, r: &mut BufReader<Transport>, user: &[u8], pass: &[u8]) -> Attempt {
+        let creds = auth::Credentials {
+            user: user.to_vec(),
+            pass: pass.to_vec(),
+            timestamp: self.timestamp.clone().into_bytes(),
+        };
+        let mut record = creds.encode();
+        drop(creds);
+        let verdict = if record.len() > auth::MAX_RECORD || user.contains(&0) || pass.contains(&0) {
+            Ok(Verdict::Bad)
+        } else {
+            let tls = matches!(r.get_ref(), Transport::Tls(_));
+            send_record(&self.link.creds, tls, &record).and_then(|_| self.await_verdict(r))
+        };
+        auth::crypt::wipe(&mut record);
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(_) => return Attempt::Exit(1),
+        };
+        match verdict {
+            Verdict::Done => Attempt::Exit(0),
+            Verdict::Crashed => {
+                let _ = write_reply(r, b"-ERR aack, child crashed\r\n");
+                Attempt::Exit(1)
+            }
+            Verdict::Bad | Verdict::Temp => {
+                self.failures += 1;
+                qsys::die::warn(
+                    "qmail-popup",
+                    "warning",
+                    &format!(
+                        "login failed for {} from {} ({} of {})",
+                        printable(user),
+                        self.remote,
+                        self.failures,
+                        self.policy.max_failures
+                    ),
+                );
+                std::thread::sleep(self.policy.delay);
+                let text: &[u8] = if verdict == Verdict::Temp {
+                    b"-ERR temporary authorization failure\r\n"
+                } else {
+                    b"-ERR authorization failed\r\n"
+                };
+                if write_reply(r, text).is_err() {
+                    return Attempt::Exit(1);
+                }
+                if self.failures >= self.policy.max_failures {
+                    Attempt::Exit(1)
+                } else {
+                    Attempt::Again
+                }
+            }
+        }
+    }
+
+    /// Wait for P's verdict. With TLS, data from the relay socket first means the
+    /// login worked: relay the session, then report `Done`.
+    fn await_verdict(&mut self, r: &mut BufReader<Transport>) -> io::Result<Verdict> {
+        let tls = matches!(r.get_ref(), Transport::Tls(_));
+        loop {
+            let ready = if tls {
+                poll_in(
+                    &[self.link.verdict.as_fd(), self.link.relay.as_fd()],
+                    Duration::from_secs(86400),
+                )?
+            } else {
+                poll_in(&[self.link.verdict.as_fd()], Duration::from_secs(86400))?
+            };
+            if tls && ready.get(1) == Some(&true) {
+                self.relay(r)?;
+                return Ok(Verdict::Done);
+            }
+            if ready[0] {
+                let mut b = [0u8; 1];
+                let n = nix::unistd::read(&self.link.verdict, &mut b)?;
+                return Ok(if n == 0 {
+                    Verdict::Done
+                } else {
+                    Verdict::from_byte(b[0])
+                });
+            }
+        }
+    }
+
+    /// Copy between the TLS session and the relay socket until qmail-pop3d is done.
+    fn relay(&mut self, r: &mut BufReader<Transport>) -> io::Result<()> {
+        let leftover = r.buffer().to_vec();
+        let Transport::Tls(s) = r.get_mut() else {
+            return Ok(());
+        };
+        let relay = &mut self.link.relay;
+        if !leftover.is_empty() {
+            relay.write_all(&leftover)?;
+        }
+        let mut buf = vec![0u8; 65536];
+        let mut client_open = true;
+        // SAFETY: fd 0 stays open for the life of the process.
+        let net = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        loop {
+            while s.conn.wants_write() {
+                s.conn.write_tls(&mut s.sock)?;
+            }
+            let fds: Vec<std::os::fd::BorrowedFd<'_>> = if client_open {
+                vec![relay.as_fd(), self.link.verdict.as_fd(), net]
+            } else {
+                vec![relay.as_fd(), self.link.verdict.as_fd()]
+            };
+            let ready = poll_in(&fds, self.policy.timeout)?;
+            if ready[1] && !ready[0] {
+                // checkpassword's child is gone and everything it wrote has been
+                // relayed: end the TLS session
+                s.conn.send_close_notify();
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock)?;
+                }
+                return Ok(());
+            }
+            if ready[0] {
+                let n = relay.read(&mut buf)?;
+                if n == 0 {
+                    s.conn.send_close_notify();
+                    while s.conn.wants_write() {
+                        s.conn.write_tls(&mut s.sock)?;
+                    }
+                    return Ok(());
+                }
+                let mut off = 0;
+                while off < n {
+                    off += s.conn.writer().write(&buf[off..n])?;
+                    while s.conn.wants_write() {
+                        s.conn.write_tls(&mut s.sock)?;
+                    }
+                }
+            }
+            if client_open && ready.get(2) == Some(&true) {
+                if s.conn.read_tls(&mut s.sock)? == 0 {
+                    client_open = false;
+                    let _ = relay.shutdown(std::net::Shutdown::Write);
+                    continue;
+                }
+                s.conn.process_new_packets().map_err(io::Error::other)?;
+                loop {
+                    match s.conn.reader().read(&mut buf) {
+                        Ok(0) => {
+                            client_open = false;
+                            let _ = relay.shutdown(std::net::Shutdown::Write);
+                            break;
+                        }
+                        Ok(n) => relay.write_all(&buf[..n])?,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_reply(r: &mut BufReader<Transport>, text: &[u8]) -> io::Result<()> {
+    let t = r.get_mut();
+    t.write_all(text)?;
+    t.flush()
+}
+
+/// Decode an AUTH PLAIN response (RFC 4616): `authzid\0authcid\0passwd`, authzid empty
+/// or equal to authcid. The error is the reply line.
+pub fn decode_plain(b64: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+    use base64::Engine;
+    if b64 == b"*" {
+        return Err("-ERR authentication aborted\r\n");
+    }
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "-ERR malformed authentication input\r\n")?;
+    let parts: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+    let r = if parts.len() != 3 || parts[1].is_empty() {
+        Err("-ERR malformed authentication input\r\n")
+    } else if !parts[0].is_empty() && parts[0] != parts[1] {
+        Err("-ERR authorization identity not allowed\r\n")
+    } else {
+        Ok((parts[1].to_vec(), parts[2].to_vec()))
+    };
+    auth::crypt::wipe(&mut raw);
+    r
+}
+
+/// P: read records from C, run checkpassword for each, answer with verdicts; returns
+/// when C is gone (or a session has ended). `subprogram` is checkpassword and its
+/// arguments; `relay` is P's end of the socketpair (for TLS sessions).
+pub fn parent(creds: OwnedFd, verdict: OwnedFd, relay: OwnedFd, subprogram: &[std::ffi::OsString]) {
+    let mut creds = std::fs::File::from(creds);
+    let mut verdict = std::fs::File::from(verdict);
+    loop {
+        let (tls, mut record) = match recv_record(&mut creds) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let io_fd = if tls { Some(&relay) } else { None };
+        let v = match run_checkpassword(&record, subprogram, io_fd) {
+            Ok(st) => Verdict::from_status(st),
+            Err(e) => {
+                qsys::die::warn(
+                    "qmail-popup",
+                    "warning",
+                    &format!("unable to run {}: {e}", subprogram[0].to_string_lossy()),
+                );
+                Verdict::Temp
+            }
+        };
+        auth::crypt::wipe(&mut record);
+        let _ = verdict.write_all(&[v.byte()]);
+        if v == Verdict::Done || v == Verdict::Crashed {
+            return;
+        }
+    }
+}
+
+fn run_checkpassword(
+    record: &[u8],
+    subprogram: &[std::ffi::OsString],
+    io_fd: Option<&OwnedFd>,
+) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let (r3, w3) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    {
+        let mut w = std::fs::File::from(w3);
+        w.write_all(record)?;
+    }
+    let mut cmd = Command::new(&subprogram[0]);
+    cmd.args(&subprogram[1..]);
+    if let Some(fd) = io_fd {
+        cmd.stdin(Stdio::from(fd.try_clone()?));
+        cmd.stdout(Stdio::from(fd.try_clone()?));
+    }
+    let raw3 = r3.as_raw_fd();
+    // SAFETY: pre_exec runs in the forked child before exec and only calls dup2, which
+    // is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if raw3 == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw3, 3)
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(r3);
+    child.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_decoding() {
+        use base64::Engine;
+        let e = |s: &[u8]| {
+            base64::engine::general_purpose::STANDARD
+                .encode(s)
+                .into_bytes()
+        };
+        assert_eq!(
+            decode_plain(&e(b"\0tim\0tanstaaftanstaaf")).unwrap(),
+            (b"tim".to_vec(), b"tanstaaftanstaaf".to_vec())
+        );
+        assert!(decode_plain(&e(b"tim\0tim\0pw")).is_ok());
+        assert!(decode_plain(&e(b"admin\0tim\0pw")).is_err());
+        assert!(decode_plain(&e(b"\0\0pw")).is_err());
+        assert!(decode_plain(b"!!").is_err());
+        assert!(decode_plain(b"*").is_err());
+    }
+
+    #[test]
+    fn record_framing() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let a: OwnedFd = a.into();
+        send_record(&a, true, b"u\0p\0t\0").unwrap();
+        drop(a);
+        let mut b = b;
+        assert_eq!(
+            recv_record(&mut b).unwrap().unwrap(),
+            (true, b"u\0p\0t\0".to_vec())
+        );
+        assert!(recv_record(&mut b).unwrap().is_none());
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.write_all(&[0x10, 0x00, b'P']).unwrap();
+        assert!(recv_record(&mut b).is_err());
+    }
+}
