@@ -203,7 +203,14 @@ mod tests {
 
     #[test]
     fn syntax_errors() {
-        for bad in ["TO<a@b>", "TO:<a@b", "FROM:<a@b>", "TO:<a@b>x", "TO:<@a>", ""] {
+        for bad in [
+            "TO<a@b>",
+            "TO:<a@b",
+            "FROM:<a@b>",
+            "TO:<a@b>x",
+            "TO:<@a>",
+            "",
+        ] {
             assert!(split_command(bad, "TO").is_err(), "{bad}");
         }
         assert_eq!(

@@ -201,7 +201,10 @@ mod tests {
     #[test]
     fn plain_forms() {
         let c = plain(b"\0joe\0secret", "<1.2@h>").unwrap();
-        assert_eq!((c.user.as_str(), c.secret.as_slice()), ("joe", &b"secret"[..]));
+        assert_eq!(
+            (c.user.as_str(), c.secret.as_slice()),
+            ("joe", &b"secret"[..])
+        );
         assert!(plain(b"joe\0joe\0pw", "").is_ok());
         assert_eq!(plain(b"ann\0joe\0pw", ""), Err(SaslError::Malformed));
         assert_eq!(plain(b"joe\0pw", ""), Err(SaslError::Malformed));

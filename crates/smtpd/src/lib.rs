@@ -60,7 +60,11 @@ pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> 
     let cfg = match Config::load(home, mode, checkpassword) {
         Ok(c) => c,
         Err(e) => {
-            qsys::die::warn("qmail-smtpd", "alert", &format!("unable to read controls: {e}"));
+            qsys::die::warn(
+                "qmail-smtpd",
+                "alert",
+                &format!("unable to read controls: {e}"),
+            );
             let _ = std::io::Write::write_all(
                 &mut std::io::stdout(),
                 b"421 4.3.0 unable to read controls (#4.3.0)\r\n",
@@ -81,7 +85,11 @@ pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> 
     let smtps = cfg.mode == Mode::Smtps;
     let mut s = Session::new(cfg, conn, tlscfg);
     if smtps && let Err(e) = s.implicit_tls() {
-        qsys::die::warn("qmail-smtpd", "warning", &format!("TLS on connect failed: {e}"));
+        qsys::die::warn(
+            "qmail-smtpd",
+            "warning",
+            &format!("TLS on connect failed: {e}"),
+        );
         return 1;
     }
     match s.run() {

@@ -73,10 +73,10 @@ fn local_ips() -> Vec<std::net::IpAddr> {
 
 /// May authenticated `user` use `addr` (envelope sender or From:)?
 ///
-/// Allowed: the lines of `control/sendermap` for the user (`user:addr`, `user:@domain`,
-/// `user:*` for anything; user `*` applies to everyone); without a line for the user,
-/// the user's own address: `user` itself when it holds an `@` (a virtual user), else
-/// `user@D` for every D in `locals` (and `me`). The null sender is always allowed.
+/// Allowed: the user's own address: `user` itself when it holds an `@` (a virtual
+/// user), else `user@D` for every D in `locals` (and `me`); plus what the lines of
+/// `control/sendermap` for the user allow (`user:addr`, `user:@domain`, `user:*` for
+/// anything; user `*` applies to everyone). The null sender is always allowed.
 pub fn sender_allowed(cfg: &Config, user: &str, addr: &str) -> bool {
     if addr.is_empty() {
         return true;
@@ -84,24 +84,14 @@ pub fn sender_allowed(cfg: &Config, user: &str, addr: &str) -> bool {
     let user = user.to_ascii_lowercase();
     let addr = addr.to_ascii_lowercase();
     let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    let mut has_lines = false;
     for (u, pat) in &cfg.sendermap {
         if *u != user && u != "*" {
             continue;
         }
-        if *u == user {
-            has_lines = true;
-        }
         let pat = pat.as_str();
-        let ok = pat == "*"
-            || pat == addr
-            || pat.strip_prefix('@').is_some_and(|d| d == domain);
-        if ok {
+        if pat == "*" || pat == addr || pat.strip_prefix('@').is_some_and(|d| d == domain) {
             return true;
         }
-    }
-    if has_lines {
-        return false;
     }
     if user.contains('@') {
         return addr == user;

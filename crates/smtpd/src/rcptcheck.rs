@@ -50,6 +50,45 @@ pub fn accepts(cdb: &Path, local: &str) -> io::Result<bool> {
     Ok(false)
 }
 
+/// The recipient check for a domain of the virtual-user store (`vusers`), always on:
+/// `postmaster`, an enabled virtual user (`joe`, or `joe-ext` finding `joe`), or a
+/// `.qmail-LOCAL` / `.qmail-PRE-default` file the administrator put in the domain's
+/// directory (its bare `.qmail-default` is the virtual delivery itself and does not
+/// count). `Ok(None)` when `domain` is not virtual.
+pub fn virtual_accepts(home: &Path, addr: &str) -> io::Result<Option<bool>> {
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return Ok(None);
+    };
+    let Some(vd) = vusers::domain(home, domain)? else {
+        return Ok(None);
+    };
+    let local = local.to_ascii_lowercase();
+    if local == "postmaster" {
+        return Ok(Some(true));
+    }
+    if let Some(u) = vusers::lookup(home, addr)? {
+        return Ok(Some(u.enabled));
+    }
+    Ok(Some(dot_qmail_accepts(&vd.dir, &local)))
+}
+
+/// Is there a `.qmail-EXT` or `.qmail-PRE-default` (not the bare `.qmail-default`)
+/// for extension `ext` in `dir`?
+pub fn dot_qmail_accepts(dir: &Path, ext: &str) -> bool {
+    let safe = ext.to_ascii_lowercase().replace('.', ":");
+    if safe.contains('/') || safe.is_empty() {
+        return false;
+    }
+    if dir.join(format!(".qmail-{safe}")).is_file() {
+        return true;
+    }
+    let b = safe.as_bytes();
+    (1..b.len())
+        .rev()
+        .filter(|&i| b[i - 1] == b'-')
+        .any(|i| dir.join(format!(".qmail-{}default", &safe[..i])).is_file())
+}
+
 /// The local part as qmail-send will deliver it: `Some(local)` for a domain in
 /// `locals`, `Some(prepend-local)` for one in `virtualdomains`, `None` otherwise (not
 /// ours to check).
@@ -175,7 +214,11 @@ mod tests {
         for sub in ["alias", "users", "control"] {
             std::fs::create_dir_all(h.join(sub)).unwrap();
         }
-        for f in [".qmail-postmaster", ".qmail-sales:eu", ".qmail-list-default"] {
+        for f in [
+            ".qmail-postmaster",
+            ".qmail-sales:eu",
+            ".qmail-list-default",
+        ] {
             std::fs::write(h.join("alias").join(f), "&x\n").unwrap();
         }
         std::fs::write(
@@ -203,6 +246,19 @@ mod tests {
         std::fs::write(h.join("alias/.qmail-default"), "&x\n").unwrap();
         write_cdb(h).unwrap();
         assert!(accepts(&cdb, "anything").unwrap());
+    }
+
+    #[test]
+    fn dot_qmail_files_of_a_virtual_domain() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [".qmail-default", ".qmail-sales", ".qmail-list-default"] {
+            std::fs::write(d.path().join(f), "x\n").unwrap();
+        }
+        assert!(dot_qmail_accepts(d.path(), "Sales"));
+        assert!(dot_qmail_accepts(d.path(), "list-x"));
+        assert!(!dot_qmail_accepts(d.path(), "list"));
+        assert!(!dot_qmail_accepts(d.path(), "nobody"));
+        assert!(!dot_qmail_accepts(d.path(), "../x"));
     }
 
     #[test]

@@ -96,7 +96,10 @@ mod tests {
             ..r
         };
         let l = r.line();
-        assert!(l.contains("(HELO evil?X-Injected:?yes) (192.48.96.5)"), "{l}");
+        assert!(
+            l.contains("(HELO evil?X-Injected:?yes) (192.48.96.5)"),
+            "{l}"
+        );
         assert!(l.contains("with ESMTPSA (TLS1.3_X);"), "{l}");
     }
 }

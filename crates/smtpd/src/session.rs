@@ -308,7 +308,9 @@ impl Session {
                     false,
                 ) {
                     Ok(n) if n >= self.cfg.ratelimit => {
-                        log(&format!("user {user} over ratelimit ({n} messages this hour)"));
+                        log(&format!(
+                            "user {user} over ratelimit ({n} messages this hour)"
+                        ));
                         self.send(
                             "451 4.7.1 sorry, you have sent too many messages this hour (#4.7.1)",
                         );
@@ -410,6 +412,9 @@ impl Session {
                 "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
             ));
         }
+        if let Some(ok) = crate::rcptcheck::virtual_accepts(&self.cfg.home, &path.addr)? {
+            return Ok((!ok).then_some("550 5.1.1 sorry, no mailbox here by that name (#5.1.1)"));
+        }
         if let Some(rc) = &self.cfg.recipients {
             let addr = if path.addr.contains('@') {
                 path.addr.clone()
@@ -419,7 +424,9 @@ impl Session {
             if let Some(local) = crate::rcptcheck::local_part(&rc.locals, &rc.virtualdomains, &addr)
                 && !crate::rcptcheck::accepts(&rc.cdb, &local)?
             {
-                return Ok(Some("550 5.1.1 sorry, no mailbox here by that name (#5.1.1)"));
+                return Ok(Some(
+                    "550 5.1.1 sorry, no mailbox here by that name (#5.1.1)",
+                ));
             }
         }
         Ok(None)
@@ -485,7 +492,9 @@ impl Session {
             return Ok(None);
         }
         if plaintext && !self.plaintext_auth_ok() {
-            self.send("538 5.7.11 encryption required for requested authentication mechanism (#5.7.11)");
+            self.send(
+                "538 5.7.11 encryption required for requested authentication mechanism (#5.7.11)",
+            );
             return Ok(None);
         }
         if self.cfg.authfaillimit > 0 {
@@ -551,7 +560,11 @@ impl Session {
             }
             Err(SaslError::Malformed) => {
                 self.send("501 5.5.4 malformed auth input (#5.5.4)");
-                return Ok(if self.error() { Some(End::Dropped) } else { None });
+                return Ok(if self.error() {
+                    Some(End::Dropped)
+                } else {
+                    None
+                });
             }
         };
         match auth::check(&self.cfg.checkpassword, &cred) {
@@ -637,7 +650,10 @@ impl Session {
         let databytes = self.cfg.databytes;
         let cfg = &self.cfg;
         let user = self.user.clone();
-        let check = |a: &str| user.as_deref().is_none_or(|u| policy::sender_allowed(cfg, u, a));
+        let check = |a: &str| {
+            user.as_deref()
+                .is_none_or(|u| policy::sender_allowed(cfg, u, a))
+        };
         let from_check: Option<&dyn Fn(&str) -> bool> = self.user.is_some().then_some(&check);
         let conn = &mut self.conn;
         let result = queue::client::inject(
@@ -886,7 +902,10 @@ mod tests {
     #[test]
     fn from_header_check() {
         let only_joe = |a: &str| a.eq_ignore_ascii_case("joe@example.test");
-        assert!(from_ok(b"From: Joe <joe@example.test>\nSubject: x\n\n", &only_joe));
+        assert!(from_ok(
+            b"From: Joe <joe@example.test>\nSubject: x\n\n",
+            &only_joe
+        ));
         assert!(from_ok(b"Subject: no from\n\n", &only_joe));
         assert!(!from_ok(b"From: Boss <boss@example.test>\n\n", &only_joe));
         assert!(!from_ok(
@@ -909,7 +928,10 @@ mod tests {
             overflow: false,
         };
         let mut hops = 0;
-        s.feed(b"Received: a\nDelivered-To: b\nX: y\n\nReceived: body\n", &mut hops);
+        s.feed(
+            b"Received: a\nDelivered-To: b\nX: y\n\nReceived: body\n",
+            &mut hops,
+        );
         assert_eq!(hops, 2);
     }
 }

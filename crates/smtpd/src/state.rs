@@ -87,8 +87,14 @@ mod tests {
         assert_eq!(count(d.path(), "rate", "joe", 1001, true).unwrap(), 2);
         assert_eq!(count(d.path(), "rate", "ann", 1001, true).unwrap(), 1);
         assert_eq!(count(d.path(), "rate", "joe", 1002, false).unwrap(), 2);
-        assert_eq!(count(d.path(), "rate", "joe", 1000 + WINDOW, false).unwrap(), 1);
-        assert_eq!(count(d.path(), "rate", "joe", 1001 + WINDOW, true).unwrap(), 1);
+        assert_eq!(
+            count(d.path(), "rate", "joe", 1000 + WINDOW, false).unwrap(),
+            1
+        );
+        assert_eq!(
+            count(d.path(), "rate", "joe", 1001 + WINDOW, true).unwrap(),
+            1
+        );
         assert_eq!(file_name("a/b"), "612f62");
     }
 }
