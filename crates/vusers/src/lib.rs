@@ -39,6 +39,8 @@
 //! `|HOME/bin/qmail-vdeliver`, which finds `joe@domain` here, checks the quota and
 //! writes into the user's Maildir.
 
+pub mod admin;
+pub mod deliver;
 pub mod store;
 
 use std::io;

@@ -1,0 +1,471 @@
+//! What the administration tool (`qmail-vuser`) does to an installation: domains in the
+//! store plus their `users/assign` and `control/virtualdomains` lines, users with their
+//! directories and Maildirs, the password policy.
+//!
+//! Password policy (applies to everyone, the administrator included):
+//! `control/vpassminlen` (default 10) characters at least, at most 128;
+//! `control/vpassclasses` (default 3) of the four classes lower case, upper case, digit,
+//! other; the password may not contain the user's name (when it has 3+ characters);
+//! no control characters or NUL.
+
+use crate::store::{Store, UserEntry};
+use crate::{VDomain, split_address, valid_domain};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// An error for the administrator, with a temporary/permanent flag.
+#[derive(Debug)]
+pub struct AdminError {
+    pub text: String,
+    /// True for environment trouble (exit 111), false for a refused request (exit 100).
+    pub temporary: bool,
+}
+
+impl AdminError {
+    pub fn refuse(t: impl Into<String>) -> AdminError {
+        AdminError {
+            text: t.into(),
+            temporary: false,
+        }
+    }
+}
+
+impl From<io::Error> for AdminError {
+    fn from(e: io::Error) -> AdminError {
+        AdminError {
+            text: e.to_string(),
+            temporary: true,
+        }
+    }
+}
+
+type R<T> = Result<T, AdminError>;
+
+fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> R<T> {
+    r.map_err(|e| AdminError {
+        text: format!("{}: {e}", what()),
+        temporary: true,
+    })
+}
+
+/// Check `password` for `address` against the installation's policy.
+pub fn check_password_policy(home: &Path, address: &str, password: &str) -> R<()> {
+    let ctl = control::Controls::new(home);
+    let min = ctl.int("vpassminlen", 10)? as usize;
+    let classes = ctl.int("vpassclasses", 3)?.min(4) as usize;
+    let n = password.chars().count();
+    if n < min {
+        return Err(AdminError::refuse(format!(
+            "password too short: at least {min} characters"
+        )));
+    }
+    if n > 128 {
+        return Err(AdminError::refuse(
+            "password too long: at most 128 characters",
+        ));
+    }
+    if password.chars().any(|c| c.is_control()) {
+        return Err(AdminError::refuse("password contains control characters"));
+    }
+    let has = [
+        password.chars().any(|c| c.is_lowercase()),
+        password.chars().any(|c| c.is_uppercase()),
+        password.chars().any(|c| c.is_ascii_digit()),
+        password
+            .chars()
+            .any(|c| !c.is_alphanumeric() && !c.is_control()),
+    ];
+    let got = has.iter().filter(|x| **x).count();
+    if got < classes {
+        return Err(AdminError::refuse(format!(
+            "password too simple: use {classes} of lower case, upper case, digits, other characters"
+        )));
+    }
+    let local = address.split('@').next().unwrap_or("");
+    if local.len() >= 3 && password.to_lowercase().contains(local) {
+        return Err(AdminError::refuse("password contains the user name"));
+    }
+    Ok(())
+}
+
+fn make_dir_owned(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if qsys::is_root() {
+        nix::unistd::chown(
+            p,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )?;
+    }
+    Ok(())
+}
+
+/// Lines of a text file (missing = none).
+fn read_lines(p: &Path) -> io::Result<Vec<String>> {
+    match std::fs::read_to_string(p) {
+        Ok(s) => Ok(s.lines().map(str::to_string).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_lines(p: &Path, lines: &[String], mode: u32) -> io::Result<()> {
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    qsys::fsync::write_atomic(p, text.as_bytes(), mode)
+}
+
+/// Rewrite `users/assign` with `line` added (Some) or the domain's line removed, and
+/// compile `users/cdb` as qmail-newu does.
+fn update_assign(home: &Path, domain: &str, line: Option<String>) -> R<()> {
+    let path = home.join("users/assign");
+    let prefix = format!("+{domain}-:");
+    let mut lines: Vec<String> = read_lines(&path)?
+        .into_iter()
+        .filter(|l| l != "." && !l.starts_with(&prefix))
+        .collect();
+    if let Some(l) = line {
+        lines.push(l);
+    }
+    lines.push(".".into());
+    let text = lines.join("\n") + "\n";
+    let records = control::assign::compile(text.as_bytes())
+        .map_err(|e| AdminError::refuse(format!("users/assign: {e}")))?;
+    ctx(
+        qsys::fsync::write_atomic(&path, text.as_bytes(), 0o644),
+        || "unable to write users/assign".into(),
+    )?;
+    ctx(
+        control::cdbfile::write(
+            &home.join("users/cdb"),
+            records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+            0o644,
+        ),
+        || "unable to write users/cdb".into(),
+    )
+}
+
+/// Add or remove `entry` in a control list file. `create`: make the file if missing.
+fn update_control(home: &Path, name: &str, key: &str, entry: Option<&str>, create: bool) -> R<()> {
+    let path = home.join("control").join(name);
+    if !create && !path.exists() {
+        return Ok(());
+    }
+    let key_l = key.to_ascii_lowercase();
+    let mut lines: Vec<String> = read_lines(&path)?
+        .into_iter()
+        .filter(|l| {
+            let k = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            k != key_l
+        })
+        .collect();
+    if let Some(e) = entry {
+        lines.push(e.to_string());
+    }
+    ctx(write_lines(&path, &lines, 0o644), || {
+        format!("unable to write control/{name}")
+    })
+}
+
+/// The account owning a new domain's mail: `owner` or, when not root, the invoking user.
+pub fn owner_account(owner: Option<&str>) -> R<(String, u32, u32)> {
+    let user = match owner {
+        Some(o) => nix::unistd::User::from_name(o)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| AdminError::refuse(format!("no such user: {o}")))?,
+        None if !qsys::is_root() => nix::unistd::User::from_uid(nix::unistd::getuid())
+            .map_err(io::Error::from)?
+            .ok_or_else(|| AdminError::refuse("who am I?"))?,
+        None => nix::unistd::User::from_name("vmail")
+            .map_err(io::Error::from)?
+            .ok_or_else(|| {
+                AdminError::refuse("no user vmail: create it or name the owner with --owner")
+            })?,
+    };
+    if user.uid.is_root() {
+        return Err(AdminError::refuse("root may not own mailboxes"));
+    }
+    Ok((user.name, user.uid.as_raw(), user.gid.as_raw()))
+}
+
+/// Add a virtual domain: store entry, directory with `.qmail-default`, `users/assign`
+/// + `users/cdb`, `control/virtualdomains`, and `control/rcpthosts` when that exists.
+pub fn add_domain(
+    home: &Path,
+    domain: &str,
+    owner: Option<&str>,
+    dir: Option<PathBuf>,
+) -> R<VDomain> {
+    let domain = domain.to_ascii_lowercase();
+    if !valid_domain(&domain) {
+        return Err(AdminError::refuse(format!("bad domain name: {domain}")));
+    }
+    let locals = control::Controls::new(home).list_or_empty("locals")?;
+    if locals.iter().any(|l| l.eq_ignore_ascii_case(&domain)) {
+        return Err(AdminError::refuse(format!(
+            "{domain} is in control/locals; a domain is either local or virtual"
+        )));
+    }
+    let (user, uid, gid) = owner_account(owner)?;
+    let mut store = Store::open(home)?;
+    if store.domain(&domain).is_some() {
+        return Err(AdminError::refuse(format!("{domain} exists already")));
+    }
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            let base = home.join("vdomains");
+            ctx(
+                match std::fs::DirBuilder::new().mode(0o755).create(&base) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                    r => r,
+                },
+                || format!("unable to create {}", base.display()),
+            )?;
+            base.join(&domain)
+        }
+    };
+    if !dir.is_absolute() {
+        return Err(AdminError::refuse(
+            "the domain directory must be an absolute path",
+        ));
+    }
+    ctx(make_dir_owned(&dir, uid, gid), || {
+        format!("unable to create {}", dir.display())
+    })?;
+    let dq = dir.join(".qmail-default");
+    let text = format!("|{}\n", home.join("bin/qmail-vdeliver").display());
+    ctx(std::fs::write(&dq, text), || {
+        format!("unable to write {}", dq.display())
+    })?;
+    if qsys::is_root() {
+        ctx(
+            nix::unistd::chown(
+                &dq,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(io::Error::from),
+            || format!("unable to chown {}", dq.display()),
+        )?;
+    }
+    let d = VDomain {
+        domain: domain.clone(),
+        user: user.clone(),
+        uid,
+        gid,
+        dir: dir.clone(),
+    };
+    store.domains.push(d.clone());
+    store.save()?;
+    update_assign(
+        home,
+        &domain,
+        Some(format!(
+            "+{domain}-:{user}:{uid}:{gid}:{}:-::",
+            dir.display()
+        )),
+    )?;
+    update_control(
+        home,
+        "virtualdomains",
+        &domain,
+        Some(&format!("{domain}:{domain}")),
+        true,
+    )?;
+    update_control(home, "rcpthosts", &domain, Some(&domain), false)?;
+    Ok(d)
+}
+
+/// Remove a virtual domain and its users from the store and the control files. Mail
+/// directories stay on disk.
+pub fn del_domain(home: &Path, domain: &str) -> R<VDomain> {
+    let domain = domain.to_ascii_lowercase();
+    let mut store = Store::open(home)?;
+    let Some(i) = store.domains.iter().position(|d| d.domain == domain) else {
+        return Err(AdminError::refuse(format!("no such domain: {domain}")));
+    };
+    let d = store.domains.remove(i);
+    let suffix = format!("@{domain}");
+    store.users.retain(|u| !u.address.ends_with(&suffix));
+    store.save()?;
+    update_assign(home, &domain, None)?;
+    update_control(home, "virtualdomains", &domain, None, false)?;
+    update_control(home, "rcpthosts", &domain, None, false)?;
+    Ok(d)
+}
+
+/// Add a user with an already checked password hash.
+pub fn add_user(
+    home: &Path,
+    address: &str,
+    hash: String,
+    quota: u64,
+    apop: Option<Vec<u8>>,
+) -> R<UserEntry> {
+    let (local, domain) = split_address(address)
+        .ok_or_else(|| AdminError::refuse(format!("bad address: {address}")))?;
+    let address = format!("{local}@{domain}");
+    let mut store = Store::open(home)?;
+    let Some(d) = store.domain(&domain).cloned() else {
+        return Err(AdminError::refuse(format!("no such domain: {domain}")));
+    };
+    if store.user(&address).is_some() {
+        return Err(AdminError::refuse(format!("{address} exists already")));
+    }
+    let uhome = d.dir.join(&local);
+    ctx(make_dir_owned(&uhome, d.uid, d.gid), || {
+        format!("unable to create {}", uhome.display())
+    })?;
+    let md = uhome.join("Maildir");
+    for p in [md.clone(), md.join("tmp"), md.join("new"), md.join("cur")] {
+        ctx(make_dir_owned(&p, d.uid, d.gid), || {
+            format!("unable to create {}", p.display())
+        })?;
+    }
+    let e = UserEntry {
+        address,
+        hash,
+        uid: d.uid,
+        gid: d.gid,
+        home: uhome,
+        quota,
+        enabled: true,
+        apop,
+    };
+    store.users.push(e.clone());
+    store.save()?;
+    Ok(e)
+}
+
+/// Change a user in place (password, quota, enabled flag) and save.
+pub fn modify_user(home: &Path, address: &str, f: impl FnOnce(&mut UserEntry)) -> R<UserEntry> {
+    let addr = address.to_ascii_lowercase();
+    let mut store = Store::open(home)?;
+    let Some(u) = store.user_mut(&addr) else {
+        return Err(AdminError::refuse(format!("no such user: {addr}")));
+    };
+    f(u);
+    let copy = u.clone();
+    store.save()?;
+    Ok(copy)
+}
+
+/// Remove a user from the store (the mailbox stays on disk).
+pub fn del_user(home: &Path, address: &str) -> R<UserEntry> {
+    let addr = address.to_ascii_lowercase();
+    let mut store = Store::open(home)?;
+    let Some(i) = store.users.iter().position(|u| u.address == addr) else {
+        return Err(AdminError::refuse(format!("no such user: {addr}")));
+    };
+    let u = store.users.remove(i);
+    store.save()?;
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["users", "control", "bin"] {
+            std::fs::create_dir(d.path().join(s)).unwrap();
+        }
+        std::fs::write(d.path().join("control/locals"), "mx.example.test\n").unwrap();
+        std::fs::write(d.path().join("control/rcpthosts"), "mx.example.test\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn policy() {
+        let d = home();
+        let h = d.path();
+        assert!(check_password_policy(h, "joe@x.org", "Short1!").is_err());
+        assert!(check_password_policy(h, "joe@x.org", "alllowercaseletters").is_err());
+        assert!(check_password_policy(h, "joe@x.org", "Good-Password-42").is_ok());
+        assert!(check_password_policy(h, "joe@x.org", "Hello-Joe-42-xx").is_err());
+        std::fs::write(h.join("control/vpassminlen"), "4\n").unwrap();
+        std::fs::write(h.join("control/vpassclasses"), "1\n").unwrap();
+        assert!(check_password_policy(h, "joe@x.org", "abcd").is_ok());
+    }
+
+    #[test]
+    fn domains_and_users() {
+        if qsys::is_root()
+            && nix::unistd::User::from_name("vmail")
+                .ok()
+                .flatten()
+                .is_none()
+        {
+            // as root the owner must be named; use a system account that exists
+            let d = home();
+            let dom = add_domain(d.path(), "Virt.Example", Some("nobody"), None).unwrap();
+            check_domain(d.path(), &dom);
+            return;
+        }
+        let d = home();
+        let dom = add_domain(d.path(), "Virt.Example", None, None).unwrap();
+        check_domain(d.path(), &dom);
+    }
+
+    fn check_domain(h: &Path, dom: &VDomain) {
+        assert_eq!(dom.domain, "virt.example");
+        assert!(add_domain(h, "virt.example", dom_owner(dom), None).is_err());
+        assert!(add_domain(h, "mx.example.test", dom_owner(dom), None).is_err());
+        let vd = std::fs::read_to_string(h.join("control/virtualdomains")).unwrap();
+        assert_eq!(vd, "virt.example:virt.example\n");
+        let rh = std::fs::read_to_string(h.join("control/rcpthosts")).unwrap();
+        assert!(rh.contains("virt.example\n"));
+        let assign = std::fs::read_to_string(h.join("users/assign")).unwrap();
+        assert!(assign.starts_with("+virt.example-:"), "{assign}");
+        assert!(assign.ends_with("\n.\n"));
+        assert!(h.join("users/cdb").is_file());
+        let dq = std::fs::read_to_string(dom.dir.join(".qmail-default")).unwrap();
+        assert!(dq.starts_with('|') && dq.contains("qmail-vdeliver"));
+
+        let u = add_user(h, "Ann@virt.example", "$6$x$y".into(), 500, None).unwrap();
+        assert_eq!(u.address, "ann@virt.example");
+        assert!(u.home.join("Maildir/new").is_dir());
+        assert!(add_user(h, "ann@virt.example", "h".into(), 0, None).is_err());
+        assert!(add_user(h, "ann@other.example", "h".into(), 0, None).is_err());
+        let found = crate::lookup(h, "ann@virt.example").unwrap().unwrap();
+        assert_eq!(found.quota, 500);
+        modify_user(h, "ann@virt.example", |u| {
+            u.quota = 7;
+            u.enabled = false;
+        })
+        .unwrap();
+        let found = crate::lookup(h, "ann@virt.example").unwrap().unwrap();
+        assert_eq!((found.quota, found.enabled), (7, false));
+        del_user(h, "ann@virt.example").unwrap();
+        assert!(crate::lookup(h, "ann@virt.example").unwrap().is_none());
+        add_user(h, "bob@virt.example", "h".into(), 0, None).unwrap();
+        del_domain(h, "virt.example").unwrap();
+        assert!(crate::lookup(h, "bob@virt.example").unwrap().is_none());
+        assert_eq!(
+            std::fs::read_to_string(h.join("control/virtualdomains")).unwrap(),
+            ""
+        );
+        assert_eq!(
+            std::fs::read_to_string(h.join("users/assign")).unwrap(),
+            ".\n"
+        );
+    }
+
+    fn dom_owner(d: &VDomain) -> Option<&str> {
+        Some(d.user.as_str())
+    }
+}
