@@ -337,3 +337,68 @@ pub fn pids_of(exe: &Path) -> Vec<u32> {
     }
     v
 }
+
+/// A server process that is killed and reaped when dropped, also when an assertion fails.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Wait until something accepts TCP connections on `addr` (panics if `child` exits).
+pub fn wait_port(addr: &str, child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("server for {addr} exited early: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on {addr} did not start");
+}
+
+/// dnsmasq on 127.0.0.1 answering only from `records` (dnsmasq options such as
+/// `--txt-record=NAME,TEXT`, `--address=/NAME/IP`); everything under `.test` that it does
+/// not know is NXDOMAIN, and nothing is forwarded. Returns the server and its port.
+pub fn dnsmasq(records: &[&str]) -> (Server, u16) {
+    let bin = "/usr/sbin/dnsmasq";
+    assert!(
+        Path::new(bin).exists(),
+        "dnsmasq is missing (apt-get install dnsmasq-base)"
+    );
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--no-daemon",
+        &format!("--port={port}"),
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--pid-file=",
+        "--local=/test/",
+    ]);
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    cmd.args(records)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("start dnsmasq");
+    wait_port(&format!("127.0.0.1:{port}"), &mut child);
+    (Server(child), port)
+}

@@ -1,0 +1,714 @@
+//! End-to-end tests of our ucspi-tcp: tcpserver, tcprules, tcprulescheck, tcpclient and
+//! rblsmtpd, as real processes on loopback (IPv4 and IPv6), against Debian's ucspi-tcp for
+//! the cdb interop and dnsmasq serving a test DNSBL zone.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{Server, build_dir, dnsmasq, is_root};
+
+fn bin(name: &str) -> PathBuf {
+    build_dir().join(name)
+}
+
+/// Our tcpserver with `args`, listening on `host` port 0 (`-1` tells the port), logging
+/// verbosely to `log`.
+fn tcpserver(args: &[&str], host: &str, prog: &[&str], log: &Path) -> (Server, u16) {
+    tcpserver_env(args, host, prog, log, &[])
+}
+
+fn tcpserver_env(
+    args: &[&str],
+    host: &str,
+    prog: &[&str],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> (Server, u16) {
+    let mut child = Command::new(bin("tcpserver"))
+        .args(["-v", "-1"])
+        .args(args)
+        .args([host, "0"])
+        .args(prog)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start tcpserver");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("tcpserver printed {line:?}"));
+    (Server(child), port)
+}
+
+/// Connect from `from` (any 127/8 address) to `to` and read everything the server says
+/// after sending `input`.
+fn talk(from: &str, to: SocketAddr, input: &[u8]) -> String {
+    let s = connect_from(from, to);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = (&s).write_all(input);
+    let mut out = Vec::new();
+    let _ = (&s).read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, socket};
+    let src: SocketAddr = SocketAddr::new(from.parse().unwrap(), 0);
+    let fam = if src.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(fam, SockType::Stream, SockFlag::empty(), None).unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(src),
+    )
+    .unwrap();
+    nix::sys::socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(to),
+    )
+    .unwrap();
+    TcpStream::from(fd)
+}
+
+fn rules(dir: &Path, text: &str) -> PathBuf {
+    let cdb = dir.join("rules.cdb");
+    let mut c = Command::new(bin("tcprules"))
+        .arg(&cdb)
+        .arg(dir.join("rules.tmp"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "tcprules refused {text:?}");
+    cdb
+}
+
+fn env_lines(out: &str) -> Vec<&str> {
+    out.lines().collect()
+}
+
+#[test]
+fn environment_seen_by_the_child_ipv4() {
+    let d = tempfile::tempdir().unwrap();
+    let cdb = rules(
+        d.path(),
+        "127.0.0.1:allow,RELAYCLIENT=\"\",NAME='x y'\n:allow\n",
+    );
+    let log = d.path().join("log");
+    let cdb_s = cdb.to_str().unwrap();
+    let (_srv, port) = tcpserver_env(
+        &["-R", "-H", "-l0", "-x", cdb_s],
+        "127.0.0.1",
+        &["/usr/bin/env"],
+        &log,
+        &[
+            ("TCPREMOTEHOST", "stale.example"),
+            ("TCPREMOTEINFO", "stale"),
+        ],
+    );
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let me = s.local_addr().unwrap();
+    let mut out = String::new();
+    (&s).read_to_string(&mut out).unwrap();
+    let env = env_lines(&out);
+    for want in [
+        "PROTO=TCP".to_string(),
+        "TCPLOCALIP=127.0.0.1".into(),
+        format!("TCPLOCALPORT={port}"),
+        "TCPLOCALHOST=0".into(),
+        "TCPREMOTEIP=127.0.0.1".into(),
+        format!("TCPREMOTEPORT={}", me.port()),
+        "RELAYCLIENT=".into(),
+        "NAME=x y".into(),
+    ] {
+        assert!(env.contains(&want.as_str()), "{want} missing in {env:?}");
+    }
+    assert!(
+        !env.iter()
+            .any(|l| l.starts_with("TCPREMOTEHOST=") || l.starts_with("TCPREMOTEINFO=")),
+        "stale values leaked: {env:?}"
+    );
+    // the ok line in ucspi-tcp's layout
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = std::fs::read_to_string(&log).unwrap();
+        if l.contains("end ") {
+            assert!(
+                l.contains("tcpserver: ok ")
+                    && l.contains(&format!("0:127.0.0.1:{port} :127.0.0.1::{}", me.port())),
+                "{l}"
+            );
+            assert!(l.starts_with("tcpserver: status: 0/40\n"), "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no end line: {l}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn environment_seen_by_the_child_ipv6_and_dual_stack() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(&["-R", "-H", "-lfoo"], "::1", &["/usr/bin/env"], &log);
+    let out = talk("::1", SocketAddr::new("::1".parse().unwrap(), port), b"");
+    let env = env_lines(&out);
+    for want in [
+        "PROTO=TCP6",
+        "TCPREMOTEIP=::1",
+        "TCP6REMOTEIP=::1",
+        "TCPLOCALHOST=foo",
+    ] {
+        assert!(env.contains(&want), "{want} missing in {env:?}");
+    }
+    // host 0: one socket for both families; an IPv4 client is shown as plain IPv4
+    let log0 = d.path().join("log0");
+    let (_srv0, port0) = tcpserver(&["-R", "-H", "-l0"], "0", &["/usr/bin/env"], &log0);
+    let out = talk("127.0.0.1", SocketAddr::from(([127, 0, 0, 1], port0)), b"");
+    let env = env_lines(&out);
+    assert!(env.contains(&"PROTO=TCP"), "{env:?}");
+    assert!(env.contains(&"TCPREMOTEIP=127.0.0.1"), "{env:?}");
+    let out = talk("::1", SocketAddr::new("::1".parse().unwrap(), port0), b"");
+    assert!(env_lines(&out).contains(&"TCPREMOTEIP=::1"), "{out}");
+}
+
+#[test]
+fn concurrency_limit_holds_under_200_connections() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log");
+    let running = d.path().join("running");
+    std::fs::create_dir(&running).unwrap();
+    let counts = d.path().join("counts");
+    // each child records how many children are inside the critical section with it
+    let script = format!(
+        "touch {r}/$$; ls {r} | wc -l >> {c}; sleep 0.05; rm {r}/$$; echo done",
+        r = running.display(),
+        c = counts.display()
+    );
+    let (_srv, port) = tcpserver(
+        &["-R", "-H", "-l0", "-c", "10", "-b", "256"],
+        "127.0.0.1",
+        &["/bin/sh", "-c", &script],
+        &log,
+    );
+    let clients: Vec<_> = (0..200)
+        .map(|_| {
+            std::thread::spawn(move || {
+                talk("127.0.0.1", SocketAddr::from(([127, 0, 0, 1], port)), b"")
+            })
+        })
+        .collect();
+    let answers: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(
+        answers.iter().all(|a| a == "done\n"),
+        "some clients were not served"
+    );
+    let counts = std::fs::read_to_string(&counts).unwrap();
+    let max = counts
+        .lines()
+        .map(|l| l.trim().parse::<usize>().unwrap())
+        .max()
+        .unwrap();
+    assert!(max <= 10, "{max} children ran at once with -c 10");
+    // the parent's own count, from its status lines
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log_text = loop {
+        let t = std::fs::read_to_string(&log).unwrap();
+        if t.matches("tcpserver: end ").count() >= 200 || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut peak = 0;
+    for l in log_text.lines() {
+        if let Some(s) = l.strip_prefix("tcpserver: status: ") {
+            let (n, m) = s.split_once('/').unwrap();
+            let n: usize = n.parse().unwrap();
+            assert_eq!(m, "10");
+            assert!(n <= 10, "{l}");
+            peak = peak.max(n);
+        }
+    }
+    assert_eq!(
+        peak, 10,
+        "the limit was never reached, the test proves nothing"
+    );
+    assert_eq!(log_text.matches("tcpserver: ok ").count(), 200);
+}
+
+#[test]
+fn deny_rules_banner_and_exit_status() {
+    let d = tempfile::tempdir().unwrap();
+    let cdb = rules(
+        d.path(),
+        "127.0.0.2:deny\n127.0.0.3-4:deny\n:allow,WHO=\"anyone\"\n",
+    );
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(
+        &[
+            "-R",
+            "-H",
+            "-l0",
+            "-B",
+            "hello\r\n",
+            "-x",
+            cdb.to_str().unwrap(),
+        ],
+        "0.0.0.0",
+        &["/bin/sh", "-c", "echo \"$WHO\""],
+        &log,
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(talk("127.0.0.1", to, b""), "hello\r\nanyone\n");
+    for denied in ["127.0.0.2", "127.0.0.4"] {
+        assert_eq!(
+            talk(denied, to, b""),
+            "hello\r\n",
+            "{denied} got the program"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = std::fs::read_to_string(&log).unwrap();
+        if l.matches("tcpserver: end ").count() >= 3 {
+            assert_eq!(l.matches("tcpserver: deny ").count(), 2, "{l}");
+            assert!(l.contains(":127.0.0.2::"), "{l}");
+            assert_eq!(
+                l.matches(" status 25600\n").count(),
+                2,
+                "denied children exit 100: {l}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // a missing rules file drops the connection (111), unless -X
+    let missing = d.path().join("missing.cdb");
+    let log2 = d.path().join("log2");
+    let (_s2, p2) = tcpserver(
+        &["-R", "-H", "-l0", "-x", missing.to_str().unwrap()],
+        "127.0.0.1",
+        &["/bin/echo", "ran"],
+        &log2,
+    );
+    assert_eq!(
+        talk("127.0.0.1", SocketAddr::from(([127, 0, 0, 1], p2)), b""),
+        ""
+    );
+    let log3 = d.path().join("log3");
+    let (_s3, p3) = tcpserver(
+        &["-R", "-H", "-l0", "-X", "-x", missing.to_str().unwrap()],
+        "127.0.0.1",
+        &["/bin/echo", "ran"],
+        &log3,
+    );
+    assert_eq!(
+        talk("127.0.0.1", SocketAddr::from(([127, 0, 0, 1], p3)), b""),
+        "ran\n"
+    );
+    let l2 = std::fs::read_to_string(&log2).unwrap();
+    assert!(
+        l2.contains("unable to read") && l2.contains("file does not exist"),
+        "{l2}"
+    );
+}
+
+/// Debian's tcprules and ours write the same bytes, and each side's tools decide the same
+/// on the other's files.
+#[test]
+fn rules_cdb_interop_with_debian_ucspi_tcp() {
+    for tool in ["/usr/bin/tcprules", "/usr/bin/tcprulescheck"] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} missing: apt-get install ucspi-tcp"
+        );
+    }
+    let d = tempfile::tempdir().unwrap();
+    let text = "# relay for us\n127.0.0.1:allow,RELAYCLIENT=\"\",NAME='x y'\n10.1.2.3-5:deny\n\
+                192.168.:allow,RELAYCLIENT=\"\"  \n10.0-2.:allow,NET=\"ten\"\n=host.example.com:deny\n\
+                =.example.org:allow,DOMAIN=/org/\njoe@127.0.0.2:allow,WHO=\"joe\"\n=:allow,KNOWN=\"1\"\n\
+                :allow,DEFAULT=\"yes\"\n127.0.0.1:deny\n";
+    let ours = rules(d.path(), text);
+    let theirs = d.path().join("theirs.cdb");
+    let mut c = Command::new("/usr/bin/tcprules")
+        .arg(&theirs)
+        .arg(d.path().join("theirs.tmp"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read(&ours).unwrap(),
+        std::fs::read(&theirs).unwrap()
+    );
+    let clients: &[&[(&str, &str)]] = &[
+        &[("TCPREMOTEIP", "127.0.0.1")],
+        &[("TCPREMOTEIP", "10.1.2.4")],
+        &[("TCPREMOTEIP", "10.1.2.6")],
+        &[("TCPREMOTEIP", "192.168.7.7")],
+        &[
+            ("TCPREMOTEIP", "8.8.8.8"),
+            ("TCPREMOTEHOST", "a.b.example.org"),
+        ],
+        &[
+            ("TCPREMOTEIP", "8.8.8.8"),
+            ("TCPREMOTEHOST", "host.example.com"),
+        ],
+        &[
+            ("TCPREMOTEIP", "8.8.8.8"),
+            ("TCPREMOTEHOST", "elsewhere.test"),
+        ],
+        &[("TCPREMOTEIP", "127.0.0.2"), ("TCPREMOTEINFO", "joe")],
+        &[("TCPREMOTEIP", "9.9.9.9")],
+    ];
+    for env in clients {
+        let check = |prog: &Path, cdb: &Path| {
+            let o = Command::new(prog)
+                .arg(cdb)
+                .env_clear()
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let debian = check(Path::new("/usr/bin/tcprulescheck"), &ours);
+        let ours_on_theirs = check(&bin("tcprulescheck"), &theirs);
+        assert_eq!(debian, ours_on_theirs, "{env:?}");
+    }
+    // and tcpserver applies a cdb written by Debian's tcprules
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(
+        &["-R", "-H", "-l0", "-x", theirs.to_str().unwrap()],
+        "127.0.0.1",
+        &["/bin/sh", "-c", "echo \"$NAME|${RELAYCLIENT-unset}\""],
+        &log,
+    );
+    assert_eq!(
+        talk("127.0.0.1", SocketAddr::from(([127, 0, 0, 1], port)), b""),
+        "x y|\n"
+    );
+    // tcprules refuses a bad line and leaves the cdb alone
+    let before = std::fs::read(&ours).unwrap();
+    let mut c = Command::new(bin("tcprules"))
+        .arg(&ours)
+        .arg(d.path().join("rules.tmp"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"1.2.3.4:allowfoo\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(100));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unable to parse this line: 1.2.3.4:allowfoo")
+    );
+    assert_eq!(std::fs::read(&ours).unwrap(), before);
+}
+
+#[test]
+fn tcpclient_runs_a_program_on_fds_6_and_7() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(
+        &["-R", "-H", "-l0"],
+        "127.0.0.1",
+        &["/bin/sh", "-c", "read x; echo \"got $x\""],
+        &log,
+    );
+    let o = Command::new(bin("tcpclient"))
+        .args(["-RHv", "127.0.0.1", &port.to_string(), "/bin/sh", "-c"])
+        .arg("echo ping >&7; cat <&6; echo \"$PROTO $TCPREMOTEPORT\"")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("got ping\nTCP {port}\n")
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("connected to 127.0.0.1 port {port}"))
+    );
+}
+
+/// As root, the children run as -u/-g with exactly one group, and RELAYCLIENT set by a
+/// rule reaches qmail-smtpd: the same remote recipient is relayed for 127.0.0.1 only.
+#[test]
+fn privileges_drop_and_relayclient_reaches_qmail_smtpd() {
+    let sys = e2e::System::install("mail.example.test", &[]);
+    sys.control("rcpthosts", "mail.example.test\n");
+    let d = tempfile::tempdir().unwrap();
+    let cdb = rules(d.path(), "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n");
+    let mut ids: Vec<&str> = vec!["-R", "-H", "-l0", "-x", cdb.to_str().unwrap()];
+    let (uid, gid) = if is_root() {
+        let u = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
+        let g = nix::unistd::Group::from_name("nofiles").unwrap().unwrap();
+        (u.uid.as_raw().to_string(), g.gid.as_raw().to_string())
+    } else {
+        (String::new(), String::new())
+    };
+    if is_root() {
+        ids.extend(["-u", &uid, "-g", &gid]);
+    }
+    // who the children are
+    let log = d.path().join("idlog");
+    let (_id, idport) = tcpserver(&ids, "127.0.0.1", &["/bin/sh", "-c", "id -u; id -G"], &log);
+    let out = talk("127.0.0.1", SocketAddr::from(([127, 0, 0, 1], idport)), b"");
+    if is_root() {
+        assert_eq!(out, format!("{uid}\n{gid}\n"));
+    } else {
+        assert_eq!(
+            out.lines().next(),
+            Some(nix::unistd::getuid().to_string().as_str())
+        );
+    }
+    let smtpd = sys.bin("qmail-smtpd");
+    let log = d.path().join("smtplog");
+    let (_srv, port) = tcpserver(&ids, "0.0.0.0", &[smtpd.to_str().unwrap()], &log);
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let dialogue = b"HELO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<x@elsewhere.test>\r\nRCPT TO:<postmaster@mail.example.test>\r\nQUIT\r\n";
+    let relayed = talk("127.0.0.1", to, dialogue);
+    let refused = talk("127.0.0.2", to, dialogue);
+    let codes =
+        |t: &str| -> Vec<String> { t.lines().map(|l| l.chars().take(3).collect()).collect() };
+    assert_eq!(
+        codes(&relayed),
+        ["220", "250", "250", "250", "250", "221"],
+        "{relayed}"
+    );
+    let c = codes(&refused);
+    assert_eq!(c[3], "553", "{refused}");
+    assert_eq!(c[4], "250", "{refused}");
+}
+
+/// rblsmtpd run directly with a client on a pipe, DNS from dnsmasq on 127.0.0.1.
+fn rblsmtpd(
+    ip: &str,
+    dns_port: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &[u8],
+) -> (String, String) {
+    let mut c = Command::new(bin("rblsmtpd"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TCPREMOTEIP", ip)
+        .env("DNSCACHEIP", format!("127.0.0.1:{dns_port}"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let input = input.to_vec();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let o = c.wait_with_output().unwrap();
+    w.join().unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+const SESSION: &[u8] = b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nQUIT\r\n";
+
+#[test]
+fn rblsmtpd_against_a_real_dns_zone() {
+    let six = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test";
+    let (_dns, port) = dnsmasq(&[
+        "--txt-record=2.0.0.127.bl.test,listed: see http://bl.test/",
+        "--address=/2.0.0.127.bl.test/127.0.0.2",
+        &format!("--txt-record={six},v6 listed"),
+        "--address=/3.0.0.127.ok.test/127.0.0.2",
+        "--txt-record=3.0.0.127.bl.test,also listed",
+    ]);
+    // listed: the TXT text at RCPT and DATA, 250 to the rest, 221 at QUIT
+    let (out, err) = rblsmtpd(
+        "127.0.0.2",
+        port,
+        &["-r", "bl.test", "/bin/echo", "smtpd ran"],
+        &[],
+        SESSION,
+    );
+    assert_eq!(
+        out,
+        "220 rblsmtpd.local\r\n250 rblsmtpd.local\r\n250 rblsmtpd.local\r\n451 listed: see http://bl.test/\r\n451 listed: see http://bl.test/\r\n221 rblsmtpd.local\r\n"
+    );
+    assert!(
+        err.starts_with("rblsmtpd: 127.0.0.2 pid ")
+            && err.contains(": 451 listed: see http://bl.test/"),
+        "{err}"
+    );
+    // -b makes it permanent
+    let (out, _) = rblsmtpd(
+        "127.0.0.2",
+        port,
+        &["-b", "-r", "bl.test", "/bin/echo", "ran"],
+        &[],
+        SESSION,
+    );
+    assert!(
+        out.contains("\r\n553 listed: see http://bl.test/\r\n"),
+        "{out}"
+    );
+    // not listed: smtpd runs, and nothing of rblsmtpd shows
+    let (out, err) = rblsmtpd(
+        "127.0.0.9",
+        port,
+        &["-r", "bl.test", "/bin/echo", "smtpd ran"],
+        &[],
+        SESSION,
+    );
+    assert_eq!((out.as_str(), err.as_str()), ("smtpd ran\n", ""));
+    // an allow list before the block list wins
+    let (out, _) = rblsmtpd(
+        "127.0.0.3",
+        port,
+        &["-a", "ok.test", "-r", "bl.test", "/bin/echo", "allowed"],
+        &[],
+        SESSION,
+    );
+    assert_eq!(out, "allowed\n");
+    // the A-record form with its own text
+    let (out, _) = rblsmtpd(
+        "127.0.0.2",
+        port,
+        &["-r", "bl.test:blocked %IP%", "/bin/echo", "ran"],
+        &[],
+        b"RCPT TO:<x@y>\r\n",
+    );
+    assert_eq!(out, "220 rblsmtpd.local\r\n451 blocked 127.0.0.2\r\n");
+    // IPv6: reversed nibbles
+    let (out, _) = rblsmtpd(
+        "2001:db8::1",
+        port,
+        &["-r", "bl.test", "/bin/echo", "ran"],
+        &[],
+        b"RCPT TO:<x@y>\r\n",
+    );
+    assert_eq!(out, "220 rblsmtpd.local\r\n451 v6 listed\r\n");
+    // $RBLSMTPD: empty skips the lists, '-' is permanent, anything else temporary
+    let (out, _) = rblsmtpd(
+        "127.0.0.2",
+        port,
+        &["-r", "bl.test", "/bin/echo", "ran"],
+        &[("RBLSMTPD", "")],
+        SESSION,
+    );
+    assert_eq!(out, "ran\n");
+    let (out, _) = rblsmtpd(
+        "127.0.0.9",
+        port,
+        &["/bin/echo", "ran"],
+        &[("RBLSMTPD", "-go away")],
+        b"RCPT TO:<x@y>\r\n",
+    );
+    assert_eq!(out, "220 rblsmtpd.local\r\n553 go away\r\n");
+    // -t 0: the refusal once, no dialogue
+    let (out, _) = rblsmtpd(
+        "127.0.0.2",
+        port,
+        &["-t", "0", "-r", "bl.test", "/bin/echo", "ran"],
+        &[],
+        SESSION,
+    );
+    assert_eq!(out, "451 listed: see http://bl.test/\r\n");
+}
+
+/// A DNS server that never answers: the lookup times out; by default the client is let
+/// through, with -c it is refused temporarily. And a silent client is dropped after -t.
+#[test]
+fn rblsmtpd_timeouts() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let open = std::thread::spawn(move || {
+        rblsmtpd(
+            "127.0.0.2",
+            port,
+            &["-r", "bl.test", "/bin/echo", "let through"],
+            &[],
+            SESSION,
+        )
+    });
+    let (out, _) = rblsmtpd(
+        "127.0.0.2",
+        port,
+        &["-c", "-r", "bl.test", "/bin/echo", "ran"],
+        &[],
+        b"RCPT TO:<x@y>\r\n",
+    );
+    assert_eq!(
+        out,
+        "220 rblsmtpd.local\r\n451 temporary RBL lookup error\r\n"
+    );
+    assert_eq!(open.join().unwrap().0, "let through\n");
+    drop(silent);
+    // a client that says nothing is dropped after the -t session timeout
+    let (_dns, dport) = dnsmasq(&["--txt-record=2.0.0.127.bl.test,listed"]);
+    let mut c = Command::new(bin("rblsmtpd"))
+        .args(["-t", "1", "-r", "bl.test", "/bin/echo", "ran"])
+        .env("TCPREMOTEIP", "127.0.0.2")
+        .env("DNSCACHEIP", format!("127.0.0.1:{dport}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _keep_open = c.stdin.take();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "rblsmtpd never timed out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(out, "220 rblsmtpd.local\r\n");
+}
+
+/// rblsmtpd in its place under tcpserver, with the decision coming from a rule.
+#[test]
+fn rblsmtpd_under_tcpserver_with_rules() {
+    let d = tempfile::tempdir().unwrap();
+    let cdb = rules(
+        d.path(),
+        "127.0.0.2:allow,RBLSMTPD=\"-blocked by rule\"\n:allow\n",
+    );
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(
+        &["-R", "-H", "-l0", "-x", cdb.to_str().unwrap()],
+        "127.0.0.1",
+        &[
+            bin("rblsmtpd").to_str().unwrap(),
+            "/bin/echo",
+            "220 real smtpd",
+        ],
+        &log,
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(talk("127.0.0.1", to, b"QUIT\r\n"), "220 real smtpd\n");
+    assert_eq!(
+        talk("127.0.0.2", to, b"HELO x\r\nRCPT TO:<a@b>\r\nQUIT\r\n"),
+        "220 rblsmtpd.local\r\n250 rblsmtpd.local\r\n553 blocked by rule\r\n221 rblsmtpd.local\r\n"
+    );
+}
