@@ -148,7 +148,8 @@ fn dirs() -> Vec<Dir> {
     v
 }
 
-/// The run scripts installed under `supervise/` (the source tree's `supervise/`).
+/// The run scripts installed under `supervise/` (the source tree's `supervise/`), one
+/// service directory each, with a `log/` service beside it.
 const SUPERVISE: &[(&str, &str)] = &[
     (
         "qmail-send/run",
@@ -158,7 +159,94 @@ const SUPERVISE: &[(&str, &str)] = &[
         "qmail-send/log/run",
         include_str!("../../../supervise/qmail-send/log/run"),
     ),
+    (
+        "qmail-smtpd/run",
+        include_str!("../../../supervise/qmail-smtpd/run"),
+    ),
+    (
+        "qmail-smtpd/log/run",
+        include_str!("../../../supervise/qmail-smtpd/log/run"),
+    ),
+    (
+        "qmail-submission/run",
+        include_str!("../../../supervise/qmail-submission/run"),
+    ),
+    (
+        "qmail-submission/log/run",
+        include_str!("../../../supervise/qmail-submission/log/run"),
+    ),
+    (
+        "qmail-smtps/run",
+        include_str!("../../../supervise/qmail-smtps/run"),
+    ),
+    (
+        "qmail-smtps/log/run",
+        include_str!("../../../supervise/qmail-smtps/log/run"),
+    ),
+    (
+        "qmail-pop3d/run",
+        include_str!("../../../supervise/qmail-pop3d/run"),
+    ),
+    (
+        "qmail-pop3d/log/run",
+        include_str!("../../../supervise/qmail-pop3d/log/run"),
+    ),
+    (
+        "qmail-pop3ds/run",
+        include_str!("../../../supervise/qmail-pop3ds/run"),
+    ),
+    (
+        "qmail-pop3ds/log/run",
+        include_str!("../../../supervise/qmail-pop3ds/log/run"),
+    ),
 ];
+
+/// The services of [`SUPERVISE`], in the order `link_services` links them.
+pub const SERVICES: &[&str] = &[
+    "qmail-send",
+    "qmail-smtpd",
+    "qmail-submission",
+    "qmail-smtps",
+    "qmail-pop3d",
+    "qmail-pop3ds",
+];
+
+/// Link services into a service directory svscan watches (`/service`):
+/// `DIR/NAME -> ROOT/supervise/NAME` for every NAME in `names` (all of [`SERVICES`]
+/// when empty). An existing entry is left alone (an administrator's choice wins).
+/// Each link is made under a temporary name and renamed, so svscan never sees a
+/// half-made entry. Returns the names newly linked.
+pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<String>> {
+    let names: Vec<&str> = if names.is_empty() {
+        SERVICES.to_vec()
+    } else {
+        names.to_vec()
+    };
+    ctx(std::fs::create_dir_all(dir), || {
+        format!("unable to create {}", dir.display())
+    })?;
+    let mut done = Vec::new();
+    for n in names {
+        if !SERVICES.contains(&n) {
+            return Err(io::Error::other(format!("unknown service {n}")));
+        }
+        let link = dir.join(n);
+        if std::fs::symlink_metadata(&link).is_ok() {
+            continue;
+        }
+        let target = root.join("supervise").join(n);
+        let tmp = dir.join(format!(".{n}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        ctx(std::os::unix::fs::symlink(&target, &tmp), || {
+            format!("unable to link {}", tmp.display())
+        })?;
+        ctx(std::fs::rename(&tmp, &link), || {
+            format!("unable to link {}", link.display())
+        })?;
+        done.push(n.to_string());
+    }
+    Ok(done)
+}
 
 /// Resolves owner names to ids once. Without root every id is the caller's and no
 /// ownership is changed.
@@ -433,6 +521,27 @@ mod tests {
             "changed\n"
         );
         assert!(opts.root.join("queue/mess/22").is_dir());
+        for n in SERVICES {
+            assert!(opts.root.join("supervise").join(n).join("run").is_file());
+            assert!(
+                opts.root
+                    .join("supervise")
+                    .join(n)
+                    .join("log/run")
+                    .is_file()
+            );
+        }
+        let sv = d.path().join("service");
+        assert_eq!(
+            link_services(&opts.root, &sv, &["qmail-send"]).unwrap(),
+            vec!["qmail-send"]
+        );
+        assert!(sv.join("qmail-send/run").is_file());
+        assert_eq!(
+            link_services(&opts.root, &sv, &[]).unwrap().len(),
+            SERVICES.len() - 1
+        );
+        assert!(link_services(&opts.root, &sv, &["nope"]).is_err());
         assert_eq!(
             std::fs::metadata(opts.root.join("queue/lock/tcpto"))
                 .unwrap()

@@ -1,0 +1,824 @@
+//! End-to-end tests of our daemontools clone (svscan, supervise, svc, svstat, svok,
+//! multilog, tai64n, tai64nlocal, setuidgid, envuidgid, envdir, softlimit, qmailctl)
+//! and of the installed run scripts, with real processes in temporary directories.
+//!
+//! Interop tests run Debian's daemontools (`/usr/bin/svstat`, `svc`, `svok`,
+//! `supervise`, `tai64nlocal`) against ours and ours against theirs; they fail when
+//! the package is missing (CI installs it). Tests that change uids need root and skip
+//! otherwise; everything else also runs as an ordinary user.
+
+use e2e::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const DEADLINE: u64 = 30;
+
+fn bin(name: &str) -> PathBuf {
+    build_dir().join(name)
+}
+
+fn debian(name: &str) -> PathBuf {
+    let p = PathBuf::from("/usr/bin").join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: install Debian's daemontools (apt-get install daemontools)",
+        p.display()
+    );
+    p
+}
+
+fn tmp() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("dt-e2e")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn write_exec(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Poll `f` until it returns Some, panicking with `what` after the deadline.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(DEADLINE);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn run(prog: &Path, args: &[&str]) -> Output {
+    Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", prog.display()))
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn svstat_with(prog: &Path, dir: &Path) -> String {
+    let o = run(prog, &[dir.to_str().unwrap()]);
+    text(&o)
+        .trim_end()
+        .strip_prefix(&format!("{}: ", dir.display()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn svstat(dir: &Path) -> String {
+    svstat_with(&bin("svstat"), dir)
+}
+
+fn svc(dir: &Path, opts: &str) {
+    let o = run(&bin("svc"), &[opts, dir.to_str().unwrap()]);
+    assert!(o.status.success(), "svc {opts}: {o:?}");
+}
+
+/// The pid svstat reports for an up service.
+fn up_pid(status: &str) -> Option<u32> {
+    status
+        .strip_prefix("up (pid ")?
+        .split(')')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn wait_up(dir: &Path) -> u32 {
+    wait_for(&format!("{} up", dir.display()), || up_pid(&svstat(dir)))
+}
+
+fn wait_status(dir: &Path, pred: impl Fn(&str) -> bool, what: &str) -> String {
+    wait_for(what, || {
+        let s = svstat(dir);
+        pred(&s).then_some(s)
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    // a zombie is dead for our purposes
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn proc_state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next()?.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+fn kill(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// A supervise process (ours or Debian's) on one directory; told to exit and killed
+/// when dropped.
+struct Sup {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Sup {
+    fn start(prog: &Path, dir: &Path) -> Sup {
+        let child = Command::new(prog)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start supervise");
+        let dir = dir.to_path_buf();
+        // supervise is ready when its ok fifo has a reader
+        let ok = dir.join("supervise/ok");
+        wait_for("supervise ready", || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags_nb()
+                .open(&ok)
+                .ok()
+        });
+        Sup { child, dir }
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        wait_for("supervise exit", || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        let _ = Command::new(bin("svc")).arg("-dx").arg(&self.dir).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+trait NonBlock {
+    fn custom_flags_nb(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nb(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
+    }
+}
+
+/// A service whose run script records each start and then sleeps (in the shell, so
+/// trapped signals are seen).
+fn sleeper(dir: &Path) {
+    write_exec(
+        &dir.join("run"),
+        "#!/bin/sh\necho $$ >> starts\n\
+         trap 'echo hup >> signals' HUP\n\
+         trap 'echo alrm >> signals' ALRM\n\
+         trap 'echo int >> signals' INT\n\
+         while :; do sleep 0.05; done\n",
+    );
+}
+
+fn starts(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[test]
+fn supervise_restarts_the_service_after_kill_9() {
+    let d = tmp();
+    let s = d.path().join("svc");
+    sleeper(&s);
+    let _sup = Sup::start(&bin("supervise"), &s);
+    let first = wait_up(&s);
+    kill(first, nix::sys::signal::Signal::SIGKILL);
+    let second = wait_for("a new pid", || up_pid(&svstat(&s)).filter(|&p| p != first));
+    assert!(alive(second));
+    wait_for("second start recorded", || (starts(&s) >= 2).then_some(()));
+    // the status file is daemontools' 18 bytes: pid little-endian at 12, 'u' at 17
+    let st = std::fs::read(s.join("supervise/status")).unwrap();
+    assert_eq!(st.len(), 18);
+    assert_eq!(u32::from_le_bytes([st[12], st[13], st[14], st[15]]), second);
+    assert_eq!(st[17], b'u');
+    assert_eq!(&st[..2], &[0x40, 0], "TAI64 label");
+    // a second supervise on the same directory is refused
+    let o = run(&bin("supervise"), &[s.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(111));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("supervise: fatal: unable to acquire")
+            && String::from_utf8_lossy(&o.stderr).contains("temporary failure"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn svc_letters_drive_supervise() {
+    let d = tmp();
+    let s = d.path().join("svc");
+    sleeper(&s);
+    let mut sup = Sup::start(&bin("supervise"), &s);
+    let pid = wait_up(&s);
+
+    svc(&s, "-p");
+    let st = wait_status(&s, |x| x.ends_with(", paused"), "paused");
+    assert!(st.starts_with(&format!("up (pid {pid})")), "{st}");
+    wait_for("process stopped", || (proc_state(pid) == 'T').then_some(()));
+    svc(&s, "-c");
+    wait_status(&s, |x| !x.contains("paused"), "continued");
+    wait_for("process running", || (proc_state(pid) != 'T').then_some(()));
+
+    for (letter, word) in [("-h", "hup"), ("-a", "alrm"), ("-i", "int")] {
+        svc(&s, letter);
+        wait_for(word, || {
+            std::fs::read_to_string(s.join("signals"))
+                .ok()
+                .filter(|t| t.contains(word))
+        });
+    }
+    assert_eq!(up_pid(&svstat(&s)), Some(pid), "h/a/i do not restart");
+
+    svc(&s, "-d");
+    let st = wait_status(&s, |x| x.starts_with("down "), "down");
+    assert!(st.ends_with(" seconds, normally up"), "{st}");
+    wait_for("process gone", || (!alive(pid)).then_some(()));
+
+    svc(&s, "-u");
+    let pid2 = wait_up(&s);
+    assert_ne!(pid, pid2);
+
+    svc(&s, "-t");
+    let pid3 = wait_for("restart after -t", || {
+        up_pid(&svstat(&s)).filter(|&p| p != pid2)
+    });
+    svc(&s, "-k");
+    let pid4 = wait_for("restart after -k", || {
+        up_pid(&svstat(&s)).filter(|&p| p != pid3)
+    });
+
+    // -o: once; after a kill it stays down, and svstat no longer says "want up"
+    svc(&s, "-o");
+    svc(&s, "-k");
+    wait_status(&s, |x| x.starts_with("down "), "down after -o -k");
+    let n = starts(&s);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(starts(&s), n, "not restarted after -o");
+    assert!(!alive(pid4));
+
+    // -x: supervise exits; svok says not running
+    svc(&s, "-x");
+    let code = sup.wait_exit();
+    assert!(code.success(), "{code:?}");
+    assert_eq!(
+        run(&bin("svok"), &[s.to_str().unwrap()]).status.code(),
+        Some(100)
+    );
+    assert_eq!(svstat(&s), "supervise not running");
+}
+
+#[test]
+fn down_file_keeps_the_service_down_until_asked() {
+    let d = tmp();
+    let s = d.path().join("svc");
+    sleeper(&s);
+    std::fs::write(s.join("down"), "").unwrap();
+    let _sup = Sup::start(&bin("supervise"), &s);
+    let st = wait_status(&s, |x| x.starts_with("down "), "down");
+    assert!(
+        st.ends_with(" seconds"),
+        "no 'normally up' with ./down: {st}"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(starts(&s), 0);
+    svc(&s, "-u");
+    wait_up(&s);
+    let st = svstat(&s);
+    assert!(st.ends_with(" seconds, normally down"), "{st}");
+    svc(&s, "-d");
+    wait_status(&s, |x| x.starts_with("down "), "down again");
+    assert_eq!(starts(&s), 1);
+}
+
+#[test]
+fn svstat_wording_for_missing_and_stopped_supervise() {
+    let d = tmp();
+    let s = d.path().join("svc");
+    sleeper(&s);
+    assert_eq!(
+        svstat(&s),
+        "unable to open supervise/ok: file does not exist"
+    );
+    assert_eq!(
+        svstat(&d.path().join("nonexistent")),
+        "unable to chdir: file does not exist"
+    );
+    assert_eq!(
+        run(&bin("svok"), &[s.to_str().unwrap()]).status.code(),
+        Some(100)
+    );
+    assert_eq!(
+        run(
+            &bin("svok"),
+            &[d.path().join("nonexistent").to_str().unwrap()]
+        )
+        .status
+        .code(),
+        Some(111)
+    );
+    let o = run(&bin("svc"), &["-z", s.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(100));
+    let o = run(&bin("svc"), &["-u", s.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("svc: warning: unable to control"));
+    assert_eq!(run(&bin("supervise"), &[]).status.code(), Some(100));
+}
+
+/// Debian's svstat, svc and svok against our supervise.
+#[test]
+fn debian_tools_work_against_our_supervise() {
+    let d = tmp();
+    let s = d.path().join("svc");
+    sleeper(&s);
+    let _sup = Sup::start(&bin("supervise"), &s);
+    let pid = wait_up(&s);
+    let theirs = svstat_with(&debian("svstat"), &s);
+    assert!(
+        theirs.starts_with(&format!("up (pid {pid}) ")) && theirs.ends_with(" seconds"),
+        "{theirs}"
+    );
+    assert_eq!(
+        run(&debian("svok"), &[s.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    run(&debian("svc"), &["-p", s.to_str().unwrap()]);
+    wait_for("paused seen by Debian's svstat", || {
+        svstat_with(&debian("svstat"), &s)
+            .ends_with(", paused")
+            .then_some(())
+    });
+    run(&debian("svc"), &["-cd", s.to_str().unwrap()]);
+    let theirs = wait_for("down seen by Debian's svstat", || {
+        let t = svstat_with(&debian("svstat"), &s);
+        t.starts_with("down ").then_some(t)
+    });
+    assert!(theirs.ends_with(" seconds, normally up"), "{theirs}");
+    // same wording from both (seconds may differ by one tick)
+    let strip = |x: String| x.replace(|c: char| c.is_ascii_digit(), "");
+    assert_eq!(strip(svstat(&s)), strip(theirs));
+    run(&debian("svc"), &["-u", s.to_str().unwrap()]);
+    wait_up(&s);
+    // Debian's supervise refuses our locked directory
+    let o = run(&debian("supervise"), &[s.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(111), "{o:?}");
+}
+
+/// Our svstat, svc and svok against Debian's supervise.
+#[test]
+fn our_tools_work_against_debian_supervise() {
+    let d = tmp();
+    let s = d.path().join("svc");
+    sleeper(&s);
+    let mut sup = Sup::start(&debian("supervise"), &s);
+    let pid = wait_up(&s);
+    assert_eq!(
+        svstat_with(&debian("svstat"), &s).replace(|c: char| c.is_ascii_digit(), ""),
+        svstat(&s).replace(|c: char| c.is_ascii_digit(), "")
+    );
+    assert_eq!(
+        run(&bin("svok"), &[s.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    svc(&s, "-p");
+    wait_status(&s, |x| x.ends_with(", paused"), "paused");
+    svc(&s, "-c");
+    svc(&s, "-t");
+    let pid2 = wait_for("restart after -t", || {
+        up_pid(&svstat(&s)).filter(|&p| p != pid)
+    });
+    // Debian's supervise blocks commands for a second after each start
+    std::thread::sleep(Duration::from_millis(1100));
+    svc(&s, "-d");
+    let st = wait_status(&s, |x| x.starts_with("down "), "down");
+    assert!(st.ends_with(", normally up"), "{st}");
+    assert!(!alive(pid2) || proc_state(pid2) == 'Z');
+    svc(&s, "-x");
+    assert!(sup.wait_exit().success());
+    assert_eq!(svstat(&s), "supervise not running");
+}
+
+/// svscan: a service with a log, both killed with -9 several times: the logger gets
+/// every line through the pipe svscan holds; SIGTERM stops everything in order.
+#[test]
+fn svscan_log_pipe_keeps_every_line_across_restarts() {
+    let d = tmp();
+    let sv = d.path().join("service");
+    let s = sv.join("counter");
+    // print first, then record: a kill between the two repeats a line, never skips one
+    write_exec(
+        &s.join("run"),
+        "#!/bin/sh\nn=$(cat count 2>/dev/null || echo 0)\n\
+         while :; do n=$((n+1)); echo \"line $n\"; echo $n > count.tmp; mv count.tmp count; \
+         sleep 0.01; done\n",
+    );
+    write_exec(
+        &s.join("log/run"),
+        "#!/bin/sh\nexec multilog t s4096 n100 ./main\n",
+    );
+    let path = format!("{}:/usr/bin:/bin", build_dir().display());
+    let mut scan = Command::new(bin("svscan"))
+        .arg(&sv)
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("svscan");
+    let logdir = s.join("log");
+    let count = |s: &Path| -> u64 {
+        std::fs::read_to_string(s.join("count"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_up(&s);
+    wait_up(&logdir);
+    for round in 0..3 {
+        let target = count(&s) + 30;
+        wait_for("lines written", || (count(&s) >= target).then_some(()));
+        let (victim, dir) = if round % 2 == 0 {
+            ("logger", &logdir)
+        } else {
+            ("service", &s)
+        };
+        let pid = wait_up(dir);
+        kill(pid, nix::sys::signal::Signal::SIGKILL);
+        wait_for(&format!("{victim} restarted"), || {
+            up_pid(&svstat(dir)).filter(|&p| p != pid)
+        });
+    }
+    let target = count(&s) + 30;
+    wait_for("more lines", || (count(&s) >= target).then_some(()));
+    // stop in order: the service first, the logger drains the pipe, svscan exits 0
+    kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
+    let st = wait_for("svscan exit", || scan.try_wait().ok().flatten());
+    assert!(st.success(), "{st:?}");
+    assert_eq!(svstat(&s), "supervise not running");
+    assert_eq!(svstat(&logdir), "supervise not running");
+    let last = count(&s);
+    let mut seen = vec![false; last as usize + 1];
+    let mut us = 0;
+    for e in std::fs::read_dir(logdir.join("main")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".u") {
+            us += 1;
+        }
+        if !(name == "current" || name.starts_with('@')) {
+            continue;
+        }
+        for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+            let n: usize = l
+                .rsplit(' ')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            assert!(l.starts_with("@4000"), "{l}");
+            if n < seen.len() {
+                seen[n] = true;
+            }
+        }
+    }
+    let missing: Vec<usize> = (1..seen.len()).filter(|&i| !seen[i]).collect();
+    assert!(missing.is_empty(), "lost lines {missing:?} of {last}");
+    assert!(us >= 1, "a killed multilog leaves a .u file");
+    let cur = std::fs::metadata(logdir.join("main/current")).unwrap();
+    assert_eq!(
+        cur.permissions().mode() & 0o777,
+        0o744,
+        "clean exit marks current"
+    );
+}
+
+fn multilog(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(bin("multilog"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("multilog");
+    let mut i = c.stdin.take().unwrap();
+    // multilog may refuse to start (a locked directory) before reading its input
+    let _ = i.write_all(input);
+    drop(i);
+    c.wait_with_output().unwrap()
+}
+
+fn rotated(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('@'))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn multilog_rotates_by_size_and_keeps_n_minus_one() {
+    let d = tmp();
+    let mut input = String::new();
+    for i in 1..=400 {
+        input.push_str(&format!("{i:05} {}\n", "x".repeat(90)));
+    }
+    let o = multilog(d.path(), &["s4096", "n3", "./main"], input.as_bytes());
+    assert!(o.status.success(), "{o:?}");
+    let main = d.path().join("main");
+    let old = rotated(&main);
+    assert_eq!(old.len(), 2, "n3 keeps two old files: {old:?}");
+    let mut all = String::new();
+    for p in &old {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(name.len(), 27, "{name}");
+        assert!(name.ends_with(".s"), "{name}");
+        let m = std::fs::metadata(p).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o744);
+        assert!(
+            m.len() <= 4096 && m.len() >= 4096 - 2000,
+            "{} bytes",
+            m.len()
+        );
+        let t = std::fs::read_to_string(p).unwrap();
+        assert!(t.ends_with('\n'));
+        all.push_str(&t);
+    }
+    let cur = std::fs::read_to_string(main.join("current")).unwrap();
+    all.push_str(&cur);
+    // what is kept is exactly the end of the input, in order
+    assert!(input.ends_with(&all), "kept files are the input's tail");
+    assert!(all.len() > 4096);
+    assert_eq!(
+        std::fs::metadata(main.join("current"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o744
+    );
+    assert_eq!(
+        std::fs::metadata(main.join("lock"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    // a second run appends to current and keeps rotating
+    let o = multilog(d.path(), &["s4096", "n3", "./main"], b"more\n");
+    assert!(o.status.success());
+    assert!(
+        std::fs::read_to_string(main.join("current"))
+            .unwrap()
+            .ends_with("more\n")
+    );
+    // ALRM-free crash recovery: a current without the x bit becomes a .u file
+    std::fs::set_permissions(main.join("current"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = multilog(d.path(), &["s4096", "n10", "./main"], b"after crash\n");
+    assert!(o.status.success());
+    assert!(
+        rotated(&main)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".u"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(main.join("current")).unwrap(),
+        "after crash\n"
+    );
+}
+
+#[test]
+fn multilog_processor_output_and_state() {
+    let d = tmp();
+    let mut input = String::new();
+    for i in 1..=200 {
+        input.push_str(&format!("line {i} {}\n", "y".repeat(60)));
+    }
+    let o = multilog(
+        d.path(),
+        &[
+            "s4096",
+            "!tr a-z A-Z; echo \"previous state: $(cat <&4)\"; echo state-$$ >&5",
+            "./p",
+        ],
+        input.as_bytes(),
+    );
+    assert!(o.status.success(), "{o:?}");
+    let p = d.path().join("p");
+    let old = rotated(&p);
+    assert!(old.len() >= 2, "{old:?}");
+    let first = std::fs::read_to_string(&old[0]).unwrap();
+    assert!(first.starts_with("LINE 1 YYY"), "{first}");
+    assert!(first.contains("previous state: \n"), "empty state at first");
+    let second = std::fs::read_to_string(&old[1]).unwrap();
+    assert!(second.contains("previous state: state-"), "{second}");
+    assert!(
+        std::fs::read_to_string(p.join("state"))
+            .unwrap()
+            .starts_with("state-")
+    );
+    assert!(!p.join("previous").exists() && !p.join("processed").exists());
+}
+
+#[test]
+fn multilog_patterns_stderr_and_status_file() {
+    let d = tmp();
+    let input = "keep one\ndrop two\nalso keep three\nnothing\n";
+    let o = multilog(
+        d.path(),
+        &[
+            "-*", "+*keep*", "e", "=last", "./sel", "+*", "-*o*", "./rest",
+        ],
+        input.as_bytes(),
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("sel/current")).unwrap(),
+        "keep one\nalso keep three\n"
+    );
+    // "+*" reselects everything; "-*o*" drops lines containing an o
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("rest/current")).unwrap(),
+        ""
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "keep one\nalso keep three\n"
+    );
+    let last = std::fs::read(d.path().join("last")).unwrap();
+    assert_eq!(last.len(), 1001);
+    assert!(last.starts_with(b"also keep three\n\n"));
+    // a literal pattern must match the whole line
+    let o = multilog(
+        d.path(),
+        &["-*", "+hello", "./exact"],
+        b"hello world\nhello\n",
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("exact/current")).unwrap(),
+        "hello\n"
+    );
+    // a second multilog on a locked directory is refused
+    let mut first = Command::new(bin("multilog"))
+        .arg("./held")
+        .current_dir(d.path())
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("lock taken", || {
+        d.path().join("held/current").exists().then_some(())
+    });
+    let o = multilog(d.path(), &["./held"], b"x\n");
+    assert_eq!(o.status.code(), Some(111));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unable to lock directory"));
+    drop(first.stdin.take());
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn timestamps_read_by_our_and_debians_tai64nlocal() {
+    let d = tmp();
+    let o = multilog(d.path(), &["t", "./ts"], b"first\nsecond\n");
+    assert!(o.status.success());
+    let cur = std::fs::read(d.path().join("ts/current")).unwrap();
+    let lines: Vec<&str> = std::str::from_utf8(&cur).unwrap().lines().collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l.as_bytes()[0], b'@');
+        assert_eq!(l.as_bytes()[25], b' ');
+    }
+    // the stamp is now, in daemontools' arithmetic (2^62 + 10 + unix seconds)
+    let secs = u64::from_str_radix(&lines[0][1..17], 16).unwrap();
+    let unix = secs - (1u64 << 62) - 10;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(unix <= now && unix + 600 > now, "{unix} vs {now}");
+    let convert = |prog: PathBuf, input: &[u8]| -> String {
+        use std::io::Write;
+        let mut c = Command::new(prog)
+            .env("TZ", "UTC")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input).unwrap();
+        text(&c.wait_with_output().unwrap())
+    };
+    let ours = convert(bin("tai64nlocal"), &cur);
+    let theirs = convert(debian("tai64nlocal"), &cur);
+    assert_eq!(ours, theirs);
+    assert!(ours.ends_with(" second\n"), "{ours}");
+    // and our tai64n's stamps read the same through Debian's tai64nlocal
+    let stamped = convert(bin("tai64n"), b"x\ny\n");
+    assert_eq!(
+        convert(bin("tai64nlocal"), stamped.as_bytes()),
+        convert(debian("tai64nlocal"), stamped.as_bytes())
+    );
+    // a known label
+    assert_eq!(
+        convert(bin("tai64nlocal"), b"@400000006b0341c718a7458c x\n"),
+        "2026-11-22 19:25:49.413615500 x\n"
+    );
+}
+
+#[test]
+fn softlimit_m_really_limits_memory() {
+    let o = run(
+        &bin("softlimit"),
+        &["-m", "50000000", "sh", "-c", "ulimit -v; ulimit -d"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(text(&o), "48828\n48828\n");
+    // an allocation over the limit fails; the same allocation under a higher one works
+    let alloc = "x = bytearray(300 * 1024 * 1024); print(len(x))";
+    let o = run(
+        &bin("softlimit"),
+        &["-m", "100000000", "python3", "-c", alloc],
+    );
+    assert!(!o.status.success(), "300 MB allocated under a 100 MB limit");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("MemoryError"),
+        "{o:?}"
+    );
+    let o = run(
+        &bin("softlimit"),
+        &["-m", "1000000000", "python3", "-c", alloc],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = run(&bin("softlimit"), &["-o", "17", "sh", "-c", "ulimit -n"]);
+    assert_eq!(text(&o), "17\n");
+    assert_eq!(
+        run(&bin("softlimit"), &["-m", "1k", "true"]).status.code(),
+        Some(100)
+    );
+}
+
+#[test]
+fn envdir_envuidgid_setuidgid() {
+    let d = tmp();
+    let env = d.path().join("env");
+    std::fs::create_dir(&env).unwrap();
+    std::fs::write(env.join("FOO"), "bar  \nignored\n").unwrap();
+    std::fs::write(env.join("GONE"), "").unwrap();
+    let o = Command::new(bin("envdir"))
+        .arg(&env)
+        .args(["sh", "-c", "echo \"$FOO|${GONE-unset}\""])
+        .env("GONE", "was set")
+        .output()
+        .unwrap();
+    assert_eq!(text(&o), "bar|unset\n");
+    assert_eq!(run(&bin("envdir"), &[]).status.code(), Some(111));
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap();
+    let o = run(&bin("envuidgid"), &[&me.name, "sh", "-c", "echo $UID:$GID"]);
+    assert_eq!(text(&o), format!("{}:{}\n", me.uid, me.gid));
+    let o = run(&bin("setuidgid"), &["no-such-user-here", "true"]);
+    assert_eq!(o.status.code(), Some(111));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("setuidgid: fatal: unknown account"));
+    if !is_root() {
+        eprintln!("setuidgid uid change skipped: needs root");
+        return;
+    }
+    let o = run(&bin("setuidgid"), &["nobody", "sh", "-c", "id -u; id -G"]);
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(text(&o), format!("{}\n{}\n", nobody.uid, nobody.gid));
+}
