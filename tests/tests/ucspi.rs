@@ -712,3 +712,73 @@ fn rblsmtpd_under_tcpserver_with_rules() {
         "220 rblsmtpd.local\r\n250 rblsmtpd.local\r\n553 blocked by rule\r\n221 rblsmtpd.local\r\n"
     );
 }
+
+/// An address added to the loopback interface for one test (root only), removed on drop.
+/// 127/8 and ::1 cannot serve: resolvers answer their PTR queries with `localhost`
+/// themselves (RFC 6761), without asking the test's DNS server.
+struct LoopbackAlias(&'static str);
+
+impl LoopbackAlias {
+    fn add(ip: &'static str) -> LoopbackAlias {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{ip}/32"), "dev", "lo"])
+            .status();
+        let st = Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .status()
+            .expect("ip (iproute2)");
+        assert!(st.success(), "ip addr add {ip}");
+        LoopbackAlias(ip)
+    }
+}
+
+impl Drop for LoopbackAlias {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .status();
+    }
+}
+
+/// -h looks TCPREMOTEHOST up (PTR from dnsmasq via $DNSCACHEIP), rules match `=.domain`,
+/// and -p drops a name that does not map back to the address. Needs root (addresses on lo).
+#[test]
+fn remote_host_lookup_and_domain_rules() {
+    if !is_root() {
+        eprintln!("remote_host_lookup_and_domain_rules: needs root to add test addresses to lo");
+        return;
+    }
+    let _a = LoopbackAlias::add("192.0.2.55");
+    let _b = LoopbackAlias::add("192.0.2.56");
+    let (_dns, dport) = dnsmasq(&[
+        "--ptr-record=55.2.0.192.in-addr.arpa,client.example.test",
+        "--address=/client.example.test/192.0.2.55",
+        "--ptr-record=56.2.0.192.in-addr.arpa,liar.example.test",
+        "--address=/liar.example.test/10.9.9.9",
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let cdb = rules(
+        d.path(),
+        "=.example.test:allow,ZONE=\"example\"\n:allow,ZONE=\"none\"\n",
+    );
+    let dnscache = format!("127.0.0.1:{dport}");
+    let prog = ["/bin/sh", "-c", "echo \"${TCPREMOTEHOST-unset} $ZONE\""];
+    for (flags, from, want) in [
+        ("-h", "192.0.2.55", "client.example.test example\n"),
+        ("-h", "192.0.2.56", "liar.example.test example\n"),
+        ("-hp", "192.0.2.55", "client.example.test example\n"),
+        ("-hp", "192.0.2.56", "unset none\n"),
+        ("-H", "192.0.2.55", "unset none\n"),
+    ] {
+        let log = d.path().join("log");
+        let (_srv, port) = tcpserver_env(
+            &["-R", flags, "-l0", "-x", cdb.to_str().unwrap()],
+            "0.0.0.0",
+            &prog,
+            &log,
+            &[("DNSCACHEIP", &dnscache)],
+        );
+        let out = talk(from, SocketAddr::new(from.parse().unwrap(), port), b"");
+        assert_eq!(out, want, "{flags} from {from}");
+    }
+}
