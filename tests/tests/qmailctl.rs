@@ -1,0 +1,285 @@
+//! The installed services under our svscan: qmail-send (+log) driven by qmailctl, and
+//! the network services' run scripts (smtpd, submission, pop3d) answering on loopback
+//! ports set in control files. As root, also the users each part runs as.
+
+use e2e::*;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// svscan on a temporary service directory, stopped with SIGTERM when dropped.
+struct Scan {
+    child: Option<Child>,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Scan {
+    fn start(sys: &System, services: &[&str]) -> Scan {
+        let tmp = tempfile::Builder::new()
+            .prefix("svc-e2e")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dir = tmp.path().join("service");
+        std::fs::create_dir(&dir).unwrap();
+        for s in services {
+            std::os::unix::fs::symlink(sys.root.join("supervise").join(s), dir.join(s)).unwrap();
+        }
+        let child = Command::new(sys.bin("svscan"))
+            .arg(&dir)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("svscan");
+        Scan {
+            child: Some(child),
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    fn svc(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+}
+
+impl Drop for Scan {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn svstat(sys: &System, dir: &Path) -> String {
+    let o = Command::new(sys.bin("svstat")).arg(dir).output().unwrap();
+    text(&o)
+        .trim_end()
+        .strip_prefix(&format!("{}: ", dir.display()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn up_pid(s: &str) -> Option<u32> {
+    s.strip_prefix("up (pid ")?.split(')').next()?.parse().ok()
+}
+
+fn wait_up(sys: &System, dir: &Path) -> u32 {
+    wait_for(&format!("{} up", dir.display()), 30, || {
+        up_pid(&svstat(sys, dir))
+    })
+}
+
+fn qmailctl(sys: &System, scan: &Scan, verb: &str) -> Output {
+    Command::new(sys.bin("qmailctl"))
+        .arg("-s")
+        .arg(&scan.dir)
+        .arg(verb)
+        .output()
+        .unwrap()
+}
+
+fn log_text(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("log/main/current")).unwrap_or_default()
+}
+
+#[test]
+fn qmail_send_under_svscan_with_qmailctl() {
+    let sys = System::install("mx.example.test", &[]);
+    let mut scan = Scan::start(&sys, &["qmail-send"]);
+    let send = scan.svc("qmail-send");
+    let log = send.join("log");
+    let pid = wait_up(&sys, &send);
+    let logpid = wait_up(&sys, &log);
+    wait_for("qmail-send's status line in its multilog", 30, || {
+        log_text(&send).contains("status: local").then_some(())
+    });
+    let first = log_text(&send);
+    assert!(first.starts_with("@4000"), "{first}");
+    if is_root() {
+        let qmaill = nix::unistd::User::from_name("qmaill").unwrap().unwrap();
+        let qmails = nix::unistd::User::from_name("qmails").unwrap().unwrap();
+        assert_eq!(
+            uid_of(logpid),
+            Some(qmaill.uid.as_raw()),
+            "multilog as qmaill"
+        );
+        assert_eq!(
+            std::fs::metadata(log.join("main")).unwrap().uid(),
+            qmaill.uid.as_raw()
+        );
+        wait_for("qmail-start became qmail-send as qmails", 30, || {
+            (uid_of(pid) == Some(qmails.uid.as_raw())).then_some(())
+        });
+    }
+
+    let o = qmailctl(&sys, &scan, "stat");
+    assert!(o.status.success(), "{o:?}");
+    let out = text(&o);
+    assert!(
+        out.contains(&format!("{}: up (pid {pid})", send.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}: up (pid {logpid})", log.display())),
+        "{out}"
+    );
+    assert!(out.contains("messages in queue: 0"), "{out}");
+
+    for verb in ["doqueue", "reload", "queue", "help"] {
+        let o = qmailctl(&sys, &scan, verb);
+        assert!(o.status.success(), "{verb}: {o:?}");
+    }
+    assert_eq!(qmailctl(&sys, &scan, "nonsense").status.code(), Some(100));
+
+    let o = qmailctl(&sys, &scan, "pause");
+    assert!(o.status.success(), "{o:?}");
+    wait_for("paused", 30, || {
+        svstat(&sys, &send).ends_with(", paused").then_some(())
+    });
+    assert!(qmailctl(&sys, &scan, "cont").status.success());
+    wait_for("continued", 30, || {
+        (!svstat(&sys, &send).contains("paused")).then_some(())
+    });
+
+    assert!(qmailctl(&sys, &scan, "stop").status.success());
+    wait_for("send down", 60, || {
+        svstat(&sys, &send).starts_with("down ").then_some(())
+    });
+    wait_for("log down", 30, || {
+        svstat(&sys, &log).starts_with("down ").then_some(())
+    });
+    assert!(qmailctl(&sys, &scan, "start").status.success());
+    let pid2 = wait_up(&sys, &send);
+    wait_up(&sys, &log);
+    assert_ne!(pid, pid2);
+
+    // kill -9: supervise restarts qmail-send
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid2 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let pid3 = wait_for("restart after kill -9", 30, || {
+        up_pid(&svstat(&sys, &send)).filter(|&p| p != pid2)
+    });
+    assert_ne!(pid3, pid2);
+
+    // cdb: the rules text becomes the cdb tcpserver reads
+    sys.control("tcp.smtp", "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n");
+    let o = qmailctl(&sys, &scan, "cdb");
+    assert!(o.status.success(), "{o:?}");
+    let cdb = std::fs::read(sys.root.join("control/tcp.smtp.cdb")).unwrap();
+    assert!(cdb.len() > 2048);
+    assert!(cdb.windows(9).any(|w| w == b"127.0.0.1"));
+
+    // TERM to svscan stops everything, the logger last, and svscan exits 0
+    let st = scan.stop().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(svstat(&sys, &send), "supervise not running");
+    assert_eq!(svstat(&sys, &log), "supervise not running");
+    let cur = std::fs::metadata(log.join("main/current")).unwrap();
+    assert_eq!(cur.mode() & 0o100, 0o100, "multilog exited cleanly");
+    let _ = qmailctl(&sys, &scan, "stat");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn greeting(port: u16) -> String {
+    wait_for(&format!("a greeting on port {port}"), 30, || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).ok()?;
+        (!line.is_empty()).then_some(line)
+    })
+}
+
+#[test]
+fn network_run_scripts_listen_on_configured_ports() {
+    let sys = System::install("mx.example.test", &[]);
+    let (p25, p587, p110) = (free_port(), free_port(), free_port());
+    sys.control("listenaddress", "127.0.0.1\n");
+    sys.control("smtpdport", &format!("{p25}\n"));
+    sys.control("submissionport", &format!("{p587}\n"));
+    sys.control("pop3dport", &format!("{p110}\n"));
+    sys.control("concurrencyincoming", "5\n");
+    sys.control("tcp.smtp", "127.0.0.1:allow,RELAYCLIENT=\"\"\n");
+    let _scan = {
+        let scan = Scan::start(&sys, &["qmail-smtpd", "qmail-submission", "qmail-pop3d"]);
+        for s in ["qmail-smtpd", "qmail-submission", "qmail-pop3d"] {
+            wait_up(&sys, &scan.svc(s));
+            wait_up(&sys, &scan.svc(s).join("log"));
+        }
+        scan
+    };
+    let g = greeting(p25);
+    assert!(g.starts_with("220 "), "{g}");
+    let g = greeting(p587);
+    assert!(g.starts_with("220 "), "{g}");
+    let g = greeting(p110);
+    assert!(g.starts_with("+OK"), "{g}");
+    // the run script built the rules cdb from the text
+    assert!(sys.root.join("control/tcp.smtp.cdb").is_file());
+    // tcpserver -v logs through multilog, with the configured limit
+    let smtpd = _scan.svc("qmail-smtpd");
+    wait_for("tcpserver status in the smtpd log", 30, || {
+        log_text(&smtpd).contains("status: ").then_some(())
+    });
+    assert!(log_text(&smtpd).contains("/5"), "{}", log_text(&smtpd));
+    if is_root() {
+        // while a session is open, qmail-smtpd runs as qmaild
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p25)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        let qmaild = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
+        let exe = sys.bin("qmail-smtpd");
+        let pids = wait_for("a qmail-smtpd process", 30, || {
+            let p = pids_of(&exe);
+            (!p.is_empty()).then_some(p)
+        });
+        for p in pids {
+            assert_eq!(uid_of(p), Some(qmaild.uid.as_raw()));
+        }
+        let _ = s.write_all(b"QUIT\r\n");
+    }
+}
