@@ -20,8 +20,8 @@
 //!                svc -h qmail-send: reread locals and virtualdomains
 //!     stat       svstat every service and log, then qmail-qstat
 //!     queue      qmail-qstat and qmail-qread
-//!     cdb        rebuild HOME/control/tcp.smtp.cdb and tcp.pop3.cdb from the rules
-//!                text HOME/control/tcp.smtp and tcp.pop3 with tcprules
+//!     cdb        rebuild HOME/control/tcp.smtp.cdb, tcp.submission.cdb and tcp.pop3.cdb
+//!                from the rules texts of the same names (without .cdb) with tcprules
 //!     help       this list
 //!
 //! USER
@@ -48,7 +48,7 @@ const HELP: &str = "   stop -- stops mail service (smtp connections refused, not
   pause -- temporarily stops mail service (connections accepted, nothing leaves)
    cont -- continues paused mail service
    stat -- displays status of mail service
-    cdb -- rebuild the tcpserver cdb files for smtp and pop3
+    cdb -- rebuild the tcpserver cdb files for smtp, submission and pop3
 restart -- stops and restarts all services
 doqueue -- schedules queued messages for immediate delivery
  reload -- sends qmail-send HUP, rereading locals and virtualdomains
@@ -130,7 +130,7 @@ impl Ctl {
     fn cdb(&mut self) {
         let control = self.home.join("control");
         let mut any = false;
-        for name in ["tcp.smtp", "tcp.pop3"] {
+        for name in ["tcp.smtp", "tcp.submission", "tcp.pop3"] {
             let text = control.join(name);
             let Ok(input) = std::fs::File::open(&text) else {
                 continue;
@@ -167,7 +167,7 @@ impl Ctl {
         }
         if !any {
             eprintln!(
-                "{PROG}: warning: no rules in {}/tcp.smtp or tcp.pop3",
+                "{PROG}: warning: no rules in {}/tcp.smtp, tcp.submission or tcp.pop3",
                 control.display()
             );
             self.failed = true;

@@ -201,6 +201,21 @@ const SUPERVISE: &[(&str, &str)] = &[
     ),
 ];
 
+/// Boot files installed under `boot/` with `@HOME@` replaced by the root: a systemd
+/// unit and a plain init script, each starting `svscanboot /service`.
+const BOOT: &[(&str, &str, u32)] = &[
+    (
+        "svscan.service",
+        include_str!("../../../init/svscan.service"),
+        0o644,
+    ),
+    (
+        "svscan.init",
+        include_str!("../../../init/svscan.init"),
+        0o755,
+    ),
+];
+
 /// The services of [`SUPERVISE`], in the order `link_services` links them.
 pub const SERVICES: &[&str] = &[
     "qmail-send",
@@ -396,6 +411,12 @@ fn supervise_scripts(root: &Path) -> io::Result<()> {
         std::fs::write(&p, text)?;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
     }
+    let home = root.to_string_lossy();
+    for (name, text, mode) in BOOT {
+        let p = root.join("boot").join(name);
+        std::fs::write(&p, text.replace("@HOME@", &home))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))?;
+    }
     Ok(())
 }
 
@@ -531,6 +552,8 @@ mod tests {
                     .is_file()
             );
         }
+        let unit = std::fs::read_to_string(opts.root.join("boot/svscan.service")).unwrap();
+        assert!(unit.contains(&format!("ExecStart={}/bin/svscanboot", opts.root.display())));
         let sv = d.path().join("service");
         assert_eq!(
             link_services(&opts.root, &sv, &["qmail-send"]).unwrap(),
