@@ -274,20 +274,27 @@ pub fn install_cert(sys: &System) {
     }
 }
 
-/// A checkpassword accepting `joe`/`secret` and `ann@virt.test`/`pw2` (fd 3, exits 1
-/// otherwise, execs its subprogram on success), as the interface defines it.
+/// A checkpassword accepting `joe`/`secret` (also as CRAM-MD5: the HMAC of the
+/// challenge) and `ann@virt.test`/`pw2`, reading fd 3 and exec'ing its subprogram on
+/// success, exit 1 otherwise, as the interface defines it.
 pub fn test_checkpassword(sys: &System) -> PathBuf {
     let p = sys.root.parent().unwrap().join("checkpw");
     std::fs::write(
         &p,
-        "#!/bin/sh\n\
-         rec=$(head -c 512 <&3 | tr '\\000' '\\n')\n\
-         user=$(printf '%s\\n' \"$rec\" | sed -n 1p)\n\
-         pass=$(printf '%s\\n' \"$rec\" | sed -n 2p)\n\
-         case \"$user:$pass\" in\n\
-         joe:secret|ann@virt.test:pw2) exec \"$@\" ;;\n\
-         esac\n\
-         exit 1\n",
+        r#"#!/bin/sh
+rec=$(head -c 512 <&3 | tr '\000' '\n')
+user=$(printf '%s\n' "$rec" | sed -n 1p)
+pass=$(printf '%s\n' "$rec" | sed -n 2p)
+stamp=$(printf '%s\n' "$rec" | sed -n 3p)
+case "$user:$pass" in
+joe:secret|ann@virt.test:pw2) exec "$@" ;;
+esac
+if [ "$user" = joe ]; then
+  d=$(printf '%s' "$stamp" | openssl dgst -md5 -hmac secret -r | cut -d' ' -f1)
+  [ "$d" = "$pass" ] && exec "$@"
+fi
+exit 1
+"#,
     )
     .unwrap();
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
