@@ -1,0 +1,851 @@
+//! End-to-end tests of POP3: our tcpserver running qmail-popup, checkpassword and
+//! qmail-pop3d from a temporary installation, driven by Python's poplib, raw sockets
+//! and fetchmail; system users made with Debian's useradd/chpasswd/usermod/mkpasswd,
+//! virtual users made with qmail-vuser and fed through qmail-send and qmail-vdeliver.
+//!
+//! Tests that create users or change uids need root (CI runs them as root); without
+//! root they say so and return. `pop3d_session_over_pipes` runs as anyone.
+
+use e2e::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const ME: &str = "mx.example.test";
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// An installation with the virtual-user programs copied in (the installer does not
+/// list them yet) and no failure delay.
+fn system() -> System {
+    let sys = System::install(ME, &["example.test"]);
+    for p in [
+        "qmail-vuser",
+        "qmail-vdeliver",
+        "qmail-popup",
+        "qmail-pop3d",
+        "checkpassword",
+    ] {
+        let dst = sys.bin(p);
+        if !dst.exists() {
+            std::fs::copy(build_dir().join(p), &dst).unwrap();
+        }
+    }
+    sys.control("pop3authdelay", "0\n");
+    sys
+}
+
+/// A system account for one test, removed when dropped.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestUser {
+    /// `useradd` with a home in a fresh directory, a Maildir, and `password` set with
+    /// `chpasswd` (yescrypt, Debian's default) or, for `method`, `usermod -p $(mkpasswd
+    /// -m method)`.
+    fn new(name: &str, password: &str, method: Option<&str>) -> TestUser {
+        let _ = Command::new("userdel")
+            .arg(name)
+            .stderr(Stdio::null())
+            .status();
+        let dir = tempfile::Builder::new()
+            .prefix("pop3home")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let home = dir.path().join(name);
+        let st = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(name)
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {name}");
+        let u = nix::unistd::User::from_name(name).unwrap().unwrap();
+        for sub in ["", "Maildir", "Maildir/new", "Maildir/cur", "Maildir/tmp"] {
+            let p = home.join(sub);
+            std::fs::create_dir_all(&p).unwrap();
+            nix::unistd::chown(&p, Some(u.uid), Some(u.gid)).unwrap();
+        }
+        let t = TestUser {
+            name: name.into(),
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home,
+            _dir: dir,
+        };
+        t.set_password(password, method);
+        t
+    }
+
+    fn set_password(&self, password: &str, method: Option<&str>) {
+        match method {
+            None => {
+                let mut c = Command::new("chpasswd")
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{}:{password}\n", self.name).as_bytes())
+                    .unwrap();
+                assert!(c.wait().unwrap().success());
+            }
+            Some(m) => {
+                let out = Command::new("mkpasswd")
+                    .args(["-m", m, password])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "mkpasswd -m {m}");
+                let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+                let st = Command::new("usermod")
+                    .args(["-p", &hash, &self.name])
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+        }
+    }
+
+    fn shadow_hash(&self) -> String {
+        let out = Command::new("getent")
+            .args(["shadow", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split(':')
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn maildir(&self) -> PathBuf {
+        self.home.join("Maildir")
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel")
+            .arg(&self.name)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Put `n` messages into `maildir/new` with mtimes in the past, owned by `uid`.
+fn fill_maildir(maildir: &Path, n: usize, uid: Option<(u32, u32)>, body: impl Fn(usize) -> String) {
+    let base = qsys_now() - 100_000;
+    for i in 0..n {
+        let p = maildir.join(format!("new/{}.M{i}P1.{ME}", base + i as i64));
+        std::fs::write(&p, body(i)).unwrap();
+        let ts = nix::sys::time::TimeSpec::new(base + i as i64, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &p,
+            &ts,
+            &ts,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
+        if let Some((u, g)) = uid {
+            nix::unistd::chown(
+                &p,
+                Some(nix::unistd::Uid::from_raw(u)),
+                Some(nix::unistd::Gid::from_raw(g)),
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn qsys_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Our tcpserver on an ephemeral loopback port running qmail-popup for `sys`.
+fn pop3_server(sys: &System, pop3s: bool, env: &[(&str, &str)]) -> (Server, u16) {
+    let mut cmd = Command::new(build_dir().join("tcpserver"));
+    cmd.args(["-1", "-H", "-R", "-D", "127.0.0.1", "0"])
+        .arg(sys.bin("qmail-popup"));
+    if pop3s {
+        cmd.arg("--pop3s");
+    }
+    cmd.arg(ME)
+        .arg(sys.bin("checkpassword"))
+        .arg(sys.bin("qmail-pop3d"))
+        .arg("Maildir")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(sys.root.join("pop3.log"))
+                .unwrap(),
+        ));
+    let mut child = cmd.spawn().expect("start tcpserver");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("tcpserver -1 said {line:?}"));
+    (Server(child), port)
+}
+
+/// Run a Python 3 script (Debian's interpreter) with `args`; returns stdout, asserting
+/// success.
+fn py(script: &str, args: &[&str]) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// poplib: log in with USER/PASS and print `ok STAT` or `fail REPLY`.
+const LOGIN: &str = r#"
+import poplib, sys
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=30)
+try:
+    p.user(sys.argv[2]); p.pass_(sys.argv[3])
+    print('ok', p.stat())
+    p.quit()
+except poplib.error_proto as e:
+    print('fail', e)
+"#;
+
+fn login(port: u16, user: &str, pass: &str) -> String {
+    py(LOGIN, &[&port.to_string(), user, pass])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn pop3d_session_over_pipes() {
+    // qmail-pop3d alone, as checkpassword would start it, with pipes for the client
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("Maildir");
+    for s in ["", "new", "cur", "tmp"] {
+        std::fs::create_dir_all(md.join(s)).unwrap();
+    }
+    fill_maildir(&md, 2, None, |i| format!("Subject: {i}\n\n.line {i}\n"));
+    let mut cmd = Command::new(build_dir().join("qmail-pop3d"));
+    cmd.arg("Maildir").current_dir(dir.path());
+    if is_root() {
+        // qmail-pop3d refuses uid 0: run it as nobody on a Maildir nobody owns
+        use std::os::unix::process::CommandExt;
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        for e in walk(dir.path()) {
+            nix::unistd::chown(&e, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        }
+        cmd.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let out = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"STAT\r\nRETR 1\r\nTOP 2 0\r\nDELE 1\r\nQUIT\r\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "+OK \r\n+OK 2 40\r\n+OK \r\nSubject: 0\r\n\r\n..line 0\r\n.\r\n+OK \r\nSubject: 1\r\n\r\n.\r\n+OK \r\n+OK \r\n"
+    );
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 0);
+    let cur: Vec<String> = std::fs::read_dir(md.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cur.len(), 1);
+    assert!(cur[0].ends_with(":2,"), "{cur:?}");
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut v = vec![p.to_path_buf()];
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            v.extend(walk(&e.path()));
+        }
+    }
+    v
+}
+
+#[test]
+fn system_users_with_each_hash_type() {
+    need_root!();
+    let sys = system();
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let cases = [
+        ("vtest_p3y", None, "$y$"),
+        ("vtest_p36", Some("sha-512"), "$6$"),
+        ("vtest_p35", Some("sha-256"), "$5$"),
+        ("vtest_p31", Some("md5"), "$1$"),
+    ];
+    let mut users = Vec::new();
+    for (name, method, prefix) in cases {
+        let u = TestUser::new(name, "Pass-word-9", method);
+        assert!(
+            u.shadow_hash().starts_with(prefix),
+            "{name}: {}",
+            u.shadow_hash()
+        );
+        fill_maildir(&u.maildir(), 1, Some((u.uid, u.gid)), |_| {
+            "Subject: x\n\nhello\n".into()
+        });
+        assert_eq!(login(port, name, "Pass-word-9"), "ok (1, 18)", "{name}");
+        assert!(login(port, name, "Pass-word-8").starts_with("fail b'-ERR authorization failed"));
+        users.push(u);
+    }
+    assert!(login(port, "vtest_nosuch", "Pass-word-9").starts_with("fail"));
+    // a locked account and a no-login shell are refused with the right password
+    let locked = &users[0];
+    assert!(
+        Command::new("usermod")
+            .args(["-L", &locked.name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(login(port, &locked.name, "Pass-word-9").starts_with("fail"));
+    let shell = &users[1];
+    assert!(
+        Command::new("usermod")
+            .args(["-s", "/usr/sbin/nologin", &shell.name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(login(port, &shell.name, "Pass-word-9").starts_with("fail"));
+    // root never logs in
+    assert!(login(port, "root", "whatever").starts_with("fail"));
+    let log = std::fs::read_to_string(sys.root.join("pop3.log")).unwrap_or_default();
+    assert!(
+        log.contains("login failed for vtest_nosuch from 127.0.0.1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn processes_run_as_qmaild_and_the_mailbox_owner() {
+    need_root!();
+    let sys = system();
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let u = TestUser::new("vtest_p3uid", "Pass-word-9", Some("sha-512"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("+OK <") && line.contains(&format!("@{ME}>")),
+        "{line}"
+    );
+    // before login: a root parent and a qmaild child
+    let qmaild = nix::unistd::User::from_name("qmaild")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let mut uids: Vec<u32> = pids_of(&sys.bin("qmail-popup"))
+        .into_iter()
+        .filter_map(uid_of)
+        .collect();
+    uids.sort();
+    assert_eq!(uids, vec![0, qmaild]);
+    s.write_all(b"USER vtest_p3uid\r\nPASS Pass-word-9\r\n")
+        .unwrap();
+    for _ in 0..2 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("+OK"), "{line}");
+    }
+    let pids = pids_of(&sys.bin("qmail-pop3d"));
+    assert_eq!(pids.len(), 1);
+    assert_eq!(uid_of(pids[0]), Some(u.uid));
+    let env = std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap();
+    let env = String::from_utf8_lossy(&env);
+    assert!(env.contains("USER=vtest_p3uid\0"), "{env}");
+    assert!(
+        env.contains(&format!("HOME={}\0", u.home.display())),
+        "{env}"
+    );
+    s.write_all(b"QUIT\r\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "+OK \r\n");
+}
+
+/// RETR, DELE, a client that disconnects before QUIT, TOP on a header-only message,
+/// too many failures.
+const SESSION: &str = r#"
+import poplib, sys, socket
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+p = poplib.POP3('127.0.0.1', port, timeout=30)
+p.user(user); p.pass_(pw)
+print('stat', p.stat())
+for i in (1, 2, 3): p.dele(i)
+p.sock.close()                      # gone without QUIT: nothing may be deleted
+p = poplib.POP3('127.0.0.1', port, timeout=30)
+p.user(user); p.pass_(pw)
+print('stat', p.stat())
+print('top', p.top(3, 5)[1])
+print('uidl', len(p.uidl()[1]))
+resp, lines, octets = p.retr(1)
+print('retr', lines)
+p.dele(1); p.dele(2)
+print('last', p._shortcmd('LAST'))
+p.quit()
+p = poplib.POP3('127.0.0.1', port, timeout=30)
+p.user(user); p.pass_(pw)
+print('stat', p.stat())
+p.quit()
+p = poplib.POP3('127.0.0.1', port, timeout=30)
+for i in range(3):
+    try:
+        p.user(user); p.pass_('wrong')
+    except poplib.error_proto as e:
+        print('fail', i, e)
+try:
+    p.noop()
+    print('still open')
+except Exception as e:
+    print('closed')
+"#;
+
+#[test]
+fn retrieve_delete_disconnect_and_top() {
+    need_root!();
+    let sys = system();
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let u = TestUser::new("vtest_p3ses", "Pass-word-9", Some("sha-512"));
+    fill_maildir(&u.maildir(), 3, Some((u.uid, u.gid)), |i| match i {
+        0 => "Subject: one\n\n.starts with a dot\nsecond\n".into(),
+        1 => "Subject: two\n\nbody\n".into(),
+        _ => "Subject: headers only\nX-No-Body: yes\n".into(),
+    });
+    let out = py(SESSION, &[&port.to_string(), &u.name, "Pass-word-9"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "stat (3, 96)", "{out}");
+    assert_eq!(lines[1], "stat (3, 96)", "{out}");
+    assert_eq!(
+        lines[2], "top [b'Subject: headers only', b'X-No-Body: yes']",
+        "{out}"
+    );
+    assert_eq!(lines[3], "uidl 3");
+    assert_eq!(
+        lines[4],
+        "retr [b'Subject: one', b'', b'.starts with a dot', b'second']"
+    );
+    assert_eq!(lines[5], "last b'+OK 2'");
+    assert_eq!(lines[6], "stat (1, 37)", "{out}");
+    assert!(
+        lines[7].starts_with("fail 0 b'-ERR authorization failed"),
+        "{out}"
+    );
+    assert!(lines[9].starts_with("fail 2"), "{out}");
+    assert_eq!(lines[10], "closed", "{out}");
+    let left = walk(&u.maildir().join("cur"));
+    assert_eq!(left.len(), 2, "{left:?}"); // the directory and one message
+}
+
+#[test]
+fn ten_thousand_messages() {
+    need_root!();
+    let sys = system();
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let u = TestUser::new("vtest_p3big", "Pass-word-9", Some("sha-512"));
+    fill_maildir(&u.maildir(), 10_000, Some((u.uid, u.gid)), |i| {
+        format!("Subject: {i:05}\n\nbody\n")
+    });
+    let script = r#"
+import poplib, sys
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=60)
+p.user(sys.argv[2]); p.pass_(sys.argv[3])
+print(p.stat())
+print(len(p.list()[1]), len(p.uidl()[1]))
+print(p.retr(10000)[1][0], p.retr(1)[1][0])
+for i in range(1, 5001): p.dele(i)
+p.quit()
+"#;
+    let out = py(script, &[&port.to_string(), &u.name, "Pass-word-9"]);
+    assert_eq!(
+        out,
+        "(10000, 210000)\n10000 10000\nb'Subject: 09999' b'Subject: 00000'\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(u.maildir().join("cur")).unwrap().count(),
+        5000
+    );
+    assert_eq!(
+        std::fs::read_dir(u.maildir().join("new")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn fetchmail_fetches_and_deletes() {
+    need_root!();
+    let sys = system();
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let u = TestUser::new("vtest_p3fm", "Pass-word-9", Some("sha-512"));
+    fill_maildir(&u.maildir(), 3, Some((u.uid, u.gid)), |i| {
+        format!("From: a@example.test\nSubject: fm {i}\n\nbody {i}\n")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fetched");
+    let rc = dir.path().join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set no syslog\npoll 127.0.0.1 service {port} protocol POP3 auth password\n  user \"{}\" password \"Pass-word-9\" is root here\n  sslproto '' no keep\n  mda \"/bin/sh -c 'cat >> {}'\"\n",
+            u.name,
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let res = Command::new("fetchmail")
+        .args(["-f"])
+        .arg(&rc)
+        .args(["--nodetach", "-v"])
+        .env("HOME", dir.path())
+        .env("FETCHMAILHOME", dir.path())
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        text.contains("Subject: fm 0") && text.contains("Subject: fm 2"),
+        "fetchmail: {}\n{}\nfetched: {text}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(walk(&u.maildir().join("new")).len(), 1);
+    assert_eq!(walk(&u.maildir().join("cur")).len(), 1);
+}
+
+/// A self-signed certificate in control/servercert.pem.
+fn certificate(sys: &System) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![ME.into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    sys.control(
+        "servercert.pem",
+        &format!("{}{}", cert.pem(), key.serialize_pem()),
+    );
+}
+
+fn vuser(sys: &System, args: &[&str], stdin: &str) -> std::process::Output {
+    sys.run_as(None, "qmail-vuser", args, stdin.as_bytes())
+}
+
+fn vuser_ok(sys: &System, args: &[&str], stdin: &str) {
+    let out = vuser(sys, args, stdin);
+    assert!(
+        out.status.success(),
+        "qmail-vuser {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const TLS: &str = r#"
+import poplib, sys, ssl, socket, base64
+port, sport, user, pw = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+p = poplib.POP3('127.0.0.1', port, timeout=30)
+caps = p.capa()
+print('capa', sorted(caps))
+try:
+    p.user(user)
+except poplib.error_proto as e:
+    print('plain', e)
+p.stls(ctx)
+print('capa', sorted(p.capa()))
+p.user(user); p.pass_(pw)
+print('stls', p.stat(), p.retr(1)[1][-1])
+p.quit()
+s = poplib.POP3_SSL('127.0.0.1', sport, timeout=30, context=ctx)
+s.user(user); s.pass_(pw)
+print('pop3s', s.stat())
+s.quit()
+# AUTH PLAIN inside TLS, initial response on the command line
+s = poplib.POP3_SSL('127.0.0.1', sport, timeout=30, context=ctx)
+print('plainauth', s._shortcmd('AUTH PLAIN ' + base64.b64encode(b'\0' + user.encode() + b'\0' + pw.encode()).decode()))
+print('plainauth', s.stat())
+s.quit()
+# APOP (needs the --apop secret)
+a = poplib.POP3('127.0.0.1', port, timeout=30)
+print('apop', a.apop(user, pw))
+a.quit()
+a = poplib.POP3('127.0.0.1', port, timeout=30)
+try:
+    a.apop(user, 'wrong')
+except poplib.error_proto as e:
+    print('apopbad', e)
+# STLS injection: a command pipelined after STLS must not be executed inside TLS
+raw = socket.create_connection(('127.0.0.1', port), timeout=30)
+f = raw.makefile('rb')
+f.readline()
+raw.sendall(b'STLS\r\nUSER ' + user.encode() + b'\r\n')
+print('inject', f.readline())
+t = ctx.wrap_socket(raw)
+t.sendall(b'PASS ' + pw.encode() + b'\r\n')
+print('inject', t.recv(100))
+"#;
+
+#[test]
+fn virtual_user_over_stls_pop3s_apop_and_auth_plain() {
+    need_root!();
+    let sys = system();
+    certificate(&sys);
+    let owner = TestUser::new("vtest_p3vm", "Pass-word-9", Some("sha-512"));
+    vuser_ok(
+        &sys,
+        &["adddomain", "virt.example", "--owner", &owner.name],
+        "",
+    );
+    // the policy applies to the administrator too
+    let out = vuser(&sys, &["add", "tom@virt.example"], "short\n");
+    assert_eq!(out.status.code(), Some(100));
+    vuser_ok(
+        &sys,
+        &["add", "Tom@virt.example", "--apop"],
+        "Tls-Secret-42\n",
+    );
+    let maildir = sys.root.join("vdomains/virt.example/tom/Maildir");
+    fill_maildir(&maildir, 1, Some((owner.uid, owner.gid)), |_| {
+        "Subject: v\n\nvirtual\n".into()
+    });
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let (_ssrv, sport) = pop3_server(&sys, true, &[]);
+    let out = py(
+        TLS,
+        &[
+            &port.to_string(),
+            &sport.to_string(),
+            "tom@virt.example",
+            "Tls-Secret-42",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "capa ['STLS', 'TOP', 'UIDL']", "{out}");
+    assert!(
+        lines[1].starts_with("plain b'-ERR plaintext logins are not allowed"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "capa ['SASL', 'TOP', 'UIDL', 'USER']", "{out}");
+    assert_eq!(lines[3], "stls (1, 20) b'virtual'", "{out}");
+    assert_eq!(lines[4], "pop3s (1, 20)", "{out}");
+    assert!(lines[5].starts_with("plainauth b'+OK"), "{out}");
+    assert_eq!(lines[6], "plainauth (1, 20)", "{out}");
+    assert!(lines[7].starts_with("apop b'+OK"), "{out}");
+    assert!(
+        lines[8].starts_with("apopbad b'-ERR authorization failed"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[9], "inject b'+OK begin TLS negotiation\\r\\n'",
+        "{out}"
+    );
+    assert_eq!(lines[10], "inject b'-ERR USER first\\r\\n'", "{out}");
+    // a disabled user cannot log in
+    vuser_ok(&sys, &["disable", "tom@virt.example"], "");
+    let out = py(
+        r#"
+import poplib, sys, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = poplib.POP3_SSL('127.0.0.1', int(sys.argv[1]), timeout=30, context=ctx)
+try:
+    s.user('tom@virt.example'); s.pass_('Tls-Secret-42'); print('in')
+except poplib.error_proto as e:
+    print('fail', e)
+"#,
+        &[&sport.to_string()],
+    );
+    assert!(out.starts_with("fail"), "{out}");
+}
+
+#[test]
+fn virtual_user_receives_mail_and_quota_is_enforced() {
+    need_root!();
+    let mut sys = system();
+    let owner = TestUser::new("vtest_p3vq", "Pass-word-9", Some("sha-512"));
+    vuser_ok(
+        &sys,
+        &["adddomain", "quota.example", "--owner", &owner.name],
+        "",
+    );
+    vuser_ok(
+        &sys,
+        &["add", "ann@quota.example", "--quota", "2K"],
+        "Quota-Pass-42\n",
+    );
+    vuser_ok(&sys, &["add", "bob@quota.example"], "Quota-Pass-43\n");
+    sys.start();
+    let md = sys.root.join("vdomains/quota.example/ann/Maildir");
+    assert_eq!(
+        sys.queue(
+            "a@remote.test",
+            &["Ann@quota.example"],
+            b"Subject: first\n\nsmall\n"
+        ),
+        0
+    );
+    let got = wait_maildir(&md, 1, 30);
+    assert!(
+        got[0].contains("Delivered-To: quota.example-Ann@quota.example\n"),
+        "{}",
+        got[0]
+    );
+    // the mailbox belongs to the domain owner
+    let meta = std::fs::metadata(maildir_new(&md)[0].clone()).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), owner.uid);
+    // unknown user of a virtual domain: bounce
+    assert_eq!(
+        sys.queue(
+            "a@remote.test",
+            &["nobody@quota.example"],
+            b"Subject: x\n\nx\n"
+        ),
+        0
+    );
+    sys.wait_log("no_mailbox_here_by_that_name", 30);
+    // over quota: deferred by default
+    let big = format!("Subject: big\n\n{}\n", "x".repeat(3000));
+    assert_eq!(
+        sys.queue("a@remote.test", &["ann@quota.example"], big.as_bytes()),
+        0
+    );
+    sys.wait_log("over_quota._(#4.2.2)", 30);
+    assert_eq!(maildir_new(&md).len(), 1);
+    // bob has no quota and reads his mail by POP3
+    assert_eq!(
+        sys.queue("a@remote.test", &["bob@quota.example"], big.as_bytes()),
+        0
+    );
+    let bob_md = sys.root.join("vdomains/quota.example/bob/Maildir");
+    wait_maildir(&bob_md, 1, 30);
+    // messages of the current second are invisible to POP3: wait a second
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let out = login(port, "bob@quota.example", "Quota-Pass-43");
+    assert!(out.starts_with("ok (1, "), "{out}");
+    // the bounce policy makes the next over-quota message bounce at once
+    sys.control("vquotapolicy", "bounce\n");
+    assert_eq!(
+        sys.queue("a@remote.test", &["ann@quota.example"], big.as_bytes()),
+        0
+    );
+    sys.wait_log("over_quota._(#5.2.2)", 30);
+}
+
+#[test]
+fn checkpassword_verifies_for_qmaild_with_the_shadow_group() {
+    need_root!();
+    let sys = system();
+    let u = TestUser::new("vtest_p3cp", "Pass-word-9", None);
+    let owner = TestUser::new("vtest_p3co", "Pass-word-9", Some("sha-512"));
+    vuser_ok(
+        &sys,
+        &["adddomain", "cp.example", "--owner", &owner.name],
+        "",
+    );
+    vuser_ok(&sys, &["add", "joe@cp.example"], "Check-Pass-42\n");
+    let cp = sys.bin("checkpassword");
+    let shadow = nix::unistd::Group::from_name("shadow")
+        .unwrap()
+        .unwrap()
+        .gid;
+    nix::unistd::chown(&cp, Some(nix::unistd::Uid::from_raw(0)), Some(shadow)).unwrap();
+    std::fs::set_permissions(&cp, std::os::unix::fs::PermissionsExt::from_mode(0o2711)).unwrap();
+    let qmaild = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
+    let run = |user: &str, pass: &str| -> (Option<i32>, String) {
+        use std::os::unix::process::CommandExt;
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut w = std::fs::File::from(w);
+        w.write_all(format!("{user}\0{pass}\0\0").as_bytes())
+            .unwrap();
+        drop(w);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&r);
+        let mut cmd = Command::new(&cp);
+        cmd.args(["/bin/sh", "-c", "id -u; id -g; echo $USER"])
+            .uid(qmaild.uid.as_raw())
+            .gid(qmaild.gid.as_raw())
+            .current_dir("/");
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let want = format!("{}\n{}\n", qmaild.uid, qmaild.gid);
+    let (code, out) = run(&u.name, "Pass-word-9");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        format!("{want}{}\n", u.name),
+        "uid kept, shadow group dropped"
+    );
+    let (code, out) = run("joe@cp.example", "Check-Pass-42");
+    assert_eq!((code, out), (Some(0), format!("{want}joe@cp.example\n")));
+    assert_eq!(run(&u.name, "Pass-word-8").0, Some(1));
+    assert_eq!(run("joe@cp.example", "wrong").0, Some(1));
+    assert_eq!(run("vtest_nobody_here", "x").0, Some(1));
+    // without the setgid bit qmaild cannot read the hashes: temporary, not "bad"
+    std::fs::set_permissions(&cp, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    assert_eq!(run(&u.name, "Pass-word-9").0, Some(111));
+    assert_eq!(run("joe@cp.example", "Check-Pass-42").0, Some(111));
+}
