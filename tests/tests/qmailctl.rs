@@ -283,3 +283,69 @@ fn network_run_scripts_listen_on_configured_ports() {
         let _ = s.write_all(b"QUIT\r\n");
     }
 }
+
+/// The installed init script (pointed at a temporary service dir, pid file and log)
+/// starts svscanboot, which clears the environment and execs svscan; stop shuts
+/// everything down in order.
+#[test]
+fn init_script_runs_svscanboot() {
+    let sys = System::install("mx.example.test", &[]);
+    let tmp = tempfile::Builder::new()
+        .prefix("init-e2e")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let sv = tmp.path().join("service");
+    std::fs::create_dir(&sv).unwrap();
+    std::os::unix::fs::symlink(sys.root.join("supervise/qmail-send"), sv.join("qmail-send"))
+        .unwrap();
+    let pidfile = tmp.path().join("svscan.pid");
+    let script = std::fs::read_to_string(sys.root.join("boot/svscan.init"))
+        .unwrap()
+        .replace(
+            "SERVICE_DIR=/service",
+            &format!("SERVICE_DIR={}", sv.display()),
+        )
+        .replace(
+            "PIDFILE=/run/svscan.pid",
+            &format!("PIDFILE={}", pidfile.display()),
+        )
+        .replace(
+            "LOG=/var/log/svscan.log",
+            &format!("LOG={}", tmp.path().join("svscan.log").display()),
+        );
+    assert!(script.contains(&format!("HOME_DIR={}", sys.root.display())));
+    let init = tmp.path().join("svscan.init");
+    std::fs::write(&init, script).unwrap();
+    let run = |verb: &str| {
+        Command::new("sh")
+            .arg(&init)
+            .arg(verb)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run("start");
+    assert!(o.status.success(), "{o:?}");
+    let send = sv.join("qmail-send");
+    wait_up(&sys, &send);
+    wait_up(&sys, &send.join("log"));
+    let o = run("status");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        sys.bin("svscan")
+    );
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<&[u8]> = env.split(|&c| c == 0).filter(|v| !v.is_empty()).collect();
+    assert_eq!(vars.len(), 1, "svscanboot leaves only PATH");
+    assert!(vars[0].starts_with(format!("PATH={}/bin:", sys.root.display()).as_bytes()));
+    let o = run("stop");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(svstat(&sys, &send), "supervise not running");
+    assert_eq!(run("status").status.code(), Some(3));
+}

@@ -74,6 +74,7 @@ const PROGRAMS: &[Program] = &[
     prog("tcpclient", 0o755),
     prog("rblsmtpd", 0o755),
     prog("svscan", 0o755),
+    prog("svscanboot", 0o755),
     prog("supervise", 0o755),
     prog("svc", 0o755),
     prog("svstat", 0o755),
