@@ -627,3 +627,60 @@ fn runs_under_debian_tcpserver() {
         vec![vec!["someone@elsewhere.test".to_string()]]
     );
 }
+
+#[test]
+fn our_tcpserver_and_tcprules_grant_relaying() {
+    let sys = system();
+    assert!(
+        sys.bin("tcpserver").exists() && sys.bin("tcprules").exists(),
+        "ucspi installed"
+    );
+    let rules = sys.root.join("control/tcp.smtp");
+    let cdb = sys.root.join("control/tcp.smtp.cdb");
+    let make_rules = |text: &str| {
+        std::fs::write(&rules, text).unwrap();
+        let mut child = Command::new(sys.bin("tcprules"))
+            .arg(&cdb)
+            .arg(sys.root.join("control/tcp.smtp.tmp"))
+            .stdin(std::fs::File::open(&rules).unwrap())
+            .spawn()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    make_rules("127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n");
+    let mut cmd = Command::new(sys.bin("tcpserver"));
+    cmd.args(["-1", "-q", "-H", "-R", "-l", ME, "-x"]).arg(&cdb);
+    if is_root() {
+        let (u, g) = qmaild();
+        cmd.args(["-u", &u.to_string(), "-g", &g.to_string()]);
+    }
+    let mut child = cmd
+        .args(["127.0.0.1", "0"])
+        .arg(sys.bin("qmail-smtpd"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().expect("tcpserver -1 prints the port");
+    let relay = |expect: &str| {
+        let mut c = Client::connect(port);
+        assert_eq!(c.reply(), "220 mx.example.test ESMTP");
+        c.cmd("MAIL FROM:<a@example.test>");
+        let r = c.cmd("RCPT TO:<someone@elsewhere.test>");
+        assert!(r.starts_with(expect), "{r}");
+        c.cmd("QUIT");
+    };
+    relay("250 2.1.5 ok");
+    // rules are reread per connection
+    make_rules("127.0.0.1:allow,AUTHPLAINTEXT=\"\"\n:allow\n");
+    relay("553 5.7.1");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -415,3 +415,51 @@ fn swaks_auth_over_starttls_on_submission() {
         vec![vec!["friend@elsewhere.test".to_string()]; 2]
     );
 }
+
+#[test]
+fn auth_through_the_real_checkpassword() {
+    if !is_root() {
+        eprintln!("skipped: needs root (system account, setgid shadow)");
+        return;
+    }
+    let sys = system();
+    install_cert(&sys);
+    local_user("qsmtpauth");
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    chpasswd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"qsmtpauth:Pw-1234\n")
+        .unwrap();
+    assert!(chpasswd.wait().unwrap().success());
+    // as the installer is to install it: root:shadow 2711, so that qmaild may verify
+    let cp = sys.bin("checkpassword");
+    assert!(cp.exists(), "checkpassword installed");
+    let shadow = nix::unistd::Group::from_name("shadow").unwrap().unwrap();
+    nix::unistd::chown(&cp, Some(0.into()), Some(shadow.gid)).unwrap();
+    std::fs::set_permissions(&cp, std::os::unix::fs::PermissionsExt::from_mode(0o2711)).unwrap();
+    let srv = SmtpServer::start(&sys, &["--submission", path_str(&cp), "/bin/true"], &[]);
+    let script = format!(
+        r#"{INSECURE_CTX}
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=60)
+s.starttls(context=ctx)
+try:
+    s.login('qsmtpauth', 'wrong')
+except smtplib.SMTPAuthenticationError as e:
+    print('WRONG', e.smtp_code)
+print('LOGIN', s.login('qsmtpauth', 'Pw-1234')[0])
+s.sendmail('qsmtpauth@example.test', ['friend@elsewhere.test'], 'From: qsmtpauth@example.test\r\nSubject: real\r\n\r\nhi\r\n')
+s.quit()
+"#
+    );
+    let (ok, out) = python(&script, &[&srv.port.to_string()]);
+    assert!(ok, "{out}\n{}", srv.log_text());
+    assert!(out.contains("WRONG 535"), "{out}");
+    assert!(out.contains("LOGIN 235"), "{out}");
+    assert_eq!(queued(&sys), 1);
+}
