@@ -822,3 +822,82 @@ fn envdir_envuidgid_setuidgid() {
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     assert_eq!(text(&o), format!("{}\n{}\n", nobody.uid, nobody.gid));
 }
+
+/// Unmounts a test file system when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// On a full file system multilog warns, waits and retries: after space is freed every
+/// line is there, in order.
+#[test]
+fn multilog_survives_a_full_disk_without_losing_lines() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    use std::io::Write;
+    let d = tmp();
+    let fs = d.path().join("fs");
+    std::fs::create_dir(&fs).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _m = Mount(fs.clone());
+    // leave a few KB free
+    let filler = fs.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![b'f'; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    drop(f);
+    let len = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len.saturating_sub(8192))
+        .unwrap();
+    let errlog = d.path().join("err");
+    let mut c = Command::new(bin("multilog"))
+        .arg("./log")
+        .current_dir(&fs)
+        .stdin(Stdio::piped())
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .unwrap();
+    let mut input = c.stdin.take().unwrap();
+    let mut want = String::new();
+    for i in 1..=300 {
+        want.push_str(&format!("{i:04} {}\n", "z".repeat(95)));
+    }
+    let data = want.clone();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(data.as_bytes());
+    });
+    wait_for("the disk-full warning", || {
+        std::fs::read_to_string(&errlog)
+            .ok()
+            .filter(|t| t.contains("pausing: out of disk space"))
+    });
+    std::fs::remove_file(&filler).unwrap();
+    writer.join().unwrap();
+    let st = wait_for("multilog exit", || c.try_wait().ok().flatten());
+    assert!(st.success(), "{st:?}");
+    let got = std::fs::read_to_string(fs.join("log/current")).unwrap();
+    assert_eq!(got.len(), want.len(), "every byte written once");
+    assert!(got == want, "lines in order, none lost");
+    let err = std::fs::read_to_string(&errlog).unwrap();
+    assert!(
+        err.contains(
+            "multilog: warning: unable to write to ./log/current, pausing: out of disk space"
+        ),
+        "{err}"
+    );
+}
