@@ -349,3 +349,46 @@ fn init_script_runs_svscanboot() {
     assert_eq!(svstat(&sys, &send), "supervise not running");
     assert_eq!(run("status").status.code(), Some(3));
 }
+
+/// The first line a TLS server sends, read with Python's ssl module.
+fn tls_greeting(port: u16) -> String {
+    const PY: &str = "import socket, ssl, sys\n\
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=20))\n\
+print(s.makefile('rb').readline().decode(), end='')\n";
+    wait_for(&format!("a TLS greeting on port {port}"), 30, || {
+        let o = Command::new("python3")
+            .args(["-c", PY, &port.to_string()])
+            .output()
+            .ok()?;
+        let t = text(&o);
+        (o.status.success() && !t.is_empty()).then_some(t)
+    })
+}
+
+#[test]
+fn tls_run_scripts_smtps_and_pop3ds() {
+    let sys = System::install("mx.example.test", &[]);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["mx.example.test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    sys.control(
+        "servercert.pem",
+        &format!("{}{}", cert.pem(), key.serialize_pem()),
+    );
+    let (p465, p995) = (free_port(), free_port());
+    sys.control("listenaddress", "127.0.0.1\n");
+    sys.control("smtpsport", &format!("{p465}\n"));
+    sys.control("pop3dsport", &format!("{p995}\n"));
+    let scan = Scan::start(&sys, &["qmail-smtps", "qmail-pop3ds"]);
+    for s in ["qmail-smtps", "qmail-pop3ds"] {
+        wait_up(&sys, &scan.svc(s));
+        wait_up(&sys, &scan.svc(s).join("log"));
+    }
+    let g = tls_greeting(p465);
+    assert!(g.starts_with("220 "), "{g}");
+    let g = tls_greeting(p995);
+    assert!(g.starts_with("+OK"), "{g}");
+}
