@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# bench/smtp.sh - SMTP-in to Maildir benchmark: ours (tcpserver + qmail-smtpd + qmail-queue
+# + qmail-send) against Postfix's smtpd on this machine, same load, same run.
+#
+# Usage (as root, from anywhere):   bench/smtp.sh
+#        N=500 bench/smtp.sh          # messages per run (default 2000)
+#        SESSIONS="1 10" ...          # parallel smtp-source sessions (default "1 10 50")
+#        SIZE=4096 ...                # body bytes per message (smtp-source -l, default 4096)
+#        KEEP=1 ...                   # keep the temp install and logs
+#        SKIP_BUILD=1 ...             # use target/$PROFILE as it is
+#        PROFILE=debug ...            # binaries from target/debug (default release)
+#        SKIP_POSTFIX=1 ...           # only ours (no ratio)
+#
+# What it does:
+#   1. cargo build --release of the programs involved; qmail-install into a fresh dir under
+#      /tmp with locals = rcpthosts = bench.test; user benchq (created if missing);
+#      ~benchq/Maildir/; qmail-start ./Maildir/; our tcpserver on 127.0.0.1 (ephemeral
+#      port, -c 100, -u qmaild -g nofiles) running qmail-smtpd.
+#   2. For each S in SESSIONS: Postfix's smtp-source -s S -m N -l SIZE to
+#      benchq@bench.test; "accepted" = N / time until smtp-source returned (every message
+#      had its 250), "delivered" = N / time until N files are in Maildir/new.
+#   3. The same against Postfix: main.cf and master.cf saved, Postfix reconfigured
+#      loopback-only with an extra smtpd on 127.0.0.1:$PFPORT delivering to
+#      ~benchq/Maildir-postfix/ (home_mailbox), then both files restored and Postfix left
+#      running or stopped as it was.
+#   4. Peak RSS of one qmail-smtpd process for one whole session with a message
+#      (getrusage of a wrapper under swaks --pipe), and the largest RSS of a Postfix smtpd process
+#      seen during the runs.
+#   5. A table and the ratios, also written to bench/out/smtp-<date>.txt.
+#
+# Nothing leaves the machine: both systems know only bench.test, Postfix has
+# default_transport=relay_transport=error, every listener is on 127.0.0.1.
+
+set -euo pipefail
+export LC_ALL=C
+
+N=${N:-2000}
+SESSIONS=${SESSIONS:-"1 10 50"}
+SIZE=${SIZE:-4096}
+PROFILE=${PROFILE:-release}
+PFPORT=${PFPORT:-2525}
+DOMAIN=bench.test
+BUSER=benchq
+KEEP=${KEEP:-0}
+SKIP_BUILD=${SKIP_BUILD:-0}
+SKIP_POSTFIX=${SKIP_POSTFIX:-0}
+POLL=0.02
+SEND_LIMIT=$((120 + N / 5))
+DRAIN_LIMIT=$((120 + N / 10))
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUTDIR=$REPO/bench/out
+STAMP=$(date +%Y%m%d-%H%M%S)
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: FATAL: %s\n' "$*" >&2; exit 1; }
+
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer (got '$N')"
+[[ $(id -u) == 0 ]] || die "run as root (real users, tcpserver -u qmaild, drives Postfix)"
+SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+[[ -x $SMTP_SOURCE ]] || die "smtp-source (package postfix) is missing"
+for t in cargo useradd runuser getent awk swaks; do
+    command -v "$t" >/dev/null || die "missing tool: $t"
+done
+
+WORK="" QPID="" Q="" TCPPID="" BHOME=""
+PF_TOUCHED=0 PF_WAS_RUNNING=0 PF_MAIN="" PF_MASTER=""
+RESULTS=()
+
+postfix_running() { postfix status >/dev/null 2>&1; }
+wait_postfix_down() {
+    local i
+    for ((i = 0; i < 100; i++)); do postfix_running || return 0; sleep 0.1; done
+    say "WARNING: Postfix still running 10s after postfix stop"
+}
+
+stop_ours() {
+    local i
+    if [[ -n $TCPPID ]]; then
+        kill -TERM "$TCPPID" 2>/dev/null || true
+        wait "$TCPPID" 2>/dev/null || true
+        TCPPID=""
+    fi
+    [[ -n $QPID ]] || return 0
+    if kill -0 "$QPID" 2>/dev/null; then
+        kill -TERM "$QPID" 2>/dev/null
+        for ((i = 0; i < 300; i++)); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$QPID" 2>/dev/null && kill -KILL "$QPID" 2>/dev/null
+    fi
+    wait "$QPID" 2>/dev/null || true
+    QPID=""
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    stop_ours
+    if ((PF_TOUCHED)); then
+        postfix stop >/dev/null 2>&1
+        wait_postfix_down
+        [[ -n $PF_MAIN && -f $PF_MAIN ]] && cp -p "$PF_MAIN" /etc/postfix/main.cf
+        [[ -n $PF_MASTER && -f $PF_MASTER ]] && cp -p "$PF_MASTER" /etc/postfix/master.cf
+        say "restored /etc/postfix/main.cf and master.cf"
+        if ((PF_WAS_RUNNING)); then postfix start >/dev/null 2>&1; fi
+    fi
+    if [[ $KEEP != 1 && -n $BHOME ]]; then
+        for d in "$BHOME/Maildir" "$BHOME/Maildir-postfix"; do
+            [[ -d $d/new ]] && find "$d/new" "$d/cur" "$d/tmp" -mindepth 1 -maxdepth 1 -type f -delete
+        done
+    fi
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ $KEEP == 1 ]]; then say "KEEP=1: left $WORK"; else rm -rf -- "$WORK"; fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+now() { printf '%s' "$EPOCHREALTIME"; }
+count_new() {
+    local f
+    shopt -s nullglob
+    f=("$1"/new/*)
+    shopt -u nullglob
+    COUNT=${#f[@]}
+}
+wait_count() {
+    local dir=$1 want=$2 limit=$3 end
+    end=$(awk -v a="$(now)" -v b="$limit" 'BEGIN { printf "%.6f", a + b }')
+    while :; do
+        count_new "$dir"
+        ((COUNT >= want)) && return 0
+        if awk -v a="$(now)" -v b="$end" 'BEGIN { exit !(a > b) }'; then return 1; fi
+        sleep "$POLL"
+    done
+}
+reset_maildir() {
+    local dir=$1 d
+    install -d -m 700 -o "$BUSER" -g "$BUSER" "$dir"
+    for d in new cur tmp; do
+        rm -rf -- "${dir:?}/$d"
+        install -d -m 700 -o "$BUSER" -g "$BUSER" "$dir/$d"
+    done
+    sync
+    sleep 1
+}
+
+# Largest RSS (KiB) of processes named NAME, sampled until the file STOP exists.
+sample_rss() {
+    local name=$1 stop=$2 out=$3 max=0 r
+    while [[ ! -e $stop ]]; do
+        for r in $(ps -C "$name" -o rss= 2>/dev/null); do ((r > max)) && max=$r; done
+        sleep 0.05
+    done
+    echo "$max" >"$out"
+}
+
+# run_load LABEL MAILDIR PORT SESSIONS PROCNAME: sets ACC_RATE DEL_RATE DEL_SECS RSS.
+run_load() {
+    local label=$1 dir=$2 port=$3 s=$4 pname=$5 t0 t1 t2 stop=$WORK/stop.$$ rssf=$WORK/rss.$$
+    reset_maildir "$dir"
+    rm -f "$stop"
+    sample_rss "$pname" "$stop" "$rssf" &
+    local spid=$!
+    say "$label: $N messages, $s sessions"
+    t0=$(now)
+    if ! timeout "$SEND_LIMIT" "$SMTP_SOURCE" -s "$s" -m "$N" -l "$SIZE" -f "bench@$DOMAIN" \
+        -t "$BUSER@$DOMAIN" "127.0.0.1:$port"; then
+        touch "$stop"
+        die "$label: smtp-source failed or took over ${SEND_LIMIT}s"
+    fi
+    t1=$(now)
+    if ! wait_count "$dir" "$N" "$DRAIN_LIMIT"; then
+        touch "$stop"
+        count_new "$dir"
+        die "$label: only $COUNT of $N messages in $dir/new after ${DRAIN_LIMIT}s"
+    fi
+    t2=$(now)
+    touch "$stop"
+    wait "$spid" || true
+    RSS=$(cat "$rssf")
+    ACC_RATE=$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')
+    DEL_RATE=$(awk -v a="$t0" -v b="$t2" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')
+    DEL_SECS=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')
+    say "$label: accepted $ACC_RATE msgs/s, delivered $DEL_RATE msgs/s (${DEL_SECS}s), peak process RSS ${RSS} KiB"
+}
+
+# ---------------------------------------------------------------- setup
+cd "$REPO"
+BIN=$REPO/target/$PROFILE
+if [[ $SKIP_BUILD != 1 ]]; then
+    say "building $PROFILE binaries"
+    flag=()
+    [[ $PROFILE == release ]] && flag=(--release)
+    cargo build "${flag[@]}" -p qmail-install -p qmail-queue -p qmail-start -p qmail-send \
+        -p qmail-lspawn -p qmail-local -p qmail-rspawn -p qmail-remote -p qmail-clean \
+        -p qmail-smtpd -p tcpserver -p maildirmake
+fi
+[[ -x $BIN/qmail-install && -x $BIN/qmail-smtpd && -x $BIN/tcpserver ]] || die "binaries missing in $BIN"
+
+WORK=$(mktemp -d /tmp/qmail-smtpbench.XXXXXX)
+chmod 755 "$WORK"
+Q=$WORK/qmail
+LOG=$WORK/qmail-send.log
+"$BIN/qmail-install" --root "$Q" --me "mx.$DOMAIN" >&2
+printf 'mx.%s\n%s\n' "$DOMAIN" "$DOMAIN" >"$Q/control/locals"
+printf 'mx.%s\n%s\n' "$DOMAIN" "$DOMAIN" >"$Q/control/rcpthosts"
+
+getent passwd "$BUSER" >/dev/null || { say "creating user $BUSER"; useradd -m "$BUSER"; }
+BHOME=$(getent passwd "$BUSER" | cut -d: -f6)
+OURS_MD=$BHOME/Maildir
+PF_MD=$BHOME/Maildir-postfix
+
+say "starting our system from $Q"
+(cd / && exec env - PATH="$Q/bin:/usr/bin:/bin" "$Q/bin/qmail-start" ./Maildir/ >"$LOG" 2>&1) &
+QPID=$!
+sleep 0.5
+kill -0 "$QPID" 2>/dev/null || { cat "$LOG" >&2; die "qmail-start exited"; }
+PORTF=$WORK/port
+"$Q/bin/tcpserver" -1 -q -H -R -l "mx.$DOMAIN" -c 100 -b 100 -u "$(id -u qmaild)" \
+    -g "$(getent group nofiles | cut -d: -f3)" 127.0.0.1 0 "$Q/bin/qmail-smtpd" >"$PORTF" \
+    2>"$WORK/smtpd.log" &
+TCPPID=$!
+for ((i = 0; i < 100; i++)); do [[ -s $PORTF ]] && break; sleep 0.05; done
+PORT=$(tr -dc 0-9 <"$PORTF")
+[[ -n $PORT ]] || die "our tcpserver did not start"
+say "ours: tcpserver on 127.0.0.1:$PORT"
+
+# Peak RSS of one qmail-smtpd session with one message. swaks ignores SIGCHLD and its
+# children inherit that; the wrapper restores it so that it can wait for qmail-smtpd.
+RSSF=$WORK/smtpd.rss
+printf '%s\n' '#!/usr/bin/env python3' \
+    'import resource, signal, subprocess, sys' \
+    'signal.signal(signal.SIGCHLD, signal.SIG_DFL)' \
+    'subprocess.run(["env", "TCPREMOTEIP=127.0.0.1", sys.argv[1]])' \
+    'open(sys.argv[2], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))' \
+    >"$WORK/rss-wrap"
+chmod 755 "$WORK/rss-wrap"
+swaks --pipe "$WORK/rss-wrap $Q/bin/qmail-smtpd $RSSF" \
+    --from "bench@$DOMAIN" --to "$BUSER@$DOMAIN" --silent 2 >/dev/null 2>&1 ||
+    say "WARNING: swaks session for the RSS measurement failed"
+SMTPD_RSS=$(tr -dc 0-9 <"$RSSF" 2>/dev/null || echo "?")
+say "ours: one qmail-smtpd session peaked at ${SMTPD_RSS} KiB RSS"
+
+declare -A O_ACC O_DEL P_ACC P_DEL
+for s in $SESSIONS; do
+    run_load "ours" "$OURS_MD" "$PORT" "$s" qmail-smtpd
+    O_ACC[$s]=$ACC_RATE O_DEL[$s]=$DEL_RATE
+done
+stop_ours
+
+# ---------------------------------------------------------------- Postfix
+PF_VER="" PF_RSS=0
+if [[ $SKIP_POSTFIX != 1 ]]; then
+    command -v postfix >/dev/null && command -v postconf >/dev/null || die "Postfix is not installed"
+    PF_VER=$(postconf -d -h mail_version)
+    postfix_running && PF_WAS_RUNNING=1
+    PF_MAIN=$WORK/main.cf.saved PF_MASTER=$WORK/master.cf.saved
+    cp -p /etc/postfix/main.cf "$PF_MAIN"
+    cp -p /etc/postfix/master.cf "$PF_MASTER"
+    PF_TOUCHED=1
+    if ((PF_WAS_RUNNING)); then postfix stop >/dev/null 2>&1 || true; wait_postfix_down; fi
+    postconf -e inet_interfaces=loopback-only "mydestination=localhost, $DOMAIN, mx.$DOMAIN" \
+        home_mailbox=Maildir-postfix/ mailbox_command= mailbox_transport= fallback_transport= \
+        default_transport=error relay_transport=error relayhost= mynetworks=127.0.0.0/8 \
+        default_process_limit=200 maillog_file="$WORK/postfix.log" \
+        "maillog_file_prefixes=/var, /dev/stdout, $WORK"
+    postconf -M "127.0.0.1:$PFPORT/inet=127.0.0.1:$PFPORT inet n - n - - smtpd"
+    postfix check || die "postfix check failed"
+    postfix start >/dev/null 2>&1 || die "postfix start failed"
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PFPORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    for s in $SESSIONS; do
+        run_load "postfix" "$PF_MD" "$PFPORT" "$s" smtpd
+        P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE
+        ((RSS > PF_RSS)) && PF_RSS=$RSS
+    done
+fi
+
+# ---------------------------------------------------------------- report
+ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -1) ]] && ver="$ver+dirty"
+RESULTS+=("smtp benchmark $STAMP on $(hostname), $(nproc) CPUs; ours at $ver ($PROFILE build)")
+RESULTS+=("load: smtp-source -m $N -l $SIZE to $BUSER@$DOMAIN over 127.0.0.1; accepted = until smtp-source returned, delivered = until $N files in Maildir/new")
+RESULTS+=("")
+RESULTS+=("$(printf '%-9s %-16s %12s %12s' sessions system accepted/s delivered/s)")
+for s in $SESSIONS; do
+    RESULTS+=("$(printf '%-9s %-16s %12s %12s' "$s" ours "${O_ACC[$s]}" "${O_DEL[$s]}")")
+    if [[ -n ${P_DEL[$s]:-} ]]; then
+        RESULTS+=("$(printf '%-9s %-16s %12s %12s' "$s" "postfix $PF_VER" "${P_ACC[$s]}" "${P_DEL[$s]}")")
+        RESULTS+=("$(printf '%-9s %-16s %12s %12s' "$s" "ratio ours/pf" \
+            "$(awk -v a="${O_ACC[$s]}" -v b="${P_ACC[$s]}" 'BEGIN { printf "%.2f", a / b }')" \
+            "$(awk -v a="${O_DEL[$s]}" -v b="${P_DEL[$s]}" 'BEGIN { printf "%.2f", a / b }')")")
+    fi
+done
+RESULTS+=("")
+RESULTS+=("peak RSS: one qmail-smtpd session ${SMTPD_RSS} KiB; largest Postfix smtpd process ${PF_RSS} KiB")
+mkdir -p "$OUTDIR"
+OUT=$OUTDIR/smtp-$STAMP.txt
+printf '%s\n' "${RESULTS[@]}" | tee "$OUT"
+say "written to $OUT"
