@@ -300,6 +300,12 @@ fn submission_requires_auth_and_limits_what_users_send() {
         "{msgs:?}"
     );
     assert_eq!(todo_recipients(&sys).len(), 2);
+    // a client trusted by tcprules (RELAYCLIENT, e.g. a webmail host) needs no AUTH
+    let trusted = SmtpServer::start(&sys, &args, &[("RELAYCLIENT", "")]);
+    let mut c = trusted.client();
+    c.reply();
+    assert_eq!(c.cmd("MAIL FROM:<webmail@example.test>"), "250 2.1.0 ok");
+    assert_eq!(c.cmd("RCPT TO:<friend@elsewhere.test>"), "250 2.1.5 ok");
     // port 25 still takes mail from the world for local domains and never relays for it
     let mx = SmtpServer::start(&sys, &[], &[]);
     let mut c = mx.client();

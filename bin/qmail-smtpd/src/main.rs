@@ -13,7 +13,8 @@
 //!     exited 0, i.e. the message is on disk.
 //!
 //!     With --submission or --smtps, AUTH PLAIN/LOGIN (and CRAM-MD5 when
-//!     control/authcrammd5 is 1) is offered and required before MAIL. The credentials
+//!     control/authcrammd5 is 1) is offered and required before MAIL (unless tcprules
+//!     set RELAYCLIENT for the client). The credentials
 //!     go to `checkpassword [args...]` on fd 3 as `user\0password\0timestamp\0` (exit 0
 //!     = accepted); typically `qmail-smtpd --submission HOME/bin/checkpassword /bin/true`.
 //!     PLAIN and LOGIN are offered only under TLS, or when $AUTHPLAINTEXT is set.

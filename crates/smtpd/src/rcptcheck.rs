@@ -262,6 +262,40 @@ mod tests {
     }
 
     #[test]
+    fn virtual_users_from_the_vusers_store() {
+        let d = tempfile::tempdir().unwrap();
+        let h = d.path();
+        let dom = h.join("virt.test");
+        std::fs::create_dir_all(h.join("users")).unwrap();
+        std::fs::create_dir_all(&dom).unwrap();
+        std::fs::write(dom.join(".qmail-default"), "|vdeliver\n").unwrap();
+        std::fs::write(dom.join(".qmail-sales"), "&ann@virt.test\n").unwrap();
+        std::fs::write(
+            h.join("users/vdomains"),
+            format!("virt.test:vowner:1000:1000:{}\n", dom.display()),
+        )
+        .unwrap();
+        std::fs::write(
+            h.join("users/vpasswd"),
+            format!(
+                "ann@virt.test::1000:1000:{0}/ann:0::\noff@virt.test::1000:1000:{0}/off:0:d:\n",
+                dom.display()
+            ),
+        )
+        .unwrap();
+        vusers::store::Store::open(h).unwrap().compile().unwrap();
+        let v = |a: &str| virtual_accepts(h, a).unwrap();
+        assert_eq!(v("ann@virt.test"), Some(true));
+        assert_eq!(v("Ann-list@Virt.Test"), Some(true));
+        assert_eq!(v("postmaster@virt.test"), Some(true));
+        assert_eq!(v("sales@virt.test"), Some(true));
+        assert_eq!(v("off@virt.test"), Some(false));
+        assert_eq!(v("bob@virt.test"), Some(false));
+        assert_eq!(v("bob@other.test"), None);
+        assert_eq!(v("bob"), None);
+    }
+
+    #[test]
     fn local_part_mapping() {
         let locals = control::ConstMap::from_keys(&["example.test".into()]);
         let vd = control::ConstMap::from_pairs(&[

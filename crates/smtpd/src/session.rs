@@ -262,7 +262,8 @@ impl Session {
             self.send("530 5.7.0 Must issue a STARTTLS command first (#5.7.0)");
             return Ok(());
         }
-        if self.cfg.mode != Mode::Mx && self.user.is_none() {
+        // Submission: AUTH, unless tcprules trust the client (RELAYCLIENT, e.g. webmail).
+        if self.cfg.mode != Mode::Mx && self.user.is_none() && self.cfg.relayclient.is_none() {
             self.send("530 5.7.0 authentication required (#5.7.0)");
             return Ok(());
         }
