@@ -392,3 +392,68 @@ fn tls_run_scripts_smtps_and_pop3ds() {
     let g = tls_greeting(p995);
     assert!(g.starts_with("+OK"), "{g}");
 }
+
+/// The whole system under our svscan, as the quick start runs it: a message sent by
+/// SMTP to the qmail-smtpd service, delivered by the qmail-send service to a system
+/// user's Maildir, fetched over the qmail-pop3d service with the user's password
+/// (root only: it creates the user and checkpassword reads /etc/shadow).
+#[test]
+fn smtp_in_pop3_out_under_svscan() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let sys = System::install("mx.example.test", &[]);
+    local_user("dtpop");
+    let mut c = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"dtpop:Svc-Pass-4242\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    let (p25, p110) = (free_port(), free_port());
+    sys.control("listenaddress", "127.0.0.1\n");
+    sys.control("smtpdport", &format!("{p25}\n"));
+    sys.control("pop3dport", &format!("{p110}\n"));
+    let scan = Scan::start(&sys, &["qmail-send", "qmail-smtpd", "qmail-pop3d"]);
+    for s in ["qmail-send", "qmail-smtpd", "qmail-pop3d"] {
+        wait_up(&sys, &scan.svc(s));
+    }
+    greeting(p25);
+    greeting(p110);
+    const PY: &str = r#"
+import smtplib, poplib, sys, time
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+s.sendmail('someone@remote.test', ['dtpop@mx.example.test'],
+           'Subject: via svscan\r\n\r\nhello\r\n')
+s.quit()
+deadline = time.time() + 60
+while True:
+    p = poplib.POP3('127.0.0.1', int(sys.argv[2]), timeout=30)
+    p.user('dtpop'); p.pass_('Svc-Pass-4242')
+    n = p.stat()[0]
+    if n or time.time() > deadline:
+        break
+    p.quit(); time.sleep(0.5)
+print(n)
+print(b'\n'.join(p.retr(1)[1]).decode())
+p.quit()
+"#;
+    let o = Command::new("python3")
+        .args(["-c", PY, &p25.to_string(), &p110.to_string()])
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{o:?}");
+    assert!(out.starts_with("1\n"), "{out}");
+    assert!(out.contains("Subject: via svscan"), "{out}");
+    // the delivery is in qmail-send's multilog
+    let send = scan.svc("qmail-send");
+    wait_for("delivery logged", 30, || {
+        log_text(&send).contains(": success: ").then_some(())
+    });
+}
