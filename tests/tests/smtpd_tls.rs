@@ -469,3 +469,49 @@ s.quit()
     assert!(out.contains("LOGIN 235"), "{out}");
     assert_eq!(queued(&sys), 1);
 }
+
+#[test]
+fn certificates_are_read_per_connection_and_auth_failures_wait() {
+    let sys = system();
+    install_cert(&sys);
+    sys.control("authfaildelay", "1\n");
+    let cp = test_checkpassword(&sys);
+    let srv = SmtpServer::start(&sys, &["--smtps", path_str(&cp), "/bin/true"], &[]);
+    let script = format!(
+        r#"{INSECURE_CTX}
+import hashlib, smtplib, sys, time
+s = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[1]), context=ctx, timeout=60)
+print('CERT', hashlib.sha256(s.sock.getpeercert(binary_form=True)).hexdigest())
+if len(sys.argv) > 2:
+    t = time.monotonic()
+    try:
+        s.login('joe', 'wrong')
+    except smtplib.SMTPAuthenticationError as e:
+        print('FAILED', e.smtp_code, 'AFTER', time.monotonic() - t)
+s.quit()
+"#
+    );
+    let cert_of = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("CERT "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (ok, first) = python(&script, &[&srv.port.to_string(), "fail"]);
+    assert!(ok, "{first}");
+    // the failed AUTH was answered after authfaildelay (a lower bound only)
+    let waited: f64 = first
+        .split("AFTER ")
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!(first.contains("FAILED 535") && waited >= 0.9, "{first}");
+    let (_, again) = python(&script, &[&srv.port.to_string()]);
+    assert_eq!(cert_of(&first), cert_of(&again));
+    // a renewed certificate is served from the next connection on, no restart
+    install_cert(&sys);
+    let (ok, renewed) = python(&script, &[&srv.port.to_string()]);
+    assert!(ok, "{renewed}");
+    assert_ne!(cert_of(&first), cert_of(&renewed));
+    assert!(!cert_of(&renewed).is_empty());
+}

@@ -265,6 +265,7 @@ pub fn install_cert(sys: &System) {
     let cert = params.self_signed(&key).unwrap();
     let c = sys.root.join("control/servercert.pem");
     let k = sys.root.join("control/serverkey.pem");
+    let _ = std::fs::remove_file(&k);
     std::fs::write(&c, cert.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
     std::fs::set_permissions(&k, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
