@@ -901,3 +901,137 @@ fn multilog_survives_a_full_disk_without_losing_lines() {
         "{err}"
     );
 }
+
+/// True when a process running `exe` has `dir` as its working directory.
+fn runs_in(exe: &Path, dir: &Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    pids_of(exe)
+        .iter()
+        .any(|p| std::fs::read_link(format!("/proc/{p}/cwd")).ok().as_deref() == Some(&dir))
+}
+
+/// A service printing 50 numbered lines then sleeping, with a multilog `log`.
+fn chatty_service(s: &Path, multilog: &Path) {
+    write_exec(
+        &s.join("run"),
+        "#!/bin/sh\ni=0\nwhile [ $i -lt 50 ]; do i=$((i+1)); echo \"line $i\"; done\n\
+         exec sleep 1000\n",
+    );
+    write_exec(
+        &s.join("log/run"),
+        &format!("#!/bin/sh\nexec {} ./main\n", multilog.display()),
+    );
+}
+
+fn log_has_50_lines(s: &Path) -> Option<()> {
+    std::fs::read_to_string(s.join("log/main/current"))
+        .ok()
+        .filter(|t| t.contains("line 1\n") && t.contains("line 50\n"))
+        .map(|_| ())
+}
+
+/// Debian's svscan starting our supervise (found first in $PATH) and our multilog.
+#[test]
+fn debian_svscan_runs_our_supervise() {
+    let d = tmp();
+    let sv = d.path().join("service");
+    let s = sv.join("chatty");
+    chatty_service(&s, &bin("multilog"));
+    let mut scan = Command::new(debian("svscan"))
+        .arg(&sv)
+        .env("PATH", format!("{}:/usr/bin:/bin", build_dir().display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_up(&s);
+    wait_up(&s.join("log"));
+    wait_for("the lines in our multilog", || log_has_50_lines(&s));
+    assert!(
+        runs_in(&bin("supervise"), &s),
+        "our supervise for the service"
+    );
+    assert!(
+        runs_in(&bin("supervise"), &s.join("log")),
+        "and for its log"
+    );
+    assert!(svstat_with(&debian("svstat"), &s).starts_with("up (pid "));
+    // Debian's svscan has no orderly stop: kill it, then svc -dx both
+    let _ = scan.kill();
+    let _ = scan.wait();
+    svc(&s, "-dx");
+    wait_for("service supervise gone", || {
+        (svstat(&s) == "supervise not running").then_some(())
+    });
+    svc(&s.join("log"), "-dx");
+    wait_for("log supervise gone", || {
+        (svstat(&s.join("log")) == "supervise not running").then_some(())
+    });
+}
+
+/// Our svscan starting Debian's supervise (when none is beside svscan, from $PATH)
+/// and Debian's multilog; our SIGTERM shutdown drives Debian's supervise too.
+#[test]
+fn our_svscan_runs_debian_supervise() {
+    let d = tmp();
+    let lonely = d.path().join("bin");
+    std::fs::create_dir(&lonely).unwrap();
+    std::fs::copy(bin("svscan"), lonely.join("svscan")).unwrap();
+    let sv = d.path().join("service");
+    let s = sv.join("chatty");
+    chatty_service(&s, &debian("multilog"));
+    let mut scan = Command::new(lonely.join("svscan"))
+        .arg(&sv)
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dsvstat = debian("svstat");
+    wait_for("Debian's supervise up", || {
+        up_pid(&svstat_with(&dsvstat, &s))
+    });
+    wait_for("the log up", || {
+        up_pid(&svstat_with(&dsvstat, &s.join("log")))
+    });
+    wait_for("the lines in Debian's multilog", || log_has_50_lines(&s));
+    assert!(runs_in(&debian("supervise"), &s));
+    assert!(runs_in(&debian("supervise"), &s.join("log")));
+    kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
+    let st = wait_for("svscan exit", || scan.try_wait().ok().flatten());
+    assert!(st.success(), "{st:?}");
+    assert_eq!(svstat_with(&dsvstat, &s), "supervise not running");
+    assert_eq!(
+        svstat_with(&dsvstat, &s.join("log")),
+        "supervise not running"
+    );
+}
+
+/// A service that ignores TERM keeps svscan's orderly shutdown waiting; a second
+/// TERM (Ctrl-C twice) kills it and svscan exits.
+#[test]
+fn svscan_second_term_kills_a_stubborn_service() {
+    let d = tmp();
+    let sv = d.path().join("service");
+    let s = sv.join("stubborn");
+    write_exec(
+        &s.join("run"),
+        "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.05; done\n",
+    );
+    let mut scan = Command::new(bin("svscan"))
+        .arg(&sv)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = wait_up(&s);
+    kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
+    wait_for("want down", || {
+        svstat(&s).ends_with(", want down").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(scan.try_wait().unwrap().is_none(), "still waiting");
+    assert!(alive(pid));
+    kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
+    let st = wait_for("svscan exit", || scan.try_wait().ok().flatten());
+    assert!(st.success());
+    wait_for("service killed", || (!alive(pid)).then_some(()));
+    assert_eq!(svstat(&s), "supervise not running");
+}

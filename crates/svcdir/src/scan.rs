@@ -18,7 +18,8 @@
 //!   supervise has gone, svscan closes its end of the log pipe and sends `x` to the log's
 //!   supervise, so the logger writes everything still in the pipe, reads end of file and
 //!   exits (a `d` follows after 10 s if some leftover process still holds the pipe).
-//!   svscan exits 0 when all its supervise processes are gone.
+//!   svscan exits 0 when all its supervise processes are gone. A second TERM or INT
+//!   (Ctrl-C twice) kills the services (`k`) and stops the loggers at once.
 //! - SIGALRM or SIGHUP rescan at once.
 
 use crate::errstr::{io_str, nix_str};
@@ -55,9 +56,8 @@ struct Entry {
     pipe_r: Option<OwnedFd>,
     pipe_w: Option<OwnedFd>,
     seen: bool,
-    /// shutdown: `x` sent to the log's supervise at this time
+    /// shutdown: when the log's supervise was first told to exit
     log_told: Option<Instant>,
-    log_killed: bool,
 }
 
 /// The supervise program to run.
@@ -241,7 +241,6 @@ impl Scanner {
                         pipe_w,
                         seen: true,
                         log_told: None,
-                        log_killed: false,
                     });
                     self.entries.len() - 1
                 }
@@ -254,37 +253,34 @@ impl Scanner {
             .retain(|e| e.seen || e.main.is_some() || e.log.is_some());
     }
 
-    /// Stop everything in order; returns when no supervise is left.
+    /// Stop everything in order; returns when no supervise is left. Commands are
+    /// repeated every second (a supervise that was still starting missed the first);
+    /// a second TERM or INT also kills the services (`k`) and stops the loggers.
     fn shutdown(&mut self, sigfd: &SignalFd) {
-        for e in &self.entries {
-            if e.main.is_some() {
-                send_control(Path::new(&e.name), "dx");
-            }
-        }
+        let start = Instant::now();
+        let mut last_sent: Option<Instant> = None;
+        let mut hurry = false;
         loop {
             self.reap();
             let now = Instant::now();
+            let resend = last_sent.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            if resend {
+                last_sent = Some(now);
+            }
             for e in &mut self.entries {
                 if e.main.is_some() {
+                    if resend {
+                        send_control(Path::new(&e.name), if hurry { "dxk" } else { "dx" });
+                    }
                     continue;
                 }
                 // the service is gone: let the logger drain the pipe and exit at EOF
                 e.pipe_w = None;
-                if e.log.is_some() {
+                if e.log.is_some() && resend {
                     let logdir = Path::new(&e.name).join("log");
-                    match e.log_told {
-                        None => {
-                            send_control(&logdir, "x");
-                            e.log_told = Some(now);
-                        }
-                        Some(t)
-                            if !e.log_killed && now.duration_since(t) > Duration::from_secs(10) =>
-                        {
-                            send_control(&logdir, "dx");
-                            e.log_killed = true;
-                        }
-                        _ => {}
-                    }
+                    let told = *e.log_told.get_or_insert(now);
+                    let late = now.duration_since(told) > Duration::from_secs(10);
+                    send_control(&logdir, if hurry || late { "dx" } else { "x" });
                 }
             }
             if self
@@ -295,8 +291,17 @@ impl Scanner {
                 return;
             }
             let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(200u16));
-            while let Ok(Some(_)) = sigfd.read_signal() {}
+            let _ = poll(&mut fds, PollTimeout::from(100u16));
+            while let Ok(Some(si)) = sigfd.read_signal() {
+                let sig = si.ssi_signo as i32;
+                if (sig == libc::SIGTERM || sig == libc::SIGINT)
+                    && now.duration_since(start) > Duration::from_millis(200)
+                    && !hurry
+                {
+                    hurry = true;
+                    last_sent = None;
+                }
+            }
         }
     }
 }
