@@ -43,6 +43,7 @@ fn main() {
         .and_then(|h| control::Controls::new(&h).int("timeoutpop3d", 1200).ok())
         .unwrap_or(1200)
         .max(1);
+    pop3::set_nodelay(1);
     let io = tls::FdIo::new(Some(Duration::from_secs(timeout)));
     let mut out = BufWriter::with_capacity(65536, io);
     let Some(dir) = std::env::args_os().nth(1) else {

@@ -70,6 +70,7 @@ fn main() {
     }
     let hostname = args.remove(0).to_string_lossy().into_owned();
     let subprogram = args;
+    pop3::set_nodelay(1);
     let home = qsys::home().unwrap_or_else(|e| die(&format!("unable to find my home: {e}"), 111));
     let policy = pop3::popup::Policy::load(&home, &hostname, pop3s)
         .unwrap_or_else(|e| die(&format!("unable to read controls: {e}"), 111));

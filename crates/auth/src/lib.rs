@@ -28,9 +28,11 @@
 //! `control/nologinshells` (default `/usr/sbin/nologin`, `/sbin/nologin`, `/bin/false`,
 //! `/usr/bin/false`).
 //!
-//! APOP: when the timestamp is not empty and the user keeps an APOP secret (virtual
-//! users created with `--apop`), the password may also be the hex MD5 of
-//! `timestamp + secret`. System users have no clear-text secret, so no APOP.
+//! APOP and CRAM-MD5: when the timestamp is not empty and the user keeps a clear-text
+//! secret (virtual users created with `--apop`), the password may also be the hex MD5 of
+//! `timestamp + secret` (APOP, from qmail-popup) or the hex HMAC-MD5 of the timestamp
+//! keyed with the secret (CRAM-MD5, from qmail-smtpd's `user\0digest\0challenge\0`).
+//! System users have no clear-text secret, so neither works for them.
 
 pub mod crypt;
 
@@ -180,6 +182,20 @@ pub fn apop_digest(timestamp: &[u8], secret: &[u8]) -> String {
     md5_hex(&[timestamp, secret])
 }
 
+/// The CRAM-MD5 digest (RFC 2195): hex HMAC-MD5 keyed with `secret` over `challenge`.
+pub fn cram_md5_digest(challenge: &[u8], secret: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let Ok(mut mac) = hmac::Hmac::<md5::Md5>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(challenge);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Check `creds` against the virtual-user store, then the system's accounts.
 pub fn check(cfg: &Config, creds: &Credentials) -> Verdict {
     let Ok(name) = std::str::from_utf8(&creds.user) else {
@@ -216,11 +232,14 @@ fn check_virtual(cfg: &Config, name: &str, creds: &Credentials) -> Verdict {
         return Verdict::Bad;
     };
     let mut ok = crypt::verify(&creds.pass, &secret.hash);
-    if let Some(apop) = &secret.apop
+    if let Some(clear) = &secret.apop
         && !creds.timestamp.is_empty()
     {
-        let want = apop_digest(&creds.timestamp, apop);
-        ok |= crypt::ct_eq(want.as_bytes(), &creds.pass.to_ascii_lowercase());
+        let given = creds.pass.to_ascii_lowercase();
+        let apop = apop_digest(&creds.timestamp, clear);
+        let cram = cram_md5_digest(&creds.timestamp, clear);
+        ok |= crypt::ct_eq(apop.as_bytes(), &given);
+        ok |= crypt::ct_eq(cram.as_bytes(), &given);
     }
     if !ok || !user.enabled || user.uid == 0 {
         return Verdict::Bad;
@@ -391,6 +410,17 @@ mod tests {
     }
 
     #[test]
+    fn cram_md5_rfc2195_example() {
+        assert_eq!(
+            cram_md5_digest(
+                b"<1896.697170952@postoffice.reston.mci.net>",
+                b"tanstaaftanstaaf"
+            ),
+            "b913a602c7eda7a495b4e6e7334d3890"
+        );
+    }
+
+    #[test]
     fn apop_rfc1939_example() {
         assert_eq!(
             apop_digest(b"<1896.697170952@dbc.mtview.ca.us>", b"tanstaaf"),
@@ -467,6 +497,12 @@ mod tests {
         assert!(check(&cfg, &creds("joe@example.org", &dig, "<7.8@h>")).is_ok());
         assert_eq!(
             check(&cfg, &creds("joe@example.org", &dig, "<7.9@h>")),
+            Verdict::Bad
+        );
+        let cram = cram_md5_digest(b"<c.1@h>", b"apopsecret");
+        assert!(check(&cfg, &creds("joe@example.org", &cram, "<c.1@h>")).is_ok());
+        assert_eq!(
+            check(&cfg, &creds("joe@example.org", &cram, "<c.2@h>")),
             Verdict::Bad
         );
     }
