@@ -849,3 +849,93 @@ fn checkpassword_verifies_for_qmaild_with_the_shadow_group() {
     assert_eq!(run(&u.name, "Pass-word-9").0, Some(111));
     assert_eq!(run("joe@cp.example", "Check-Pass-42").0, Some(111));
 }
+
+#[test]
+fn virtual_user_receives_by_smtp_and_reads_by_pop3() {
+    need_root!();
+    let mut sys = system();
+    let owner = TestUser::new("vtest_p3sm", "Pass-word-9", Some("sha-512"));
+    vuser_ok(
+        &sys,
+        &["adddomain", "smtp.example", "--owner", &owner.name],
+        "",
+    );
+    vuser_ok(&sys, &["add", "eve@smtp.example"], "Smtp-Pass-42\n");
+    sys.start();
+    // qmail-smtpd as qmaild:nofiles under our tcpserver, as supervise/qmail-smtpd runs it
+    let qmaild = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
+    let mut cmd = Command::new(build_dir().join("tcpserver"));
+    cmd.args(["-1", "-H", "-R", "-D"])
+        .arg("-u")
+        .arg(qmaild.uid.to_string())
+        .arg("-g")
+        .arg(qmaild.gid.to_string())
+        .args(["127.0.0.1", "0"])
+        .arg(sys.bin("qmail-smtpd"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _smtpd = Server(child);
+    let sport: u16 = line.trim().parse().unwrap();
+    let out = py(
+        r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+s.ehlo('client.test')
+print(s.rcpt('nobody@smtp.example') if s.mail('a@remote.test') else '')
+s.rset()
+s.sendmail('a@remote.test', ['Eve@smtp.example'], b'Subject: by smtp\r\n\r\nhello eve\r\n')
+s.quit()
+print('sent')
+"#,
+        &[&sport.to_string()],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("(550") || lines[0].starts_with("(553"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "sent");
+    let md = sys.root.join("vdomains/smtp.example/eve/Maildir");
+    let got = wait_maildir(&md, 1, 30);
+    assert!(got[0].contains("hello eve"), "{}", got[0]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let out = py(
+        r#"
+import poplib, sys
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=30)
+p.user('eve@smtp.example'); p.pass_('Smtp-Pass-42')
+print(p.retr(1)[1][-1]); p.dele(1); p.quit()
+"#,
+        &[&port.to_string()],
+    );
+    assert_eq!(out, "b'hello eve'\n");
+    assert!(maildir_new(&md).is_empty());
+    assert_eq!(std::fs::read_dir(md.join("cur")).unwrap().count(), 0);
+    // postmaster of the virtual domain reaches this host's postmaster (alias)
+    let pm = sys.root.join("alias/.qmail-postmaster");
+    std::fs::write(&pm, "./pm-box/\n").unwrap();
+    let pmbox = sys.root.join("alias/pm-box");
+    for s in ["", "new", "cur", "tmp"] {
+        std::fs::create_dir_all(pmbox.join(s)).unwrap();
+    }
+    let alias = nix::unistd::User::from_name("alias").unwrap().unwrap();
+    for p in walk(&pmbox).into_iter().chain([pm]) {
+        nix::unistd::chown(&p, Some(alias.uid), Some(alias.gid)).unwrap();
+    }
+    assert_eq!(
+        sys.queue(
+            "a@remote.test",
+            &["postmaster@smtp.example"],
+            b"Subject: pm\n\nto pm\n"
+        ),
+        0
+    );
+    let got = wait_maildir(&pmbox, 1, 30);
+    assert!(got[0].contains("to pm"), "{}", got[0]);
+}

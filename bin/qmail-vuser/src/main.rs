@@ -17,7 +17,8 @@
 //!     vusers crate for the formats).
 //!
 //!     adddomain creates DIR (default HOME/vdomains/DOMAIN) owned by USER (default: the
-//!     invoking user, or `vmail` as root) with `.qmail-default` = `|HOME/bin/qmail-vdeliver`,
+//!     invoking user, or `vmail` as root) with `.qmail-default` = `|HOME/bin/qmail-vdeliver`
+//!     and `.qmail-postmaster` = `&postmaster@ME` (control/me; RFC 5321's postmaster),
 //!     adds `+DOMAIN-:USER:uid:gid:DIR:-::` to users/assign and recompiles users/cdb,
 //!     adds `DOMAIN:DOMAIN` to control/virtualdomains and DOMAIN to control/rcpthosts
 //!     (when that file exists). qmail-send reads virtualdomains at start and on HUP:

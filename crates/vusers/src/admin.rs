@@ -250,16 +250,28 @@ pub fn add_domain(
     ctx(std::fs::write(&dq, text), || {
         format!("unable to write {}", dq.display())
     })?;
-    if qsys::is_root() {
-        ctx(
-            nix::unistd::chown(
-                &dq,
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(gid)),
-            )
-            .map_err(io::Error::from),
-            || format!("unable to chown {}", dq.display()),
-        )?;
+    // RFC 5321 wants postmaster at every domain: forward it to this host's postmaster
+    let me = control::Controls::new(home)
+        .line("me")?
+        .unwrap_or_else(qsys::hostname);
+    let pm = dir.join(".qmail-postmaster");
+    if !pm.exists() {
+        ctx(std::fs::write(&pm, format!("&postmaster@{me}\n")), || {
+            format!("unable to write {}", pm.display())
+        })?;
+    }
+    for f in [&dq, &pm] {
+        if qsys::is_root() {
+            ctx(
+                nix::unistd::chown(
+                    f.as_path(),
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                )
+                .map_err(io::Error::from),
+                || format!("unable to chown {}", f.display()),
+            )?;
+        }
     }
     let d = VDomain {
         domain: domain.clone(),
@@ -385,6 +397,7 @@ mod tests {
             std::fs::create_dir(d.path().join(s)).unwrap();
         }
         std::fs::write(d.path().join("control/locals"), "mx.example.test\n").unwrap();
+        std::fs::write(d.path().join("control/me"), "mx.example.test\n").unwrap();
         std::fs::write(d.path().join("control/rcpthosts"), "mx.example.test\n").unwrap();
         d
     }
@@ -433,6 +446,8 @@ mod tests {
         assert!(assign.starts_with("+virt.example-:"), "{assign}");
         assert!(assign.ends_with("\n.\n"));
         assert!(h.join("users/cdb").is_file());
+        let pm = std::fs::read_to_string(dom.dir.join(".qmail-postmaster")).unwrap();
+        assert_eq!(pm, "&postmaster@mx.example.test\n");
         let dq = std::fs::read_to_string(dom.dir.join(".qmail-default")).unwrap();
         assert!(dq.starts_with('|') && dq.contains("qmail-vdeliver"));
 

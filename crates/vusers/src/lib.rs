@@ -37,7 +37,9 @@
 //! `users/assign` has `+domain-:user:uid:gid:dir:-::`, so qmail-local runs as the domain
 //! owner in `dir` with extension `joe`; `dir/.qmail-default` is
 //! `|HOME/bin/qmail-vdeliver`, which finds `joe@domain` here, checks the quota and
-//! writes into the user's Maildir.
+//! writes into the user's Maildir. `dir/.qmail-postmaster` forwards the domain's
+//! postmaster to this host's; further `dir/.qmail-NAME` files (aliases, lists) work as
+//! in any qmail home and take precedence over the virtual users.
 
 pub mod admin;
 pub mod deliver;
