@@ -1035,3 +1035,65 @@ fn svscan_second_term_kills_a_stubborn_service() {
     wait_for("service killed", || (!alive(pid)).then_some(()));
     assert_eq!(svstat(&s), "supervise not running");
 }
+
+/// The same input through Debian's multilog and ours gives the same files: the same
+/// cut points (sizes of every rotated file), contents, modes, `=` file and `e` output.
+#[test]
+fn multilog_cuts_files_exactly_like_debians() {
+    let d = tmp();
+    let input = d.path().join("input");
+    let mut text = String::new();
+    let mut seed: u64 = 12345;
+    for i in 0..3000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = [0, 7, 60, 150, 990, 1200, 2500][(seed >> 33) as usize % 7];
+        let tag = if i % 3 == 0 { "keep" } else { "other" };
+        text.push_str(&format!("{i:05} {tag} {}\n", "x".repeat(len)));
+    }
+    text.push_str("final line without newline");
+    std::fs::write(&input, &text).unwrap();
+    let script = [
+        "s5000",
+        "n1000",
+        "./all",
+        "-*",
+        "+* keep *",
+        "e",
+        "=status",
+        "s4096",
+        "./keep",
+    ];
+    let run_with = |prog: PathBuf, sub: &str| -> (Vec<(u64, u32)>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        let dir = d.path().join(sub);
+        std::fs::create_dir(&dir).unwrap();
+        let o = Command::new(prog)
+            .args(script)
+            .current_dir(&dir)
+            .stdin(std::fs::File::open(&input).unwrap())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let mut files = Vec::new();
+        let mut all = Vec::new();
+        for log in ["all", "keep"] {
+            let mut rot = rotated(&dir.join(log));
+            rot.push(dir.join(log).join("current"));
+            for p in rot {
+                let m = std::fs::metadata(&p).unwrap();
+                files.push((m.len(), m.permissions().mode() & 0o777));
+                all.extend(std::fs::read(&p).unwrap());
+            }
+        }
+        let status = std::fs::read(dir.join("status")).unwrap();
+        (files, all, status, o.stderr)
+    };
+    let ours = run_with(bin("multilog"), "ours");
+    let theirs = run_with(debian("multilog"), "theirs");
+    assert!(ours.0.len() > 20, "{:?}", ours.0);
+    assert_eq!(ours.0, theirs.0, "file sizes and modes");
+    assert!(ours.1 == theirs.1, "contents");
+    assert!(ours.2 == theirs.2, "=status file");
+    assert!(ours.3 == theirs.3, "e output");
+}

@@ -36,6 +36,12 @@ use svcdir::errstr::io_str;
 use tai64::Tai64n;
 
 const PROG: &str = "multilog";
+/// Output buffer per directory, and the largest write past it (djb's buffer.h).
+const BUFSIZE: usize = 512;
+const OUTSIZE: usize = 8192;
+/// Bytes read from stdin at a time (multilog's `inbuf`); buffers are flushed before
+/// every read.
+const INSIZE: usize = 1024;
 /// Bytes of a line kept for matching, `e` and `=`.
 pub const LINE_MAX: usize = 1000;
 
@@ -400,47 +406,85 @@ impl LogDir {
         st
     }
 
-    /// Write buffered bytes to `current`, rotating on line boundaries.
-    fn flush(&mut self) {
-        let data = std::mem::take(&mut self.buf);
-        let mut rest: &[u8] = &data;
-        while !rest.is_empty() {
-            if self.bytes >= self.size {
-                self.rotate();
-            }
-            let mut len = rest.len().min((self.size - self.bytes) as usize);
-            if self.bytes + len as u64 >= self.size.saturating_sub(2000)
-                && let Some(p) = rest[..len].iter().rposition(|&c| c == b'\n')
-            {
-                len = p + 1;
-            }
-            let chunk = &rest[..len];
-            let mut off = 0;
-            while off < chunk.len() {
-                let cur = self.p("current");
-                let name = self.name("current");
-                let f = self.current.get_or_insert_with(|| {
-                    retry(|| format!("create {name}"), || open_append(&cur, 0o644))
-                });
-                match f.write(&chunk[off..]) {
-                    Ok(0) => std::thread::sleep(Duration::from_secs(5)),
-                    Ok(n) => off += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        warn(&format!(
-                            "unable to write to {}, pausing: {}",
-                            self.name("current"),
-                            io_str(&e)
-                        ));
-                        std::thread::sleep(Duration::from_secs(5));
-                    }
+    /// One write to `current` (daemontools' `c_write`): rotate first when full, write
+    /// at most what fits, and near the limit only up to the last newline; rotate once
+    /// the file has reached SIZE-2000 bytes at a line end. Returns the bytes written.
+    fn c_write(&mut self, data: &[u8]) -> usize {
+        if self.bytes >= self.size {
+            self.rotate();
+        }
+        let mut len = data.len().min((self.size - self.bytes) as usize);
+        if self.bytes + len as u64 >= self.size.saturating_sub(2000)
+            && let Some(p) = data[..len].iter().rposition(|&c| c == b'\n')
+        {
+            len = p + 1;
+        }
+        let w = loop {
+            let cur = self.p("current");
+            let name = self.name("current");
+            let f = self.current.get_or_insert_with(|| {
+                retry(|| format!("create {name}"), || open_append(&cur, 0o644))
+            });
+            match f.write(&data[..len]) {
+                Ok(n) if n > 0 => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => {
+                    let e = r.err().unwrap_or_else(|| io::Error::from_raw_os_error(libc::ENOSPC));
+                    warn(&format!(
+                        "unable to write to {}, pausing: {}",
+                        self.name("current"),
+                        io_str(&e)
+                    ));
+                    std::thread::sleep(Duration::from_secs(5));
                 }
             }
-            self.bytes += len as u64;
-            if self.bytes >= self.size.saturating_sub(2000) && chunk.last() == Some(&b'\n') {
-                self.rotate();
+        };
+        self.bytes += w as u64;
+        if self.bytes >= self.size.saturating_sub(2000) && data[w - 1] == b'\n' {
+            self.rotate();
+        }
+        w
+    }
+
+    fn allwrite(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let w = self.c_write(data);
+            data = &data[w..];
+        }
+    }
+
+    /// Write out the 512-byte buffer.
+    fn flush(&mut self) {
+        let b = std::mem::take(&mut self.buf);
+        self.allwrite(&b);
+        self.buf = b;
+        self.buf.clear();
+    }
+
+    /// `buffer_put`: what does not fit goes out after a flush, in writes of up to
+    /// 8192 bytes, until the rest fits the buffer (this fixes where files are cut,
+    /// so sizes match daemontools').
+    fn bput(&mut self, mut data: &[u8]) {
+        if data.len() > BUFSIZE - self.buf.len() {
+            self.flush();
+            while data.len() > BUFSIZE {
+                let n = data.len().min(OUTSIZE);
+                self.allwrite(&data[..n]);
+                data = &data[n..];
             }
-            rest = &rest[len..];
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// `buffer_PUTC` for each byte: fill the buffer, flush when full.
+    fn bputc(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.buf.len() == BUFSIZE {
+                self.flush();
+            }
+            let k = (BUFSIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..k]);
+            data = &data[k..];
         }
     }
 
@@ -575,16 +619,27 @@ impl Multilog {
         }
         self.decided = true;
         let head = std::mem::take(&mut self.head);
-        self.put(&head);
-    }
-
-    fn put(&mut self, data: &[u8]) {
+        let (body, nl) = match head.split_last() {
+            Some((b'\n', body)) => (body, true),
+            _ => (&head[..], false),
+        };
         for (d, sel) in self.dirs.iter_mut().zip(&self.selected) {
             if *sel {
-                d.buf.extend_from_slice(data);
-                if d.buf.len() >= 512 {
-                    d.flush();
+                d.bput(body);
+                if nl {
+                    d.bputc(b"\n");
                 }
+            }
+        }
+        self.head = head;
+        self.head.clear();
+    }
+
+    /// The rest of a line longer than 1000 bytes, byte by byte like the original.
+    fn put_rest(&mut self, data: &[u8]) {
+        for (d, sel) in self.dirs.iter_mut().zip(&self.selected) {
+            if *sel {
+                d.bputc(data);
             }
         }
     }
@@ -605,7 +660,7 @@ impl Multilog {
             let nl = data.iter().position(|&c| c == b'\n');
             if self.decided {
                 let n = nl.map(|p| p + 1).unwrap_or(data.len());
-                self.put(&data[..n]);
+                self.put_rest(&data[..n]);
                 if nl.is_some() {
                     self.in_line = false;
                 }
@@ -684,7 +739,7 @@ pub fn run(args: &[String]) {
     let mut m = Multilog::new(args);
     let stdin = io::stdin();
     let mut input = stdin.lock();
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; INSIZE];
     let mut term = false;
     loop {
         if term {
