@@ -1036,6 +1036,9 @@ fn svscan_second_term_kills_a_stubborn_service() {
     assert_eq!(svstat(&s), "supervise not running");
 }
 
+/// (size and mode of each file, all contents, the `=` file, stderr)
+type Outcome = (Vec<(u64, u32)>, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// The same input through Debian's multilog and ours gives the same files: the same
 /// cut points (sizes of every rotated file), contents, modes, `=` file and `e` output.
 #[test]
@@ -1065,7 +1068,7 @@ fn multilog_cuts_files_exactly_like_debians() {
         "s4096",
         "./keep",
     ];
-    let run_with = |prog: PathBuf, sub: &str| -> (Vec<(u64, u32)>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let run_with = |prog: PathBuf, sub: &str| -> Outcome {
         let dir = d.path().join(sub);
         std::fs::create_dir(&dir).unwrap();
         let o = Command::new(prog)
