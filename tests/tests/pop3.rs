@@ -939,3 +939,46 @@ print(p.retr(1)[1][-1]); p.dele(1); p.quit()
     let got = wait_maildir(&pmbox, 1, 30);
     assert!(got[0].contains("to pm"), "{}", got[0]);
 }
+
+#[test]
+fn large_messages_through_the_tls_relay() {
+    need_root!();
+    let sys = system();
+    certificate(&sys);
+    let u = TestUser::new("vtest_p3tl", "Pass-word-9", Some("sha-512"));
+    // 3 MB and a few small ones: the relay must carry many TLS records each way
+    fill_maildir(&u.maildir(), 4, Some((u.uid, u.gid)), |i| {
+        if i == 1 {
+            format!("Subject: big\n\n{}", "0123456789abcdef\n".repeat(180_000))
+        } else {
+            format!("Subject: small {i}\n\nx\n")
+        }
+    });
+    let (_ssrv, sport) = pop3_server(&sys, true, &[]);
+    let out = py(
+        r#"
+import poplib, sys, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = poplib.POP3_SSL('127.0.0.1', int(sys.argv[1]), timeout=60, context=ctx)
+s.user(sys.argv[2]); s.pass_(sys.argv[3])
+for i in range(1, 5):
+    resp, lines, octets = s.retr(i)
+    print(i, len(lines), octets)
+    s.dele(i)
+print(s.quit())
+"#,
+        &[&sport.to_string(), &u.name, "Pass-word-9"],
+    );
+    assert_eq!(
+        out, "1 3 23\n2 180002 3240016\n3 3 23\n4 3 23\nb'+OK '\n",
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(u.maildir().join("new")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(u.maildir().join("cur")).unwrap().count(),
+        0
+    );
+}
