@@ -356,3 +356,75 @@ mod tests {
         assert_eq!(std::fs::read_dir(d.path().join("cur")).unwrap().count(), 2);
     }
 }
+
+/// Random input must never panic the parsers facing the network (a cheap stand-in for
+/// a fuzz target that runs in every `cargo test`).
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            const WORDS: [&[u8]; 14] = [
+                b"STAT", b"LIST", b"UIDL", b"RETR", b"TOP", b"DELE", b"RSET", b"LAST", b"NOOP",
+                b"CAPA", b" ", b"\r\n", b"\n", b"1",
+            ];
+            let mut v = Vec::new();
+            while v.len() < n {
+                match self.next() % 4 {
+                    0 => v.extend_from_slice(WORDS[(self.next() % 14) as usize]),
+                    1 => v.extend_from_slice(self.next().to_string().as_bytes()),
+                    _ => v.push(self.next() as u8),
+                }
+            }
+            v
+        }
+    }
+
+    #[test]
+    fn random_sessions_do_not_panic() {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["new", "cur", "tmp"] {
+            std::fs::create_dir(d.path().join(s)).unwrap();
+        }
+        for i in 0..3 {
+            let p = d.path().join(format!("new/{i}"));
+            std::fs::write(&p, b"Subject: x\n\n.\n..\nbody\n").unwrap();
+            let ts = nix::sys::time::TimeSpec::new(1000 + i, 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                &ts,
+                &ts,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            )
+            .unwrap();
+        }
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        for _ in 0..2000 {
+            let n = (rng.next() % 300) as usize;
+            let input = rng.bytes(n);
+            let mut s = Session::open(d.path()).unwrap();
+            let mut out = Vec::new();
+            // no QUIT is generated, so the mailbox stays as it is
+            let code = s.run(&mut io::Cursor::new(input), &mut out);
+            assert_eq!(code, 0);
+            assert!(out.ends_with(b"\r\n") || out.is_empty());
+            let mut r = io::Cursor::new(rng.bytes(n));
+            while !matches!(
+                crate::line::read_line(&mut r, 40).unwrap(),
+                crate::line::Line::Eof
+            ) {}
+            let _ = crate::popup::decode_plain(&rng.bytes(n));
+            let _ = auth::Credentials::parse(&rng.bytes(n));
+        }
+        assert_eq!(std::fs::read_dir(d.path().join("new")).unwrap().count(), 3);
+    }
+}
