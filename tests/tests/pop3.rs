@@ -982,3 +982,124 @@ print(s.quit())
         0
     );
 }
+
+/// Run `cmd` as `user` (root) or as ourselves (not root).
+fn as_user<'a>(cmd: &'a mut Command, user: Option<&TestUser>) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    if let Some(u) = user {
+        cmd.uid(u.uid)
+            .gid(u.gid)
+            .env("HOME", &u.home)
+            .env("USER", &u.name);
+    }
+    cmd
+}
+
+#[test]
+fn single_user_install_runs_everything_as_one_user() {
+    // DESIGN section 4: started by a user other than root, every program runs as that
+    // user, with the same code paths. As root, a test user plays that user.
+    let owner = is_root().then(|| TestUser::new("vtest_p3one", "Pass-word-9", Some("sha-512")));
+    let base = match &owner {
+        Some(u) => u.home.clone(),
+        None => tempfile::tempdir().unwrap().keep(),
+    };
+    let root = base.join("qmail");
+    let st = as_user(
+        Command::new(build_dir().join("qmail-install"))
+            .arg("--root")
+            .arg(&root)
+            .args(["--me", ME])
+            .stdout(Stdio::null()),
+        owner.as_ref(),
+    )
+    .status()
+    .unwrap();
+    assert!(st.success(), "qmail-install as a user");
+    for p in ["qmail-vuser", "qmail-popup", "qmail-pop3d", "checkpassword"] {
+        let dst = root.join("bin").join(p);
+        if !dst.exists() {
+            std::fs::copy(build_dir().join(p), &dst).unwrap();
+        }
+        if let Some(u) = &owner {
+            nix::unistd::chown(
+                &dst,
+                Some(nix::unistd::Uid::from_raw(u.uid)),
+                Some(nix::unistd::Gid::from_raw(u.gid)),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(root.join("control/pop3authdelay"), "0\n").unwrap();
+    let vuser = |args: &[&str], input: &str| {
+        let mut c = as_user(
+            Command::new(root.join("bin/qmail-vuser"))
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+            owner.as_ref(),
+        )
+        .spawn()
+        .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    vuser(&["adddomain", "one.example"], "");
+    vuser(&["add", "kim@one.example"], "One-User-Pass-7\n");
+    let md = root.join("vdomains/one.example/kim/Maildir");
+    fill_maildir(&md, 2, owner.as_ref().map(|u| (u.uid, u.gid)), |i| {
+        format!("Subject: {i}\n\nsingle\n")
+    });
+    let mut cmd = Command::new(build_dir().join("tcpserver"));
+    cmd.args(["-1", "-H", "-R", "-D", "127.0.0.1", "0"])
+        .arg(root.join("bin/qmail-popup"))
+        .arg(ME)
+        .arg(root.join("bin/checkpassword"))
+        .arg(root.join("bin/qmail-pop3d"))
+        .arg("Maildir")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = as_user(&mut cmd, owner.as_ref()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _srv = Server(child);
+    let port: u16 = line.trim().parse().unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut read = || {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        l
+    };
+    assert!(read().starts_with("+OK <"));
+    s.write_all(b"USER kim@one.example\r\nPASS One-User-Pass-7\r\n")
+        .unwrap();
+    assert_eq!(read(), "+OK \r\n");
+    assert_eq!(read(), "+OK \r\n");
+    let me = owner
+        .as_ref()
+        .map(|u| u.uid)
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    for prog in ["qmail-popup", "qmail-pop3d"] {
+        let pids = pids_of(&root.join("bin").join(prog));
+        assert!(!pids.is_empty(), "{prog} running");
+        for p in pids {
+            assert_eq!(uid_of(p), Some(me), "{prog} runs as the install's user");
+        }
+    }
+    s.write_all(b"STAT\r\nQUIT\r\n").unwrap();
+    assert_eq!(read(), "+OK 2 38\r\n");
+    assert_eq!(read(), "+OK \r\n");
+    if owner.is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
