@@ -848,6 +848,9 @@ fn checkpassword_verifies_for_qmaild_with_the_shadow_group() {
     std::fs::set_permissions(&cp, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     assert_eq!(run(&u.name, "Pass-word-9").0, Some(111));
     assert_eq!(run("joe@cp.example", "Check-Pass-42").0, Some(111));
+    // and so does an unknown name: the answer does not tell who exists
+    assert_eq!(run("vtest_nobody_here", "x").0, Some(111));
+    assert_eq!(run("nobody@cp.example", "x").0, Some(111));
 }
 
 #[test]

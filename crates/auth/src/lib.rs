@@ -293,7 +293,11 @@ fn check_system(cfg: &Config, name: &str, creds: &Credentials) -> Verdict {
         Err(e) => return Verdict::Temp(format!("unable to read the passwd database: {e}")),
     };
     let Some(pw) = pw else {
-        // unknown here; if we cannot read shadow we could not have checked anyway
+        // Unknown. Without the right to read the hashes a known user would get 111, so
+        // an unknown one must too: the answer may not tell who exists.
+        if let Err(e) = std::fs::File::open(&cfg.shadow_file) {
+            return Verdict::Temp(format!("unable to read {}: {e}", cfg.shadow_file.display()));
+        }
         crypt::burn(&creds.pass);
         return Verdict::Bad;
     };
@@ -510,13 +514,25 @@ mod tests {
     #[test]
     fn unknown_system_user_is_bad() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = Config::load(d.path()).unwrap();
+        let mut cfg = Config::load(d.path()).unwrap();
+        // a hash database we may read: unknown names are refused
+        cfg.shadow_file = d.path().join("shadow");
+        std::fs::write(&cfg.shadow_file, "").unwrap();
         assert_eq!(
             check(&cfg, &creds("no-such-user-xq", "pw", "")),
             Verdict::Bad
         );
-        // root never logs in, whatever the password
-        assert_eq!(check(&cfg, &creds("root", "pw", "")), Verdict::Bad);
+        // one we may not read: a temporary failure, as for a known name
+        cfg.shadow_file = d.path().join("missing");
+        assert!(matches!(
+            check(&cfg, &creds("no-such-user-xq", "pw", "")),
+            Verdict::Temp(_)
+        ));
+        if nix::unistd::geteuid().is_root() {
+            // root never logs in, whatever the password
+            let cfg = Config::load(d.path()).unwrap();
+            assert_eq!(check(&cfg, &creds("root", "pw", "")), Verdict::Bad);
+        }
     }
 
     impl Verdict {
