@@ -186,8 +186,20 @@ fn qsys_now() -> i64 {
 
 /// Our tcpserver on an ephemeral loopback port running qmail-popup for `sys`.
 fn pop3_server(sys: &System, pop3s: bool, env: &[(&str, &str)]) -> (Server, u16) {
+    pop3_server_opts(sys, pop3s, env, &[])
+}
+
+/// The same with more tcpserver options (such as `-x rules.cdb`).
+fn pop3_server_opts(
+    sys: &System,
+    pop3s: bool,
+    env: &[(&str, &str)],
+    opts: &[&str],
+) -> (Server, u16) {
     let mut cmd = Command::new(build_dir().join("tcpserver"));
-    cmd.args(["-1", "-H", "-R", "-D", "127.0.0.1", "0"])
+    cmd.args(["-1", "-H", "-R", "-D"])
+        .args(opts)
+        .args(["127.0.0.1", "0"])
         .arg(sys.bin("qmail-popup"));
     if pop3s {
         cmd.arg("--pop3s");
@@ -1105,4 +1117,42 @@ fn single_user_install_runs_everything_as_one_user() {
     if owner.is_none() {
         let _ = std::fs::remove_dir_all(&base);
     }
+}
+
+#[test]
+fn plaintext_policy_from_control_and_tcprules() {
+    need_root!();
+    let sys = system();
+    certificate(&sys);
+    let u = TestUser::new("vtest_p3pl", "Pass-word-9", Some("sha-512"));
+    let refused = |port: u16| {
+        login(port, &u.name, "Pass-word-9").contains("plaintext logins are not allowed")
+    };
+    // a certificate makes STLS available, so plaintext passwords are refused by default
+    let (_a, plain_default) = pop3_server(&sys, false, &[]);
+    assert!(refused(plain_default));
+    // a tcprules entry allows them for a client
+    let rules = sys.root.join("control/tcp.pop3");
+    std::fs::write(&rules, "127.0.0.1:allow,POP3PLAINTEXT=\"1\"\n:allow\n").unwrap();
+    let mut tr = Command::new(build_dir().join("tcprules"))
+        .arg(rules.with_extension("pop3.cdb"))
+        .arg(rules.with_extension("pop3.tmp"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tr.stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&rules).unwrap())
+        .unwrap();
+    assert!(tr.wait().unwrap().success());
+    let cdb = rules.with_extension("pop3.cdb");
+    let (_b, by_rule) = pop3_server_opts(&sys, false, &[], &["-x", cdb.to_str().unwrap()]);
+    assert_eq!(login(by_rule, &u.name, "Pass-word-9"), "ok (0, 0)");
+    // the control file allows them for everyone (read at each connection) ...
+    sys.control("pop3plaintext", "1\n");
+    assert_eq!(login(plain_default, &u.name, "Pass-word-9"), "ok (0, 0)");
+    // ... unless the environment says no
+    let (_c, env_no) = pop3_server(&sys, false, &[("POP3PLAINTEXT", "0")]);
+    assert!(refused(env_no));
 }
