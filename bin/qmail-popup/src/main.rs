@@ -102,8 +102,9 @@ fn main() {
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop((cred_w, verd_r, relay_c));
+            let attempts = policy.max_failures;
             drop(policy);
-            pop3::popup::parent(cred_r, verd_w, relay_p.into(), &subprogram);
+            pop3::popup::parent(cred_r, verd_w, relay_p.into(), &subprogram, attempts);
             let code = match nix::sys::wait::waitpid(child, None) {
                 Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
                 _ => 1,

@@ -632,10 +632,19 @@ pub fn decode_plain(b64: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
 /// P: read records from C, run checkpassword for each, answer with verdicts; returns
 /// when C is gone (or a session has ended). `subprogram` is checkpassword and its
 /// arguments; `relay` is P's end of the socketpair (for TLS sessions).
-pub fn parent(creds: OwnedFd, verdict: OwnedFd, relay: OwnedFd, subprogram: &[std::ffi::OsString]) {
+///
+/// P trusts C no more than the client: it runs checkpassword at most `max_attempts`
+/// times, whatever C asks.
+pub fn parent(
+    creds: OwnedFd,
+    verdict: OwnedFd,
+    relay: OwnedFd,
+    subprogram: &[std::ffi::OsString],
+    max_attempts: u32,
+) {
     let mut creds = std::fs::File::from(creds);
     let mut verdict = std::fs::File::from(verdict);
-    loop {
+    for _ in 0..max_attempts {
         let (tls, mut record) = match recv_record(&mut creds) {
             Ok(Some(r)) => r,
             _ => return,
