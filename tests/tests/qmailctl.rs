@@ -457,3 +457,99 @@ p.quit()
         log_text(&send).contains(": success: ").then_some(())
     });
 }
+
+/// init/quickstart (the README's first command) in a temporary directory: the whole
+/// system under svscan on free loopback ports; a message sent by SMTP to the demo
+/// mailbox is fetched by POP3; SIGINT (Ctrl-C) stops everything and svscan exits 0.
+#[test]
+fn quickstart_runs_the_whole_system() {
+    let tmp = tempfile::Builder::new()
+        .prefix("quick-e2e")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../init/quickstart");
+    let (p25, p587, p110, p465, p995) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let out = tmp.path().join("out");
+    let mut child = Command::new("sh")
+        .arg(&script)
+        .arg(tmp.path().join("run"))
+        .env("QUICKSTART_BIN", build_dir())
+        .env("SMTP_PORT", p25.to_string())
+        .env("SUBMISSION_PORT", p587.to_string())
+        .env("POP3_PORT", p110.to_string())
+        .env("SMTPS_PORT", p465.to_string())
+        .env("POP3S_PORT", p995.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stop = |child: &mut Child| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        wait_for("quickstart's svscan exit", 60, || {
+            child.try_wait().ok().flatten()
+        })
+    };
+    let info = wait_for("the quick start's instructions", 60, || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.contains("Ctrl-C stops everything."))
+    });
+    assert!(
+        info.contains("demo@demo.example.test, password Quick-Start-26"),
+        "{info}"
+    );
+    assert!(greeting(p25).starts_with("220 "));
+    assert!(greeting(p587).starts_with("220 "));
+    assert!(greeting(p110).starts_with("+OK"));
+    const PY: &str = r#"
+import smtplib, poplib, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+s.sendmail('someone@remote.test', ['demo@demo.example.test'],
+           'Subject: quick start\r\n\r\nhello\r\n')
+s.quit()
+deadline = time.time() + 60
+while True:
+    p = poplib.POP3('127.0.0.1', int(sys.argv[2]), timeout=30)
+    p.stls(ctx)
+    p.user('demo@demo.example.test'); p.pass_('Quick-Start-26')
+    n = p.stat()[0]
+    if n or time.time() > deadline:
+        break
+    p.quit(); time.sleep(0.5)
+print(n)
+print(b'\n'.join(p.retr(1)[1]).decode())
+p.quit()
+"#;
+    let o = Command::new("python3")
+        .args(["-c", PY, &p25.to_string(), &p110.to_string()])
+        .output()
+        .unwrap();
+    let got = text(&o);
+    if !(o.status.success() && got.starts_with("1\n") && got.contains("Subject: quick start")) {
+        let st = stop(&mut child);
+        panic!("{o:?} (svscan: {st:?})");
+    }
+    let st = stop(&mut child);
+    assert!(st.success(), "{st:?}");
+    let sys = System::attach(&tmp.path().join("run/qmail"));
+    for s in ["qmail-send", "qmail-smtpd", "qmail-pop3d"] {
+        let d = tmp.path().join("run/service").join(s);
+        assert_eq!(svstat(&sys, &d), "supervise not running");
+    }
+}
