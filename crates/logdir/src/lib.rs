@@ -66,6 +66,15 @@ fn retry<T>(what: impl Fn() -> String, mut op: impl FnMut() -> io::Result<T>) ->
     }
 }
 
+/// The number made of the leading digits (djb's `scan_ulong`: `s100k` is 100).
+fn scan_ulong(s: &[u8]) -> u64 {
+    s.iter()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0u64, |n, &c| {
+            n.saturating_mul(10).saturating_add(u64::from(c - b'0'))
+        })
+}
+
 /// One action of the script.
 #[derive(Clone, Debug, PartialEq)]
 enum Action {
@@ -250,21 +259,26 @@ impl LogDir {
             || ignore_missing(std::fs::remove_file(&p)),
         );
         loop {
-            let olds: Vec<String> = retry(
+            let olds: Vec<std::ffi::OsString> = retry(
                 || format!("read {}", self.path.display()),
                 || {
+                    use std::os::unix::ffi::OsStrExt;
                     Ok(std::fs::read_dir(&self.path)?
                         .flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| n.starts_with('@') && n.len() >= 25)
+                        .map(|e| e.file_name())
+                        .filter(|n| n.as_bytes().first() == Some(&b'@') && n.len() >= 25)
                         .collect())
                 },
             );
             if olds.len() < self.num {
                 break;
             }
-            if let Some(oldest) = olds.iter().min_by(|a, b| a[..25].cmp(&b[..25])) {
-                let p = self.p(oldest);
+            let first25 = |n: &std::ffi::OsString| {
+                use std::os::unix::ffi::OsStrExt;
+                n.as_bytes()[..25].to_vec()
+            };
+            if let Some(oldest) = olds.iter().min_by_key(|n| first25(n)) {
+                let p = self.path.join(oldest);
                 retry(
                     || format!("remove {}", p.display()),
                     || ignore_missing(std::fs::remove_file(&p)),
@@ -429,7 +443,9 @@ impl LogDir {
                 Ok(n) if n > 0 => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => {
-                    let e = r.err().unwrap_or_else(|| io::Error::from_raw_os_error(libc::ENOSPC));
+                    let e = r
+                        .err()
+                        .unwrap_or_else(|| io::Error::from_raw_os_error(libc::ENOSPC));
                     warn(&format!(
                         "unable to write to {}, pausing: {}",
                         self.name("current"),
@@ -537,9 +553,9 @@ impl Multilog {
             let b = a.as_bytes();
             match b.first() {
                 Some(b's') => {
-                    size = a[1..].parse::<u64>().unwrap_or(0).clamp(4096, 16_777_215);
+                    size = scan_ulong(&b[1..]).clamp(4096, 16_777_215);
                 }
-                Some(b'n') => num = a[1..].parse::<usize>().unwrap_or(0).max(2),
+                Some(b'n') => num = (scan_ulong(&b[1..]) as usize).max(2),
                 Some(b'!') => processor = Some(a[1..].to_string()),
                 Some(b'+') => m.actions.push(Action::Plus(b[1..].to_vec())),
                 Some(b'-') => m.actions.push(Action::Minus(b[1..].to_vec())),
@@ -790,4 +806,16 @@ pub fn run(args: &[String]) {
         }
     }
     m.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_ulong;
+
+    #[test]
+    fn sizes_parse_like_scan_ulong() {
+        assert_eq!(scan_ulong(b"100000x"), 100000);
+        assert_eq!(scan_ulong(b"k"), 0);
+        assert_eq!(scan_ulong(b"99999999999999999999999"), u64::MAX);
+    }
 }
