@@ -408,9 +408,14 @@ impl LogDir {
         unsafe {
             cmd.pre_exec(move || {
                 qsys::reset_signals_for_exec();
-                if libc::dup2(sfd, 4) < 0 || libc::dup2(nfd, 5) < 0 {
+                // move both out of the way first: either may already be 4 or 5
+                let s = libc::fcntl(sfd, libc::F_DUPFD, 10);
+                let n = libc::fcntl(nfd, libc::F_DUPFD, 10);
+                if s < 0 || n < 0 || libc::dup2(s, 4) < 0 || libc::dup2(n, 5) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                libc::close(s);
+                libc::close(n);
                 Ok(())
             });
         }
