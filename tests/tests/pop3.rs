@@ -7,7 +7,8 @@
 //! root they say so and return. `pop3d_session_over_pipes` runs as anyone.
 
 use e2e::*;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -1155,4 +1156,48 @@ fn plaintext_policy_from_control_and_tcprules() {
     // ... unless the environment says no
     let (_c, env_no) = pop3_server(&sys, false, &[("POP3PLAINTEXT", "0")]);
     assert!(refused(env_no));
+}
+
+#[test]
+fn adddomain_tells_qmail_send_to_reread_through_supervise() {
+    // as root or not: the tool writes `h` to qmail-send's supervise control fifo
+    let sys = system();
+    let sup = sys.root.join("supervise/qmail-send/supervise");
+    std::fs::create_dir_all(&sup).unwrap();
+    let fifo = sup.join("control");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // a reader, as supervise keeps one open
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let owner = is_root().then(|| TestUser::new("vtest_p3hup", "Pass-word-9", Some("sha-512")));
+    let mut args = vec!["adddomain", "hup.example"];
+    if let Some(u) = &owner {
+        args.extend(["--owner", u.name.as_str()]);
+    }
+    let out = vuser(&sys, &args, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("qmail-send told to reread"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut got = Vec::new();
+    let _ = (&reader).read_to_end(&mut got);
+    assert_eq!(got, b"h");
+    // without a reader (no supervise), it says what to do and still succeeds
+    drop(reader);
+    let mut args = vec!["adddomain", "hup2.example"];
+    if let Some(u) = &owner {
+        args.extend(["--owner", u.name.as_str()]);
+    }
+    let out = vuser(&sys, &args, "");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("qmailctl reload"));
 }

@@ -21,8 +21,9 @@
 //!     and `.qmail-postmaster` = `&postmaster@ME` (control/me; RFC 5321's postmaster),
 //!     adds `+DOMAIN-:USER:uid:gid:DIR:-::` to users/assign and recompiles users/cdb,
 //!     adds `DOMAIN:DOMAIN` to control/virtualdomains and DOMAIN to control/rcpthosts
-//!     (when that file exists). qmail-send reads virtualdomains at start and on HUP:
-//!     run `svc -h` on it afterwards. deldomain undoes that (mail stays on disk).
+//!     (when that file exists), then sends HUP to qmail-send through its supervise
+//!     (HOME/supervise/qmail-send) so it rereads virtualdomains, or says to run
+//!     `qmailctl reload` when none runs. deldomain undoes that (mail stays on disk).
 //!
 //!     add creates DIR/LOCAL/Maildir and the user with a yescrypt hash of the first
 //!     line of stdin, checked against the password policy (control/vpassminlen,
@@ -144,18 +145,20 @@ fn main() {
         Cmd::Adddomain { domain, owner, dir } => {
             vusers::admin::add_domain(&home, &domain, owner.as_deref(), dir).map(|d| {
                 println!(
-                    "{}: added, mail in {} owned by {}; now HUP qmail-send (svc -h) to reread control/virtualdomains",
+                    "{}: added, mail in {} owned by {}; {}",
                     d.domain,
                     d.dir.display(),
-                    d.user
+                    d.user,
+                    reload(&home)
                 )
             })
         }
         Cmd::Deldomain { domain } => vusers::admin::del_domain(&home, &domain).map(|d| {
             println!(
-                "{}: removed; mail stays in {}; HUP qmail-send",
+                "{}: removed; mail stays in {}; {}",
                 d.domain,
-                d.dir.display()
+                d.dir.display(),
+                reload(&home)
             )
         }),
         Cmd::Add {
@@ -188,8 +191,10 @@ fn main() {
             vusers::admin::modify_user(&home, &address, |u| u.quota = q)
                 .map(|u| println!("{}: quota {}", u.address, u.quota))
         }
-        Cmd::Enable { address } => vusers::admin::modify_user(&home, &address, |u| u.enabled = true)
-            .map(|u| println!("{}: enabled", u.address)),
+        Cmd::Enable { address } => {
+            vusers::admin::modify_user(&home, &address, |u| u.enabled = true)
+                .map(|u| println!("{}: enabled", u.address))
+        }
         Cmd::Disable { address } => {
             vusers::admin::modify_user(&home, &address, |u| u.enabled = false)
                 .map(|u| println!("{}: disabled", u.address))
@@ -201,6 +206,18 @@ fn main() {
     };
     if let Err(e) = r {
         fail(e);
+    }
+}
+
+/// Ask qmail-send to reread control/virtualdomains: HUP through its supervise
+/// (HOME/supervise/qmail-send, as `qmailctl reload` does), or say what to do.
+fn reload(home: &std::path::Path) -> String {
+    let dir = home.join("supervise/qmail-send");
+    match svcdir::ctl::svc_send(&dir.to_string_lossy(), "h") {
+        Ok(()) => "qmail-send told to reread control/virtualdomains".into(),
+        Err(_) => {
+            "qmail-send is not supervised here: run `qmailctl reload` (or send it HUP)".into()
+        }
     }
 }
 
