@@ -1201,3 +1201,77 @@ fn adddomain_tells_qmail_send_to_reread_through_supervise() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("qmailctl reload"));
 }
+
+#[test]
+fn debian_tcpserver_and_openssl_s_client() {
+    need_root!();
+    let theirs = Path::new("/usr/bin/tcpserver");
+    if !theirs.exists() {
+        eprintln!("skipped: Debian's ucspi-tcp is not installed");
+        return;
+    }
+    let sys = system();
+    certificate(&sys);
+    let u = TestUser::new("vtest_p3deb", "Pass-word-9", Some("sha-512"));
+    fill_maildir(&u.maildir(), 1, Some((u.uid, u.gid)), |_| {
+        "Subject: interop\n\nfrom ucspi-tcp\n".into()
+    });
+    // the original tcpserver (root, no -u), exactly as qmail's documentation runs it
+    let mut child = Command::new(theirs)
+        .args(["-1", "-H", "-R", "127.0.0.1", "0"])
+        .arg(sys.bin("qmail-popup"))
+        .arg(ME)
+        .arg(sys.bin("checkpassword"))
+        .arg(sys.bin("qmail-pop3d"))
+        .arg("Maildir")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _srv = Server(child);
+    let port: u16 = line.trim().parse().unwrap();
+    let mut c = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-crlf",
+            "-starttls",
+            "pop3",
+            "-connect",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut talk = |cmd: &str, until: &str| -> String {
+        if !cmd.is_empty() {
+            stdin.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        }
+        let mut got = String::new();
+        loop {
+            let mut l = String::new();
+            if out.read_line(&mut l).unwrap_or(0) == 0 {
+                return got;
+            }
+            got.push_str(&l);
+            if l.starts_with(until) {
+                return got;
+            }
+        }
+    };
+    // s_client consumed the greeting and the STLS exchange; we are inside TLS
+    assert!(talk("CAPA", ".").contains("USER"));
+    assert!(talk(&format!("USER {}", u.name), "+OK").starts_with("+OK"));
+    assert!(talk("PASS Pass-word-9", "+OK").starts_with("+OK"));
+    assert!(talk("RETR 1", ".").contains("from ucspi-tcp"));
+    assert!(talk("QUIT", "+OK").starts_with("+OK"));
+    let _ = c.wait();
+}
