@@ -782,3 +782,43 @@ fn remote_host_lookup_and_domain_rules() {
         assert_eq!(out, want, "{flags} from {from}");
     }
 }
+
+/// Ident (on by default, as in ucspi-tcp): TCPREMOTEINFO from a fake identd on port 113
+/// (root only), the `info@ip` rule form, and the `ok` log line carrying the answer.
+#[test]
+fn ident_sets_tcpremoteinfo_and_matches_info_rules() {
+    if !is_root() {
+        eprintln!("ident test needs root to listen on port 113");
+        return;
+    }
+    let identd = std::net::TcpListener::bind("127.0.0.9:113").expect("bind 127.0.0.9:113");
+    let answered = std::thread::spawn(move || {
+        let (s, _) = identd.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        let (rport, lport) = line.trim().split_once(" , ").unwrap();
+        (&s).write_all(format!("{rport} , {lport} : USERID : UNIX : bob\r\n").as_bytes())
+            .unwrap();
+        line
+    });
+    let d = tempfile::tempdir().unwrap();
+    let cdb = rules(
+        d.path(),
+        "bob@127.0.0.9:allow,WHO=\"bob\"\n:allow,WHO=\"someone\"\n",
+    );
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(
+        &["-H", "-l0", "-t", "10", "-x", cdb.to_str().unwrap()],
+        "0.0.0.0",
+        &["/bin/sh", "-c", "echo \"$TCPREMOTEINFO $WHO\""],
+        &log,
+    );
+    let s = connect_from("127.0.0.9", SocketAddr::from(([127, 0, 0, 9], port)));
+    let me = s.local_addr().unwrap().port();
+    let mut out = String::new();
+    (&s).read_to_string(&mut out).unwrap();
+    assert_eq!(out, "bob bob\n");
+    assert_eq!(answered.join().unwrap(), format!("{me} , {port}\r\n"));
+    let l = std::fs::read_to_string(&log).unwrap();
+    assert!(l.contains(&format!(":127.0.0.9:bob:{me}")), "{l}");
+}
