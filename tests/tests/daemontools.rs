@@ -475,7 +475,24 @@ fn svscan_log_pipe_keeps_every_line_across_restarts() {
             ("service", &s)
         };
         let pid = wait_up(dir);
-        kill(pid, nix::sys::signal::Signal::SIGKILL);
+        if victim == "logger" {
+            // multilog, like the original, loses what it has read but not yet written
+            // when killed in that instant: kill it while it is idle (service paused,
+            // every line written so far logged); the service then goes on writing
+            // into the pipe while the logger is down
+            svc(&s, "-p");
+            let n = count(&s);
+            wait_for("the logger caught up", || {
+                std::fs::read_to_string(logdir.join("main/current"))
+                    .ok()
+                    .filter(|t| t.contains(&format!(" line {n}\n")))
+            });
+            wait_for("the logger idle", || idle_reader(pid).then_some(()));
+            kill(pid, nix::sys::signal::Signal::SIGKILL);
+            svc(&s, "-c");
+        } else {
+            kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
         wait_for(&format!("{victim} restarted"), || {
             up_pid(&svstat(dir)).filter(|&p| p != pid)
         });
@@ -520,6 +537,31 @@ fn svscan_log_pipe_keeps_every_line_across_restarts() {
         0o744,
         "clean exit marks current"
     );
+}
+
+/// True when `pid` is blocked in poll with nothing left in the pipe on its stdin
+/// (everything it read has been written out).
+fn idle_reader(pid: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const POLLS: &[&str] = &["7", "271"];
+    #[cfg(not(target_arch = "x86_64"))]
+    const POLLS: &[&str] = &["73"];
+    let in_poll = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .map(|t| POLLS.contains(&t.split_whitespace().next().unwrap_or("")))
+        .unwrap_or(false);
+    let Ok(pipe) = std::fs::File::open(format!("/proc/{pid}/fd/0")) else {
+        return false;
+    };
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into n.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&pipe),
+            libc::FIONREAD,
+            &mut n,
+        )
+    };
+    in_poll && r == 0 && n == 0
 }
 
 fn multilog(dir: &Path, args: &[&str], input: &[u8]) -> Output {
