@@ -3,13 +3,15 @@
 //! SYNOPSIS
 //!     qmail-vuser adddomain DOMAIN [--owner USER] [--dir DIR]
 //!     qmail-vuser deldomain DOMAIN
-//!     qmail-vuser add ADDRESS [--quota SIZE] [--apop]     (password on stdin)
-//!     qmail-vuser passwd ADDRESS [--apop]                 (password on stdin)
+//!     qmail-vuser add ADDRESS [--quota SIZE] [--apop]     (password on stdin*)
+//!     qmail-vuser passwd ADDRESS [--apop]                 (password on stdin*)
 //!     qmail-vuser del ADDRESS
 //!     qmail-vuser quota ADDRESS SIZE
 //!     qmail-vuser enable ADDRESS | disable ADDRESS
 //!     qmail-vuser list [DOMAIN]
 //!     qmail-vuser rebuild
+//!
+//!     * the first line; on a terminal it is asked twice without echo.
 //!
 //! DESCRIPTION
 //!     Edits this installation's virtual-user store (HOME/users/vdomains and
@@ -113,20 +115,58 @@ fn parse_size(s: &str) -> u64 {
 }
 
 /// The new password (first line of stdin), checked and hashed.
-fn new_password(home: &std::path::Path, address: &str, apop: bool) -> (String, Option<Vec<u8>>) {
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
-        qsys::die::fatal(PROG, "unable to read the password from stdin", 111);
+/// Read one line from stdin; on a terminal, prompt on stderr and turn echo off.
+fn read_secret(prompt: &str) -> String {
+    let tty = unsafe { libc::isatty(0) } == 1;
+    // SAFETY: termios is plain data; tcgetattr fills it for descriptor 0.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    let echo_off = tty && unsafe { libc::tcgetattr(0, &mut saved) } == 0;
+    if tty {
+        eprint!("{prompt}");
     }
-    let pw = line.trim_end_matches(['\n', '\r']);
-    if let Err(e) = vusers::admin::check_password_policy(home, address, pw) {
+    if echo_off {
+        let mut t = saved;
+        t.c_lflag &= !libc::ECHO;
+        // SAFETY: t is a valid termios copied from the terminal's own.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+    }
+    let mut line = String::new();
+    let r = std::io::stdin().lock().read_line(&mut line);
+    if echo_off {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+        eprintln!();
+    }
+    if r.is_err() {
+        qsys::die::fatal(PROG, "unable to read the password", 111);
+    }
+    let n = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(n);
+    line
+}
+
+/// The new password (first line of stdin; asked twice on a terminal), checked against
+/// the policy and hashed.
+fn new_password(home: &std::path::Path, address: &str, apop: bool) -> (String, Option<Vec<u8>>) {
+    let mut pw = read_secret("new password: ");
+    if unsafe { libc::isatty(0) } == 1 {
+        let mut again = read_secret("again: ");
+        let same = auth::crypt::ct_eq(pw.as_bytes(), again.as_bytes());
+        // SAFETY: zero bytes keep the string valid UTF-8.
+        auth::crypt::wipe(unsafe { again.as_bytes_mut() });
+        if !same {
+            qsys::die::fatal(PROG, "the passwords differ", 100);
+        }
+    }
+    if let Err(e) = vusers::admin::check_password_policy(home, address, &pw) {
         fail(e);
     }
     let Some(hash) = auth::crypt::hash(pw.as_bytes(), "$y$") else {
         qsys::die::fatal(PROG, "unable to hash the password", 111);
     };
     let apop = apop.then(|| pw.as_bytes().to_vec());
-    auth::crypt::wipe(unsafe { line.as_bytes_mut() });
+    // SAFETY: zero bytes keep the string valid UTF-8.
+    auth::crypt::wipe(unsafe { pw.as_bytes_mut() });
     (hash, apop)
 }
 
