@@ -458,6 +458,35 @@ p.quit()
     });
 }
 
+/// The quick start's process (the shell that becomes svscan): SIGINT, as Ctrl-C
+/// sends it, when stopped or dropped.
+struct Interrupt(Option<Child>);
+
+impl Interrupt {
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.0.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// init/quickstart (the README's first command) in a temporary directory: the whole
 /// system under svscan on free loopback ports; a message sent by SMTP to the demo
 /// mailbox is fetched by POP3; SIGINT (Ctrl-C) stops everything and svscan exits 0.
@@ -481,7 +510,7 @@ fn quickstart_runs_the_whole_system() {
         free_port(),
     );
     let out = tmp.path().join("out");
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .arg(&script)
         .arg(tmp.path().join("run"))
         .env("QUICKSTART_BIN", build_dir())
@@ -495,15 +524,7 @@ fn quickstart_runs_the_whole_system() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stop = |child: &mut Child| {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        wait_for("quickstart's svscan exit", 60, || {
-            child.try_wait().ok().flatten()
-        })
-    };
+    let mut child = Interrupt(Some(child));
     let info = wait_for("the quick start's instructions", 60, || {
         std::fs::read_to_string(&out)
             .ok()
@@ -541,12 +562,12 @@ p.quit()
         .output()
         .unwrap();
     let got = text(&o);
-    if !(o.status.success() && got.starts_with("1\n") && got.contains("Subject: quick start")) {
-        let st = stop(&mut child);
-        panic!("{o:?} (svscan: {st:?})");
-    }
-    let st = stop(&mut child);
-    assert!(st.success(), "{st:?}");
+    assert!(
+        o.status.success() && got.starts_with("1\n") && got.contains("Subject: quick start"),
+        "{o:?}"
+    );
+    let st = child.stop();
+    assert!(st.is_some_and(|s| s.success()), "{st:?}");
     let sys = System::attach(&tmp.path().join("run/qmail"));
     for s in ["qmail-send", "qmail-smtpd", "qmail-pop3d"] {
         let d = tmp.path().join("run/service").join(s);
