@@ -191,6 +191,27 @@ impl NonBlock for std::fs::OpenOptions {
     }
 }
 
+/// Cleanup after a failed svscan test: kill svscan and tell every supervise left in
+/// `dirs` to kill its service and exit.
+struct Cleanup {
+    pid: u32,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        for d in &self.dirs {
+            for dir in [d.clone(), d.join("log")] {
+                let _ = Command::new(bin("svc")).arg("-dkx").arg(dir).status();
+            }
+        }
+    }
+}
+
 /// A service whose run script records each start and then sleeps (in the shell, so
 /// trapped signals are seen).
 fn sleeper(dir: &Path) {
@@ -457,6 +478,10 @@ fn svscan_log_pipe_keeps_every_line_across_restarts() {
         .stdin(Stdio::null())
         .spawn()
         .expect("svscan");
+    let _cleanup = Cleanup {
+        pid: scan.id(),
+        dirs: vec![s.clone()],
+    };
     let logdir = s.join("log");
     let count = |s: &Path| -> u64 {
         std::fs::read_to_string(s.join("count"))
@@ -985,6 +1010,10 @@ fn debian_svscan_runs_our_supervise() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let _cleanup = Cleanup {
+        pid: scan.id(),
+        dirs: vec![s.clone()],
+    };
     wait_up(&s);
     wait_up(&s.join("log"));
     wait_for("the lines in our multilog", || log_has_50_lines(&s));
@@ -1027,6 +1056,10 @@ fn our_svscan_runs_debian_supervise() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let _cleanup = Cleanup {
+        pid: scan.id(),
+        dirs: vec![s.clone()],
+    };
     let dsvstat = debian("svstat");
     wait_for("Debian's supervise up", || {
         up_pid(&svstat_with(&dsvstat, &s))
@@ -1063,6 +1096,10 @@ fn svscan_second_term_kills_a_stubborn_service() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let _cleanup = Cleanup {
+        pid: scan.id(),
+        dirs: vec![s.clone()],
+    };
     let pid = wait_up(&s);
     kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
     wait_for("want down", || {
