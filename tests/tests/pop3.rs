@@ -631,6 +631,16 @@ s = poplib.POP3_SSL('127.0.0.1', sport, timeout=30, context=ctx)
 print('plainauth', s._shortcmd('AUTH PLAIN ' + base64.b64encode(b'\0' + user.encode() + b'\0' + pw.encode()).decode()))
 print('plainauth', s.stat())
 s.quit()
+# AUTH PLAIN with the response on its own line, after a cancelled attempt
+s = poplib.POP3_SSL('127.0.0.1', sport, timeout=30, context=ctx)
+print('cont', s._shortcmd('AUTH PLAIN'))
+try:
+    s._shortcmd('*')
+except poplib.error_proto as e:
+    print('cont', e)
+print('cont', s._shortcmd('AUTH PLAIN'))
+print('cont', s._shortcmd(base64.b64encode(user.encode() + b'\0' + user.encode() + b'\0' + pw.encode()).decode()))
+s.quit()
 # APOP (needs the --apop secret)
 a = poplib.POP3('127.0.0.1', port, timeout=30)
 print('apop', a.apop(user, pw))
@@ -696,16 +706,20 @@ fn virtual_user_over_stls_pop3s_apop_and_auth_plain() {
     assert_eq!(lines[4], "pop3s (1, 20)", "{out}");
     assert!(lines[5].starts_with("plainauth b'+OK"), "{out}");
     assert_eq!(lines[6], "plainauth (1, 20)", "{out}");
-    assert!(lines[7].starts_with("apop b'+OK"), "{out}");
+    assert_eq!(lines[7], "cont b'+ '", "{out}");
+    assert_eq!(lines[8], "cont b'-ERR authentication aborted'", "{out}");
+    assert_eq!(lines[9], "cont b'+ '", "{out}");
+    assert!(lines[10].starts_with("cont b'+OK"), "{out}");
+    assert!(lines[11].starts_with("apop b'+OK"), "{out}");
     assert!(
-        lines[8].starts_with("apopbad b'-ERR authorization failed"),
+        lines[12].starts_with("apopbad b'-ERR authorization failed"),
         "{out}"
     );
     assert_eq!(
-        lines[9], "inject b'+OK begin TLS negotiation\\r\\n'",
+        lines[13], "inject b'+OK begin TLS negotiation\\r\\n'",
         "{out}"
     );
-    assert_eq!(lines[10], "inject b'-ERR USER first\\r\\n'", "{out}");
+    assert_eq!(lines[14], "inject b'-ERR USER first\\r\\n'", "{out}");
     // a disabled user cannot log in
     vuser_ok(&sys, &["disable", "tom@virt.example"], "");
     let out = py(
