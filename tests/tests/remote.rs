@@ -7,20 +7,12 @@
 //! temporary HOME/bin, because qmail-remote finds HOME from /proc/self/exe).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// Kills and reaps a server process, also when an assertion fails.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use e2e::{Server, dnsmasq, free_port, is_root, wait_port};
 
 fn built(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -36,33 +28,6 @@ fn built(name: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-fn is_root() -> bool {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() == 0 }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(addr: &str, child: &mut Child) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("server for {addr} exited early: {st}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server on {addr} did not start");
 }
 
 fn need(tool: &str) -> String {
@@ -125,28 +90,6 @@ impl Home {
             .map(|r| String::from_utf8_lossy(r).into_owned())
             .collect()
     }
-}
-
-fn dnsmasq(records: &[&str]) -> (Server, u16) {
-    let bin = need("/usr/sbin/dnsmasq");
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--no-daemon",
-        &format!("--port={port}"),
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--pid-file=",
-        "--local=/test/",
-    ]);
-    cmd.args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("start dnsmasq");
-    wait_port(&format!("127.0.0.1:{port}"), &mut child);
-    (Server(child), port)
 }
 
 fn smtp_sink(addr: &str, knobs: &[&str]) -> Server {
