@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtpd::{Config, Mode, Session, io::Conn};
+use smtpd::{Config, Mode, Session, TlsSource, io::Conn};
 use std::io::{Read, Write};
 use std::sync::OnceLock;
 
@@ -15,7 +15,10 @@ struct Mem {
 
 impl Read for Mem {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.input.len() - self.pos).min(7 + self.pos % 61);
+        let n = buf
+            .len()
+            .min(self.input.len() - self.pos)
+            .min(7 + self.pos % 61);
         buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
@@ -38,7 +41,11 @@ fn home() -> &'static std::path::Path {
         std::fs::create_dir_all(h.join("control")).unwrap();
         std::fs::write(h.join("control/me"), "mx.example.test\n").unwrap();
         std::fs::write(h.join("control/rcpthosts"), "example.test\n.example.org\n").unwrap();
-        std::fs::write(h.join("control/badmailfrom"), "bad@example.org\n@spam.test\n").unwrap();
+        std::fs::write(
+            h.join("control/badmailfrom"),
+            "bad@example.org\n@spam.test\n",
+        )
+        .unwrap();
         std::fs::write(h.join("control/databytes"), "100000\n").unwrap();
         std::fs::write(h.join("control/maxrcpt"), "20\n").unwrap();
         h
@@ -54,6 +61,6 @@ fuzz_target!(|input: &[u8]| {
         input: input.to_vec(),
         pos: 0,
     }));
-    let mut s = Session::new(cfg, conn, None);
+    let mut s = Session::new(cfg, conn, TlsSource::None);
     let _ = s.run();
 });

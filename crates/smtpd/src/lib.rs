@@ -29,7 +29,7 @@ pub mod session;
 pub mod state;
 
 pub use config::{Config, Mode};
-pub use session::{End, Session};
+pub use session::{End, Session, TlsSource};
 
 use std::time::Duration;
 
@@ -73,17 +73,10 @@ pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> 
         }
     };
     let timeout = Duration::from_secs(cfg.timeout);
-    let tlscfg = match tls::server_config(cfg.controls.dir()) {
-        Ok(t) => t,
-        Err(e) => {
-            // A broken certificate must not stop mail on port 25: no STARTTLS offered.
-            qsys::die::warn("qmail-smtpd", "warning", &format!("TLS disabled: {e}"));
-            None
-        }
-    };
     let conn = io::Conn::new(Box::new(tls::FdIo::new(Some(timeout))));
     let smtps = cfg.mode == Mode::Smtps;
-    let mut s = Session::new(cfg, conn, tlscfg);
+    let tls = TlsSource::Dir(cfg.controls.dir().to_path_buf());
+    let mut s = Session::new(cfg, conn, tls);
     if smtps && let Err(e) = s.implicit_tls() {
         qsys::die::warn(
             "qmail-smtpd",

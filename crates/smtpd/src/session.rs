@@ -38,10 +38,22 @@ struct Mail {
     badmailfrom: bool,
 }
 
+/// Where the TLS configuration comes from.
+pub enum TlsSource {
+    /// No TLS (no STARTTLS offered).
+    None,
+    /// A configuration already built.
+    Ready(Arc<rustls::ServerConfig>),
+    /// The control directory: `servercert.pem` there means STARTTLS is offered; the
+    /// configuration is built only when a client asks for it (cheap sessions without
+    /// TLS, and a renewed certificate applies to the next STARTTLS).
+    Dir(std::path::PathBuf),
+}
+
 pub struct Session {
     cfg: Config,
     conn: Conn,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: TlsSource,
     helo: Option<String>,
     esmtp: bool,
     mail: Option<Mail>,
@@ -69,7 +81,7 @@ fn log(msg: &str) {
 }
 
 impl Session {
-    pub fn new(cfg: Config, conn: Conn, tls: Option<Arc<rustls::ServerConfig>>) -> Session {
+    pub fn new(cfg: Config, conn: Conn, tls: TlsSource) -> Session {
         Session {
             cfg,
             conn,
@@ -105,11 +117,41 @@ impl Session {
 
     /// Start TLS right away (port 465).
     pub fn implicit_tls(&mut self) -> io::Result<()> {
-        let cfg = self
-            .tls
-            .clone()
-            .ok_or_else(|| io::Error::other("no certificate in control/servercert.pem"))?;
+        let cfg = match &self.tls {
+            TlsSource::Ready(c) => c.clone(),
+            TlsSource::Dir(d) => tls::server_config(d)?
+                .ok_or_else(|| io::Error::other("no certificate in control/servercert.pem"))?,
+            TlsSource::None => return Err(io::Error::other("no TLS configured")),
+        };
         self.conn.start_tls(cfg)
+    }
+
+    /// STARTTLS can be offered: a certificate is installed.
+    fn tls_offered(&self) -> bool {
+        match &self.tls {
+            TlsSource::None => false,
+            TlsSource::Ready(_) => true,
+            TlsSource::Dir(d) => d.join(tls::CERT_FILE).exists(),
+        }
+    }
+
+    /// The TLS configuration, read from the control directory when first needed.
+    fn tls_config(&mut self) -> Option<Arc<rustls::ServerConfig>> {
+        match &self.tls {
+            TlsSource::None => None,
+            TlsSource::Ready(c) => Some(c.clone()),
+            TlsSource::Dir(d) => match tls::server_config(d) {
+                Ok(Some(c)) => {
+                    self.tls = TlsSource::Ready(c.clone());
+                    Some(c)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    log(&format!("TLS not available: {e}"));
+                    None
+                }
+            },
+        }
     }
 
     /// Run the session to its end.
@@ -230,7 +272,7 @@ impl Session {
         });
         lines.push("ENHANCEDSTATUSCODES".into());
         lines.push("SMTPUTF8".into());
-        if self.tls.is_some() && !self.conn.is_tls() {
+        if !self.conn.is_tls() && self.tls_offered() {
             lines.push("STARTTLS".into());
         }
         if self.auth_offered() && self.user.is_none() && !self.tls_missing() {
@@ -442,7 +484,7 @@ impl Session {
             self.send("503 5.5.1 TLS already active (#5.5.1)");
             return Ok(None);
         }
-        let Some(cfg) = self.tls.clone() else {
+        let Some(cfg) = self.tls_config() else {
             self.send("454 4.7.0 TLS not available (#4.7.0)");
             return Ok(None);
         };
