@@ -23,7 +23,8 @@
 //! # Refusals
 //!
 //! Exit 1 (after the same amount of hashing as a real check, so unknown names do not
-//! answer faster): unknown user; wrong password; empty password; locked hash (`!`,
+//! answer faster: every answer includes one yescrypt computation at Debian's default
+//! cost, the dummy's when the user is unknown or has a cheaper hash): unknown user; wrong password; empty password; locked hash (`!`,
 //! `*`, empty); disabled virtual user; uid 0; expired shadow account; a shell listed in
 //! `control/nologinshells` (default `/usr/sbin/nologin`, `/sbin/nologin`, `/bin/false`,
 //! `/usr/bin/false`).
@@ -532,6 +533,34 @@ mod tests {
             // root never logs in, whatever the password
             let cfg = Config::load(d.path()).unwrap();
             assert_eq!(check(&cfg, &creds("root", "pw", "")), Verdict::Bad);
+        }
+    }
+
+    /// Every answer, whoever asks, costs exactly one yescrypt computation (known users
+    /// here have sha512 hashes, plus the dummy's work): no timing oracle tells unknown
+    /// names, locked or disabled accounts from wrong passwords.
+    #[test]
+    fn every_answer_costs_one_hash() {
+        let d = tempfile::tempdir().unwrap();
+        store(d.path());
+        let mut cfg = Config::load(d.path()).unwrap();
+        cfg.shadow_file = d.path().join("shadow");
+        std::fs::write(&cfg.shadow_file, "").unwrap();
+        let cases = [
+            ("joe@example.org", "right horse"),
+            ("joe@example.org", "wrong"),
+            ("joe@example.org", ""),
+            ("off@example.org", "right horse"),
+            ("ann@example.org", "x"),
+            ("bad@name@", "x"),
+            ("no-such-user-xq", "x"),
+            ("", "x"),
+            ("a:b", "x"),
+        ];
+        for (u, p) in cases {
+            let before = crypt::calls();
+            let _ = check(&cfg, &creds(u, p, ""));
+            assert_eq!(crypt::calls() - before, 1, "{u}/{p}");
         }
     }
 
