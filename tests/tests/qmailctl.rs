@@ -265,6 +265,10 @@ fn network_run_scripts_listen_on_configured_ports() {
         log_text(&smtpd).contains("status: ").then_some(())
     });
     assert!(log_text(&smtpd).contains("/5"), "{}", log_text(&smtpd));
+    assert_eq!(
+        log_text(&smtpd).contains("qmail-smtpd: not started by root: everything runs as"),
+        !is_root()
+    );
     if is_root() {
         // while a session is open, qmail-smtpd runs as qmaild
         let mut s = std::net::TcpStream::connect(("127.0.0.1", p25)).unwrap();
