@@ -296,8 +296,11 @@ impl Child {
             return 1;
         }
         let mut user: Option<Vec<u8>> = None;
+        let mut line: Vec<u8> = Vec::new();
         loop {
-            let line = match read_line(&mut r, MAX_LINE) {
+            // the previous line may have held a password
+            auth::crypt::wipe(&mut line);
+            line = match read_line(&mut r, MAX_LINE) {
                 Ok(Line::Text(l)) => l,
                 Ok(Line::TooLong) => {
                     if write_reply(&mut r, b"-ERR line too long\r\n").is_err() {
@@ -314,6 +317,10 @@ impl Child {
             let reply: Vec<u8> = match verb.as_str() {
                 "QUIT" => {
                     let _ = write_reply(&mut r, b"+OK \r\n");
+                    if let Transport::Tls(s) = r.get_mut() {
+                        s.conn.send_close_notify();
+                        let _ = s.flush();
+                    }
                     return 0;
                 }
                 "NOOP" => b"+OK \r\n".to_vec(),
