@@ -1179,3 +1179,40 @@ fn multilog_cuts_files_exactly_like_debians() {
     assert!(ours.2 == theirs.2, "=status file");
     assert!(ours.3 == theirs.3, "e output");
 }
+
+/// A run file that cannot be executed: supervise reports it, keeps trying once a
+/// second, and both svstats say "want up".
+#[test]
+fn unstartable_run_is_down_and_wants_up() {
+    let d = tmp();
+    let s = d.path().join("svc");
+    std::fs::create_dir(&s).unwrap();
+    std::fs::write(s.join("run"), "#!/bin/sh\nexec sleep 100\n").unwrap(); // mode 0644
+    let errlog = d.path().join("err");
+    let child = Command::new(bin("supervise"))
+        .arg(&s)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .unwrap();
+    let mut sup = Sup {
+        child,
+        dir: s.clone(),
+    };
+    let want = wait_status(&s, |x| x.ends_with(", normally up, want up"), "want up");
+    assert!(want.starts_with("down "), "{want}");
+    let theirs = svstat_with(&debian("svstat"), &s);
+    assert!(theirs.ends_with(", normally up, want up"), "{theirs}");
+    wait_for("two attempts reported", || {
+        std::fs::read_to_string(&errlog)
+            .ok()
+            .filter(|t| t.matches("supervise: fatal: unable to start").count() >= 2)
+    });
+    let err = std::fs::read_to_string(&errlog).unwrap();
+    assert!(err.contains("/run: access denied"), "{err}");
+    // made executable, it starts at the next attempt
+    std::fs::set_permissions(s.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    wait_up(&s);
+    svc(&s, "-dx");
+    assert!(wait_for("supervise exit", || child.try_wait().ok().flatten()).success());
+}
