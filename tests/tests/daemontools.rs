@@ -1214,5 +1214,5 @@ fn unstartable_run_is_down_and_wants_up() {
     std::fs::set_permissions(s.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     wait_up(&s);
     svc(&s, "-dx");
-    assert!(wait_for("supervise exit", || child.try_wait().ok().flatten()).success());
+    assert!(sup.wait_exit().success());
 }
