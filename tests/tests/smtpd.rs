@@ -419,6 +419,25 @@ fn timeouts_garbage_and_vanishing_clients() {
     );
     assert!(replies.len() < 30, "closed before reading everything");
 
+    // syntax errors count as well
+    let mut c = srv.client();
+    c.reply();
+    c.raw("MAIL FROM:<unterminated\r\n".repeat(25).as_bytes());
+    let mut replies = Vec::new();
+    loop {
+        let r = c.reply();
+        if r.is_empty() {
+            break;
+        }
+        replies.push(r);
+    }
+    assert_eq!(replies.len(), 21, "{replies:?}");
+    assert_eq!(replies[19], "555 5.5.4 syntax error (#5.5.4)");
+    assert_eq!(
+        replies[20],
+        "421 4.7.0 too many errors, closing connection (#4.7.0)"
+    );
+
     // a client that disconnects in the middle of DATA
     let mut c = srv.client();
     c.reply();

@@ -60,6 +60,8 @@ pub struct Session {
     rcpts: Vec<String>,
     user: Option<String>,
     errors: u32,
+    /// The error limit was reached: close after this command's replies.
+    closing: bool,
 }
 
 /// What happened while reading DATA.
@@ -92,6 +94,7 @@ impl Session {
             rcpts: Vec::new(),
             user: None,
             errors: 0,
+            closing: false,
         }
     }
 
@@ -163,7 +166,7 @@ impl Session {
                 Ok(Line::Text(l)) => l,
                 Ok(Line::TooLong) => {
                     self.send("500 5.5.2 line too long (#5.5.2)");
-                    if self.error() {
+                    if self.error() || self.closing {
                         break End::Dropped;
                     }
                     continue;
@@ -177,6 +180,7 @@ impl Session {
                 }
             };
             match self.command(&line) {
+                Ok(None) if self.closing => break End::Dropped,
                 Ok(None) => {}
                 Ok(Some(end)) => break end,
                 Err(e) => {
@@ -195,7 +199,10 @@ impl Session {
     fn error(&mut self) -> bool {
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            self.send("421 4.7.0 too many errors, closing connection (#4.7.0)");
+            if !self.closing {
+                self.send("421 4.7.0 too many errors, closing connection (#4.7.0)");
+            }
+            self.closing = true;
             return true;
         }
         false
