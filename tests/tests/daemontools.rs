@@ -852,6 +852,29 @@ fn softlimit_m_really_limits_memory() {
     assert!(o.status.success(), "{o:?}");
     let o = run(&bin("softlimit"), &["-o", "17", "sh", "-c", "ulimit -n"]);
     assert_eq!(text(&o), "17\n");
+    let o = run(
+        &bin("softlimit"),
+        &[
+            "-t",
+            "7",
+            "-c",
+            "0",
+            "-f",
+            "1024000",
+            "-s",
+            "4000000",
+            "-p",
+            "500",
+            "sh",
+            "-c",
+            "ulimit -t; ulimit -c; ulimit -f; ulimit -s; ulimit -p",
+        ],
+    );
+    assert_eq!(text(&o), "7\n0\n2000\n3906\n500\n", "{o:?}");
+    assert_eq!(
+        run(&bin("softlimit"), &["-x", "1", "true"]).status.code(),
+        Some(100)
+    );
     assert_eq!(
         run(&bin("softlimit"), &["-m", "1k", "true"]).status.code(),
         Some(100)
