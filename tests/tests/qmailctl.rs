@@ -578,3 +578,28 @@ p.quit()
         assert_eq!(svstat(&sys, &d), "supervise not running");
     }
 }
+
+/// The installed systemd unit names this installation's svscanboot and passes
+/// `systemd-analyze verify` (where systemd's tools are installed).
+#[test]
+fn installed_systemd_unit_verifies() {
+    let sys = System::install("mx.example.test", &[]);
+    let unit = std::fs::read_to_string(sys.root.join("boot/svscan.service")).unwrap();
+    assert!(unit.contains(&format!(
+        "ExecStart={}/bin/svscanboot /service",
+        sys.root.display()
+    )));
+    assert!(unit.contains("KillMode=mixed"));
+    assert!(sys.bin("svscanboot").is_file());
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("svscan.service");
+    std::fs::write(&copy, &unit).unwrap();
+    match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+    {
+        Ok(o) => assert!(o.status.success() && o.stderr.is_empty(), "{o:?}"),
+        Err(_) => eprintln!("systemd-analyze not installed: unit checked by content only"),
+    }
+}
