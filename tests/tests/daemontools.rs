@@ -1239,3 +1239,58 @@ fn unstartable_run_is_down_and_wants_up() {
     svc(&s, "-dx");
     assert!(sup.wait_exit().success());
 }
+
+/// Pattern selection agrees with Debian's multilog on tricky patterns (stars that stop
+/// at the first match, trailing stars, literal stars, empty lines and patterns).
+#[test]
+fn multilog_patterns_agree_with_debians() {
+    let d = tmp();
+    let lines = "hello\nhello world\nab:c d\na*b\n\nxyz\nnamed[12]: Cleaned cache of 3\n\
+                 error: disk\nwarning: error here\n***\nabcabc\n";
+    let patterns = [
+        "hello",
+        "hello*",
+        "a*d",
+        "*",
+        "",
+        "a\\*b",
+        "a*b",
+        "*error*",
+        "* error*",
+        "*:*",
+        "named[*]: Cleaned cache *",
+        "abc*c",
+        "*c",
+        "x*z",
+        "**",
+    ];
+    for (i, p) in patterns.iter().enumerate() {
+        let plus = format!("+{p}");
+        let minus = format!("-{p}");
+        for (tag, script) in [
+            ("sel", vec!["-*", plus.as_str()]),
+            ("desel", vec![minus.as_str()]),
+        ] {
+            let mut got = Vec::new();
+            for prog in [bin("multilog"), debian("multilog")] {
+                let dir = d.path().join(format!("{i}-{tag}-{}", got.len()));
+                let mut args = script.clone();
+                let dirarg = dir.to_str().unwrap().to_string();
+                args.push(&dirarg);
+                let o = {
+                    use std::io::Write;
+                    let mut c = Command::new(&prog)
+                        .args(&args)
+                        .stdin(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+                    c.wait().unwrap()
+                };
+                assert!(o.success());
+                got.push(std::fs::read_to_string(dir.join("current")).unwrap());
+            }
+            assert_eq!(got[0], got[1], "pattern {tag} {p:?}");
+        }
+    }
+}
