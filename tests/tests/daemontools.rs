@@ -1294,3 +1294,42 @@ fn multilog_patterns_agree_with_debians() {
         }
     }
 }
+
+/// A processor gives the same rotated files under Debian's multilog and ours.
+#[test]
+fn multilog_processor_agrees_with_debians() {
+    let d = tmp();
+    let mut input = String::new();
+    for i in 0..600 {
+        input.push_str(&format!("{i} {}\n", "q".repeat(i % 97)));
+    }
+    let mut got = Vec::new();
+    for (k, prog) in [bin("multilog"), debian("multilog")]
+        .into_iter()
+        .enumerate()
+    {
+        use std::io::Write;
+        let dir = d.path().join(format!("p{k}"));
+        let c = Command::new(prog)
+            .args([
+                "s4096",
+                "n100",
+                "!tr a-z A-Z; echo \"was: $(cat <&4)\"; wc -l | tr -d ' ' >&5",
+            ])
+            .arg(&dir)
+            .stdin(std::fs::File::open(&inpath).unwrap())
+            .status()
+            .unwrap();
+        assert!(c.success());
+        let mut files = Vec::new();
+        for p in rotated(&dir) {
+            let m = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            files.push((std::fs::read_to_string(&p).unwrap(), m));
+        }
+        files.push((std::fs::read_to_string(dir.join("current")).unwrap(), 0));
+        files.push((std::fs::read_to_string(dir.join("state")).unwrap(), 0));
+        got.push(files);
+    }
+    assert!(got[0].len() > 5);
+    assert!(got[0] == got[1], "processed files differ");
+}
