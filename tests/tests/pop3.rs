@@ -1289,3 +1289,47 @@ fn debian_tcpserver_and_openssl_s_client() {
     assert!(talk("QUIT", "+OK").starts_with("+OK"));
     let _ = c.wait();
 }
+
+#[test]
+fn failures_per_address_are_limited_across_connections() {
+    need_root!();
+    let sys = system();
+    // qmail-smtpd's counter directory, shared with qmail-popup (owner qmaild, 0700)
+    let state = sys.root.join("smtpd");
+    std::fs::create_dir_all(&state).unwrap();
+    let qmaild = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
+    nix::unistd::chown(&state, Some(qmaild.uid), Some(qmaild.gid)).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    sys.control("authfaillimit", "2\n");
+    let u = TestUser::new("vtest_p3lim", "Pass-word-9", Some("sha-512"));
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let out = py(
+        r#"
+import poplib, sys
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=30)
+for pw in ('bad-1', 'bad-2', sys.argv[3]):
+    try:
+        p.user(sys.argv[2]); p.pass_(pw); print('in')
+    except poplib.error_proto as e:
+        print(e)
+"#,
+        &[&port.to_string(), &u.name, "Pass-word-9"],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("authorization failed"), "{out}");
+    assert!(lines[1].contains("authorization failed"), "{out}");
+    assert!(
+        lines[2].contains("too many authentication failures"),
+        "{out}"
+    );
+    // a new connection with the right password is refused too, for the hour
+    assert!(login(port, &u.name, "Pass-word-9").contains("too many authentication failures"));
+    let counter = state.join("authfail").join("3132372e302e302e31"); // hex of 127.0.0.1
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap().lines().count(),
+        2
+    );
+    // without a limit the right password works again
+    sys.control("authfaillimit", "0\n");
+    assert_eq!(login(port, &u.name, "Pass-word-9"), "ok (0, 0)");
+}

@@ -32,6 +32,9 @@
 //!     pop3authdelay: seconds to pause before a failure answer (default 2).
 //!     pop3authmax: failed logins before disconnecting (default 3).
 //!     timeoutpop3d: seconds to wait for the client (default 1200).
+//!     authfaillimit: failed logins per hour from one address, counted together with
+//!         qmail-smtpd's failed AUTHs in HOME/smtpd/authfail/ (default 10, 0 = none);
+//!         beyond it logins from that address are refused for the rest of the hour.
 //!
 //! ENVIRONMENT
 //!     POP3PLAINTEXT (from tcprules): overrides control/pop3plaintext (0 refuses,

@@ -27,6 +27,10 @@
 //! - `pop3authdelay` (seconds, default 2): pause before each failure answer.
 //! - `pop3authmax` (default 3): failures before the connection is closed.
 //! - `timeoutpop3d` (seconds, default 1200): every wait for the client.
+//! - `authfaillimit` (default 10, 0 = none): failed logins per hour from one address,
+//!   counted together with qmail-smtpd's failed AUTHs (the same counter files in
+//!   `HOME/smtpd/authfail/`, which must be writable by qmaild); beyond it every login
+//!   from that address is refused for the rest of the hour.
 
 use crate::line::{Line, read_line, split_command};
 use std::io::{self, BufReader, Read, Write};
@@ -49,6 +53,11 @@ pub struct Policy {
     pub delay: Duration,
     pub max_failures: u32,
     pub timeout: Duration,
+    /// Failed logins per hour from one address (SMTP AUTH and POP3 together) before
+    /// logins from it are refused; 0 = no limit.
+    pub fail_limit: u64,
+    /// Where qmail-smtpd's counters live (`HOME/smtpd`).
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Policy {
@@ -71,6 +80,8 @@ impl Policy {
             delay: Duration::from_secs(ctl.int("pop3authdelay", 2)?),
             max_failures: ctl.int("pop3authmax", 3)?.clamp(1, 100) as u32,
             timeout: Duration::from_secs(ctl.int("timeoutpop3d", 1200)?.max(1)),
+            fail_limit: ctl.int("authfaillimit", 10)?,
+            state_dir: home.join("smtpd"),
         })
     }
 }
@@ -448,8 +459,40 @@ impl Child {
         }
     }
 
+    /// True when this address has used up its failed logins for the hour.
+    fn locked_out(&self) -> bool {
+        if self.policy.fail_limit == 0 {
+            return false;
+        }
+        let n = smtpd::state::count(
+            &self.policy.state_dir,
+            "authfail",
+            &self.remote,
+            qsys::now(),
+            false,
+        )
+        .unwrap_or(0);
+        n >= self.policy.fail_limit
+    }
+
     /// One login attempt: hand the record to P and act on the verdict.
     fn attempt(&mut self, r: &mut BufReader<Transport>, user: &[u8], pass: &[u8]) -> Attempt {
+        if self.locked_out() {
+            qsys::die::warn(
+                "qmail-popup",
+                "warning",
+                &format!(
+                    "login refused for {} from {}: too many failures in the last hour",
+                    printable(user),
+                    self.remote
+                ),
+            );
+            let _ = write_reply(
+                r,
+                b"-ERR too many authentication failures from your address, try later\r\n",
+            );
+            return Attempt::Exit(1);
+        }
         let creds = auth::Credentials {
             user: user.to_vec(),
             pass: pass.to_vec(),
@@ -476,6 +519,22 @@ impl Child {
             }
             Verdict::Bad | Verdict::Temp => {
                 self.failures += 1;
+                if verdict == Verdict::Bad
+                    && self.policy.fail_limit > 0
+                    && let Err(e) = smtpd::state::count(
+                        &self.policy.state_dir,
+                        "authfail",
+                        &self.remote,
+                        qsys::now(),
+                        true,
+                    )
+                {
+                    qsys::die::warn(
+                        "qmail-popup",
+                        "warning",
+                        &format!("unable to count the failure: {e}"),
+                    );
+                }
                 qsys::die::warn(
                     "qmail-popup",
                     "warning",
