@@ -1333,3 +1333,37 @@ for pw in ('bad-1', 'bad-2', sys.argv[3]):
     sys.control("authfaillimit", "0\n");
     assert_eq!(login(port, &u.name, "Pass-word-9"), "ok (0, 0)");
 }
+
+#[test]
+fn idle_clients_are_disconnected() {
+    need_root!();
+    let sys = system();
+    sys.control("timeoutpop3d", "1\n");
+    let u = TestUser::new("vtest_p3idl", "Pass-word-9", Some("sha-512"));
+    let (_srv, port) = pop3_server(&sys, false, &[]);
+    let eof_after = |login: bool| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // generous: the server must hang up long before this
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert!(l.starts_with("+OK <"));
+        if login {
+            s.write_all(format!("USER {}\r\nPASS Pass-word-9\r\n", u.name).as_bytes())
+                .unwrap();
+            for _ in 0..2 {
+                l.clear();
+                r.read_line(&mut l).unwrap();
+                assert!(l.starts_with("+OK"), "{l}");
+            }
+        }
+        // silence: the next read must end in EOF, not in our 60 s timeout
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest)
+            .expect("server closed the idle connection");
+        rest
+    };
+    assert!(eof_after(false).is_empty());
+    assert!(eof_after(true).is_empty());
+}
