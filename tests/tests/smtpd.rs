@@ -149,11 +149,15 @@ fn open_relay_battery() {
     assert_eq!(c.cmd("MAIL FROM:<probe@elsewhere.test>"), "250 2.1.0 ok");
     for t in RELAY_TRICKS {
         let r = c.cmd(&format!("RCPT TO:<{t}>"));
-        assert!(r.starts_with("553 5.7.1 sorry, "), "{t}: {r}");
+        assert!(
+            r == "553 5.7.1 we don't relay (#5.7.1)"
+                || r == "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+            "{t}: {r}"
+        );
     }
-    assert!(
-        c.cmd("RCPT TO:<victim%elsewhere.test@example.test>")
-            .contains("we don't relay")
+    assert_eq!(
+        c.cmd("RCPT TO:<victim%elsewhere.test@example.test>"),
+        "553 5.7.1 we don't relay (#5.7.1)"
     );
     assert!(
         c.cmd("RCPT TO:<victim@elsewhere.test>")

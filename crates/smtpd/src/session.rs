@@ -450,7 +450,7 @@ impl Session {
     /// The policy for clients that may not relay.
     fn rcpt_refusal(&self, path: &Path) -> io::Result<Option<&'static str>> {
         if path.relay_probe() {
-            return Ok(Some("553 5.7.1 sorry, we don't relay (#5.7.1)"));
+            return Ok(Some("553 5.7.1 we don't relay (#5.7.1)"));
         }
         let ok = match path.domain() {
             Some(d) => policy::rcpthosts_ok(&self.cfg, d)?,
