@@ -403,20 +403,32 @@ fn programs(opts: &Options, ids: &Ids) -> io::Result<Vec<String>> {
     Ok(done)
 }
 
+/// Run scripts and boot files, each written under a temporary name and renamed, so a
+/// supervise starting `./run` during an upgrade never reads half a script.
 fn supervise_scripts(root: &Path) -> io::Result<()> {
-    for (rel, text) in SUPERVISE {
-        let p = root.join("supervise").join(rel);
+    let put = |p: &Path, text: &str, mode: u32| -> io::Result<()> {
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&p, text)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        let mut tmp = p.as_os_str().to_owned();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, text)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        ctx(std::fs::rename(&tmp, p), || {
+            format!("unable to install {}", p.display())
+        })
+    };
+    for (rel, text) in SUPERVISE {
+        put(&root.join("supervise").join(rel), text, 0o755)?;
     }
     let home = root.to_string_lossy();
     for (name, text, mode) in BOOT {
-        let p = root.join("boot").join(name);
-        std::fs::write(&p, text.replace("@HOME@", &home))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))?;
+        put(
+            &root.join("boot").join(name),
+            &text.replace("@HOME@", &home),
+            *mode,
+        )?;
     }
     Ok(())
 }
