@@ -707,3 +707,54 @@ fn our_tcpserver_and_tcprules_grant_relaying() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn started_as_root_it_becomes_qmaild_and_databytes_env_wins() {
+    let sys = system();
+    sys.control("databytes", "5000\n");
+    // DATABYTES from tcprules overrides control/databytes
+    let srv = SmtpServer::start(&sys, &[], &[("DATABYTES", "100")]);
+    let mut c = srv.client();
+    c.reply();
+    assert!(c.cmd("EHLO c.test").contains("250-SIZE 100\n"));
+    let r = send_message(
+        &mut c,
+        "a@elsewhere.test",
+        &["postmaster@example.test"],
+        &format!("Subject: big\r\n\r\n{}", "x".repeat(200)),
+    );
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    if !is_root() {
+        return;
+    }
+    // run directly as root (no tcpserver -u): it drops to qmaild before reading input
+    let out = Command::new(sys.bin("qmail-smtpd"))
+        .env_clear()
+        .env("TCPREMOTEIP", "192.0.2.7")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(
+                b"HELO root.test\r\nMAIL FROM:<a@elsewhere.test>\r\nRCPT TO:<postmaster@example.test>\r\nDATA\r\nSubject: as root\r\n\r\nx\r\n.\r\nQUIT\r\n",
+            )?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("250 2.0.0 ok"), "{text}");
+    assert_eq!(out.status.code(), Some(0));
+    let msgs = queued_messages(&sys);
+    assert_eq!(msgs.len(), 1);
+    assert!(
+        msgs[0].contains("invoked from network"),
+        "qmail-queue saw qmaild: {}",
+        msgs[0]
+    );
+    assert!(
+        msgs[0].contains("(HELO root.test) (192.0.2.7)"),
+        "{}",
+        msgs[0]
+    );
+}
