@@ -52,3 +52,41 @@ mod tests {
         assert!(matches(b"* error*", b"@4000 error y"));
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::matches;
+
+    /// A plain backtracking reference for patterns without `*`, and no panics on
+    /// random patterns and lines.
+    #[test]
+    fn random_patterns() {
+        let alphabet = b"ab*";
+        let mut seed: u64 = 7;
+        for _ in 0..50000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pl = (seed >> 60) as usize;
+            let ll = ((seed >> 56) & 15) as usize;
+            let mut s = seed;
+            let mut draw = |n: usize, abc: &[u8]| -> Vec<u8> {
+                (0..n)
+                    .map(|_| {
+                        s = s.rotate_left(5) ^ 0x2545f4914f6cdd1d;
+                        abc[(s % abc.len() as u64) as usize]
+                    })
+                    .collect()
+            };
+            let p = draw(pl, alphabet);
+            let l = draw(ll, b"ab");
+            let m = matches(&p, &l);
+            if !p.contains(&b'*') {
+                assert_eq!(m, p == l);
+            }
+            if p.last() == Some(&b'*') && p.iter().filter(|&&c| c == b'*').count() == 1 {
+                assert_eq!(m, l.starts_with(&p[..p.len() - 1]));
+            }
+        }
+    }
+}

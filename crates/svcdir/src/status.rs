@@ -104,3 +104,28 @@ mod tests {
         assert_eq!(down.encode()[16], 0, "paused only while up");
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    #[test]
+    fn any_18_bytes_round_trip() {
+        let mut seed: u64 = 3;
+        for _ in 0..10000 {
+            let mut b = [0u8; LEN];
+            for x in &mut b {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                *x = (seed >> 56) as u8;
+            }
+            b[16] &= 1;
+            if b[12..16] == [0, 0, 0, 0] {
+                b[16] = 0;
+            }
+            let s = Status::decode(&b).unwrap();
+            assert_eq!(s.encode(), b);
+        }
+    }
+}

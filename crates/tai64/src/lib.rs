@@ -169,3 +169,31 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    /// Random lines never panic and lines that are not stamps pass unchanged.
+    #[test]
+    fn random_lines() {
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 58) as usize;
+            let mut line = Vec::with_capacity(len + 1);
+            line.push(if seed & 1 == 0 { b'@' } else { b'x' });
+            let mut s = seed;
+            for _ in 0..len {
+                s = s.rotate_left(7) ^ 0x5bd1e995;
+                line.push(b"0123456789abcdefABCDEF@ \xff"[(s % 25) as usize]);
+            }
+            let out = localize_line(&line);
+            if line[0] != b'@' {
+                assert_eq!(out, line);
+            }
+        }
+    }
+}
