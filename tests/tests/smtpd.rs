@@ -672,7 +672,8 @@ fn our_tcpserver_and_tcprules_grant_relaying() {
     };
     make_rules("127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n");
     let mut cmd = Command::new(sys.bin("tcpserver"));
-    cmd.args(["-1", "-q", "-H", "-R", "-l", ME, "-x"]).arg(&cdb);
+    // as the run scripts start it: -l0 (TCPLOCALHOST=0, no name)
+    cmd.args(["-1", "-q", "-H", "-R", "-l0", "-x"]).arg(&cdb);
     if is_root() {
         let (u, g) = qmaild();
         cmd.args(["-u", &u.to_string(), "-g", &g.to_string()]);
@@ -701,6 +702,20 @@ fn our_tcpserver_and_tcprules_grant_relaying() {
         c.cmd("QUIT");
     };
     relay("250 2.1.5 ok");
+    let mut c = Client::connect(port);
+    c.reply();
+    let r = send_message(
+        &mut c,
+        "a@example.test",
+        &["postmaster@example.test"],
+        "Subject: l0\r\n\r\nx",
+    );
+    assert!(r.starts_with("250 2.0.0 ok"), "{r}");
+    let m = queued_messages(&sys).pop().unwrap();
+    assert!(
+        m.contains("(127.0.0.1)\n  by mx.example.test with SMTP;"),
+        "{m}"
+    );
     // rules are reread per connection
     make_rules("127.0.0.1:allow,AUTHPLAINTEXT=\"\"\n:allow\n");
     relay("553 5.7.1");

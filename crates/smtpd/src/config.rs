@@ -148,6 +148,18 @@ impl Config {
         } else {
             None
         };
+        // `tcpserver -l0` sets TCPLOCALHOST=0: no name. Then the greeting's host
+        // name (normally `me`) rather than qmail's TCPLOCALIP.
+        let local_host = env("TCPLOCALHOST")
+            .filter(|v| !v.is_empty() && v != "0")
+            .unwrap_or_else(|| {
+                greeting
+                    .split(' ')
+                    .next()
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| env_or_unknown("TCPLOCALIP"))
+            });
         Ok(Config {
             home: home.to_path_buf(),
             mode,
@@ -172,9 +184,7 @@ impl Config {
             remote_host: env_or_unknown("TCPREMOTEHOST"),
             remote_info: env("TCPREMOTEINFO").filter(|v| !v.is_empty()),
             local_ip: env_or_unknown("TCPLOCALIP"),
-            local_host: env("TCPLOCALHOST")
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| env_or_unknown("TCPLOCALIP")),
+            local_host,
             relayclient: env("RELAYCLIENT"),
             auth_plaintext: env("AUTHPLAINTEXT").is_some(),
             queue_program: queue::client::program(home),
