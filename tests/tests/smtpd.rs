@@ -160,6 +160,13 @@ fn open_relay_battery() {
         "553 5.7.1 we don't relay (#5.7.1)"
     );
     assert!(
+        srv.log_text().contains(
+            "refused RCPT <victim%elsewhere.test@example.test> from 127.0.0.1: 5.7.1 we don't relay"
+        ),
+        "{}",
+        srv.log_text()
+    );
+    assert!(
         c.cmd("RCPT TO:<victim@elsewhere.test>")
             .contains("isn't in my list of allowed rcpthosts")
     );

@@ -5,10 +5,11 @@
 //!   by mx.example.test with ESMTPSA (TLS1.3 TLS13_AES_256_GCM_SHA384); 26 Sep 1995 04:46:54 -0000
 //! ```
 //! `from TCPREMOTEHOST`, ` (HELO helo)` when the HELO differs from the remote host name,
-//! ` (info@TCPREMOTEIP)` where info is the authenticated user, else TCPREMOTEINFO, else
-//! nothing before the `@`... as qmail: `(IP)` alone; `by TCPLOCALHOST`; protocol `SMTP`,
-//! `ESMTP`, with `S` under TLS and `A` after AUTH (RFC 3848). Client-supplied text is
-//! reduced to `[A-Za-z0-9.@%+/=:_\[\]-]`, anything else becoming `?`, at most 200 bytes.
+//! ` (info@TCPREMOTEIP)` where info is the authenticated user, else TCPREMOTEINFO (else
+//! `(IP)` alone); `by TCPLOCALHOST` (when unset or `0`, the greeting's host name);
+//! protocol `SMTP`, `ESMTP`, with `S` under TLS and `A` after AUTH (RFC 3848), the TLS
+//! version and cipher in a comment. Client-supplied text is reduced to
+//! `[A-Za-z0-9.@%+/=:_\[\]-]`, anything else becoming `?`, at most 200 bytes.
 
 /// What the line says.
 pub struct Received<'a> {

@@ -439,6 +439,12 @@ impl Session {
             return Ok(());
         }
         if let Some(reply) = self.rcpt_refusal(&path)? {
+            log(&format!(
+                "refused RCPT <{}> from {}: {}",
+                path.addr.escape_debug(),
+                self.cfg.remote_ip,
+                &reply[4..]
+            ));
             self.send(reply);
             return Ok(());
         }
