@@ -23,11 +23,12 @@ enum Owner {
     User(&'static str),
 }
 
-/// One program: its name, its mode, its owner.
+/// One program: its name, its mode, its owner, and its group when that is not `qmail`.
 struct Program {
     name: &'static str,
     mode: u32,
     owner: Owner,
+    group: Option<&'static str>,
 }
 
 const fn prog(name: &'static str, mode: u32) -> Program {
@@ -35,6 +36,7 @@ const fn prog(name: &'static str, mode: u32) -> Program {
         name,
         mode,
         owner: Owner::Root,
+        group: None,
     }
 }
 
@@ -45,6 +47,7 @@ const PROGRAMS: &[Program] = &[
         name: "qmail-queue",
         mode: 0o4711,
         owner: Owner::User("qmailq"),
+        group: None,
     },
     prog("qmail-lspawn", 0o700),
     prog("qmail-start", 0o700),
@@ -57,7 +60,17 @@ const PROGRAMS: &[Program] = &[
     prog("qmail-clean", 0o711),
     prog("qmail-send", 0o711),
     prog("qmail-popup", 0o711),
-    prog("checkpassword", 0o711),
+    // setgid shadow (as Debian's unix_chkpwd): qmail-smtpd, as qmaild, verifies AUTH
+    // through it; the POP3 path runs it as root. Without a shadow group: 0711, group qmail.
+    Program {
+        name: "checkpassword",
+        mode: 0o2711,
+        owner: Owner::Root,
+        group: Some("shadow"),
+    },
+    prog("qmail-vuser", 0o700),
+    prog("qmail-vdeliver", 0o755),
+    prog("qmail-recipients", 0o700),
     prog("qmail-inject", 0o755),
     prog("sendmail", 0o755),
     prog("qmail-showctl", 0o755),
@@ -113,6 +126,8 @@ fn dirs() -> Vec<Dir> {
         d("boot", Owner::Root, 0o755),
         d("supervise", Owner::Root, 0o755),
         d("alias", Owner::User("alias"), 0o2755),
+        // failure counters of qmail-smtpd and qmail-popup (AUTH lockout), as qmaild
+        d("smtpd", Owner::User("qmaild"), 0o700),
         d("queue", Owner::User("qmailq"), 0o750),
         d("queue/pid", Owner::User("qmailq"), 0o700),
         d("queue/intd", Owner::User("qmailq"), 0o700),
@@ -388,13 +403,15 @@ fn programs(opts: &Options, ids: &Ids) -> io::Result<Vec<String>> {
                 format!("unable to copy {}", src.display())
             })?;
             // chown before chmod: chown clears the setuid bit.
-            set_owner_mode(&tmp, ids.uid(p.owner)?, ids.gid("qmail")?, p.mode)?;
+            let (gid, mode) = program_group(p, ids)?;
+            set_owner_mode(&tmp, ids.uid(p.owner)?, gid, mode)?;
             std::fs::File::open(&tmp)?.sync_all()?;
             ctx(std::fs::rename(&tmp, &dst), || {
                 format!("unable to install {}", dst.display())
             })?;
         } else if dst.is_file() {
-            set_owner_mode(&dst, ids.uid(p.owner)?, ids.gid("qmail")?, p.mode)?;
+            let (gid, mode) = program_group(p, ids)?;
+            set_owner_mode(&dst, ids.uid(p.owner)?, gid, mode)?;
         } else {
             continue;
         }
@@ -405,6 +422,16 @@ fn programs(opts: &Options, ids: &Ids) -> io::Result<Vec<String>> {
 
 /// Run scripts and boot files, each written under a temporary name and renamed, so a
 /// supervise starting `./run` during an upgrade never reads half a script.
+/// A program's group and mode: its own group when the system has it, else `qmail` without
+/// the setgid bit.
+fn program_group(p: &Program, ids: &Ids) -> io::Result<(Option<Gid>, u32)> {
+    match p.group {
+        Some(g) if qsys::ids::gid(g).is_some() => Ok((ids.gid(g)?, p.mode)),
+        Some(_) => Ok((ids.gid("qmail")?, p.mode & !0o2000)),
+        None => Ok((ids.gid("qmail")?, p.mode)),
+    }
+}
+
 fn supervise_scripts(root: &Path) -> io::Result<()> {
     let put = |p: &Path, text: &str, mode: u32| -> io::Result<()> {
         if let Some(dir) = p.parent() {
