@@ -150,6 +150,68 @@ mod tests {
         }
     }
 
+    /// The rule written the obvious way, line by line, to check the state machine.
+    fn reference(input: &[u8]) -> (Vec<u8>, Step) {
+        let first_bad = |line: &[u8], partial: bool| {
+            for (i, &b) in line.iter().enumerate() {
+                if b == b'\n' {
+                    return Some(Bare::Lf);
+                }
+                // a CR at the very end of incomplete input may still get its LF
+                if b == b'\r' && !(partial && i + 1 == line.len()) {
+                    return Some(Bare::Cr);
+                }
+            }
+            None
+        };
+        let mut out = Vec::new();
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            match rest.windows(2).position(|w| w == b"\r\n") {
+                None => {
+                    return match first_bad(rest, true) {
+                        Some(b) => (out, Step::Error(b)),
+                        None => (out, Step::More),
+                    };
+                }
+                Some(k) => {
+                    let line = &rest[..k];
+                    if let Some(b) = first_bad(line, false) {
+                        return (out, Step::Error(b));
+                    }
+                    if line == b"." {
+                        return (out, Step::End(pos + k + 2));
+                    }
+                    out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+                    out.push(b'\n');
+                    pos += k + 2;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_line_by_line_rule_on_random_input() {
+        let alphabet = b"\r\n.a\0";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 12) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|i| alphabet[((x >> (5 + 3 * i)) % 5) as usize])
+                .collect();
+            let (got_out, got) = run(&input);
+            let (want_out, want) = reference(&input);
+            assert_eq!(got, want, "{input:?}");
+            if let Step::End(_) = want {
+                assert_eq!(got_out, want_out, "{input:?}");
+            }
+        }
+    }
+
     #[test]
     fn every_smuggling_variant_is_an_error_or_data() {
         // The end-of-data variants of the 2023 smuggling research: none ends the data.
