@@ -19,8 +19,8 @@
 //! | `servercert.pem`, `serverkey.pem` | none | TLS certificate chain and key |
 //!
 //! Environment: `TCPREMOTEIP`, `TCPREMOTEHOST`, `TCPREMOTEINFO`, `TCPLOCALIP`,
-//! `TCPLOCALHOST`, `RELAYCLIENT`, `DATABYTES`, `QMAILQUEUE` as in qmail; new:
-//! `AUTHPLAINTEXT` (set, e.g. by a tcprules line, to allow AUTH PLAIN/LOGIN without TLS
+//! `TCPLOCALHOST` (or ucspi-tcp6's `TCP6...` names when those are missing),
+//! `RELAYCLIENT`, `DATABYTES`, `QMAILQUEUE` as in qmail. New: `AUTHPLAINTEXT` (set, e.g. by a tcprules line, to allow AUTH PLAIN/LOGIN without TLS
 //! from that client), `TLSREQUIRED` (overrides `control/tlsrequired`).
 
 use control::{ConstMap, Controls};
@@ -89,6 +89,12 @@ fn env(name: &str) -> Option<String> {
 fn env_or_unknown(name: &str) -> String {
     env(name)
         .filter(|v| !v.is_empty())
+        // ucspi-tcp6 names the variables of IPv6 connections TCP6...
+        .or_else(|| {
+            name.strip_prefix("TCP")
+                .and_then(|rest| env(&format!("TCP6{rest}")))
+                .filter(|v| !v.is_empty())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
