@@ -20,8 +20,9 @@
 //!
 //! Environment: `TCPREMOTEIP`, `TCPREMOTEHOST`, `TCPREMOTEINFO`, `TCPLOCALIP`,
 //! `TCPLOCALHOST` (or ucspi-tcp6's `TCP6...` names when those are missing),
-//! `RELAYCLIENT`, `DATABYTES`, `QMAILQUEUE` as in qmail. New: `AUTHPLAINTEXT` (set, e.g. by a tcprules line, to allow AUTH PLAIN/LOGIN without TLS
-//! from that client), `TLSREQUIRED` (overrides `control/tlsrequired`).
+//! `RELAYCLIENT`, `DATABYTES`, `QMAILQUEUE` as in qmail. New: `AUTHPLAINTEXT` (set,
+//! e.g. by a tcprules line, to allow AUTH PLAIN/LOGIN without TLS from that client),
+//! `TLSREQUIRED` (overrides `control/tlsrequired`).
 
 use control::{ConstMap, Controls};
 use std::io;
