@@ -215,14 +215,6 @@ fn qmail_send_under_svscan_with_qmailctl() {
     let _ = qmailctl(&sys, &scan, "stat");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn greeting(port: u16) -> String {
     wait_for(&format!("a greeting on port {port}"), 30, || {
         let s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -602,4 +594,34 @@ fn installed_systemd_unit_verifies() {
         Ok(o) => assert!(o.status.success() && o.stderr.is_empty(), "{o:?}"),
         Err(_) => eprintln!("systemd-analyze not installed: unit checked by content only"),
     }
+}
+#[test]
+fn qmail_install_links_services() {
+    let sys = System::install("mx.example.test", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let sv = tmp.path().join("service");
+    let o = Command::new(sys.bin("qmail-install"))
+        .arg("--root")
+        .arg(&sys.root)
+        .arg("--link-services")
+        .arg(&sv)
+        .args(["--service", "qmail-send", "--service", "qmail-smtpd"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        std::fs::read_link(sv.join("qmail-send")).unwrap(),
+        sys.root.join("supervise/qmail-send")
+    );
+    assert!(sv.join("qmail-smtpd/log/run").is_file());
+    assert!(!sv.join("qmail-pop3d").exists());
+    let o = Command::new(sys.bin("qmail-install"))
+        .arg("--root")
+        .arg(&sys.root)
+        .arg("--link-services")
+        .arg(&sv)
+        .args(["--service", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(111));
 }

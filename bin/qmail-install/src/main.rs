@@ -1,7 +1,7 @@
 //! qmail-install - install or upgrade the mail system
 //!
 //! SYNOPSIS
-//!     qmail-install [--root DIR] [--me HOST]
+//!     qmail-install [--root DIR] [--me HOST] [--link-services DIR [--service NAME]...]
 //!
 //! DESCRIPTION
 //!     Lays out DIR (default /var/qmail) with qmail's hierarchy, owners and modes:
@@ -19,6 +19,12 @@
 //!     .qmail-mailer-daemon, .qmail-root and ~alias/Maildir/ are written only when
 //!     missing. Rerunning upgrades the programs and never touches control files, the
 //!     queue's contents or mailboxes.
+//!
+//!     --link-services DIR links the installed services into DIR (the directory
+//!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
+//!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and
+//!     qmail-pop3ds, or only those named with --service (repeatable). Existing
+//!     entries are left alone.
 //!
 //! EXIT CODES
 //!     0 installed; 100 usage; 111 any failure (the message says what).
@@ -38,6 +44,12 @@ struct Args {
     /// This host's fully qualified name, for the first control/me
     #[arg(long)]
     me: Option<String>,
+    /// Link the services into this service directory (e.g. /service)
+    #[arg(long, value_name = "DIR")]
+    link_services: Option<PathBuf>,
+    /// With --link-services: link only this service (repeatable)
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
 }
 
 fn main() {
@@ -74,4 +86,15 @@ fn main() {
         }
         Err(e) => fatal(e.to_string()),
     };
+    if let Some(dir) = &args.link_services {
+        let names: Vec<&str> = args.services.iter().map(String::as_str).collect();
+        match install::hier::link_services(&opts.root, dir, &names) {
+            Ok(done) => println!(
+                "qmail-install: linked {} services into {}",
+                done.len(),
+                dir.display()
+            ),
+            Err(e) => fatal(e.to_string()),
+        }
+    }
 }
