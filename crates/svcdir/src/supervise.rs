@@ -274,6 +274,11 @@ use std::os::unix::fs::DirBuilderExt;
 
 /// Run supervise on `dir` until told to exit (returns) or a fatal error (exits 111).
 pub fn supervise(dir: &str) {
+    // A SIGCHLD ignored by whoever started us would make the kernel reap the service
+    // itself: waitpid would never report its death and it would stay "up" forever.
+    // SAFETY: installing SIG_DFL runs no handler code.
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigDfl) };
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     if let Err(e) = mask.thread_block() {
