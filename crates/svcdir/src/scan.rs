@@ -21,6 +21,9 @@
 //!   svscan exits 0 when all its supervise processes are gone. A second TERM or INT
 //!   (Ctrl-C twice) kills the services (`k`) and stops the loggers at once.
 //! - SIGALRM or SIGHUP rescan at once.
+//! - svscan starts by giving every signal but SIGPIPE its default disposition, so
+//!   the services do not inherit what svscan's parent ignored (INT for a background
+//!   job, HUP under nohup) and an ignored SIGCHLD cannot hide dead supervise processes.
 
 use crate::errstr::{io_str, nix_str};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -306,6 +309,28 @@ impl Scanner {
     }
 }
 
+/// Give every signal but SIGPIPE its default disposition. svscan is the root of the
+/// tree and every supervise and service inherits its dispositions: a signal ignored by
+/// whoever started svscan (INT and QUIT for `svscan &` in a script, HUP under nohup)
+/// would be ignored by every service, which cannot even trap it (`svc -i` or `svc -h`
+/// then do nothing to a shell script), and an ignored SIGCHLD makes the kernel reap
+/// the supervise processes itself, unseen by svscan's waitpid: a dead one would never
+/// be restarted and a TERM shutdown would wait for them forever. (svscan's own TERM,
+/// INT, HUP and ALRM reach its signalfd either way: blocked signals are queued even
+/// when ignored.) Services start with the dispositions init gives. SIGPIPE stays
+/// ignored in svscan (a supervise dying while svscan writes to its fifo must not kill
+/// svscan); its children get the default from `reset_signals_for_exec`.
+fn default_signals() {
+    use nix::sys::signal::{SigHandler, signal};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+}
+
 /// Run svscan in `dir` (or the current directory). Returns after a TERM/INT shutdown.
 pub fn svscan(dir: Option<&str>) {
     if let Some(d) = dir
@@ -317,6 +342,7 @@ pub fn svscan(dir: Option<&str>) {
             111,
         );
     }
+    default_signals();
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
