@@ -258,7 +258,9 @@ impl Scanner {
 
     /// Stop everything in order; returns when no supervise is left. Commands are
     /// repeated every second (a supervise that was still starting missed the first);
-    /// a second TERM or INT also kills the services (`k`) and stops the loggers.
+    /// a second TERM or INT also kills the services (`k`) and stops the loggers (one
+    /// read less than 200 ms after the first counts as part of it: a TERM and an INT
+    /// sent together are one request).
     fn shutdown(&mut self, sigfd: &SignalFd) {
         let start = Instant::now();
         let mut last_sent: Option<Instant> = None;
@@ -297,8 +299,11 @@ impl Scanner {
             let _ = poll(&mut fds, PollTimeout::from(100u16));
             while let Ok(Some(si)) = sigfd.read_signal() {
                 let sig = si.ssi_signo as i32;
+                // measured now, when the signal is read: `now` dates from before the
+                // commands and the poll, and under load a second TERM read much later
+                // than 200 ms after the first could be taken for part of it and lost
                 if (sig == libc::SIGTERM || sig == libc::SIGINT)
-                    && now.duration_since(start) > Duration::from_millis(200)
+                    && start.elapsed() > Duration::from_millis(200)
                     && !hurry
                 {
                     hurry = true;
