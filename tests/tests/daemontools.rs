@@ -46,14 +46,20 @@ fn write_exec(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// Poll `f` until it returns Some, panicking with `what` after the deadline.
+/// Poll `f` until it returns Some, panicking with `what` after the deadline. The panic
+/// names the caller's line (track_caller all the way up from the test).
+#[track_caller]
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(DEADLINE);
+    let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(DEADLINE),
+            "timed out waiting for {what} ({DEADLINE} s, polled from {})",
+            std::panic::Location::caller()
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -98,10 +104,12 @@ fn up_pid(status: &str) -> Option<u32> {
         .ok()
 }
 
+#[track_caller]
 fn wait_up(dir: &Path) -> u32 {
     wait_for(&format!("{} up", dir.display()), || up_pid(&svstat(dir)))
 }
 
+#[track_caller]
 fn wait_status(dir: &Path, pred: impl Fn(&str) -> bool, what: &str) -> String {
     wait_for(what, || {
         let s = svstat(dir);
@@ -141,6 +149,7 @@ struct Sup {
 }
 
 impl Sup {
+    #[track_caller]
     fn start(prog: &Path, dir: &Path) -> Sup {
         let child = Command::new(prog)
             .arg(dir)
@@ -161,6 +170,7 @@ impl Sup {
         Sup { child, dir }
     }
 
+    #[track_caller]
     fn wait_exit(&mut self) -> std::process::ExitStatus {
         wait_for("supervise exit", || self.child.try_wait().ok().flatten())
     }
