@@ -148,10 +148,33 @@ struct Sup {
     dir: PathBuf,
 }
 
+/// Give the signals the run scripts trap their default disposition in `cmd`'s
+/// process: supervise passes its dispositions on to ./run, and a shell cannot trap a
+/// signal it was started ignoring (INT and QUIT when the tests run as a background
+/// job of a script, HUP under nohup).
+fn default_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe; SIG_DFL installs no handler.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [
+                libc::SIGHUP,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                libc::SIGALRM,
+                libc::SIGTERM,
+            ] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
+}
+
 impl Sup {
     #[track_caller]
     fn start(prog: &Path, dir: &Path) -> Sup {
-        let child = Command::new(prog)
+        let child = default_signals(&mut Command::new(prog))
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -222,17 +245,33 @@ impl Drop for Cleanup {
     }
 }
 
-/// A service whose run script records each start and then sleeps (in the shell, so
-/// trapped signals are seen).
+/// A service whose run script sets its traps, records its start (so a recorded pid is
+/// ready for the trapped signals) and then sleeps (in the shell, so trapped signals
+/// are seen).
 fn sleeper(dir: &Path) {
     write_exec(
         &dir.join("run"),
-        "#!/bin/sh\necho $$ >> starts\n\
+        "#!/bin/sh\n\
          trap 'echo hup >> signals' HUP\n\
          trap 'echo alrm >> signals' ALRM\n\
          trap 'echo int >> signals' INT\n\
+         echo $$ >> starts\n\
          while :; do sleep 0.05; done\n",
     );
+}
+
+/// Wait until the run script of process `pid` has recorded its start in `dir/starts`:
+/// svstat shows the pid as soon as supervise has forked, before the shell has run a
+/// line, and a signal sent then finds no trap yet (on a loaded machine, for a while).
+#[track_caller]
+fn wait_ready(dir: &Path, pid: u32) {
+    wait_for(&format!("{} pid {pid} ready", dir.display()), || {
+        std::fs::read_to_string(dir.join("starts"))
+            .ok()?
+            .lines()
+            .any(|l| l.trim() == pid.to_string())
+            .then_some(())
+    });
 }
 
 fn starts(dir: &Path) -> usize {
@@ -249,10 +288,12 @@ fn supervise_restarts_the_service_after_kill_9() {
     sleeper(&s);
     let _sup = Sup::start(&bin("supervise"), &s);
     let first = wait_up(&s);
+    wait_ready(&s, first);
     kill(first, nix::sys::signal::Signal::SIGKILL);
     let second = wait_for("a new pid", || up_pid(&svstat(&s)).filter(|&p| p != first));
     assert!(alive(second));
-    wait_for("second start recorded", || (starts(&s) >= 2).then_some(()));
+    wait_ready(&s, second);
+    assert_eq!(starts(&s), 2, "two starts recorded");
     // the status file is daemontools' 18 bytes: pid little-endian at 12, 'u' at 17
     let st = std::fs::read(s.join("supervise/status")).unwrap();
     assert_eq!(st.len(), 18);
@@ -276,6 +317,7 @@ fn svc_letters_drive_supervise() {
     sleeper(&s);
     let mut sup = Sup::start(&bin("supervise"), &s);
     let pid = wait_up(&s);
+    wait_ready(&s, pid);
 
     svc(&s, "-p");
     let st = wait_status(&s, |x| x.ends_with(", paused"), "paused");
@@ -348,7 +390,9 @@ fn down_file_keeps_the_service_down_until_asked() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(starts(&s), 0);
     svc(&s, "-u");
-    wait_up(&s);
+    let pid = wait_up(&s);
+    // the start is recorded before the -d below can stop the script
+    wait_ready(&s, pid);
     let st = svstat(&s);
     assert!(st.ends_with(" seconds, normally down"), "{st}");
     svc(&s, "-d");
@@ -1125,7 +1169,7 @@ fn svscan_second_term_kills_a_stubborn_service() {
     let s = sv.join("stubborn");
     write_exec(
         &s.join("run"),
-        "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.05; done\n",
+        "#!/bin/sh\ntrap '' TERM\necho $$ > ignoring\nwhile :; do sleep 0.05; done\n",
     );
     let mut scan = Command::new(bin("svscan"))
         .arg(&sv)
@@ -1137,6 +1181,13 @@ fn svscan_second_term_kills_a_stubborn_service() {
         dirs: vec![s.clone()],
     };
     let pid = wait_up(&s);
+    // svstat shows the pid from the fork on: a TERM sent before the shell has run its
+    // trap line kills it (the cause of this test's old flake on a loaded machine:
+    // supervise then exited at once and "want down" never came)
+    wait_for("the service ignoring TERM", || {
+        let t = std::fs::read_to_string(s.join("ignoring")).ok()?;
+        (t.trim() == pid.to_string()).then_some(())
+    });
     kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
     wait_for("want down", || {
         svstat(&s).ends_with(", want down").then_some(())
