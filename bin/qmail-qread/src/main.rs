@@ -19,6 +19,7 @@ use std::os::unix::fs::MetadataExt;
 
 fn main() {
     qsys::die::install_panic_hook("qmail-qread");
+    qsys::die::default_sigpipe();
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-qread", &m, 111) };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory".into()));
     let layout = queue::Layout::new(&home);

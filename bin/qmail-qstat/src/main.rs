@@ -19,6 +19,7 @@ fn count(dir: &std::path::Path) -> std::io::Result<usize> {
 
 fn main() {
     qsys::die::install_panic_hook("qmail-qstat");
+    qsys::die::default_sigpipe();
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-qstat", &m, 111) };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory".into()));
     let q = queue::Layout::new(&home).dir;

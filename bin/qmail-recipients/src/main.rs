@@ -24,6 +24,7 @@
 
 fn main() {
     qsys::die::install_panic_hook("qmail-recipients");
+    qsys::die::default_sigpipe();
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-recipients", &m, 111) };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory".into()));
     match smtpd::rcptcheck::write_cdb(&home) {

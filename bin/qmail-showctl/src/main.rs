@@ -45,6 +45,7 @@ const KNOWN: &[(&str, char, &str)] = &[
 
 fn main() {
     qsys::die::install_panic_hook("qmail-showctl");
+    qsys::die::default_sigpipe();
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-showctl", &m, 111) };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory".into()));
     let ctl = Controls::new(&home);

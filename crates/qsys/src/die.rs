@@ -74,3 +74,14 @@ pub fn errstr(e: &std::io::Error) -> &'static str {
         _ => "unknown error",
     }
 }
+
+/// Give SIGPIPE its default action, as C programs have it: a report tool whose reader
+/// went away (`qmail-qread | head`) then ends quietly instead of failing on the write
+/// (Rust ignores SIGPIPE, and `println!` turns the EPIPE into a panic). Call first in
+/// `main` of programs that print reports; never in daemons that write to clients.
+pub fn default_sigpipe() {
+    // SAFETY: setting the default disposition installs no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
