@@ -9,13 +9,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Poll `f` until it returns Some, panicking with `what`, the limit and the caller's
+/// line after `secs` seconds.
+#[track_caller]
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what} ({secs} s, polled from {})",
+            std::panic::Location::caller()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -73,6 +80,7 @@ impl Scan {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("svscan did not exit within 60 s of the signal: killed");
         let _ = c.kill();
         c.wait().ok()
     }
@@ -97,6 +105,7 @@ fn up_pid(s: &str) -> Option<u32> {
     s.strip_prefix("up (pid ")?.split(')').next()?.parse().ok()
 }
 
+#[track_caller]
 fn wait_up(sys: &System, dir: &Path) -> u32 {
     wait_for(&format!("{} up", dir.display()), 30, || {
         up_pid(&svstat(sys, dir))
@@ -215,6 +224,7 @@ fn qmail_send_under_svscan_with_qmailctl() {
     let _ = qmailctl(&sys, &scan, "stat");
 }
 
+#[track_caller]
 fn greeting(port: u16) -> String {
     wait_for(&format!("a greeting on port {port}"), 30, || {
         let s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -347,6 +357,7 @@ fn init_script_runs_svscanboot() {
 }
 
 /// The first line a TLS server sends, read with Python's ssl module.
+#[track_caller]
 fn tls_greeting(port: u16) -> String {
     const PY: &str = "import socket, ssl, sys\n\
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
@@ -472,6 +483,7 @@ impl Interrupt {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("svscan did not exit within 60 s of the signal: killed");
         let _ = c.kill();
         c.wait().ok()
     }
