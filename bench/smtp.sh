@@ -19,7 +19,8 @@
 #   2. For each S in SESSIONS: Postfix's smtp-source -s S -m N -l SIZE to
 #      benchq@bench.test; "accepted" = N / time until smtp-source returned (every message
 #      had its 250), "delivered" = N / time until N files are in Maildir/new.
-#   3. The same against Postfix: main.cf and master.cf saved, Postfix reconfigured
+#   3. The same against Postfix, alternating with ours run by run (a change of the
+#      machine's load hits both): main.cf and master.cf saved, Postfix reconfigured
 #      loopback-only with an extra smtpd on 127.0.0.1:$PFPORT delivering to
 #      ~benchq/Maildir-postfix/ (home_mailbox), then both files restored and Postfix left
 #      running or stopped as it was.
@@ -242,16 +243,9 @@ swaks --pipe "$WORK/rss-wrap $Q/bin/qmail-smtpd $RSSF" \
 SMTPD_RSS=$(tr -dc 0-9 <"$RSSF" 2>/dev/null || echo "?")
 say "ours: one qmail-smtpd session peaked at ${SMTPD_RSS} KiB RSS"
 
-declare -A O_ACC O_DEL P_ACC P_DEL
-O_RSS=0
-for s in $SESSIONS; do
-    run_load "ours" "$OURS_MD" "$PORT" "$s" qmail-smtpd
-    O_ACC[$s]=$ACC_RATE O_DEL[$s]=$DEL_RATE
-    if ((RSS > O_RSS)); then O_RSS=$RSS; fi
-done
-stop_ours
-
-# ---------------------------------------------------------------- Postfix
+# ---------------------------------------------------------------- Postfix, configured
+# alongside ours; the runs alternate (ours, Postfix, ours, ...) so that a change in the
+# machine's load during the benchmark hits both systems alike.
 PF_VER="" PF_RSS=0
 if [[ $SKIP_POSTFIX != 1 ]]; then
     command -v postfix >/dev/null && command -v postconf >/dev/null || die "Postfix is not installed"
@@ -274,12 +268,22 @@ if [[ $SKIP_POSTFIX != 1 ]]; then
         (exec 3<>"/dev/tcp/127.0.0.1/$PFPORT") 2>/dev/null && break
         sleep 0.1
     done
-    for s in $SESSIONS; do
+fi
+
+# ---------------------------------------------------------------- the runs
+declare -A O_ACC O_DEL P_ACC P_DEL
+O_RSS=0
+for s in $SESSIONS; do
+    run_load "ours" "$OURS_MD" "$PORT" "$s" qmail-smtpd
+    O_ACC[$s]=$ACC_RATE O_DEL[$s]=$DEL_RATE
+    if ((RSS > O_RSS)); then O_RSS=$RSS; fi
+    if [[ $SKIP_POSTFIX != 1 ]]; then
         run_load "postfix" "$PF_MD" "$PFPORT" "$s" smtpd
         P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE
         if ((RSS > PF_RSS)); then PF_RSS=$RSS; fi
-    done
-fi
+    fi
+done
+stop_ours
 
 # ---------------------------------------------------------------- report
 ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
