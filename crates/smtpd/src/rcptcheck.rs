@@ -134,6 +134,33 @@ fn dot_qmail_keys(dir: &Path, base: &str, keys: &mut BTreeSet<String>) {
     }
 }
 
+/// Every account of the passwd database (getpwent): name, uid, home.
+fn all_users() -> Vec<(String, u32, std::path::PathBuf)> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut v = Vec::new();
+    // SAFETY: getpwent's static buffer is read before the next call; this tool is
+    // single-threaded and nothing else iterates the database meanwhile.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() {
+                break;
+            }
+            let pw = &*pw;
+            if pw.pw_name.is_null() || pw.pw_dir.is_null() {
+                continue;
+            }
+            let name = CStr::from_ptr(pw.pw_name).to_string_lossy().into_owned();
+            let dir = std::ffi::OsStr::from_bytes(CStr::from_ptr(pw.pw_dir).to_bytes());
+            v.push((name, pw.pw_uid, std::path::PathBuf::from(dir)));
+        }
+        libc::endpwent();
+    }
+    v
+}
+
 /// Every key for the installation at `home`.
 pub fn build_keys(home: &Path) -> io::Result<BTreeSet<String>> {
     let mut keys = BTreeSet::new();
@@ -157,29 +184,23 @@ pub fn build_keys(home: &Path) -> io::Result<BTreeSet<String>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    // passwd users (as qmail-getpw sees them)
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    for line in passwd.lines() {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() < 7 {
-            continue;
-        }
-        let (name, uid, dir) = (f[0], f[2], f[5]);
-        if uid == "0"
+    // passwd users (as qmail-getpw sees them), through NSS: LDAP or sss users count too
+    for (name, uid, dir) in all_users() {
+        if uid == 0
             || name.is_empty()
             || name.len() >= 32
             || name.bytes().any(|b| b.is_ascii_uppercase())
         {
             continue;
         }
-        let Ok(meta) = std::fs::metadata(dir) else {
+        let Ok(meta) = std::fs::metadata(&dir) else {
             continue;
         };
-        if uid.parse::<u32>().ok() != Some(meta.uid()) {
+        if meta.uid() != uid {
             continue;
         }
         keys.insert(format!("={name}"));
-        dot_qmail_keys(Path::new(dir), &format!("{name}-"), &mut keys);
+        dot_qmail_keys(Path::new(&dir), &format!("{name}-"), &mut keys);
     }
     // the alias user
     dot_qmail_keys(&home.join("alias"), "", &mut keys);
