@@ -127,12 +127,28 @@ fn replies_keep_qmail_wording() {
         "553 5.1.3 sorry, I can't accept addresses like that (#5.1.3)"
     );
     assert_eq!(c.cmd("RCPT TO:<Postmaster@EXAMPLE.TEST>"), "250 2.1.5 ok");
+    // SMTPUTF8: UTF-8 addresses pass through to the envelope
+    assert_eq!(c.cmd("RCPT TO:<josé@example.test>"), "250 2.1.5 ok");
     assert_eq!(c.cmd("EXPN staff"), "502 5.5.1 unimplemented (#5.5.1)");
     assert_eq!(c.cmd("BDAT 10 LAST"), "502 5.5.1 unimplemented (#5.5.1)");
     assert_eq!(c.cmd("STARTTLS"), "454 4.7.0 TLS not available (#4.7.0)");
     assert_eq!(c.cmd("AUTH PLAIN"), "503 5.3.3 auth not available (#5.3.3)");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.raw(b"Subject: utf8\r\n\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 ok"));
+    assert_eq!(
+        c.cmd("MAIL FROM:<jörg@elsewhere.test> SMTPUTF8 BODY=8BITMIME"),
+        "250 2.1.0 ok"
+    );
     assert_eq!(c.cmd("QUIT"), "221 2.0.0 mx.example.test");
     assert!(c.closed());
+    assert_eq!(
+        todo_recipients(&sys),
+        vec![vec![
+            "Postmaster@EXAMPLE.TEST".to_string(),
+            "josé@example.test".to_string()
+        ]]
+    );
     // smtpgreeting replaces me in the greeting
     sys.control("smtpgreeting", "gateway.example.test welcome\n");
     let mut c = srv.client();

@@ -515,3 +515,24 @@ s.quit()
     assert_ne!(cert_of(&first), cert_of(&renewed));
     assert!(!cert_of(&renewed).is_empty());
 }
+
+#[test]
+fn smtps_without_a_certificate_closes_and_logs() {
+    let sys = system();
+    let cp = test_checkpassword(&sys);
+    let srv = SmtpServer::start(&sys, &["--smtps", path_str(&cp), "/bin/true"], &[]);
+    let mut c = srv.client();
+    assert_eq!(c.reply(), "", "no plaintext greeting on the SMTPS port");
+    assert!(eventually(30, || srv
+        .log_text()
+        .contains("TLS on connect failed")));
+    // port 587 without a certificate: no STARTTLS, and no AUTH in plaintext
+    let sub = SmtpServer::start(&sys, &["--submission", path_str(&cp), "/bin/true"], &[]);
+    let mut c = sub.client();
+    c.reply();
+    let ehlo = c.cmd("EHLO c.test");
+    assert!(
+        !ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+        "{ehlo}"
+    );
+}

@@ -27,6 +27,15 @@
 //!     0 client input, 1 client output, 2 log (one line per message, AUTH, TLS event).
 //!     checkpassword gets fd 3; qmail-queue fd 0 (message) and fd 1 (envelope).
 //!
+//! LOG (fd 2, one line each, `qmail-smtpd: pid P: ...`)
+//!     `message accepted qp Q from IP <sender> to N recipients [auth USER]`;
+//!     `refused RCPT <addr> from IP: <reply>`; `AUTH MECH user U from IP` and
+//!     `AUTH MECH failed for user U from IP`; `AUTH refused: N failures from IP ...`;
+//!     `user U refused envelope sender <addr>`; `user U over ratelimit ...`;
+//!     `discarded N bytes pipelined after STARTTLS`; `TLS handshake failed: ...`;
+//!     `bare LF|CR in DATA from IP; nothing queued, connection closed`;
+//!     `client went away during DATA; nothing queued`.
+//!
 //! CONTROL FILES (HOME/control; see control/README)
 //!     me, smtpgreeting, localiphost, timeoutsmtpd, rcpthosts, morercpthosts.cdb,
 //!     badmailfrom, badrcptto, databytes (as qmail; a missing rcpthosts accepts no
