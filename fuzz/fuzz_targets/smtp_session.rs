@@ -1,5 +1,5 @@
 //! A whole SMTP session (port 25 mode) fed with arbitrary client bytes over an
-//! in-memory transport: commands, pipelining, DATA. qmail-queue is replaced by
+//! in-memory transport: commands, pipelining, DATA, BDAT. qmail-queue is replaced by
 //! /bin/true, so DATA exercises the reader and the failure path without queueing.
 #![no_main]
 

@@ -89,6 +89,7 @@ fn replies_keep_qmail_wording() {
         "250-8BITMIME",
         "250-SIZE",
         "250-ENHANCEDSTATUSCODES",
+        "250-CHUNKING",
         "250 SMTPUTF8",
     ] {
         assert!(ehlo.contains(cap), "{cap} in {ehlo}");
@@ -130,7 +131,7 @@ fn replies_keep_qmail_wording() {
     // SMTPUTF8: UTF-8 addresses pass through to the envelope
     assert_eq!(c.cmd("RCPT TO:<josé@example.test>"), "250 2.1.5 ok");
     assert_eq!(c.cmd("EXPN staff"), "502 5.5.1 unimplemented (#5.5.1)");
-    assert_eq!(c.cmd("BDAT 10 LAST"), "502 5.5.1 unimplemented (#5.5.1)");
+    assert_eq!(c.cmd("TURN"), "502 5.5.1 unimplemented (#5.5.1)");
     assert_eq!(c.cmd("STARTTLS"), "454 4.7.0 TLS not available (#4.7.0)");
     assert_eq!(c.cmd("AUTH PLAIN"), "503 5.3.3 auth not available (#5.3.3)");
     assert!(c.cmd("DATA").starts_with("354"));
@@ -795,4 +796,89 @@ fn started_as_root_it_becomes_qmaild_and_databytes_env_wins() {
         "{}",
         msgs[0]
     );
+}
+
+#[test]
+fn chunking_with_bdat() {
+    let sys = system();
+    let srv = SmtpServer::start(&sys, &[], &[]);
+    let mut c = srv.client();
+    c.reply();
+    assert!(c.cmd("EHLO c.test").contains("250-CHUNKING"));
+    // BDAT outside a transaction: the chunk is read and refused, the session stays in step
+    c.raw(b"BDAT 5\r\nhelloNOOP\r\n");
+    assert_eq!(c.reply(), "503 5.5.1 MAIL first (#5.5.1)");
+    assert_eq!(c.reply(), "250 2.0.0 ok");
+    // one message in three pipelined chunks, with bare LF line ends (what BDAT is for),
+    // a CR LF split across chunks and a lone dot line that is just data
+    c.cmd("MAIL FROM:<a@elsewhere.test>");
+    c.cmd("RCPT TO:<postmaster@example.test>");
+    let parts: [&[u8]; 3] = [
+        b"Subject: chunked\r\nX-Bare: lf\n\r\nline one\r",
+        b"\n.line two\n",
+        b"\r\n.\r\nend\r\n",
+    ];
+    let mut batch = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let last = if i == 2 { " LAST" } else { "" };
+        batch.extend_from_slice(format!("BDAT {}{last}\r\n", p.len()).as_bytes());
+        batch.extend_from_slice(p);
+    }
+    c.raw(&batch);
+    assert_eq!(
+        c.reply(),
+        format!("250 2.0.0 {} octets received", parts[0].len())
+    );
+    assert_eq!(
+        c.reply(),
+        format!("250 2.0.0 {} octets received", parts[1].len())
+    );
+    let r = c.reply();
+    assert!(r.starts_with("250 2.0.0 ok"), "{r}");
+    let m = queued_messages(&sys);
+    assert_eq!(m.len(), 1);
+    assert!(
+        m[0].contains("Subject: chunked\nX-Bare: lf\n\nline one\n.line two\n\n.\nend\n"),
+        "{}",
+        m[0]
+    );
+    // RSET between chunks aborts the transaction
+    c.cmd("MAIL FROM:<a@elsewhere.test>");
+    c.cmd("RCPT TO:<postmaster@example.test>");
+    c.raw(b"BDAT 3\r\nabcNOOP\r\nRSET\r\n");
+    assert_eq!(c.reply(), "250 2.0.0 3 octets received");
+    assert_eq!(c.reply(), "250 2.0.0 ok");
+    assert_eq!(c.reply(), "250 2.0.0 flushed");
+    // a bare CR is refused
+    c.cmd("MAIL FROM:<a@elsewhere.test>");
+    c.cmd("RCPT TO:<postmaster@example.test>");
+    c.raw(b"BDAT 4 LAST\r\na\rb\n");
+    assert_eq!(
+        c.reply(),
+        "554 5.6.0 sorry, a bare CR in the message (#5.6.0)"
+    );
+    // a size that is not a number ends the session (it cannot stay in step)
+    c.cmd("MAIL FROM:<a@elsewhere.test>");
+    c.cmd("RCPT TO:<postmaster@example.test>");
+    c.raw(b"BDAT x\r\n");
+    assert!(c.reply().starts_with("501 5.5.4"));
+    assert!(c.closed());
+    // databytes, and a client that goes away inside a chunk
+    sys.control("databytes", "10\n");
+    let mut c = srv.client();
+    c.reply();
+    c.cmd("MAIL FROM:<a@elsewhere.test>");
+    c.cmd("RCPT TO:<postmaster@example.test>");
+    assert_eq!(
+        c.cmd(&format!("BDAT 20 LAST\r\n{}", "y".repeat(18))),
+        "552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)"
+    );
+    c.cmd("MAIL FROM:<a@elsewhere.test>");
+    c.cmd("RCPT TO:<postmaster@example.test>");
+    c.raw(b"BDAT 100 LAST\r\nonly part");
+    c.sock.shutdown(std::net::Shutdown::Both).unwrap();
+    assert!(eventually(30, || srv
+        .log_text()
+        .contains("client went away during DATA")));
+    assert_eq!(queued(&sys), 1);
 }

@@ -7,7 +7,7 @@
 //!
 //! DESCRIPTION
 //!     Speaks SMTP (RFC 5321 with PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
-//!     SMTPUTF8, STARTTLS, AUTH) with one client, reading fd 0 and writing fd 1, as run
+//!     SMTPUTF8, CHUNKING, STARTTLS, AUTH) with one client, reading fd 0 and writing fd 1, as run
 //!     by tcpserver per connection. Each message goes to qmail-queue (HOME/bin/qmail-queue
 //!     or $QMAILQUEUE) with a Received line; the client hears 250 only after qmail-queue
 //!     exited 0, i.e. the message is on disk.
@@ -20,8 +20,10 @@
 //!     PLAIN and LOGIN are offered only under TLS, or when $AUTHPLAINTEXT is set.
 //!
 //!     DATA ends at CR LF . CR LF only; a bare LF or bare CR in DATA gets 451 and the
-//!     connection is closed with nothing queued (no SMTP smuggling). Input pipelined
-//!     after STARTTLS is discarded before the handshake.
+//!     connection is closed with nothing queued (no SMTP smuggling). BDAT chunks
+//!     (RFC 3030) are taken as they are, CR LF and a bare LF both ending a line (so
+//!     clients that send bare LF have a way in), a bare CR refused with 554. Input
+//!     pipelined after STARTTLS is discarded before the handshake.
 //!
 //! DESCRIPTORS
 //!     0 client input, 1 client output, 2 log (one line per message, AUTH, TLS event).

@@ -76,6 +76,12 @@ struct DataOutcome {
     io_error: Option<io::ErrorKind>,
     qq_write_failed: bool,
     from_refused: bool,
+    /// BDAT: a CR not followed by LF in the message.
+    bare_cr_chunk: bool,
+    /// BDAT: an unreadable BDAT command in the middle of a transaction.
+    bad_bdat: bool,
+    /// BDAT: the command that interrupted the chunks (aborting the transaction).
+    interrupted: Option<Vec<u8>>,
 }
 
 fn log(msg: &str) {
@@ -224,6 +230,7 @@ impl Session {
             "MAIL" => self.mail(arg)?,
             "RCPT" => self.rcpt(arg)?,
             "DATA" => return self.data(),
+            "BDAT" => return self.bdat(arg),
             "RSET" => {
                 self.reset();
                 self.send("250 2.0.0 flushed");
@@ -278,6 +285,7 @@ impl Session {
             "SIZE".into()
         });
         lines.push("ENHANCEDSTATUSCODES".into());
+        lines.push("CHUNKING".into());
         lines.push("SMTPUTF8".into());
         if !self.conn.is_tls() && self.tls_offered() {
             lines.push("STARTTLS".into());
@@ -690,14 +698,47 @@ impl Session {
     }
 
     fn data(&mut self) -> io::Result<Option<End>> {
-        let Some(mail) = &self.mail else {
-            self.send("503 5.5.1 MAIL first (#5.5.1)");
-            return Ok(None);
-        };
-        if self.rcpts.is_empty() {
-            self.send("503 5.5.1 RCPT first (#5.5.1)");
+        if let Some(r) = self.transaction_missing() {
+            self.send(r);
             return Ok(None);
         }
+        self.transaction(None)
+    }
+
+    /// `503` when MAIL or RCPT is missing.
+    fn transaction_missing(&self) -> Option<&'static str> {
+        if self.mail.is_none() {
+            Some("503 5.5.1 MAIL first (#5.5.1)")
+        } else if self.rcpts.is_empty() {
+            Some("503 5.5.1 RCPT first (#5.5.1)")
+        } else {
+            None
+        }
+    }
+
+    /// `BDAT size [LAST]` (RFC 3030 CHUNKING). The chunk is read whatever happens, so
+    /// that the session stays in step; a size that cannot be read ends the session.
+    fn bdat(&mut self, arg: &str) -> io::Result<Option<End>> {
+        let Some(chunk) = parse_bdat(arg) else {
+            self.send("501 5.5.4 syntax: BDAT size [LAST], closing connection (#5.5.4)");
+            return Ok(Some(End::Dropped));
+        };
+        if let Some(r) = self.transaction_missing() {
+            if !skip_bytes(&mut self.conn, chunk.0)? {
+                return Ok(Some(End::Dropped));
+            }
+            self.send(r);
+            return Ok(None);
+        }
+        self.transaction(Some(chunk))
+    }
+
+    /// Hand the message to qmail-queue: after DATA (`first_chunk` None) or from BDAT
+    /// chunks. Replies with the outcome.
+    fn transaction(&mut self, first_chunk: Option<(u64, bool)>) -> io::Result<Option<End>> {
+        let Some(mail) = &self.mail else {
+            return Ok(None);
+        };
         let sender = mail.sender.clone();
         let rcpts = std::mem::take(&mut self.rcpts);
         self.mail = None;
@@ -718,12 +759,24 @@ impl Session {
             &rcpts,
             |w: &mut dyn Write| {
                 out.started = true;
-                conn.send("354 go ahead");
-                read_data(conn, w, &received, databytes, from_check, &mut out)
+                match first_chunk {
+                    None => {
+                        conn.send("354 go ahead");
+                        read_data(conn, w, &received, databytes, from_check, &mut out)
+                    }
+                    Some(chunk) => {
+                        read_chunks(conn, w, &received, databytes, from_check, chunk, &mut out)
+                    }
+                }
             },
         );
         if !out.started {
             log("unable to run qmail-queue");
+            if let Some((size, _)) = first_chunk
+                && !skip_bytes(&mut self.conn, size)?
+            {
+                return Ok(Some(End::Dropped));
+            }
             self.send("451 4.3.0 qqt failure (#4.3.0)");
             return Ok(None);
         }
@@ -733,6 +786,15 @@ impl Session {
         if out.eof {
             log("client went away during DATA; nothing queued");
             return Ok(Some(End::Dropped));
+        }
+        if out.bad_bdat {
+            self.send("501 5.5.4 syntax: BDAT size [LAST], closing connection (#5.5.4)");
+            return Ok(Some(End::Dropped));
+        }
+        if let Some(line) = out.interrupted.take() {
+            // Another command in the middle of a BDAT transaction aborts it.
+            log("BDAT transaction aborted by another command; nothing queued");
+            return self.command(&line);
         }
         if let Some(b) = out.bare {
             let what = match b {
@@ -745,6 +807,10 @@ impl Session {
             ));
             self.send("451 4.5.0 See https://cr.yp.to/docs/smtplf.html. (#4.5.0)");
             return Ok(Some(End::Dropped));
+        }
+        if out.bare_cr_chunk {
+            self.send("554 5.6.0 sorry, a bare CR in the message (#5.6.0)");
+            return Ok(None);
         }
         if out.too_big {
             self.send("552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)");
@@ -793,6 +859,37 @@ impl Session {
         }
         Ok(None)
     }
+}
+
+/// `size [LAST]` of a BDAT command.
+fn parse_bdat(arg: &str) -> Option<(u64, bool)> {
+    let mut it = arg.split(' ').filter(|w| !w.is_empty());
+    let size = it.next()?;
+    if size.is_empty() || size.len() > 18 || !size.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let last = match it.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return None,
+    };
+    if it.next().is_some() {
+        return None;
+    }
+    Some((size.parse().ok()?, last))
+}
+
+/// Read and throw away `n` bytes of chunk data; false at EOF.
+fn skip_bytes(conn: &mut Conn, mut n: u64) -> io::Result<bool> {
+    while n > 0 {
+        if conn.buffered().is_empty() && conn.fill()? == 0 {
+            return Ok(false);
+        }
+        let k = (conn.buffered().len() as u64).min(n);
+        conn.consume(k as usize);
+        n -= k;
+    }
+    Ok(true)
 }
 
 impl Config {
@@ -921,6 +1018,142 @@ fn read_data(
         out.from_refused = scan.overflow || !from_ok(h, check);
     }
     if out.too_big || out.hops >= MAX_HOPS || out.from_refused || out.qq_write_failed {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
+/// The BDAT chunks of one message, starting with `first` (size, LAST), into qmail-queue.
+///
+/// Chunk data is taken as it is (no dot-stuffing, no end marker), CR LF becoming LF.
+/// A bare LF is a line end (what clients that send bare LF need BDAT for); a bare CR is
+/// refused (`554`), so that no downstream server can read a CR as a line end. Between
+/// chunks the next command is read here: BDAT continues, NOOP is answered, anything
+/// else aborts the transaction (nothing queued) and is then run as a command.
+fn read_chunks(
+    conn: &mut Conn,
+    w: &mut dyn Write,
+    received: &str,
+    databytes: u64,
+    from_check: Option<&dyn Fn(&str) -> bool>,
+    first: (u64, bool),
+    out: &mut DataOutcome,
+) -> io::Result<()> {
+    let refuse = || io::Error::other("message refused");
+    let mut writing = w.write_all(received.as_bytes()).is_ok();
+    if !writing {
+        out.qq_write_failed = true;
+    }
+    let mut scan = HeaderScan {
+        in_header: true,
+        line_start: true,
+        prefix: Vec::new(),
+        capture: from_check.map(|_| Vec::new()),
+        overflow: false,
+    };
+    let mut cr_pending = false;
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let (mut size, mut last) = first;
+    loop {
+        let total = size;
+        while size > 0 {
+            if conn.buffered().is_empty() {
+                match conn.fill() {
+                    Ok(0) => {
+                        out.eof = true;
+                        return Err(refuse());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        out.io_error = Some(e.kind());
+                        return Err(refuse());
+                    }
+                }
+            }
+            let k = (conn.buffered().len() as u64).min(size) as usize;
+            chunk.clear();
+            for &b in &conn.buffered()[..k] {
+                if cr_pending {
+                    cr_pending = false;
+                    if b != b'\n' {
+                        out.bare_cr_chunk = true;
+                    }
+                }
+                match b {
+                    b'\r' => cr_pending = true,
+                    _ => chunk.push(b),
+                }
+            }
+            conn.consume(k);
+            size -= k as u64;
+            scan.feed(&chunk, &mut out.hops);
+            out.bytes += chunk.len() as u64;
+            if databytes > 0 && out.bytes > databytes {
+                out.too_big = true;
+                writing = false;
+            }
+            if out.bare_cr_chunk {
+                writing = false;
+            }
+            if writing && w.write_all(&chunk).is_err() {
+                out.qq_write_failed = true;
+                writing = false;
+            }
+        }
+        if last {
+            break;
+        }
+        conn.send(&format!("250 2.0.0 {total} octets received"));
+        // The next command: BDAT goes on, NOOP is answered, anything else aborts.
+        loop {
+            let line = match conn.read_line(MAX_LINE) {
+                Ok(Line::Text(l)) => l,
+                Ok(Line::TooLong) => {
+                    conn.send("500 5.5.2 line too long (#5.5.2)");
+                    continue;
+                }
+                Ok(Line::Eof) => {
+                    out.eof = true;
+                    return Err(refuse());
+                }
+                Err(e) => {
+                    out.io_error = Some(e.kind());
+                    return Err(refuse());
+                }
+            };
+            let text = String::from_utf8_lossy(&line);
+            let (verb, arg) = text.split_once(' ').unwrap_or((&text, ""));
+            if verb.eq_ignore_ascii_case("BDAT") {
+                match parse_bdat(arg.trim_start_matches(' ')) {
+                    Some((s, l)) => {
+                        (size, last) = (s, l);
+                        break;
+                    }
+                    None => {
+                        out.bad_bdat = true;
+                        return Err(refuse());
+                    }
+                }
+            } else if verb.eq_ignore_ascii_case("NOOP") {
+                conn.send("250 2.0.0 ok");
+            } else {
+                out.interrupted = Some(line);
+                return Err(refuse());
+            }
+        }
+    }
+    if cr_pending {
+        out.bare_cr_chunk = true;
+    }
+    if let (Some(h), Some(check)) = (&scan.capture, from_check) {
+        out.from_refused = scan.overflow || !from_ok(h, check);
+    }
+    if out.too_big
+        || out.hops >= MAX_HOPS
+        || out.from_refused
+        || out.qq_write_failed
+        || out.bare_cr_chunk
+    {
         return Err(refuse());
     }
     Ok(())
