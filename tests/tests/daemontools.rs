@@ -171,10 +171,30 @@ fn default_signals(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Have `cmd`'s process start with `sigs` ignored, as a parent may leave them.
+fn ignore_signals<'a>(cmd: &'a mut Command, sigs: &'static [libc::c_int]) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe; SIG_IGN installs no handler.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &sig in sigs {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            Ok(())
+        })
+    }
+}
+
 impl Sup {
     #[track_caller]
     fn start(prog: &Path, dir: &Path) -> Sup {
-        let child = default_signals(&mut Command::new(prog))
+        Sup::spawn(default_signals(&mut Command::new(prog)), dir)
+    }
+
+    /// Start supervise from `cmd` (the program, to which `dir` is added).
+    #[track_caller]
+    fn spawn(cmd: &mut Command, dir: &Path) -> Sup {
+        let child = cmd
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1200,6 +1220,73 @@ fn svscan_second_term_kills_a_stubborn_service() {
     assert!(st.success());
     wait_for("service killed", || (!alive(pid)).then_some(()));
     assert_eq!(svstat(&s), "supervise not running");
+}
+
+/// Signals ignored by whoever starts supervise or svscan (a background job of a
+/// script ignores INT and QUIT, nohup HUP, some parents SIGCHLD) change nothing: a
+/// supervise with SIGCHLD ignored still sees its service die (the kernel would reap it
+/// unseen), and svscan gives its services default dispositions (a shell cannot trap
+/// a signal it was started ignoring) and still sees a supervise die.
+#[test]
+fn signals_ignored_by_the_parent_change_nothing() {
+    let d = tmp();
+    let s = d.path().join("alone");
+    sleeper(&s);
+    let _sup = Sup::spawn(
+        ignore_signals(&mut Command::new(bin("supervise")), &[libc::SIGCHLD]),
+        &s,
+    );
+    let first = wait_up(&s);
+    wait_ready(&s, first);
+    kill(first, nix::sys::signal::Signal::SIGKILL);
+    wait_for(
+        "a restart by supervise started with SIGCHLD ignored",
+        || up_pid(&svstat(&s)).filter(|&p| p != first),
+    );
+
+    let sv = d.path().join("service");
+    let t = sv.join("trapper");
+    sleeper(&t);
+    let mut scan = ignore_signals(
+        &mut Command::new(bin("svscan")),
+        &[libc::SIGCHLD, libc::SIGINT, libc::SIGHUP],
+    )
+    .arg(&sv)
+    .stdin(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _cleanup = Cleanup {
+        pid: scan.id(),
+        dirs: vec![t.clone()],
+    };
+    let pid = wait_up(&t);
+    wait_ready(&t, pid);
+    for (letter, word) in [("-i", "int"), ("-h", "hup")] {
+        svc(&t, letter);
+        wait_for(&format!("{word} trapped under svscan"), || {
+            std::fs::read_to_string(t.join("signals"))
+                .ok()
+                .filter(|x| x.contains(word))
+        });
+    }
+    // kill the service's supervise (and the service it leaves behind): svscan
+    // starts a new one at its next scan
+    let sup = pids_of(&bin("supervise"))
+        .into_iter()
+        .find(|p| {
+            std::fs::read_link(format!("/proc/{p}/cwd")).ok() == std::fs::canonicalize(&t).ok()
+        })
+        .expect("the service's supervise");
+    kill(sup, nix::sys::signal::Signal::SIGKILL);
+    kill(pid, nix::sys::signal::Signal::SIGKILL);
+    wait_for(
+        "a new supervise from svscan started with SIGCHLD ignored",
+        || up_pid(&svstat(&t)).filter(|&p| p != pid),
+    );
+    kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
+    let st = wait_for("svscan exit", || scan.try_wait().ok().flatten());
+    assert!(st.success(), "{st:?}");
+    assert_eq!(svstat(&t), "supervise not running");
 }
 
 /// (size and mode of each file, all contents, the `=` file, stderr)
