@@ -282,8 +282,57 @@ pub fn wait_maildir(dir: &Path, n: usize, secs: u64) -> Vec<String> {
     }
 }
 
-/// A system user with a home and a Maildir, created when missing (root only).
+thread_local! {
+    /// The system users this test's thread holds (see [`lock_user`]); dropping a file
+    /// releases its lock, which happens when the test's thread ends.
+    static USER_LOCKS: std::cell::RefCell<Vec<(String, std::fs::File)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Hold the system user `name` for the rest of the calling test: an exclusive `flock`
+/// on `/tmp/qmail-e2e-user.NAME.lock`, waited for while another test, in this process
+/// or in another test process on this machine (a second `cargo test`, a stress loop),
+/// holds it. A real user's home and Maildir are shared by every installation, so two
+/// tests using the same user at once see each other's mail. libtest runs every test in
+/// its own thread, and the lock is released when that thread ends, after the test's
+/// `System` and servers were dropped.
+pub fn lock_user(name: &str) {
+    if USER_LOCKS.with(|l| l.borrow().iter().any(|(n, _)| n == name)) {
+        return;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = format!("/tmp/qmail-e2e-user.{name}.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: flock on a descriptor owned by `f`.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("user {name} is in use by another test; waiting for {path}");
+        loop {
+            // SAFETY: as above.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted,
+                "flock {path}: {e}"
+            );
+        }
+    }
+    USER_LOCKS.with(|l| l.borrow_mut().push((name.to_string(), f)));
+}
+
+/// A system user with a home and a Maildir, created when missing (root only). The user
+/// is held for the calling test ([`lock_user`]) before its Maildir is emptied.
 pub fn local_user(name: &str) -> (u32, PathBuf) {
+    lock_user(name);
     if nix::unistd::User::from_name(name).ok().flatten().is_none() {
         let st = Command::new("useradd")
             .args(["-m", "-s", "/bin/sh", name])
@@ -401,4 +450,41 @@ pub fn dnsmasq(records: &[&str]) -> (Server, u16) {
     let mut child = cmd.spawn().expect("start dnsmasq");
     wait_port(&format!("127.0.0.1:{port}"), &mut child);
     (Server(child), port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether another open file description can take the lock of user `name` now.
+    fn free_now(name: &str) -> bool {
+        let f = std::fs::File::open(format!("/tmp/qmail-e2e-user.{name}.lock")).unwrap();
+        // SAFETY: flock on a descriptor owned by `f`.
+        unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            ) == 0
+        }
+    }
+
+    #[test]
+    fn a_user_is_held_until_the_test_thread_ends() {
+        let name = format!("selftest-{}", std::process::id());
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+        let n = name.clone();
+        let t = std::thread::spawn(move || {
+            lock_user(&n);
+            lock_user(&n); // a second call in the same test does not wait for itself
+            held_tx.send(()).unwrap();
+            let _ = end_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        assert!(!free_now(&name), "held by the other thread");
+        end_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(free_now(&name), "released when that thread ended");
+        let _ = std::fs::remove_file(format!("/tmp/qmail-e2e-user.{name}.lock"));
+    }
 }
