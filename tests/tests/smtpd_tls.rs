@@ -536,3 +536,72 @@ fn smtps_without_a_certificate_closes_and_logs() {
         "{ehlo}"
     );
 }
+
+#[test]
+fn virtual_user_with_cram_md5_through_the_real_checkpassword() {
+    let sys = system();
+    let vuser = sys.bin("qmail-vuser");
+    assert!(vuser.exists(), "qmail-vuser installed");
+    let run = |args: &[&str], input: &str| {
+        let mut child = Command::new(&vuser)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "qmail-vuser {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let owner = if is_root() {
+        local_user("qsmtpvdom");
+        vec!["--owner", "qsmtpvdom"]
+    } else {
+        Vec::new()
+    };
+    let mut add = vec!["adddomain", "virt.test"];
+    add.extend(owner);
+    run(&add, "");
+    run(&["add", "ann@virt.test", "--apop"], "Correct-Horse-9\n");
+    sys.control("authcrammd5", "1\n");
+    let cp = sys.bin("checkpassword");
+    let srv = SmtpServer::start(&sys, &["--submission", path_str(&cp), "/bin/true"], &[]);
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=60)
+s.ehlo()
+print('AUTH', s.esmtp_features.get('auth', '').strip())
+print('LOGIN', s.login('ann@virt.test', 'Correct-Horse-9')[0])
+print('OTHER', s.mail('joe@virt.test')[0])
+s.rset()
+s.sendmail('ann@virt.test', ['friend@elsewhere.test'], 'From: ann@virt.test\r\nSubject: v\r\n\r\nhi\r\n')
+s.quit()
+"#;
+    let (ok, out) = python(script, &[&srv.port.to_string()]);
+    assert!(ok, "{out}\n{}", srv.log_text());
+    assert!(out.contains("AUTH CRAM-MD5\n"), "{out}");
+    assert!(out.contains("LOGIN 235"), "{out}");
+    assert!(out.contains("OTHER 553"), "{out}");
+    assert_eq!(queued(&sys), 1);
+    // port 25: the virtual domain's users are known, others refused at RCPT
+    let mx = SmtpServer::start(&sys, &[], &[]);
+    let mut c = mx.client();
+    c.reply();
+    c.cmd("MAIL FROM:<a@elsewhere.test>");
+    assert_eq!(c.cmd("RCPT TO:<Ann@virt.test>"), "250 2.1.5 ok");
+    assert_eq!(c.cmd("RCPT TO:<postmaster@virt.test>"), "250 2.1.5 ok");
+    assert_eq!(
+        c.cmd("RCPT TO:<nobody@virt.test>"),
+        "550 5.1.1 sorry, no mailbox here by that name (#5.1.1)"
+    );
+}
