@@ -18,6 +18,8 @@
 //!     go to `checkpassword [args...]` on fd 3 as `user\0password\0timestamp\0` (exit 0
 //!     = accepted); typically `qmail-smtpd --submission HOME/bin/checkpassword /bin/true`.
 //!     PLAIN and LOGIN are offered only under TLS, or when $AUTHPLAINTEXT is set.
+//!     CRAM-MD5 sends `user\0hexdigest\0challenge\0`; our checkpassword verifies it for
+//!     virtual users that keep a clear secret (qmail-vuser add --apop).
 //!
 //!     DATA ends at CR LF . CR LF only; a bare LF or bare CR in DATA gets 451 and the
 //!     connection is closed with nothing queued (no SMTP smuggling). BDAT chunks
