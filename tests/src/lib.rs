@@ -397,12 +397,23 @@ impl Drop for Server {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, and never handed out before in
+/// this process: the kernel may offer a released port again, and the tests of one binary
+/// run in parallel, so two of them could otherwise get the same number and talk to each
+/// other's servers.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..1000 {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(p) {
+            return p;
+        }
+    }
+    panic!("no TCP port left that this process has not used yet");
 }
 
 /// Wait until something accepts TCP connections on `addr` (panics if `child` exits).
@@ -465,6 +476,16 @@ mod tests {
                 std::os::fd::AsRawFd::as_raw_fd(&f),
                 libc::LOCK_EX | libc::LOCK_NB,
             ) == 0
+        }
+    }
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        // 500 draws from the ~28,000 ephemeral ports repeat one with probability 0.99
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let p = free_port();
+            assert!(seen.insert(p), "port {p} handed out twice");
         }
     }
 
