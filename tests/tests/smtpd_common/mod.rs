@@ -52,17 +52,67 @@ pub fn alias_file(sys: &System, name: &str, text: &str) {
     }
 }
 
-/// A tcpserver stand-in: accepts on 127.0.0.1, runs `bin/qmail-smtpd args` per
-/// connection with the socket on fds 0 and 1, TCP* variables and `env`, stderr to a log.
+/// qmail-smtpd listening on 127.0.0.1 (ephemeral port): our tcpserver from the
+/// installation (`tcpserver -1 -q -H -R -l ME [-u qmaild -g nofiles]`, with `env` in its
+/// environment, as a run script and tcprules would give it), or, when tcpserver is not
+/// built, a stand-in that accepts and runs `bin/qmail-smtpd args` per connection with
+/// the same TCP* variables. stderr of every qmail-smtpd goes to `log`.
 pub struct SmtpServer {
     pub port: u16,
     pub log: PathBuf,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    tcpserver: Option<std::process::Child>,
 }
+
+static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl SmtpServer {
     pub fn start(sys: &System, args: &[&str], env: &[(&str, &str)]) -> SmtpServer {
+        if sys.bin("tcpserver").exists() {
+            return SmtpServer::start_tcpserver(sys, args, env);
+        }
+        SmtpServer::start_harness(sys, args, env)
+    }
+
+    fn start_tcpserver(sys: &System, args: &[&str], env: &[(&str, &str)]) -> SmtpServer {
+        let n = SERVERS.fetch_add(1, Ordering::SeqCst);
+        let log = sys.root.parent().unwrap().join(format!("smtpd-{n}.log"));
+        let errlog = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(sys.bin("tcpserver"));
+        cmd.args(["-1", "-q", "-H", "-R", "-l", ME, "-c", "100"]);
+        if is_root() {
+            let (u, g) = qmaild();
+            cmd.args(["-u", &u.to_string(), "-g", &g.to_string()]);
+        }
+        let mut child = cmd
+            .args(["127.0.0.1", "0"])
+            .arg(sys.bin("qmail-smtpd"))
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(errlog))
+            .spawn()
+            .expect("start tcpserver");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("tcpserver -1 printed {line:?}"));
+        SmtpServer {
+            port,
+            log,
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            tcpserver: Some(child),
+        }
+    }
+
+    fn start_harness(sys: &System, args: &[&str], env: &[(&str, &str)]) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = sys.root.parent().unwrap().join(format!("smtpd-{port}.log"));
@@ -131,6 +181,7 @@ impl SmtpServer {
             log,
             stop,
             thread: Some(thread),
+            tcpserver: None,
         }
     }
 
@@ -145,6 +196,11 @@ impl SmtpServer {
 
 impl Drop for SmtpServer {
     fn drop(&mut self) {
+        if let Some(mut c) = self.tcpserver.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            return;
+        }
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(t) = self.thread.take() {
