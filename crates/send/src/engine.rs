@@ -119,22 +119,33 @@ impl Engine {
     pub fn new(home: &Path) -> io::Result<Engine> {
         let controls = Controls::new(home);
         let cfg = Config::load(&controls)?;
-        let mut chans = [Chan::new(fd(1), fd(2)), Chan::new(fd(3), fd(4))];
-        for c in chans.iter_mut() {
-            let mut b = [0u8; 1];
-            c.from
-                .read_exact(&mut b)
-                .map_err(|_| io::Error::other("hath the daemon spawn no fire?"))?;
-            c.max = usize::from(b[0]);
-        }
+        let chans = Chan::start([fd(1), fd(2), fd(3), fd(4)])?;
+        // descriptor 0 is taken only now: until here main reports failures on it
+        Ok(Engine::assemble(
+            home,
+            controls,
+            cfg,
+            chans,
+            [fd(0), fd(5), fd(6)],
+        ))
+    }
+
+    /// The engine over started spawner channels and the log and qmail-clean pipes.
+    fn assemble(
+        home: &Path,
+        controls: Controls,
+        cfg: Config,
+        chans: [Chan; 2],
+        [log, clean_to, clean_from]: [File; 3],
+    ) -> Engine {
         let mut e = Engine {
             layout: Layout::new(home),
             controls,
             cfg,
-            log: fd(0),
+            log,
             chans,
-            clean_to: fd(5),
-            clean_from: fd(6),
+            clean_to,
+            clean_from,
             msgs: HashMap::new(),
             heap: [BinaryHeap::new(), BinaryHeap::new()],
             jobs: HashMap::new(),
@@ -148,7 +159,7 @@ impl Engine {
             qmail_queue: queue::client::program(home),
         };
         e.apply_concurrency();
-        Ok(e)
+        e
     }
 
     fn apply_concurrency(&mut self) {
@@ -291,9 +302,14 @@ impl Engine {
         for (id, msg) in done {
             self.todo_set.remove(&id);
             if !self.clean("todo", id) {
+                // todo/N stays and is preprocessed again on the next scan, which
+                // rewrites local/N and remote/N with every recipient undone: delivering
+                // now would deliver twice (qmail's todo_do returns here too)
                 self.log(&format!(
                     "warning: qmail-clean unable to clean up todo/{id}"
                 ));
+                self.todo_scan_at = self.todo_scan_at.min(now + SYSFAIL_RETRY);
+                continue;
             }
             for c in Channel::ALL {
                 if msg.open[c as usize] {
@@ -887,6 +903,20 @@ impl Engine {
 }
 
 impl Chan {
+    /// The local and remote channels over `[lspawn to, lspawn from, rspawn to, rspawn
+    /// from]`, each spawner's slot count read.
+    fn start([lto, lfrom, rto, rfrom]: [File; 4]) -> io::Result<[Chan; 2]> {
+        let mut chans = [Chan::new(lto, lfrom), Chan::new(rto, rfrom)];
+        for c in chans.iter_mut() {
+            let mut b = [0u8; 1];
+            c.from
+                .read_exact(&mut b)
+                .map_err(|_| io::Error::other("hath the daemon spawn no fire?"))?;
+            c.max = usize::from(b[0]);
+        }
+        Ok(chans)
+    }
+
     fn new(to: File, from: File) -> Chan {
         let _ = nix::fcntl::fcntl(
             &to,
@@ -936,5 +966,148 @@ mod tests {
     #[test]
     fn logsafe_matches_qmail() {
         assert_eq!(logsafe("a b\nc%d"), "a_b/c_d");
+    }
+
+    fn pipe() -> (File, File) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        (File::from(r), File::from(w))
+    }
+
+    /// One turn of the main loop, without waiting; returns the commands sent to
+    /// qmail-lspawn (read from `lspawn`, non-blocking).
+    fn turn(e: &mut Engine, lspawn: &mut File) -> Vec<Command> {
+        if qsys::now() >= e.todo_scan_at {
+            e.scan_todo();
+        }
+        e.do_todo();
+        e.finish_messages();
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = lspawn.read(&mut buf).unwrap_or(0);
+        buf.truncate(n);
+        let mut v = Vec::new();
+        while let Some(c) = protocol::take_command(&mut buf) {
+            v.push(c.unwrap());
+        }
+        v
+    }
+
+    /// qmail-clean could not remove todo/N (it answered `!`): qmail-send must not
+    /// schedule the message, because todo/N is preprocessed again on the next scan,
+    /// which rewrites local/N with every recipient undone (qmail's todo_do returns
+    /// there too). Here joe is delivered, ann deferred; joe must not get it twice.
+    #[test]
+    fn todo_that_clean_could_not_remove_is_delivered_once() {
+        let home = tempfile::tempdir().unwrap();
+        let q = home.path().join("queue");
+        for d in queue::layout::FLAT_DIRS {
+            std::fs::create_dir_all(q.join(d)).unwrap();
+        }
+        for d in queue::layout::SPLIT_DIRS {
+            for s in 0..queue::SPLIT {
+                std::fs::create_dir_all(q.join(format!("{d}/{s}"))).unwrap();
+            }
+        }
+        std::fs::create_dir(home.path().join("control")).unwrap();
+        std::fs::write(home.path().join("control/me"), "mx.example.test\n").unwrap();
+        let layout = Layout::new(home.path());
+        let id = queue::qq::enqueue(
+            &layout,
+            &mut &b"Subject: once\n\nhi\n"[..],
+            &mut &b"Fa@remote.test\0Tjoe@mx.example.test\0Tann@mx.example.test\0\0"[..],
+            0,
+            "invoked by uid 0",
+        )
+        .unwrap();
+
+        let (mut lspawn_cmds, lspawn_to) = pipe();
+        let (lspawn_from, mut lspawn_reports) = pipe();
+        let (_rspawn_cmds, rspawn_to) = pipe();
+        let (rspawn_from, mut rspawn_reports) = pipe();
+        let (clean_cmds, clean_to) = pipe();
+        let (clean_from, clean_replies) = pipe();
+        lspawn_reports.write_all(&[120]).unwrap();
+        rspawn_reports.write_all(&[120]).unwrap();
+        nix::fcntl::fcntl(
+            &lspawn_cmds,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        // qmail-clean: fails on the first todo/N, then removes what it is asked to
+        let qdir = q.clone();
+        let clean = std::thread::spawn(move || {
+            let (mut cmds, mut replies) = (clean_cmds, clean_replies);
+            let mut buf = Vec::new();
+            let mut first = true;
+            let mut b = [0u8; 1];
+            while cmds.read(&mut b).unwrap_or(0) == 1 {
+                if b[0] != 0 {
+                    buf.push(b[0]);
+                    continue;
+                }
+                let cmd = String::from_utf8(std::mem::take(&mut buf)).unwrap();
+                let (what, n) = cmd.split_once('/').unwrap();
+                let n: u64 = n.parse().unwrap();
+                let reply = if std::mem::take(&mut first) {
+                    b"!"
+                } else {
+                    let other = match what {
+                        "todo" => qdir.join(format!("todo/{n}")),
+                        _ => qdir.join(format!("mess/{}/{n}", n % queue::SPLIT)),
+                    };
+                    let _ = std::fs::remove_file(qdir.join(format!("intd/{n}")));
+                    let _ = std::fs::remove_file(other);
+                    b"+"
+                };
+                replies.write_all(reply).unwrap();
+            }
+        });
+        let log = home.path().join("send.log");
+        let controls = Controls::new(home.path());
+        let cfg = Config::load(&controls).unwrap();
+        let chans = Chan::start([lspawn_to, lspawn_from, rspawn_to, rspawn_from]).unwrap();
+        let mut e = Engine::assemble(
+            home.path(),
+            controls,
+            cfg,
+            chans,
+            [File::create(&log).unwrap(), clean_to, clean_from],
+        );
+        e.scan_queue().unwrap();
+
+        let mut started = Vec::new();
+        let mut step = |e: &mut Engine| {
+            for c in turn(e, &mut lspawn_cmds) {
+                // joe's delivery succeeds, ann's is deferred
+                let status = if c.recipient.starts_with(b"joe@") {
+                    b'K'
+                } else {
+                    b'Z'
+                };
+                lspawn_reports
+                    .write_all(&protocol::encode_report(c.slot, status, b"x\n"))
+                    .unwrap();
+                e.read_reports(0).unwrap();
+                started.push(String::from_utf8_lossy(&c.recipient).into_owned());
+            }
+        };
+        step(&mut e);
+        assert!(layout.todo(id).exists(), "qmail-clean left todo/N");
+        // the next todo scan (a trigger, or the periodic one), then ALRM: retry now
+        e.todo_scan_at = 0;
+        step(&mut e);
+        e.everything_due_now();
+        step(&mut e);
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            log.contains(&format!("unable to clean up todo/{id}")),
+            "{log}"
+        );
+        let joe = started.iter().filter(|r| r.starts_with("joe@")).count();
+        assert_eq!(joe, 1, "deliveries started: {started:?}\n{log}");
+        assert!(started.iter().any(|r| r.starts_with("ann@")), "{log}");
+        drop(e);
+        clean.join().unwrap();
     }
 }
