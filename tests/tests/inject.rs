@@ -381,3 +381,35 @@ fn usage_errors_and_modes() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("newaliases"));
     assert!(queued(h).is_empty());
 }
+
+/// A caller that ignores SIGCHLD (swaks --pipe, some Perl scripts) still learns that
+/// qmail-queue succeeded: sendmail exits 0 and the message is queued once.
+#[test]
+fn sendmail_under_a_parent_ignoring_sigchld() {
+    let home = install();
+    let sendmail = home.path().join("bin/sendmail");
+    // perl, as swaks: dash's `trap '' CHLD` does not ignore the signal
+    let mut child = Command::new("perl")
+        .arg("-e")
+        .arg("$SIG{CHLD} = 'IGNORE'; exec @ARGV or die")
+        .arg(&sendmail)
+        .args(["-i", "someone@example.org"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("USER", "tester")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: sigchld\n\nbody\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    ok(&o);
+    let m = one(home.path());
+    assert_eq!(m.recipients, vec!["someone@example.org"]);
+}

@@ -64,6 +64,11 @@ pub fn program(home: &Path) -> PathBuf {
 
 /// Run `program` with the message written by `write_message` and the given envelope.
 /// Returns the child's pid (qmail's "qp") on success.
+///
+/// SIGCHLD gets its default disposition first: a caller started with SIGCHLD ignored
+/// (swaks `--pipe`, some Perl scripts) would otherwise have the kernel reap qmail-queue,
+/// the wait would fail, and a message that was queued would be reported as failed and
+/// sent again.
 pub fn inject<F>(
     program: &Path,
     sender: &[u8],
@@ -77,6 +82,13 @@ where
         permanent: false,
         text: text.to_string(),
     };
+    // SAFETY: installs the default disposition, no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGCHLD,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|_| temp("unable to create pipe (#4.3.0)"))?;
     let mut child = Command::new(program)
