@@ -447,7 +447,8 @@ while True:
         break
     p.quit(); time.sleep(0.5)
 print(n)
-print(b'\n'.join(p.retr(1)[1]).decode())
+for i in range(1, n + 1):
+    print(b'\n'.join(p.retr(i)[1]).decode())
 p.quit()
 "#;
     let o = Command::new("python3")
@@ -456,7 +457,13 @@ p.quit()
         .unwrap();
     let out = text(&o);
     assert!(o.status.success(), "{o:?}");
-    assert!(out.starts_with("1\n"), "{out}");
+    // every message is printed, and qmail-send's log, so that an extra one shows where
+    // it came from (its Received line) and whether qmail-send delivered twice
+    assert!(
+        out.starts_with("1\n"),
+        "{out}\nqmail-send log:\n{}",
+        log_text(&scan.svc("qmail-send"))
+    );
     assert!(out.contains("Subject: via svscan"), "{out}");
     // the delivery is in qmail-send's multilog
     let send = scan.svc("qmail-send");
