@@ -27,30 +27,6 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// `N` distinct loopback ports that were free a moment ago and were never handed out
-/// before in this process. The harness's `free_port` binds port 0 and closes at once,
-/// so the kernel may give the same port to the next call, here or in a test running
-/// alongside (rarely, but then two servers fight for one port): the listeners are held
-/// until all `N` are chosen, and a port already given to another test is skipped.
-fn free_ports<const N: usize>() -> [u16; N] {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let mut held = Vec::new();
-    let mut out = [0; N];
-    let mut i = 0;
-    while i < N {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        let port = l.local_addr().expect("free port").port();
-        held.push(l);
-        if given.insert(port) {
-            out[i] = port;
-            i += 1;
-        }
-    }
-    out
-}
-
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -262,7 +238,7 @@ fn greeting(port: u16) -> String {
 #[test]
 fn network_run_scripts_listen_on_configured_ports() {
     let sys = System::install("mx.example.test", &[]);
-    let [p25, p587, p110] = free_ports();
+    let (p25, p587, p110) = (free_port(), free_port(), free_port());
     sys.control("listenaddress", "127.0.0.1\n");
     sys.control("smtpdport", &format!("{p25}\n"));
     sys.control("submissionport", &format!("{p587}\n"));
@@ -409,7 +385,7 @@ fn tls_run_scripts_smtps_and_pop3ds() {
         "servercert.pem",
         &format!("{}{}", cert.pem(), key.serialize_pem()),
     );
-    let [p465, p995] = free_ports();
+    let (p465, p995) = (free_port(), free_port());
     sys.control("listenaddress", "127.0.0.1\n");
     sys.control("smtpsport", &format!("{p465}\n"));
     sys.control("pop3dsport", &format!("{p995}\n"));
@@ -446,7 +422,7 @@ fn smtp_in_pop3_out_under_svscan() {
         .write_all(b"dtpop:Svc-Pass-4242\n")
         .unwrap();
     assert!(c.wait().unwrap().success());
-    let [p25, p110] = free_ports();
+    let (p25, p110) = (free_port(), free_port());
     sys.control("listenaddress", "127.0.0.1\n");
     sys.control("smtpdport", &format!("{p25}\n"));
     sys.control("pop3dport", &format!("{p110}\n"));
@@ -541,7 +517,13 @@ fn quickstart_runs_the_whole_system() {
     )
     .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../init/quickstart");
-    let [p25, p587, p110, p465, p995] = free_ports();
+    let (p25, p587, p110, p465, p995) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let out = tmp.path().join("out");
     let child = Command::new("sh")
         .arg(&script)
