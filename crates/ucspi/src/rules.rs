@@ -12,6 +12,9 @@
 //! entries, `D` for deny and `+VAR=value` per variable (allow adds no byte). This is byte
 //! for byte what Debian's tcprules writes, so either side reads the other's files.
 //!
+//! Unlike tcprules, a NUL byte in a variable's name or value is refused: it would cut the
+//! entry short and make the rest of the value read as further entries (a `D`, say).
+//!
 //! IPv6: a rule's address may itself contain colons, so the separator is the first colon
 //! followed by `allow` or `deny` (for IPv4 addresses that is the first colon, as in
 //! tcprules.c), and lookups also try the prefixes of an IPv6 address that end at a colon,
@@ -78,6 +81,10 @@ fn parse_rule(line: &[u8]) -> Result<Vec<Record>, ()> {
         let (name, after) = (&r[..eq], &r[eq + 1..]);
         let (&quote, value) = after.split_first().ok_or(())?;
         let close = value.iter().position(|&b| b == quote).ok_or(())?;
+        // a NUL would end the entry early and let the rest read as other entries
+        if name.contains(&0) || value[..close].contains(&0) {
+            return Err(());
+        }
         data.push(b'+');
         data.extend_from_slice(name);
         data.push(b'=');
@@ -280,6 +287,7 @@ mod tests {
             "1.2.3.4:allow,X",
             "1.2.3.4:allow,X=",
             "1.2.3.4:allow,X=\"abc",
+            "1.2.3.4:allow,X=\"a\0D\"",
         ] {
             assert!(compile(bad.as_bytes()).is_err(), "{bad}");
         }
