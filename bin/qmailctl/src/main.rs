@@ -177,6 +177,7 @@ impl Ctl {
 
 fn main() {
     qsys::die::install_panic_hook(PROG);
+    qsys::die::default_sigpipe();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut svdir = std::env::var_os("QMAILCTL_SERVICE_DIR")
         .map(PathBuf::from)

@@ -20,6 +20,7 @@ use std::io::Write;
 
 fn main() {
     qsys::die::install_panic_hook("svstat");
+    qsys::die::default_sigpipe();
     let mut out = String::new();
     for d in std::env::args().skip(1) {
         out.push_str(&svcdir::ctl::svstat_line(&d));
