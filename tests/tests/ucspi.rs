@@ -722,6 +722,7 @@ impl LoopbackAlias {
     fn add(ip: &'static str) -> LoopbackAlias {
         let _ = Command::new("ip")
             .args(["addr", "del", &format!("{ip}/32"), "dev", "lo"])
+            .stderr(Stdio::null())
             .status();
         let st = Command::new("ip")
             .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
