@@ -294,6 +294,34 @@ fn deny_rules_banner_and_exit_status() {
         assert!(Instant::now() < deadline, "{l}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // the same rules without a banner (the usual qmail run script, where the parent
+    // decides and spawns): allowed clients get the program, denied ones nothing
+    let log_nb = d.path().join("log-nobanner");
+    let (_srv_nb, port_nb) = tcpserver(
+        &["-R", "-H", "-l0", "-x", cdb.to_str().unwrap()],
+        "0.0.0.0",
+        &["/bin/sh", "-c", "echo \"$WHO\""],
+        &log_nb,
+    );
+    let to_nb = SocketAddr::from(([127, 0, 0, 1], port_nb));
+    assert_eq!(talk("127.0.0.1", to_nb, b""), "anyone\n");
+    assert_eq!(
+        talk("127.0.0.3", to_nb, b""),
+        "",
+        "a denied client got the program"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = std::fs::read_to_string(&log_nb).unwrap();
+        if l.matches("tcpserver: end ").count() >= 2 {
+            assert_eq!(l.matches("tcpserver: ok ").count(), 1, "{l}");
+            assert_eq!(l.matches("tcpserver: deny ").count(), 1, "{l}");
+            assert!(l.contains(" status 25600\n"), "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // a missing rules file drops the connection (111), unless -X
     let missing = d.path().join("missing.cdb");
     let log2 = d.path().join("log2");
