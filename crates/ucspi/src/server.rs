@@ -348,19 +348,11 @@ fn spawn_direct(o: &Options, stream: &TcpStream) -> Option<Result<(), String>> {
         remote_info: None,
     };
     let mut changes = env::changes(&conn);
-    if let Some(path) = &o.rules {
-        match control::cdbfile::Cdb::open(path) {
-            Ok(Some(db)) => {
-                let ip = remote.ip().to_string();
-                let d = crate::rules::lookup(&db, &ip, None, None).ok()?;
-                if d.deny {
-                    return None;
-                }
-                changes.extend(d.env.into_iter().map(|(k, v)| (k, Some(v))));
-            }
-            Ok(None) if o.rules_missing_ok => {}
-            _ => return None,
+    if let Some(d) = rule_for(o, remote.ip(), None, None).ok()? {
+        if d.deny {
+            return None;
         }
+        changes.extend(d.env.into_iter().map(|(k, v)| (k, Some(v))));
     }
     kill_ip_options(o, stream, remote);
     let (input, output) = match (stream.try_clone(), stream.try_clone()) {
@@ -407,6 +399,35 @@ fn spawn_direct(o: &Options, stream: &TcpStream) -> Option<Result<(), String>> {
     // waits nor kills
     drop(child);
     Some(Ok(()))
+}
+
+/// The rule of `-x` that matches the client: `Ok(None)` without rules, or when the file is
+/// missing under `-X`; the error says what could not be read, in ucspi-tcp's words. The
+/// file is opened for every connection, so `tcprules` can replace it while we run.
+fn rule_for(
+    o: &Options,
+    ip: IpAddr,
+    host: Option<&str>,
+    info: Option<&str>,
+) -> Result<Option<crate::rules::Decision>, String> {
+    let Some(path) = &o.rules else {
+        return Ok(None);
+    };
+    let unreadable = |e: &std::io::Error| {
+        format!(
+            "unable to read {}: {}",
+            path.display(),
+            qsys::die::errstr(e)
+        )
+    };
+    match control::cdbfile::Cdb::open(path) {
+        Ok(Some(db)) => crate::rules::lookup(&db, &ip.to_string(), host, info)
+            .map(Some)
+            .map_err(|e| unreadable(&e)),
+        Ok(None) if o.rules_missing_ok => Ok(None),
+        Ok(None) => Err(unreadable(&std::io::ErrorKind::NotFound.into())),
+        Err(e) => Err(unreadable(&e)),
+    }
 }
 
 /// `-O` (the default): clear IP options such as a source route; `-D`: TCP_NODELAY.
@@ -539,44 +560,18 @@ fn child(o: &Options, stream: TcpStream) -> i32 {
     };
     let mut changes = env::changes(&conn);
     let mut deny = false;
-    if let Some(path) = &o.rules {
-        match control::cdbfile::Cdb::open(path) {
-            Ok(Some(db)) => {
-                let ip = remote.ip().to_string();
-                match crate::rules::lookup(
-                    &db,
-                    &ip,
-                    conn.remote_host.as_deref(),
-                    conn.remote_info.as_deref(),
-                ) {
-                    Ok(d) => {
-                        deny = d.deny;
-                        changes.extend(d.env.into_iter().map(|(k, v)| (k, Some(v))));
-                    }
-                    Err(e) => {
-                        return drop_conn(&format!(
-                            "unable to read {}: {}",
-                            path.display(),
-                            qsys::die::errstr(&e)
-                        ));
-                    }
-                }
-            }
-            Ok(None) if o.rules_missing_ok => {}
-            Ok(None) => {
-                return drop_conn(&format!(
-                    "unable to read {}: file does not exist",
-                    path.display()
-                ));
-            }
-            Err(e) => {
-                return drop_conn(&format!(
-                    "unable to read {}: {}",
-                    path.display(),
-                    qsys::die::errstr(&e)
-                ));
-            }
+    match rule_for(
+        o,
+        remote.ip(),
+        conn.remote_host.as_deref(),
+        conn.remote_info.as_deref(),
+    ) {
+        Ok(Some(d)) => {
+            deny = d.deny;
+            changes.extend(d.env.into_iter().map(|(k, v)| (k, Some(v))));
         }
+        Ok(None) => {}
+        Err(why) => return drop_conn(&why),
     }
     if o.verbosity >= 2 {
         let lip = local.ip().to_string();
