@@ -33,15 +33,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+// the installed services, in the order the installer links them
+use install::hier::SERVICES;
+
 const PROG: &str = "qmailctl";
-const SERVICES: [&str; 6] = [
-    "qmail-send",
-    "qmail-smtpd",
-    "qmail-submission",
-    "qmail-smtps",
-    "qmail-pop3d",
-    "qmail-pop3ds",
-];
 
 const HELP: &str = "   stop -- stops mail service (smtp connections refused, nothing goes out)
   start -- starts mail service (smtp connection accepted, mail can go out)
