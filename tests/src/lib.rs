@@ -28,6 +28,42 @@ pub fn is_root() -> bool {
     nix::unistd::getuid().is_root()
 }
 
+/// A test that cannot run here (not root, a tool or package missing). Under `CI=true`
+/// (CI runs as root with every package installed) this fails the test: a skip there
+/// hides a broken setup. Elsewhere it prints `SKIPPED: test: reason` and appends the same
+/// line to `target/skipped-tests.txt`, which `tests/report-skips` prints after a run.
+/// Call it, then `return` from the test.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI=true: {reason}");
+    }
+    let line = format!("SKIPPED: {test}: {reason}\n");
+    eprint!("{line}");
+    if let Some(target) = build_dir().parent() {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target.join("skipped-tests.txt"))
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Skip (see [`skip`]) and return from the calling test unless it runs as root.
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        if !$crate::is_root() {
+            $crate::skip("needs root");
+            return;
+        }
+    };
+}
+
 /// An installation in a temporary directory, with qmail-send running once started.
 pub struct System {
     pub root: PathBuf,

@@ -11,15 +11,6 @@ use std::time::{Duration, Instant};
 const ME: &str = "mx.example.test";
 const DOMAIN: &str = "example.test";
 
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 fn system() -> System {
     System::install(ME, &[DOMAIN])
 }

@@ -15,15 +15,6 @@ use std::time::Duration;
 
 const ME: &str = "mx.example.test";
 
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 /// An installation with the virtual-user programs copied in (the installer does not
 /// list them yet) and no failure delay.
 fn system() -> System {

@@ -7,6 +7,7 @@
 //! - [`prot`]: qmail's `prot_gid`/`prot_uid`: exactly one group, then the uid.
 //! - [`fsync`]: durable file and directory operations (Linux needs directory fsyncs where
 //!   qmail assumed synchronous metadata).
+//! - [`logsafe`]: the one escaping for anything a client sent that reaches a log line.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
 
@@ -16,6 +17,7 @@ pub mod fdio;
 pub mod fsync;
 pub mod getopt;
 pub mod ids;
+pub mod logsafe;
 pub mod prot;
 
 use std::path::PathBuf;
