@@ -60,6 +60,17 @@ pub struct Credentials {
     pub timestamp: Vec<u8>,
 }
 
+/// Shows the user and timestamp, never the password.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &String::from_utf8_lossy(&self.user))
+            .field("pass", &"<hidden>")
+            .field("timestamp", &String::from_utf8_lossy(&self.timestamp))
+            .finish()
+    }
+}
+
 impl Drop for Credentials {
     fn drop(&mut self) {
         crypt::wipe(&mut self.pass);

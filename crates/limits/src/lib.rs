@@ -19,8 +19,8 @@
 //! cannot all pass a check made before any of them counted.
 //!
 //! Stale files (no event in the window) are removed at most once per [`PRUNE_EVERY`]
-//! seconds per kind, by whichever process records an event then (`.pruned` holds the
-//! time of the last sweep). A file is removed only under its lock, and every open
+//! seconds per kind, by whichever process records an event then (`.pruned-<kind>` next
+//! to the kinds' directories holds the time of the last sweep). A file is removed only under its lock, and every open
 //! checks after locking that the file it holds is still the one at the path.
 
 use nix::fcntl::{Flock, FlockArg};
@@ -32,6 +32,11 @@ use std::path::{Path, PathBuf};
 
 /// The window of every counter, in seconds.
 pub const WINDOW: u64 = 3600;
+/// The default of `control/authfailaccountlimit`: failed logins per hour for one
+/// account before further attempts on it are refused.
+pub const DEFAULT_ACCOUNT_FAILURES: u64 = 20;
+/// The default of `control/authfaillimit`: failed logins per hour from one address.
+pub const DEFAULT_IP_FAILURES: u64 = 10;
 /// Longest key named by its plain hex.
 pub const MAX_PLAIN_KEY: usize = 100;
 /// Seconds between sweeps for stale files in one kind's directory.
@@ -252,10 +257,7 @@ impl Counters {
     /// Sweep `kind`'s directory when the last sweep is [`PRUNE_EVERY`] old; errors only
     /// postpone the sweep.
     fn prune_if_due(&self, kind: Kind, now: u64) {
-        let Ok(dir) = self.kind_dir(kind) else {
-            return;
-        };
-        let stamp = dir.join(".pruned");
+        let stamp = self.dir.join(format!(".pruned-{}", kind.dir_name()));
         let last = std::fs::read_to_string(&stamp)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
@@ -469,7 +471,11 @@ mod tests {
             nix::sys::stat::UtimensatFlags::NoFollowSymlink,
         )
         .unwrap();
-        std::fs::write(dir.join(".pruned"), format!("{}\n", now - PRUNE_EVERY)).unwrap();
+        std::fs::write(
+            d.path().join(".pruned-authfail"),
+            format!("{}\n", now - PRUNE_EVERY),
+        )
+        .unwrap();
         c.record(Kind::AuthFailIp, "2.2.2.2", now, 1).unwrap();
         assert!(!dir.join(file_name("3.3.3.3")).exists());
         assert_eq!(c.count(Kind::AuthFailIp, "2.2.2.2", now).unwrap(), 2);
