@@ -408,3 +408,49 @@ fn installed_checkpassword_answers_only_root_and_qmaild() {
     assert!(took >= 1.0, "answered after {took} s");
     assert!(!marker.exists());
 }
+
+#[test]
+fn popup_auth_plain_user_with_crlf_makes_one_log_line() {
+    let sys = system();
+    sys.control("pop3authdelay", "0\n");
+    for p in ["qmail-popup", "qmail-pop3d"] {
+        if !sys.bin(p).exists() {
+            std::fs::copy(build_dir().join(p), sys.bin(p)).unwrap();
+        }
+    }
+    let cp = any_user_checkpassword(&sys);
+    let forged = b"\0x\r\nqmail-popup: pid 1: login ok user=root\0wrong";
+    let input = format!("AUTH PLAIN {}\r\nQUIT\r\n", b64(forged));
+    let mut child = Command::new(sys.bin("qmail-popup"))
+        .arg(ME)
+        .arg(&cp)
+        .arg("/bin/true")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TCPREMOTEIP", "2001:db8::7")
+        .env("POP3PLAINTEXT", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, log) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("-ERR authorization failed"), "{stdout}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("auth failed user=x\\015\\012qmail-popup:\\040pid")
+            && lines[0].ends_with(" ip=2001:db8::7 mech=PLAIN"),
+        "{log}"
+    );
+}

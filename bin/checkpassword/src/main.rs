@@ -127,7 +127,7 @@ fn main() {
                 &format!(
                     "unable to run {} as {}: {e}",
                     argv[0].to_string_lossy(),
-                    acct.user
+                    qsys::logsafe::text(acct.user.as_bytes())
                 ),
                 111,
             )
