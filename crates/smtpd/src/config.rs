@@ -185,7 +185,7 @@ impl Config {
             tls_required,
             cram: flag(&c, "authcrammd5")?,
             authfaildelay: c.int("authfaildelay", 5)?.min(60),
-            authfaillimit: c.int("authfaillimit", 10)?,
+            authfaillimit: c.int("authfaillimit", limits::DEFAULT_IP_FAILURES)?,
             authfailaccountlimit: c
                 .int("authfailaccountlimit", limits::DEFAULT_ACCOUNT_FAILURES)?,
             ratelimit: c.int("ratelimit", 0)?,
