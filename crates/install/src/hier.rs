@@ -662,6 +662,20 @@ mod tests {
     }
 
     #[test]
+    fn run_scripts_pass_a_backlog_and_never_chown_recursively() {
+        for (rel, text) in SUPERVISE {
+            if text.contains("tcpserver") {
+                assert!(text.contains(r#"-b "$BACKLOG""#), "{rel} passes no -b");
+            }
+            let recursive = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .any(|l| l.contains("chown -R"));
+            assert!(!recursive, "{rel} chowns recursively");
+        }
+    }
+
+    #[test]
     fn domains_from_me() {
         assert_eq!(default_domain("mx.example.org"), "example.org");
         assert_eq!(default_domain("localhost"), "localhost");
