@@ -341,6 +341,14 @@ fn a_setuid_program_refuses_a_home_its_caller_controls() {
             && err.contains(&evil.display().to_string()),
         "unclear message: {err}"
     );
+    // a root-owned home inside the user's tree: the user could rename it away
+    let inner = evil.join("inner");
+    std::fs::create_dir_all(inner.join("bin")).unwrap();
+    std::fs::rename(&planted, inner.join("bin/qmail-queue")).unwrap();
+    let out = run(&inner.join("bin/qmail-queue"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(61), "stderr: {err}");
+    assert!(err.contains("refusing to run set-id"), "{err}");
     // the installed one, in a root-owned home, gets past its home
     let out = run(&root.join("bin/qmail-queue"));
     assert_ne!(out.status.code(), Some(61), "{out:?}");

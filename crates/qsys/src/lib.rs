@@ -57,29 +57,49 @@ pub fn running_setid() -> bool {
 }
 
 /// Refuse (`PermissionDenied`) a HOME a set-id program must not trust: HOME or HOME/bin
-/// not a directory owned by root, or writable by group or others.
+/// not a directory owned by root, or writable by group or others; or a directory above
+/// HOME where another user could rename HOME away and put a tree of their own in its
+/// place (not owned by root, or writable by others without the sticky bit of `/tmp`).
 pub fn setid_home_check(home: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
+    let refuse = |dir: &std::path::Path, why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to run set-id from {}: {} is not {why} (a copy or hard link of \
+                 the program?)",
+                home.display(),
+                dir.display()
+            ),
+        )
+    };
     for dir in [home.to_path_buf(), home.join("bin")] {
         let md = std::fs::symlink_metadata(&dir)?;
         if !trusted_dir(md.is_dir(), md.uid(), md.mode()) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "refusing to run set-id from {}: {} is not a directory owned by root \
-                     and writable by root alone (a copy or hard link of the program?)",
-                    home.display(),
-                    dir.display()
-                ),
+            return Err(refuse(
+                &dir,
+                "a directory owned by root and writable by root alone",
             ));
+        }
+    }
+    for dir in home.ancestors().skip(1) {
+        let md = std::fs::metadata(dir)?;
+        if !trusted_ancestor(md.uid(), md.mode()) {
+            return Err(refuse(dir, "owned by root and safe from renames by others"));
         }
     }
     Ok(())
 }
 
-/// The rule of [`setid_home_check`] for one directory.
+/// The rule of [`setid_home_check`] for HOME and HOME/bin.
 fn trusted_dir(is_dir: bool, uid: u32, mode: u32) -> bool {
     is_dir && uid == 0 && mode & 0o022 == 0
+}
+
+/// The rule of [`setid_home_check`] for a directory above HOME: root's, and either
+/// writable by root alone or sticky (only an entry's owner may rename it).
+fn trusted_ancestor(uid: u32, mode: u32) -> bool {
+    uid == 0 && (mode & 0o022 == 0 || mode & 0o1000 != 0)
 }
 
 /// Seconds since the epoch.
@@ -147,6 +167,10 @@ mod tests {
             "world writable, even sticky"
         );
         assert!(!trusted_dir(false, 0, 0o120777), "a symlink");
+        assert!(trusted_ancestor(0, 0o40755));
+        assert!(trusted_ancestor(0, 0o41777), "/tmp: sticky");
+        assert!(!trusted_ancestor(0, 0o40777), "world writable, not sticky");
+        assert!(!trusted_ancestor(1000, 0o40755), "a user's home");
     }
 
     #[test]
