@@ -354,3 +354,68 @@ fn a_setuid_program_refuses_a_home_its_caller_controls() {
     assert_ne!(out.status.code(), Some(61), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("refusing"));
 }
+
+fn vuser(root: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(root.join("bin/qmail-vuser"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// qmail-vuser (run as root) in a domain directory whose owner planted links: a link
+/// where a user's directory belongs is refused with a message naming it; a domain added
+/// again over its old directory gets a new `.qmail-default` instead of writing through
+/// the owner's link.
+#[test]
+fn qmail_vuser_follows_no_link_the_domain_owner_planted() {
+    need_root!();
+    let d = tempdir();
+    let src = source(d.path(), &["qmail-vuser"]);
+    let root = d.path().join("root");
+    install_ok(&src, &root);
+    let v = victim(d.path());
+    let ok = |o: Output| assert!(o.status.success(), "{o:?}");
+    ok(vuser(
+        &root,
+        &["adddomain", "virt.example", "--owner", "nobody"],
+        "",
+    ));
+    let vdir = root.join("vdomains/virt.example");
+    symlink(&v, vdir.join("bob")).unwrap();
+    let out = vuser(&root, &["add", "bob@virt.example"], "Good-Password-42\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(111), "{err}");
+    assert!(
+        err.starts_with("qmail-vuser: fatal: ")
+            && err.contains("refusing to touch")
+            && err.contains("virt.example/bob")
+            && err.contains("symbolic link"),
+        "unclear message: {err}"
+    );
+    assert_untouched(&v);
+
+    ok(vuser(&root, &["deldomain", "virt.example"], ""));
+    let dq = vdir.join(".qmail-default");
+    std::fs::remove_file(&dq).unwrap();
+    symlink(v.join("secret"), &dq).unwrap();
+    ok(vuser(
+        &root,
+        &["adddomain", "virt.example", "--owner", "nobody"],
+        "",
+    ));
+    assert_untouched(&v);
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert!(std::fs::symlink_metadata(&dq).unwrap().is_file());
+    assert_eq!(owner_mode(&dq).0, nobody.uid.as_raw());
+    assert!(
+        std::fs::read_to_string(&dq)
+            .unwrap()
+            .contains("qmail-vdeliver")
+    );
+}
