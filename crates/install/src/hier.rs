@@ -433,8 +433,6 @@ fn programs(opts: &Options, root: &Dir, ids: &Ids) -> io::Result<Vec<String>> {
     Ok(done)
 }
 
-/// Run scripts and boot files, each written under a temporary name and renamed, so a
-/// supervise starting `./run` during an upgrade never reads half a script.
 /// A program's group and mode: its own group when the system has it, else `qmail` without
 /// the setgid bit.
 fn program_group(p: &Program, ids: &Ids) -> io::Result<(Option<Gid>, u32)> {
@@ -445,6 +443,10 @@ fn program_group(p: &Program, ids: &Ids) -> io::Result<(Option<Gid>, u32)> {
     }
 }
 
+/// Run scripts and boot files, each written under a temporary name and renamed, so a
+/// supervise starting `./run` during an upgrade never reads half a script. Path-based
+/// writes are safe here: `supervise/NAME`, `supervise/NAME/log` and `boot` are root's
+/// alone (qmaill owns only `log/main`, which the installer never touches).
 fn supervise_scripts(root: &Path) -> io::Result<()> {
     let put = |p: &Path, text: &str, mode: u32| -> io::Result<()> {
         if let Some(dir) = p.parent() {
