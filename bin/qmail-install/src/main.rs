@@ -20,6 +20,14 @@
 //!     missing. Rerunning upgrades the programs and never touches control files, the
 //!     queue's contents or mailboxes.
 //!
+//!     Safe to run several at once: an account another installer created meanwhile
+//!     counts as created (useradd/groupadd failures are retried while it is missing).
+//!     Rerun as root, it changes owners and modes only through descriptors opened
+//!     without following links: a queue directory, lock file or FIFO that a qmail user
+//!     replaced by a symbolic link or another file type (or a file with a second hard
+//!     link) stops it with `refusing to touch PATH: ...`; entries alias made in
+//!     ~alias are left alone.
+//!
 //!     --link-services DIR links the installed services into DIR (the directory
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
 //!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and

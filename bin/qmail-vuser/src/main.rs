@@ -31,6 +31,10 @@
 //!     line of stdin, checked against the password policy (control/vpassminlen,
 //!     control/vpassclasses; also for the administrator). --apop also keeps the clear
 //!     text for APOP logins. SIZE is bytes, or with K, M or G; 0 means no quota.
+//!     Nothing below a domain directory is followed through a link (its owner controls
+//!     it): a link where DIR/LOCAL or its Maildir belongs is refused, `.qmail-default`
+//!     is replaced through a temporary file and a rename, and an existing
+//!     `.qmail-postmaster` is left alone.
 //!     del removes the user (the mailbox stays). rebuild recompiles the cdbs from the
 //!     text files after hand edits.
 //!

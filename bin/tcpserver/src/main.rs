@@ -13,7 +13,8 @@
 //!     names it was asked to, consults the `-x` rules (reopened per connection, so
 //!     `tcprules` can replace them live), sets the environment and runs program with the
 //!     connection on fds 0 and 1. At `-c` running children (default 40) it stops
-//!     accepting; new clients wait in the listen backlog (`-b`, default 20).
+//!     accepting; new clients wait in the listen backlog (`-b`; default four times `-c`,
+//!     at least 256, where ucspi-tcp has 20; the kernel caps it at net.core.somaxconn).
 //!
 //! OPTIONS
 //!     -c N  concurrency limit.  -x FILE  rules cdb (-X: a missing FILE means allow).

@@ -1,7 +1,9 @@
 //! The installed hierarchy: programs, directories, owners, modes (qmail's `hier.c`).
 
-use nix::unistd::{Gid, Uid, chown};
-use std::io;
+use nix::unistd::{Gid, Uid};
+use qsys::safefs::{self, Dir, Kind};
+use std::fs::File;
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -103,15 +105,15 @@ const PROGRAMS: &[Program] = &[
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
-struct Dir {
+struct DirSpec {
     path: String,
     owner: Owner,
     group: &'static str,
     mode: u32,
 }
 
-fn dirs() -> Vec<Dir> {
-    let d = |path: &str, owner, mode| Dir {
+fn dirs() -> Vec<DirSpec> {
+    let d = |path: &str, owner, mode| DirSpec {
         path: path.to_string(),
         owner,
         group: "qmail",
@@ -312,6 +314,13 @@ fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> io::Result<T> {
 }
 
 /// Install (or upgrade) according to `opts`; returns the list of programs installed.
+///
+/// Every owner and mode change below goes through [`qsys::safefs`]: the queue, `~alias`
+/// and the lock files live in directories qmail users can write, and an upgrade runs as
+/// root. A directory or lock file replaced by a symbolic link or another file type is
+/// refused with a message naming it (nothing is changed through it); `~alias`'s
+/// `.qmail-*` files and `Maildir` are created only when no entry of that name exists
+/// (whatever alias put there is left alone).
 pub fn install(opts: &Options) -> io::Result<Vec<String>> {
     let ids = Ids {
         root: qsys::is_root(),
@@ -319,109 +328,111 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
     if ids.root {
         ensure_accounts(&opts.root)?;
     }
+    let root = Dir::open_trusted(&opts.root)?;
     for d in dirs() {
-        let p = opts.root.join(&d.path);
-        match std::fs::create_dir(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return ctx(Err(e), || format!("unable to create {}", p.display())),
-        }
-        set_owner_mode(&p, ids.uid(d.owner)?, ids.gid(d.group)?, d.mode)?;
+        let dir = match d.path.rsplit_once('/') {
+            None if d.path.is_empty() => root.walk(Path::new(""))?,
+            None => root.make_dir(&d.path, d.mode)?,
+            Some((parent, name)) => root.walk(Path::new(parent))?.make_dir(name, d.mode)?,
+        };
+        dir.set_owner_mode(ids.uid(d.owner)?, ids.gid(d.group)?, d.mode)?;
     }
-    lock_files(&opts.root, &ids)?;
-    let installed = programs(opts, &ids)?;
+    lock_files(&root, &ids)?;
+    let installed = programs(opts, &root, &ids)?;
     supervise_scripts(&opts.root)?;
     first_controls(opts)?;
-    alias_files(&opts.root, &ids)?;
+    alias_files(&root, &ids)?;
     Ok(installed)
 }
 
-fn set_owner_mode(p: &Path, uid: Option<Uid>, gid: Option<Gid>, mode: u32) -> io::Result<()> {
-    if uid.is_some() || gid.is_some() {
-        ctx(chown(p, uid, gid).map_err(io::Error::from), || {
-            format!("unable to chown {}", p.display())
+/// The existing regular file `name` in `dir`, or a new one holding `initial`.
+fn file_in(dir: &Dir, name: &str, initial: &[u8]) -> io::Result<File> {
+    if let Some(mut f) = dir.create_new(name, 0o600)? {
+        ctx(f.write_all(initial), || {
+            format!("unable to write {}", dir.join(name).display())
         })?;
+        return Ok(f);
     }
-    ctx(
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)),
-        || format!("unable to chmod {}", p.display()),
-    )
+    match dir.open_entry(name, Kind::File)? {
+        Some(fd) => Ok(File::from(fd)),
+        None => Err(io::Error::other(format!(
+            "{} vanished while being installed",
+            dir.join(name).display()
+        ))),
+    }
 }
 
-fn lock_files(root: &Path, ids: &Ids) -> io::Result<()> {
-    let lock = root.join("queue/lock");
-    let tcpto = lock.join("tcpto");
-    if !tcpto.exists() {
-        std::fs::write(&tcpto, [0u8; 1024])?;
-    }
-    set_owner_mode(
+fn lock_files(root: &Dir, ids: &Ids) -> io::Result<()> {
+    let lock = root.walk(Path::new("queue/lock"))?;
+    let tcpto = file_in(&lock, "tcpto", &[0u8; 1024])?;
+    safefs::set_owner_mode(
         &tcpto,
+        &lock.join("tcpto"),
         ids.uid(Owner::User("qmailr"))?,
         ids.gid("qmail")?,
         0o644,
     )?;
-    let mutex = lock.join("sendmutex");
-    if !mutex.exists() {
-        std::fs::write(&mutex, b"")?;
-    }
-    set_owner_mode(
+    let mutex = file_in(&lock, "sendmutex", b"")?;
+    safefs::set_owner_mode(
         &mutex,
+        &lock.join("sendmutex"),
         ids.uid(Owner::User("qmails"))?,
         ids.gid("qmail")?,
         0o600,
     )?;
-    let trigger = lock.join("trigger");
-    if !trigger.exists() {
-        ctx(
-            nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622))
-                .map_err(io::Error::from),
-            || "unable to make lock/trigger".into(),
-        )?;
-    }
-    set_owner_mode(
+    lock.make_fifo("trigger", 0o600)?;
+    let trigger = lock
+        .open_entry("trigger", Kind::Fifo)?
+        .ok_or_else(|| io::Error::other(format!("{} vanished", lock.join("trigger").display())))?;
+    safefs::set_owner_mode(
         &trigger,
+        &lock.join("trigger"),
         ids.uid(Owner::User("qmails"))?,
         ids.gid("qmail")?,
         0o622,
     )
 }
 
-fn programs(opts: &Options, ids: &Ids) -> io::Result<Vec<String>> {
-    let bin = opts.root.join("bin");
-    let same_dir = std::fs::canonicalize(&opts.source).ok() == std::fs::canonicalize(&bin).ok();
+fn programs(opts: &Options, root: &Dir, ids: &Ids) -> io::Result<Vec<String>> {
+    let bin = root.walk(Path::new("bin"))?;
+    let same_dir =
+        std::fs::canonicalize(&opts.source).ok() == std::fs::canonicalize(bin.path()).ok();
     let mut done = Vec::new();
     for p in PROGRAMS {
         let src = opts.source.join(p.name);
-        let dst = bin.join(p.name);
+        let (gid, mode) = program_group(p, ids)?;
         if !same_dir {
             if !src.is_file() {
                 continue;
             }
-            let tmp = bin.join(format!(".{}.new", p.name));
-            let _ = std::fs::remove_file(&tmp);
-            ctx(std::fs::copy(&src, &tmp), || {
+            let tmp = format!(".{}.new", p.name);
+            bin.remove_file(&tmp)?;
+            let mut out = bin.create_new(&tmp, 0o600)?.ok_or_else(|| {
+                io::Error::other(format!("{} appeared meanwhile", bin.join(&tmp).display()))
+            })?;
+            let mut input = ctx(File::open(&src), || {
+                format!("unable to read {}", src.display())
+            })?;
+            ctx(io::copy(&mut input, &mut out), || {
                 format!("unable to copy {}", src.display())
             })?;
             // chown before chmod: chown clears the setuid bit.
-            let (gid, mode) = program_group(p, ids)?;
-            set_owner_mode(&tmp, ids.uid(p.owner)?, gid, mode)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            ctx(std::fs::rename(&tmp, &dst), || {
-                format!("unable to install {}", dst.display())
+            safefs::set_owner_mode(&out, &bin.join(&tmp), ids.uid(p.owner)?, gid, mode)?;
+            ctx(out.sync_all(), || {
+                format!("unable to sync {}", bin.join(&tmp).display())
             })?;
-        } else if dst.is_file() {
-            let (gid, mode) = program_group(p, ids)?;
-            set_owner_mode(&dst, ids.uid(p.owner)?, gid, mode)?;
+            bin.rename(&tmp, p.name)?;
+        } else if let Some(fd) = bin.open_entry(p.name, Kind::File)? {
+            safefs::set_owner_mode(&fd, &bin.join(p.name), ids.uid(p.owner)?, gid, mode)?;
         } else {
             continue;
         }
         done.push(p.name.to_string());
     }
+    bin.sync()?;
     Ok(done)
 }
 
-/// Run scripts and boot files, each written under a temporary name and renamed, so a
-/// supervise starting `./run` during an upgrade never reads half a script.
 /// A program's group and mode: its own group when the system has it, else `qmail` without
 /// the setgid bit.
 fn program_group(p: &Program, ids: &Ids) -> io::Result<(Option<Gid>, u32)> {
@@ -432,6 +443,10 @@ fn program_group(p: &Program, ids: &Ids) -> io::Result<(Option<Gid>, u32)> {
     }
 }
 
+/// Run scripts and boot files, each written under a temporary name and renamed, so a
+/// supervise starting `./run` during an upgrade never reads half a script. Path-based
+/// writes are safe here: `supervise/NAME`, `supervise/NAME/log` and `boot` are root's
+/// alone (qmaill owns only `log/main`, which the installer never touches).
 fn supervise_scripts(root: &Path) -> io::Result<()> {
     let put = |p: &Path, text: &str, mode: u32| -> io::Result<()> {
         if let Some(dir) = p.parent() {
@@ -495,61 +510,172 @@ fn first_controls(opts: &Options) -> io::Result<()> {
     Ok(())
 }
 
-fn alias_files(root: &Path, ids: &Ids) -> io::Result<()> {
-    let alias = root.join("alias");
+/// `~alias/.qmail-{postmaster,mailer-daemon,root}` and `~alias/Maildir/`, each only
+/// when no entry of its name exists: alias owns that directory, and whatever it put
+/// there (a link included) is its own and is neither followed nor changed.
+fn alias_files(root: &Dir, ids: &Ids) -> io::Result<()> {
+    let alias = root.walk(Path::new("alias"))?;
     let (uid, gid) = (ids.uid(Owner::User("alias"))?, ids.gid("nofiles")?);
     for name in [".qmail-postmaster", ".qmail-mailer-daemon", ".qmail-root"] {
-        let p = alias.join(name);
-        if !p.exists() {
-            std::fs::write(&p, b"")?;
-            set_owner_mode(&p, uid, gid, 0o644)?;
+        if let Some(f) = alias.create_new(name, 0o600)? {
+            safefs::set_owner_mode(&f, &alias.join(name), uid, gid, 0o644)?;
         }
     }
-    let maildir = alias.join("Maildir");
-    if !maildir.exists() {
-        for sub in ["", "tmp", "new", "cur"] {
-            let p = maildir.join(sub);
-            std::fs::create_dir_all(&p)?;
-            set_owner_mode(&p, uid, gid, 0o700)?;
+    if let Some(maildir) = alias.create_dir_new("Maildir", 0o700)? {
+        maildir.set_owner_mode(uid, gid, 0o700)?;
+        for sub in ["tmp", "new", "cur"] {
+            maildir
+                .make_dir(sub, 0o700)?
+                .set_owner_mode(uid, gid, 0o700)?;
         }
     }
     Ok(())
 }
 
-/// Create the qmail groups and users that are missing (root only).
+/// Create the qmail groups and users that are missing (root only). Safe to run from
+/// several installers at once: an account that another installer created meanwhile is
+/// success, not failure (see [`settle_account`]).
 fn ensure_accounts(root: &Path) -> io::Result<()> {
     use std::process::Command;
     for g in [qsys::ids::GROUP_QMAIL, qsys::ids::GROUP_NOFILES] {
-        if qsys::ids::gid(g).is_none() {
-            let ok = Command::new("groupadd").args(["-r", g]).status()?.success();
-            if !ok || qsys::ids::gid(g).is_none() {
-                return Err(io::Error::other(format!("unable to create group {g}")));
-            }
-        }
+        settle_account(
+            &format!("group {g}"),
+            || qsys::ids::gid(g).is_some(),
+            || Command::new("groupadd").args(["-r", g]).status(),
+            std::thread::sleep,
+        )?;
     }
     for u in qsys::ids::USERS {
-        if qsys::ids::uid(u).is_none() {
-            let home = if u == "alias" {
-                root.join("alias")
-            } else {
-                root.to_path_buf()
-            };
-            let status = Command::new("useradd")
-                .args(["-r", "-M", "-N", "-g", qsys::ids::primary_group(u), "-d"])
-                .arg(&home)
-                .args(["-s", "/usr/sbin/nologin", u])
-                .status()?;
-            if !status.success() || qsys::ids::uid(u).is_none() {
-                return Err(io::Error::other(format!("unable to create user {u}")));
-            }
-        }
+        let home = if u == "alias" {
+            root.join("alias")
+        } else {
+            root.to_path_buf()
+        };
+        settle_account(
+            &format!("user {u}"),
+            || qsys::ids::uid(u).is_some(),
+            || {
+                Command::new("useradd")
+                    .args(["-r", "-M", "-N", "-g", qsys::ids::primary_group(u), "-d"])
+                    .arg(&home)
+                    .args(["-s", "/usr/sbin/nologin", u])
+                    .status()
+            },
+            std::thread::sleep,
+        )?;
     }
     Ok(())
+}
+
+/// How often [`settle_account`] runs `useradd`/`groupadd` before giving up.
+const ACCOUNT_TRIES: u32 = 6;
+
+/// Make sure an account exists: done when `exists()`; otherwise run `add` and look
+/// again. A failed `add` after which the account exists is success (another installer
+/// won the race: useradd and groupadd exit 9, "name not unique"); a failed `add` after
+/// which it still does not (the password files were locked by another useradd) is tried
+/// again after a growing pause, [`ACCOUNT_TRIES`] times in all.
+fn settle_account(
+    what: &str,
+    exists: impl Fn() -> bool,
+    mut add: impl FnMut() -> io::Result<std::process::ExitStatus>,
+    mut pause: impl FnMut(std::time::Duration),
+) -> io::Result<()> {
+    let mut last = String::new();
+    for attempt in 1..=ACCOUNT_TRIES {
+        if exists() {
+            return Ok(());
+        }
+        last = match add() {
+            Ok(st) if st.success() => "it is still missing after success".into(),
+            Ok(st) => match st.code() {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".into(),
+            },
+            Err(e) => e.to_string(),
+        };
+        if exists() {
+            return Ok(());
+        }
+        if attempt < ACCOUNT_TRIES {
+            pause(std::time::Duration::from_millis(200 * u64::from(attempt)));
+        }
+    }
+    Err(io::Error::other(format!("unable to create {what}: {last}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(code: i32) -> io::Result<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        Ok(std::process::ExitStatus::from_raw(code << 8))
+    }
+
+    #[test]
+    fn an_account_another_installer_created_is_success() {
+        use std::cell::Cell;
+        let made = Cell::new(false);
+        let runs = Cell::new(0);
+        // the race: useradd says 9 (exists) because the other installer was first
+        let r = settle_account(
+            "user qmaild",
+            || made.get(),
+            || {
+                runs.set(runs.get() + 1);
+                made.set(true);
+                status(9)
+            },
+            |_| {},
+        );
+        assert!(r.is_ok());
+        assert_eq!(runs.get(), 1);
+        // already there: nothing is run
+        let r = settle_account("user qmaild", || true, || panic!("ran useradd"), |_| {});
+        assert!(r.is_ok());
+    }
+
+    #[test]
+    fn a_locked_password_file_is_tried_again_then_reported() {
+        use std::cell::Cell;
+        let runs = Cell::new(0);
+        let r = settle_account(
+            "user qmaild",
+            || runs.get() >= 3,
+            || {
+                runs.set(runs.get() + 1);
+                if runs.get() < 3 { status(1) } else { status(0) }
+            },
+            |_| {},
+        );
+        assert!(r.is_ok());
+        assert_eq!(runs.get(), 3);
+        let pauses = Cell::new(0);
+        let e = settle_account(
+            "group qmail",
+            || false,
+            || status(10),
+            |_| pauses.set(pauses.get() + 1),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "unable to create group qmail: exit code 10");
+        assert_eq!(pauses.get(), ACCOUNT_TRIES - 1);
+    }
+
+    #[test]
+    fn run_scripts_pass_a_backlog_and_never_chown_recursively() {
+        for (rel, text) in SUPERVISE {
+            if text.contains("tcpserver") {
+                assert!(text.contains(r#"-b "$BACKLOG""#), "{rel} passes no -b");
+            }
+            let recursive = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .any(|l| l.contains("chown -R"));
+            assert!(!recursive, "{rel} chowns recursively");
+        }
+    }
 
     #[test]
     fn domains_from_me() {

@@ -14,6 +14,10 @@
 //!    and `~alias/.qmail-{postmaster,mailer-daemon,root}` plus `~alias/Maildir/`, only
 //!    when missing: rerunning never touches control files, the queue or mailboxes.
 //!
+//! Rerun as root for an upgrade, it never follows a link a less privileged user planted
+//! in the queue, the lock files or `~alias` (see [`hier::install`] and `qsys::safefs`),
+//! and it is safe to run several times at once (see `hier::settle_account`).
+//!
 //! Run by an ordinary user, steps 1 and all ownership changes are skipped: every program
 //! then runs as that user (DESIGN section 4).
 

@@ -2,7 +2,12 @@
 //!
 //! - [`home`]: the installation root, found from the program's own path
 //!   (`/proc/self/exe` is `HOME/bin/NAME`, DESIGN section 4), so that any number of
-//!   complete installs can live side by side and nothing trusts the environment.
+//!   complete installs can live side by side and nothing trusts the environment. A
+//!   set-id program (qmail-queue, checkpassword) accepts only a root-owned HOME and
+//!   HOME/bin that nobody else can write: a user who hard-links it into a tree of their
+//!   own (`fs.protected_hardlinks=0`) gets a refusal, not their own queue or controls.
+//! - [`safefs`]: file operations for root on paths other users control (no symlinks
+//!   followed, nothing but the expected file type touched).
 //! - [`ids`]: the qmail users and groups, looked up by name (nothing is compiled in).
 //! - [`prot`]: qmail's `prot_gid`/`prot_uid`: exactly one group, then the uid.
 //! - [`fsync`]: durable file and directory operations (Linux needs directory fsyncs where
@@ -19,17 +24,82 @@ pub mod getopt;
 pub mod ids;
 pub mod logsafe;
 pub mod prot;
+pub mod safefs;
 
 use std::path::PathBuf;
 
 /// The installation root of the running program: the parent of the directory that holds
-/// its executable (`HOME/bin/NAME` gives `HOME`).
+/// its executable (`HOME/bin/NAME` gives `HOME`). Running set-id, HOME and HOME/bin must
+/// pass [`setid_home_check`]; a refusal is also written to stderr as
+/// `NAME: alert: ...`, since some callers (qmail-queue) answer only with an exit code.
 pub fn home() -> std::io::Result<PathBuf> {
     let exe = std::fs::read_link("/proc/self/exe")?;
-    exe.parent()
+    let home = exe
+        .parent()
         .and_then(|bin| bin.parent())
         .map(PathBuf::from)
-        .ok_or_else(|| std::io::Error::other("program is not installed as HOME/bin/NAME"))
+        .ok_or_else(|| std::io::Error::other("program is not installed as HOME/bin/NAME"))?;
+    if running_setid()
+        && let Err(e) = setid_home_check(&home)
+    {
+        let name = exe.file_name().unwrap_or_default().to_string_lossy();
+        die::warn(&name, "alert", &e.to_string());
+        return Err(e);
+    }
+    Ok(home)
+}
+
+/// True when the kernel ran this program set-id (or with file capabilities): the
+/// `AT_SECURE` flag of the auxiliary vector, set when the real and effective ids differ.
+pub fn running_setid() -> bool {
+    // SAFETY: getauxval reads the process's auxiliary vector and has no side effects.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Refuse (`PermissionDenied`) a HOME a set-id program must not trust: HOME or HOME/bin
+/// not a directory owned by root, or writable by group or others; or a directory above
+/// HOME where another user could rename HOME away and put a tree of their own in its
+/// place (not owned by root, or writable by others without the sticky bit of `/tmp`).
+pub fn setid_home_check(home: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |dir: &std::path::Path, why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to run set-id from {}: {} is not {why} (a copy or hard link of \
+                 the program?)",
+                home.display(),
+                dir.display()
+            ),
+        )
+    };
+    for dir in [home.to_path_buf(), home.join("bin")] {
+        let md = std::fs::symlink_metadata(&dir)?;
+        if !trusted_dir(md.is_dir(), md.uid(), md.mode()) {
+            return Err(refuse(
+                &dir,
+                "a directory owned by root and writable by root alone",
+            ));
+        }
+    }
+    for dir in home.ancestors().skip(1) {
+        let md = std::fs::metadata(dir)?;
+        if !trusted_ancestor(md.uid(), md.mode()) {
+            return Err(refuse(dir, "owned by root and safe from renames by others"));
+        }
+    }
+    Ok(())
+}
+
+/// The rule of [`setid_home_check`] for HOME and HOME/bin.
+fn trusted_dir(is_dir: bool, uid: u32, mode: u32) -> bool {
+    is_dir && uid == 0 && mode & 0o022 == 0
+}
+
+/// The rule of [`setid_home_check`] for a directory above HOME: root's, and either
+/// writable by root alone or sticky (only an entry's owner may rename it).
+fn trusted_ancestor(uid: u32, mode: u32) -> bool {
+    uid == 0 && (mode & 0o022 == 0 || mode & 0o1000 != 0)
 }
 
 /// Seconds since the epoch.
@@ -80,4 +150,47 @@ pub fn block_control_signals() {
         mask.add(s);
     }
     let _ = mask.thread_block();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setid_home_rule() {
+        assert!(trusted_dir(true, 0, 0o40755));
+        assert!(trusted_dir(true, 0, 0o40700));
+        assert!(!trusted_dir(true, 1000, 0o40755), "owned by a user");
+        assert!(!trusted_dir(true, 0, 0o40775), "group writable");
+        assert!(
+            !trusted_dir(true, 0, 0o41777),
+            "world writable, even sticky"
+        );
+        assert!(!trusted_dir(false, 0, 0o120777), "a symlink");
+        assert!(trusted_ancestor(0, 0o40755));
+        assert!(trusted_ancestor(0, 0o41777), "/tmp: sticky");
+        assert!(!trusted_ancestor(0, 0o40777), "world writable, not sticky");
+        assert!(!trusted_ancestor(1000, 0o40755), "a user's home");
+    }
+
+    #[test]
+    fn setid_home_check_on_disk() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path();
+        std::fs::create_dir(home.join("bin")).unwrap();
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if is_root() {
+            assert!(setid_home_check(home).is_ok());
+            std::fs::set_permissions(home.join("bin"), std::fs::Permissions::from_mode(0o777))
+                .unwrap();
+            let e = setid_home_check(home).unwrap_err();
+            assert!(e.to_string().contains("refusing to run set-id"), "{e}");
+        } else {
+            // a tree the caller owns is exactly what an attacker would build
+            assert!(setid_home_check(home).is_err());
+        }
+        assert!(setid_home_check(&home.join("missing")).is_err());
+        assert!(!running_setid(), "the test runner is not set-id");
+    }
 }

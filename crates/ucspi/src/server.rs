@@ -51,6 +51,7 @@ pub struct Options {
     pub remote_info: bool,
     pub ident_timeout: Duration,
     pub local_name: Option<String>,
+    /// The listen backlog: `-b`, else [`default_backlog`] of `-c`.
     pub backlog: i32,
     pub keep_ip_options: bool,
     pub nodelay: bool,
@@ -78,7 +79,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
         remote_info: true,
         ident_timeout: Duration::from_secs(26),
         local_name: None,
-        backlog: 20,
+        backlog: 0,
         keep_ip_options: false,
         nodelay: false,
         print_port: false,
@@ -87,6 +88,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
         port: String::new(),
         program: Vec::new(),
     };
+    let mut backlog = None;
     for opt in opts {
         let arg = opt.arg.unwrap_or_default();
         let text = arg.to_string_lossy().into_owned();
@@ -121,7 +123,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
             b'B' => o.banner = Some(arg.as_bytes().to_vec()),
             b'g' => o.gid = id_arg(&text, false)?,
             b'u' => o.uid = id_arg(&text, true)?,
-            b'b' => o.backlog = (num("backlog")?).clamp(1, i32::MAX as u64) as i32,
+            b'b' => backlog = Some((num("backlog")?).clamp(1, i32::MAX as u64) as i32),
             b'l' => o.local_name = Some(text),
             b't' => o.ident_timeout = Duration::from_secs(num("timeout")?),
             _ => {} // -I interface: scoped addresses take their scope from the host
@@ -133,10 +135,18 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
     if program.is_empty() {
         return Err(String::new());
     }
+    o.backlog = backlog.unwrap_or_else(|| default_backlog(o.limit));
     o.host = host.to_string_lossy().into_owned();
     o.port = port.to_string_lossy().into_owned();
     o.program = program.to_vec();
     Ok(o)
+}
+
+/// The listen backlog without `-b`: four times the concurrency limit, at least 256.
+/// ucspi-tcp's 20 made the kernel drop SYNs when 50 clients connected at once while
+/// `-c` children were busy; the kernel caps the value at `net.core.somaxconn`.
+pub fn default_backlog(limit: usize) -> i32 {
+    limit.saturating_mul(4).clamp(256, i32::MAX as usize) as i32
 }
 
 /// `-u`/`-g`: a number (0 means "leave as is", as in ucspi-tcp) or, as an extension, a
@@ -692,5 +702,31 @@ pub fn close_stdio() {
             libc::dup2(fd.as_raw_fd(), 0);
             libc::dup2(fd.as_raw_fd(), 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Options {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        parse_args(&args).unwrap()
+    }
+
+    #[test]
+    fn backlog_defaults_well_above_the_limit() {
+        assert_eq!(parse(&["0", "25", "true"]).backlog, 256);
+        assert_eq!(parse(&["-c", "100", "0", "25", "true"]).backlog, 400);
+        // -b after or before -c wins either way
+        assert_eq!(
+            parse(&["-b", "5", "-c", "100", "0", "25", "true"]).backlog,
+            5
+        );
+        assert_eq!(
+            parse(&["-c", "100", "-b", "7", "0", "25", "true"]).backlog,
+            7
+        );
+        assert_eq!(default_backlog(1 << 20), 1 << 22);
     }
 }

@@ -10,6 +10,8 @@
 
 use crate::store::{Store, UserEntry};
 use crate::{VDomain, split_address, valid_domain};
+use nix::unistd::{Gid, Uid};
+use qsys::safefs::Dir;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -89,20 +91,60 @@ pub fn check_password_policy(home: &Path, address: &str, password: &str) -> R<()
     Ok(())
 }
 
-fn make_dir_owned(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(p) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
+/// The directory `name` in `parent`, created mode 0700 when missing, owned by `uid:gid`
+/// (when root). Never through a link: the domain's owner controls everything below the
+/// domain directory, and a planted `vdir/bob -> /root` is refused, not chowned.
+fn make_dir_owned(parent: &Dir, name: &str, uid: u32, gid: u32) -> io::Result<Dir> {
+    let d = parent.make_dir(name, 0o700)?;
     if qsys::is_root() {
-        nix::unistd::chown(
-            p,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(gid)),
+        nix::unistd::fchown(&d, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(
+            |e| io::Error::other(format!("unable to chown {}: {e}", d.path().display())),
         )?;
     }
-    Ok(())
+    Ok(d)
+}
+
+/// A domain directory, opened without following a link in its last component (its
+/// parent is the administrator's choice: HOME/vdomains or `--dir`).
+fn open_domain_dir(dir: &Path) -> io::Result<(Dir, String)> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(io::Error::other(format!(
+            "not a directory name: {}",
+            dir.display()
+        )));
+    };
+    Ok((
+        Dir::open_trusted(parent)?,
+        name.to_string_lossy().into_owned(),
+    ))
+}
+
+/// Replace `name` in `dir` by a file holding `text`, owned by `uid:gid` (when root), mode
+/// 0644: written under a temporary name created with `O_EXCL` and renamed over, so an
+/// entry the owner planted (a link) is replaced, never written through.
+fn replace_file_owned(dir: &Dir, name: &str, text: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+    let tmp = format!("{name}.vuser-new");
+    dir.remove_file(&tmp)?;
+    let mut f = dir.create_new(&tmp, 0o600)?.ok_or_else(|| {
+        io::Error::other(format!("{} appeared meanwhile", dir.join(&tmp).display()))
+    })?;
+    write_owned(&mut f, &dir.join(&tmp), text, uid, gid)?;
+    dir.rename(&tmp, name)
+}
+
+/// Write `text` to a file just created, then give it to `uid:gid` (when root), mode 0644.
+fn write_owned(
+    f: &mut std::fs::File,
+    path: &Path,
+    text: &[u8],
+    uid: u32,
+    gid: u32,
+) -> io::Result<()> {
+    use std::io::Write;
+    f.write_all(text)?;
+    f.sync_all()?;
+    let ids = qsys::is_root().then(|| (Uid::from_raw(uid), Gid::from_raw(gid)));
+    qsys::safefs::set_owner_mode(&*f, path, ids.map(|i| i.0), ids.map(|i| i.1), 0o644)
 }
 
 /// Lines of a text file (missing = none).
@@ -242,36 +284,32 @@ pub fn add_domain(
             "the domain directory must be an absolute path",
         ));
     }
-    ctx(make_dir_owned(&dir, uid, gid), || {
+    let (parent, name) = open_domain_dir(&dir)?;
+    let ddir = ctx(make_dir_owned(&parent, &name, uid, gid), || {
         format!("unable to create {}", dir.display())
     })?;
-    let dq = dir.join(".qmail-default");
     let text = format!("|{}\n", home.join("bin/qmail-vdeliver").display());
-    ctx(std::fs::write(&dq, text), || {
-        format!("unable to write {}", dq.display())
-    })?;
-    // RFC 5321 wants postmaster at every domain: forward it to this host's postmaster
+    ctx(
+        replace_file_owned(&ddir, ".qmail-default", text.as_bytes(), uid, gid),
+        || format!("unable to write {}", dir.join(".qmail-default").display()),
+    )?;
+    // RFC 5321 wants postmaster at every domain: forward it to this host's postmaster.
+    // An existing entry (the owner's own file, or anything else) is left alone.
     let me = control::Controls::new(home)
         .line("me")?
         .unwrap_or_else(qsys::hostname);
-    let pm = dir.join(".qmail-postmaster");
-    if !pm.exists() {
-        ctx(std::fs::write(&pm, format!("&postmaster@{me}\n")), || {
-            format!("unable to write {}", pm.display())
-        })?;
-    }
-    for f in [&dq, &pm] {
-        if qsys::is_root() {
-            ctx(
-                nix::unistd::chown(
-                    f.as_path(),
-                    Some(nix::unistd::Uid::from_raw(uid)),
-                    Some(nix::unistd::Gid::from_raw(gid)),
-                )
-                .map_err(io::Error::from),
-                || format!("unable to chown {}", f.display()),
-            )?;
-        }
+    let pm = ddir.join(".qmail-postmaster");
+    if let Some(mut f) = ddir.create_new(".qmail-postmaster", 0o600)? {
+        ctx(
+            write_owned(
+                &mut f,
+                &pm,
+                format!("&postmaster@{me}\n").as_bytes(),
+                uid,
+                gid,
+            ),
+            || format!("unable to write {}", pm.display()),
+        )?;
     }
     let d = VDomain {
         domain: domain.clone(),
@@ -338,15 +376,18 @@ pub fn add_user(
         return Err(AdminError::refuse(format!("{address} exists already")));
     }
     let uhome = d.dir.join(&local);
-    ctx(make_dir_owned(&uhome, d.uid, d.gid), || {
-        format!("unable to create {}", uhome.display())
+    let (parent, name) = open_domain_dir(&d.dir)?;
+    let made = parent.subdir(&name).and_then(|ddir| {
+        let user = make_dir_owned(&ddir, &local, d.uid, d.gid)?;
+        let md = make_dir_owned(&user, "Maildir", d.uid, d.gid)?;
+        for sub in ["tmp", "new", "cur"] {
+            make_dir_owned(&md, sub, d.uid, d.gid)?;
+        }
+        Ok(())
+    });
+    ctx(made, || {
+        format!("unable to create {}/Maildir", uhome.display())
     })?;
-    let md = uhome.join("Maildir");
-    for p in [md.clone(), md.join("tmp"), md.join("new"), md.join("cur")] {
-        ctx(make_dir_owned(&p, d.uid, d.gid), || {
-            format!("unable to create {}", p.display())
-        })?;
-    }
     let e = UserEntry {
         address,
         hash,
@@ -477,6 +518,67 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(h.join("users/assign")).unwrap(),
             ".\n"
+        );
+    }
+
+    /// The owner for a test domain: the caller, or (as root) a system account.
+    fn test_owner() -> Option<&'static str> {
+        qsys::is_root().then_some("nobody")
+    }
+
+    #[test]
+    fn links_the_domain_owner_planted_are_never_followed() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+        let d = home();
+        let h = d.path();
+        let victim = h.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(victim.join("file"), "keep\n").unwrap();
+        let before = std::fs::metadata(&victim).unwrap();
+        let dom = add_domain(h, "virt.example", test_owner(), None).unwrap();
+
+        // vdir/bob -> victim: refused, the victim keeps its owner and mode
+        symlink(&victim, dom.dir.join("bob")).unwrap();
+        let e = add_user(h, "bob@virt.example", "h".into(), 0, None).unwrap_err();
+        assert!(
+            e.text.contains("symbolic link") && e.text.contains("bob"),
+            "{}",
+            e.text
+        );
+        // vdir/eve/Maildir -> victim: the same one level down
+        std::fs::create_dir(dom.dir.join("eve")).unwrap();
+        symlink(&victim, dom.dir.join("eve/Maildir")).unwrap();
+        assert!(add_user(h, "eve@virt.example", "h".into(), 0, None).is_err());
+        assert!(!victim.join("tmp").exists());
+
+        // a domain deleted and added again, its directory kept with the owner's links:
+        // .qmail-default is replaced (not written through), a dangling
+        // .qmail-postmaster is left alone (its target not created)
+        del_domain(h, "virt.example").unwrap();
+        let dq = dom.dir.join(".qmail-default");
+        std::fs::remove_file(&dq).unwrap();
+        symlink(victim.join("file"), &dq).unwrap();
+        let pm = dom.dir.join(".qmail-postmaster");
+        std::fs::remove_file(&pm).unwrap();
+        symlink(victim.join("created"), &pm).unwrap();
+        add_domain(h, "virt.example", test_owner(), None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(victim.join("file")).unwrap(),
+            "keep\n"
+        );
+        assert!(std::fs::symlink_metadata(&dq).unwrap().is_file());
+        assert!(
+            std::fs::read_to_string(&dq)
+                .unwrap()
+                .contains("qmail-vdeliver")
+        );
+        assert!(!victim.join("created").exists());
+
+        let after = std::fs::metadata(&victim).unwrap();
+        assert_eq!(
+            (after.uid(), after.gid(), after.mode()),
+            (before.uid(), before.gid(), before.mode())
         );
     }
 

@@ -1,0 +1,385 @@
+//! File operations for root on paths a less privileged user controls (issue 11 item 2).
+//!
+//! qmail-install (rerun as root for an upgrade) and qmail-vuser change owners and modes
+//! inside trees other users can write: the queue (qmailq, qmails), `~alias`, a virtual
+//! domain's directory. A path-based `chown`, `chmod` or `write` there follows whatever
+//! symbolic link that user planted. Everything here works on descriptors instead:
+//!
+//! - a [`Dir`] is an open directory; names below it are single components, opened with
+//!   `O_NOFOLLOW` relative to it (`openat`), so no link is followed anywhere on the way;
+//! - an existing entry must be of the expected [`Kind`] (checked with `fstatat` before
+//!   opening, so a device is never opened, and with `fstat` after, so a swap in between
+//!   is caught); a regular file with more than one link is refused (a hard link to a file
+//!   elsewhere, where `fs.protected_hardlinks=0`);
+//! - new files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`;
+//! - owner and mode change with `fchown` then `fchmod` on the open descriptor (`chown`
+//!   clears set-id bits, so the mode comes last).
+//!
+//! A refusal is an `io::Error` whose text names the path and what was found there, for
+//! the caller's `prog: fatal: ...` line.
+
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, mkfifoat, unlinkat};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+/// The file type an entry must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Fifo,
+}
+
+impl Kind {
+    fn bits(self) -> SFlag {
+        match self {
+            Kind::Dir => SFlag::S_IFDIR,
+            Kind::File => SFlag::S_IFREG,
+            Kind::Fifo => SFlag::S_IFIFO,
+        }
+    }
+}
+
+/// Words for a file type in a message.
+fn type_name(mode: u32) -> &'static str {
+    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFREG => "a regular file",
+        SFlag::S_IFIFO => "a named pipe",
+        SFlag::S_IFLNK => "a symbolic link",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        _ => "an unknown file type",
+    }
+}
+
+/// Why an entry of mode `mode` with `nlink` links is not an acceptable `kind`, or `None`.
+pub fn unexpected(kind: Kind, mode: u32, nlink: u64) -> Option<String> {
+    let found = mode & SFlag::S_IFMT.bits();
+    if found != kind.bits().bits() {
+        return Some(format!(
+            "{} where {} belongs",
+            type_name(found),
+            type_name(kind.bits().bits())
+        ));
+    }
+    if kind == Kind::File && nlink > 1 {
+        return Some(format!(
+            "a regular file with {nlink} links (a hard link to a file elsewhere?)"
+        ));
+    }
+    None
+}
+
+fn refuse(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("refusing to touch {}: {why}", path.display()),
+    )
+}
+
+fn with_path(path: &Path, what: &str, e: nix::Error) -> io::Error {
+    let e = io::Error::from(e);
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// `name` as one path component: not empty, no `/`, not `.` or `..`.
+fn component(name: &str) -> io::Result<&str> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a file name: {name}"),
+        ));
+    }
+    Ok(name)
+}
+
+const OPEN_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC)
+    .union(OFlag::O_NONBLOCK)
+    .union(OFlag::O_NOCTTY);
+
+/// An open directory and the path it was reached by (for messages).
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Dir {
+    /// Open a directory an administrator named (an installation root, a domain directory
+    /// given on the command line). Links on the way are followed: they are the
+    /// administrator's choice.
+    pub fn open_trusted(path: &Path) -> io::Result<Dir> {
+        let fd = nix::fcntl::open(
+            path,
+            OPEN_FLAGS.difference(OFlag::O_NOFOLLOW) | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(|e| with_path(path, "unable to open", e))?;
+        Ok(Dir {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The path this directory was reached by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of `name` in this directory (for messages).
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Open the existing entry `name`, which must be `kind`; `Ok(None)` when missing.
+    pub fn open_entry(&self, name: &str, kind: Kind) -> io::Result<Option<OwnedFd>> {
+        let name = component(name)?;
+        let path = self.join(name);
+        let before = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(nix::Error::ENOENT) => return Ok(None),
+            Err(e) => return Err(with_path(&path, "unable to stat", e)),
+        };
+        check(&path, kind, &before)?;
+        let flags = if kind == Kind::Dir {
+            OPEN_FLAGS | OFlag::O_DIRECTORY
+        } else {
+            OPEN_FLAGS
+        };
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::Error::ELOOP) => return Err(refuse(&path, "a symbolic link")),
+            Err(nix::Error::ENOTDIR) => return Err(refuse(&path, "not a directory")),
+            Err(e) => return Err(with_path(&path, "unable to open", e)),
+        };
+        let after = fstat(&fd).map_err(|e| with_path(&path, "unable to stat", e))?;
+        check(&path, kind, &after)?;
+        if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) {
+            return Err(refuse(&path, "it was replaced while being opened"));
+        }
+        Ok(Some(fd))
+    }
+
+    /// The existing subdirectory `name` (never through a link).
+    pub fn subdir(&self, name: &str) -> io::Result<Dir> {
+        match self.open_entry(name, Kind::Dir)? {
+            Some(fd) => Ok(Dir {
+                fd,
+                path: self.join(name),
+            }),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} does not exist", self.join(name).display()),
+            )),
+        }
+    }
+
+    /// Walk `rel` below this directory one component at a time, never through a link.
+    pub fn walk(&self, rel: &Path) -> io::Result<Dir> {
+        let mut d = Dir {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        };
+        for c in rel.components() {
+            match c {
+                Component::CurDir => {}
+                Component::Normal(n) => d = d.subdir(&n.to_string_lossy())?,
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("not a relative path: {}", rel.display()),
+                    ));
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// The subdirectory `name`, created (mode `mode` before umask) when missing.
+    pub fn make_dir(&self, name: &str, mode: u32) -> io::Result<Dir> {
+        self.create_dir_new(name, mode)?;
+        self.subdir(name)
+    }
+
+    /// Create the subdirectory `name` and return it; `Ok(None)` when an entry of that
+    /// name (of any type) exists already.
+    pub fn create_dir_new(&self, name: &str, mode: u32) -> io::Result<Option<Dir>> {
+        let name = component(name)?;
+        match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)) {
+            Ok(()) => self.subdir(name).map(Some),
+            Err(nix::Error::EEXIST) => Ok(None),
+            Err(e) => Err(with_path(&self.join(name), "unable to create", e)),
+        }
+    }
+
+    /// Create the regular file `name` (`O_EXCL`, never through a link); `Ok(None)` when
+    /// an entry of that name (of any type) exists already.
+    pub fn create_new(&self, name: &str, mode: u32) -> io::Result<Option<File>> {
+        let name = component(name)?;
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY;
+        match openat(&self.fd, name, flags, Mode::from_bits_truncate(mode)) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(nix::Error::EEXIST) => Ok(None),
+            Err(e) => Err(with_path(&self.join(name), "unable to create", e)),
+        }
+    }
+
+    /// Create the FIFO `name` unless an entry of that name exists; true when created.
+    pub fn make_fifo(&self, name: &str, mode: u32) -> io::Result<bool> {
+        let name = component(name)?;
+        match mkfifoat(&self.fd, name, Mode::from_bits_truncate(mode)) {
+            Ok(()) => Ok(true),
+            Err(nix::Error::EEXIST) => Ok(false),
+            Err(e) => Err(with_path(&self.join(name), "unable to create", e)),
+        }
+    }
+
+    /// Remove the non-directory entry `name` (a link itself, never its target); a
+    /// missing entry is fine.
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        let name = component(name)?;
+        match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::Error::ENOENT) => Ok(()),
+            Err(e) => Err(with_path(&self.join(name), "unable to remove", e)),
+        }
+    }
+
+    /// Rename `from` to `to` within this directory (replacing `to`'s entry, whatever it
+    /// is, but never writing through it).
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (component(from)?, component(to)?);
+        renameat(&self.fd, from, &self.fd, to)
+            .map_err(|e| with_path(&self.join(to), "unable to install", e))
+    }
+
+    /// fsync the directory (entries created, renamed or removed in it become durable).
+    pub fn sync(&self) -> io::Result<()> {
+        nix::unistd::fsync(&self.fd).map_err(|e| with_path(&self.path, "unable to sync", e))
+    }
+
+    /// [`set_owner_mode`] on this directory itself.
+    pub fn set_owner_mode(&self, uid: Option<Uid>, gid: Option<Gid>, mode: u32) -> io::Result<()> {
+        set_owner_mode(&self.fd, &self.path, uid, gid, mode)
+    }
+}
+
+fn check(path: &Path, kind: Kind, st: &FileStat) -> io::Result<()> {
+    match unexpected(kind, st.st_mode, st.st_nlink) {
+        Some(why) => Err(refuse(path, &why)),
+        None => Ok(()),
+    }
+}
+
+/// `fchown` (when an id is given) then `fchmod` on an open descriptor; `path` is for the
+/// message only.
+pub fn set_owner_mode(
+    fd: impl AsFd,
+    path: &Path,
+    uid: Option<Uid>,
+    gid: Option<Gid>,
+    mode: u32,
+) -> io::Result<()> {
+    if uid.is_some() || gid.is_some() {
+        fchown(&fd, uid, gid).map_err(|e| with_path(path, "unable to chown", e))?;
+    }
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode))
+        .map_err(|e| with_path(path, "unable to chmod", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn the_rule() {
+        assert!(unexpected(Kind::Dir, 0o40755, 2).is_none());
+        assert!(unexpected(Kind::File, 0o100644, 1).is_none());
+        assert!(unexpected(Kind::Fifo, 0o10622, 1).is_none());
+        let link = unexpected(Kind::Dir, 0o120777, 1).unwrap();
+        assert_eq!(link, "a symbolic link where a directory belongs");
+        assert!(
+            unexpected(Kind::File, 0o100644, 2)
+                .unwrap()
+                .contains("2 links")
+        );
+        assert!(
+            unexpected(Kind::File, 0o20644, 1)
+                .unwrap()
+                .contains("character device")
+        );
+    }
+
+    #[test]
+    fn links_are_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(victim.join("file"), "keep").unwrap();
+        let top = t.path().join("top");
+        std::fs::create_dir(&top).unwrap();
+        std::os::unix::fs::symlink(&victim, top.join("dirlink")).unwrap();
+        std::os::unix::fs::symlink(victim.join("file"), top.join("filelink")).unwrap();
+        std::os::unix::fs::symlink(victim.join("new"), top.join("dangling")).unwrap();
+        std::fs::hard_link(victim.join("file"), top.join("hard")).unwrap();
+        let d = Dir::open_trusted(&top).unwrap();
+
+        let e = d.subdir("dirlink").unwrap_err().to_string();
+        assert!(
+            e.contains("refusing to touch") && e.contains("dirlink"),
+            "{e}"
+        );
+        assert!(d.walk(Path::new("dirlink/x")).is_err());
+        assert!(d.make_dir("dirlink", 0o700).is_err());
+        assert!(d.open_entry("filelink", Kind::File).is_err());
+        assert!(
+            d.open_entry("hard", Kind::File)
+                .unwrap_err()
+                .to_string()
+                .contains("2 links")
+        );
+        assert!(d.create_new("dangling", 0o644).unwrap().is_none());
+        assert!(d.create_dir_new("dangling", 0o700).unwrap().is_none());
+        assert!(!d.make_fifo("dangling", 0o600).unwrap());
+        assert!(
+            !victim.join("new").exists(),
+            "a dangling link's target was created"
+        );
+        assert!(d.subdir("..").is_err());
+
+        let sub = d.make_dir("sub", 0o700).unwrap();
+        sub.set_owner_mode(None, None, 0o750).unwrap();
+        assert_eq!(
+            std::fs::metadata(top.join("sub")).unwrap().mode() & 0o7777,
+            0o750
+        );
+        assert!(sub.create_new("f", 0o600).unwrap().is_some());
+        assert!(sub.open_entry("f", Kind::File).unwrap().is_some());
+        assert!(sub.open_entry("missing", Kind::File).unwrap().is_none());
+        assert!(sub.open_entry("f", Kind::Dir).is_err());
+        sub.rename("f", "g").unwrap();
+        sub.remove_file("g").unwrap();
+        assert_eq!(std::fs::read(victim.join("file")).unwrap(), b"keep");
+        assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o755);
+    }
+}
