@@ -547,6 +547,17 @@ pub fn refusing_port() -> (OwnedFd, u16) {
     (fd, port)
 }
 
+/// A UDP port on 127.0.0.1 where nothing answers, for as long as the returned socket
+/// lives: the socket holds the port but is connected to 127.0.0.1:9, so the kernel
+/// delivers it nothing from anyone else and answers their datagrams with "port
+/// unreachable" (a DNS server that is down, at once, without [`free_port`]'s race).
+pub fn refusing_udp_port() -> (std::net::UdpSocket, u16) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    s.connect("127.0.0.1:9").expect("connect udp");
+    let port = s.local_addr().expect("udp local_addr").port();
+    (s, port)
+}
+
 /// Poll `check` every 20 ms until it returns `Some`, at most `secs` seconds; panics
 /// naming `what` (and the caller's line) otherwise. The one way these tests wait for a
 /// state: on the file, log line or port that proves it, never a fixed sleep.
@@ -720,6 +731,17 @@ mod tests {
     fn a_refusing_port_refuses() {
         let (_held, port) = refusing_port();
         let e = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_refusing_udp_port_refuses() {
+        let (_held, port) = refusing_udp_port();
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send(b"query").unwrap();
+        let e = c.recv(&mut [0u8; 16]).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 

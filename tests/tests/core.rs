@@ -231,24 +231,14 @@ fn remote_delivery_through_the_whole_system() {
     let (_, home) = local_user("qtf");
     let mailbox = tempfile::tempdir().unwrap();
     let mb = mailbox.path().join("mbox");
-    // aiosmtpd's Mailbox handler on a port of the kernel's choice, printed once bound
+    // aiosmtpd's Mailbox handler on a port of the kernel's choice
     let mut sink = std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import asyncio, sys\n\
-             from aiosmtpd.smtp import SMTP\n\
-             from aiosmtpd.handlers import Mailbox\n\
-             loop = asyncio.new_event_loop()\n\
-             srv = loop.run_until_complete(loop.create_server(\n\
-             \x20   lambda: SMTP(Mailbox(sys.argv[1])), '127.0.0.1', 0))\n\
-             print(srv.sockets[0].getsockname()[1], flush=True)\n\
-             loop.run_forever()\n",
-        ])
+        .args(["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:0"])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
         .arg(&mb)
-        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3");
-    let ok_port = printed_port(&mut sink);
+    let ok_port = wait_listen_port(&mut sink);
     let _sink = Server(sink);
     let mut reject = std::process::Command::new("/usr/sbin/smtp-sink")
         .args(["-u", "nobody", "-f", "RCPT", "127.0.0.1:0", "10"])
