@@ -57,19 +57,8 @@ fn write_exec(path: &Path, text: &str) {
 /// Poll `f` until it returns Some, panicking with `what` after the deadline. The panic
 /// names the caller's line (track_caller all the way up from the test).
 #[track_caller]
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(DEADLINE),
-            "timed out waiting for {what} ({DEADLINE} s, polled from {})",
-            std::panic::Location::caller()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, DEADLINE, f)
 }
 
 fn run(prog: &Path, args: &[&str]) -> Output {

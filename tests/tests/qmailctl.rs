@@ -9,23 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Poll `f` until it returns Some, panicking with `what`, the limit and the caller's
-/// line after `secs` seconds.
-#[track_caller]
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what} ({secs} s, polled from {})",
-            std::panic::Location::caller()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use e2e::wait_until as wait_for;
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
