@@ -55,7 +55,11 @@ pub fn skip(reason: &str) {
 
 /// `target/skipped-tests.txt`: the skips of this `cargo test` run (emptied by the e2e
 /// library's unit tests, which cargo runs first, and read by `zz_skipped.rs`, last).
+/// `E2E_SKIP_LIST` names another file (the harness's own tests use it).
 pub fn skip_list() -> PathBuf {
+    if let Some(p) = std::env::var_os("E2E_SKIP_LIST") {
+        return PathBuf::from(p);
+    }
     let dir = build_dir();
     dir.parent().unwrap_or(&dir).join("skipped-tests.txt")
 }
@@ -725,6 +729,40 @@ mod tests {
     #[test]
     fn a_run_starts_with_an_empty_skip_list() {
         let _ = std::fs::remove_file(skip_list());
+    }
+
+    /// Run by [`a_skip_fails_under_ci_and_is_shown_and_listed_elsewhere`] only.
+    #[test]
+    #[ignore]
+    fn skipping_test() {
+        skip("the reason");
+    }
+
+    #[test]
+    fn a_skip_fails_under_ci_and_is_shown_and_listed_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("skips");
+        let run = |ci: &str| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "tests::skipping_test", "--ignored"])
+                .env("CI", ci)
+                .env("E2E_SKIP_LIST", &list)
+                .output()
+                .unwrap()
+        };
+        let o = run("true");
+        assert!(!o.status.success(), "a skip fails under CI=true");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("cannot run under CI=true: the reason"),
+            "{o:?}"
+        );
+        assert!(!list.exists());
+        let o = run("");
+        assert!(o.status.success(), "{o:?}");
+        let line = "SKIPPED: tests::skipping_test: the reason\n";
+        // shown although libtest captures the output of a passing test
+        assert!(String::from_utf8_lossy(&o.stderr).contains(line), "{o:?}");
+        assert_eq!(std::fs::read_to_string(&list).unwrap(), line);
     }
 
     #[test]
