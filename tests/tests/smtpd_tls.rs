@@ -202,7 +202,8 @@ except smtplib.SMTPAuthenticationError as e:
     let (_, out) = python(&script, &[&srv.port.to_string()]);
     assert!(out.contains("FAILED 535"), "{out}");
     assert!(
-        srv.log_text().contains("failed for user joe"),
+        srv.log_text()
+            .contains("auth failed user=joe ip=127.0.0.1 mech=PLAIN"),
         "{}",
         srv.log_text()
     );

@@ -19,7 +19,16 @@
 //!
 //!     Refused (exit 1), always after the work of one hash check: unknown login, wrong
 //!     or empty password, locked hash (`!`, `*`, empty), disabled virtual user, uid 0,
-//!     expired account, shell listed in control/nologinshells.
+//!     expired account, shell listed in control/nologinshells. Each refusal is logged
+//!     (`checkpassword: pid N: bad password user=NAME caller=UID`, NAME escaped) and
+//!     answered after control/checkpassworddelay seconds.
+//!
+//! CALLERS
+//!     Installed set-id, it answers only root (qmail-popup) and qmaild (qmail-smtpd's
+//!     SMTP AUTH). Any other caller is refused with exit 2 before descriptor 3 is read
+//!     or any hash looked at: a local user cannot use it to guess other users'
+//!     passwords. Not installed set-id (one user runs everything), it answers anyone,
+//!     since it can then read no more than its caller.
 //!
 //! DESCRIPTORS
 //!     3: the credential record (read to EOF). 0, 1, 2: passed to prog.
@@ -31,6 +40,7 @@
 //! CONTROL FILES
 //!     nologinshells: shells (one per line) whose accounts may not log in; default
 //!     /usr/sbin/nologin, /sbin/nologin, /bin/false, /usr/bin/false.
+//!     checkpassworddelay: seconds to wait before exiting 1 (default 1, at most 10).
 //!
 //! ENVIRONMENT
 //!     Sets USER, HOME, SHELL for prog; reads nothing.
@@ -40,7 +50,8 @@
 //!     user; run by qmaild (qmail-smtpd), the shadow group lets it read the hashes.
 //!
 //! EXIT CODES
-//!     1 bad login or password; 2 misuse (no prog, no or malformed fd 3 record);
+//!     1 bad login or password; 2 misuse (no prog, no or malformed fd 3 record, a
+//!     caller not allowed to ask);
 //!     111 temporary failure (hash database unreadable, cannot become the user, cannot
 //!     run prog). Otherwise prog's own exit code.
 
@@ -54,6 +65,21 @@ fn main() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.is_empty() {
         qsys::die::fatal(PROG, "usage: checkpassword prog [arg ...]", 2);
+    }
+    let ruid = nix::unistd::getuid();
+    let set_id = ruid != nix::unistd::geteuid() || nix::unistd::getgid() != nix::unistd::getegid();
+    let uid_of = |name: &str| {
+        nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    };
+    if !auth::caller_allowed(ruid.as_raw(), set_id, uid_of) {
+        qsys::die::fatal(
+            PROG,
+            &format!("uid {ruid} may not check passwords (only root and qmaild)"),
+            2,
+        );
     }
     if nix::fcntl::fcntl(
         // SAFETY: only asks whether descriptor 3 is open.
@@ -81,9 +107,18 @@ fn main() {
         Err(e) => qsys::die::fatal(PROG, &format!("unable to read controls: {e}"), 111),
     };
     let verdict = auth::check(&cfg, &creds);
+    let user = qsys::logsafe::text(&creds.user);
     drop(creds);
     match verdict {
-        auth::Verdict::Bad => std::process::exit(1),
+        auth::Verdict::Bad => {
+            qsys::die::warn(
+                PROG,
+                &format!("pid {}", std::process::id()),
+                &format!("bad password user={user} caller={ruid}"),
+            );
+            std::thread::sleep(cfg.fail_delay);
+            std::process::exit(1)
+        }
         auth::Verdict::Temp(why) => qsys::die::fatal(PROG, &why, 111),
         auth::Verdict::Ok(acct) => {
             let e = auth::become_account(&acct, &argv);
@@ -92,7 +127,7 @@ fn main() {
                 &format!(
                     "unable to run {} as {}: {e}",
                     argv[0].to_string_lossy(),
-                    acct.user
+                    qsys::logsafe::text(acct.user.as_bytes())
                 ),
                 111,
             )

@@ -19,11 +19,14 @@
 //!
 //!     Two processes: the parent keeps the invoking uid (root under tcpserver) only to
 //!     run checkpassword; the child that talks to the client runs as qmaild:nofiles and
-//!     hands the parent one length-prefixed record of at most 512 bytes per attempt.
+//!     hands the parent one length-prefixed record of at most 512 bytes per attempt;
+//!     the parent replaces the record's timestamp by the one it generated (a child
+//!     cannot make it accept a replayed APOP digest).
 //!     The TLS key is read by the parent before the child is forked.
 //!
 //! DESCRIPTORS
-//!     0, 1: the client; 2: log (one line per failed login, with $TCPREMOTEIP).
+//!     0, 1: the client; 2: log (one line per failed login, `qmail-popup: pid N: auth
+//!     failed user=NAME ip=IP mech=USER|APOP|PLAIN`, NAME escaped).
 //!
 //! CONTROL FILES
 //!     servercert.pem, serverkey.pem: TLS certificate chain and key (see crates/tls).
@@ -32,9 +35,14 @@
 //!     pop3authdelay: seconds to pause before a failure answer (default 2).
 //!     pop3authmax: failed logins before disconnecting (default 3).
 //!     timeoutpop3d: seconds to wait for the client (default 1200).
-//!     authfaillimit: failed logins per hour from one address, counted together with
-//!         qmail-smtpd's failed AUTHs in HOME/smtpd/authfail/ (default 10, 0 = none);
-//!         beyond it logins from that address are refused for the rest of the hour.
+//!     authfaillimit: failed logins per hour from one IPv4 address or IPv6 /64,
+//!         counted together with qmail-smtpd's failed AUTHs in HOME/smtpd/authfail/
+//!         (default 10, 0 = none); beyond it logins from that address are refused for
+//!         the rest of the hour.
+//!     authfailaccountlimit: failed logins per hour for one account, from anywhere
+//!         (HOME/smtpd/authfailaccount/, default 20, 0 = none); beyond it logins to
+//!         that account are refused. A counter that cannot be read or written refuses
+//!         the login.
 //!
 //! ENVIRONMENT
 //!     POP3PLAINTEXT (from tcprules): overrides control/pop3plaintext (0 refuses,
@@ -107,7 +115,14 @@ fn main() {
             drop((cred_w, verd_r, relay_c));
             let attempts = policy.max_failures;
             drop(policy);
-            pop3::popup::parent(cred_r, verd_w, relay_p.into(), &subprogram, attempts);
+            pop3::popup::parent(
+                cred_r,
+                verd_w,
+                relay_p.into(),
+                &subprogram,
+                attempts,
+                timestamp.as_bytes(),
+            );
             let code = match nix::sys::wait::waitpid(child, None) {
                 Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
                 _ => 1,

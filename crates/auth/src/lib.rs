@@ -8,11 +8,19 @@
 //!   password (or APOP digest) is right.
 //! - [`become_account`]: the checkpassword epilogue: `USER`, `HOME`, `SHELL`, groups,
 //!   gid, uid, working directory, exec.
+//! - [`client`]: the caller's side (qmail-smtpd and qmail-popup): the record on fd 3,
+//!   the timeout, the exit status as an enum, the password wiped.
+//! - [`canonical_login`]: one name per account, for counters keyed on it.
 //!
 //! # Who may verify
 //!
 //! checkpassword is installed `root:shadow` mode 2711 (setgid `shadow`, like Debian's
-//! `unix_chkpwd`). Run by root (qmail-popup's parent), it verifies and becomes the user.
+//! `unix_chkpwd`). Holding that group, it answers only root and [`CALLERS`] (qmaild,
+//! which qmail-smtpd runs as for SMTP AUTH): any other caller is refused with exit 2
+//! before the record is read or a hash looked at ([`caller_allowed`]), so a local user
+//! cannot use it as an oracle for other users' passwords. Run without set-id bits (a
+//! developer's install as one user), it can read only what its caller can, and answers
+//! anyone. Run by root (qmail-popup's parent), it verifies and becomes the user.
 //! Run by qmaild (qmail-smtpd's AUTH), its effective group `shadow` lets it read
 //! `/etc/shadow` and `users/vpasswd.cdb` (group `shadow`, 0640); it verifies, drops the
 //! group again (real gid) and execs the subprogram without changing uid. qmail-smtpd
@@ -35,6 +43,7 @@
 //! keyed with the secret (CRAM-MD5, from qmail-smtpd's `user\0digest\0challenge\0`).
 //! System users have no clear-text secret, so neither works for them.
 
+pub mod client;
 pub mod crypt;
 
 use std::ffi::CString;
@@ -49,6 +58,17 @@ pub struct Credentials {
     pub user: Vec<u8>,
     pub pass: Vec<u8>,
     pub timestamp: Vec<u8>,
+}
+
+/// Shows the user and timestamp, never the password.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &String::from_utf8_lossy(&self.user))
+            .field("pass", &"<hidden>")
+            .field("timestamp", &String::from_utf8_lossy(&self.timestamp))
+            .finish()
+    }
 }
 
 impl Drop for Credentials {
@@ -111,6 +131,30 @@ impl Credentials {
     }
 }
 
+/// The users besides root that a set-id checkpassword answers: qmaild, the user
+/// qmail-smtpd runs as (SMTP AUTH). qmail-popup runs it as root.
+pub const CALLERS: [&str; 1] = ["qmaild"];
+
+/// Whether a caller with real uid `ruid` may have passwords checked by a process that
+/// holds privilege it did not get from that caller (`set_id`: effective uid or gid
+/// differs from the real one). Without set-id, anyone: the caller could read the hashes
+/// itself. With it, root and the uids `uid_of` gives for [`CALLERS`].
+pub fn caller_allowed(ruid: u32, set_id: bool, uid_of: impl Fn(&str) -> Option<u32>) -> bool {
+    !set_id || ruid == 0 || CALLERS.iter().any(|name| uid_of(name) == Some(ruid))
+}
+
+/// The account a login names, as one key: lowercase, and for an address the form
+/// `local@domain` (so `Joe%Example.org` and `joe@example.org` are one account). Used for
+/// counters, not for the check itself (checkpassword decides who the login is).
+pub fn canonical_login(login: &str) -> String {
+    if login.contains(['@', '%'])
+        && let Some((local, domain)) = vusers::split_address(login)
+    {
+        return format!("{local}@{domain}");
+    }
+    login.to_ascii_lowercase()
+}
+
 /// The account a successful login becomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -150,6 +194,9 @@ pub struct Config {
     /// The shadow file checked for readability when a user is not found (tests point
     /// this elsewhere; normally `/etc/shadow`).
     pub shadow_file: PathBuf,
+    /// How long checkpassword waits before answering "bad password"
+    /// (`control/checkpassworddelay`, default 1 second, at most 10).
+    pub fail_delay: std::time::Duration,
 }
 
 impl Config {
@@ -165,6 +212,7 @@ impl Config {
             home: home.to_path_buf(),
             nologin_shells,
             shadow_file: PathBuf::from("/etc/shadow"),
+            fail_delay: std::time::Duration::from_secs(ctl.int("checkpassworddelay", 1)?.min(10)),
         })
     }
 }
@@ -412,6 +460,25 @@ mod tests {
         assert!(Credentials::read_from(&mut long).unwrap().is_none());
         let mut ok = std::io::Cursor::new(b"u\0p\0t\0".to_vec());
         assert_eq!(Credentials::read_from(&mut ok).unwrap().unwrap().user, b"u");
+    }
+
+    #[test]
+    fn callers_of_a_set_id_checkpassword() {
+        let uid_of = |n: &str| (n == "qmaild").then_some(1001);
+        assert!(caller_allowed(0, true, uid_of));
+        assert!(caller_allowed(1001, true, uid_of));
+        assert!(!caller_allowed(65534, true, uid_of));
+        assert!(!caller_allowed(65534, true, |_| None));
+        // not set-id: the caller holds whatever the program holds
+        assert!(caller_allowed(65534, false, uid_of));
+    }
+
+    #[test]
+    fn one_canonical_name_per_account() {
+        assert_eq!(canonical_login("Joe%Example.ORG"), "joe@example.org");
+        assert_eq!(canonical_login("joe@example.org"), "joe@example.org");
+        assert_eq!(canonical_login("JOE"), "joe");
+        assert_eq!(canonical_login("a@b@"), "a@b@");
     }
 
     #[test]

@@ -11,12 +11,15 @@
 //! ```
 //!
 //! C never runs as root and never sees a hash; P never parses client input (it reads
-//! length-prefixed records of at most 512 bytes from C). Without TLS, checkpassword and
+//! length-prefixed records of at most 512 bytes from C). P runs checkpassword through
+//! [`auth::client`] (the one copy qmail-smtpd uses too) and puts its own APOP timestamp
+//! into every record: a compromised C cannot choose the timestamp, so it cannot replay
+//! an APOP digest sniffed from another session. Without TLS, checkpassword and
 //! qmail-pop3d get the client's descriptors directly; with TLS (STLS or `--pop3s`) they
 //! get one end of a socketpair and C relays between it and the TLS session.
 //!
-//! Verdicts: `F` bad login (checkpassword exit 1 or 2), `T` temporary (111), `C`
-//! crashed, `D` the session ran and ended (anything else). Without TLS, C cannot tell
+//! Verdicts (from [`auth::client::Exit`]): `F` bad login (checkpassword exit 1 or 2),
+//! `T` temporary (111), `C` crashed, `D` the session ran and ended (anything else). Without TLS, C cannot tell
 //! a qmail-pop3d that failed with exit 1 from a refused password; it then answers
 //! `-ERR authorization failed` after qmail-pop3d's own message, as qmail did.
 //!
@@ -27,14 +30,21 @@
 //! - `pop3authdelay` (seconds, default 2): pause before each failure answer.
 //! - `pop3authmax` (default 3): failures before the connection is closed.
 //! - `timeoutpop3d` (seconds, default 1200): every wait for the client.
-//! - `authfaillimit` (default 10, 0 = none): failed logins per hour from one address,
-//!   counted together with qmail-smtpd's failed AUTHs (the same counter files in
-//!   `HOME/smtpd/authfail/`, which must be writable by qmaild); beyond it every login
+//! - `authfaillimit` (default 10, 0 = none): failed logins per hour from one IPv4
+//!   address or IPv6 /64, counted together with qmail-smtpd's failed AUTHs (the `limits`
+//!   counters in `HOME/smtpd/`, which must be writable by qmaild); beyond it every login
 //!   from that address is refused for the rest of the hour.
+//! - `authfailaccountlimit` (default 20, 0 = none): failed logins per hour for one
+//!   account from anywhere (SMTP and POP3 together); beyond it logins to that account
+//!   are refused as a temporary failure, before checkpassword runs.
+//! - A counter that cannot be read or written refuses the login (fail closed).
+//!
+//! Each failure is logged as one line, `qmail-popup: pid N: auth failed user=NAME
+//! ip=IP mech=USER|APOP|PLAIN`, NAME escaped with `qsys::logsafe::text`.
 
 use crate::line::{Line, read_line, split_command};
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +66,8 @@ pub struct Policy {
     /// Failed logins per hour from one address (SMTP AUTH and POP3 together) before
     /// logins from it are refused; 0 = no limit.
     pub fail_limit: u64,
+    /// Failed logins per hour for one account before logins to it are refused; 0 = none.
+    pub account_fail_limit: u64,
     /// Where qmail-smtpd's counters live (`HOME/smtpd`).
     pub state_dir: std::path::PathBuf,
 }
@@ -80,7 +92,9 @@ impl Policy {
             delay: Duration::from_secs(ctl.int("pop3authdelay", 2)?),
             max_failures: ctl.int("pop3authmax", 3)?.clamp(1, 100) as u32,
             timeout: Duration::from_secs(ctl.int("timeoutpop3d", 1200)?.max(1)),
-            fail_limit: ctl.int("authfaillimit", 10)?,
+            fail_limit: ctl.int("authfaillimit", limits::DEFAULT_IP_FAILURES)?,
+            account_fail_limit: ctl
+                .int("authfailaccountlimit", limits::DEFAULT_ACCOUNT_FAILURES)?,
             state_dir: home.join("smtpd"),
         })
     }
@@ -152,13 +166,14 @@ impl Verdict {
             _ => Verdict::Done,
         }
     }
-    /// The verdict for checkpassword's wait status.
-    pub fn from_status(st: std::process::ExitStatus) -> Verdict {
-        match st.code() {
-            Some(1 | 2) => Verdict::Bad,
-            Some(111) => Verdict::Temp,
-            Some(_) => Verdict::Done,
-            None => Verdict::Crashed,
+    /// The verdict for checkpassword's exit.
+    pub fn from_exit(e: auth::client::Exit) -> Verdict {
+        use auth::client::Exit;
+        match e {
+            Exit::Refused | Exit::Misuse => Verdict::Bad,
+            Exit::Temporary | Exit::TimedOut => Verdict::Temp,
+            Exit::Accepted | Exit::Other(_) => Verdict::Done,
+            Exit::Crashed => Verdict::Crashed,
         }
     }
 }
@@ -223,18 +238,8 @@ fn poll_in(fds: &[std::os::fd::BorrowedFd<'_>], timeout: Duration) -> io::Result
     }
 }
 
-/// Escape a login name for the log.
-fn printable(b: &[u8]) -> String {
-    b.iter()
-        .take(100)
-        .map(|&c| {
-            if c.is_ascii_graphic() {
-                (c as char).to_string()
-            } else {
-                format!("\\{c:03o}")
-            }
-        })
-        .collect()
+fn log(msg: &str) {
+    qsys::die::warn("qmail-popup", &format!("pid {}", std::process::id()), msg);
 }
 
 /// What an authentication attempt led to.
@@ -388,7 +393,7 @@ impl Child {
                     }
                     Some(u) => {
                         let mut pass = arg.to_vec();
-                        let a = self.attempt(&mut r, &u, &pass);
+                        let a = self.attempt(&mut r, "USER", &u, &pass);
                         auth::crypt::wipe(&mut pass);
                         match a {
                             Attempt::Again => continue,
@@ -404,7 +409,7 @@ impl Child {
                         b"-ERR syntax error\r\n".to_vec()
                     } else {
                         let (name, digest) = (name.to_vec(), digest.to_vec());
-                        match self.attempt(&mut r, &name, &digest) {
+                        match self.attempt(&mut r, "APOP", &name, &digest) {
                             Attempt::Again => continue,
                             Attempt::Exit(c) => return c,
                         }
@@ -438,7 +443,7 @@ impl Child {
                         let reply = match decode_plain(&response) {
                             Err(text) => text.as_bytes().to_vec(),
                             Ok((u, mut p)) => {
-                                let a = self.attempt(&mut r, &u, &p);
+                                let a = self.attempt(&mut r, "PLAIN", &u, &p);
                                 auth::crypt::wipe(&mut p);
                                 auth::crypt::wipe(&mut response);
                                 match a {
@@ -459,39 +464,112 @@ impl Child {
         }
     }
 
-    /// True when this address has used up its failed logins for the hour.
-    fn locked_out(&self) -> bool {
-        if self.policy.fail_limit == 0 {
-            return false;
+    fn counters(&self) -> limits::Counters {
+        limits::Counters::new(&self.policy.state_dir)
+    }
+
+    /// The refusal (reply, and whether to close) when this address or this account has
+    /// used up its failed logins for the hour, or when a counter cannot be read.
+    fn locked_out(&self, user: &[u8]) -> Option<(&'static [u8], bool)> {
+        let counters = self.counters();
+        let now = qsys::now();
+        let ip = limits::ip_key(&self.remote);
+        let account = auth::canonical_login(&String::from_utf8_lossy(user));
+        let checks = [
+            (
+                self.policy.fail_limit,
+                limits::Kind::AuthFailIp,
+                ip.as_str(),
+            ),
+            (
+                self.policy.account_fail_limit,
+                limits::Kind::AuthFailAccount,
+                account.as_str(),
+            ),
+        ];
+        for (limit, kind, key) in checks {
+            if limit == 0 {
+                continue;
+            }
+            match counters.count(kind, key, now) {
+                Ok(n) if n < limit => {}
+                Ok(n) => {
+                    log(&format!(
+                        "login refused user={} ip={}: {n} failures for the {} in the last hour",
+                        qsys::logsafe::text(user),
+                        qsys::logsafe::text(self.remote.as_bytes()),
+                        if kind == limits::Kind::AuthFailIp {
+                            "address"
+                        } else {
+                            "account"
+                        }
+                    ));
+                    return Some(if kind == limits::Kind::AuthFailIp {
+                        (
+                            b"-ERR too many authentication failures from your address, try later\r\n",
+                            true,
+                        )
+                    } else {
+                        (
+                            b"-ERR [IN-USE] too many authentication failures for this account, try later\r\n",
+                            false,
+                        )
+                    });
+                }
+                Err(e) => {
+                    log(&format!("unable to read the failure counter: {e}"));
+                    return Some((b"-ERR temporary authorization failure\r\n", true));
+                }
+            }
         }
-        let n = smtpd::state::count(
-            &self.policy.state_dir,
-            "authfail",
-            &self.remote,
-            qsys::now(),
-            false,
-        )
-        .unwrap_or(0);
-        n >= self.policy.fail_limit
+        None
+    }
+
+    /// Count a failed login against the address and the account; false when a counter
+    /// in use could not be written.
+    fn count_failure(&self, user: &[u8]) -> bool {
+        let counters = self.counters();
+        let now = qsys::now();
+        let ip = limits::ip_key(&self.remote);
+        let account = auth::canonical_login(&String::from_utf8_lossy(user));
+        let mut ok = true;
+        for (limit, kind, key) in [
+            (
+                self.policy.fail_limit,
+                limits::Kind::AuthFailIp,
+                ip.as_str(),
+            ),
+            (
+                self.policy.account_fail_limit,
+                limits::Kind::AuthFailAccount,
+                account.as_str(),
+            ),
+        ] {
+            if limit > 0
+                && let Err(e) = counters.record(kind, key, now, 1)
+            {
+                log(&format!("unable to count the failure: {e}"));
+                ok = false;
+            }
+        }
+        ok
     }
 
     /// One login attempt: hand the record to P and act on the verdict.
-    fn attempt(&mut self, r: &mut BufReader<Transport>, user: &[u8], pass: &[u8]) -> Attempt {
-        if self.locked_out() {
-            qsys::die::warn(
-                "qmail-popup",
-                "warning",
-                &format!(
-                    "login refused for {} from {}: too many failures in the last hour",
-                    printable(user),
-                    self.remote
-                ),
-            );
-            let _ = write_reply(
-                r,
-                b"-ERR too many authentication failures from your address, try later\r\n",
-            );
-            return Attempt::Exit(1);
+    fn attempt(
+        &mut self,
+        r: &mut BufReader<Transport>,
+        mech: &str,
+        user: &[u8],
+        pass: &[u8],
+    ) -> Attempt {
+        if let Some((text, close)) = self.locked_out(user) {
+            let _ = write_reply(r, text);
+            self.failures += 1;
+            if close || self.failures >= self.policy.max_failures {
+                return Attempt::Exit(1);
+            }
+            return Attempt::Again;
         }
         let creds = auth::Credentials {
             user: user.to_vec(),
@@ -519,40 +597,28 @@ impl Child {
             }
             Verdict::Bad | Verdict::Temp => {
                 self.failures += 1;
-                if verdict == Verdict::Bad
-                    && self.policy.fail_limit > 0
-                    && let Err(e) = smtpd::state::count(
-                        &self.policy.state_dir,
-                        "authfail",
-                        &self.remote,
-                        qsys::now(),
-                        true,
-                    )
-                {
-                    qsys::die::warn(
-                        "qmail-popup",
-                        "warning",
-                        &format!("unable to count the failure: {e}"),
-                    );
+                let mut counted = true;
+                if verdict == Verdict::Bad {
+                    log(&format!(
+                        "auth failed user={} ip={} mech={mech}",
+                        qsys::logsafe::text(user),
+                        qsys::logsafe::text(self.remote.as_bytes()),
+                    ));
+                    counted = self.count_failure(user);
+                } else {
+                    log(&format!(
+                        "auth temporary failure user={} ip={} mech={mech}",
+                        qsys::logsafe::text(user),
+                        qsys::logsafe::text(self.remote.as_bytes()),
+                    ));
                 }
-                qsys::die::warn(
-                    "qmail-popup",
-                    "warning",
-                    &format!(
-                        "login failed for {} from {} ({} of {})",
-                        printable(user),
-                        self.remote,
-                        self.failures,
-                        self.policy.max_failures
-                    ),
-                );
                 std::thread::sleep(self.policy.delay);
-                let text: &[u8] = if verdict == Verdict::Temp {
+                let text: &[u8] = if verdict == Verdict::Temp || !counted {
                     b"-ERR temporary authorization failure\r\n"
                 } else {
                     b"-ERR authorization failed\r\n"
                 };
-                if write_reply(r, text).is_err() {
+                if write_reply(r, text).is_err() || !counted {
                     return Attempt::Exit(1);
                 }
                 if self.failures >= self.policy.max_failures {
@@ -697,16 +763,18 @@ pub fn decode_plain(b64: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
 
 /// P: read records from C, run checkpassword for each, answer with verdicts; returns
 /// when C is gone (or a session has ended). `subprogram` is checkpassword and its
-/// arguments; `relay` is P's end of the socketpair (for TLS sessions).
+/// arguments; `relay` is P's end of the socketpair (for TLS sessions); `timestamp` is
+/// the APOP timestamp P generated and C greeted with.
 ///
 /// P trusts C no more than the client: it runs checkpassword at most `max_attempts`
-/// times, whatever C asks.
+/// times, whatever C asks, and with its own `timestamp` in place of C's.
 pub fn parent(
     creds: OwnedFd,
     verdict: OwnedFd,
     relay: OwnedFd,
     subprogram: &[std::ffi::OsString],
     max_attempts: u32,
+    timestamp: &[u8],
 ) {
     let mut creds = std::fs::File::from(creds);
     let mut verdict = std::fs::File::from(verdict);
@@ -715,63 +783,37 @@ pub fn parent(
             Ok(Some(r)) => r,
             _ => return,
         };
-        let io_fd = if tls { Some(&relay) } else { None };
-        let v = match run_checkpassword(&record, subprogram, io_fd) {
-            Ok(st) => Verdict::from_status(st),
-            Err(e) => {
-                qsys::die::warn(
-                    "qmail-popup",
-                    "warning",
-                    &format!("unable to run {}: {e}", subprogram[0].to_string_lossy()),
-                );
-                Verdict::Temp
+        let parsed = auth::Credentials::parse(&record);
+        auth::crypt::wipe(&mut record);
+        let v = match parsed {
+            None => Verdict::Bad,
+            Some(mut c) => {
+                c.timestamp = timestamp.to_vec();
+                let stdio = if tls {
+                    auth::client::Stdio01::Socket(&relay)
+                } else {
+                    auth::client::Stdio01::Inherit
+                };
+                match auth::client::run(subprogram, &c, stdio, None) {
+                    Ok(e) => Verdict::from_exit(e),
+                    Err(e) => {
+                        log(&format!(
+                            "unable to run {}: {e}",
+                            subprogram
+                                .first()
+                                .map(|p| p.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        ));
+                        Verdict::Temp
+                    }
+                }
             }
         };
-        auth::crypt::wipe(&mut record);
         let _ = verdict.write_all(&[v.byte()]);
         if v == Verdict::Done || v == Verdict::Crashed {
             return;
         }
     }
-}
-
-fn run_checkpassword(
-    record: &[u8],
-    subprogram: &[std::ffi::OsString],
-    io_fd: Option<&OwnedFd>,
-) -> io::Result<std::process::ExitStatus> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let (r3, w3) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    {
-        let mut w = std::fs::File::from(w3);
-        w.write_all(record)?;
-    }
-    let mut cmd = Command::new(&subprogram[0]);
-    cmd.args(&subprogram[1..]);
-    if let Some(fd) = io_fd {
-        cmd.stdin(Stdio::from(fd.try_clone()?));
-        cmd.stdout(Stdio::from(fd.try_clone()?));
-    }
-    let raw3 = r3.as_raw_fd();
-    // SAFETY: pre_exec runs in the forked child before exec and only calls dup2, which
-    // is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            let r = if raw3 == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw3, 3)
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    drop(r3);
-    child.wait()
 }
 
 #[cfg(test)]
@@ -795,6 +837,43 @@ mod tests {
         assert!(decode_plain(&e(b"\0\0pw")).is_err());
         assert!(decode_plain(b"!!").is_err());
         assert!(decode_plain(b"*").is_err());
+    }
+
+    /// P hands checkpassword its own timestamp, whatever C put in the record.
+    #[test]
+    fn parent_uses_its_own_apop_timestamp() {
+        let d = tempfile::tempdir().unwrap();
+        let seen = d.path().join("seen");
+        let cp = d.path().join("cp");
+        std::fs::write(
+            &cp,
+            format!(
+                "#!/bin/sh\nhead -c 512 <&3 | tr '\\0' '|' > {}\nexit 1\n",
+                seen.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let (cred_r, cred_w) = nix::unistd::pipe().unwrap();
+        let (verd_r, verd_w) = nix::unistd::pipe().unwrap();
+        let (_relay_c, relay_p) = UnixStream::pair().unwrap();
+        send_record(&cred_w, false, b"joe\0digest\0<sniffed.1@other>\0").unwrap();
+        drop(cred_w);
+        parent(
+            cred_r,
+            verd_w,
+            relay_p.into(),
+            &[cp.into_os_string()],
+            3,
+            b"<42.1000@mine>",
+        );
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            "joe|digest|<42.1000@mine>|"
+        );
+        let mut v = Vec::new();
+        std::fs::File::from(verd_r).read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"F");
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //! | `tlsrequired` | 0 | 1: MAIL and AUTH refused before STARTTLS (port 25/587) |
 //! | `authcrammd5` | 0 | 1: offer AUTH CRAM-MD5 (the checkpassword must support it) |
 //! | `authfaildelay` | 5 | seconds to wait before answering a failed AUTH |
-//! | `authfaillimit` | 10 | failed AUTHs per hour from one IP before lockout (0: none) |
+//! | `authfaillimit` | 10 | failed AUTHs per hour from one IPv4 address or IPv6 /64 before lockout (0: none) |
+//! | `authfailaccountlimit` | 20 | failed logins per hour for one account, from anywhere, before its AUTHs get `454` (0: none) |
 //! | `sendermap` | none | `user:address` / `user:@domain` / `user:*` lines (submission) |
-//! | `ratelimit` | 0 | messages per hour per authenticated user (0: no limit) |
+//! | `ratelimit` | 0 | recipients per hour per authenticated account (0: no limit) |
 //! | `recipients.cdb` | none | when present, unknown local recipients get `550 5.1.1` |
 //! | `servercert.pem`, `serverkey.pem` | none | TLS certificate chain and key |
 //!
@@ -60,6 +61,7 @@ pub struct Config {
     pub cram: bool,
     pub authfaildelay: u64,
     pub authfaillimit: u64,
+    pub authfailaccountlimit: u64,
     pub ratelimit: u64,
     pub sendermap: Vec<(String, String)>,
     /// The local domains (`locals`) and `virtualdomains`, read only when the recipient
@@ -183,7 +185,9 @@ impl Config {
             tls_required,
             cram: flag(&c, "authcrammd5")?,
             authfaildelay: c.int("authfaildelay", 5)?.min(60),
-            authfaillimit: c.int("authfaillimit", 10)?,
+            authfaillimit: c.int("authfaillimit", limits::DEFAULT_IP_FAILURES)?,
+            authfailaccountlimit: c
+                .int("authfailaccountlimit", limits::DEFAULT_ACCOUNT_FAILURES)?,
             ratelimit: c.int("ratelimit", 0)?,
             sendermap,
             recipients,
@@ -202,5 +206,10 @@ impl Config {
     /// The directory for per-user and per-IP counters (`HOME/smtpd`, writable by qmaild).
     pub fn state_dir(&self) -> PathBuf {
         self.home.join("smtpd")
+    }
+
+    /// The counters in [`Config::state_dir`] (shared with qmail-popup).
+    pub fn counters(&self) -> limits::Counters {
+        limits::Counters::new(&self.state_dir())
     }
 }

@@ -7,14 +7,14 @@
 //! - `qmail-smtpd --submission CHECKPASSWORD [args...]`: port 587. AUTH (through the
 //!   checkpassword interface) required before MAIL; the authenticated user may use only
 //!   their own sender addresses (`control/sendermap`), at most `control/ratelimit`
-//!   messages per hour.
+//!   recipients per hour (counted at RCPT; the counters are the `limits` crate's).
 //! - `qmail-smtpd --smtps CHECKPASSWORD [args...]`: port 465, implicit TLS (RFC 8314),
 //!   otherwise as submission.
 //!
 //! Modules: [`io`] (the connection, buffering, STARTTLS switch), [`data`] (the DATA
 //! state machine: no smuggling), [`addr`] (MAIL/RCPT arguments), [`policy`] (rcpthosts,
 //! badmailfrom, badrcptto, sender map), [`rcptcheck`] (unknown local recipients), [`auth`]
-//! (SASL and checkpassword), [`state`] (rate and failure counters), [`received`],
+//! (SASL and checkpassword), [`received`],
 //! [`config`] (control files and environment), [`session`] (the state machine).
 
 pub mod addr;
@@ -26,7 +26,6 @@ pub mod policy;
 pub mod rcptcheck;
 pub mod received;
 pub mod session;
-pub mod state;
 
 pub use config::{Config, Mode};
 pub use session::{End, Session, TlsSource};

@@ -358,16 +358,16 @@ impl Session {
                 return Ok(());
             }
             if self.cfg.ratelimit > 0 {
-                match crate::state::count(
-                    &self.cfg.state_dir(),
-                    "rate",
-                    &user.to_ascii_lowercase(),
-                    qsys::now(),
-                    false,
-                ) {
+                let key = ::auth::canonical_login(&user);
+                match self
+                    .cfg
+                    .counters()
+                    .count(limits::Kind::Rate, &key, qsys::now())
+                {
                     Ok(n) if n >= self.cfg.ratelimit => {
                         log(&format!(
-                            "user {user} over ratelimit ({n} messages this hour)"
+                            "user {} over ratelimit ({n} recipients this hour)",
+                            qsys::logsafe::text(user.as_bytes())
                         ));
                         self.send(
                             "451 4.7.1 sorry, you have sent too many messages this hour (#4.7.1)",
@@ -437,6 +437,10 @@ impl Session {
             self.send("553 5.7.1 sorry, your envelope recipient is in my badrcptto list (#5.7.1)");
             return Ok(());
         }
+        if let Some(reply) = self.reserve_recipient() {
+            self.send(reply);
+            return Ok(());
+        }
         if self.relay_allowed() {
             let mut a = path.addr;
             if let Some(rc) = &self.cfg.relayclient {
@@ -459,6 +463,33 @@ impl Session {
         self.rcpts.push(path.addr);
         self.send("250 2.1.5 ok");
         Ok(())
+    }
+
+    /// An authenticated user's recipient counts against `control/ratelimit` here, when
+    /// accepted: checked and counted in one step under the counter's lock, so concurrent
+    /// sessions share the limit exactly. The refusal, if any.
+    fn reserve_recipient(&self) -> Option<&'static str> {
+        let user = self.user.as_deref()?;
+        if self.cfg.ratelimit == 0 {
+            return None;
+        }
+        let key = ::auth::canonical_login(user);
+        let counters = self.cfg.counters();
+        match counters.reserve(limits::Kind::Rate, &key, qsys::now(), 1, self.cfg.ratelimit) {
+            Ok(true) => None,
+            Ok(false) => {
+                log(&format!(
+                    "user {} over ratelimit ({} recipients this hour)",
+                    qsys::logsafe::text(user.as_bytes()),
+                    self.cfg.ratelimit
+                ));
+                Some("451 4.7.1 sorry, you have sent to too many recipients this hour (#4.7.1)")
+            }
+            Err(e) => {
+                log(&format!("unable to update the rate counter: {e}"));
+                Some("451 4.3.0 unable to check the message rate (#4.3.0)")
+            }
+        }
     }
 
     /// The policy for clients that may not relay.
@@ -562,21 +593,27 @@ impl Session {
             return Ok(None);
         }
         if self.cfg.authfaillimit > 0 {
-            let n = crate::state::count(
-                &self.cfg.state_dir(),
-                "authfail",
-                &self.cfg.remote_ip,
-                qsys::now(),
-                false,
-            )
-            .unwrap_or(0);
-            if n >= self.cfg.authfaillimit {
-                log(&format!(
-                    "AUTH refused: {n} failures from {} in the last hour",
-                    self.cfg.remote_ip
-                ));
-                self.send("421 4.7.0 too many authentication failures, try again later (#4.7.0)");
-                return Ok(Some(End::Dropped));
+            let ip = limits::ip_key(&self.cfg.remote_ip);
+            match self
+                .cfg
+                .counters()
+                .count(limits::Kind::AuthFailIp, &ip, qsys::now())
+            {
+                Ok(n) if n >= self.cfg.authfaillimit => {
+                    log(&format!(
+                        "AUTH refused: {n} failures from {ip} in the last hour"
+                    ));
+                    self.send(
+                        "421 4.7.0 too many authentication failures, try again later (#4.7.0)",
+                    );
+                    return Ok(Some(End::Dropped));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log(&format!("unable to read the AUTH failure counter: {e}"));
+                    self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                    return Ok(None);
+                }
             }
         }
         let stamp = auth::timestamp(&self.cfg.local_host_for_stamp());
@@ -589,7 +626,7 @@ impl Session {
                         None => return Ok(Some(End::Dropped)),
                     },
                 };
-                auth::decode(&resp).and_then(|d| auth::plain(&d, &stamp))
+                auth::decode_with(resp, |d| auth::plain(d, &stamp))
             }
             "LOGIN" => {
                 let user = match initial {
@@ -601,7 +638,7 @@ impl Session {
                 };
                 match auth::decode(&user) {
                     Ok(u) => match self.challenge("334 UGFzc3dvcmQ6")? {
-                        Some(p) => auth::decode(&p).and_then(|p| auth::login(&u, &p, &stamp)),
+                        Some(p) => auth::decode_with(p, |p| auth::login(&u, p, &stamp)),
                         None => return Ok(Some(End::Dropped)),
                     },
                     Err(e) => Err(e),
@@ -611,7 +648,7 @@ impl Session {
                 use base64::prelude::*;
                 let c = format!("334 {}", BASE64_STANDARD.encode(stamp.as_bytes()));
                 match self.challenge(&c)? {
-                    Some(r) => auth::decode(&r).and_then(|d| auth::cram(&d, &stamp)),
+                    Some(r) => auth::decode_with(r, |d| auth::cram(d, &stamp)),
                     None => return Ok(Some(End::Dropped)),
                 }
             }
@@ -631,13 +668,40 @@ impl Session {
                 });
             }
         };
-        match auth::check(&self.cfg.checkpassword, &cred) {
+        let user = String::from_utf8_lossy(&cred.user).into_owned();
+        let account = ::auth::canonical_login(&user);
+        let safe_user = qsys::logsafe::text(&cred.user);
+        let ip = self.cfg.remote_ip.clone();
+        if self.cfg.authfailaccountlimit > 0 {
+            let counters = self.cfg.counters();
+            match counters.count(limits::Kind::AuthFailAccount, &account, qsys::now()) {
+                Ok(n) if n >= self.cfg.authfailaccountlimit => {
+                    log(&format!(
+                        "AUTH refused: {n} failures for user={safe_user} in the last hour ip={}",
+                        qsys::logsafe::text(ip.as_bytes())
+                    ));
+                    self.send(
+                        "454 4.7.0 too many authentication failures for this account, try again later (#4.7.0)",
+                    );
+                    return Ok(None);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log(&format!("unable to read the AUTH failure counter: {e}"));
+                    self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                    return Ok(None);
+                }
+            }
+        }
+        let verdict = auth::check(&self.cfg.checkpassword, &cred);
+        drop(cred);
+        match verdict {
             Verdict::Ok => {
                 log(&format!(
-                    "AUTH {mech} user {} from {}",
-                    cred.user, self.cfg.remote_ip
+                    "AUTH {mech} user {safe_user} from {}",
+                    qsys::logsafe::text(ip.as_bytes())
                 ));
-                self.user = Some(cred.user);
+                self.user = Some(user);
                 self.send("235 2.7.0 ok, go ahead (#2.0.0)");
             }
             Verdict::Temporary => {
@@ -645,22 +709,16 @@ impl Session {
             }
             Verdict::Rejected => {
                 log(&format!(
-                    "AUTH {mech} failed for user {} from {}",
-                    cred.user, self.cfg.remote_ip
+                    "auth failed user={safe_user} ip={} mech={mech}",
+                    qsys::logsafe::text(ip.as_bytes())
                 ));
-                if self.cfg.authfaillimit > 0
-                    && let Err(e) = crate::state::count(
-                        &self.cfg.state_dir(),
-                        "authfail",
-                        &self.cfg.remote_ip,
-                        qsys::now(),
-                        true,
-                    )
-                {
-                    log(&format!("unable to count the AUTH failure: {e}"));
-                }
+                let counted = self.count_auth_failure(&account);
                 self.conn.flush()?;
                 std::thread::sleep(std::time::Duration::from_secs(self.cfg.authfaildelay));
+                if !counted {
+                    self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                    return Ok(Some(End::Dropped));
+                }
                 self.send("535 5.7.8 authentication failed (#5.7.8)");
                 if self.error() {
                     return Ok(Some(End::Dropped));
@@ -668,6 +726,35 @@ impl Session {
             }
         }
         Ok(None)
+    }
+
+    /// Count a failed AUTH against the client's address and the account; false (after
+    /// logging why) when a counter in use could not be written.
+    fn count_auth_failure(&self, account: &str) -> bool {
+        let counters = self.cfg.counters();
+        let now = qsys::now();
+        let ip = limits::ip_key(&self.cfg.remote_ip);
+        let mut ok = true;
+        for (limit, kind, key) in [
+            (
+                self.cfg.authfaillimit,
+                limits::Kind::AuthFailIp,
+                ip.as_str(),
+            ),
+            (
+                self.cfg.authfailaccountlimit,
+                limits::Kind::AuthFailAccount,
+                account,
+            ),
+        ] {
+            if limit > 0
+                && let Err(e) = counters.record(kind, key, now, 1)
+            {
+                log(&format!("unable to count the AUTH failure: {e}"));
+                ok = false;
+            }
+        }
+        ok
     }
 
     /// Send a 334 challenge and read the answer line (`None` at EOF).
@@ -826,19 +913,8 @@ impl Session {
         }
         match result {
             Ok(qp) => {
+                // the recipients were counted against the rate limit at RCPT
                 let user = self.user.clone();
-                if let Some(u) = &user
-                    && self.cfg.ratelimit > 0
-                    && let Err(e) = crate::state::count(
-                        &self.cfg.state_dir(),
-                        "rate",
-                        &u.to_ascii_lowercase(),
-                        qsys::now(),
-                        true,
-                    )
-                {
-                    log(&format!("unable to count the message: {e}"));
-                }
                 log(&format!(
                     "message accepted qp {qp} from {} <{sender}> to {} recipients{}",
                     self.cfg.remote_ip,
