@@ -677,6 +677,7 @@ pub fn wait_port(addr: &str, child: &mut Child) {
 /// something else bound it meanwhile. The caller checks for the tool first
 /// (`need_tool!(DNSMASQ, "dnsmasq-base")`).
 pub fn dnsmasq(records: &[&str]) -> (Server, u16) {
+    let mut why = String::new();
     for _ in 0..10 {
         let port = free_port();
         let mut cmd = Command::new(DNSMASQ);
@@ -695,7 +696,7 @@ pub fn dnsmasq(records: &[&str]) -> (Server, u16) {
         }
         cmd.args(records)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start dnsmasq");
         let addr = format!("127.0.0.1:{port}");
         let up = wait_until("dnsmasq to listen", 20, || {
@@ -707,8 +708,12 @@ pub fn dnsmasq(records: &[&str]) -> (Server, u16) {
         if up {
             return (Server(child), port);
         }
+        if let Some(mut err) = child.stderr.take() {
+            why.clear();
+            let _ = std::io::Read::read_to_string(&mut err, &mut why);
+        }
     }
-    panic!("dnsmasq did not start on any of 10 ports");
+    panic!("dnsmasq did not start on any of 10 ports: {why}");
 }
 
 /// Where Debian's dnsmasq-base installs dnsmasq.
