@@ -505,9 +505,9 @@ impl Drop for Server {
 /// this process: the kernel may offer a released port again, and the tests of one binary
 /// run in parallel, so two of them could otherwise get the same number and talk to each
 /// other's servers. Racy across processes (another test binary may bind it meanwhile):
-/// only for servers that can neither take port 0 and report it nor inherit a socket
-/// (dnsmasq, see [`dnsmasq`], which retries), and for services whose port is fixed in a
-/// control file before they start.
+/// only for a server that can neither take port 0 nor report a port (dnsmasq, see
+/// [`dnsmasq`], which retries). Others start on port 0: [`printed_port`],
+/// [`listen_port`].
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
