@@ -4,6 +4,7 @@
 //! Binaries are found next to the test executable's directory (`target/debug/`); CI
 //! builds them first with `cargo build --workspace --bins`.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,27 +31,89 @@ pub fn is_root() -> bool {
 
 /// A test that cannot run here (not root, a tool or package missing). Under `CI=true`
 /// (CI runs as root with every package installed) this fails the test: a skip there
-/// hides a broken setup. Elsewhere it prints `SKIPPED: test: reason` and appends the same
-/// line to `target/skipped-tests.txt`, which `tests/report-skips` prints after a run.
-/// Call it, then `return` from the test.
+/// hides a broken setup. Elsewhere it prints `SKIPPED: test: reason` straight to stderr
+/// (libtest hides what a passing test prints with `eprintln!`) and appends the same line
+/// to [`skip_list`], which the last e2e test binary (`tests/tests/zz_skipped.rs`) prints
+/// at the end of `cargo test`. Call it, then `return` from the test.
 pub fn skip(reason: &str) {
+    use std::io::Write;
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("?");
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test} cannot run under CI=true: {reason}");
     }
     let line = format!("SKIPPED: {test}: {reason}\n");
-    eprint!("{line}");
-    if let Some(target) = build_dir().parent() {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(target.join("skipped-tests.txt"))
-        {
-            let _ = f.write_all(line.as_bytes());
-        }
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_list())
+    {
+        let _ = f.write_all(line.as_bytes());
     }
+}
+
+/// `target/skipped-tests.txt`: the skips of this `cargo test` run (emptied by the e2e
+/// library's unit tests, which cargo runs first, and read by `zz_skipped.rs`, last).
+/// `E2E_SKIP_LIST` names another file (the harness's own tests use it).
+pub fn skip_list() -> PathBuf {
+    if let Some(p) = std::env::var_os("E2E_SKIP_LIST") {
+        return PathBuf::from(p);
+    }
+    let dir = build_dir();
+    dir.parent().unwrap_or(&dir).join("skipped-tests.txt")
+}
+
+/// Whether the program `tool` (an absolute path, or a name looked up in PATH and the sbin
+/// directories) exists; if not, [`skip`] naming the Debian `package` that provides it.
+pub fn have_tool(tool: &str, package: &str) -> bool {
+    if find_tool(tool).is_some() {
+        return true;
+    }
+    skip(&format!("{tool} is missing (apt-get install {package})"));
+    false
+}
+
+/// The path of program `tool`: itself when absolute, else the first match in PATH,
+/// /usr/local/sbin, /usr/sbin, /sbin.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let p = Path::new(tool);
+    if p.is_absolute() {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"])
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(tool))
+        .find(|c| c.is_file())
+}
+
+/// Whether `/usr/bin/python3` can import `module`; if not, [`skip`] naming `package`.
+pub fn have_python_module(module: &str, package: &str) -> bool {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        skip(&format!(
+            "python3 module {module} is missing (apt-get install {package})"
+        ));
+    }
+    ok
+}
+
+/// [`skip`] and return from the calling test unless tool `$tool` (see [`have_tool`]) is
+/// installed; `$package` is the Debian package that provides it.
+#[macro_export]
+macro_rules! need_tool {
+    ($tool:expr, $package:expr) => {
+        if !$crate::have_tool($tool, $package) {
+            return;
+        }
+    };
 }
 
 /// Skip (see [`skip`]) and return from the calling test unless it runs as root.
@@ -219,6 +282,13 @@ impl System {
         panic!("log never showed {needle:?}; log:\n{}", self.log_text());
     }
 
+    /// Wait until the log contains `needle` at least `n` times.
+    #[track_caller]
+    pub fn wait_log_count(&self, needle: &str, n: usize, secs: u64) {
+        let what = format!("{n} log lines with {needle:?}");
+        wait_until(&what, secs, || (self.log_count(needle) >= n).then_some(()));
+    }
+
     /// Count occurrences of `needle` in the log.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log_text().matches(needle).count()
@@ -321,7 +391,7 @@ pub fn wait_maildir(dir: &Path, n: usize, secs: u64) -> Vec<String> {
 thread_local! {
     /// The system users this test's thread holds (see [`lock_user`]); dropping a file
     /// releases its lock, which happens when the test's thread ends.
-    static USER_LOCKS: std::cell::RefCell<Vec<(String, std::fs::File)>> =
+    static USER_LOCKS: std::cell::RefCell<Vec<(String, nix::fcntl::Flock<std::fs::File>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -345,24 +415,22 @@ pub fn lock_user(name: &str) {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .unwrap_or_else(|e| panic!("open {path}: {e}"));
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    // SAFETY: flock on a descriptor owned by `f`.
-    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!("user {name} is in use by another test; waiting for {path}");
-        loop {
-            // SAFETY: as above.
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
-                break;
+    use nix::fcntl::{Flock, FlockArg};
+    let lock = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((f, _)) => {
+            eprintln!("user {name} is in use by another test; waiting for {path}");
+            let mut f = f;
+            loop {
+                match Flock::lock(f, FlockArg::LockExclusive) {
+                    Ok(lock) => break lock,
+                    Err((again, nix::errno::Errno::EINTR)) => f = again,
+                    Err((_, e)) => panic!("flock {path}: {e}"),
+                }
             }
-            let e = std::io::Error::last_os_error();
-            assert_eq!(
-                e.kind(),
-                std::io::ErrorKind::Interrupted,
-                "flock {path}: {e}"
-            );
         }
-    }
-    USER_LOCKS.with(|l| l.borrow_mut().push((name.to_string(), f)));
+    };
+    USER_LOCKS.with(|l| l.borrow_mut().push((name.to_string(), lock)));
 }
 
 /// A system user with a home and a Maildir, created when missing (root only). The user
@@ -436,7 +504,10 @@ impl Drop for Server {
 /// A TCP port on 127.0.0.1 that was free a moment ago, and never handed out before in
 /// this process: the kernel may offer a released port again, and the tests of one binary
 /// run in parallel, so two of them could otherwise get the same number and talk to each
-/// other's servers.
+/// other's servers. Racy across processes (another test binary may bind it meanwhile):
+/// only for a server that can neither take port 0 nor report a port (dnsmasq, see
+/// [`dnsmasq`], which retries). Others start on port 0: [`printed_port`],
+/// [`listen_port`].
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -450,6 +521,136 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no TCP port left that this process has not used yet");
+}
+
+/// A TCP port on 127.0.0.1 that refuses connections for as long as the returned socket
+/// lives: bound, never listening, so no other process can take the port meanwhile
+/// (what a test of "connection refused" needs, without [`free_port`]'s race).
+pub fn refusing_port() -> (OwnedFd, u16) {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::LOCALHOST,
+            0,
+        )),
+    )
+    .expect("bind 127.0.0.1:0");
+    let port = getsockname::<SockaddrIn>(fd.as_raw_fd())
+        .expect("getsockname")
+        .port();
+    (fd, port)
+}
+
+/// A UDP port on 127.0.0.1 where nothing answers, for as long as the returned socket
+/// lives: the socket holds the port but is connected to 127.0.0.1:9, so the kernel
+/// delivers it nothing from anyone else and answers their datagrams with "port
+/// unreachable" (a DNS server that is down, at once, without [`free_port`]'s race).
+pub fn refusing_udp_port() -> (std::net::UdpSocket, u16) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    s.connect("127.0.0.1:9").expect("connect udp");
+    let port = s.local_addr().expect("udp local_addr").port();
+    (s, port)
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, at most `secs` seconds; panics
+/// naming `what` (and the caller's line) otherwise. The one way these tests wait for a
+/// state: on the file, log line or port that proves it, never a fixed sleep.
+#[track_caller]
+pub fn wait_until<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>) -> T {
+    let caller = std::panic::Location::caller();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({secs} s, at {caller})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait until the clock's second is past the modification second of `path` (qmail's
+/// POP3 server, like qmail-pop3d, does not show a message of the current second).
+pub fn wait_past_mtime(path: &Path) {
+    let mtime = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    let second = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    wait_until("the next second", 5, || {
+        (second(std::time::SystemTime::now()) > second(mtime)).then_some(())
+    });
+}
+
+/// The port a server started on port 0 printed as the first line of its stdout (our
+/// and Debian's `tcpserver -1`, the python servers of these tests); `child`'s stdout
+/// must be piped. Panics with what it printed instead.
+pub fn printed_port(child: &mut Child) -> u16 {
+    use std::io::BufRead;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    line.trim().parse().unwrap_or_else(|_| {
+        let st = child.try_wait();
+        panic!("server printed {line:?} instead of its port (exit: {st:?})")
+    })
+}
+
+/// The TCP port process `pid` listens on (its first listening socket), read from /proc:
+/// how a test learns the port of a server started on port 0 that does not print it
+/// (postfix's smtp-sink).
+pub fn listen_port(pid: u32) -> Option<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(l) = std::fs::read_link(e.path()) {
+            let l = l.to_string_lossy();
+            if let Some(n) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(n.to_string());
+            }
+        }
+    }
+    for table in [
+        format!("/proc/{pid}/net/tcp"),
+        format!("/proc/{pid}/net/tcp6"),
+    ] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let hex = f[1].rsplit(':').next()?;
+                return u16::from_str_radix(hex, 16).ok();
+            }
+        }
+    }
+    None
+}
+
+/// Wait until `child` listens on a TCP port and return it (panics if it exits first).
+pub fn wait_listen_port(child: &mut Child) -> u16 {
+    let pid = child.id();
+    wait_until("a server to listen", 20, || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("server {pid} exited before listening: {st}");
+        }
+        listen_port(pid)
+    })
 }
 
 /// Wait until something accepts TCP connections on `addr` (panics if `child` exits).
@@ -470,34 +671,53 @@ pub fn wait_port(addr: &str, child: &mut Child) {
 /// dnsmasq on 127.0.0.1 answering only from `records` (dnsmasq options such as
 /// `--txt-record=NAME,TEXT`, `--address=/NAME/IP`); everything under `.test` that it does
 /// not know is NXDOMAIN, and nothing is forwarded. Returns the server and its port.
+///
+/// dnsmasq cannot be told to take port 0 (`--port=0` turns DNS off) nor report one, so
+/// this takes a [`free_port`] and starts again on another one when dnsmasq exits because
+/// something else bound it meanwhile. The caller checks for the tool first
+/// (`need_tool!(DNSMASQ, "dnsmasq-base")`).
 pub fn dnsmasq(records: &[&str]) -> (Server, u16) {
-    let bin = "/usr/sbin/dnsmasq";
-    assert!(
-        Path::new(bin).exists(),
-        "dnsmasq is missing (apt-get install dnsmasq-base)"
-    );
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--no-daemon",
-        &format!("--port={port}"),
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--pid-file=",
-        "--local=/test/",
-    ]);
-    if is_root() {
-        cmd.arg("--user=root");
+    let mut why = String::new();
+    for _ in 0..10 {
+        let port = free_port();
+        let mut cmd = Command::new(DNSMASQ);
+        cmd.args([
+            "--no-daemon",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--local=/test/",
+        ]);
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        cmd.args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start dnsmasq");
+        let addr = format!("127.0.0.1:{port}");
+        let up = wait_until("dnsmasq to listen", 20, || {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Some(true);
+            }
+            child.try_wait().ok().flatten().map(|_| false)
+        });
+        if up {
+            return (Server(child), port);
+        }
+        if let Some(mut err) = child.stderr.take() {
+            why.clear();
+            let _ = std::io::Read::read_to_string(&mut err, &mut why);
+        }
     }
-    cmd.args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("start dnsmasq");
-    wait_port(&format!("127.0.0.1:{port}"), &mut child);
-    (Server(child), port)
+    panic!("dnsmasq did not start on any of 10 ports: {why}");
 }
+
+/// Where Debian's dnsmasq-base installs dnsmasq.
+pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
 #[cfg(test)]
 mod tests {
@@ -506,13 +726,81 @@ mod tests {
     /// Whether another open file description can take the lock of user `name` now.
     fn free_now(name: &str) -> bool {
         let f = std::fs::File::open(format!("/tmp/qmail-e2e-user.{name}.lock")).unwrap();
-        // SAFETY: flock on a descriptor owned by `f`.
-        unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                libc::LOCK_EX | libc::LOCK_NB,
-            ) == 0
-        }
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+    }
+
+    /// Cargo runs this library's unit tests before the e2e test binaries, and
+    /// `zz_skipped.rs` last: so a `cargo test` run reports the skips of that run only.
+    #[test]
+    fn a_run_starts_with_an_empty_skip_list() {
+        let _ = std::fs::remove_file(skip_list());
+    }
+
+    /// Run by [`a_skip_fails_under_ci_and_is_shown_and_listed_elsewhere`] only.
+    #[test]
+    #[ignore]
+    fn skipping_test() {
+        skip("the reason");
+    }
+
+    #[test]
+    fn a_skip_fails_under_ci_and_is_shown_and_listed_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("skips");
+        let run = |ci: &str| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "tests::skipping_test", "--ignored"])
+                .env("CI", ci)
+                .env("E2E_SKIP_LIST", &list)
+                .output()
+                .unwrap()
+        };
+        let o = run("true");
+        assert!(!o.status.success(), "a skip fails under CI=true");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("cannot run under CI=true: the reason"),
+            "{o:?}"
+        );
+        assert!(!list.exists());
+        let o = run("");
+        assert!(o.status.success(), "{o:?}");
+        let line = "SKIPPED: tests::skipping_test: the reason\n";
+        // shown although libtest captures the output of a passing test
+        assert!(String::from_utf8_lossy(&o.stderr).contains(line), "{o:?}");
+        assert_eq!(std::fs::read_to_string(&list).unwrap(), line);
+    }
+
+    #[test]
+    fn a_refusing_port_refuses() {
+        let (_held, port) = refusing_port();
+        let e = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_refusing_udp_port_refuses() {
+        let (_held, port) = refusing_udp_port();
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send(b"query").unwrap();
+        let e = c.recv(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn listen_port_finds_a_port_0_listener() {
+        let mut child = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\ntime.sleep(30)",
+            ])
+            .spawn()
+            .expect("python3");
+        let port = wait_listen_port(&mut child);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! and of the installed run scripts, with real processes in temporary directories.
 //!
 //! Interop tests run Debian's daemontools (`/usr/bin/svstat`, `svc`, `svok`,
-//! `supervise`, `tai64nlocal`) against ours and ours against theirs; they fail when
-//! the package is missing (CI installs it). Tests that change uids need root and skip
-//! otherwise; everything else also runs as an ordinary user.
+//! `supervise`, `tai64nlocal`) against ours and ours against theirs; they skip
+//! (`e2e::skip`) when the package is missing (CI installs it). Tests that change uids
+//! need root and skip otherwise; everything else also runs as an ordinary user.
 
 use e2e::*;
 use std::os::unix::fs::PermissionsExt;
@@ -19,6 +19,14 @@ fn bin(name: &str) -> PathBuf {
     build_dir().join(name)
 }
 
+/// Skip (`e2e::skip`) and return unless Debian's daemontools is installed.
+macro_rules! need_daemontools {
+    () => {
+        need_tool!("/usr/bin/supervise", "daemontools");
+    };
+}
+
+/// Debian's program `name` (the test checked with `need_daemontools!` first).
 fn debian(name: &str) -> PathBuf {
     let p = PathBuf::from("/usr/bin").join(name);
     assert!(
@@ -49,19 +57,8 @@ fn write_exec(path: &Path, text: &str) {
 /// Poll `f` until it returns Some, panicking with `what` after the deadline. The panic
 /// names the caller's line (track_caller all the way up from the test).
 #[track_caller]
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(DEADLINE),
-            "timed out waiting for {what} ({DEADLINE} s, polled from {})",
-            std::panic::Location::caller()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, DEADLINE, f)
 }
 
 fn run(prog: &Path, args: &[&str]) -> Output {
@@ -380,6 +377,7 @@ fn svc_letters_drive_supervise() {
     svc(&s, "-k");
     wait_status(&s, |x| x.starts_with("down "), "down after -o -k");
     let n = starts(&s);
+    // proving an absence: supervise would restart within its 1 s start pause
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(starts(&s), n, "not restarted after -o");
     assert!(!alive(pid4));
@@ -407,6 +405,7 @@ fn down_file_keeps_the_service_down_until_asked() {
         st.ends_with(" seconds"),
         "no 'normally up' with ./down: {st}"
     );
+    // proving an absence: a wrongly started service would have run its script by now
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(starts(&s), 0);
     svc(&s, "-u");
@@ -457,6 +456,7 @@ fn svstat_wording_for_missing_and_stopped_supervise() {
 /// Debian's svstat, svc and svok against our supervise.
 #[test]
 fn debian_tools_work_against_our_supervise() {
+    need_daemontools!();
     let d = tmp();
     let s = d.path().join("svc");
     sleeper(&s);
@@ -496,6 +496,7 @@ fn debian_tools_work_against_our_supervise() {
 /// Our svstat, svc and svok against Debian's supervise.
 #[test]
 fn our_tools_work_against_debian_supervise() {
+    need_daemontools!();
     let d = tmp();
     let s = d.path().join("svc");
     sleeper(&s);
@@ -516,10 +517,16 @@ fn our_tools_work_against_debian_supervise() {
     let pid2 = wait_for("restart after -t", || {
         up_pid(&svstat(&s)).filter(|&p| p != pid)
     });
-    // Debian's supervise blocks commands for a second after each start
-    std::thread::sleep(Duration::from_millis(1100));
-    svc(&s, "-d");
-    let st = wait_status(&s, |x| x.starts_with("down "), "down");
+    // Debian's supervise reads no command for a second after each start: ask until
+    // it is down (-d again is harmless)
+    let st = wait_for("down after -d", || {
+        let st = svstat(&s);
+        if st.starts_with("down ") {
+            return Some(st);
+        }
+        svc(&s, "-d");
+        None
+    });
     assert!(st.ends_with(", normally up"), "{st}");
     assert!(!alive(pid2) || proc_state(pid2) == 'Z');
     svc(&s, "-x");
@@ -854,6 +861,7 @@ fn multilog_patterns_stderr_and_status_file() {
 
 #[test]
 fn timestamps_read_by_our_and_debians_tai64nlocal() {
+    need_daemontools!();
     let d = tmp();
     let o = multilog(d.path(), &["t", "./ts"], b"first\nsecond\n");
     assert!(o.status.success());
@@ -979,7 +987,7 @@ fn envdir_envuidgid_setuidgid() {
     assert_eq!(o.status.code(), Some(111));
     assert!(String::from_utf8_lossy(&o.stderr).contains("setuidgid: fatal: unknown account"));
     if !is_root() {
-        eprintln!("setuidgid uid change skipped: needs root");
+        skip("the setuidgid uid change needs root (the rest ran)");
         return;
     }
     let o = run(&bin("setuidgid"), &["nobody", "sh", "-c", "id -u; id -G"]);
@@ -1000,10 +1008,7 @@ impl Drop for Mount {
 /// line is there, in order.
 #[test]
 fn multilog_survives_a_full_disk_without_losing_lines() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small tmpfs needs root");
-        return;
-    }
+    need_root!(); // to mount a small tmpfs
     use std::io::Write;
     let d = tmp();
     let fs = d.path().join("fs");
@@ -1014,7 +1019,7 @@ fn multilog_survives_a_full_disk_without_losing_lines() {
         .status()
         .unwrap();
     if !st.success() {
-        eprintln!("skipped: this machine refuses to mount a tmpfs (no CAP_SYS_ADMIN)");
+        skip("this machine refuses to mount a tmpfs (no CAP_SYS_ADMIN)");
         return;
     }
     let _m = Mount(fs.clone());
@@ -1100,6 +1105,7 @@ fn log_has_50_lines(s: &Path) -> Option<()> {
 /// Debian's svscan starting our supervise (found first in $PATH) and our multilog.
 #[test]
 fn debian_svscan_runs_our_supervise() {
+    need_daemontools!();
     let d = tmp();
     let sv = d.path().join("service");
     let s = sv.join("chatty");
@@ -1143,6 +1149,7 @@ fn debian_svscan_runs_our_supervise() {
 /// and Debian's multilog; our SIGTERM shutdown drives Debian's supervise too.
 #[test]
 fn our_svscan_runs_debian_supervise() {
+    need_daemontools!();
     let d = tmp();
     let lonely = d.path().join("bin");
     std::fs::create_dir(&lonely).unwrap();
@@ -1212,6 +1219,7 @@ fn svscan_second_term_kills_a_stubborn_service() {
     wait_for("want down", || {
         svstat(&s).ends_with(", want down").then_some(())
     });
+    // proving an absence: svscan keeps waiting for the service that ignores TERM
     std::thread::sleep(Duration::from_millis(1500));
     assert!(scan.try_wait().unwrap().is_none(), "still waiting");
     assert!(alive(pid));
@@ -1296,6 +1304,7 @@ type Outcome = (Vec<(u64, u32)>, Vec<u8>, Vec<u8>, Vec<u8>);
 /// cut points (sizes of every rotated file), contents, modes, `=` file and `e` output.
 #[test]
 fn multilog_cuts_files_exactly_like_debians() {
+    need_daemontools!();
     let d = tmp();
     let input = d.path().join("input");
     let mut text = String::new();
@@ -1358,6 +1367,7 @@ fn multilog_cuts_files_exactly_like_debians() {
 /// second, and both svstats say "want up".
 #[test]
 fn unstartable_run_is_down_and_wants_up() {
+    need_daemontools!();
     let d = tmp();
     let s = d.path().join("svc");
     std::fs::create_dir(&s).unwrap();
@@ -1395,6 +1405,7 @@ fn unstartable_run_is_down_and_wants_up() {
 /// at the first match, trailing stars, literal stars, empty lines and patterns).
 #[test]
 fn multilog_patterns_agree_with_debians() {
+    need_daemontools!();
     let d = tmp();
     let lines = "hello\nhello world\nab:c d\na*b\n\nxyz\nnamed[12]: Cleaned cache of 3\n\
                  error: disk\nwarning: error here\n***\nabcabc\n";
@@ -1449,6 +1460,7 @@ fn multilog_patterns_agree_with_debians() {
 /// A processor gives the same rotated files under Debian's multilog and ours.
 #[test]
 fn multilog_processor_agrees_with_debians() {
+    need_daemontools!();
     let d = tmp();
     let mut input = String::new();
     for i in 0..600 {

@@ -4,7 +4,7 @@
 //! virtual users made with qmail-vuser and fed through qmail-send and qmail-vdeliver.
 //!
 //! Tests that create users or change uids need root (CI runs them as root); without
-//! root they say so and return. `pop3d_session_over_pipes` runs as anyone.
+//! root, or without a Debian tool they use, they skip (`e2e::skip`). `pop3d_session_over_pipes` runs as anyone.
 
 use e2e::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,6 +33,15 @@ fn system() -> System {
     }
     sys.control("pop3authdelay", "0\n");
     sys
+}
+
+/// Skip (`e2e::skip`) and return unless this test can make system users: root, and
+/// mkpasswd for the hash types ([`TestUser::new`]).
+macro_rules! need_users {
+    () => {
+        need_root!();
+        need_tool!("mkpasswd", "whois");
+    };
 }
 
 /// A system account for one test, removed when dropped.
@@ -210,14 +219,7 @@ fn pop3_server_opts(
                 .unwrap(),
         ));
     let mut child = cmd.spawn().expect("start tcpserver");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("tcpserver -1 said {line:?}"));
+    let port = printed_port(&mut child);
     (Server(child), port)
 }
 
@@ -320,7 +322,7 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn system_users_with_each_hash_type() {
-    need_root!();
+    need_users!();
     let sys = system();
     let (_srv, port) = pop3_server(&sys, false, &[]);
     let cases = [
@@ -375,7 +377,7 @@ fn system_users_with_each_hash_type() {
 
 #[test]
 fn processes_run_as_qmaild_and_the_mailbox_owner() {
-    need_root!();
+    need_users!();
     let sys = system();
     let (_srv, port) = pop3_server(&sys, false, &[]);
     let u = TestUser::new("vtest_p3uid", "Pass-word-9", Some("sha-512"));
@@ -462,7 +464,7 @@ except Exception as e:
 
 #[test]
 fn retrieve_delete_disconnect_and_top() {
-    need_root!();
+    need_users!();
     let sys = system();
     let (_srv, port) = pop3_server(&sys, false, &[]);
     let u = TestUser::new("vtest_p3ses", "Pass-word-9", Some("sha-512"));
@@ -498,7 +500,7 @@ fn retrieve_delete_disconnect_and_top() {
 
 #[test]
 fn ten_thousand_messages() {
-    need_root!();
+    need_users!();
     let sys = system();
     let (_srv, port) = pop3_server(&sys, false, &[]);
     let u = TestUser::new("vtest_p3big", "Pass-word-9", Some("sha-512"));
@@ -532,7 +534,8 @@ p.quit()
 
 #[test]
 fn fetchmail_fetches_and_deletes() {
-    need_root!();
+    need_users!();
+    need_tool!("fetchmail", "fetchmail");
     let sys = system();
     let (_srv, port) = pop3_server(&sys, false, &[]);
     let u = TestUser::new("vtest_p3fm", "Pass-word-9", Some("sha-512"));
@@ -654,7 +657,7 @@ print('inject', t.recv(100))
 
 #[test]
 fn virtual_user_over_stls_pop3s_apop_and_auth_plain() {
-    need_root!();
+    need_users!();
     let sys = system();
     certificate(&sys);
     let owner = TestUser::new("vtest_p3vm", "Pass-word-9", Some("sha-512"));
@@ -730,7 +733,7 @@ except poplib.error_proto as e:
 
 #[test]
 fn virtual_user_receives_mail_and_quota_is_enforced() {
-    need_root!();
+    need_users!();
     let mut sys = system();
     let owner = TestUser::new("vtest_p3vq", "Pass-word-9", Some("sha-512"));
     vuser_ok(
@@ -788,8 +791,8 @@ fn virtual_user_receives_mail_and_quota_is_enforced() {
     );
     let bob_md = sys.root.join("vdomains/quota.example/bob/Maildir");
     wait_maildir(&bob_md, 1, 30);
-    // messages of the current second are invisible to POP3: wait a second
-    std::thread::sleep(Duration::from_millis(1100));
+    // messages of the current second are invisible to POP3: wait for the next one
+    wait_past_mtime(&maildir_new(&bob_md)[0]);
     let (_srv, port) = pop3_server(&sys, false, &[]);
     let out = login(port, "bob@quota.example", "Quota-Pass-43");
     assert!(out.starts_with("ok (1, "), "{out}");
@@ -804,7 +807,7 @@ fn virtual_user_receives_mail_and_quota_is_enforced() {
 
 #[test]
 fn checkpassword_verifies_for_qmaild_with_the_shadow_group() {
-    need_root!();
+    need_users!();
     let sys = system();
     let u = TestUser::new("vtest_p3cp", "Pass-word-9", None);
     let owner = TestUser::new("vtest_p3co", "Pass-word-9", Some("sha-512"));
@@ -873,7 +876,7 @@ fn checkpassword_verifies_for_qmaild_with_the_shadow_group() {
 
 #[test]
 fn virtual_user_receives_by_smtp_and_reads_by_pop3() {
-    need_root!();
+    need_users!();
     let mut sys = system();
     let owner = TestUser::new("vtest_p3sm", "Pass-word-9", Some("sha-512"));
     vuser_ok(
@@ -924,7 +927,8 @@ print('sent')
     let md = sys.root.join("vdomains/smtp.example/eve/Maildir");
     let got = wait_maildir(&md, 1, 30);
     assert!(got[0].contains("hello eve"), "{}", got[0]);
-    std::thread::sleep(Duration::from_millis(1100));
+    // messages of the current second are invisible to POP3: wait for the next one
+    wait_past_mtime(&maildir_new(&md)[0]);
     let (_srv, port) = pop3_server(&sys, false, &[]);
     let out = py(
         r#"
@@ -963,7 +967,7 @@ print(p.retr(1)[1][-1]); p.dele(1); p.quit()
 
 #[test]
 fn large_messages_through_the_tls_relay() {
-    need_root!();
+    need_users!();
     let sys = system();
     certificate(&sys);
     let u = TestUser::new("vtest_p3tl", "Pass-word-9", Some("sha-512"));
@@ -1018,6 +1022,9 @@ fn as_user<'a>(cmd: &'a mut Command, user: Option<&TestUser>) -> &'a mut Command
 
 #[test]
 fn single_user_install_runs_everything_as_one_user() {
+    if is_root() {
+        need_tool!("mkpasswd", "whois");
+    }
     // DESIGN section 4: started by a user other than root, every program runs as that
     // user, with the same code paths. As root, a test user plays that user.
     let owner = is_root().then(|| TestUser::new("vtest_p3one", "Pass-word-9", Some("sha-512")));
@@ -1127,7 +1134,7 @@ fn single_user_install_runs_everything_as_one_user() {
 
 #[test]
 fn plaintext_policy_from_control_and_tcprules() {
-    need_root!();
+    need_users!();
     let sys = system();
     certificate(&sys);
     let u = TestUser::new("vtest_p3pl", "Pass-word-9", Some("sha-512"));
@@ -1165,6 +1172,9 @@ fn plaintext_policy_from_control_and_tcprules() {
 
 #[test]
 fn adddomain_tells_qmail_send_to_reread_through_supervise() {
+    if is_root() {
+        need_tool!("mkpasswd", "whois");
+    }
     // as root or not: the tool writes `h` to qmail-send's supervise control fifo
     let sys = system();
     let sup = sys.root.join("supervise/qmail-send/supervise");
@@ -1209,12 +1219,10 @@ fn adddomain_tells_qmail_send_to_reread_through_supervise() {
 
 #[test]
 fn debian_tcpserver_and_openssl_s_client() {
-    need_root!();
+    need_users!();
+    need_tool!("/usr/bin/tcpserver", "ucspi-tcp");
+    need_tool!("openssl", "openssl");
     let theirs = Path::new("/usr/bin/tcpserver");
-    if !theirs.exists() {
-        eprintln!("skipped: Debian's ucspi-tcp is not installed");
-        return;
-    }
     let sys = system();
     certificate(&sys);
     let u = TestUser::new("vtest_p3deb", "Pass-word-9", Some("sha-512"));
@@ -1233,12 +1241,8 @@ fn debian_tcpserver_and_openssl_s_client() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let port = printed_port(&mut child);
     let _srv = Server(child);
-    let port: u16 = line.trim().parse().unwrap();
     let mut c = Command::new("openssl")
         .args([
             "s_client",
@@ -1283,7 +1287,7 @@ fn debian_tcpserver_and_openssl_s_client() {
 
 #[test]
 fn failures_per_address_are_limited_across_connections() {
-    need_root!();
+    need_users!();
     let sys = system();
     // qmail-smtpd's counter directory, shared with qmail-popup (owner qmaild, 0700)
     let state = sys.root.join("smtpd");
@@ -1327,7 +1331,7 @@ for pw in ('bad-1', 'bad-2', sys.argv[3]):
 
 #[test]
 fn idle_clients_are_disconnected() {
-    need_root!();
+    need_users!();
     let sys = system();
     sys.control("timeoutpop3d", "1\n");
     let u = TestUser::new("vtest_p3idl", "Pass-word-9", Some("sha-512"));

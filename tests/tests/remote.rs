@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::{Server, dnsmasq, free_port, is_root, wait_port};
+use e2e::{
+    DNSMASQ, Server, dnsmasq, have_python_module, is_root, need_root, need_tool, refusing_port,
+    refusing_udp_port, wait_listen_port,
+};
 
 fn built(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -30,17 +33,21 @@ fn built(name: &str) -> PathBuf {
     p
 }
 
-fn need(tool: &str) -> String {
-    assert!(
-        Path::new(tool).exists(),
-        "{tool} is missing (apt-get install dnsmasq-base postfix python3-aiosmtpd)"
-    );
-    tool.to_string()
+const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+
+/// Skip (e2e::skip) and return unless aiosmtpd is installed.
+macro_rules! need_aiosmtpd {
+    () => {
+        if !have_python_module("aiosmtpd", "python3-aiosmtpd") {
+            return;
+        }
+    };
 }
 
 /// A temporary installation with qmail-remote and its controls.
 struct Home {
     dir: tempfile::TempDir,
+    _no_dns: Option<std::net::UdpSocket>,
 }
 
 impl Home {
@@ -57,11 +64,20 @@ impl Home {
         ctl("smtproutes", routes);
         ctl("timeoutconnect", "5\n");
         ctl("timeoutremote", "30\n");
-        // Never the system resolver: a port nobody listens on if no DNS is needed.
-        let ns = format!("127.0.0.1:{}\n", dns_port.unwrap_or_else(free_port));
-        ctl("nameservers", &ns);
+        // Never the system resolver: a port where nothing answers if no DNS is needed.
+        let (no_dns, port) = match dns_port {
+            Some(p) => (None, p),
+            None => {
+                let (held, p) = refusing_udp_port();
+                (Some(held), p)
+            }
+        };
+        ctl("nameservers", &format!("127.0.0.1:{port}\n"));
         std::fs::write(h.join("queue/lock/tcpto"), [0u8; 1024]).unwrap();
-        Home { dir }
+        Home {
+            dir,
+            _no_dns: no_dns,
+        }
     }
 
     fn path(&self) -> &Path {
@@ -92,9 +108,10 @@ impl Home {
     }
 }
 
-fn smtp_sink(addr: &str, knobs: &[&str]) -> Server {
-    let bin = need("/usr/sbin/smtp-sink");
-    let mut cmd = Command::new(bin);
+/// Postfix's smtp-sink on `addr` (port 0: one of the kernel's choice); returns it and
+/// the port it listens on. The caller checks for the tool first.
+fn smtp_sink(addr: &str, knobs: &[&str]) -> (Server, u16) {
+    let mut cmd = Command::new(SMTP_SINK);
     if is_root() {
         cmd.args(["-u", "nobody"]);
     }
@@ -104,19 +121,19 @@ fn smtp_sink(addr: &str, knobs: &[&str]) -> Server {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("start smtp-sink");
-    wait_port(addr, &mut child);
-    Server(child)
+    let port = wait_listen_port(&mut child);
+    (Server(child), port)
 }
 
-fn aiosmtpd(addr: &str, mailbox: &Path) -> Server {
-    aiosmtpd_with(addr, mailbox, &[])
+fn aiosmtpd(mailbox: &Path) -> (Server, u16) {
+    aiosmtpd_with(mailbox, &[])
 }
 
-/// aiosmtpd keeping mail in the Maildir `mailbox`; `extra` options come first.
-fn aiosmtpd_with(addr: &str, mailbox: &Path, extra: &[&str]) -> Server {
-    let py = need("/usr/bin/python3");
-    let mut child = Command::new(py)
-        .args(["-m", "aiosmtpd", "-n", "-l", addr])
+/// aiosmtpd on 127.0.0.1 (a port of the kernel's choice) keeping mail in the Maildir
+/// `mailbox`; `extra` options come first. Returns it and its port.
+fn aiosmtpd_with(mailbox: &Path, extra: &[&str]) -> (Server, u16) {
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:0"])
         .args(extra)
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
         .arg(mailbox)
@@ -124,8 +141,8 @@ fn aiosmtpd_with(addr: &str, mailbox: &Path, extra: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start aiosmtpd");
-    wait_port(addr, &mut child);
-    Server(child)
+    let port = wait_listen_port(&mut child);
+    (Server(child), port)
 }
 
 const MESSAGE: &[u8] = b"From: a@me.example.test\nTo: b@example.test\nSubject: e2e remote\n\nfirst line\n.leading dot\nlast line\n";
@@ -141,11 +158,10 @@ fn usage_error() {
 
 #[test]
 fn smtproutes_with_port_delivers_content() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    need_aiosmtpd!();
     let tmp = tempfile::tempdir().unwrap();
     let mbox = tmp.path().join("maildir");
-    let _srv = aiosmtpd(&addr, &mbox);
+    let (_srv, port) = aiosmtpd(&mbox);
     let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
     let r = home.remote(
         &[
@@ -179,8 +195,8 @@ fn smtproutes_with_port_delivers_content() {
 
 #[test]
 fn rcpt_5xx_is_hard() {
-    let port = free_port();
-    let _srv = smtp_sink(&format!("127.0.0.1:{port}"), &["-f", "RCPT"]);
+    need_tool!(SMTP_SINK, "postfix");
+    let (_srv, port) = smtp_sink("127.0.0.1:0", &["-f", "RCPT"]);
     let home = Home::new(&format!(":[127.0.0.1]:{port}\n"), None);
     let r = home.remote(
         &["x.example.test", "a@me.example.test", "b@x.example.test"],
@@ -196,8 +212,8 @@ fn rcpt_5xx_is_hard() {
 
 #[test]
 fn rcpt_4xx_is_soft() {
-    let port = free_port();
-    let _srv = smtp_sink(&format!("127.0.0.1:{port}"), &["-r", "RCPT"]);
+    need_tool!(SMTP_SINK, "postfix");
+    let (_srv, port) = smtp_sink("127.0.0.1:0", &["-r", "RCPT"]);
     let home = Home::new(&format!("x.example.test:127.0.0.1:{port}\n"), None);
     let r = home.remote(
         &["x.example.test", "a@me.example.test", "b@x.example.test"],
@@ -214,7 +230,7 @@ fn rcpt_4xx_is_soft() {
 
 #[test]
 fn connection_refused_is_temporary() {
-    let port = free_port();
+    let (_refusing, port) = refusing_port();
     let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
     let r = home.remote(
         &["example.test", "a@me.example.test", "b@example.test"],
@@ -295,6 +311,7 @@ fn greeting_failure_and_garbage() {
 
 #[test]
 fn nxdomain_is_permanent() {
+    need_tool!(DNSMASQ, "dnsmasq-base");
     let (_dns, dport) = dnsmasq(&[]);
     let home = Home::new("", Some(dport));
     let r = home.remote(
@@ -309,6 +326,7 @@ fn nxdomain_is_permanent() {
 
 #[test]
 fn mx_pointing_at_this_host_is_refused() {
+    need_tool!(DNSMASQ, "dnsmasq-base");
     let (_dns, dport) = dnsmasq(&[
         "--mx-host=self.test,mx.self.test,10",
         "--host-record=mx.self.test,127.0.0.1",
@@ -325,10 +343,9 @@ fn mx_pointing_at_this_host_is_refused() {
 
 #[test]
 fn mx_lookup_delivers() {
-    if !is_root() {
-        eprintln!("note: mx_lookup_delivers skipped: binding 127.0.0.2:25 needs root");
-        return;
-    }
+    need_root!(); // to bind 127.0.0.2:25
+    need_tool!(DNSMASQ, "dnsmasq-base");
+    need_tool!(SMTP_SINK, "postfix");
     let (_dns, dport) = dnsmasq(&[
         "--mx-host=example.test,mail.example.test,10",
         "--host-record=mail.example.test,127.0.0.2",
@@ -356,9 +373,11 @@ fn maildir_text(dir: &Path) -> String {
 
 #[test]
 fn starttls_is_used_when_offered() {
+    need_tool!("/usr/bin/openssl", "openssl");
+    need_aiosmtpd!();
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = (tmp.path().join("c.pem"), tmp.path().join("k.pem"));
-    let st = Command::new(need("/usr/bin/openssl"))
+    let st = Command::new("/usr/bin/openssl")
         .args([
             "req",
             "-x509",
@@ -379,12 +398,10 @@ fn starttls_is_used_when_offered() {
         .status()
         .unwrap();
     assert!(st.success(), "openssl req failed");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
     let mbox = tmp.path().join("maildir");
     // aiosmtpd requires STARTTLS before MAIL when it has a certificate: delivery proves TLS.
     let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let _srv = aiosmtpd_with(&addr, &mbox, &["--tlscert", c, "--tlskey", k]);
+    let (_srv, port) = aiosmtpd_with(&mbox, &["--tlscert", c, "--tlskey", k]);
     let home = Home::new(&format!("example.test:[127.0.0.1]:{port}\n"), None);
     let r = home.remote(
         &["example.test", "a@me.example.test", "b@example.test"],
@@ -472,7 +489,7 @@ fn tcpto_and_tcpok() {
 
 #[test]
 fn dns_server_down_is_temporary() {
-    // nameservers points at a free port with nobody listening.
+    // nameservers points at a port where nothing answers (refusing_udp_port).
     let home = Home::new("", None);
     let r = home.remote(
         &["example.test", "a@me.example.test", "b@example.test"],

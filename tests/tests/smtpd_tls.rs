@@ -72,6 +72,7 @@ print('VERSION', t.version())
 
 #[test]
 fn starttls_with_smtplib_and_openssl_into_the_maildir() {
+    need_tool!("openssl", "openssl");
     let mut sys = system();
     install_cert(&sys);
     sys.control("tlsrequired", "1\n");
@@ -145,6 +146,7 @@ s.quit()
 
 #[test]
 fn smtps_auth_plain_login_cram_md5_into_the_maildir() {
+    need_tool!("openssl", "openssl");
     let mut sys = system();
     install_cert(&sys);
     sys.control("authcrammd5", "1\n");
@@ -318,6 +320,7 @@ fn submission_requires_auth_and_limits_what_users_send() {
 
 #[test]
 fn cram_md5_without_tls_and_auth_failure_lockout() {
+    need_tool!("openssl", "openssl");
     let sys = system();
     sys.control("authcrammd5", "1\n");
     sys.control("authfaillimit", "3\n");
@@ -367,6 +370,7 @@ s.quit()
 
 #[test]
 fn swaks_auth_over_starttls_on_submission() {
+    need_tool!("swaks", "swaks");
     let sys = system();
     install_cert(&sys);
     let cp = test_checkpassword(&sys);
@@ -425,10 +429,7 @@ fn swaks_auth_over_starttls_on_submission() {
 
 #[test]
 fn auth_through_the_real_checkpassword() {
-    if !is_root() {
-        eprintln!("skipped: needs root (system account, setgid shadow)");
-        return;
-    }
+    need_root!(); // a system account, setgid shadow
     let sys = system();
     install_cert(&sys);
     local_user("qsmtpauth");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{Server, build_dir, dnsmasq, is_root};
+use e2e::{DNSMASQ, Server, build_dir, dnsmasq, is_root, need_root, need_tool, printed_port};
 
 fn bin(name: &str) -> PathBuf {
     build_dir().join(name)
@@ -37,14 +37,7 @@ fn tcpserver_env(
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("start tcpserver");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("tcpserver printed {line:?}"));
+    let port = printed_port(&mut child);
     (Server(child), port)
 }
 
@@ -357,12 +350,8 @@ fn deny_rules_banner_and_exit_status() {
 /// on the other's files.
 #[test]
 fn rules_cdb_interop_with_debian_ucspi_tcp() {
-    for tool in ["/usr/bin/tcprules", "/usr/bin/tcprulescheck"] {
-        assert!(
-            Path::new(tool).exists(),
-            "{tool} missing: apt-get install ucspi-tcp"
-        );
-    }
+    need_tool!("/usr/bin/tcprules", "ucspi-tcp");
+    need_tool!("/usr/bin/tcprulescheck", "ucspi-tcp");
     let d = tempfile::tempdir().unwrap();
     let text = "# relay for us\n127.0.0.1:allow,RELAYCLIENT=\"\",NAME='x y'\n10.1.2.3-5:deny\n\
                 192.168.:allow,RELAYCLIENT=\"\"  \n10.0-2.:allow,NET=\"ten\"\n=host.example.com:deny\n\
@@ -563,6 +552,7 @@ const SESSION: &[u8] = b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT T
 
 #[test]
 fn rblsmtpd_against_a_real_dns_zone() {
+    need_tool!(DNSMASQ, "dnsmasq-base");
     let six = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test";
     let (_dns, port) = dnsmasq(&[
         "--txt-record=2.0.0.127.bl.test,listed: see http://bl.test/",
@@ -668,6 +658,7 @@ fn rblsmtpd_against_a_real_dns_zone() {
 /// through, with -c it is refused temporarily. And a silent client is dropped after -t.
 #[test]
 fn rblsmtpd_timeouts() {
+    need_tool!(DNSMASQ, "dnsmasq-base");
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let open = std::thread::spawn(move || {
@@ -773,10 +764,9 @@ impl Drop for LoopbackAlias {
 /// and -p drops a name that does not map back to the address. Needs root (addresses on lo).
 #[test]
 fn remote_host_lookup_and_domain_rules() {
-    if !is_root() {
-        eprintln!("remote_host_lookup_and_domain_rules: needs root to add test addresses to lo");
-        return;
-    }
+    need_root!(); // to add test addresses to lo
+    need_tool!("ip", "iproute2");
+    need_tool!(DNSMASQ, "dnsmasq-base");
     let _a = LoopbackAlias::add("192.0.2.55");
     let _b = LoopbackAlias::add("192.0.2.56");
     let (_dns, dport) = dnsmasq(&[
@@ -816,10 +806,7 @@ fn remote_host_lookup_and_domain_rules() {
 /// (root only), the `info@ip` rule form, and the `ok` log line carrying the answer.
 #[test]
 fn ident_sets_tcpremoteinfo_and_matches_info_rules() {
-    if !is_root() {
-        eprintln!("ident test needs root to listen on port 113");
-        return;
-    }
+    need_root!(); // to listen on port 113
     let identd = std::net::TcpListener::bind("127.0.0.9:113").expect("bind 127.0.0.9:113");
     let answered = std::thread::spawn(move || {
         let (s, _) = identd.accept().unwrap();

@@ -97,12 +97,7 @@ impl SmtpServer {
             .stderr(Stdio::from(errlog))
             .spawn()
             .expect("start tcpserver");
-        let mut line = String::new();
-        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("tcpserver -1 printed {line:?}"));
+        let port = printed_port(&mut child);
         SmtpServer {
             port,
             log,
@@ -332,7 +327,7 @@ pub fn install_cert(sys: &System) {
 }
 
 /// A checkpassword accepting `joe`/`secret` (also as CRAM-MD5: the HMAC of the
-/// challenge) and `ann@virt.test`/`pw2`, reading fd 3 and exec'ing its subprogram on
+/// challenge, computed with openssl: a test using it checks for the tool) and `ann@virt.test`/`pw2`, reading fd 3 and exec'ing its subprogram on
 /// success, exit 1 otherwise, as the interface defines it.
 pub fn test_checkpassword(sys: &System) -> PathBuf {
     let p = sys.root.parent().unwrap().join("checkpw");
