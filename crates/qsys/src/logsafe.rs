@@ -4,10 +4,11 @@
 //! our own log-driven tools): a CR or LF inside a user name, a HELO argument or a TLS SNI
 //! name would otherwise start a forged line, and a space would forge fields inside one.
 //! [`text`] is the one escaping every program uses for anything a client sent: printable
-//! ASCII other than space and backslash stays, every other byte becomes `\ooo` (three
-//! octal digits, as qmail-popup always wrote it), and input past [`MAX`] bytes is cut and
-//! marked with `...`. The result never holds a space, a control byte or a non-ASCII
-//! byte, so it stays one whitespace-free field of one line.
+//! ASCII other than space, backslash and `=` stays, every other byte becomes `\ooo`
+//! (three octal digits, as qmail-popup always wrote it), and input past [`MAX`] bytes is
+//! cut and marked with `...`. The result never holds a space, a control byte, a non-ASCII
+//! byte or an `=`, so it stays one field of one line and cannot pose as another
+//! `key=value` field (a login `ip=192.0.2.9` must not give a blocker the address to ban).
 //!
 //! Two log formats that existing tools parse keep their own historic escaping and live
 //! here too, so there is still one owner: [`qmail_send`] (qmail's `logsafe`) and
@@ -16,11 +17,11 @@
 /// Longest input [`text`] keeps; longer input is cut and ends in `...`.
 pub const MAX: usize = 256;
 
-/// `b` as one log field: printable ASCII except space and `\` kept, the rest `\ooo`.
+/// `b` as one log field: printable ASCII except space, `\` and `=` kept, the rest `\ooo`.
 pub fn text(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len().min(MAX) + 3);
     for &c in b.iter().take(MAX) {
-        if c.is_ascii_graphic() && c != b'\\' {
+        if c.is_ascii_graphic() && c != b'\\' && c != b'=' {
             s.push(c as char);
         } else {
             s.push_str(&format!("\\{c:03o}"));
@@ -78,6 +79,7 @@ mod tests {
         assert_eq!(text("é".as_bytes()), "\\303\\251");
         assert_eq!(text(b"\0"), "\\000");
         assert_eq!(text(b"ok@example.org"), "ok@example.org");
+        assert_eq!(text(b"ip=192.0.2.9"), "ip\\075192.0.2.9");
     }
 
     #[test]
