@@ -12,19 +12,24 @@
 //!   otherwise as submission.
 //!
 //! Modules: [`io`] (the connection, buffering, STARTTLS switch), [`data`] (the DATA
-//! state machine: no smuggling), [`addr`] (MAIL/RCPT arguments), [`policy`] (rcpthosts,
-//! badmailfrom, badrcptto, sender map), [`rcptcheck`] (unknown local recipients), [`auth`]
-//! (SASL and checkpassword), [`state`] (rate and failure counters), [`received`],
-//! [`config`] (control files and environment), [`session`] (the state machine).
+//! state machine: no smuggling), [`message`] (DATA and BDAT into qmail-queue, one
+//! outcome), [`addr`] (MAIL/RCPT arguments), [`policy`] (rcpthosts, badmailfrom,
+//! badrcptto, sender map), [`originator`] (sender binding in the header), [`rcptcheck`]
+//! (unknown local recipients), [`auth`] (SASL and checkpassword), [`state`] (rate and
+//! failure counters), [`received`], [`replies`] (every reply text), [`config`] (control
+//! files and environment), [`session`] (the state machine).
 
 pub mod addr;
 pub mod auth;
 pub mod config;
 pub mod data;
 pub mod io;
+pub mod message;
+pub mod originator;
 pub mod policy;
 pub mod rcptcheck;
 pub mod received;
+pub mod replies;
 pub mod session;
 pub mod state;
 
@@ -67,7 +72,7 @@ pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> 
             );
             let _ = std::io::Write::write_all(
                 &mut std::io::stdout(),
-                b"421 4.3.0 unable to read controls (#4.3.0)\r\n",
+                format!("{}\r\n", replies::UNABLE_TO_READ_CONTROLS).as_bytes(),
             );
             return 1;
         }
