@@ -6,8 +6,9 @@
 //! - `qmail-smtpd`: port 25, the MX. No AUTH; relaying only for `RELAYCLIENT`.
 //! - `qmail-smtpd --submission CHECKPASSWORD [args...]`: port 587. AUTH (through the
 //!   checkpassword interface) required before MAIL; the authenticated user may use only
-//!   their own sender addresses (`control/sendermap`), at most `control/ratelimit`
-//!   messages per hour.
+//!   their own sender addresses (`control/sendermap`), in the envelope and in every
+//!   originator header field ([`originator`]), at most `control/ratelimit` messages per
+//!   hour.
 //! - `qmail-smtpd --smtps CHECKPASSWORD [args...]`: port 465, implicit TLS (RFC 8314),
 //!   otherwise as submission.
 //!
