@@ -439,4 +439,30 @@ mod tests {
         ));
         assert!(matches!(run(b"a", (2, true)).0, Outcome::ClientGone));
     }
+
+    #[test]
+    fn chunks_get_the_originator_check_too() {
+        let joe = |a: &str| a == "joe@x.test";
+        let run = |input: &'static [u8]| {
+            let (mut c, _peer) = conn_with(input);
+            let limits = Limits {
+                received: "",
+                databytes: 0,
+                originator: Some(&joe),
+            };
+            read_chunks(&mut c, &mut Vec::new(), &limits, (input.len() as u64, true))
+        };
+        assert!(matches!(
+            run(b"From: joe@x.test\n\nhi\n"),
+            Outcome::Complete
+        ));
+        assert!(matches!(
+            run(b"From: joe@x.test\nSender: boss@x.test\n\nhi\n"),
+            Outcome::Originator(Refusal::NotYours(..))
+        ));
+        assert!(matches!(
+            run(b"Subject: x\n\nFrom: joe@x.test\n"),
+            Outcome::Originator(Refusal::NoFrom)
+        ));
+    }
 }
