@@ -45,7 +45,8 @@
 //!     `user U refused envelope sender <addr>`; `user U refused message: REASON`
 //!     (a forged or missing originator); `user U over ratelimit ...`;
 //!     `discarded N bytes pipelined after STARTTLS`;
-//!     `TLS handshake failed [sni NAME]: ...`;
+//!     `TLS handshake failed [sni NAME]: ...` (STARTTLS; on port 465 `TLS on connect
+//!     failed [sni NAME]: ...`, as a warning);
 //!     `bare LF|CR in DATA from IP; nothing queued, connection closed`;
 //!     `client went away during DATA; nothing queued`.
 //!     Whatever the client sent (addresses, user names, HELO, SNI) is written as one

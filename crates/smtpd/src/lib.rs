@@ -87,7 +87,7 @@ pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> 
         qsys::die::warn(
             "qmail-smtpd",
             "warning",
-            &format!("TLS on connect failed: {e}"),
+            &format!("TLS on connect failed{}: {e}", s.tls_sni_field()),
         );
         return 1;
     }

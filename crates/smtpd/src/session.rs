@@ -94,12 +94,9 @@ fn accepted_log(
     line
 }
 
-/// `TLS handshake failed [sni NAME]: error`.
-fn tls_failed_log(e: &io::Error, sni: Option<&str>) -> String {
-    match sni {
-        Some(n) => format!("TLS handshake failed sni {}: {e}", safe(n)),
-        None => format!("TLS handshake failed: {e}"),
-    }
+/// ` sni NAME` for a log line about a TLS session, empty when the client sent none.
+fn sni_field(sni: Option<&str>) -> String {
+    sni.map(|n| format!(" sni {}", safe(n))).unwrap_or_default()
 }
 
 /// `user U refused message: REASON` for a forged or missing originator.
@@ -159,6 +156,11 @@ impl Session {
             TlsSource::None => return Err(io::Error::other("no TLS configured")),
         };
         self.conn.start_tls(cfg)
+    }
+
+    /// ` sni NAME` (escaped) when the client sent a TLS server name, else empty.
+    pub fn tls_sni_field(&self) -> String {
+        sni_field(self.conn.tls_sni().as_deref())
     }
 
     /// STARTTLS can be offered: a certificate is installed.
@@ -536,7 +538,10 @@ impl Session {
         }
         self.send(reply::TLS_READY);
         if let Err(e) = self.conn.start_tls(cfg) {
-            log(&tls_failed_log(&e, self.conn.tls_sni().as_deref()));
+            log(&format!(
+                "TLS handshake failed{}: {e}",
+                self.tls_sni_field()
+            ));
             return Ok(Some(End::Dropped));
         }
         // RFC 3207 4.2: forget everything learnt before TLS.
@@ -763,18 +768,12 @@ impl Session {
         self.mail = None;
         let received = self.received();
         let cfg = &self.cfg;
-        let user = self.user.clone();
-        let check = |a: &str| {
-            user.as_deref()
-                .is_none_or(|u| policy::sender_allowed(cfg, u, a))
-        };
+        let user = self.user.as_deref();
+        let check = |a: &str| user.is_some_and(|u| policy::sender_allowed(cfg, u, a));
         let limits = Limits {
             received: &received,
             databytes: cfg.databytes,
-            originator: self
-                .user
-                .is_some()
-                .then_some(&check as &dyn Fn(&str) -> bool),
+            originator: user.is_some().then_some(&check as &dyn Fn(&str) -> bool),
         };
         let conn = &mut self.conn;
         let (outcome, result) =
@@ -899,9 +898,10 @@ mod tests {
     fn client_text_in_log_lines_stays_one_field_of_one_line() {
         let forged = "a\r\nqmail-smtpd: pid 1: AUTH PLAIN user root from 10.9.9.9";
         let one_line = |l: &str| !l.contains(['\r', '\n', '\0']);
-        let l = tls_failed_log(&io::Error::other("bad"), Some(forged));
+        let l = sni_field(Some(forged));
         assert!(one_line(&l), "{l}");
-        assert!(l.starts_with("TLS handshake failed sni a\\015\\012qmail-smtpd:\\040pid"));
+        assert!(l.starts_with(" sni a\\015\\012qmail-smtpd:\\040pid"));
+        assert_eq!(sni_field(None), "");
         let long = "x".repeat(5000);
         let l = accepted_log(7, "10.0.0.1", forged, 1, Some("joe\0"), Some(&long));
         assert!(one_line(&l), "{l}");
