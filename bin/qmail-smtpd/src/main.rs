@@ -23,8 +23,9 @@
 //!     envelope sender (the null sender <> only with `user:*`) and every mailbox of
 //!     every From:, Sender:, Resent-From: and Resent-Sender: field (553 5.7.1). A
 //!     message without a From: mailbox gets 554 5.6.0 (nothing is added for it); a
-//!     display name holding another address (`From: boss@ours <joe@ours>`, also as an
-//!     encoded word) and a field that is not a readable address list get 553 5.7.1.
+//!     display name with a word holding an @ other than the mailbox's own address
+//!     (`From: boss@ours <joe@ours>`, also as an encoded word) and a field that is not
+//!     a readable address list get 553 5.7.1.
 //!     CRAM-MD5 sends `user\0hexdigest\0challenge\0`; our checkpassword verifies it for
 //!     virtual users that keep a clear secret (qmail-vuser add --apop).
 //!

@@ -7,9 +7,10 @@
 //!   field must be allowed (RFC 5322 lets From: hold several mailboxes, and groups are
 //!   looked into);
 //! - a message without a `From:` mailbox is refused (nothing is added in its place);
-//! - a display name that holds an address (an `@`, or a look-alike of it) other than the
-//!   mailbox's own address is refused (`From: boss@ours <joe@ours>`); encoded words are
-//!   decoded first, so `=?utf-8?q?boss@ours?=` is seen as `boss@ours`;
+//! - a display name with a word holding an `@` (or a look-alike of it) other than the
+//!   mailbox's own address is refused (`From: boss@ours <joe@ours>`; strict on purpose,
+//!   so `Joe @ home` is refused too: a reader cannot tell); encoded words are decoded
+//!   first, so `=?utf-8?q?boss@ours?=` is seen as `boss@ours`;
 //! - a field that cannot be read as an address list is refused: the header is parsed by
 //!   `mail-parser`, and every originator field found by a plain line scan must also be
 //!   one the parser understood, so that no field a mail reader might still display
