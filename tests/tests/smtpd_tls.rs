@@ -332,7 +332,7 @@ s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=60)
 s.ehlo()
 print('AUTH', s.esmtp_features.get('auth', '').strip())
 print('LOGIN', s.login('joe', 'secret'))
-s.sendmail('joe@example.test', ['friend@elsewhere.test'], 'Subject: cram\r\n\r\nhi\r\n')
+s.sendmail('joe@example.test', ['friend@elsewhere.test'], 'From: joe@example.test\r\nSubject: cram\r\n\r\nhi\r\n')
 s.quit()
 "#;
     let (ok, out) = python(script, &[&srv.port.to_string()]);

@@ -18,6 +18,14 @@
 //!     go to `checkpassword [args...]` on fd 3 as `user\0password\0timestamp\0` (exit 0
 //!     = accepted); typically `qmail-smtpd --submission HOME/bin/checkpassword /bin/true`.
 //!     PLAIN and LOGIN are offered only under TLS, or when $AUTHPLAINTEXT is set.
+//!     An authenticated user sends only as the addresses control/sendermap allows
+//!     (user@locals, or the virtual user's own address, plus the map's lines): the
+//!     envelope sender (the null sender <> only with `user:*`) and every mailbox of
+//!     every From:, Sender:, Resent-From: and Resent-Sender: field (553 5.7.1). A
+//!     message without a From: mailbox gets 554 5.6.0 (nothing is added for it); a
+//!     display name with a word holding an @ other than the mailbox's own address
+//!     (`From: boss@ours <joe@ours>`, also as an encoded word) and a field that is not
+//!     a readable address list get 553 5.7.1.
 //!     CRAM-MD5 sends `user\0hexdigest\0challenge\0`; our checkpassword verifies it for
 //!     virtual users that keep a clear secret (qmail-vuser add --apop).
 //!
@@ -32,13 +40,19 @@
 //!     checkpassword gets fd 3; qmail-queue fd 0 (message) and fd 1 (envelope).
 //!
 //! LOG (fd 2, one line each, `qmail-smtpd: pid P: ...`)
-//!     `message accepted qp Q from IP <sender> to N recipients [auth USER]`;
+//!     `message accepted qp Q from IP <sender> to N recipients [auth USER] [helo H]`;
 //!     `refused RCPT <addr> from IP: <reply>`; `AUTH MECH user U from IP` and
 //!     `AUTH MECH failed for user U from IP`; `AUTH refused: N failures from IP ...`;
-//!     `user U refused envelope sender <addr>`; `user U over ratelimit ...`;
-//!     `discarded N bytes pipelined after STARTTLS`; `TLS handshake failed: ...`;
+//!     `user U refused envelope sender <addr>`; `user U refused message: REASON`
+//!     (a forged or missing originator); `user U over ratelimit ...`;
+//!     `discarded N bytes pipelined after STARTTLS`;
+//!     `TLS handshake failed [sni NAME]: ...` (STARTTLS; on port 465 `TLS on connect
+//!     failed [sni NAME]: ...`, as a warning);
 //!     `bare LF|CR in DATA from IP; nothing queued, connection closed`;
 //!     `client went away during DATA; nothing queued`.
+//!     Whatever the client sent (addresses, user names, HELO, SNI) is written as one
+//!     field: printable ASCII except space and backslash as is, any other byte as
+//!     `\ooo` (octal), cut after 256 bytes with `...` (qsys::logsafe::text).
 //!
 //! CONTROL FILES (HOME/control; see control/README)
 //!     me, smtpgreeting, localiphost, timeoutsmtpd, rcpthosts, morercpthosts.cdb,

@@ -183,6 +183,14 @@ impl Conn {
         matches!(self.stream, Stream::Tls(_))
     }
 
+    /// The server name the client asked for (TLS SNI), as the client sent it.
+    pub fn tls_sni(&self) -> Option<String> {
+        let Stream::Tls(s) = &self.stream else {
+            return None;
+        };
+        s.conn.server_name().map(str::to_string)
+    }
+
     /// `TLS1.3 TLS13_AES_256_GCM_SHA384`-style description of the session.
     pub fn tls_description(&self) -> Option<String> {
         let Stream::Tls(s) = &self.stream else {

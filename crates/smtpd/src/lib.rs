@@ -6,25 +6,30 @@
 //! - `qmail-smtpd`: port 25, the MX. No AUTH; relaying only for `RELAYCLIENT`.
 //! - `qmail-smtpd --submission CHECKPASSWORD [args...]`: port 587. AUTH (through the
 //!   checkpassword interface) required before MAIL; the authenticated user may use only
-//!   their own sender addresses (`control/sendermap`), at most `control/ratelimit`
+//!   their own sender addresses (`control/sendermap`), in the envelope and in every
+//!   originator header field ([`originator`]), at most `control/ratelimit`
 //!   recipients per hour (counted at RCPT; the counters are the `limits` crate's).
 //! - `qmail-smtpd --smtps CHECKPASSWORD [args...]`: port 465, implicit TLS (RFC 8314),
 //!   otherwise as submission.
 //!
 //! Modules: [`io`] (the connection, buffering, STARTTLS switch), [`data`] (the DATA
-//! state machine: no smuggling), [`addr`] (MAIL/RCPT arguments), [`policy`] (rcpthosts,
-//! badmailfrom, badrcptto, sender map), [`rcptcheck`] (unknown local recipients), [`auth`]
-//! (SASL and checkpassword), [`received`],
-//! [`config`] (control files and environment), [`session`] (the state machine).
+//! state machine: no smuggling), [`message`] (DATA and BDAT into qmail-queue, one
+//! outcome), [`addr`] (MAIL/RCPT arguments), [`policy`] (rcpthosts, badmailfrom,
+//! badrcptto, sender map), [`originator`] (sender binding in the header), [`rcptcheck`]
+//! (unknown local recipients), [`auth`] (SASL and checkpassword), [`received`], [`replies`] (every reply text), [`config`] (control
+//! files and environment), [`session`] (the state machine).
 
 pub mod addr;
 pub mod auth;
 pub mod config;
 pub mod data;
 pub mod io;
+pub mod message;
+pub mod originator;
 pub mod policy;
 pub mod rcptcheck;
 pub mod received;
+pub mod replies;
 pub mod session;
 
 pub use config::{Config, Mode};
@@ -66,7 +71,7 @@ pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> 
             );
             let _ = std::io::Write::write_all(
                 &mut std::io::stdout(),
-                b"421 4.3.0 unable to read controls (#4.3.0)\r\n",
+                format!("{}\r\n", replies::UNABLE_TO_READ_CONTROLS).as_bytes(),
             );
             return 1;
         }
@@ -80,7 +85,7 @@ pub fn serve(home: &std::path::Path, mode: Mode, checkpassword: Vec<String>) -> 
         qsys::die::warn(
             "qmail-smtpd",
             "warning",
-            &format!("TLS on connect failed: {e}"),
+            &format!("TLS on connect failed{}: {e}", s.tls_sni_field()),
         );
         return 1;
     }

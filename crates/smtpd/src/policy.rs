@@ -76,12 +76,16 @@ fn local_ips() -> Vec<std::net::IpAddr> {
 /// Allowed: the user's own address: `user` itself when it holds an `@` (a virtual
 /// user), else `user@D` for every D in `locals` (and `me`); plus what the lines of
 /// `control/sendermap` for the user allow (`user:addr`, `user:@domain`, `user:*` for
-/// anything; user `*` applies to everyone). The null sender is always allowed.
+/// anything; user `*` applies to everyone). The null sender (`MAIL FROM:<>`, a
+/// bounce) only with `user:*`: a user could otherwise send mail no one answers for.
 pub fn sender_allowed(cfg: &Config, user: &str, addr: &str) -> bool {
-    if addr.is_empty() {
-        return true;
-    }
     let user = user.to_ascii_lowercase();
+    if addr.is_empty() {
+        return cfg
+            .sendermap
+            .iter()
+            .any(|(u, pat)| (*u == user || u == "*") && pat == "*");
+    }
     let addr = addr.to_ascii_lowercase();
     let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
     for (u, pat) in &cfg.sendermap {
@@ -108,4 +112,36 @@ pub fn sender_allowed(cfg: &Config, user: &str, addr: &str) -> bool {
         locals.push(me);
     }
     locals.iter().any(|d| d.eq_ignore_ascii_case(domain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sendermap: &str) -> (tempfile::TempDir, Config) {
+        let home = tempfile::tempdir().unwrap();
+        let c = home.path().join("control");
+        std::fs::create_dir(&c).unwrap();
+        std::fs::write(c.join("me"), "mx.ours.test\n").unwrap();
+        std::fs::write(c.join("locals"), "ours.test\n").unwrap();
+        std::fs::write(c.join("sendermap"), sendermap).unwrap();
+        let cfg = Config::load(home.path(), crate::Mode::Submission, vec!["cp".into()]).unwrap();
+        (home, cfg)
+    }
+
+    #[test]
+    fn the_null_sender_needs_a_star_in_the_sender_map() {
+        let (_h, cfg) = config("ann:@other.test\n");
+        assert!(sender_allowed(&cfg, "joe", "joe@ours.test"));
+        assert!(sender_allowed(&cfg, "JOE", "Joe@mx.ours.test"));
+        assert!(!sender_allowed(&cfg, "joe", "boss@ours.test"));
+        assert!(!sender_allowed(&cfg, "joe", ""));
+        assert!(!sender_allowed(&cfg, "ann", ""));
+        assert!(sender_allowed(&cfg, "ann", "x@other.test"));
+        let (_h, cfg) = config("joe:*\n");
+        assert!(sender_allowed(&cfg, "joe", ""));
+        assert!(!sender_allowed(&cfg, "ann", ""));
+        let (_h, cfg) = config("*:*\n");
+        assert!(sender_allowed(&cfg, "ann", ""));
+    }
 }

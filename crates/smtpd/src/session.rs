@@ -1,18 +1,19 @@
-//! The SMTP session: commands, replies, policy, DATA into qmail-queue.
+//! The SMTP session: commands, policy, DATA/BDAT into qmail-queue ([`crate::message`]).
 //!
-//! Replies keep qmail's wording (and its `(#x.y.z)` suffix) where qmail has one, and
-//! carry the RFC 2034 enhanced status code in front, since ENHANCEDSTATUSCODES is
-//! advertised: `553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts
-//! (#5.7.1)`.
+//! Replies come from [`crate::replies`]. Anything the client sent that reaches a log
+//! line goes through `qsys::logsafe::text` (one field, no forged lines).
 
 use crate::addr::{self, AddrError, Path};
 use crate::auth::{self, SaslError, Verdict};
 use crate::config::{Config, Mode};
-use crate::data::{Bare, Dot, Step};
+use crate::data::Bare;
 use crate::io::{Conn, Line};
+use crate::message::{self, Limits, Outcome, parse_bdat, skip_bytes};
+use crate::originator::Refusal;
 use crate::policy;
 use crate::received::Received;
-use std::io::{self, Write};
+use crate::replies as reply;
+use std::io;
 use std::sync::Arc;
 
 /// Longest command line (RFC 5321 says 512; AUTH responses need more).
@@ -21,8 +22,6 @@ pub const MAX_LINE: usize = 4096;
 pub const MAX_HOPS: u32 = 100;
 /// Syntax errors and unknown commands tolerated before the connection is closed.
 pub const MAX_ERRORS: u32 = 20;
-/// Header bytes kept for the From: check of authenticated senders.
-const MAX_HEADER_CAPTURE: usize = 256 * 1024;
 
 /// How the session ended (the process exit code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,28 +63,52 @@ pub struct Session {
     closing: bool,
 }
 
-/// What happened while reading DATA.
-#[derive(Default)]
-struct DataOutcome {
-    started: bool,
-    bytes: u64,
-    too_big: bool,
-    hops: u32,
-    bare: Option<Bare>,
-    eof: bool,
-    io_error: Option<io::ErrorKind>,
-    qq_write_failed: bool,
-    from_refused: bool,
-    /// BDAT: a CR not followed by LF in the message.
-    bare_cr_chunk: bool,
-    /// BDAT: an unreadable BDAT command in the middle of a transaction.
-    bad_bdat: bool,
-    /// BDAT: the command that interrupted the chunks (aborting the transaction).
-    interrupted: Option<Vec<u8>>,
-}
-
 fn log(msg: &str) {
     qsys::die::warn("qmail-smtpd", &format!("pid {}", std::process::id()), msg);
+}
+
+/// Client text as one field of a log line (issue 11 item 4: no forged lines or fields).
+fn safe(client_text: &str) -> String {
+    qsys::logsafe::text(client_text.as_bytes())
+}
+
+/// `message accepted qp Q from IP <sender> to N recipients [auth USER] [helo HELO]`.
+fn accepted_log(
+    qp: u32,
+    ip: &str,
+    sender: &str,
+    rcpts: usize,
+    user: Option<&str>,
+    helo: Option<&str>,
+) -> String {
+    let mut line = format!(
+        "message accepted qp {qp} from {ip} <{}> to {rcpts} recipients",
+        safe(sender)
+    );
+    if let Some(u) = user {
+        line.push_str(&format!(" auth {}", safe(u)));
+    }
+    if let Some(h) = helo {
+        line.push_str(&format!(" helo {}", safe(h)));
+    }
+    line
+}
+
+/// ` sni NAME` for a log line about a TLS session, empty when the client sent none.
+fn sni_field(sni: Option<&str>) -> String {
+    sni.map(|n| format!(" sni {}", safe(n))).unwrap_or_default()
+}
+
+/// `user U refused message: REASON` for a forged or missing originator.
+fn originator_log(user: &str, r: &Refusal) -> String {
+    let why = match r {
+        Refusal::NoFrom => "no From:".to_string(),
+        Refusal::HeaderTooBig => "header too big to check".to_string(),
+        Refusal::Unreadable(f) => format!("unreadable {}", f.name()),
+        Refusal::NotYours(f, a) => format!("{} <{}>", f.name(), safe(a)),
+        Refusal::DisplayName(f, n) => format!("{} name {}", f.name(), safe(n)),
+    };
+    format!("user {} refused message: {why}", safe(user))
 }
 
 impl Session {
@@ -135,6 +158,11 @@ impl Session {
         self.conn.start_tls(cfg)
     }
 
+    /// ` sni NAME` (escaped) when the client sent a TLS server name, else empty.
+    pub fn tls_sni_field(&self) -> String {
+        sni_field(self.conn.tls_sni().as_deref())
+    }
+
     /// STARTTLS can be offered: a certificate is installed.
     fn tls_offered(&self) -> bool {
         match &self.tls {
@@ -165,13 +193,13 @@ impl Session {
 
     /// Run the session to its end.
     pub fn run(&mut self) -> End {
-        let g = format!("220 {} ESMTP", self.cfg.greeting);
+        let g = reply::banner(&self.cfg.greeting);
         self.send(&g);
         let end = loop {
             let line = match self.conn.read_line(MAX_LINE) {
                 Ok(Line::Text(l)) => l,
                 Ok(Line::TooLong) => {
-                    self.send("500 5.5.2 line too long (#5.5.2)");
+                    self.send(reply::LINE_TOO_LONG);
                     if self.error() || self.closing {
                         break End::Dropped;
                     }
@@ -180,7 +208,7 @@ impl Session {
                 Ok(Line::Eof) => break End::Dropped,
                 Err(e) => {
                     if e.kind() == io::ErrorKind::TimedOut {
-                        self.send("451 4.4.2 timeout (#4.4.2)");
+                        self.send(reply::TIMEOUT);
                     }
                     break End::Dropped;
                 }
@@ -191,7 +219,7 @@ impl Session {
                 Ok(Some(end)) => break end,
                 Err(e) => {
                     if e.kind() == io::ErrorKind::TimedOut {
-                        self.send("451 4.4.2 timeout (#4.4.2)");
+                        self.send(reply::TIMEOUT);
                     }
                     break End::Dropped;
                 }
@@ -206,7 +234,7 @@ impl Session {
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
             if !self.closing {
-                self.send("421 4.7.0 too many errors, closing connection (#4.7.0)");
+                self.send(reply::TOO_MANY_ERRORS);
             }
             self.closing = true;
             return true;
@@ -216,7 +244,7 @@ impl Session {
 
     fn command(&mut self, line: &[u8]) -> io::Result<Option<End>> {
         let Ok(line) = std::str::from_utf8(line) else {
-            self.send("500 5.5.2 invalid characters in command (#5.5.2)");
+            self.send(reply::INVALID_CHARACTERS);
             return Ok(self.error().then_some(End::Dropped));
         };
         let (verb, arg) = match line.split_once(' ') {
@@ -233,20 +261,20 @@ impl Session {
             "BDAT" => return self.bdat(arg),
             "RSET" => {
                 self.reset();
-                self.send("250 2.0.0 flushed");
+                self.send(reply::FLUSHED);
             }
-            "NOOP" => self.send("250 2.0.0 ok"),
-            "VRFY" => self.send("252 2.1.5 send some mail, i'll try my best"),
-            "HELP" => self.send("214 2.0.0 qmail home page: https://cr.yp.to/qmail.html"),
+            "NOOP" => self.send(reply::OK),
+            "VRFY" => self.send(reply::VRFY),
+            "HELP" => self.send(reply::HELP),
             "QUIT" => {
-                let g = format!("221 2.0.0 {}", self.cfg.greeting);
+                let g = reply::quit(&self.cfg.greeting);
                 self.send(&g);
                 return Ok(Some(End::Quit));
             }
             "STARTTLS" => return self.starttls(arg),
             "AUTH" => return self.auth(arg),
             _ => {
-                self.send("502 5.5.1 unimplemented (#5.5.1)");
+                self.send(reply::UNIMPLEMENTED);
                 if self.error() {
                     return Ok(Some(End::Dropped));
                 }
@@ -263,9 +291,9 @@ impl Session {
     fn helo(&mut self, arg: &str, esmtp: bool) {
         if arg.is_empty() {
             self.send(if esmtp {
-                "501 5.5.4 syntax: EHLO hostname (#5.5.4)"
+                reply::EHLO_SYNTAX
             } else {
-                "501 5.5.4 syntax: HELO hostname (#5.5.4)"
+                reply::HELO_SYNTAX
             });
             return;
         }
@@ -273,7 +301,7 @@ impl Session {
         self.helo = Some(arg.to_string());
         self.esmtp = esmtp;
         if !esmtp {
-            let g = format!("250 {}", self.cfg.greeting);
+            let g = reply::helo(&self.cfg.greeting);
             self.send(&g);
             return;
         }
@@ -312,16 +340,16 @@ impl Session {
 
     fn mail(&mut self, arg: &str) -> io::Result<()> {
         if self.mail.is_some() {
-            self.send("503 5.5.1 nested MAIL command (#5.5.1)");
+            self.send(reply::NESTED_MAIL);
             return Ok(());
         }
         if self.tls_missing() {
-            self.send("530 5.7.0 Must issue a STARTTLS command first (#5.7.0)");
+            self.send(reply::STARTTLS_FIRST);
             return Ok(());
         }
         // Submission: AUTH, unless tcprules trust the client (RELAYCLIENT, e.g. webmail).
         if self.cfg.mode != Mode::Mx && self.user.is_none() && self.cfg.relayclient.is_none() {
-            self.send("530 5.7.0 authentication required (#5.7.0)");
+            self.send(reply::AUTH_REQUIRED);
             return Ok(());
         }
         let (path, rest) = match addr::split_command(arg, "FROM") {
@@ -331,7 +359,7 @@ impl Session {
         let params = match addr::mail_params(rest) {
             Ok(p) => p,
             Err(_) => {
-                self.send("555 5.5.4 syntax error in parameters (#5.5.4)");
+                self.send(reply::PARAMETER_SYNTAX);
                 self.error();
                 return Ok(());
             }
@@ -340,7 +368,7 @@ impl Session {
             && self.cfg.databytes > 0
             && size > self.cfg.databytes
         {
-            self.send("552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)");
+            self.send(reply::TOO_BIG);
             return Ok(());
         }
         if path.source_route && !path.addr.is_empty() && !path.addr.contains('@') {
@@ -349,12 +377,11 @@ impl Session {
         if let Some(user) = self.user.clone() {
             if !policy::sender_allowed(&self.cfg, &user, &path.addr) {
                 log(&format!(
-                    "user {user} refused envelope sender <{}>",
-                    path.addr
+                    "user {} refused envelope sender <{}>",
+                    safe(&user),
+                    safe(&path.addr)
                 ));
-                self.send(
-                    "553 5.7.1 sorry, that envelope sender is not one of your addresses (#5.7.1)",
-                );
+                self.send(reply::SENDER_NOT_YOURS);
                 return Ok(());
             }
             if self.cfg.ratelimit > 0 {
@@ -389,16 +416,14 @@ impl Session {
             badmailfrom,
         });
         self.rcpts.clear();
-        self.send("250 2.1.0 ok");
+        self.send(reply::MAIL_OK);
         Ok(())
     }
 
     fn addr_error(&mut self, e: AddrError) -> io::Result<()> {
         match e {
-            AddrError::Syntax => self.send("555 5.5.4 syntax error (#5.5.4)"),
-            AddrError::Unacceptable => {
-                self.send("553 5.1.3 sorry, I can't accept addresses like that (#5.1.3)")
-            }
+            AddrError::Syntax => self.send(reply::ADDRESS_SYNTAX),
+            AddrError::Unacceptable => self.send(reply::ADDRESS_UNACCEPTABLE),
         }
         self.error();
         Ok(())
@@ -406,7 +431,7 @@ impl Session {
 
     fn rcpt(&mut self, arg: &str) -> io::Result<()> {
         let Some(mail) = &self.mail else {
-            self.send("503 5.5.1 MAIL first (#5.5.1)");
+            self.send(reply::MAIL_FIRST);
             return Ok(());
         };
         let badmailfrom = mail.badmailfrom;
@@ -415,7 +440,7 @@ impl Session {
             Err(e) => return self.addr_error(e),
         };
         if !rest.is_empty() {
-            self.send("555 5.5.4 syntax error in parameters (#5.5.4)");
+            self.send(reply::PARAMETER_SYNTAX);
             self.error();
             return Ok(());
         }
@@ -423,18 +448,18 @@ impl Session {
             return self.addr_error(AddrError::Syntax);
         }
         if badmailfrom {
-            self.send("553 5.7.1 sorry, your envelope sender is in my badmailfrom list (#5.7.1)");
+            self.send(reply::BADMAILFROM);
             return Ok(());
         }
         if self.rcpts.len() >= self.cfg.maxrcpt {
-            self.send("452 4.5.3 sorry, too many recipients (#4.5.3)");
+            self.send(reply::TOO_MANY_RECIPIENTS);
             return Ok(());
         }
         if let Some(a) = policy::rewrite_literal(&path.addr, &self.cfg) {
             path.addr = a;
         }
         if policy::listed(&self.cfg.badrcptto, &path.addr) {
-            self.send("553 5.7.1 sorry, your envelope recipient is in my badrcptto list (#5.7.1)");
+            self.send(reply::BADRCPTTO);
             return Ok(());
         }
         if let Some(reply) = self.reserve_recipient() {
@@ -447,13 +472,13 @@ impl Session {
                 a.push_str(rc);
             }
             self.rcpts.push(a);
-            self.send("250 2.1.5 ok");
+            self.send(reply::RCPT_OK);
             return Ok(());
         }
         if let Some(reply) = self.rcpt_refusal(&path)? {
             log(&format!(
                 "refused RCPT <{}> from {}: {}",
-                path.addr.escape_debug(),
+                safe(&path.addr),
                 self.cfg.remote_ip,
                 &reply[4..]
             ));
@@ -461,7 +486,7 @@ impl Session {
             return Ok(());
         }
         self.rcpts.push(path.addr);
-        self.send("250 2.1.5 ok");
+        self.send(reply::RCPT_OK);
         Ok(())
     }
 
@@ -495,7 +520,7 @@ impl Session {
     /// The policy for clients that may not relay.
     fn rcpt_refusal(&self, path: &Path) -> io::Result<Option<&'static str>> {
         if path.relay_probe() {
-            return Ok(Some("553 5.7.1 we don't relay (#5.7.1)"));
+            return Ok(Some(reply::NO_RELAY));
         }
         let ok = match path.domain() {
             Some(d) => policy::rcpthosts_ok(&self.cfg, d)?,
@@ -503,12 +528,10 @@ impl Session {
             None => true,
         };
         if !ok {
-            return Ok(Some(
-                "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
-            ));
+            return Ok(Some(reply::NOT_IN_RCPTHOSTS));
         }
         if let Some(ok) = crate::rcptcheck::virtual_accepts(&self.cfg.home, &path.addr)? {
-            return Ok((!ok).then_some("550 5.1.1 sorry, no mailbox here by that name (#5.1.1)"));
+            return Ok((!ok).then_some(reply::NO_MAILBOX));
         }
         if let Some(rc) = &self.cfg.recipients {
             let addr = if path.addr.contains('@') {
@@ -519,9 +542,7 @@ impl Session {
             if let Some(local) = crate::rcptcheck::local_part(&rc.locals, &rc.virtualdomains, &addr)
                 && !crate::rcptcheck::accepts(&rc.cdb, &local)?
             {
-                return Ok(Some(
-                    "550 5.1.1 sorry, no mailbox here by that name (#5.1.1)",
-                ));
+                return Ok(Some(reply::NO_MAILBOX));
             }
         }
         Ok(None)
@@ -529,15 +550,15 @@ impl Session {
 
     fn starttls(&mut self, arg: &str) -> io::Result<Option<End>> {
         if !arg.is_empty() {
-            self.send("501 5.5.4 Syntax error (no parameters allowed) (#5.5.4)");
+            self.send(reply::STARTTLS_SYNTAX);
             return Ok(None);
         }
         if self.conn.is_tls() {
-            self.send("503 5.5.1 TLS already active (#5.5.1)");
+            self.send(reply::TLS_ACTIVE);
             return Ok(None);
         }
         let Some(cfg) = self.tls_config() else {
-            self.send("454 4.7.0 TLS not available (#4.7.0)");
+            self.send(reply::TLS_UNAVAILABLE);
             return Ok(None);
         };
         // Anything pipelined after STARTTLS was sent in plaintext before the handshake:
@@ -546,9 +567,12 @@ impl Session {
         if n > 0 {
             log(&format!("discarded {n} bytes pipelined after STARTTLS"));
         }
-        self.send("220 2.0.0 ready for tls");
+        self.send(reply::TLS_READY);
         if let Err(e) = self.conn.start_tls(cfg) {
-            log(&format!("TLS handshake failed: {e}"));
+            log(&format!(
+                "TLS handshake failed{}: {e}",
+                self.tls_sni_field()
+            ));
             return Ok(Some(End::Dropped));
         }
         // RFC 3207 4.2: forget everything learnt before TLS.
@@ -795,9 +819,9 @@ impl Session {
     /// `503` when MAIL or RCPT is missing.
     fn transaction_missing(&self) -> Option<&'static str> {
         if self.mail.is_none() {
-            Some("503 5.5.1 MAIL first (#5.5.1)")
+            Some(reply::MAIL_FIRST)
         } else if self.rcpts.is_empty() {
-            Some("503 5.5.1 RCPT first (#5.5.1)")
+            Some(reply::RCPT_FIRST)
         } else {
             None
         }
@@ -807,7 +831,7 @@ impl Session {
     /// that the session stays in step; a size that cannot be read ends the session.
     fn bdat(&mut self, arg: &str) -> io::Result<Option<End>> {
         let Some(chunk) = parse_bdat(arg) else {
-            self.send("501 5.5.4 syntax: BDAT size [LAST], closing connection (#5.5.4)");
+            self.send(reply::BDAT_SYNTAX);
             return Ok(Some(End::Dropped));
         };
         if let Some(r) = self.transaction_missing() {
@@ -830,142 +854,102 @@ impl Session {
         let rcpts = std::mem::take(&mut self.rcpts);
         self.mail = None;
         let received = self.received();
-        let mut out = DataOutcome::default();
-        let databytes = self.cfg.databytes;
         let cfg = &self.cfg;
-        let user = self.user.clone();
-        let check = |a: &str| {
-            user.as_deref()
-                .is_none_or(|u| policy::sender_allowed(cfg, u, a))
+        let user = self.user.as_deref();
+        let check = |a: &str| user.is_some_and(|u| policy::sender_allowed(cfg, u, a));
+        let limits = Limits {
+            received: &received,
+            databytes: cfg.databytes,
+            originator: user.is_some().then_some(&check as &dyn Fn(&str) -> bool),
         };
-        let from_check: Option<&dyn Fn(&str) -> bool> = self.user.is_some().then_some(&check);
         let conn = &mut self.conn;
-        let result = queue::client::inject(
-            &cfg.queue_program,
-            sender.as_bytes(),
-            &rcpts,
-            |w: &mut dyn Write| {
-                out.started = true;
-                match first_chunk {
-                    None => {
-                        conn.send("354 go ahead");
-                        read_data(conn, w, &received, databytes, from_check, &mut out)
-                    }
-                    Some(chunk) => {
-                        read_chunks(conn, w, &received, databytes, from_check, chunk, &mut out)
-                    }
+        let (outcome, result) =
+            message::into_queue(&cfg.queue_program, &sender, &rcpts, |w| match first_chunk {
+                None => {
+                    conn.send(reply::GO_AHEAD);
+                    message::read_data(conn, w, &limits)
                 }
-            },
-        );
-        if !out.started {
+                Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
+            });
+        let Some(outcome) = outcome else {
             log("unable to run qmail-queue");
             if let Some((size, _)) = first_chunk
                 && !skip_bytes(&mut self.conn, size)?
             {
                 return Ok(Some(End::Dropped));
             }
-            self.send("451 4.3.0 qqt failure (#4.3.0)");
+            self.send(reply::QQT_FAILURE);
             return Ok(None);
+        };
+        match outcome {
+            Outcome::Complete | Outcome::QueueWriteFailed => {}
+            Outcome::ReadFailed(e) => return Err(e),
+            Outcome::ClientGone => {
+                log("client went away during DATA; nothing queued");
+                return Ok(Some(End::Dropped));
+            }
+            Outcome::BadBdat => {
+                self.send(reply::BDAT_SYNTAX);
+                return Ok(Some(End::Dropped));
+            }
+            Outcome::Interrupted(line) => {
+                // Another command in the middle of a BDAT transaction aborts it.
+                log("BDAT transaction aborted by another command; nothing queued");
+                return self.command(&line);
+            }
+            Outcome::BareLineEnd(b) => {
+                let what = match b {
+                    Bare::Lf => "bare LF",
+                    Bare::Cr => "bare CR",
+                };
+                log(&format!(
+                    "{what} in DATA from {}; nothing queued, connection closed",
+                    self.cfg.remote_ip
+                ));
+                self.send(reply::BARE_LINE_END);
+                return Ok(Some(End::Dropped));
+            }
+            Outcome::BareCrInChunk => {
+                self.send(reply::BARE_CR_IN_CHUNK);
+                return Ok(None);
+            }
+            Outcome::TooBig => {
+                self.send(reply::TOO_BIG);
+                return Ok(None);
+            }
+            Outcome::Looping => {
+                self.send(reply::LOOPING);
+                return Ok(None);
+            }
+            Outcome::Originator(r) => {
+                log(&originator_log(self.user.as_deref().unwrap_or(""), &r));
+                self.send(&reply::originator_refused(&r));
+                return Ok(None);
+            }
         }
-        if let Some(k) = out.io_error {
-            return Err(io::Error::from(k));
-        }
-        if out.eof {
-            log("client went away during DATA; nothing queued");
-            return Ok(Some(End::Dropped));
-        }
-        if out.bad_bdat {
-            self.send("501 5.5.4 syntax: BDAT size [LAST], closing connection (#5.5.4)");
-            return Ok(Some(End::Dropped));
-        }
-        if let Some(line) = out.interrupted.take() {
-            // Another command in the middle of a BDAT transaction aborts it.
-            log("BDAT transaction aborted by another command; nothing queued");
-            return self.command(&line);
-        }
-        if let Some(b) = out.bare {
-            let what = match b {
-                Bare::Lf => "bare LF",
-                Bare::Cr => "bare CR",
-            };
-            log(&format!(
-                "{what} in DATA from {}; nothing queued, connection closed",
-                self.cfg.remote_ip
-            ));
-            self.send("451 4.5.0 See https://cr.yp.to/docs/smtplf.html. (#4.5.0)");
-            return Ok(Some(End::Dropped));
-        }
-        if out.bare_cr_chunk {
-            self.send("554 5.6.0 sorry, a bare CR in the message (#5.6.0)");
-            return Ok(None);
-        }
-        if out.too_big {
-            self.send("552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)");
-            return Ok(None);
-        }
-        if out.hops >= MAX_HOPS {
-            self.send("554 5.4.6 too many hops, this message is looping (#5.4.6)");
-            return Ok(None);
-        }
-        if out.from_refused {
-            self.send("553 5.7.1 sorry, that From: address is not one of your addresses (#5.7.1)");
-            return Ok(None);
-        }
+        let write_failed = matches!(outcome, Outcome::QueueWriteFailed);
         match result {
             Ok(qp) => {
                 // the recipients were counted against the rate limit at RCPT
                 let user = self.user.clone();
-                log(&format!(
-                    "message accepted qp {qp} from {} <{sender}> to {} recipients{}",
-                    self.cfg.remote_ip,
+                log(&accepted_log(
+                    qp,
+                    &self.cfg.remote_ip,
+                    &sender,
                     rcpts.len(),
-                    user.map(|u| format!(" auth {u}")).unwrap_or_default()
+                    user.as_deref(),
+                    self.helo.as_deref(),
                 ));
-                let r = format!("250 2.0.0 ok {} qp {qp}", qsys::now());
-                self.send(&r);
-            }
-            Err(f) if out.qq_write_failed || !f.permanent => {
-                let r = format!("451 4.3.0 {}", f.text);
+                let r = reply::accepted(qsys::now(), qp);
                 self.send(&r);
             }
             Err(f) => {
-                let r = format!("554 5.3.0 {}", f.text);
+                let r = reply::queue_failed(f.permanent && !write_failed, &f.text);
                 self.send(&r);
             }
         }
         Ok(None)
     }
-}
-
-/// `size [LAST]` of a BDAT command.
-fn parse_bdat(arg: &str) -> Option<(u64, bool)> {
-    let mut it = arg.split(' ').filter(|w| !w.is_empty());
-    let size = it.next()?;
-    if size.is_empty() || size.len() > 18 || !size.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let last = match it.next() {
-        None => false,
-        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
-        Some(_) => return None,
-    };
-    if it.next().is_some() {
-        return None;
-    }
-    Some((size.parse().ok()?, last))
-}
-
-/// Read and throw away `n` bytes of chunk data; false at EOF.
-fn skip_bytes(conn: &mut Conn, mut n: u64) -> io::Result<bool> {
-    while n > 0 {
-        if conn.buffered().is_empty() && conn.fill()? == 0 {
-            return Ok(false);
-        }
-        let k = (conn.buffered().len() as u64).min(n);
-        conn.consume(k as usize);
-        n -= k;
-    }
-    Ok(true)
 }
 
 impl Config {
@@ -982,321 +966,27 @@ impl Config {
     }
 }
 
-/// Header tracking over the LF-converted message: hop count and, when asked, a copy
-/// of the header for the From: check.
-struct HeaderScan {
-    in_header: bool,
-    line_start: bool,
-    prefix: Vec<u8>,
-    capture: Option<Vec<u8>>,
-    overflow: bool,
-}
-
-impl HeaderScan {
-    fn feed(&mut self, bytes: &[u8], hops: &mut u32) {
-        if !self.in_header {
-            return;
-        }
-        for &b in bytes {
-            if let Some(c) = &mut self.capture {
-                if c.len() < MAX_HEADER_CAPTURE {
-                    c.push(b);
-                } else {
-                    self.overflow = true;
-                }
-            }
-            if b == b'\n' {
-                if self.line_start {
-                    self.in_header = false;
-                    return;
-                }
-                let p = &self.prefix;
-                if p.starts_with(b"received") || p.starts_with(b"delivered") {
-                    *hops += 1;
-                }
-                self.prefix.clear();
-                self.line_start = true;
-            } else {
-                if self.prefix.len() < 9 {
-                    self.prefix.push(b.to_ascii_lowercase());
-                }
-                self.line_start = false;
-            }
-        }
-    }
-}
-
-fn read_data(
-    conn: &mut Conn,
-    w: &mut dyn Write,
-    received: &str,
-    databytes: u64,
-    from_check: Option<&dyn Fn(&str) -> bool>,
-    out: &mut DataOutcome,
-) -> io::Result<()> {
-    let refuse = || io::Error::other("message refused");
-    let mut writing = w.write_all(received.as_bytes()).is_ok();
-    if !writing {
-        out.qq_write_failed = true;
-    }
-    let mut dot = Dot::new();
-    let mut chunk = Vec::with_capacity(64 * 1024);
-    let mut scan = HeaderScan {
-        in_header: true,
-        line_start: true,
-        prefix: Vec::new(),
-        capture: from_check.map(|_| Vec::new()),
-        overflow: false,
-    };
-    let mut done = false;
-    while !done {
-        if conn.buffered().is_empty() {
-            match conn.fill() {
-                Ok(0) => {
-                    out.eof = true;
-                    return Err(refuse());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    out.io_error = Some(e.kind());
-                    return Err(refuse());
-                }
-            }
-        }
-        chunk.clear();
-        let step = dot.push(conn.buffered(), &mut chunk);
-        match step {
-            Step::More => {
-                let n = conn.buffered().len();
-                conn.consume(n);
-            }
-            Step::End(n) => {
-                conn.consume(n);
-                done = true;
-            }
-            Step::Error(b) => {
-                out.bare = Some(b);
-                return Err(refuse());
-            }
-        }
-        scan.feed(&chunk, &mut out.hops);
-        out.bytes += chunk.len() as u64;
-        if databytes > 0 && out.bytes > databytes {
-            out.too_big = true;
-            writing = false;
-        }
-        if writing && w.write_all(&chunk).is_err() {
-            out.qq_write_failed = true;
-            writing = false;
-        }
-    }
-    if let (Some(h), Some(check)) = (&scan.capture, from_check) {
-        out.from_refused = scan.overflow || !from_ok(h, check);
-    }
-    if out.too_big || out.hops >= MAX_HOPS || out.from_refused || out.qq_write_failed {
-        return Err(refuse());
-    }
-    Ok(())
-}
-
-/// The BDAT chunks of one message, starting with `first` (size, LAST), into qmail-queue.
-///
-/// Chunk data is taken as it is (no dot-stuffing, no end marker), CR LF becoming LF.
-/// A bare LF is a line end (what clients that send bare LF need BDAT for); a bare CR is
-/// refused (`554`), so that no downstream server can read a CR as a line end. Between
-/// chunks the next command is read here: BDAT continues, NOOP is answered, anything
-/// else aborts the transaction (nothing queued) and is then run as a command.
-fn read_chunks(
-    conn: &mut Conn,
-    w: &mut dyn Write,
-    received: &str,
-    databytes: u64,
-    from_check: Option<&dyn Fn(&str) -> bool>,
-    first: (u64, bool),
-    out: &mut DataOutcome,
-) -> io::Result<()> {
-    let refuse = || io::Error::other("message refused");
-    let mut writing = w.write_all(received.as_bytes()).is_ok();
-    if !writing {
-        out.qq_write_failed = true;
-    }
-    let mut scan = HeaderScan {
-        in_header: true,
-        line_start: true,
-        prefix: Vec::new(),
-        capture: from_check.map(|_| Vec::new()),
-        overflow: false,
-    };
-    let mut cr_pending = false;
-    let mut chunk = Vec::with_capacity(64 * 1024);
-    let (mut size, mut last) = first;
-    loop {
-        let total = size;
-        while size > 0 {
-            if conn.buffered().is_empty() {
-                match conn.fill() {
-                    Ok(0) => {
-                        out.eof = true;
-                        return Err(refuse());
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        out.io_error = Some(e.kind());
-                        return Err(refuse());
-                    }
-                }
-            }
-            let k = (conn.buffered().len() as u64).min(size) as usize;
-            chunk.clear();
-            for &b in &conn.buffered()[..k] {
-                if cr_pending {
-                    cr_pending = false;
-                    if b != b'\n' {
-                        out.bare_cr_chunk = true;
-                    }
-                }
-                match b {
-                    b'\r' => cr_pending = true,
-                    _ => chunk.push(b),
-                }
-            }
-            conn.consume(k);
-            size -= k as u64;
-            scan.feed(&chunk, &mut out.hops);
-            out.bytes += chunk.len() as u64;
-            if databytes > 0 && out.bytes > databytes {
-                out.too_big = true;
-                writing = false;
-            }
-            if out.bare_cr_chunk {
-                writing = false;
-            }
-            if writing && w.write_all(&chunk).is_err() {
-                out.qq_write_failed = true;
-                writing = false;
-            }
-        }
-        if last {
-            break;
-        }
-        conn.send(&format!("250 2.0.0 {total} octets received"));
-        // The next command: BDAT goes on, NOOP is answered, anything else aborts.
-        loop {
-            let line = match conn.read_line(MAX_LINE) {
-                Ok(Line::Text(l)) => l,
-                Ok(Line::TooLong) => {
-                    conn.send("500 5.5.2 line too long (#5.5.2)");
-                    continue;
-                }
-                Ok(Line::Eof) => {
-                    out.eof = true;
-                    return Err(refuse());
-                }
-                Err(e) => {
-                    out.io_error = Some(e.kind());
-                    return Err(refuse());
-                }
-            };
-            let text = String::from_utf8_lossy(&line);
-            let (verb, arg) = text.split_once(' ').unwrap_or((&text, ""));
-            if verb.eq_ignore_ascii_case("BDAT") {
-                match parse_bdat(arg.trim_start_matches(' ')) {
-                    Some((s, l)) => {
-                        (size, last) = (s, l);
-                        break;
-                    }
-                    None => {
-                        out.bad_bdat = true;
-                        return Err(refuse());
-                    }
-                }
-            } else if verb.eq_ignore_ascii_case("NOOP") {
-                conn.send("250 2.0.0 ok");
-            } else {
-                out.interrupted = Some(line);
-                return Err(refuse());
-            }
-        }
-    }
-    if cr_pending {
-        out.bare_cr_chunk = true;
-    }
-    if let (Some(h), Some(check)) = (&scan.capture, from_check) {
-        out.from_refused = scan.overflow || !from_ok(h, check);
-    }
-    if out.too_big
-        || out.hops >= MAX_HOPS
-        || out.from_refused
-        || out.qq_write_failed
-        || out.bare_cr_chunk
-    {
-        return Err(refuse());
-    }
-    Ok(())
-}
-
-/// Every address in the From: field(s) of `header` passes `check` (no From: passes).
-fn from_ok(header: &[u8], check: &dyn Fn(&str) -> bool) -> bool {
-    let Some(msg) = mail_parser::MessageParser::new().parse_headers(header) else {
-        return true;
-    };
-    let mut ok = true;
-    for h in msg.headers() {
-        if !matches!(h.name, mail_parser::HeaderName::From) {
-            continue;
-        }
-        match h.value.as_address() {
-            Some(list) => {
-                for a in list.iter() {
-                    match a.address() {
-                        Some(addr) => ok &= check(addr),
-                        None => ok = false,
-                    }
-                }
-            }
-            None => ok = false,
-        }
-    }
-    ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn from_header_check() {
-        let only_joe = |a: &str| a.eq_ignore_ascii_case("joe@example.test");
-        assert!(from_ok(
-            b"From: Joe <joe@example.test>\nSubject: x\n\n",
-            &only_joe
-        ));
-        assert!(from_ok(b"Subject: no from\n\n", &only_joe));
-        assert!(!from_ok(b"From: Boss <boss@example.test>\n\n", &only_joe));
-        assert!(!from_ok(
-            b"From: joe@example.test, boss@example.test\n\n",
-            &only_joe
-        ));
-        assert!(!from_ok(
-            b"From: joe@example.test\nFrom: boss@example.test\n\n",
-            &only_joe
-        ));
-    }
-
-    #[test]
-    fn hop_counting() {
-        let mut s = HeaderScan {
-            in_header: true,
-            line_start: true,
-            prefix: Vec::new(),
-            capture: None,
-            overflow: false,
-        };
-        let mut hops = 0;
-        s.feed(
-            b"Received: a\nDelivered-To: b\nX: y\n\nReceived: body\n",
-            &mut hops,
+    fn client_text_in_log_lines_stays_one_field_of_one_line() {
+        let forged = "a\r\nqmail-smtpd: pid 1: AUTH PLAIN user root from 10.9.9.9";
+        let one_line = |l: &str| !l.contains(['\r', '\n', '\0']);
+        let l = sni_field(Some(forged));
+        assert!(one_line(&l), "{l}");
+        assert!(l.starts_with(" sni a\\015\\012qmail-smtpd:\\040pid"));
+        assert_eq!(sni_field(None), "");
+        let long = "x".repeat(5000);
+        let l = accepted_log(7, "10.0.0.1", forged, 1, Some("joe\0"), Some(&long));
+        assert!(one_line(&l), "{l}");
+        assert_eq!(l.split(' ').count(), 14, "{l}");
+        assert!(l.ends_with(&format!("helo {}...", "x".repeat(qsys::logsafe::MAX))));
+        let l = originator_log(
+            forged,
+            &Refusal::NotYours(crate::originator::Field::From, "b c".into()),
         );
-        assert_eq!(hops, 2);
+        assert!(one_line(&l) && l.ends_with("From: <b\\040c>"), "{l}");
     }
 }

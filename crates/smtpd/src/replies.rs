@@ -1,0 +1,138 @@
+//! Every reply qmail-smtpd sends, each defined once (the AUTH and rate-limit replies
+//! still live next to their code in `session`).
+//!
+//! Replies keep qmail's wording (and its `(#x.y.z)` suffix) where qmail has one, and
+//! carry the RFC 2034 enhanced status code in front, since ENHANCEDSTATUSCODES is
+//! advertised. A constant is a whole reply line without CR LF; a function builds the
+//! replies that carry a value.
+
+use crate::originator::Refusal;
+
+// Connection and command level.
+pub const UNABLE_TO_READ_CONTROLS: &str = "421 4.3.0 unable to read controls (#4.3.0)";
+pub const TOO_MANY_ERRORS: &str = "421 4.7.0 too many errors, closing connection (#4.7.0)";
+pub const TIMEOUT: &str = "451 4.4.2 timeout (#4.4.2)";
+pub const LINE_TOO_LONG: &str = "500 5.5.2 line too long (#5.5.2)";
+pub const INVALID_CHARACTERS: &str = "500 5.5.2 invalid characters in command (#5.5.2)";
+pub const UNIMPLEMENTED: &str = "502 5.5.1 unimplemented (#5.5.1)";
+pub const OK: &str = "250 2.0.0 ok";
+pub const FLUSHED: &str = "250 2.0.0 flushed";
+pub const VRFY: &str = "252 2.1.5 send some mail, i'll try my best";
+pub const HELP: &str = "214 2.0.0 qmail home page: https://cr.yp.to/qmail.html";
+pub const HELO_SYNTAX: &str = "501 5.5.4 syntax: HELO hostname (#5.5.4)";
+pub const EHLO_SYNTAX: &str = "501 5.5.4 syntax: EHLO hostname (#5.5.4)";
+
+// STARTTLS.
+pub const STARTTLS_FIRST: &str = "530 5.7.0 Must issue a STARTTLS command first (#5.7.0)";
+pub const STARTTLS_SYNTAX: &str = "501 5.5.4 Syntax error (no parameters allowed) (#5.5.4)";
+pub const TLS_ACTIVE: &str = "503 5.5.1 TLS already active (#5.5.1)";
+pub const TLS_UNAVAILABLE: &str = "454 4.7.0 TLS not available (#4.7.0)";
+pub const TLS_READY: &str = "220 2.0.0 ready for tls";
+
+// MAIL and RCPT.
+pub const NESTED_MAIL: &str = "503 5.5.1 nested MAIL command (#5.5.1)";
+pub const AUTH_REQUIRED: &str = "530 5.7.0 authentication required (#5.7.0)";
+pub const PARAMETER_SYNTAX: &str = "555 5.5.4 syntax error in parameters (#5.5.4)";
+pub const ADDRESS_SYNTAX: &str = "555 5.5.4 syntax error (#5.5.4)";
+pub const ADDRESS_UNACCEPTABLE: &str =
+    "553 5.1.3 sorry, I can't accept addresses like that (#5.1.3)";
+pub const TOO_BIG: &str = "552 5.3.4 sorry, that message size exceeds my databytes limit (#5.3.4)";
+pub const SENDER_NOT_YOURS: &str =
+    "553 5.7.1 sorry, that envelope sender is not one of your addresses (#5.7.1)";
+pub const MAIL_OK: &str = "250 2.1.0 ok";
+pub const MAIL_FIRST: &str = "503 5.5.1 MAIL first (#5.5.1)";
+pub const RCPT_FIRST: &str = "503 5.5.1 RCPT first (#5.5.1)";
+pub const BADMAILFROM: &str =
+    "553 5.7.1 sorry, your envelope sender is in my badmailfrom list (#5.7.1)";
+pub const BADRCPTTO: &str =
+    "553 5.7.1 sorry, your envelope recipient is in my badrcptto list (#5.7.1)";
+pub const TOO_MANY_RECIPIENTS: &str = "452 4.5.3 sorry, too many recipients (#4.5.3)";
+pub const NO_RELAY: &str = "553 5.7.1 we don't relay (#5.7.1)";
+pub const NOT_IN_RCPTHOSTS: &str =
+    "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)";
+pub const NO_MAILBOX: &str = "550 5.1.1 sorry, no mailbox here by that name (#5.1.1)";
+pub const RCPT_OK: &str = "250 2.1.5 ok";
+
+// DATA and BDAT.
+pub const GO_AHEAD: &str = "354 go ahead";
+pub const BDAT_SYNTAX: &str = "501 5.5.4 syntax: BDAT size [LAST], closing connection (#5.5.4)";
+pub const QQT_FAILURE: &str = "451 4.3.0 qqt failure (#4.3.0)";
+pub const BARE_LINE_END: &str = "451 4.5.0 See https://cr.yp.to/docs/smtplf.html. (#4.5.0)";
+pub const BARE_CR_IN_CHUNK: &str = "554 5.6.0 sorry, a bare CR in the message (#5.6.0)";
+pub const LOOPING: &str = "554 5.4.6 too many hops, this message is looping (#5.4.6)";
+pub const NO_FROM: &str =
+    "554 5.6.0 sorry, a submitted message needs a From: line with your address (#5.6.0)";
+pub const HEADER_TOO_BIG_TO_CHECK: &str =
+    "552 5.3.4 sorry, the header is too big to check its From: line (#5.3.4)";
+
+/// `220 greeting ESMTP`, the first line of a session.
+pub fn banner(greeting: &str) -> String {
+    format!("220 {greeting} ESMTP")
+}
+
+/// The HELO answer.
+pub fn helo(greeting: &str) -> String {
+    format!("250 {greeting}")
+}
+
+/// The QUIT answer.
+pub fn quit(greeting: &str) -> String {
+    format!("221 2.0.0 {greeting}")
+}
+
+/// A BDAT chunk that is not the last one was read.
+pub fn chunk_received(octets: u64) -> String {
+    format!("250 2.0.0 {octets} octets received")
+}
+
+/// The message is on disk: qmail-queue exited 0.
+pub fn accepted(now: u64, qp: u32) -> String {
+    format!("250 2.0.0 ok {now} qp {qp}")
+}
+
+/// qmail-queue refused the message; `text` is qmail's, with its `(#x.y.z)`.
+pub fn queue_failed(permanent: bool, text: &str) -> String {
+    if permanent {
+        format!("554 5.3.0 {text}")
+    } else {
+        format!("451 4.3.0 {text}")
+    }
+}
+
+/// An authenticated user's message named an originator that is not theirs.
+pub fn originator_refused(r: &Refusal) -> String {
+    match r {
+        Refusal::NoFrom => NO_FROM.to_string(),
+        Refusal::HeaderTooBig => HEADER_TOO_BIG_TO_CHECK.to_string(),
+        Refusal::NotYours(f, _) => format!(
+            "553 5.7.1 sorry, that {} address is not one of your addresses (#5.7.1)",
+            f.name()
+        ),
+        Refusal::Unreadable(f) => format!(
+            "553 5.7.1 sorry, I can't read that {} line as your address (#5.7.1)",
+            f.name()
+        ),
+        Refusal::DisplayName(f, _) => format!(
+            "553 5.7.1 sorry, the name in that {} line is another address (#5.7.1)",
+            f.name()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::originator::Field;
+
+    #[test]
+    fn the_from_refusal_keeps_its_historic_wording() {
+        assert_eq!(
+            originator_refused(&Refusal::NotYours(Field::From, "b@x".into())),
+            "553 5.7.1 sorry, that From: address is not one of your addresses (#5.7.1)"
+        );
+        assert_eq!(
+            queue_failed(false, "qq read error (#4.3.0)"),
+            "451 4.3.0 qq read error (#4.3.0)"
+        );
+    }
+}
