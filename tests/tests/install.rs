@@ -144,6 +144,29 @@ fn a_lock_file_replaced_by_a_link_is_refused() {
     assert_eq!(std::fs::metadata(&tcpto).unwrap().len(), 1024);
 }
 
+/// qmailq owns queue/lock and may hard-link a named pipe of its own or (where
+/// `fs.protected_hardlinks=0`) anyone's there: the installer would give that pipe to
+/// qmails with mode 0622 (world-writable). It refuses instead, and the pipe's other name
+/// keeps its owner and mode.
+#[test]
+fn a_hard_linked_fifo_at_the_trigger_is_refused() {
+    need_root!();
+    let d = tempdir();
+    let src = source(d.path(), &[]);
+    let root = d.path().join("root");
+    install_ok(&src, &root);
+    let v = victim(d.path());
+    let pipe = v.join("pipe");
+    nix::unistd::mkfifo(&pipe, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    std::fs::set_permissions(&pipe, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let trigger = root.join("queue/lock/trigger");
+    std::fs::remove_file(&trigger).unwrap();
+    std::fs::hard_link(&pipe, &trigger).unwrap();
+    assert_refused(&install(&src, &root), "queue/lock/trigger", "2 links");
+    assert_eq!(owner_mode(&pipe), (0, 0, 0o600), "the pipe was given away");
+    assert_untouched(&v);
+}
+
 /// `~alias` is alias's own: whatever it put where the installer would create a file is
 /// left alone (documented in install::hier::install), and nothing is followed.
 #[test]

@@ -9,8 +9,9 @@
 //!   `O_NOFOLLOW` relative to it (`openat`), so no link is followed anywhere on the way;
 //! - an existing entry must be of the expected [`Kind`] (checked with `fstatat` before
 //!   opening, so a device is never opened, and with `fstat` after, so a swap in between
-//!   is caught); a regular file with more than one link is refused (a hard link to a file
-//!   elsewhere, where `fs.protected_hardlinks=0`);
+//!   is caught); anything but a directory with more than one link is refused: a hard link
+//!   to a file or named pipe elsewhere (its owner may link it; anyone may where
+//!   `fs.protected_hardlinks=0`) would have that other name's owner and mode changed;
 //! - new files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`;
 //! - owner and mode change with `fchown` then `fchmod` on the open descriptor (`chown`
 //!   clears set-id bits, so the mode comes last).
@@ -68,9 +69,10 @@ pub fn unexpected(kind: Kind, mode: u32, nlink: u64) -> Option<String> {
             type_name(kind.bits().bits())
         ));
     }
-    if kind == Kind::File && nlink > 1 {
+    if kind != Kind::Dir && nlink > 1 {
         return Some(format!(
-            "a regular file with {nlink} links (a hard link to a file elsewhere?)"
+            "{} with {nlink} links (a hard link to one elsewhere?)",
+            type_name(found)
         ));
     }
     None
@@ -321,6 +323,15 @@ mod tests {
             unexpected(Kind::File, 0o100644, 2)
                 .unwrap()
                 .contains("2 links")
+        );
+        let fifo = unexpected(Kind::Fifo, 0o10600, 2).unwrap();
+        assert_eq!(
+            fifo,
+            "a named pipe with 2 links (a hard link to one elsewhere?)"
+        );
+        assert!(
+            unexpected(Kind::Dir, 0o40755, 7).is_none(),
+            "subdirectories"
         );
         assert!(
             unexpected(Kind::File, 0o20644, 1)
