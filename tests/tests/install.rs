@@ -167,6 +167,55 @@ fn a_hard_linked_fifo_at_the_trigger_is_refused() {
     assert_untouched(&v);
 }
 
+/// As root, an installation below a directory a user owns (the quick start run by root
+/// from a checkout in /home/USER) would hold a set-id qmail-queue that refuses to run:
+/// qmail-install refuses it up front and creates nothing there; init/quickstart stops
+/// with that message and says what to do instead.
+#[test]
+fn a_root_install_in_a_users_tree_is_refused_up_front() {
+    need_root!();
+    let d = tempdir();
+    let src = source(d.path(), &[]);
+    let user_home = d.path().join("home/user");
+    std::fs::create_dir_all(user_home.join("checkout")).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    for p in [&user_home, &user_home.join("checkout")] {
+        nix::unistd::chown(p, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
+    let run = user_home.join("checkout/run");
+    let out = install(&src, &run.join("qmail"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(111), "stderr: {err}");
+    assert!(
+        err.starts_with("qmail-install: fatal: refusing to install as root into ")
+            && err.contains(&format!(
+                "{} is not root's alone",
+                user_home.join("checkout").display()
+            ))
+            && err.contains("/var/qmail"),
+        "unclear message: {err}"
+    );
+    assert!(!run.exists(), "created in the user's tree");
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../init/quickstart");
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg(&run)
+        .env("QUICKSTART_BIN", &src)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(111), "stderr: {err}");
+    assert!(
+        err.contains("refusing to install as root")
+            && err.contains("quickstart: fatal: unable to install into")
+            && err.contains("root-owned tree"),
+        "unclear message: {err}"
+    );
+    assert!(!run.join("qmail").exists());
+}
+
 /// `~alias` is alias's own: whatever it put where the installer would create a file is
 /// left alone (documented in install::hier::install), and nothing is followed.
 #[test]
