@@ -14,6 +14,11 @@
 //!     makes qmail-queue setuid qmailq. As another user no ownership is changed and
 //!     every program later runs as that user.
 //!
+//!     As root it refuses (exit 111) a DIR below a directory that is not root's or that
+//!     others can write without the sticky bit (a checkout in /home/USER, say): another
+//!     user could rename the installation away, so the set-id qmail-queue would refuse
+//!     to run from it. Install into a root-owned tree such as /var/qmail.
+//!
 //!     First control files (me, locals, rcpthosts, defaultdomain, plusdomain; HOST
 //!     defaults to this machine's host name) and ~alias/.qmail-postmaster,
 //!     .qmail-mailer-daemon, .qmail-root and ~alias/Maildir/ are written only when
@@ -78,6 +83,11 @@ fn main() {
         Ok(p) => p.parent().map(PathBuf::from).unwrap_or_default(),
         Err(e) => fatal(format!("unable to find my own directory: {e}")),
     };
+    if qsys::is_root()
+        && let Err(e) = install::hier::refuse_untrusted_ancestor(&args.root)
+    {
+        fatal(e.to_string());
+    }
     if let Err(e) = std::fs::create_dir_all(&args.root) {
         fatal(format!("unable to create {}: {e}", args.root.display()));
     }

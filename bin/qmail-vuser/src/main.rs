@@ -34,7 +34,10 @@
 //!     Nothing below a domain directory is followed through a link (its owner controls
 //!     it): a link where DIR/LOCAL or its Maildir belongs is refused, `.qmail-default`
 //!     is replaced through a temporary file and a rename, and an existing
-//!     `.qmail-postmaster` is left alone.
+//!     `.qmail-postmaster` is left alone. DIR itself is walked from / and a symbolic
+//!     link on the way is followed only in a directory that root alone can write: with
+//!     DIR = /home/OWNER/mail/DOMAIN, a link at /home/OWNER/mail is refused (name the
+//!     real directory instead).
 //!     del removes the user (the mailbox stays). rebuild recompiles the cdbs from the
 //!     text files after hand edits.
 //!

@@ -326,6 +326,7 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
         root: qsys::is_root(),
     };
     if ids.root {
+        refuse_untrusted_ancestor(&opts.root)?;
         ensure_accounts(&opts.root)?;
     }
     let root = Dir::open_trusted(&opts.root)?;
@@ -343,6 +344,40 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
     first_controls(opts)?;
     alias_files(&root, &ids)?;
     Ok(installed)
+}
+
+/// As root, refuse a root below a directory another user could rename it out of (a
+/// checkout in /home/USER): the set-id qmail-queue and checkpassword would refuse to run
+/// from there (`qsys::setid_home_check`), so the installation could never queue mail.
+/// `root` need not exist yet (the directories still to be made will be root's): the
+/// check starts at the deepest one that does, so nothing is created in such a tree.
+pub fn refuse_untrusted_ancestor(root: &Path) -> io::Result<()> {
+    let root = std::path::absolute(root)?;
+    let existing = root
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
+    let mut probe = std::fs::canonicalize(existing)?;
+    if existing != root {
+        // a name below the existing directory: its ancestors start with that directory
+        let rest = root.strip_prefix(existing).unwrap_or(&root);
+        if let Some(first) = rest.components().next() {
+            probe.push(first);
+        }
+    }
+    match qsys::untrusted_ancestor(&probe)? {
+        None => Ok(()),
+        Some(dir) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to install as root into {}: {} is not root's alone, so the \
+                 set-id qmail-queue would refuse to run there; install into a root-owned \
+                 tree such as /var/qmail (or run qmail-install as that directory's owner)",
+                root.display(),
+                dir.display()
+            ),
+        )),
+    }
 }
 
 /// The existing regular file `name` in `dir`, or a new one holding `initial`.

@@ -82,13 +82,27 @@ pub fn setid_home_check(home: &std::path::Path) -> std::io::Result<()> {
             ));
         }
     }
+    match untrusted_ancestor(home)? {
+        Some(dir) => Err(refuse(
+            &dir,
+            "owned by root and safe from renames by others",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The first directory above `home` that fails the ancestor rule of [`setid_home_check`]
+/// (another user could rename `home` away), or `None`. qmail-install run as root checks
+/// this first: the set-id programs would refuse to run from such a HOME.
+pub fn untrusted_ancestor(home: &std::path::Path) -> std::io::Result<Option<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
     for dir in home.ancestors().skip(1) {
         let md = std::fs::metadata(dir)?;
         if !trusted_ancestor(md.uid(), md.mode()) {
-            return Err(refuse(dir, "owned by root and safe from renames by others"));
+            return Ok(Some(dir.to_path_buf()));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The rule of [`setid_home_check`] for HOME and HOME/bin.

@@ -9,8 +9,13 @@
 //!   `O_NOFOLLOW` relative to it (`openat`), so no link is followed anywhere on the way;
 //! - an existing entry must be of the expected [`Kind`] (checked with `fstatat` before
 //!   opening, so a device is never opened, and with `fstat` after, so a swap in between
-//!   is caught); a regular file with more than one link is refused (a hard link to a file
-//!   elsewhere, where `fs.protected_hardlinks=0`);
+//!   is caught); anything but a directory with more than one link is refused: a hard link
+//!   to a file or named pipe elsewhere (its owner may link it; anyone may where
+//!   `fs.protected_hardlinks=0`) would have that other name's owner and mode changed;
+//! - a directory named by a path that crosses trees other users control (`--dir
+//!   /home/OWNER/mail/DOMAIN`) is opened with [`Dir::open_from_root`], which walks from
+//!   `/` and follows a symbolic link only where nobody but root (or the caller) could
+//!   have put it;
 //! - new files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`;
 //! - owner and mode change with `fchown` then `fchmod` on the open descriptor (`chown`
 //!   clears set-id bits, so the mode comes last).
@@ -18,9 +23,10 @@
 //! A refusal is an `io::Error` whose text names the path and what was found there, for
 //! the caller's `prog: fatal: ...` line.
 
-use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, mkfifoat, unlinkat};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -68,9 +74,10 @@ pub fn unexpected(kind: Kind, mode: u32, nlink: u64) -> Option<String> {
             type_name(kind.bits().bits())
         ));
     }
-    if kind == Kind::File && nlink > 1 {
+    if kind != Kind::Dir && nlink > 1 {
         return Some(format!(
-            "a regular file with {nlink} links (a hard link to a file elsewhere?)"
+            "{} with {nlink} links (a hard link to one elsewhere?)",
+            type_name(found)
         ));
     }
     None
@@ -133,6 +140,73 @@ impl Dir {
             fd,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Open the directory at the absolute `path` walking from `/` one component at a
+    /// time, never through a link another user could have planted: a symbolic link is
+    /// followed only when the directory holding it is owned by root (or the caller) and
+    /// writable by its owner alone; any other link on the way is refused. `..` goes back
+    /// to the directory the walk came from.
+    pub fn open_from_root(path: &Path) -> io::Result<Dir> {
+        if !path.is_absolute() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an absolute path: {}", path.display()),
+            ));
+        }
+        let mut stack = vec![Dir::open_trusted(Path::new("/"))?];
+        let mut todo: Vec<OsString> = Vec::new();
+        push_components(&mut todo, path);
+        let mut links = 0;
+        while let Some(name) = todo.pop() {
+            if name == ".." {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            let name = name.to_string_lossy().into_owned();
+            let cur = stack.last().ok_or_else(|| io::Error::other("empty walk"))?;
+            let here = cur.join(&name);
+            let st = match fstatat(&cur.fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(nix::Error::ENOENT) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{} does not exist", here.display()),
+                    ));
+                }
+                Err(e) => return Err(with_path(&here, "unable to stat", e)),
+            };
+            if st.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFLNK.bits() {
+                let next = cur.subdir(&name)?;
+                stack.push(next);
+                continue;
+            }
+            links += 1;
+            let holder = fstat(&cur.fd).map_err(|e| with_path(cur.path(), "unable to stat", e))?;
+            if links > MAX_LINKS || !may_follow_in(holder.st_uid, holder.st_mode, euid()) {
+                let why = if links > MAX_LINKS {
+                    "too many levels of symbolic links".to_string()
+                } else {
+                    format!(
+                        "a symbolic link in {}, which others than root can change (name the \
+                         directory it points to)",
+                        cur.path().display()
+                    )
+                };
+                return Err(refuse(&here, &why));
+            }
+            let target = readlinkat(&cur.fd, name.as_str())
+                .map_err(|e| with_path(&here, "unable to read link", e))?;
+            if Path::new(&target).is_absolute() {
+                stack.truncate(1);
+            }
+            push_components(&mut todo, Path::new(&target));
+        }
+        let mut d = stack.pop().ok_or_else(|| io::Error::other("empty walk"))?;
+        d.path = path.to_path_buf();
+        Ok(d)
     }
 
     /// The path this directory was reached by.
@@ -282,6 +356,34 @@ impl Dir {
     }
 }
 
+/// Links followed at most by [`Dir::open_from_root`] (the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Put the components of `p` on the stack `todo` (the last one first, so the first is
+/// popped first); `/` and `.` are dropped, `..` kept.
+fn push_components(todo: &mut Vec<OsString>, p: &Path) {
+    let mut names: Vec<OsString> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    names.reverse();
+    todo.extend(names);
+}
+
+/// Whether a symbolic link in a directory of owner `uid` and mode `mode` may be followed
+/// by a process of effective uid `me`: only root or `me` can have put it there.
+pub fn may_follow_in(uid: u32, mode: u32, me: u32) -> bool {
+    (uid == 0 || uid == me) && mode & 0o022 == 0
+}
+
 fn check(path: &Path, kind: Kind, st: &FileStat) -> io::Result<()> {
     match unexpected(kind, st.st_mode, st.st_nlink) {
         Some(why) => Err(refuse(path, &why)),
@@ -308,7 +410,7 @@ pub fn set_owner_mode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     #[test]
     fn the_rule() {
@@ -321,6 +423,15 @@ mod tests {
             unexpected(Kind::File, 0o100644, 2)
                 .unwrap()
                 .contains("2 links")
+        );
+        let fifo = unexpected(Kind::Fifo, 0o10600, 2).unwrap();
+        assert_eq!(
+            fifo,
+            "a named pipe with 2 links (a hard link to one elsewhere?)"
+        );
+        assert!(
+            unexpected(Kind::Dir, 0o40755, 7).is_none(),
+            "subdirectories"
         );
         assert!(
             unexpected(Kind::File, 0o20644, 1)
@@ -381,5 +492,64 @@ mod tests {
         sub.remove_file("g").unwrap();
         assert_eq!(std::fs::read(victim.join("file")).unwrap(), b"keep");
         assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn the_link_rule() {
+        assert!(may_follow_in(0, 0o40755, 0), "root's directory");
+        assert!(may_follow_in(1000, 0o40700, 1000), "the caller's own");
+        assert!(
+            !may_follow_in(1000, 0o40755, 0),
+            "a user's directory, for root"
+        );
+        assert!(!may_follow_in(0, 0o40775, 0), "group writable");
+        assert!(
+            !may_follow_in(0, 0o41777, 0),
+            "/tmp: anyone may plant a link"
+        );
+    }
+
+    #[test]
+    fn walking_from_the_root_follows_only_links_root_put_there() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path();
+        let real = top.join("real");
+        std::fs::create_dir_all(real.join("sub")).unwrap();
+        std::fs::write(real.join("sub/mark"), "real").unwrap();
+        symlink(&real, top.join("abs")).unwrap();
+        symlink("real/../real", top.join("rel")).unwrap();
+        symlink("loop", top.join("loop")).unwrap();
+        // a directory another user controls (as root: nobody's; else world-writable)
+        let other = top.join("other");
+        std::fs::create_dir(&other).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&other, Some(65534), Some(65534)).unwrap();
+        } else {
+            std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        symlink(&real, other.join("mail")).unwrap();
+
+        let mark = |d: &Dir| d.open_entry("mark", Kind::File).unwrap().is_some();
+        for ok in ["abs/sub", "rel/sub", "other/../real/sub", "./abs/./sub"] {
+            let d = Dir::open_from_root(&top.join(ok)).unwrap();
+            assert!(mark(&d), "{ok}");
+            assert_eq!(d.path(), top.join(ok));
+        }
+        for bad in ["other/mail", "other/mail/sub", "other/mail/../real"] {
+            let e = Dir::open_from_root(&top.join(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("refusing to touch")
+                    && e.contains("other/mail")
+                    && e.contains("others than root can change"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Dir::open_from_root(&top.join("loop")).unwrap_err();
+        assert!(e.to_string().contains("too many levels"), "{e}");
+        let e = Dir::open_from_root(&top.join("missing/x")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(Dir::open_from_root(&real.join("sub/mark")).is_err());
+        assert!(Dir::open_from_root(Path::new("relative")).is_err());
+        assert!(Dir::open_from_root(Path::new("/")).is_ok());
     }
 }

@@ -104,8 +104,10 @@ fn make_dir_owned(parent: &Dir, name: &str, uid: u32, gid: u32) -> io::Result<Di
     Ok(d)
 }
 
-/// A domain directory, opened without following a link in its last component (its
-/// parent is the administrator's choice: HOME/vdomains or `--dir`).
+/// A domain directory's parent (walked from `/` with [`Dir::open_from_root`]) and its
+/// last component, which is never followed. `--dir /home/OWNER/mail/DOMAIN` crosses a
+/// tree the owner controls: a link there (`mail -> /etc`, planted even while this runs)
+/// is refused, so root never creates or writes the domain directory anywhere else.
 fn open_domain_dir(dir: &Path) -> io::Result<(Dir, String)> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Err(io::Error::other(format!(
@@ -114,7 +116,7 @@ fn open_domain_dir(dir: &Path) -> io::Result<(Dir, String)> {
         )));
     };
     Ok((
-        Dir::open_trusted(parent)?,
+        Dir::open_from_root(parent)?,
         name.to_string_lossy().into_owned(),
     ))
 }
@@ -580,6 +582,59 @@ mod tests {
             (after.uid(), after.gid(), after.mode()),
             (before.uid(), before.gid(), before.mode())
         );
+    }
+
+    /// `--dir /OWNERHOME/mail/DOMAIN` where the owner made `mail` a link: refused, and
+    /// nothing is created or given away where the link points.
+    #[test]
+    fn a_link_above_the_domain_directory_in_the_owners_tree_is_refused() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+        let d = home();
+        let h = d.path();
+        let victim = h.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        let owner_home = h.join("owner");
+        std::fs::create_dir(&owner_home).unwrap();
+        if qsys::is_root() {
+            std::os::unix::fs::chown(&owner_home, Some(65534), Some(65534)).unwrap();
+        } else {
+            // a tree others can change, the same to the rule as another user's
+            std::fs::set_permissions(&owner_home, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        symlink(&victim, owner_home.join("mail")).unwrap();
+        let dir = owner_home.join("mail/virt.example");
+        let e = add_domain(h, "virt.example", test_owner(), Some(dir.clone())).unwrap_err();
+        assert!(
+            e.text.contains("refusing to touch")
+                && e.text.contains("owner/mail")
+                && e.text.contains("symbolic link"),
+            "{}",
+            e.text
+        );
+        assert!(!victim.join("virt.example").exists());
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+        assert!(crate::lookup(h, "x@virt.example").unwrap().is_none());
+        // the real directory is fine, and so is a link root placed (in h, root's)
+        std::fs::remove_file(owner_home.join("mail")).unwrap();
+        std::fs::create_dir(owner_home.join("mail")).unwrap();
+        symlink(&owner_home, h.join("owners")).unwrap();
+        let dom = add_domain(
+            h,
+            "virt.example",
+            test_owner(),
+            Some(h.join("owners/mail/virt.example")),
+        )
+        .unwrap();
+        assert!(dom.dir.join(".qmail-default").is_file());
+        // and the owner swaps the link in afterwards: adding a user is refused too
+        std::fs::rename(owner_home.join("mail"), h.join("mail.old")).unwrap();
+        std::fs::create_dir(victim.join("virt.example")).unwrap();
+        symlink(&victim, owner_home.join("mail")).unwrap();
+        let e = add_user(h, "bob@virt.example", "h".into(), 0, None).unwrap_err();
+        assert!(e.text.contains("symbolic link"), "{}", e.text);
+        assert!(!victim.join("virt.example/bob").exists());
+        let m = std::fs::metadata(victim.join("virt.example")).unwrap();
+        assert_eq!(m.uid(), nix::unistd::geteuid().as_raw());
     }
 
     fn dom_owner(d: &VDomain) -> Option<&str> {
