@@ -1,0 +1,18 @@
+//! qmail-scan's logic: the content policy filter of DESIGN section 10 (issue 14).
+//!
+//! - [`rules`]: `control/scanrules` (qmail-scanner's format, wave2.md 1.2-1.3).
+//! - [`magic`]: what a part really is (PE, ELF, MSI, CAB, LNK, zip, gzip, tar).
+//! - [`walk`]: header and envelope rules, the MIME walk and the archive walk with bomb
+//!   limits; the first hit.
+//! - [`clamd`]: our INSTREAM client with timeouts (wave2.md 2.3).
+//! - [`filter`]: the verdict for one message (pass with a header, quarantine, refuse,
+//!   temporary failure).
+//! - [`quarantine`]: a stand-in for the quarantine crate's `store`/`notice` until it is
+//!   merged.
+
+pub mod clamd;
+pub mod filter;
+pub mod magic;
+pub mod quarantine;
+pub mod rules;
+pub mod walk;
