@@ -127,9 +127,17 @@ impl Walker<'_> {
     }
 
     fn envelope_and_headers(&self, message: &[u8], ctx: &Context) -> Step {
-        self.regex_rules(&Subject::MailFrom, std::slice::from_ref(&ctx.sender), "envelope sender")?;
+        self.regex_rules(
+            &Subject::MailFrom,
+            std::slice::from_ref(&ctx.sender),
+            "envelope sender",
+        )?;
         self.regex_rules(&Subject::Rcpt, &ctx.recipients, "envelope recipient")?;
-        self.regex_rules(&Subject::RemoteIp, std::slice::from_ref(&ctx.remote_ip), "TCPREMOTEIP")?;
+        self.regex_rules(
+            &Subject::RemoteIp,
+            std::slice::from_ref(&ctx.remote_ip),
+            "TCPREMOTEIP",
+        )?;
         self.regex_rules(&Subject::Helo, std::slice::from_ref(&ctx.helo), "HELO")?;
         let fields = header_fields(message);
         for r in &self.rules.rules {
@@ -177,7 +185,9 @@ impl Walker<'_> {
                 PartType::Multipart(_) => {}
                 PartType::Message(inner) => self.message(inner, &place, depth + 1)?,
                 PartType::Text(_) | PartType::Html(_) => {
-                    self.names(&names, part.contents().len() as u64, &place)?;
+                    // mail-parser made text of it; the bytes as sent are what gets typed.
+                    let bytes = raw_body(m, part).unwrap_or_else(|| part.contents().to_vec());
+                    self.leaf(&place, &names, &bytes, depth)?;
                 }
                 PartType::Binary(data) | PartType::InlineBinary(data) => {
                     let is_message = ctype == "message/rfc822" || ctype == "message/global";
@@ -348,6 +358,20 @@ impl Walker<'_> {
             self.leaf(&member, &[name.as_str()], &content, depth)?;
         }
         Ok(())
+    }
+}
+
+/// A part's body with only its transfer encoding undone (no charset conversion).
+fn raw_body(m: &mail_parser::Message<'_>, part: &mail_parser::MessagePart<'_>) -> Option<Vec<u8>> {
+    let start = usize::try_from(part.offset_body).ok()?;
+    let end = usize::try_from(part.offset_end).ok()?;
+    let raw = m.raw_message.get(start..end)?;
+    match part.encoding {
+        mail_parser::Encoding::Base64 => mail_parser::decoders::base64::base64_decode(raw),
+        mail_parser::Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(raw)
+        }
+        mail_parser::Encoding::None => Some(raw.to_vec()),
     }
 }
 
@@ -540,6 +564,9 @@ mod tests {
             assert_eq!(h.rule, "@executable", "{name}");
             assert_eq!(h.place, name);
         }
+        // Declared as text: still typed by its bytes.
+        let h = hit_of(&mail(&[("notes.txt", "text/plain", &tiny_pe())])).unwrap();
+        assert_eq!(h.rule, "@executable");
         // ... and inside an archive.
         let z = zip_of(&[("report.doc", &tiny_pe())]);
         let h = hit_of(&mail(&[("r.zip", "application/zip", &z)])).unwrap();
