@@ -42,6 +42,19 @@ pub fn kind(data: &[u8]) -> Kind {
     }
 }
 
+/// A zip end-of-central-directory record that ends exactly at the end of `data` (its
+/// comment length says so): a zip, whatever precedes it.
+pub fn has_zip_directory(data: &[u8]) -> bool {
+    const EOCD: usize = 22;
+    let window = data.len().saturating_sub(EOCD + usize::from(u16::MAX));
+    (window..data.len().saturating_sub(EOCD - 1))
+        .rev()
+        .any(|at| {
+            data.get(at..at + 4) == Some(b"PK\x05\x06")
+                && u16_le(data, at + 20).is_some_and(|c| at + EOCD + usize::from(c) == data.len())
+        })
+}
+
 fn u32_le(data: &[u8], at: usize) -> Option<u32> {
     let b = data.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -162,6 +175,18 @@ pub(crate) mod tests {
         assert_eq!(kind(&[0x1F, 0x8B, 8, 0]), Kind::Gzip);
         assert_eq!(kind(b"%PDF-1.4"), Kind::Other);
         assert_eq!(kind(b""), Kind::Other);
+        assert!(!has_zip_directory(b""));
+        assert!(!has_zip_directory(b"PK\x05\x06"));
+        let mut eocd = b"prefix PK\x05\x06".to_vec();
+        eocd.extend_from_slice(&[0; 16]);
+        eocd.extend_from_slice(&[2, 0]);
+        eocd.extend_from_slice(b"hi");
+        assert!(has_zip_directory(&eocd));
+        eocd.push(b'!');
+        assert!(
+            !has_zip_directory(&eocd),
+            "comment length no longer matches"
+        );
     }
 
     #[test]

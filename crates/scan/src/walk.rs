@@ -251,6 +251,10 @@ impl Walker<'_> {
             Kind::Zip => self.archive(place, data, depth, Walker::zip),
             Kind::Gzip => self.archive(place, data, depth, Walker::gzip),
             Kind::Tar => self.archive(place, data, depth, Walker::tar),
+            // A zip behind a prefix still opens in Windows and 7-Zip.
+            Kind::Other if magic::has_zip_directory(data) => {
+                self.archive(place, data, depth, Walker::zip)
+            }
             Kind::Other => Ok(()),
         }
     }
@@ -648,6 +652,18 @@ mod tests {
     }
 
     #[test]
+    fn a_zip_behind_a_prefix_is_still_opened() {
+        let z = zip_of(&[("run.scr", b"x")]);
+        let hidden = [&b"just some text first\n"[..], &z].concat();
+        assert_eq!(magic::kind(&hidden), Kind::Other);
+        let h = hit_of(&mail(&[("notes.dat", "application/octet-stream", &hidden)])).unwrap();
+        assert_eq!(
+            (h.rule.as_str(), h.place.as_str()),
+            (".scr", "notes.dat/run.scr")
+        );
+    }
+
+    #[test]
     fn encrypted_and_broken_archives_are_hits() {
         // Set the "encrypted" flag (bit 0) in the local and the central header.
         let mut z = zip_of(&[("a.txt", b"hidden")]);
@@ -773,6 +789,45 @@ mod tests {
         let (h, stats) = check(&rules(), &m, &ctx());
         assert_eq!(h, None);
         assert_eq!(stats.members, 2);
+    }
+
+    /// A deterministic stand-in for the fuzz target on stable: many mutations of
+    /// messages holding nested archives, none may panic or pass the budgets.
+    #[test]
+    fn mutated_archives_and_messages_do_not_panic() {
+        let z = zip_of(&[("a.txt", b"hello hello hello"), ("b.scr", b"x")]);
+        let tgz = gzip_of(&tar_of(&[("in.zip", &z), ("c.txt", b"text")]));
+        let raw_zip_mail = [
+            &b"Subject: x\nContent-Type: application/zip; name=a.zip\n\n"[..],
+            &z,
+        ]
+        .concat();
+        let seeds = [
+            mail(&[("t.tgz", "application/gzip", &tgz)]),
+            mail(&[("z.zip", "application/zip", &z)]),
+            raw_zip_mail,
+        ];
+        let r = rules();
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..20_000 {
+            let mut m = seeds[i % seeds.len()].clone();
+            for _ in 0..(1 + next() % 8) {
+                let at = (next() as usize) % m.len();
+                m[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                let cut = (next() as usize) % m.len();
+                m.truncate(cut);
+            }
+            let (_, stats) = check(&r, &m, &ctx());
+            assert!(stats.expanded <= Limits::for_message(m.len()).max_expanded + 1);
+        }
     }
 
     #[test]
