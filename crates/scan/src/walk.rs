@@ -571,6 +571,13 @@ mod tests {
         // Declared as text: still typed by its bytes.
         let h = hit_of(&mail(&[("notes.txt", "text/plain", &tiny_pe())])).unwrap();
         assert_eq!(h.rule, "@executable");
+        // ... inside a forwarded message.
+        let inner = mail(&[("notes.txt", "text/plain", &tiny_pe())]);
+        let mut fwd = b"Subject: fwd\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"OUT\"\n\n--OUT\nContent-Type: text/plain\n\nsee below\n--OUT\nContent-Type: message/rfc822\n\n".to_vec();
+        fwd.extend_from_slice(&inner);
+        fwd.extend_from_slice(b"\n--OUT--\n");
+        let h = hit_of(&fwd).unwrap();
+        assert_eq!(h.rule, "@executable");
         // ... and inside an archive.
         let z = zip_of(&[("report.doc", &tiny_pe())]);
         let h = hit_of(&mail(&[("r.zip", "application/zip", &z)])).unwrap();
@@ -772,7 +779,16 @@ mod tests {
         // Each level's inner boundary differs from the outer one only by nesting: the
         // parser must still find the .exe at depth 5.
         let h = hit_of(&m);
-        assert!(h.is_some_and(|h| h.rule == ".exe" || h.rule == "@limits"));
+        assert_eq!(h.map(|h| h.rule), Some(".exe".to_string()));
+        // Deeper than the limit: a hit of its own, whatever is inside.
+        let mut m = b"Subject: x\n\nplain\n".to_vec();
+        for _ in 0..12 {
+            let mut outer =
+                b"Subject: fwd\nMIME-Version: 1.0\nContent-Type: message/rfc822\n\n".to_vec();
+            outer.extend_from_slice(&m);
+            m = outer;
+        }
+        assert_eq!(hit_of(&m).map(|h| h.rule), Some("@limits".to_string()));
     }
 
     #[test]
