@@ -23,7 +23,9 @@
 //!
 //!     Then, when HOME/control/clamd names clamd's socket (a path starting with `/`,
 //!     or host:port), the whole message is streamed to it (INSTREAM). A virus is refused
-//!     with its name. No answer from clamd (down, timeout after control/clamdtimeout
+//!     with its name. A message over clamd's StreamMaxLength is refused for good
+//!     (`message too large for the virus scanner (#5.3.4)`: keep control/databytes
+//!     below it). No answer from clamd (down, timeout after control/clamdtimeout
 //!     seconds, default 30, or an error reply) defers the message (451), unless
 //!     control/clamdfailopen is 1: then it passes unscanned, saying so in its header and
 //!     the log. That is a risk: a sender who can make clamd fail (for example with a

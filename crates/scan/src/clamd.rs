@@ -19,6 +19,8 @@ pub enum Outcome {
     Clean,
     /// The signature name, e.g. `Test.EICAR-NDB.UNOFFICIAL`.
     Infected(String),
+    /// The stream is over clamd's `StreamMaxLength`: it will never be scanned.
+    TooBig(String),
     /// Why there is no answer (for the log; not for the client).
     Error(String),
 }
@@ -107,6 +109,12 @@ pub fn parse_reply(reply: &[u8]) -> Outcome {
     {
         return Outcome::Infected(name.to_string());
     }
+    if text.contains("size limit exceeded") {
+        return Outcome::TooBig(format!(
+            "clamd answered: {}",
+            qsys::logsafe::text(text.as_bytes())
+        ));
+    }
     if text.is_empty() {
         return Outcome::Error("clamd closed the connection without a reply".into());
     }
@@ -159,9 +167,13 @@ mod tests {
             Outcome::Infected("Test.EICAR-NDB.UNOFFICIAL".into())
         );
         assert!(
-            matches!(parse_reply(b"INSTREAM size limit exceeded. ERROR\0"), Outcome::Error(e) if e.contains("limit"))
+            matches!(parse_reply(b"INSTREAM size limit exceeded. ERROR\0"), Outcome::TooBig(e) if e.contains("limit"))
         );
         assert!(matches!(parse_reply(b""), Outcome::Error(_)));
+        assert!(matches!(
+            parse_reply(b"Can't allocate memory ERROR\0"),
+            Outcome::Error(_)
+        ));
         assert!(matches!(
             parse_reply(b"stream:  FOUND\0"),
             Outcome::Error(_)
@@ -185,7 +197,7 @@ mod tests {
         let data = vec![b'a'; 8 << 20];
         let out = scan(&path, &data, Duration::from_secs(5));
         assert!(
-            matches!(&out, Outcome::Error(e) if e.contains("limit")),
+            matches!(&out, Outcome::TooBig(e) if e.contains("limit")),
             "{out:?}"
         );
         t.join().unwrap();

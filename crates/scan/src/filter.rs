@@ -33,7 +33,7 @@ pub enum Verdict {
     Pass(String),
     /// Accept and store in the quarantine for this reason.
     Quarantine(Hit),
-    /// Refuse permanently with this text (without the leading `D`).
+    /// Refuse permanently with this text (without the leading `D`), status code included.
     Refuse(String),
     /// Refuse temporarily with this text (without the leading `Z`); the log says why.
     TempFail(String),
@@ -83,6 +83,16 @@ pub fn decide(cfg: &Config, message: &[u8], ctx: &Context) -> Decision {
                     }),
                 };
                 return d;
+            }
+            Outcome::TooBig(e) => {
+                // Retrying cannot help: refuse for good (unless fail-open or quarantined).
+                d.clamd_error = Some(e);
+                if hit.is_none() && !cfg.fail_open {
+                    d.verdict =
+                        Verdict::Refuse("message too large for the virus scanner (#5.3.4)".into());
+                    return d;
+                }
+                scanned_by = "policy; too large for clamd, not virus-scanned";
             }
             Outcome::Error(e) => {
                 d.clamd_error = Some(e);
@@ -287,6 +297,20 @@ mod tests {
         let m = b"Subject: x\nContent-Type: application/octet-stream; name=\"a.exe\"\n\nMZ\n";
         let d = decide(&cfg, m, &Context::default());
         assert!(matches!(d.verdict, Verdict::Quarantine(h) if h.rule == ".exe"));
+    }
+
+    #[test]
+    fn a_message_over_clamds_stream_limit_is_refused_for_good() {
+        let (_d, sock) = fake_clamd(b"INSTREAM size limit exceeded. ERROR\0");
+        let d = decide(
+            &config(Some(sock)),
+            b"Subject: hi\n\nx\n",
+            &Context::default(),
+        );
+        assert_eq!(
+            d.verdict,
+            Verdict::Refuse("message too large for the virus scanner (#5.3.4)".into())
+        );
     }
 
     #[test]
