@@ -313,7 +313,24 @@ fn refuse_action_and_a_bad_rules_file() {
     let home = Home::new();
     home.control(
         "scanrules",
-        "# site rules\nPickles.*Breakfast\tVirus-Subject:\tno pickles for breakfast\trefuse\n",
+        "# site rules\nPickles.*Breakfast\tVirus-Subject:\tno pickles for breakfast\trefuse\n\
+         bad\\.example\tVirus-HELO:\tno bad HELO\trefuse\n",
+    );
+    // The HELO comes from qmail-smtpd's Received line, only for a network client.
+    let from_smtpd = b"Received: from unknown (HELO bad.example) (192.0.2.9)\n  by mx.example.test with SMTP; 6 Dec 2026 05:00:00 -0000\nSubject: x\n\nx\n";
+    let r = home.run(from_smtpd, &[("TCPREMOTEIP", "192.0.2.9")]);
+    assert_eq!(
+        (r.code, r.reason.as_str()),
+        (82, "Dno bad HELO (#5.7.1)"),
+        "{}",
+        r.log
+    );
+    assert!(r.log.contains("helo=bad.example"), "{}", r.log);
+    let r = home.run(from_smtpd, &[]);
+    assert_eq!(
+        r.code, 0,
+        "a local injector's Received line is not believed: {}",
+        r.log
     );
     let r = home.run(b"Subject: Pickles for Breakfast\n\nx\n", &[]);
     assert_eq!(
