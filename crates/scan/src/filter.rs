@@ -156,14 +156,15 @@ pub fn parse_envelope(bytes: &[u8]) -> Option<(String, Vec<String>)> {
     None
 }
 
-/// The HELO name from the `Received:` line our qmail-smtpd put on top (`from HOST (HELO
+/// The HELO name from the `Received:` line our qmail-smtpd put on top (the first one) (`from HOST (HELO
 /// NAME) (...)`; without `(HELO` the HELO equalled HOST). qmail-smtpd reduces it to
 /// `[A-Za-z0-9.@%+/=:_\[\]-]`, other characters becoming `?`.
 pub fn helo_from_received(message: &[u8]) -> Option<String> {
-    let (name, value) = walk::header_fields(message).into_iter().next()?;
-    if !name.eq_ignore_ascii_case("received") {
-        return None;
-    }
+    // The first Received field: filters earlier in the chain may have put other fields
+    // above it, never a Received line.
+    let (_, value) = walk::header_fields(message)
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("received"))?;
     let rest = value.strip_prefix("from ")?;
     let (host, after) = rest.split_once(' ').unwrap_or((rest, ""));
     match after.strip_prefix("(HELO ") {
@@ -231,10 +232,9 @@ mod tests {
         assert_eq!(helo_from_received(m).as_deref(), Some("relay"));
         let m = b"Received: from unknown (192.0.2.1)\n  by mx with SMTP; date\n\n";
         assert_eq!(helo_from_received(m).as_deref(), Some("unknown"));
-        assert_eq!(
-            helo_from_received(b"Subject: x\nReceived: from a (HELO b)\n\n"),
-            None
-        );
+        let m = b"X-Spam-Status: No\nReceived: from a (HELO b) (192.0.2.1)\nReceived: from c (HELO d)\n\n";
+        assert_eq!(helo_from_received(m).as_deref(), Some("b"));
+        assert_eq!(helo_from_received(b"Subject: x\n\n"), None);
     }
 
     #[test]
