@@ -112,7 +112,7 @@ impl Walker<'_> {
         for r in &self.rules.rules {
             if let Match::Regex(s, re) = &r.what
                 && s == subject
-                && values.iter().any(|v| re.is_match(v))
+                && values.iter().any(|v| re.is_match(v.as_bytes()))
             {
                 return Err(Hit {
                     rule: r.text.clone(),
