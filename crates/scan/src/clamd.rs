@@ -6,7 +6,9 @@
 //! `StreamMaxLength`, while we are still writing: a failed write therefore stops the
 //! writing and the reply is still read. Every failure to get a clear answer (refused,
 //! timed out, an ERROR reply, anything unexpected) is [`Outcome::Error`]: the caller
-//! makes it a temporary failure, never a pass.
+//! makes it a temporary failure, never a pass; a stream over clamd's size limit is
+//! [`Outcome::TooBig`] (a retry cannot help). The unix-socket connect is non-blocking
+//! and retried until the timeout, so a full listen queue cannot hang the filter.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -33,7 +35,7 @@ const REPLY_MAX: u64 = 4096;
 pub fn scan(address: &str, data: &[u8], timeout: Duration) -> Outcome {
     let address = address.trim();
     if address.starts_with('/') {
-        match UnixStream::connect(address) {
+        match connect_unix(address, timeout) {
             Ok(s) => {
                 if let Err(e) = s
                     .set_read_timeout(Some(timeout))
@@ -51,6 +53,38 @@ pub fn scan(address: &str, data: &[u8], timeout: Duration) -> Outcome {
             Ok(s) => exchange(s, data)
                 .unwrap_or_else(|e| Outcome::Error(format!("clamd {address}: {e}"))),
             Err(e) => Outcome::Error(format!("clamd {address}: {e}")),
+        }
+    }
+}
+
+/// A unix-socket connect that gives up after `timeout`: a blocking connect waits for as
+/// long as clamd's listen queue is full; a non-blocking one says EAGAIN and is retried.
+fn connect_unix(path: &str, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let addr = UnixAddr::new(path).map_err(io::Error::from)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => {
+                let s = UnixStream::from(fd);
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(nix::errno::Errno::EAGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+            }
+            Err(e) => return Err(io::Error::from(e)),
         }
     }
 }
@@ -224,6 +258,22 @@ mod tests {
         assert!(matches!(&out, Outcome::Error(_)), "{out:?}");
         assert!(start.elapsed() < Duration::from_millis(1800));
         t.join().unwrap();
+        // A listener whose queue is full and who never accepts: connect gives up in time.
+        let path = dir.path().join("full.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        nix::sys::socket::listen(&l, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            if let Ok(c) = connect_unix(&path.to_string_lossy(), Duration::from_millis(50)) {
+                queued.push(c);
+            }
+        }
+        assert!(queued.len() < 4, "the listen queue filled up");
+        let start = std::time::Instant::now();
+        let out = scan(&path.to_string_lossy(), b"x", Duration::from_millis(300));
+        assert!(matches!(&out, Outcome::Error(_)), "{out:?}");
+        assert!(start.elapsed() < Duration::from_millis(1500));
+        drop(l);
         // TCP: nothing listens on port 1 of localhost.
         assert!(matches!(
             scan("127.0.0.1:1", b"x", Duration::from_secs(1)),
