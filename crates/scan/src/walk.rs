@@ -77,13 +77,14 @@ pub fn check(rules: &Rules, message: &[u8], ctx: &Context) -> (Option<Hit>, Stat
         limits: Limits::for_message(message.len()),
         stats: Stats::default(),
     };
-    let hit = w.envelope_and_headers(message, ctx).err().or_else(|| {
-        let parser = MessageParser::default();
-        match parser.parse(message) {
-            Some(m) => w.message(&m, "", 0).err(),
+    let parsed = MessageParser::default().parse(message);
+    let hit = w
+        .envelope_and_headers(message, parsed.as_ref(), ctx)
+        .err()
+        .or_else(|| match &parsed {
+            Some(m) => w.message(m, "", 0).err(),
             None => w.leaf("", &[], message, 0).err(),
-        }
-    });
+        });
     (hit, w.stats)
 }
 
@@ -126,7 +127,14 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn envelope_and_headers(&self, message: &[u8], ctx: &Context) -> Step {
+    /// Header rules see each occurrence as sent (unfolded) and, for text fields, also as
+    /// decoded from RFC 2047 (`=?utf-8?b?...?=` must not hide a Subject).
+    fn envelope_and_headers(
+        &self,
+        message: &[u8],
+        parsed: Option<&mail_parser::Message<'_>>,
+        ctx: &Context,
+    ) -> Step {
         self.regex_rules(
             &Subject::MailFrom,
             std::slice::from_ref(&ctx.sender),
@@ -142,11 +150,26 @@ impl Walker<'_> {
         let fields = header_fields(message);
         for r in &self.rules.rules {
             if let Match::Regex(Subject::Header(name), _) = &r.what {
-                let values: Vec<String> = fields
+                let mut values: Vec<String> = fields
                     .iter()
                     .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                     .map(|(_, v)| v.clone())
                     .collect();
+                let decoded = parsed
+                    .map(|m| m.headers())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+                    .filter_map(|h| match &h.value {
+                        mail_parser::HeaderValue::Text(t) => Some(t.to_string()),
+                        mail_parser::HeaderValue::TextList(l) => Some(l.join(", ")),
+                        _ => None,
+                    });
+                for d in decoded {
+                    if !values.contains(&d) {
+                        values.push(d);
+                    }
+                }
                 let subject = Subject::Header(name.clone());
                 self.regex_rules(&subject, &values, &format!("header {name}"))?;
             }
@@ -748,6 +771,9 @@ mod tests {
         let m = b"Subject: Pickles for Breakfast\n\nx\n";
         let h = check(&r, m, &ctx()).0.unwrap();
         assert_eq!((h.line, h.action), (1, Action::Refuse));
+        // RFC 2047 encoding does not hide it ("Pickles for Breakfast" in base64).
+        let m = b"Subject: =?utf-8?b?UGlja2xlcyBmb3IgQnJlYWtmYXN0?=\n\nx\n";
+        assert_eq!(check(&r, m, &ctx()).0.map(|h| h.line), Some(1));
         assert!(
             check(&r, b"Subject: Pickles - where did you go?\n\nx\n", &ctx())
                 .0
