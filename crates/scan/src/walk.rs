@@ -1,6 +1,7 @@
 //! The policy check of one message: header and envelope rules, then every MIME part and
 //! every archive member (zip, gzip, tar, nested) against the name rules and the built-in
-//! checks. The first hit wins (rules in file order, then built-ins).
+//! checks. The first hit wins (rules in file order, then built-ins). Text parts are typed
+//! by their bytes as sent, and files uuencoded inside them are checked like attachments.
 //!
 //! Archives are read member by member through a bounded reader: the declared sizes are
 //! never trusted, and the walk stops as soon as the depth, member count or expanded-byte
@@ -211,6 +212,10 @@ impl Walker<'_> {
                     // mail-parser made text of it; the bytes as sent are what gets typed.
                     let bytes = raw_body(m, part).unwrap_or_else(|| part.contents().to_vec());
                     self.leaf(&place, &names, &bytes, depth)?;
+                    for (name, data) in uuencoded(&bytes) {
+                        let member = join(&place, &name);
+                        self.leaf(&member, &[name.as_str()], &data, depth)?;
+                    }
                 }
                 PartType::Binary(data) | PartType::InlineBinary(data) => {
                     let is_message = ctype == "message/rfc822" || ctype == "message/global";
@@ -386,6 +391,57 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// Files uuencoded inside a text (`begin MODE NAME` ... `end`), as mail clients still
+/// decode them: (name, decoded bytes). The decoded size is below the text's size.
+fn uuencoded(text: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut current: Option<(String, Vec<u8>)> = None;
+    for raw in text.split(|&b| b == b'\n') {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        match current.as_mut() {
+            None => {
+                let Some(rest) = line.strip_prefix(b"begin ") else {
+                    continue;
+                };
+                let mut f = rest.splitn(2, |&b| b == b' ');
+                let mode = f.next().unwrap_or_default();
+                let name = f.next().unwrap_or_default();
+                if (3..=4).contains(&mode.len())
+                    && mode.iter().all(|b| (b'0'..=b'7').contains(b))
+                    && !name.is_empty()
+                {
+                    current = Some((String::from_utf8_lossy(name).into_owned(), Vec::new()));
+                }
+            }
+            Some((_, data)) => {
+                if line == b"end" {
+                    files.extend(current.take());
+                    continue;
+                }
+                let Some((&first, rest)) = line.split_first() else {
+                    continue;
+                };
+                let len = usize::from(first.wrapping_sub(b' ') & 63);
+                let mut out = Vec::with_capacity(len + 3);
+                for group in rest.chunks(4) {
+                    let mut v = [0u8; 4];
+                    for (i, c) in group.iter().enumerate() {
+                        v[i] = c.wrapping_sub(b' ') & 63;
+                    }
+                    out.push(v[0] << 2 | v[1] >> 4);
+                    out.push(v[1] << 4 | v[2] >> 2);
+                    out.push(v[2] << 6 | v[3]);
+                }
+                out.truncate(len);
+                data.extend_from_slice(&out);
+            }
+        }
+    }
+    // A missing `end` still leaves a file the reader's client would decode.
+    files.extend(current);
+    files
 }
 
 /// A part's body with only its transfer encoding undone (no charset conversion).
@@ -608,6 +664,41 @@ mod tests {
             (h.rule.as_str(), h.place.as_str()),
             ("@executable", "r.zip/report.doc")
         );
+    }
+
+    #[test]
+    fn uuencoded_files_in_a_text_are_checked() {
+        // `uuencode` of "hello" named run.exe, and of a PE named notes.txt.
+        let m = b"Subject: x\n\nHi,\nbegin 644 run.exe\n%:&5L;&\\`\n`\nend\nbye\n";
+        let h = hit_of(m).unwrap();
+        assert_eq!(
+            (h.rule.as_str(), h.place.as_str()),
+            (".exe", "part0/run.exe")
+        );
+        assert_eq!(
+            uuencoded(b"begin 644 a.txt\n%:&5L;&\\`\n`\nend\n"),
+            vec![("a.txt".to_string(), b"hello".to_vec())]
+        );
+        let pe = tiny_pe();
+        let mut text = b"Subject: x\n\nbegin 0644 notes.txt\n".to_vec();
+        for chunk in pe.chunks(45) {
+            text.push(b' ' + chunk.len() as u8);
+            for g in chunk.chunks(3) {
+                let b = [g[0], *g.get(1).unwrap_or(&0), *g.get(2).unwrap_or(&0)];
+                for v in [
+                    b[0] >> 2,
+                    (b[0] << 4 | b[1] >> 4) & 63,
+                    (b[1] << 2 | b[2] >> 6) & 63,
+                    b[2] & 63,
+                ] {
+                    text.push(if v == 0 { b'`' } else { b' ' + v });
+                }
+            }
+            text.push(b'\n');
+        }
+        text.extend_from_slice(b"`\nend\n");
+        assert_eq!(hit_of(&text).unwrap().rule, "@executable");
+        assert!(uuencoded(b"begin here\nbegin 9999 x\n").is_empty());
     }
 
     #[test]
