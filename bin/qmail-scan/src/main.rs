@@ -17,9 +17,11 @@
 //!     built-in checks: executable content whatever the name (PE, ELF, MSI, CAB, LNK),
 //!     double extensions, zip/gzip/tar archives opened member by member to depth 8 with
 //!     at most 1000 members and 100 times the message size (1 to 50 MiB) of expanded
-//!     data, encrypted or unreadable archives, undecodable names. A missing scanrules
-//!     means the built-in checks only; a line that does not parse defers all mail (451)
-//!     and logs the line number.
+//!     data, encrypted or unreadable archives, undecodable names. Text parts are typed
+//!     by their bytes, and files uuencoded in them are checked like attachments. Header
+//!     rules see each field unfolded and, for text fields, also RFC 2047-decoded. A
+//!     missing scanrules means the built-in checks only; a line that does not parse
+//!     defers all mail (451) and logs the line number.
 //!
 //!     Then, when HOME/control/clamd names clamd's socket (a path starting with `/`,
 //!     or host:port), the whole message is streamed to it (INSTREAM). A virus is refused
