@@ -422,6 +422,50 @@ impl Hold {
     }
 }
 
+/// Events reserved on one counter for something still under way (the recipients of an
+/// open SMTP transaction): given back when dropped, kept only by [`Refund::keep`] once
+/// the thing happened (the message was queued).
+#[derive(Debug)]
+pub struct Refund {
+    counters: Counters,
+    kind: Kind,
+    key: String,
+    n: u64,
+}
+
+impl Refund {
+    /// Nothing reserved yet on `key` of `kind`.
+    pub fn new(counters: Counters, kind: Kind, key: &str) -> Refund {
+        Refund {
+            counters,
+            kind,
+            key: key.to_string(),
+            n: 0,
+        }
+    }
+
+    /// One more event reserved (already counted by [`Counters::reserve`]).
+    pub fn add(&mut self, n: u64) {
+        self.n = self.n.saturating_add(n);
+    }
+
+    /// The events happened: keep them counted.
+    pub fn keep(mut self) {
+        self.n = 0;
+    }
+}
+
+/// Errors are ignored: the events then stay counted, the safe side.
+impl Drop for Refund {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            let _ = self
+                .counters
+                .release(self.kind, &self.key, qsys::now(), self.n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +711,24 @@ mod tests {
         // a dropped hold stays counted
         drop(c.reserve_all(&set, 1000).unwrap().unwrap());
         assert_eq!(c.count(Kind::AuthFailAccount, "joe", 1000).unwrap(), 1);
+    }
+
+    #[test]
+    fn refunds_give_back_unless_kept() {
+        let (_d, c) = counters();
+        let now = qnow();
+        let mut r = Refund::new(c.clone(), Kind::Rate, "joe");
+        for _ in 0..3 {
+            assert!(c.reserve(Kind::Rate, "joe", now, 1, 10).unwrap());
+            r.add(1);
+        }
+        drop(r);
+        assert_eq!(c.count(Kind::Rate, "joe", now).unwrap(), 0);
+        let mut r = Refund::new(c.clone(), Kind::Rate, "joe");
+        assert!(c.reserve(Kind::Rate, "joe", now, 2, 10).unwrap());
+        r.add(2);
+        r.keep();
+        assert_eq!(c.count(Kind::Rate, "joe", now).unwrap(), 2);
     }
 
     /// An empty key (no client address known) is a counter like any other.
