@@ -370,7 +370,7 @@ fn system_users_with_each_hash_type() {
     assert!(login(port, "root", "whatever").starts_with("fail"));
     let log = std::fs::read_to_string(sys.root.join("pop3.log")).unwrap_or_default();
     assert!(
-        log.contains("auth failed user=vtest_nosuch ip=127.0.0.1 mech=USER"),
+        log.contains("auth failed ip=127.0.0.1 mech=USER user=vtest_nosuch"),
         "{log}"
     );
 }

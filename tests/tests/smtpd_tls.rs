@@ -203,7 +203,7 @@ except smtplib.SMTPAuthenticationError as e:
     assert!(out.contains("FAILED 535"), "{out}");
     assert!(
         srv.log_text()
-            .contains("auth failed user=joe ip=127.0.0.1 mech=PLAIN"),
+            .contains("auth failed ip=127.0.0.1 mech=PLAIN user=joe"),
         "{}",
         srv.log_text()
     );

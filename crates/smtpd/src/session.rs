@@ -60,7 +60,7 @@ pub struct Session {
     rcpts: Vec<String>,
     user: Option<String>,
     /// The recipients of the open transaction counted against `control/ratelimit`,
-    /// given back unless the message is queued.
+    /// given back when it is reset or its DATA/BDAT does not queue the message.
     rate_held: Option<limits::Refund>,
     errors: u32,
     /// The error limit was reached: close after this command's replies.
@@ -201,6 +201,10 @@ impl Session {
                 }
             }
         };
+        // a transaction the client left open keeps its recipients counted
+        if let Some(held) = self.rate_held.take() {
+            held.keep();
+        }
         self.conn.close();
         end
     }
