@@ -141,6 +141,15 @@ fn dirs() -> Vec<DirSpec> {
         d("queue/local", Owner::User("qmails"), 0o700),
         d("queue/remote", Owner::User("qmails"), 0o700),
     ];
+    // checkpassword's per-account locks: only its setgid group may create or open them
+    if qsys::ids::gid("shadow").is_some() {
+        v.push(DirSpec {
+            path: "checkpassword".into(),
+            owner: Owner::Root,
+            group: "shadow",
+            mode: 0o770,
+        });
+    }
     for split in 0..23 {
         v.push(d(
             &format!("queue/mess/{split}"),
