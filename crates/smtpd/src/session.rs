@@ -405,15 +405,13 @@ impl Session {
                             "user {} over ratelimit ({n} recipients this hour)",
                             qsys::logsafe::text(user.as_bytes())
                         ));
-                        self.send(
-                            "451 4.7.1 sorry, you have sent to too many recipients this hour (#4.7.1)",
-                        );
+                        self.send(reply::RATE_EXCEEDED);
                         return Ok(());
                     }
                     Ok(_) => {}
                     Err(e) => {
                         log(&format!("unable to read the rate counter: {e}"));
-                        self.send("451 4.3.0 unable to check the message rate (#4.3.0)");
+                        self.send(reply::RATE_UNCHECKABLE);
                         return Ok(());
                     }
                 }
@@ -523,11 +521,11 @@ impl Session {
                     qsys::logsafe::text(user.as_bytes()),
                     self.cfg.ratelimit
                 ));
-                Some("451 4.7.1 sorry, you have sent to too many recipients this hour (#4.7.1)")
+                Some(reply::RATE_EXCEEDED)
             }
             Err(e) => {
                 log(&format!("unable to update the rate counter: {e}"));
-                Some("451 4.3.0 unable to check the message rate (#4.3.0)")
+                Some(reply::RATE_UNCHECKABLE)
             }
         }
     }
@@ -600,19 +598,19 @@ impl Session {
 
     fn auth(&mut self, arg: &str) -> io::Result<Option<End>> {
         if !self.auth_offered() {
-            self.send("503 5.3.3 auth not available (#5.3.3)");
+            self.send(reply::AUTH_UNAVAILABLE);
             return Ok(None);
         }
         if self.user.is_some() {
-            self.send("503 5.5.0 you're already authenticated (#5.5.0)");
+            self.send(reply::AUTH_ALREADY);
             return Ok(None);
         }
         if self.mail.is_some() {
-            self.send("503 5.5.0 no auth during mail transaction (#5.5.0)");
+            self.send(reply::AUTH_IN_TRANSACTION);
             return Ok(None);
         }
         if self.tls_missing() {
-            self.send("530 5.7.0 Must issue a STARTTLS command first (#5.7.0)");
+            self.send(reply::STARTTLS_FIRST);
             return Ok(None);
         }
         let (mech, initial) = match arg.split_once(' ') {
@@ -622,13 +620,11 @@ impl Session {
         let plaintext = mech == "PLAIN" || mech == "LOGIN";
         let cram = mech == "CRAM-MD5" && self.cfg.cram;
         if !plaintext && !cram {
-            self.send("504 5.5.4 auth type unimplemented (#5.5.1)");
+            self.send(reply::AUTH_UNIMPLEMENTED);
             return Ok(None);
         }
         if plaintext && !self.plaintext_auth_ok() {
-            self.send(
-                "538 5.7.11 encryption required for requested authentication mechanism (#5.7.11)",
-            );
+            self.send(reply::AUTH_ENCRYPTION_REQUIRED);
             return Ok(None);
         }
         if self.cfg.authfaillimit > 0 {
@@ -643,15 +639,13 @@ impl Session {
                         "AUTH refused: {n} failures in the last hour ip={}",
                         qsys::logsafe::text(self.cfg.remote_ip.as_bytes())
                     ));
-                    self.send(
-                        "421 4.7.0 too many authentication failures, try again later (#4.7.0)",
-                    );
+                    self.send(reply::AUTH_TOO_MANY_FAILURES);
                     return Ok(Some(End::Dropped));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     log(&format!("unable to read the AUTH failure counter: {e}"));
-                    self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                    self.send(reply::AUTH_TEMPORARY);
                     return Ok(None);
                 }
             }
@@ -661,7 +655,7 @@ impl Session {
             "PLAIN" => {
                 let resp = match initial {
                     Some(i) => i,
-                    None => match self.challenge("334 ")? {
+                    None => match self.challenge(reply::AUTH_CHALLENGE_EMPTY)? {
                         Some(l) => l,
                         None => return Ok(Some(End::Dropped)),
                     },
@@ -671,13 +665,13 @@ impl Session {
             "LOGIN" => {
                 let user = match initial {
                     Some(i) => i,
-                    None => match self.challenge("334 VXNlcm5hbWU6")? {
+                    None => match self.challenge(reply::AUTH_USERNAME_PROMPT)? {
                         Some(l) => l,
                         None => return Ok(Some(End::Dropped)),
                     },
                 };
                 match auth::decode(&user) {
-                    Ok(u) => match self.challenge("334 UGFzc3dvcmQ6")? {
+                    Ok(u) => match self.challenge(reply::AUTH_PASSWORD_PROMPT)? {
                         Some(p) => auth::decode_with(p, |p| auth::login(&u, p, &stamp)),
                         None => return Ok(Some(End::Dropped)),
                     },
@@ -696,11 +690,11 @@ impl Session {
         let cred = match cred {
             Ok(c) => c,
             Err(SaslError::Cancelled) => {
-                self.send("501 5.0.0 auth exchange canceled (#5.0.0)");
+                self.send(reply::AUTH_CANCELED);
                 return Ok(None);
             }
             Err(SaslError::Malformed) => {
-                self.send("501 5.5.4 malformed auth input (#5.5.4)");
+                self.send(reply::AUTH_MALFORMED);
                 return Ok(if self.error() {
                     Some(End::Dropped)
                 } else {
@@ -725,11 +719,11 @@ impl Session {
                 self.settle_auth(hold, Some(&account));
                 log(&format!("AUTH {mech} user {safe_user} from {ip}"));
                 self.user = Some(user);
-                self.send("235 2.7.0 ok, go ahead (#2.0.0)");
+                self.send(reply::AUTH_OK);
             }
             Verdict::Temporary => {
                 self.settle_auth(hold, None);
-                self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                self.send(reply::AUTH_TEMPORARY);
             }
             Verdict::Rejected => {
                 // the failure was counted by the reservation: keep it
@@ -737,7 +731,7 @@ impl Session {
                 log(&format!("auth failed ip={ip} mech={mech} user={safe_user}"));
                 self.conn.flush()?;
                 std::thread::sleep(std::time::Duration::from_secs(self.cfg.authfaildelay));
-                self.send("535 5.7.8 authentication failed (#5.7.8)");
+                self.send(reply::AUTH_FAILED);
                 if self.error() {
                     return Ok(Some(End::Dropped));
                 }
@@ -784,21 +778,19 @@ impl Session {
                 log(&format!(
                     "AUTH refused: too many failures for the address in the last hour ip={ip} user={safe_user}"
                 ));
-                self.send("421 4.7.0 too many authentication failures, try again later (#4.7.0)");
+                self.send(reply::AUTH_TOO_MANY_FAILURES);
                 None
             }
             Ok(Err(_)) => {
                 log(&format!(
                     "AUTH refused: too many failures for the account in the last hour ip={ip} user={safe_user}"
                 ));
-                self.send(
-                    "454 4.7.0 too many authentication failures for this account, try again later (#4.7.0)",
-                );
+                self.send(reply::AUTH_ACCOUNT_LOCKED);
                 Some(Err(()))
             }
             Err(e) => {
                 log(&format!("unable to update the AUTH failure counter: {e}"));
-                self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                self.send(reply::AUTH_TEMPORARY);
                 Some(Err(()))
             }
         }
