@@ -27,7 +27,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use queue::layout::{Channel, Layout, parse_id};
-use spawn::protocol::{self, Command};
+use spawn::protocol::{self, Command, Status};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -594,17 +594,17 @@ impl Engine {
         let text = String::from_utf8_lossy(&r.text).into_owned();
         let dying = self.jobs.get(&(slot.id, c)).is_some_and(|j| j.dying);
         let (status, text) = match r.status {
-            b'Z' if dying => (
-                b'D',
+            Some(Status::Deferral) if dying => (
+                Status::Failure,
                 format!(
                     "{text}I'm not going to try again; this message has been in the queue too long.\n"
                 ),
             ),
-            b'K' | b'Z' | b'D' => (r.status, text),
-            _ => (b'Z', "report mangled, will defer".into()),
+            Some(s) => (s, text),
+            None => (Status::Deferral, "report mangled, will defer".into()),
         };
         match status {
-            b'K' => {
+            Status::Success => {
                 self.log(&format!(
                     "delivery {}: success: {}",
                     slot.delnum,
@@ -612,7 +612,7 @@ impl Engine {
                 ));
                 self.mark_done(slot.id, c, slot.offset);
             }
-            b'D' => {
+            Status::Failure => {
                 self.log(&format!(
                     "delivery {}: failure: {}",
                     slot.delnum,
@@ -622,7 +622,7 @@ impl Engine {
                     self.mark_done(slot.id, c, slot.offset);
                 }
             }
-            _ => self.log(&format!(
+            Status::Deferral => self.log(&format!(
                 "delivery {}: deferral: {}",
                 slot.delnum,
                 logsafe(&text)
@@ -1081,9 +1081,9 @@ mod tests {
             for c in turn(e, &mut lspawn_cmds) {
                 // joe's delivery succeeds, ann's is deferred
                 let status = if c.recipient.starts_with(b"joe@") {
-                    b'K'
+                    Status::Success
                 } else {
-                    b'Z'
+                    Status::Deferral
                 };
                 lspawn_reports
                     .write_all(&protocol::encode_report(c.slot, status, b"x\n"))
