@@ -26,6 +26,7 @@ use control::Controls;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use qsys::logsafe::qmail_send as logsafe;
 use queue::layout::{Channel, Layout, parse_id};
 use spawn::protocol::{self, Command, Status};
 use std::cmp::Reverse;
@@ -101,17 +102,6 @@ pub struct Engine {
 fn fd(n: i32) -> File {
     // SAFETY: qmail-start hands qmail-send descriptors 0-6; each is owned here once.
     unsafe { File::from_raw_fd(n) }
-}
-
-/// qmail's `logsafe`: newline becomes `/`, unprintable bytes `_`.
-pub fn logsafe(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'\n' => '/',
-            33..=126 if b != b'%' => b as char,
-            _ => '_',
-        })
-        .collect()
 }
 
 impl Engine {
@@ -963,9 +953,14 @@ fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Every log line's client text (sender, recipient, report text, which holds the
+    /// remote server's reply) goes through qsys::logsafe::qmail_send: one line always.
     #[test]
-    fn logsafe_matches_qmail() {
-        assert_eq!(logsafe("a b\nc%d"), "a_b/c_d");
+    fn client_text_stays_on_one_log_line() {
+        let forged = "x\nnew msg 99\r\x1b[2J";
+        let safe = logsafe(forged);
+        assert!(!safe.contains(['\n', '\r', '\x1b']));
+        assert!(safe.starts_with("x/new"));
     }
 
     fn pipe() -> (File, File) {
