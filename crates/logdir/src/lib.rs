@@ -25,6 +25,7 @@ pub mod pattern;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use qsys::errstr::io as io_str;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -32,7 +33,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use svcdir::errstr::io_str;
 use tai64::Tai64n;
 
 const PROG: &str = "multilog";
@@ -753,7 +753,7 @@ pub fn run(args: &[String]) {
         Ok(f) => f,
         Err(e) => fatal(format!(
             "unable to create signalfd: {}",
-            svcdir::errstr::nix_str(e)
+            qsys::errstr::nix(e)
         )),
     };
     let mut m = Multilog::new(args);

@@ -18,7 +18,6 @@
 //! supervise catches no signal but SIGCHLD (through a signalfd), like the original: a
 //! TERM kills supervise and leaves the service running.
 
-use crate::errstr::{io_str, nix_str};
 use crate::status::Status;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -26,6 +25,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use qsys::errstr::{io as io_str, nix as nix_str};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
