@@ -30,7 +30,10 @@ use std::process::Stdio;
 fn main() {
     qsys::die::install_panic_hook("qmail-lspawn");
     let fatal = |m: &str, code| -> ! { qsys::die::fatal("qmail-lspawn", m, code) };
-    let Some(default_delivery) = std::env::args().nth(1) else {
+    let Some(default_delivery) = std::env::args_os()
+        .nth(1)
+        .map(|a| a.to_string_lossy().into_owned())
+    else {
         fatal("usage: qmail-lspawn defaultdelivery", 100)
     };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory", 111));
