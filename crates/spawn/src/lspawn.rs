@@ -15,6 +15,12 @@
 //! empty local part is accepted and discarded, lookup, and as root no delivery as uid
 //! 0); [`qmail_local`] is the command that runs the delivery, dropping to the
 //! recipient's uid and group (verified, [`qsys::prot::drop_verified`]) before exec.
+//!
+//! What root touches here (issue 11 item 2): `users/cdb` (root's own install), a
+//! `stat` of a passwd home (metadata only, as qmail-getpw; a path from passwd, and
+//! nothing is opened, created or changed through it) and, in [`crate::serve`], the
+//! message `mess/S/N` (opened without following a link). Every `.qmail` file, the home
+//! and the mailboxes are touched only by qmail-local, after the drop.
 
 use crate::protocol::Status;
 use std::ffi::OsStr;
