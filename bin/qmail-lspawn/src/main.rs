@@ -11,7 +11,9 @@
 //!     recipient's local part (HOME/users/cdb, then the passwd database, then the
 //!     alias user with HOME/alias as home) and runs HOME/bin/qmail-local as that user
 //!     (one group, then the uid) with the message HOME/queue/mess/S/N on descriptor 0.
-//!     A recipient with an empty local part is accepted and discarded.
+//!     A recipient with an empty local part is accepted and discarded. The decision
+//!     and the verified drop to the recipient's uid live in the spawn crate
+//!     (spawn::lspawn::plan, spawn::lspawn::qmail_local).
 //!
 //! USER
 //!     root (the one program that switches to recipients' uids; it refuses uid 0).
@@ -21,14 +23,17 @@
 //!     0 when qmail-send closes descriptor 0; 100 usage; 111 system failure.
 
 use spawn::lspawn;
+use spawn::protocol::Status;
 use spawn::serve::{Spawner, Start, serve};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn main() {
     qsys::die::install_panic_hook("qmail-lspawn");
     let fatal = |m: &str, code| -> ! { qsys::die::fatal("qmail-lspawn", m, code) };
-    let Some(default_delivery) = std::env::args().nth(1) else {
+    let Some(default_delivery) = std::env::args_os()
+        .nth(1)
+        .map(|a| a.to_string_lossy().into_owned())
+    else {
         fatal("usage: qmail-lspawn defaultdelivery", 100)
     };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory", 111));
@@ -41,72 +46,28 @@ fn main() {
     } else {
         None
     };
-    let qmail_local = home.join("bin/qmail-local");
+    let program = home.join("bin/qmail-local");
     let mut start = |cmd: &spawn::protocol::Command,
                      message: std::fs::File,
                      out: std::os::fd::OwnedFd|
      -> Start {
-        let recipient = String::from_utf8_lossy(&cmd.recipient).into_owned();
-        let Some(at) = recipient.rfind('@') else {
-            return Start::Report(
-                b'D',
-                b"Sorry, address must include host name. (#5.1.3)".to_vec(),
-            );
+        let delivery = match lspawn::plan(&home, &cmd.recipient, root) {
+            Ok(d) => d,
+            Err((status, text)) => return Start::Report(status, text),
         };
-        let (local, domain) = (&recipient[..at], &recipient[at + 1..]);
-        if local.is_empty() {
-            return Start::Report(b'K', Vec::new());
-        }
-        let a = match lspawn::lookup(&home, local) {
-            Ok(a) => a,
-            Err(lspawn::LookupError::Cdb) => {
-                return Start::Report(b'Z', b"Trouble reading users/cdb in qmail-lspawn.".to_vec());
-            }
-            Err(lspawn::LookupError::NoAlias) => {
-                return Start::Report(b'Z', b"Unable to find alias user!".to_vec());
-            }
-        };
-        if root && a.uid == 0 {
-            return Start::Report(b'Z', b"Not allowed to perform deliveries as root.".to_vec());
-        }
         let Ok(err) = out.try_clone() else {
             return Start::Report(
-                b'Z',
+                Status::Deferral,
                 b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec(),
             );
         };
-        let mut c = Command::new(&qmail_local);
-        c.arg("--")
-            .arg(&a.user)
-            .arg(&a.home)
-            .args([local, &a.dash, &a.ext, domain])
-            .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&cmd.sender))
-            .arg(&default_delivery)
-            .stdin(Stdio::from(message))
+        let mut c = lspawn::qmail_local(&program, &delivery, &cmd.sender, &default_delivery, root);
+        c.stdin(Stdio::from(message))
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        if root {
-            let (uid, gid) = (a.uid, a.gid);
-            // SAFETY: only async-signal-safe system calls run between fork and exec.
-            unsafe {
-                c.pre_exec(move || {
-                    let g = gid as libc::gid_t;
-                    if libc::setgroups(1, &g) != 0
-                        || libc::setgid(g) != 0
-                        || libc::setuid(uid as libc::uid_t) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::getuid() == 0 {
-                        libc::_exit(113);
-                    }
-                    Ok(())
-                });
-            }
-        }
         match c.spawn() {
             Ok(child) => Start::Child(child),
-            Err(_) => Start::Report(b'Z', b"Unable to run qmail-local.".to_vec()),
+            Err(_) => Start::Report(Status::Deferral, b"Unable to run qmail-local.".to_vec()),
         }
     };
     let report = |status: std::process::ExitStatus, out: &[u8]| lspawn::report(status.code(), out);

@@ -13,11 +13,13 @@
 //! - [`fsync`]: durable file and directory operations (Linux needs directory fsyncs where
 //!   qmail assumed synchronous metadata).
 //! - [`logsafe`]: the one escaping for anything a client sent that reaches a log line.
+//! - [`errstr`]: the one errno-text table (DJB's wording).
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
 
 pub mod date;
 pub mod die;
+pub mod errstr;
 pub mod fdio;
 pub mod fsync;
 pub mod getopt;

@@ -2,10 +2,10 @@
 //! `setuidgid`, `envuidgid`, `envdir`, `softlimit`. Messages and exit codes are the
 //! originals' (usage 100, except envdir's 111; every failure 111).
 
+use qsys::errstr::{errno as errno_str, io as io_str};
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
-use svcdir::errstr::{errno_str, io_str};
 
 /// Print `prog: fatal: msg` and exit 111.
 pub fn fatal(prog: &str, msg: &str) -> ! {
@@ -164,9 +164,9 @@ pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
-/// daemontools' wording of an I/O error.
+/// daemontools' wording of an I/O error ([`qsys::errstr::io`]).
 pub fn errstr(e: &std::io::Error) -> String {
-    io_str(e)
+    io_str(e).to_string()
 }
 
 #[cfg(test)]

@@ -10,8 +10,23 @@
 //!
 //! qmail runs the passwd lookup in a separate qmail-getpw program as qmailp; here it
 //! is a plain `getpwnam` in qmail-lspawn itself, which already runs as root.
+//!
+//! [`plan`] is qmail-lspawn's decision for one recipient (split at the last `@`, an
+//! empty local part is accepted and discarded, lookup, and as root no delivery as uid
+//! 0); [`qmail_local`] is the command that runs the delivery, dropping to the
+//! recipient's uid and group (verified, [`qsys::prot::drop_verified`]) before exec.
+//!
+//! What root touches here (issue 11 item 2): `users/cdb` (root's own install), a
+//! `stat` of a passwd home (metadata only, as qmail-getpw; a path from passwd, and
+//! nothing is opened, created or changed through it) and, in [`crate::serve`], the
+//! message `mess/S/N` (opened without following a link). Every `.qmail` file, the home
+//! and the mailboxes are touched only by qmail-local, after the drop.
 
+use crate::protocol::Status;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 /// Who receives a local address.
@@ -154,23 +169,107 @@ pub fn lookup(home: &Path, local: &str) -> Result<Assignment, LookupError> {
     alias(home, local)
 }
 
+/// One local delivery to run: who receives it and the address it was sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub assignment: Assignment,
+    pub local: String,
+    pub domain: String,
+}
+
+/// A recipient split at its last `@` into local part and domain; `None` without `@`.
+pub fn split_recipient(recipient: &[u8]) -> Option<(String, String)> {
+    let at = recipient.iter().rposition(|&b| b == b'@')?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some((text(&recipient[..at]), text(&recipient[at + 1..])))
+}
+
+/// qmail-lspawn's decision for `recipient` in installation `home`: a delivery to run,
+/// or the report to send without running anything. `root`: this process can change
+/// uids, so a delivery as uid 0 is refused (as qmail's qmail-lspawn exit 113).
+pub fn plan(home: &Path, recipient: &[u8], root: bool) -> Result<Delivery, (Status, Vec<u8>)> {
+    let refuse = |s: Status, t: &str| Err((s, t.as_bytes().to_vec()));
+    let Some((local, domain)) = split_recipient(recipient) else {
+        return refuse(
+            Status::Failure,
+            "Sorry, address must include host name. (#5.1.3)",
+        );
+    };
+    if local.is_empty() {
+        return Err((Status::Success, Vec::new()));
+    }
+    let assignment = match lookup(home, &local) {
+        Ok(a) => a,
+        Err(LookupError::Cdb) => {
+            return refuse(
+                Status::Deferral,
+                "Trouble reading users/cdb in qmail-lspawn.",
+            );
+        }
+        Err(LookupError::NoAlias) => return refuse(Status::Deferral, "Unable to find alias user!"),
+    };
+    if root && assignment.uid == 0 {
+        return refuse(
+            Status::Deferral,
+            "Not allowed to perform deliveries as root.",
+        );
+    }
+    Ok(Delivery {
+        assignment,
+        local,
+        domain,
+    })
+}
+
+/// The qmail-local command for `d`: `-- user home local dash ext domain sender
+/// defaultdelivery`. With `drop`, the child becomes the recipient's uid and group
+/// (verified) between fork and exec; if that fails, the spawn fails and nothing runs.
+pub fn qmail_local(
+    program: &Path,
+    d: &Delivery,
+    sender: &[u8],
+    default_delivery: &str,
+    drop: bool,
+) -> std::process::Command {
+    let a = &d.assignment;
+    let mut c = std::process::Command::new(program);
+    c.arg("--")
+        .arg(&a.user)
+        .arg(&a.home)
+        .args([&d.local, &a.dash, &a.ext, &d.domain])
+        .arg(OsStr::from_bytes(sender))
+        .arg(default_delivery);
+    if drop {
+        let (uid, gid) = (
+            nix::unistd::Uid::from_raw(a.uid),
+            nix::unistd::Gid::from_raw(a.gid),
+        );
+        // SAFETY: drop_verified only makes system calls (no allocation, no locks).
+        unsafe {
+            c.pre_exec(move || qsys::prot::drop_verified(uid, gid).map_err(Into::into));
+        }
+    }
+    c
+}
+
 /// qmail-lspawn's report for qmail-local's exit (qmail.md 3.4 table).
-pub fn report(code: Option<i32>, output: &[u8]) -> (u8, Vec<u8>) {
-    let fixed = |l: u8, t: &str| (l, t.as_bytes().to_vec());
+pub fn report(code: Option<i32>, output: &[u8]) -> (Status, Vec<u8>) {
+    use Status::{Deferral, Failure, Success};
+    let fixed = |s: Status, t: &str| (s, t.as_bytes().to_vec());
     match code {
-        None => fixed(b'Z', "qmail-local crashed."),
-        Some(0) => (b'K', output.to_vec()),
-        Some(111 | 71 | 74 | 75) => (b'Z', output.to_vec()),
-        Some(117) => fixed(b'Z', "Trouble reading users/cdb in qmail-lspawn."),
-        Some(119) => fixed(b'Z', "Out of memory in qmail-lspawn."),
-        Some(118) => fixed(b'Z', "Temporary failure in qmail-lspawn."),
-        Some(116) => fixed(b'Z', "Unable to find alias user!"),
-        Some(113) => fixed(b'Z', "Not allowed to perform deliveries as root."),
-        Some(112) => fixed(b'Z', "Internal qmail-lspawn bug."),
-        Some(115) => fixed(b'Z', "NFS failure in qmail-local."),
-        Some(126) => fixed(b'D', "Unable to run qmail-local."),
-        Some(120) => fixed(b'Z', "Unable to run qmail-local."),
-        Some(_) => (b'D', output.to_vec()),
+        None => fixed(Deferral, "qmail-local crashed."),
+        Some(0) => (Success, output.to_vec()),
+        Some(111 | 71 | 74 | 75) => (Deferral, output.to_vec()),
+        Some(117) => fixed(Deferral, "Trouble reading users/cdb in qmail-lspawn."),
+        Some(119) => fixed(Deferral, "Out of memory in qmail-lspawn."),
+        Some(118) => fixed(Deferral, "Temporary failure in qmail-lspawn."),
+        Some(116) => fixed(Deferral, "Unable to find alias user!"),
+        Some(113) => fixed(Deferral, "Not allowed to perform deliveries as root."),
+        Some(112) => fixed(Deferral, "Internal qmail-lspawn bug."),
+        Some(115) => fixed(Deferral, "NFS failure in qmail-local."),
+        Some(126) => fixed(Failure, "Unable to run qmail-local."),
+        Some(120) => fixed(Deferral, "Unable to run qmail-local."),
+        Some(_) => (Failure, output.to_vec()),
     }
 }
 
@@ -208,12 +307,168 @@ mod tests {
     fn report_mapping() {
         assert_eq!(
             report(Some(0), b"did 1+0+0\n"),
-            (b'K', b"did 1+0+0\n".to_vec())
+            (Status::Success, b"did 1+0+0\n".to_vec())
         );
-        assert_eq!(report(Some(111), b"x"), (b'Z', b"x".to_vec()));
-        assert_eq!(report(Some(100), b"no"), (b'D', b"no".to_vec()));
-        assert_eq!(report(None, b""), (b'Z', b"qmail-local crashed.".to_vec()));
-        assert_eq!(report(Some(113), b"").0, b'Z');
+        assert_eq!(report(Some(111), b"x"), (Status::Deferral, b"x".to_vec()));
+        assert_eq!(report(Some(100), b"no"), (Status::Failure, b"no".to_vec()));
+        assert_eq!(
+            report(None, b""),
+            (Status::Deferral, b"qmail-local crashed.".to_vec())
+        );
+        assert_eq!(report(Some(113), b"").0, Status::Deferral);
+    }
+
+    #[test]
+    fn recipient_split_at_the_last_at() {
+        assert_eq!(
+            split_recipient(b"\"a@b\"@example.org"),
+            Some(("\"a@b\"".into(), "example.org".into()))
+        );
+        assert_eq!(
+            split_recipient(b"joe-list@x"),
+            Some(("joe-list".into(), "x".into()))
+        );
+        assert_eq!(split_recipient(b"@x"), Some((String::new(), "x".into())));
+        assert_eq!(split_recipient(b"no-host"), None);
+        assert_eq!(
+            split_recipient(b"\xff@\xfe"),
+            Some(("\u{fffd}".into(), "\u{fffd}".into()))
+        );
+    }
+
+    /// An installation whose users/cdb maps `joe` (uid 507), `toor` (uid 0) and, for
+    /// anything else, an `alias` entry.
+    fn install() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("users")).unwrap();
+        control::cdbfile::write(
+            &d.path().join("users/cdb"),
+            [
+                (
+                    &b"!joe\0"[..],
+                    &b"joe\x00507\x00100\x00/home/joe\x00-\x00\x00"[..],
+                ),
+                (&b"!toor\0"[..], &b"toor\x000\x000\x00/root\x00\x00\x00"[..]),
+                (&b"!"[..], &b"alias\x007790\x002108\x00/a\x00-\x00"[..]),
+                (&b""[..], &b"-"[..]),
+            ],
+            0o644,
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn plan_splits_looks_up_and_refuses() {
+        let d = install();
+        let p = plan(d.path(), b"Joe@example.org", true).unwrap();
+        assert_eq!(
+            (p.local.as_str(), p.domain.as_str()),
+            ("Joe", "example.org")
+        );
+        assert_eq!((p.assignment.uid, p.assignment.gid), (507, 100));
+        let p = plan(d.path(), b"someone-else@x", true).unwrap();
+        assert_eq!(
+            (p.assignment.user.as_str(), p.assignment.ext.as_str()),
+            ("alias", "someone-else")
+        );
+        assert_eq!(
+            plan(d.path(), b"joe", true).unwrap_err(),
+            (
+                Status::Failure,
+                b"Sorry, address must include host name. (#5.1.3)".to_vec()
+            )
+        );
+        assert_eq!(
+            plan(d.path(), b"@x", true).unwrap_err(),
+            (Status::Success, vec![])
+        );
+    }
+
+    #[test]
+    fn root_refuses_to_deliver_as_uid_0() {
+        let d = install();
+        assert_eq!(
+            plan(d.path(), b"toor@x", true).unwrap_err(),
+            (
+                Status::Deferral,
+                b"Not allowed to perform deliveries as root.".to_vec()
+            )
+        );
+        // Not root, nothing changes uid: the single-user install delivers as itself.
+        assert_eq!(plan(d.path(), b"toor@x", false).unwrap().assignment.uid, 0);
+    }
+
+    #[test]
+    fn unreadable_users_cdb_defers() {
+        let d = install();
+        std::fs::write(d.path().join("users/cdb"), b"short").unwrap();
+        assert_eq!(
+            plan(d.path(), b"joe@x", true).unwrap_err().0,
+            Status::Deferral
+        );
+    }
+
+    #[test]
+    fn qmail_local_arguments() {
+        let d = install();
+        let p = plan(d.path(), b"Joe@x", false).unwrap();
+        let c = qmail_local(
+            Path::new("/q/bin/qmail-local"),
+            &p,
+            b"s@y",
+            "./Maildir/",
+            false,
+        );
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--",
+                "joe",
+                "/home/joe",
+                "Joe",
+                "-",
+                "",
+                "x",
+                "s@y",
+                "./Maildir/"
+            ]
+        );
+    }
+
+    /// As root, the child runs as the recipient: uid, gid and exactly one group.
+    #[test]
+    fn qmail_local_runs_as_the_recipient() {
+        use std::os::unix::fs::PermissionsExt;
+        if !qsys::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let prog = d.path().join("qmail-local");
+        std::fs::write(&prog, "#!/bin/sh\necho $(id -u) $(id -g) $(id -G)\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let delivery = Delivery {
+            assignment: Assignment {
+                user: "nobody".into(),
+                uid: 65534,
+                gid: 65533,
+                home: "/nonexistent".into(),
+                dash: String::new(),
+                ext: String::new(),
+            },
+            local: "nobody".into(),
+            domain: "x".into(),
+        };
+        let out = qmail_local(&prog, &delivery, b"", "./Maildir/", true)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "65534 65533 65533\n");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! output (truncated to `truncate` bytes) becomes the report once the pipe closes and the
 //! child is reaped. EOF on fd 0 ends the loop after the last child.
 
-use crate::protocol::{self, Command, SLOTS};
+use crate::protocol::{self, Command, SLOTS, Status};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,19 +20,19 @@ use std::process::{Child, ExitStatus};
 pub enum Start {
     /// A running child (it holds the pipe's write end; the parent keeps none).
     Child(Child),
-    /// An answer without running anything (status letter and text).
-    Report(u8, Vec<u8>),
+    /// An answer without running anything (status and text).
+    Report(Status, Vec<u8>),
 }
 
-/// Turns a child's exit status and output into a report (letter, text).
-pub type ReportFn<'a> = &'a dyn Fn(ExitStatus, &[u8]) -> (u8, Vec<u8>);
+/// Turns a child's exit status and output into a report (status, text).
+pub type ReportFn<'a> = &'a dyn Fn(ExitStatus, &[u8]) -> (Status, Vec<u8>);
 
 /// The parts that differ between qmail-lspawn and qmail-rspawn.
 pub struct Spawner<'a> {
     /// Start a delivery: the command, the open message, and the write end of the output
     /// pipe (to become the child's fds 1 and 2).
     pub start: &'a mut dyn FnMut(&Command, File, OwnedFd) -> Start,
-    /// Turn a child's exit status and output into a report (letter, text).
+    /// Turn a child's exit status and output into a report (status, text).
     pub report: ReportFn<'a>,
     /// Longest output kept (qmail-lspawn: 3000 bytes).
     pub truncate: usize,
@@ -55,25 +55,47 @@ fn truncated(mut output: Vec<u8>, max: usize) -> Vec<u8> {
     output
 }
 
-fn open_message(messid: &str, owner: Option<u32>) -> Result<File, (u8, Vec<u8>)> {
-    let f = File::open(messid).map_err(|_| {
+/// Open `mess/S/N` for a delivery. qmail-lspawn runs as root in a directory qmailq
+/// owns: the last component is not followed (a link planted by a compromised qmailq),
+/// and the open does not block (a FIFO or device in its place); only a regular file
+/// owned by `owner` is accepted.
+fn open_message(messid: &str, owner: Option<u32>) -> Result<File, (Status, Vec<u8>)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = || {
         (
-            b'Z',
+            Status::Deferral,
             b"qmail-spawn unable to open message. (#4.3.0)".to_vec(),
         )
-    })?;
-    let m = f.metadata().map_err(|_| {
-        (
-            b'Z',
-            b"qmail-spawn unable to open message. (#4.3.0)".to_vec(),
-        )
-    })?;
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(messid)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => (
+                Status::Deferral,
+                b"Sorry, message has wrong type. (#4.3.5)".to_vec(),
+            ),
+            _ => cannot(),
+        })?;
+    let m = f.metadata().map_err(|_| cannot())?;
     if !m.is_file() {
-        return Err((b'Z', b"Sorry, message has wrong type. (#4.3.5)".to_vec()));
+        return Err((
+            Status::Deferral,
+            b"Sorry, message has wrong type. (#4.3.5)".to_vec(),
+        ));
     }
     if owner.is_some_and(|o| o != m.uid()) {
-        return Err((b'Z', b"Sorry, message has wrong owner. (#4.3.5)".to_vec()));
+        return Err((
+            Status::Deferral,
+            b"Sorry, message has wrong owner. (#4.3.5)".to_vec(),
+        ));
     }
+    nix::fcntl::fcntl(
+        &f,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .map_err(|_| cannot())?;
     Ok(f)
 }
 
@@ -157,7 +179,7 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
                     Err(slot) => {
                         output.write_all(&protocol::encode_report(
                             slot,
-                            b'D',
+                            Status::Failure,
                             b"Internal error: messid has unexpected format. (#5.3.5)",
                         ))?;
                         continue;
@@ -166,7 +188,7 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
                 if cmd.slot >= SLOTS || running.contains_key(&cmd.slot) {
                     output.write_all(&protocol::encode_report(
                         cmd.slot,
-                        b'Z',
+                        Status::Deferral,
                         b"Internal error: delnum in use. (#4.3.5)",
                     ))?;
                     continue;
@@ -198,4 +220,43 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrong_type() -> Result<(), (Status, Vec<u8>)> {
+        Err((
+            Status::Deferral,
+            b"Sorry, message has wrong type. (#4.3.5)".to_vec(),
+        ))
+    }
+
+    #[test]
+    fn message_must_be_a_regular_file_not_a_link_or_fifo() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n).to_string_lossy().into_owned();
+        std::fs::write(p("m"), b"x").unwrap();
+        assert!(open_message(&p("m"), None).is_ok());
+        std::os::unix::fs::symlink(p("m"), p("link")).unwrap();
+        assert_eq!(open_message(&p("link"), None).map(|_| ()), wrong_type());
+        // A FIFO would block a plain open until a writer came; it must be refused at once.
+        nix::unistd::mkfifo(
+            d.path().join("fifo").as_path(),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        assert_eq!(open_message(&p("fifo"), None).map(|_| ()), wrong_type());
+        assert_eq!(
+            open_message(&p("missing"), None).unwrap_err().0,
+            Status::Deferral
+        );
+        let mine = nix::unistd::getuid().as_raw();
+        assert!(open_message(&p("m"), Some(mine)).is_ok());
+        assert_eq!(
+            open_message(&p("m"), Some(mine + 1)).unwrap_err().1,
+            b"Sorry, message has wrong owner. (#4.3.5)"
+        );
+    }
 }
