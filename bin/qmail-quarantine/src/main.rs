@@ -12,7 +12,7 @@
 //!     directory holding this program), with the rule, its remark, the envelope, the
 //!     client and the date as X-Quarantine-* fields at its top, and mails a notice naming
 //!     its ID to the administrator. An ID is the message's file name in quarantine/new
-//!     (or quarantine/cur).
+//!     (or quarantine/cur, where a mail reader's flags `:2,...` may follow it).
 //!
 //!     list     one entry per message, oldest first: ID, date, size of the message,
 //!              then the rule and remark, the sender, client and HELO, and each

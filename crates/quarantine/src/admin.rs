@@ -4,8 +4,9 @@
 //! qmailf can put anything into HOME/quarantine, so nothing here follows a link: HOME is
 //! opened as the administrator named it, then `quarantine`, `new` and `cur` one
 //! component at a time, and each message with `O_NOFOLLOW` as a regular file with one
-//! link (qsys::safefs). An ID is a file name of `new/` or `cur/`; one with a `/` or a
-//! leading `.` is refused before anything is opened.
+//! link (qsys::safefs). An ID is a file name of `new/` or `cur/` (there also without
+//! the `:2,FLAGS` a mail reader appends); one with a `/` or a leading `.` is refused
+//! before anything is opened.
 //!
 //! Release hands the message, without its `X-Quarantine-*` block, to HOME/bin/qmail-queue
 //! itself (never `$QMAILQUEUE`: the filter that stopped it must not stop it again) with
@@ -98,10 +99,11 @@ pub struct Quarantine {
     subdirs: Vec<Dir>,
 }
 
-/// A message found by ID: its directory, its open file, and its inode (to see that it is
+/// A message found by ID: its directory, its name there, its open file, and its inode (to see that it is
 /// still the same file once locked).
 struct Found<'a> {
     dir: &'a Dir,
+    name: String,
     file: File,
     ino: (u64, u64),
 }
@@ -161,10 +163,32 @@ impl Quarantine {
                 let md = file.metadata().map_err(|e| Failure::temp(e.to_string()))?;
                 return Ok(Found {
                     dir,
+                    name: id.to_string(),
                     file,
                     ino: (md.dev(), md.ino()),
                 });
             }
+        }
+        // moved to cur/ by a mail reader, which appends its flags (`ID:2,S`)
+        let cur = self
+            .subdirs
+            .last()
+            .ok_or_else(|| Failure::temp("no cur/"))?;
+        let flagged = names(cur)
+            .map_err(Failure::io)?
+            .into_iter()
+            .find(|n| n.strip_prefix(id).is_some_and(|rest| rest.starts_with(':')));
+        if let Some(name) = flagged
+            && let Some(fd) = cur.open_entry(&name, Kind::File).map_err(Failure::io)?
+        {
+            let file = File::from(fd);
+            let md = file.metadata().map_err(|e| Failure::temp(e.to_string()))?;
+            return Ok(Found {
+                dir: cur,
+                name,
+                file,
+                ino: (md.dev(), md.ino()),
+            });
         }
         Err(Failure::perm(format!(
             "no message {} in {}",
@@ -199,7 +223,10 @@ impl Quarantine {
             Err((_, e)) => return Err(Failure::temp(format!("unable to lock: {e}"))),
         };
         // A concurrent release may have finished between our open and our lock.
-        let now = found.dir.open_entry(id, Kind::File).map_err(Failure::io)?;
+        let now = found
+            .dir
+            .open_entry(&found.name, Kind::File)
+            .map_err(Failure::io)?;
         let same = now
             .map(File::from)
             .and_then(|f| f.metadata().ok())
@@ -239,7 +266,7 @@ impl Quarantine {
             permanent: f.permanent,
             text: format!("qmail-queue refused the message: {}", f.text),
         })?;
-        remove(found.dir, id).map_err(|e| {
+        remove(found.dir, &found.name).map_err(|e| {
             Failure::temp(format!(
                 "queued, but unable to remove the copy (delete it, or it is sent again \
                  on the next release): {e}"
@@ -252,7 +279,7 @@ impl Quarantine {
     /// Remove the message (a regular file; anything else is refused).
     pub fn delete(&self, id: &str) -> Result<(), Failure> {
         let found = self.find(id)?;
-        remove(found.dir, id).map_err(Failure::io)
+        remove(found.dir, &found.name).map_err(Failure::io)
     }
 }
 
@@ -352,7 +379,17 @@ mod tests {
         let e = q.show("junk", &mut Vec::new()).unwrap_err();
         assert!(e.permanent, "{e}");
 
-        q.delete(&id_of(&b_cur)).unwrap();
+        let mut out = Vec::new();
+        q.show(&id_of(&b), &mut out).unwrap();
+        assert!(
+            out.ends_with(b"Subject: two\n\n"),
+            "found in cur/ by its ID"
+        );
+        assert!(
+            q.show(&id_of(&b)[..5], &mut Vec::new()).is_err(),
+            "no prefix match"
+        );
+        q.delete(&id_of(&b)).unwrap();
         assert!(!b_cur.exists());
         let e = q.delete(&id_of(&b_cur)).unwrap_err();
         assert!(e.permanent && e.text.starts_with("no message"), "{e}");

@@ -270,6 +270,44 @@ mod tests {
     }
 
     #[test]
+    fn a_mail_reader_reads_the_notice() {
+        let mut r = reason();
+        r.rule = "Virus-Subject: Überweisung.*".into();
+        let n = notice(
+            "mx.example.net",
+            "postmaster",
+            &r,
+            b"Subject: a\n\n",
+            Path::new("/q/x"),
+        );
+        let m = mail_parser::MessageParser::default().parse(&n).unwrap();
+        assert_eq!(
+            m.subject(),
+            Some("quarantined: Virus-Subject: Überweisung.*")
+        );
+        let addr = |a: Option<&mail_parser::Address>| {
+            a.and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            addr(m.from()).as_deref(),
+            Some("MAILER-DAEMON@mx.example.net")
+        );
+        assert_eq!(addr(m.to()).as_deref(), Some("postmaster@mx.example.net"));
+        assert!(
+            m.message_id()
+                .is_some_and(|id| id.ends_with("@mx.example.net"))
+        );
+        assert!(m.date().is_some());
+        let body = m.body_text(0).unwrap();
+        assert!(
+            body.contains("Rule:      Virus-Subject: Überweisung.*\n"),
+            "{body}"
+        );
+    }
+
+    #[test]
     fn a_non_ascii_rule_is_an_encoded_word() {
         let long = format!("Virus-Subject: {}", "Überweisung ".repeat(30));
         let s = subject(&long);

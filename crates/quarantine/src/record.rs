@@ -36,6 +36,9 @@ const SIZE: &str = "X-Quarantine-Size";
 const MAX_LINE: u64 = 64 * 1024;
 /// Most field lines a reader accepts (recipients included).
 const MAX_LINES: usize = 100_000;
+/// Most bytes of fields a reader accepts in all (so a planted file cannot make `list`
+/// hold gigabytes of recipients).
+const MAX_BLOCK: usize = 16 * 1024 * 1024;
 
 /// A parsed block: the reason, when it was stored, and the message's size in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,11 +124,16 @@ pub fn read(r: &mut impl BufRead) -> io::Result<Record> {
     let mut reason = Reason::default();
     let (mut rule, mut remark, mut sender, mut client, mut helo, mut date) =
         (None, None, None, None, None, None);
+    let mut total = 0;
     for _ in 0..MAX_LINES {
         let mut line = Vec::new();
         r.by_ref().take(MAX_LINE).read_until(b'\n', &mut line)?;
         if line.last() != Some(&b'\n') {
             return Err(corrupt("its X-Quarantine fields end early"));
+        }
+        total += line.len();
+        if total > MAX_BLOCK {
+            return Err(corrupt("too many X-Quarantine fields"));
         }
         line.pop();
         let line = String::from_utf8(line).map_err(|_| corrupt("a field is not UTF-8"))?;
@@ -277,5 +285,9 @@ mod tests {
         huge.resize(200_000, b'a');
         assert!(parse(&huge).is_err());
         assert!(parse(b"X-Quarantine-Rule: \xff\n").is_err());
+        let line = format!("X-Quarantine-Recipient: {}\n", "r".repeat(60_000));
+        let many = format!("X-Quarantine-Rule: x\n{}", line.repeat(300));
+        let e = parse(many.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("too many"), "{e}");
     }
 }
