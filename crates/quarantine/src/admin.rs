@@ -99,8 +99,8 @@ pub struct Quarantine {
     subdirs: Vec<Dir>,
 }
 
-/// A message found by ID: its directory, its name there, its open file, and its inode (to see that it is
-/// still the same file once locked).
+/// A message found by ID: its directory, its name there, its open file, and its inode
+/// (to see that it is still the same file once locked).
 struct Found<'a> {
     dir: &'a Dir,
     name: String,
