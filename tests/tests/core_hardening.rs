@@ -2,7 +2,8 @@
 //! qmail-send, qmail-lspawn and qmail-local processes of a temporary installation:
 //! a `.qmail` line starting with a multibyte character is delivered (it used to make
 //! qmail-local panic, deferring the mail until queuelifetime), and qmail-lspawn running
-//! as root refuses a users/assign entry that maps an address to uid 0.
+//! as root refuses a users/assign entry that maps an address to uid 0; a second
+//! qmail-send is refused by the queue mutex.
 
 use e2e::*;
 
@@ -63,10 +64,18 @@ fn lspawn_refuses_to_deliver_as_root() {
         ),
         0
     );
-    sys.wait_log("Not allowed to perform deliveries as root.", 20);
-    assert!(
-        sys.log_text().contains("deferral: Not allowed"),
-        "{}",
-        sys.log_text()
-    );
+    sys.wait_log("deferral: Not_allowed_to_perform_deliveries_as_root.", 20);
+}
+
+/// queue/lock/sendmutex (a nix Flock now): a second qmail-send exits 111 at once and the
+/// first one keeps running.
+#[test]
+fn second_qmail_send_is_refused_by_the_mutex() {
+    need_root!();
+    let mut sys = System::install(ME, &[DOMAIN]);
+    sys.start();
+    sys.wait_log("status: local", 20);
+    let out = sys.run_as(None, "qmail-send", &[], b"");
+    assert_eq!(out.status.code(), Some(111));
+    assert!(sys.send_alive());
 }

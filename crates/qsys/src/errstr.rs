@@ -2,7 +2,7 @@
 //! ucspi-tcp), not strerror(3), so that messages match the originals byte for byte
 //! (`supervise: fatal: unable to acquire s/supervise/lock: temporary failure`,
 //! `tcprules: fatal: unable to read rules.cdb: file does not exist`). Every program
-//! prints errno values through [`errno`], [`io`] or [`nix`].
+//! prints errno values through [`errno()`], [`io()`] or [`nix()`].
 
 /// DJB's text for an errno value; `unknown error` for values his table lacks.
 pub fn errno(n: i32) -> &'static str {

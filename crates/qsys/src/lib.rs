@@ -9,7 +9,8 @@
 //! - [`safefs`]: file operations for root on paths other users control (no symlinks
 //!   followed, nothing but the expected file type touched).
 //! - [`ids`]: the qmail users and groups, looked up by name (nothing is compiled in).
-//! - [`prot`]: qmail's `prot_gid`/`prot_uid`: exactly one group, then the uid.
+//! - [`prot`]: qmail's `prot_gid`/`prot_uid`: exactly one group, then the uid, then a
+//!   check that the drop held (the one privilege-drop helper).
 //! - [`fsync`]: durable file and directory operations (Linux needs directory fsyncs where
 //!   qmail assumed synchronous metadata).
 //! - [`logsafe`]: the one escaping for anything a client sent that reaches a log line.
