@@ -103,20 +103,6 @@ fn fd(n: i32) -> File {
     unsafe { File::from_raw_fd(n) }
 }
 
-/// qmail's `logsafe` (qmail-send.c): newline becomes `/`; `%`, space and every other
-/// byte outside 33..=126 become `_` (`did_0+0+1/`, `Remote_host_said:_...`: log readers
-/// and tests/tests/pop3.rs rely on it). Not yet `qsys::logsafe::qmail_send`, which keeps
-/// space and `%`; once that matches qmail this function goes.
-pub fn logsafe(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'\n' => '/',
-            33..=126 if b != b'%' => b as char,
-            _ => '_',
-        })
-        .collect()
-}
-
 impl Engine {
     /// Take over descriptors 0-6 and the queue of `home`.
     pub fn new(home: &Path) -> io::Result<Engine> {
@@ -281,7 +267,7 @@ impl Engine {
                 Err(e) => {
                     self.log(&format!(
                         "warning: trouble preprocessing todo/{id}: {}",
-                        logsafe(&e.to_string())
+                        qsys::logsafe::qmail_send(&e.to_string())
                     ));
                     // leave it for the next scan
                     self.todo_set.remove(&id);
@@ -381,7 +367,7 @@ impl Engine {
         self.log(&format!("new msg {id}"));
         self.log(&format!(
             "info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}",
-            logsafe(&sender)
+            qsys::logsafe::qmail_send(&sender)
         ));
         let mut open = [false; 2];
         for c in Channel::ALL {
@@ -465,7 +451,7 @@ impl Engine {
             let name = Channel::ALL[c].name();
             self.log(&format!(
                 "starting delivery {delnum}: msg {id} to {name} {}",
-                logsafe(&recipient)
+                qsys::logsafe::qmail_send(&recipient)
             ));
             started = true;
         }
@@ -611,7 +597,7 @@ impl Engine {
                 self.log(&format!(
                     "delivery {}: success: {}",
                     slot.delnum,
-                    logsafe(&text)
+                    qsys::logsafe::qmail_send(&text)
                 ));
                 self.mark_done(slot.id, c, slot.offset);
             }
@@ -619,7 +605,7 @@ impl Engine {
                 self.log(&format!(
                     "delivery {}: failure: {}",
                     slot.delnum,
-                    logsafe(&text)
+                    qsys::logsafe::qmail_send(&text)
                 ));
                 if self.add_bounce(slot.id, &slot.recipient, text.as_bytes()) {
                     self.mark_done(slot.id, c, slot.offset);
@@ -628,7 +614,7 @@ impl Engine {
             Status::Deferral => self.log(&format!(
                 "delivery {}: deferral: {}",
                 slot.delnum,
-                logsafe(&text)
+                qsys::logsafe::qmail_send(&text)
             )),
         }
         self.log_status();
@@ -731,7 +717,7 @@ impl Engine {
                             Err(e) => {
                                 self.log(&format!(
                                     "warning: unable to inject bounce message: {}",
-                                    logsafe(&e.text)
+                                    qsys::logsafe::qmail_send(&e.text)
                                 ));
                                 return false;
                             }
@@ -968,7 +954,7 @@ mod tests {
 
     #[test]
     fn logsafe_matches_qmail() {
-        assert_eq!(logsafe("a b\nc%d"), "a_b/c_d");
+        assert_eq!(qsys::logsafe::qmail_send("a b\nc%d"), "a_b/c_d");
     }
 
     /// Every log line's client text (sender, recipient, report text, which holds the
@@ -976,7 +962,7 @@ mod tests {
     #[test]
     fn client_text_stays_on_one_log_line() {
         let forged = "x\nnew msg 99\r\x1b[2J";
-        let safe = logsafe(forged);
+        let safe = qsys::logsafe::qmail_send(forged);
         assert!(!safe.contains(['\n', '\r', '\x1b']));
         assert!(safe.starts_with("x/new"));
     }
