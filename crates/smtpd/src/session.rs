@@ -944,7 +944,12 @@ impl Session {
                 self.send(&r);
             }
             Err(f) => {
-                let r = reply::queue_failed(f.permanent && !write_failed, &f.text);
+                let permanent = f.permanent && !write_failed;
+                let r = if f.custom {
+                    reply::filter_refused(permanent, &f.text)
+                } else {
+                    reply::queue_failed(permanent, &f.text)
+                };
                 self.send(&r);
             }
         }
