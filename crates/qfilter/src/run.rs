@@ -4,7 +4,7 @@
 //! holding the envelope on fd 3 (a pipe: it cannot change what the next filter reads),
 //! a fresh pipe on fd 6 for its reason, the caller's fd 2 (the log), and nothing else.
 //! It runs in its own process group, as the filter user ([`Identity`]) with exactly its
-//! group, with `RLIMIT_AS` (memory), `RLIMIT_CPU` (the timeout in seconds),
+//! group, with `RLIMIT_AS` and `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds),
 //! `RLIMIT_FSIZE` (output size) and no core files. At the wall-clock deadline the whole
 //! process group is killed. The group is killed after a normal exit too, so nothing a
 //! filter left behind writes into the files the next filter reads.
@@ -38,7 +38,7 @@ pub struct Identity {
 /// The limits of one filter run.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// `RLIMIT_AS`, bytes.
+    /// `RLIMIT_AS` and `RLIMIT_DATA`, bytes (at most the hard limits already set).
     pub memory: u64,
     /// `RLIMIT_FSIZE`, bytes: the most the filter may write to a file.
     pub file_size: u64,
@@ -121,6 +121,7 @@ pub fn run(
     let (env_fd, reason_fd) = (env_r.as_raw_fd(), reason_w.as_raw_fd());
     let rlimits = [
         (libc::RLIMIT_AS, limits.memory),
+        (libc::RLIMIT_DATA, limits.memory),
         (libc::RLIMIT_FSIZE, limits.file_size),
         (libc::RLIMIT_CPU, limits.timeout.as_secs().max(1)),
         (libc::RLIMIT_CORE, 0),
@@ -141,7 +142,16 @@ pub fn run(
             queue::client::place_fd(e, 3)?;
             queue::client::place_fd(r, 6)?;
             for (resource, value) in rlimits {
-                let l = libc::rlimit {
+                // never above the hard limit we were given (softlimit in a run script)
+                let mut l = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(resource, &mut l) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let value = value.min(l.rlim_max);
+                l = libc::rlimit {
                     rlim_cur: value,
                     rlim_max: value,
                 };
@@ -219,10 +229,10 @@ unsafe fn become_identity(id: Identity) -> io::Result<()> {
     let fail = || Err(io::Error::last_os_error());
     // SAFETY: plain system calls on this process's credentials.
     unsafe {
-        if libc::getuid() == 0 || libc::geteuid() == 0 {
-            if libc::seteuid(0) < 0 || libc::setgroups(1, &id.gid) < 0 {
-                return fail();
-            }
+        if (libc::getuid() == 0 || libc::geteuid() == 0)
+            && (libc::seteuid(0) < 0 || libc::setgroups(1, &id.gid) < 0)
+        {
+            return fail();
         }
         if libc::setresgid(id.gid, id.gid, id.gid) < 0
             || libc::setresuid(id.uid, id.uid, id.uid) < 0
