@@ -181,6 +181,22 @@ pub fn inject<F>(
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
+    inject_env(program, &[], sender, recipients, write_message)
+}
+
+/// [`inject`] with changes to the child's environment: `(name, Some(value))` sets a
+/// variable, `(name, None)` removes it (qmail-smtpd passes `SMTPAUTHUSER` to the filter
+/// chain this way, and removes one it did not set).
+pub fn inject_env<F>(
+    program: &Path,
+    env: &[(&str, Option<&str>)],
+    sender: &[u8],
+    recipients: &[impl AsRef<[u8]>],
+    write_message: F,
+) -> Result<u32, QqFailure>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
     let temp = |text: &str| QqFailure {
         permanent: false,
         text: text.to_string(),
@@ -200,6 +216,12 @@ where
     let reason_raw = reason_w.as_raw_fd();
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::piped()).stdout(Stdio::from(env_r));
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
     // SAFETY: between fork and exec only fcntl/dup2 on a descriptor we own.
     unsafe {
         cmd.pre_exec(move || place_fd(reason_raw, 6));
@@ -310,6 +332,38 @@ mod tests {
         // fd 6 without exit 82 is ignored
         let e = run("printf 'Dno' >&6; exit 31");
         assert_eq!(e.text, "mail server permanently rejected message (#5.3.0)");
+    }
+
+    #[test]
+    fn the_environment_can_be_changed_for_the_child() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("qq");
+        let out = d.path().join("out");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\necho \"${{SMTPAUTHUSER-unset}} ${{HOME:+home}}\" > {}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let env = [("SMTPAUTHUSER", Some("alice"))];
+        inject_env(&script, &env, b"a@x", &["b@y"], |w| w.write_all(b"x\n")).unwrap();
+        let home = if std::env::var_os("HOME").is_some() {
+            "home"
+        } else {
+            ""
+        };
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("alice {home}\n")
+        );
+        // an inherited variable is removed
+        let env = [("SMTPAUTHUSER", None), ("HOME", None)];
+        inject_env(&script, &env, b"a@x", &["b@y"], |w| w.write_all(b"x\n")).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "unset \n");
     }
 
     #[test]
