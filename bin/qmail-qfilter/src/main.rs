@@ -7,7 +7,7 @@
 //!     A QMAILQUEUE program (DESIGN section 10): qmail-smtpd, sendmail and qmail-inject
 //!     run it instead of qmail-queue, with the message on descriptor 0 and the envelope
 //!     (`F<sender>\0`, `T<recipient>\0`..., `\0`) on descriptor 1. It reads both whole
-//!     first (the message into an unlinked file in /tmp, the envelope up to 120 KiB),
+//!     first (the message into an unlinked file in /tmp, the envelope up to 1 MiB),
 //!     so a filter never sees a message the client has not finished sending. Then it
 //!     runs each filter in turn with the message on descriptor 0, a fresh file on
 //!     descriptor 1 (the next filter's input), the envelope readable on descriptor 3
@@ -34,7 +34,8 @@
 //!
 //! ENVIRONMENT
 //!     Filters get only: QMAILUSER and QMAILHOST (the sender's local part and domain,
-//!     split at the last @), QMAILRCPTS (the recipients, each followed by a newline),
+//!     split at the last @), QMAILRCPTS (the recipients, each followed by a newline;
+//!     empty when longer than 120 KiB, which no environment variable can hold),
 //!     PATH as above, and from the caller PROTO, TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST,
 //!     TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST, TCPREMOTEINFO, RELAYCLIENT and
 //!     SMTPAUTHUSER when set. Nothing else of the caller's environment is passed on.

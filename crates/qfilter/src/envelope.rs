@@ -1,18 +1,23 @@
 //! qmail-queue's envelope as a filter chain reads it from fd 1: `F<sender>\0`, then
 //! `T<recipient>\0` per recipient, then one more `\0`. Reading stops at that last NUL
-//! and never takes more than [`MAX_ENVELOPE`] bytes (the whole list also has to fit in
-//! one environment variable, `QMAILRCPTS`, whose kernel limit is 128 KiB).
+//! and never takes more than [`MAX_ENVELOPE`] bytes (1000 recipients, qmail-smtpd's
+//! `maxrcpt` default, of the longest legal address fit).
 //!
 //! The variables follow qmail-qfilter: `QMAILUSER` and `QMAILHOST` are the sender's
 //! local part and domain (split at the last `@`; no `@`: all of it is the user, the host
-//! is empty), `QMAILRCPTS` the recipients, each followed by a newline.
+//! is empty), `QMAILRCPTS` the recipients, each followed by a newline. The kernel takes
+//! no single variable over 128 KiB: a longer list is left out of `QMAILRCPTS` (then
+//! empty), and filters that need it whole read fd 3.
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 
 /// The most envelope bytes read.
-pub const MAX_ENVELOPE: usize = 120 * 1024;
+pub const MAX_ENVELOPE: usize = 1024 * 1024;
+
+/// The longest `QMAILRCPTS` value set.
+pub const MAX_RCPTS_VARIABLE: usize = 120 * 1024;
 
 /// Why an envelope was not read, with qmail-queue's exit code for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +61,9 @@ impl Envelope {
         for r in &self.recipients {
             rcpts.extend_from_slice(r);
             rcpts.push(b'\n');
+        }
+        if rcpts.len() > MAX_RCPTS_VARIABLE {
+            rcpts.clear();
         }
         vec![
             ("QMAILUSER".into(), OsString::from_vec(user.to_vec())),
@@ -143,5 +151,17 @@ mod tests {
         big.extend(std::iter::repeat_n(b'T', MAX_ENVELOPE));
         assert_eq!(read(&mut &big[..]), Err(EnvelopeError::TooLong));
         assert_eq!(EnvelopeError::TooLong.exit_code(), 11);
+    }
+
+    #[test]
+    fn a_thousand_long_recipients_are_read_but_too_many_for_the_variable() {
+        let mut raw = b"Fa@b\0".to_vec();
+        for i in 0..1000 {
+            raw.extend_from_slice(format!("T{i:0>250}@x\0").as_bytes());
+        }
+        raw.push(0);
+        let e = read(&mut &raw[..]).unwrap();
+        assert_eq!(e.recipients.len(), 1000);
+        assert_eq!(e.variables()[2].1, "");
     }
 }
