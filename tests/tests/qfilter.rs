@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 const ADD_HEADER: &str = r#"#!/bin/sh
 id -u > @STATE@/uid
 id -G > @STATE@/groups
-printf '%s|%s|%s|%s\n' "$QMAILUSER" "$QMAILHOST" "$QMAILRCPTS" "${TCPREMOTEIP-none}" > @STATE@/env
+printf '%s|%s|%s|%s|%s\n' "$QMAILUSER" "$QMAILHOST" "$QMAILRCPTS" "${TCPREMOTEIP-none}" "${SMTPAUTHUSER-none}" > @STATE@/env
 tr '\0' , <&3 > @STATE@/envelope
 echo 'X-Filtered: yes'
 exec cat
@@ -171,7 +171,7 @@ fn a_chain_adds_a_header_refuses_with_its_reason_drops_and_runs_as_qmailf() {
     assert_eq!(f.state("groups").trim(), fgid.to_string());
     assert_eq!(
         f.state("env"),
-        "sender|elsewhere.test|postmaster@example.test\n|127.0.0.1\n"
+        "sender|elsewhere.test|postmaster@example.test\n|127.0.0.1|none\n"
     );
     assert_eq!(
         f.state("envelope"),
@@ -241,18 +241,76 @@ fn sendmail_goes_through_the_chain_and_prints_the_reason() {
     assert!(err.contains("no thanks (#5.7.1)"), "{err}");
     assert_eq!(f.state("uid").trim(), fuid.to_string());
     assert_eq!(f.state("groups").trim(), fgid.to_string());
-    assert_eq!(f.state("env").split('|').nth(3), Some("none\n"));
+    assert_eq!(f.state("env").split('|').nth(3), Some("none"));
     assert!(queued_messages(&sys).is_empty());
-    let out = sys.run_as(Some("nobody"), "sendmail", &args, b"Subject: s\n\nfine\n");
+    // a local user: its connection variables are its own invention and are left out
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(sys.bin("sendmail"))
+        .args(args)
+        .env("TCPREMOTEIP", "10.9.9.9")
+        .env("SMTPAUTHUSER", "boss")
+        .env("RELAYCLIENT", "")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"Subject: s\n\nfine\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        f.state("env"),
+        "root|example.test|postmaster@example.test\n|none|none\n"
+    );
     let queued = queued_messages(&sys);
     assert_eq!(queued.len(), 1);
     assert!(queued[0].contains("X-Filtered: yes"), "{}", queued[0]);
     assert_eq!(f.state("uid").trim(), fuid.to_string());
+}
+
+#[test]
+fn only_root_may_name_filters_as_arguments_of_the_set_id_program() {
+    need_root!();
+    let sys = system();
+    let f = Filters::new(&sys);
+    let evil = f.state.join("evil");
+    let script = format!("id -u > {}", evil.display());
+    let run = |user: Option<&str>| {
+        let mut c = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(sys.bin("qmail-qfilter"));
+                c
+            }
+            None => Command::new(sys.bin("qmail-qfilter")),
+        };
+        c.args(["/bin/sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    for user in ["nobody", "qmaild"] {
+        let out = run(Some(user));
+        assert_eq!(out.status.code(), Some(55), "{user}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("for root only"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!evil.exists(), "{user} ran a program as qmailf");
+    }
+    // root may (the message and envelope are empty, so nothing runs: 54)
+    assert_eq!(run(None).status.code(), Some(54));
+    assert!(!evil.exists());
 }
 
 #[test]

@@ -15,7 +15,9 @@
 //!     (never $QMAILQUEUE) with the final message and the envelope and exits with its
 //!     status, so the client hears 250 only when the message is in the queue.
 //!
-//!     The filters are the arguments, separated by `--` (Bruce Guenter's syntax), or
+//!     The filters are the arguments, separated by `--` (Bruce Guenter's syntax; only
+//!     when run by root, or not set-id: arguments would let anyone, qmaild included,
+//!     run any program as qmailf), or
 //!     without arguments the lines of HOME/control/filters: one filter per line, its
 //!     words separated by white space (no shell, no quoting), `#` lines and empty lines
 //!     ignored. No filter at all: the message goes straight to qmail-queue. A program
@@ -38,7 +40,9 @@
 //!     empty when longer than 120 KiB, which no environment variable can hold),
 //!     PATH as above, and from the caller PROTO, TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST,
 //!     TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST, TCPREMOTEINFO, RELAYCLIENT and
-//!     SMTPAUTHUSER when set. Nothing else of the caller's environment is passed on.
+//!     SMTPAUTHUSER when set, if the caller is root or qmaild (qmail-smtpd): from any
+//!     other user (sendmail run by a local user) they would be that user's invention
+//!     and are left out. Nothing else of the caller's environment is passed on.
 //!
 //! CONTROL FILES
 //!     filters        the chain (above); empty or missing: no filter.
@@ -112,6 +116,14 @@ fn main() {
     };
     let controls = control::Controls::new(&home);
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let trusted = trusted_caller();
+    if !args.is_empty() && qsys::running_setid() && !nix::unistd::getuid().is_root() {
+        // set-id qmailf: arguments would let anyone run any program as qmailf
+        fail(
+            55,
+            "filters as arguments are for root only: use control/filters",
+        );
+    }
     let filters = if args.is_empty() {
         match std::fs::read(controls.path("filters")) {
             Ok(text) => qfilter::chain::from_control(&String::from_utf8_lossy(&text)),
@@ -143,6 +155,7 @@ fn main() {
 
     let mut env: Vec<(OsString, OsString)> = KEPT
         .iter()
+        .filter(|_| trusted)
         .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
         .collect();
     env.extend(envelope.variables());
@@ -240,6 +253,14 @@ fn close_on_exec_above(n: u32) {
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
+}
+
+/// True when the caller may speak for the connection: not set-id
+/// (nothing to gain), or run by root or qmaild (qmail-smtpd). A local user's sendmail is
+/// not: its TCPREMOTEIP, RELAYCLIENT or SMTPAUTHUSER would be its own invention.
+fn trusted_caller() -> bool {
+    let ruid = nix::unistd::getuid();
+    !qsys::running_setid() || ruid.is_root() || qsys::ids::uid("qmaild") == Some(ruid)
 }
 
 /// The identity filters run as (see USER in the manual).
