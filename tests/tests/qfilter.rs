@@ -389,3 +389,42 @@ fn an_empty_filters_file_means_no_qmail_qfilter_and_a_rule_can_bypass_the_chain(
     assert_eq!(got, vec!["250"]);
     assert_eq!(queued_messages(&sys).len(), 3);
 }
+
+#[test]
+fn submission_passes_the_authenticated_user_to_the_chain() {
+    need_root!();
+    let sys = system();
+    let f = Filters::new(&sys);
+    f.chain(&sys, &["add-header", "policy"]);
+    let cp = test_checkpassword(&sys);
+    let srv = SmtpServer::start(
+        &sys,
+        &["--submission", path_str(&cp), "/bin/true"],
+        &[("AUTHPLAINTEXT", ""), ("SMTPAUTHUSER", "forged")],
+    );
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=60)
+s.login('joe', 'secret')
+for body in ('fine', 'forbidden'):
+    try:
+        s.sendmail('joe@example.test', ['postmaster@example.test'],
+                   ('From: joe@example.test\r\nSubject: out\r\n\r\n' + body + '\r\n').encode())
+        print('250')
+    except smtplib.SMTPDataError as e:
+        print(e.smtp_code, e.smtp_error.decode())
+s.quit()
+"#;
+    let (ok, out) = python(script, &[&srv.port.to_string()]);
+    assert!(ok, "{out}\n{}", srv.log_text());
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["250", "554 5.7.1 no thanks (#5.7.1)"]
+    );
+    assert_eq!(f.state("env").split('|').nth(4), Some("joe\n"));
+    assert_eq!(queued_messages(&sys).len(), 1);
+    // without AUTH (port 25), an inherited SMTPAUTHUSER does not reach the filters
+    let srv = SmtpServer::start(&sys, &[], &[("SMTPAUTHUSER", "forged")]);
+    assert_eq!(smtp_send(srv.port, &["plain"]), vec!["250"]);
+    assert_eq!(f.state("env").split('|').nth(4), Some("none\n"));
+}
