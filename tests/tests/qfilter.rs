@@ -314,6 +314,41 @@ fn only_root_may_name_filters_as_arguments_of_the_set_id_program() {
 }
 
 #[test]
+fn without_a_descriptor_6_a_reason_becomes_exit_31_or_71() {
+    need_root!();
+    let sys = system();
+    let f = Filters::new(&sys);
+    let base = sys.root.parent().unwrap();
+    let message = base.join("message");
+    let envelope = base.join("envelope");
+    std::fs::write(&envelope, "Fa@example.test\0Tpostmaster@example.test\0\0").unwrap();
+    let temp = f.path("temp");
+    std::fs::write(&temp, "#!/bin/sh\necho 'Zlater (#4.3.0)' >&6\nexit 82\n").unwrap();
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // the caller closes fd 6, as a qmail-queue caller without notqmail's convention
+    let run = |body: &str| {
+        std::fs::write(&message, body).unwrap();
+        Command::new("sh")
+            .args(["-c", "exec 6>&-; exec \"$0\" <\"$1\" 1<\"$2\""])
+            .arg(sys.bin("qmail-qfilter"))
+            .arg(&message)
+            .arg(&envelope)
+            .status()
+            .unwrap()
+            .code()
+    };
+    f.chain(&sys, &["policy"]);
+    assert_eq!(run("Subject: x\n\nforbidden\n"), Some(31));
+    assert_eq!(run("Subject: x\n\ndrop-me\n"), Some(0));
+    assert!(queued_messages(&sys).is_empty());
+    assert_eq!(run("Subject: x\n\nfine\n"), Some(0));
+    assert_eq!(queued_messages(&sys).len(), 1);
+    f.chain(&sys, &["temp"]);
+    assert_eq!(run("Subject: x\n\nfine\n"), Some(71));
+    assert_eq!(queued_messages(&sys).len(), 1);
+}
+
+#[test]
 fn an_empty_filters_file_means_no_qmail_qfilter_and_a_rule_can_bypass_the_chain() {
     need_root!();
     let sys = system();
@@ -427,4 +462,62 @@ s.quit()
     let srv = SmtpServer::start(&sys, &[], &[("SMTPAUTHUSER", "forged")]);
     assert_eq!(smtp_send(srv.port, &["plain"]), vec!["250"]);
     assert_eq!(f.state("env").split('|').nth(4), Some("none\n"));
+}
+
+/// Start `HOME/supervise/qmail-smtpd/run` on a free port; returns it and the port, once
+/// its tcpserver accepts connections.
+fn run_script(sys: &System) -> (Server, u16) {
+    let port = free_port();
+    sys.control("listenaddress", "127.0.0.1\n");
+    sys.control("smtpdport", &format!("{port}\n"));
+    let dir = sys.root.join("supervise/qmail-smtpd");
+    let mut child = Command::new("sh")
+        .arg("./run")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(&format!("127.0.0.1:{port}"), &mut child);
+    (Server(child), port)
+}
+
+/// The environment of process `pid`, one `NAME=value` per entry.
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|&b| b == 0)
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect()
+}
+
+#[test]
+fn the_smtpd_run_script_puts_the_chain_in_front_only_when_filters_are_named() {
+    need_root!();
+    let sys = system();
+    let chain = format!("QMAILQUEUE={}", sys.bin("qmail-qfilter").display());
+    let (srv, port) = run_script(&sys);
+    assert!(!environ(srv.0.id()).contains(&chain));
+    assert_eq!(smtp_send(port, &["forbidden"]), vec!["250"]);
+    drop(srv);
+    let f = Filters::new(&sys);
+    f.chain(&sys, &["add-header", "policy"]);
+    let (srv, port) = run_script(&sys);
+    assert!(
+        environ(srv.0.id()).contains(&chain),
+        "{:?}",
+        environ(srv.0.id())
+    );
+    // under the run script's softlimit, the filters still run and refuse
+    let got = smtp_send(port, &["forbidden", "welcome"]);
+    assert_eq!(got, vec!["554 5.7.1 no thanks (#5.7.1)", "250"]);
+    drop(srv);
+    let queued = queued_messages(&sys);
+    assert_eq!(queued.len(), 2);
+    assert_eq!(
+        queued
+            .iter()
+            .filter(|m| m.contains("X-Filtered: yes"))
+            .count(),
+        1
+    );
 }
