@@ -115,24 +115,7 @@ fn main() {
         std::process::exit(61)
     };
     let controls = control::Controls::new(&home);
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let trusted = trusted_caller();
-    if !args.is_empty() && qsys::running_setid() && !nix::unistd::getuid().is_root() {
-        // set-id qmailf: arguments would let anyone run any program as qmailf
-        fail(
-            55,
-            "filters as arguments are for root only: use control/filters",
-        );
-    }
-    let filters = if args.is_empty() {
-        match std::fs::read(controls.path("filters")) {
-            Ok(text) => qfilter::chain::from_control(&String::from_utf8_lossy(&text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => fail(55, &format!("unable to read control/filters: {e}")),
-        }
-    } else {
-        qfilter::chain::from_args(&args).unwrap_or_else(|e| fail(55, &e))
-    };
+    let filters = chain(&controls);
     if filters.is_empty() {
         exec_queue(&home, None, None);
     }
@@ -152,16 +135,7 @@ fn main() {
     let fd1 = unsafe { File::from_raw_fd(1) };
     let envelope = qfilter::envelope::read(&mut BufReader::new(fd1))
         .unwrap_or_else(|e| std::process::exit(e.exit_code()));
-
-    let mut env: Vec<(OsString, OsString)> = KEPT
-        .iter()
-        .filter(|_| trusted)
-        .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
-        .collect();
-    env.extend(envelope.variables());
-    let mut path = OsString::from(home.join("bin"));
-    path.push(":/usr/local/bin:/usr/bin:/bin");
-    env.push(("PATH".into(), path));
+    let env = filter_env(&home, &envelope);
 
     let deadline = Instant::now() + timeout;
     for (i, filter) in filters.iter().enumerate() {
@@ -179,43 +153,17 @@ fn main() {
             timeout: left,
         };
         let ended = if left.is_zero() {
-            Ok(Ended::TimedOut)
+            Ended::TimedOut
         } else {
-            run::run(
-                filter,
-                &env,
-                &message,
-                &output,
-                &envelope.raw,
-                limits,
-                identity,
-            )
+            let raw = &envelope.raw;
+            run::run(filter, &env, &message, &output, raw, limits, identity).unwrap_or_else(|e| {
+                qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
+                Ended::Signal(0)
+            })
         };
-        let ended = ended.unwrap_or_else(|e| {
-            qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
-            Ended::Signal(0)
-        });
         match run::verdict(&ended) {
             Verdict::Next => message = output,
-            Verdict::Drop => {
-                qsys::die::warn(ME, "info", &format!("{name} dropped the message"));
-                std::process::exit(0)
-            }
-            Verdict::Exit(code) => {
-                qsys::die::warn(ME, "info", &format!("{name} exited {code}"));
-                std::process::exit(code)
-            }
-            Verdict::Reason(r) => {
-                let why = match ended {
-                    Ended::TimedOut => "was killed at the time limit".to_string(),
-                    Ended::Signal(s) => format!("failed (signal {s})"),
-                    Ended::Exit(..) => {
-                        format!("refused: {}", qsys::logsafe::text(r.text.as_bytes()))
-                    }
-                };
-                qsys::die::warn(ME, "info", &format!("{name} {why}"));
-                give_reason(&r, reason_out)
-            }
+            verdict => stop(&name, &ended, verdict, reason_out),
         }
     }
     let _ = message.rewind();
@@ -224,6 +172,66 @@ fn main() {
         fail(53, "unable to write the envelope");
     }
     exec_queue(&home, Some(message), Some(env_file))
+}
+
+/// The filters: the arguments (root only when set-id), else control/filters.
+fn chain(controls: &control::Controls) -> Vec<qfilter::chain::Filter> {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.is_empty() {
+        return match std::fs::read(controls.path("filters")) {
+            Ok(text) => qfilter::chain::from_control(&String::from_utf8_lossy(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => fail(55, &format!("unable to read control/filters: {e}")),
+        };
+    }
+    if qsys::running_setid() && !nix::unistd::getuid().is_root() {
+        // set-id qmailf: arguments would let anyone run any program as qmailf
+        fail(
+            55,
+            "filters as arguments are for root only: use control/filters",
+        );
+    }
+    qfilter::chain::from_args(&args).unwrap_or_else(|e| fail(55, &e))
+}
+
+/// The filters' whole environment (ENVIRONMENT in the manual).
+fn filter_env(home: &Path, envelope: &qfilter::envelope::Envelope) -> Vec<(OsString, OsString)> {
+    let trusted = trusted_caller();
+    let mut env: Vec<(OsString, OsString)> = KEPT
+        .iter()
+        .filter(|_| trusted)
+        .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+        .collect();
+    env.extend(envelope.variables());
+    let mut path = OsString::from(home.join("bin"));
+    path.push(":/usr/local/bin:/usr/bin:/bin");
+    env.push(("PATH".into(), path));
+    env
+}
+
+/// End the chain after filter `name` with its verdict (anything but the next filter),
+/// logging why.
+fn stop(name: &str, ended: &Ended, verdict: Verdict, reason_out: Option<OwnedFd>) -> ! {
+    let log = |what: &str| qsys::die::warn(ME, "info", &format!("{name} {what}"));
+    match verdict {
+        Verdict::Next => fail(81, "internal error: the chain stopped on a pass"),
+        Verdict::Drop => {
+            log("dropped the message");
+            std::process::exit(0)
+        }
+        Verdict::Exit(code) => {
+            log(&format!("exited {code}"));
+            std::process::exit(code)
+        }
+        Verdict::Reason(r) => {
+            log(&match ended {
+                Ended::TimedOut => "was killed at the time limit".to_string(),
+                Ended::Signal(s) => format!("failed (signal {s})"),
+                Ended::Exit(..) => format!("refused: {}", qsys::logsafe::text(r.text.as_bytes())),
+            });
+            give_reason(&r, reason_out)
+        }
+    }
 }
 
 /// Descriptor 6 when the caller opened one (for a reason), made close-on-exec.
