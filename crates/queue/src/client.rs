@@ -222,9 +222,13 @@ where
             None => cmd.env_remove(name),
         };
     }
-    // SAFETY: between fork and exec only fcntl/dup2 on a descriptor we own.
-    unsafe {
-        cmd.pre_exec(move || place_fd(reason_raw, 6));
+    // A caller started with fd 0 or 1 closed may get the pipe there; the child's
+    // stdin/stdout take those numbers first, so it then goes without a reason pipe.
+    if reason_raw > 2 {
+        // SAFETY: between fork and exec only fcntl/dup2 on a descriptor we own.
+        unsafe {
+            cmd.pre_exec(move || place_fd(reason_raw, 6));
+        }
     }
     let mut child = cmd
         .spawn()
