@@ -1,8 +1,9 @@
 //! Running one filter of the chain, and what its end means.
 //!
-//! The filter gets the message file on fd 0, a fresh output file on fd 1, a fresh pipe
-//! holding the envelope on fd 3 (a pipe: it cannot change what the next filter reads),
-//! a fresh pipe on fd 6 for its reason, the caller's fd 2 (the log), and nothing else.
+//! The filter gets the message file on fd 0, a fresh output file on fd 1, a fresh
+//! sealed memory file holding the envelope on fd 3 (sealed: it cannot change what the
+//! next filter or qmail-queue reads; a file, not a pipe written by a thread: nothing is
+//! left writing when the chain goes on), a fresh pipe on fd 6 for its reason, the caller's fd 2 (the log), and nothing else.
 //! It runs in its own process group, as the filter user ([`Identity`]) with exactly its
 //! group, with `RLIMIT_AS` and `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds),
 //! `RLIMIT_FSIZE` (output size) and no core files. At the wall-clock deadline the whole
@@ -108,7 +109,7 @@ pub fn run(
         .split_first()
         .ok_or_else(|| io::Error::other("empty filter"))?;
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-    let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(cloexec)?;
+    let env_r = sealed_file(envelope)?;
     let (reason_r, reason_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(cloexec)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -170,12 +171,6 @@ pub fn run(
     drop(env_r);
     drop(reason_w);
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    // The envelope may be larger than a pipe holds: write it from a thread. It ends
-    // with EPIPE when the filter has gone without reading it all.
-    let raw = envelope.to_vec();
-    std::thread::spawn(move || {
-        let _ = File::from(env_w).write_all(&raw);
-    });
     let timed_out = Arc::new(AtomicBool::new(false));
     let (done, watch) = mpsc::channel::<()>();
     let flag = Arc::clone(&timed_out);
@@ -203,6 +198,26 @@ pub fn run(
         (None, Some(s)) => Ended::Signal(s),
         (None, None) => Ended::Signal(0),
     })
+}
+
+/// A new memory file holding `bytes`, read from its start, sealed against any change.
+fn sealed_file(bytes: &[u8]) -> io::Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use std::io::Seek;
+    let fd = memfd_create(
+        c"envelope",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    let seals = SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_SEAL;
+    fcntl(&f, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(f.into())
 }
 
 /// Block until `pid` has exited, leaving it to be reaped.
@@ -300,6 +315,22 @@ mod tests {
             "X-Env: a nohome\nSubject: hi\n\nbody\nFa@b,Tc@d,,"
         );
         assert_eq!(verdict(&ended), Verdict::Next);
+    }
+
+    #[test]
+    fn a_filter_cannot_change_the_envelope_the_next_one_reads() {
+        let (ended, out) = go(
+            "printf 'Fevil@x\\0' 1<>/dev/fd/3 2>/dev/null; echo $?; cat >/dev/null",
+            LIMITS,
+        );
+        assert_eq!(ended, Ended::Exit(0, Vec::new()));
+        assert_ne!(String::from_utf8_lossy(&out).trim(), "0");
+        let sealed = sealed_file(b"Fa\0Tb\0\0").unwrap();
+        let mut f = File::from(sealed);
+        assert!(f.write_all(b"X").is_err());
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"Fa\0Tb\0\0");
     }
 
     #[test]
