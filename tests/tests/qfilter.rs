@@ -521,3 +521,26 @@ fn the_smtpd_run_script_puts_the_chain_in_front_only_when_filters_are_named() {
         1
     );
 }
+
+#[test]
+fn a_filter_that_ignores_the_envelope_never_costs_a_message() {
+    need_root!();
+    let sys = system();
+    sys.control("filters", "/bin/cat\n");
+    let base = sys.root.parent().unwrap();
+    let message = base.join("message");
+    let envelope = base.join("envelope");
+    std::fs::write(&message, "Subject: x\n\nbody\n").unwrap();
+    std::fs::write(&envelope, "Fa@example.test\0Tpostmaster@example.test\0\0").unwrap();
+    // once, the envelope was fed by a thread that could still be writing to a filter
+    // gone without reading it when qmail-qfilter became qmail-queue: killed by SIGPIPE
+    for i in 0..100 {
+        let st = Command::new(sys.bin("qmail-qfilter"))
+            .stdin(std::fs::File::open(&message).unwrap())
+            .stdout(std::fs::File::open(&envelope).unwrap())
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(0), "run {i}: {st}");
+    }
+    assert_eq!(queued(&sys), 100);
+}
