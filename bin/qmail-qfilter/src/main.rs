@@ -11,7 +11,9 @@
 //!     so a filter never sees a message the client has not finished sending. Then it
 //!     runs each filter in turn with the message on descriptor 0, a fresh file on
 //!     descriptor 1 (the next filter's input), the envelope readable on descriptor 3
-//!     and a pipe on descriptor 6. After the last filter it runs HOME/bin/qmail-queue
+//!     (a sealed memory file: no filter can change it), a pipe on descriptor 6,
+//!     descriptor 2 as given (the log), no other descriptor, and / as its working
+//!     directory. After the last filter it runs HOME/bin/qmail-queue
 //!     (never $QMAILQUEUE) with the final message and the envelope and exits with its
 //!     status, so the client hears 250 only when the message is in the queue.
 //!
