@@ -8,9 +8,13 @@
 //! DESCRIPTION
 //!     Speaks SMTP (RFC 5321 with PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
 //!     SMTPUTF8, CHUNKING, STARTTLS, AUTH) with one client, reading fd 0 and writing fd 1, as run
-//!     by tcpserver per connection. Each message goes to qmail-queue (HOME/bin/qmail-queue
-//!     or $QMAILQUEUE) with a Received line; the client hears 250 only after qmail-queue
-//!     exited 0, i.e. the message is on disk.
+//!     by tcpserver per connection. Each message goes to qmail-queue (HOME/bin/qmail-queue,
+//!     or $QMAILQUEUE, or HOME/bin/qmail-qfilter when control/filters names a filter)
+//!     with a Received line; the client hears 250 only after qmail-queue exited 0, i.e.
+//!     the message is on disk (after the whole filter chain). A filter's own reason
+//!     (exit 82 with `D`/`Z` text on fd 6) is the reply text: `554 5.7.1 text (#5.7.1)`
+//!     (the status code from the text's `(#x.y.z)`; 5.3.0 / 4.3.0 without one). The
+//!     authenticated user, if any, is passed to the chain as SMTPAUTHUSER.
 //!
 //!     With --submission or --smtps, AUTH PLAIN/LOGIN (and CRAM-MD5 when
 //!     control/authcrammd5 is 1) is offered and required before MAIL (unless tcprules

@@ -106,7 +106,7 @@ pub fn qmail_inject(synopsis: &str) -> ! {
     if p.recipients.is_empty() {
         fatal(QI, "no recipients", PERM);
     }
-    let program = queue::client::program(&home);
+    let program = queue::client::entry_program(&home);
     match queue::client::inject(&program, &p.sender, &p.recipients, |w| {
         write_message(w, &p.header, &h, &mut input)
     }) {

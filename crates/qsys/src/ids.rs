@@ -1,13 +1,14 @@
 //! The qmail users and groups (DESIGN section 2), resolved by name at run time.
 //!
-//! Names are fixed: `alias qmaild qmaill qmailp qmailq qmailr qmails`, groups `qmail`
+//! Names are fixed: `alias qmaild qmaill qmailp qmailq qmailr qmails qmailf` (qmailf:
+//! the content filters of qmail-qfilter's chain, DESIGN section 10), groups `qmail`
 //! and `nofiles`. When a name is missing (an install by an ordinary user, where every
 //! program runs as that one user) the lookup says so and callers keep their own ids.
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-pub const USERS: [&str; 7] = [
-    "alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails",
+pub const USERS: [&str; 8] = [
+    "alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails", "qmailf",
 ];
 pub const GROUP_QMAIL: &str = "qmail";
 pub const GROUP_NOFILES: &str = "nofiles";

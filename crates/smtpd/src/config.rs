@@ -198,7 +198,7 @@ impl Config {
             local_host,
             relayclient: env("RELAYCLIENT"),
             auth_plaintext: env("AUTHPLAINTEXT").is_some(),
-            queue_program: queue::client::program(home),
+            queue_program: queue::client::entry_program(home),
             controls: c,
         })
     }

@@ -123,6 +123,26 @@ pub fn queue_failed(permanent: bool, text: &str) -> String {
     }
 }
 
+/// A filter of the qmail-qfilter chain refused the message with its own `text` (exit 82
+/// and a `D`/`Z` line on fd 6): the enhanced code is the text's own `(#x.y.z)` when it
+/// has one of the right class, else 5.3.0 or 4.3.0 as for qmail-queue's texts.
+pub fn filter_refused(permanent: bool, text: &str) -> String {
+    let (code, class) = if permanent { (554, '5') } else { (451, '4') };
+    let own = text
+        .strip_suffix(')')
+        .and_then(|t| t.rsplit_once("(#"))
+        .map(|(_, s)| s)
+        .filter(|s| {
+            s.starts_with(class)
+                && s.len() <= 11
+                && s.split('.').count() == 3
+                && s.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+    let status = own.map_or_else(|| format!("{class}.3.0"), str::to_string);
+    format!("{code} {status} {text}")
+}
+
 /// An authenticated user's message named an originator that is not theirs.
 pub fn originator_refused(r: &Refusal) -> String {
     match r {
@@ -158,5 +178,24 @@ mod tests {
             queue_failed(false, "qq read error (#4.3.0)"),
             "451 4.3.0 qq read error (#4.3.0)"
         );
+    }
+
+    #[test]
+    fn a_filters_reason_keeps_its_own_status_code() {
+        assert_eq!(
+            filter_refused(true, "attachment type .exe not allowed (#5.7.1)"),
+            "554 5.7.1 attachment type .exe not allowed (#5.7.1)"
+        );
+        assert_eq!(
+            filter_refused(false, "scanner unavailable (#4.3.0)"),
+            "451 4.3.0 scanner unavailable (#4.3.0)"
+        );
+        // no code, a code of the wrong class, or not a code: the generic one
+        assert_eq!(filter_refused(true, "no thanks"), "554 5.3.0 no thanks");
+        assert_eq!(
+            filter_refused(false, "odd (#5.7.1)"),
+            "451 4.3.0 odd (#5.7.1)"
+        );
+        assert_eq!(filter_refused(true, "x (#5.a.1)"), "554 5.3.0 x (#5.a.1)");
     }
 }

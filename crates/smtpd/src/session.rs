@@ -901,14 +901,19 @@ impl Session {
             originator: user.is_some().then_some(&check as &dyn Fn(&str) -> bool),
         };
         let conn = &mut self.conn;
-        let (outcome, result) =
-            message::into_queue(&cfg.queue_program, &sender, &rcpts, |w| match first_chunk {
+        let (outcome, result) = message::into_queue(
+            &cfg.queue_program,
+            user,
+            &sender,
+            &rcpts,
+            |w| match first_chunk {
                 None => {
                     conn.send(reply::GO_AHEAD);
                     message::read_data(conn, w, &limits)
                 }
                 Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
-            });
+            },
+        );
         let Some(outcome) = outcome else {
             log("unable to run qmail-queue");
             if let Some((size, _)) = first_chunk
@@ -985,7 +990,12 @@ impl Session {
                 self.send(&r);
             }
             Err(f) => {
-                let r = reply::queue_failed(f.permanent && !write_failed, &f.text);
+                let permanent = f.permanent && !write_failed;
+                let r = if f.custom {
+                    reply::filter_refused(permanent, &f.text)
+                } else {
+                    reply::queue_failed(permanent, &f.text)
+                };
                 self.send(&r);
             }
         }
