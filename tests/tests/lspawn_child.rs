@@ -154,7 +154,7 @@ fn delivery_child_has_no_lspawn_descriptors_and_qmail_locals_environment() {
         status_field(&parent, "Gid:").iter().all(|x| *x == g),
         "{parent}"
     );
-    assert_eq!(status_field(&parent, "Groups:"), [g.clone()], "{parent}");
+    assert_eq!(status_field(&parent, "Groups:"), [g], "{parent}");
     assert_eq!(status_field(&parent, "Name:"), ["qmail-lspawn"], "{parent}");
     sys.stop();
 }
