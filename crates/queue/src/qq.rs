@@ -260,11 +260,7 @@ fn create_with_pid_file(
 /// The Received line and the message into `out`, then fsync (write errors and a full
 /// disk 53, read errors 54); on a failure the file is truncated.
 fn write_message(out: &mut File, received: &str, message: &mut dyn Read) -> Result<(), QqError> {
-    if let Err(e) = out.write_all(received.as_bytes()) {
-        let _ = out.set_len(0);
-        return fail(53, format!("write error: {e}"));
-    }
-    copy_message(message, out)?;
+    copy_message(received.as_bytes(), message, out)?;
     if let Err(e) = out.sync_all() {
         let _ = out.set_len(0);
         return fail(53, format!("fsync error: {e}"));
@@ -272,20 +268,35 @@ fn write_message(out: &mut File, received: &str, message: &mut dyn Read) -> Resu
     Ok(())
 }
 
-/// Copy fd 0 into the message file: read errors are 54, write errors 53.
-fn copy_message(input: &mut dyn Read, out: &mut File) -> Result<(), QqError> {
+/// `head`, then fd 0, into the message file: read errors are 54, write errors 53. The
+/// head goes out with the first block of the message (one write for a small message).
+fn copy_message(head: &[u8], input: &mut dyn Read, out: &mut File) -> Result<(), QqError> {
     let mut buf = vec![0u8; 64 * 1024];
+    let write = |out: &mut File, data: &[u8]| match out.write_all(data) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = out.set_len(0);
+            fail(53, format!("write error: {e}"))
+        }
+    };
+    let mut pending = 0;
+    if head.len() < buf.len() {
+        buf[..head.len()].copy_from_slice(head);
+        pending = head.len();
+    } else {
+        write(out, head)?;
+    }
     loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
+        let n = match input.read(&mut buf[pending..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return fail(54, format!("read error: {e}")),
         };
-        if let Err(e) = out.write_all(&buf[..n]) {
-            let _ = out.set_len(0);
-            return fail(53, format!("write error: {e}"));
+        write(out, &buf[..pending + n])?;
+        if n == 0 {
+            return Ok(());
         }
+        pending = 0;
     }
 }
 
@@ -295,7 +306,7 @@ fn read_envelope(input: &mut dyn Read) -> Result<Vec<u8>, QqError> {
     // The envelope is small; read it whole, but bounded by what 100,000 maximal
     // recipients could need, so a runaway writer cannot exhaust memory.
     const MAX: u64 = 100_000 * (ADDR_MAX as u64 + 2);
-    let mut data = Vec::new();
+    let mut data = Vec::with_capacity(4096);
     if let Err(e) = input.take(MAX).read_to_end(&mut data) {
         return fail(54, format!("envelope read error: {e}"));
     }
@@ -406,6 +417,19 @@ mod tests {
         );
         assert_eq!(std::fs::metadata(l.mess(id)).unwrap().ino(), id);
         assert_eq!(count(&l, "pid"), 0);
+    }
+
+    #[test]
+    fn a_message_over_the_copy_buffer_is_copied_whole() {
+        let (_d, l) = queue();
+        let body: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let id = enqueue(&l, &mut &body[..], &mut &b"Fa@x\0Tb@y\0\0"[..], 1, "x").unwrap();
+        let mess = std::fs::read(l.mess(id)).unwrap();
+        let received = format!("Received: (qmail {} x); ", std::process::id());
+        assert!(mess.starts_with(received.as_bytes()));
+        assert!(mess.ends_with(&body));
+        let head_end = mess.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert_eq!(mess.len(), head_end + body.len());
     }
 
     #[test]
