@@ -9,11 +9,14 @@
 //!     message id `S/N`, the sender and the recipient, each NUL-terminated; reports are
 //!     the slot byte, K/Z/D and text). For each command it finds the user for the
 //!     recipient's local part (HOME/users/cdb, then the passwd database, then the
-//!     alias user with HOME/alias as home) and runs HOME/bin/qmail-local as that user
-//!     (one group, then the uid) with the message HOME/queue/mess/S/N on descriptor 0.
-//!     A recipient with an empty local part is accepted and discarded. The decision
-//!     and the verified drop to the recipient's uid live in the spawn crate
-//!     (spawn::lspawn::plan, spawn::lspawn::qmail_local).
+//!     alias user with HOME/alias as home) and forks a child that becomes that user
+//!     (one group, then the uid, verified) and does qmail-local's work in-process
+//!     (the delivery library HOME/bin/qmail-local runs; no second exec) with the
+//!     message HOME/queue/mess/S/N on descriptor 0. The report is what qmail-local's
+//!     output and exit code would have made it. A recipient with an empty local part
+//!     is accepted and discarded. The decision, the fork and the drop live in the
+//!     spawn crate (spawn::lspawn::plan, spawn::lspawn::fork_delivery); why the
+//!     in-process delivery keeps qmail's separation: doc/delivery.md.
 //!
 //! USER
 //!     root (the one program that switches to recipients' uids; it refuses uid 0).
@@ -23,9 +26,7 @@
 //!     0 when qmail-send closes descriptor 0; 100 usage; 111 system failure.
 
 use spawn::lspawn;
-use spawn::protocol::Status;
 use spawn::serve::{Spawner, Start, serve};
-use std::process::Stdio;
 
 fn main() {
     qsys::die::install_panic_hook("qmail-lspawn");
@@ -46,7 +47,11 @@ fn main() {
     } else {
         None
     };
-    let program = home.join("bin/qmail-local");
+    let local = lspawn::Local {
+        default_delivery,
+        qmail_queue: queue::client::program(&home),
+        drop: root,
+    };
     let mut start = |cmd: &spawn::protocol::Command,
                      message: std::fs::File,
                      out: std::os::fd::OwnedFd|
@@ -55,19 +60,9 @@ fn main() {
             Ok(d) => d,
             Err((status, text)) => return Start::Report(status, text),
         };
-        let Ok(err) = out.try_clone() else {
-            return Start::Report(
-                Status::Deferral,
-                b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec(),
-            );
-        };
-        let mut c = lspawn::qmail_local(&program, &delivery, &cmd.sender, &default_delivery, root);
-        c.stdin(Stdio::from(message))
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        match c.spawn() {
-            Ok(child) => Start::Child(child),
-            Err(_) => Start::Report(Status::Deferral, b"Unable to run qmail-local.".to_vec()),
+        match lspawn::fork_delivery(&delivery, &cmd.sender, &local, message, out) {
+            Ok(pid) => Start::Forked(pid),
+            Err((status, text)) => Start::Report(status, text),
         }
     };
     let report = |status: std::process::ExitStatus, out: &[u8]| lspawn::report(status.code(), out);

@@ -13,20 +13,38 @@
 //!
 //! [`plan`] is qmail-lspawn's decision for one recipient (split at the last `@`, an
 //! empty local part is accepted and discarded, lookup, and as root no delivery as uid
-//! 0); [`qmail_local`] is the command that runs the delivery, dropping to the
-//! recipient's uid and group (verified, [`qsys::prot::drop_verified`]) before exec.
+//! 0); [`fork_delivery`] runs it: a forked child drops to the recipient's uid and group
+//! (verified, [`qsys::prot::drop_verified`]) and then runs qmail-local's delivery
+//! library ([`delivery::local::deliver`]) in-process instead of exec'ing qmail-local
+//! (issue 13: one exec per delivery less). qmail-local stays the program for manual use.
+//!
+//! Why this keeps qmail's separation (DESIGN.md section 5; the long form is
+//! doc/delivery.md): the child holds nothing of lspawn's that the recipient could use.
+//! Its descriptors are exactly the message (0) and the report pipe (1, 2): lspawn's
+//! command and report pipes, its log pipe and the other deliveries' pipes are replaced
+//! or closed (close_range) before the drop. Its environment is lspawn's, which is what
+//! an exec'ed qmail-local inherited, so a `|program` sees the same environment as
+//! before. Its memory is a copy of lspawn's (users/cdb records and passwd entries, both
+//! world-readable, and other deliveries' envelopes): the child is made non-dumpable
+//! before the drop, so no process of the recipient's uid can ptrace it or read its
+//! /proc/PID/mem, and a `|program` is a fresh exec. The drop comes first: nothing of
+//! the user's (home, `.qmail` files, mailboxes) is touched before it, and a failed
+//! drop ends the child with exit 120 ("Unable to run qmail-local.", a deferral, the
+//! report a failed exec gave). The exit code and output follow qmail-local's, so
+//! [`report`] is unchanged.
 //!
 //! What root touches here (issue 11 item 2): `users/cdb` (root's own install), a
 //! `stat` of a passwd home (metadata only, as qmail-getpw; a path from passwd, and
 //! nothing is opened, created or changed through it) and, in [`crate::serve`], the
 //! message `mess/S/N` (opened without following a link). Every `.qmail` file, the home
-//! and the mailboxes are touched only by qmail-local, after the drop.
+//! and the mailboxes are touched only by the delivery code, after the drop.
 
 use crate::protocol::Status;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use delivery::local::Recipient;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 /// Who receives a local address.
@@ -221,35 +239,131 @@ pub fn plan(home: &Path, recipient: &[u8], root: bool) -> Result<Delivery, (Stat
     })
 }
 
-/// The qmail-local command for `d`: `-- user home local dash ext domain sender
-/// defaultdelivery`. With `drop`, the child becomes the recipient's uid and group
-/// (verified) between fork and exec; if that fails, the spawn fails and nothing runs.
-pub fn qmail_local(
-    program: &Path,
+/// What every delivery of this qmail-lspawn shares: the default delivery (its
+/// argument), the qmail-queue program forwards go through (`$QMAILQUEUE` or
+/// `HOME/bin/qmail-queue`, as qmail-local finds it), and whether to drop to the
+/// recipient's ids (running as root).
+pub struct Local {
+    pub default_delivery: String,
+    pub qmail_queue: PathBuf,
+    pub drop: bool,
+}
+
+/// qmail-local's arguments for `d`, as qmail-local parses them from its command line
+/// (`user homedir local dash ext domain sender defaultdelivery`, each taken as text).
+pub fn recipient(d: &Delivery, sender: &[u8], default_delivery: &str) -> Recipient {
+    let a = &d.assignment;
+    Recipient {
+        user: a.user.clone(),
+        home: PathBuf::from(a.home.to_string_lossy().into_owned()),
+        local: d.local.clone(),
+        dash: a.dash.clone(),
+        ext: a.ext.clone(),
+        domain: d.domain.clone(),
+        sender: String::from_utf8_lossy(sender).into_owned(),
+        default_delivery: default_delivery.to_string(),
+    }
+}
+
+/// Exit code of a child whose privilege drop failed: qmail-lspawn's 120, reported as
+/// "Unable to run qmail-local." (a deferral), the report a failed exec gave.
+const DROP_FAILED: i32 = 120;
+
+/// Fork a child that delivers `d` the way qmail-local would: `message` on fd 0, `out`
+/// on fds 1 and 2, every other descriptor closed, then the verified drop (with
+/// `local.drop`), then [`delivery::local::deliver`]; its text goes to fd 1 and its code
+/// is the child's exit code, so [`report`] reads it as qmail-local's. The caller must be
+/// single-threaded (the child allocates). The parent keeps neither descriptor.
+pub fn fork_delivery(
     d: &Delivery,
     sender: &[u8],
-    default_delivery: &str,
-    drop: bool,
-) -> std::process::Command {
-    let a = &d.assignment;
-    let mut c = std::process::Command::new(program);
-    c.arg("--")
-        .arg(&a.user)
-        .arg(&a.home)
-        .args([&d.local, &a.dash, &a.ext, &d.domain])
-        .arg(OsStr::from_bytes(sender))
-        .arg(default_delivery);
-    if drop {
-        let (uid, gid) = (
-            nix::unistd::Uid::from_raw(a.uid),
-            nix::unistd::Gid::from_raw(a.gid),
-        );
-        // SAFETY: drop_verified only makes system calls (no allocation, no locks).
-        unsafe {
-            c.pre_exec(move || qsys::prot::drop_verified(uid, gid).map_err(Into::into));
+    local: &Local,
+    message: File,
+    out: OwnedFd,
+) -> Result<nix::unistd::Pid, (Status, Vec<u8>)> {
+    let r = recipient(d, sender, &local.default_delivery);
+    let ids = local.drop.then(|| {
+        (
+            nix::unistd::Uid::from_raw(d.assignment.uid),
+            nix::unistd::Gid::from_raw(d.assignment.gid),
+        )
+    });
+    // SAFETY: qmail-lspawn is single-threaded, so the child may allocate; the child
+    // never returns into the caller (it ends in `_exit`).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
+        Ok(nix::unistd::ForkResult::Child) => {
+            deliver_in_child(&r, &local.qmail_queue, ids, message, out)
         }
+        Err(_) => Err((Status::Deferral, b"Unable to run qmail-local.".to_vec())),
     }
-    c
+}
+
+/// The forked child: lspawn's descriptors replaced and closed, the drop, then the
+/// delivery, as qmail-local's `main` does it (umask 077, its panic report).
+fn deliver_in_child(
+    r: &Recipient,
+    qmail_queue: &Path,
+    ids: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    message: File,
+    out: OwnedFd,
+) -> ! {
+    let (message, out) = (message.into_raw_fd(), out.into_raw_fd());
+    // SAFETY: plain descriptor calls on descriptors this process owns; the originals
+    // are not used again after close_range (ownership was released above).
+    let fds_ok = unsafe {
+        libc::dup2(message, 0) == 0 && libc::dup2(out, 1) == 1 && libc::dup2(out, 2) == 2
+    };
+    // SAFETY: as above; PR_SET_DUMPABLE takes no pointer.
+    if !fds_ok
+        || !unsafe { close_from(3) }
+        || unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0
+    {
+        exit_now(DROP_FAILED);
+    }
+    if let Some((uid, gid)) = ids
+        && qsys::prot::drop_verified(uid, gid).is_err()
+    {
+        exit_now(DROP_FAILED);
+    }
+    qsys::die::install_panic_hook("qmail-local");
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // SAFETY: descriptor 0 is the message for the rest of this process.
+    let mut message = unsafe { File::from_raw_fd(0) };
+    let env = delivery::local::Env {
+        qmail_queue: qmail_queue.to_path_buf(),
+    };
+    let outcome = delivery::local::deliver(r, &mut message, &env, false);
+    // SAFETY: descriptor 1 is the report pipe for the rest of this process.
+    let mut report = unsafe { File::from_raw_fd(1) };
+    let _ = report.write_all(outcome.text.as_bytes());
+    exit_now(outcome.code)
+}
+
+/// Close every descriptor from `first` on (close_range(2), or a loop up to the
+/// descriptor limit where the kernel lacks it). False if neither could run.
+///
+/// # Safety
+/// No live `File` or `OwnedFd` of this process may own a descriptor from `first` on.
+unsafe fn close_from(first: u32) -> bool {
+    // SAFETY: close_range only closes descriptors (the caller owns none of them).
+    if unsafe { libc::close_range(first, u32::MAX, 0) } == 0 {
+        return true;
+    }
+    let Ok(Some(max)) = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX) else {
+        return false;
+    };
+    for fd in i64::from(first)..max {
+        // SAFETY: as above; closing a number that is not open is harmless.
+        unsafe { libc::close(fd as i32) };
+    }
+    true
+}
+
+/// End the child at once: no unwinding into lspawn's loop, no exit handlers of lspawn's.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process.
+    unsafe { libc::_exit(code) }
 }
 
 /// qmail-lspawn's report for qmail-local's exit (qmail.md 3.4 table).
@@ -410,65 +524,16 @@ mod tests {
     }
 
     #[test]
-    fn qmail_local_arguments() {
+    fn recipient_is_qmail_locals_arguments() {
         let d = install();
         let p = plan(d.path(), b"Joe@x", false).unwrap();
-        let c = qmail_local(
-            Path::new("/q/bin/qmail-local"),
-            &p,
-            b"s@y",
-            "./Maildir/",
-            false,
-        );
-        let args: Vec<_> = c
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let r = recipient(&p, b"s@y\xff", "./Maildir/\n");
         assert_eq!(
-            args,
-            [
-                "--",
-                "joe",
-                "/home/joe",
-                "Joe",
-                "-",
-                "",
-                "x",
-                "s@y",
-                "./Maildir/"
-            ]
+            [&r.user, &r.local, &r.dash, &r.ext, &r.domain, &r.sender],
+            ["joe", "Joe", "-", "", "x", "s@y\u{fffd}"]
         );
-    }
-
-    /// As root, the child runs as the recipient: uid, gid and exactly one group.
-    #[test]
-    fn qmail_local_runs_as_the_recipient() {
-        use std::os::unix::fs::PermissionsExt;
-        if !qsys::is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-        let d = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let prog = d.path().join("qmail-local");
-        std::fs::write(&prog, "#!/bin/sh\necho $(id -u) $(id -g) $(id -G)\n").unwrap();
-        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let delivery = Delivery {
-            assignment: Assignment {
-                user: "nobody".into(),
-                uid: 65534,
-                gid: 65533,
-                home: "/nonexistent".into(),
-                dash: String::new(),
-                ext: String::new(),
-            },
-            local: "nobody".into(),
-            domain: "x".into(),
-        };
-        let out = qmail_local(&prog, &delivery, b"", "./Maildir/", true)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "65534 65533 65533\n");
+        assert_eq!(r.home, Path::new("/home/joe"));
+        assert_eq!(r.default_delivery, "./Maildir/\n");
     }
 
     #[test]

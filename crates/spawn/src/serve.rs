@@ -5,7 +5,9 @@
 //! `mess/S/N` is opened and checked (a regular file; owned by qmailq when running as
 //! root), a child is started with it on fd 0 and a pipe on fds 1 and 2, and the child's
 //! output (truncated to `truncate` bytes) becomes the report once the pipe closes and the
-//! child is reaped. EOF on fd 0 ends the loop after the last child.
+//! child is reaped. The child is an exec'ed program ([`Start::Child`], qmail-rspawn) or a
+//! forked copy of the spawner that runs the delivery itself ([`Start::Forked`],
+//! qmail-lspawn, see [`crate::lspawn`]). EOF on fd 0 ends the loop after the last child.
 
 use crate::protocol::{self, Command, SLOTS, Status};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -20,6 +22,8 @@ use std::process::{Child, ExitStatus};
 pub enum Start {
     /// A running child (it holds the pipe's write end; the parent keeps none).
     Child(Child),
+    /// A forked child, by pid, under the same rule for the pipe.
+    Forked(nix::unistd::Pid),
     /// An answer without running anything (status and text).
     Report(Status, Vec<u8>),
 }
@@ -41,9 +45,36 @@ pub struct Spawner<'a> {
 }
 
 struct Running {
-    child: Child,
+    child: Process,
     out: File,
     output: Vec<u8>,
+}
+
+/// A child to reap: started through `std::process` or forked.
+enum Process {
+    Child(Child),
+    Forked(nix::unistd::Pid),
+}
+
+impl Process {
+    /// Wait for the child to end (retrying on EINTR).
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Process::Child(c) => c.wait(),
+            Process::Forked(pid) => loop {
+                let mut raw = 0;
+                // SAFETY: waitpid writes the status into a valid local.
+                if unsafe { libc::waitpid(pid.as_raw(), &mut raw, 0) } >= 0 {
+                    return Ok(ExitStatus::from_raw(raw));
+                }
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            },
+        }
+    }
 }
 
 /// Output truncated the way qmail-lspawn does it.
@@ -201,21 +232,22 @@ pub fn serve(sp: Spawner<'_>) -> io::Result<()> {
                     }
                 };
                 let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-                match (sp.start)(&cmd, message, w) {
-                    Start::Child(child) => {
-                        running.insert(
-                            cmd.slot,
-                            Running {
-                                child,
-                                out: File::from(r),
-                                output: Vec::new(),
-                            },
-                        );
-                    }
+                let child = match (sp.start)(&cmd, message, w) {
+                    Start::Child(child) => Process::Child(child),
+                    Start::Forked(pid) => Process::Forked(pid),
                     Start::Report(letter, text) => {
                         output.write_all(&protocol::encode_report(cmd.slot, letter, &text))?;
+                        continue;
                     }
-                }
+                };
+                running.insert(
+                    cmd.slot,
+                    Running {
+                        child,
+                        out: File::from(r),
+                        output: Vec::new(),
+                    },
+                );
             }
         }
     }
