@@ -453,15 +453,10 @@ pub fn become_account(acct: &Account, argv: &[std::ffi::OsString]) -> io::Error 
             // the account's groups from /etc/group, then gid and uid
             CString::new(acct.user.as_str())
                 .map_err(|_| nix::Error::EINVAL)
-                .and_then(|c| nix::unistd::initgroups(&c, gid))
-                .and_then(|_| nix::unistd::setgid(gid))
-                .and_then(|_| nix::unistd::setuid(uid))
-                .and_then(|_| {
-                    if nix::unistd::geteuid() == uid && nix::unistd::getegid() == gid {
-                        Ok(())
-                    } else {
-                        Err(nix::Error::EPERM)
-                    }
+                .and_then(|c| nix::unistd::getgrouplist(&c, gid))
+                .and_then(|groups| {
+                    qsys::prot::drop_verified_groups(uid, gid, &groups)
+                        .map_err(qsys::prot::DropError::errno)
                 })
         } else {
             qsys::prot::drop_to(uid, gid)

@@ -66,6 +66,33 @@ pub fn drop_verified(uid: Uid, gid: Gid) -> Result<(), DropError> {
     Ok(())
 }
 
+/// Become `uid:gid` with exactly the supplementary `groups` (a login's groups from
+/// /etc/group, as checkpassword sets them for a system account), then verify as
+/// [`drop_verified`] does. Allocates: call it in a process, not between fork and exec.
+pub fn drop_verified_groups(uid: Uid, gid: Gid, groups: &[Gid]) -> Result<(), DropError> {
+    let was_root = geteuid().is_root();
+    nix::unistd::setgroups(groups).map_err(|e| DropError::Call("setgroups", e))?;
+    nix::unistd::setgid(gid).map_err(|e| DropError::Call("setgid", e))?;
+    nix::unistd::setuid(uid).map_err(|e| DropError::Call("setuid", e))?;
+    let mut want: Vec<Gid> = groups.to_vec();
+    want.sort_by_key(|g| g.as_raw());
+    want.dedup();
+    let mut have = nix::unistd::getgroups().map_err(|e| DropError::Call("getgroups", e))?;
+    have.sort_by_key(|g| g.as_raw());
+    have.dedup();
+    let ids_held = nix::unistd::getuid() == uid
+        && nix::unistd::geteuid() == uid
+        && nix::unistd::getgid() == gid
+        && nix::unistd::getegid() == gid;
+    if !ids_held
+        || have != want
+        || (was_root && !uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok())
+    {
+        return Err(DropError::NotHeld);
+    }
+    Ok(())
+}
+
 /// The process's ids are exactly `uid`, `gid` and the one supplementary group `gid`.
 fn holds(uid: Uid, gid: Gid) -> bool {
     let mut groups: [libc::gid_t; 2] = [0; 2];
@@ -103,6 +130,22 @@ mod tests {
     use super::*;
     use nix::sys::wait::{WaitStatus, waitpid};
     use nix::unistd::{ForkResult, fork};
+
+    #[test]
+    fn a_drop_with_a_login_s_groups_holds_them_exactly() {
+        if !geteuid().is_root() {
+            return;
+        }
+        let code = in_child(|| {
+            let groups = [Gid::from_raw(65534), Gid::from_raw(100)];
+            match drop_verified_groups(Uid::from_raw(65534), Gid::from_raw(65534), &groups) {
+                Ok(()) if nix::unistd::setuid(Uid::from_raw(0)).is_err() => 0,
+                Ok(()) => 2,
+                Err(_) => 1,
+            }
+        });
+        assert_eq!(code, 0);
+    }
 
     /// Run `f` in a forked child (a drop changes every thread of a process) and return
     /// its exit code.

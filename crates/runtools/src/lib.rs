@@ -53,14 +53,18 @@ pub fn account(prog: &str, account: &str) -> (u32, u32) {
 
 /// setuidgid: exactly one group (the account's), then its gid, then its uid.
 pub fn setuidgid(prog: &str, name: &str) {
-    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    use nix::unistd::{Gid, Uid};
+    use qsys::prot::DropError;
     let (uid, gid) = account(prog, name);
-    let gid = Gid::from_raw(gid);
-    if let Err(e) = setgroups(&[gid]).and_then(|()| setgid(gid)) {
-        fatal(prog, &format!("unable to setgid: {}", errno_str(e as i32)));
-    }
-    if let Err(e) = setuid(Uid::from_raw(uid)) {
-        fatal(prog, &format!("unable to setuid: {}", errno_str(e as i32)));
+    match qsys::prot::drop_verified(Uid::from_raw(uid), Gid::from_raw(gid)) {
+        Ok(()) => {}
+        Err(DropError::Call("setuid", e)) => {
+            fatal(prog, &format!("unable to setuid: {}", errno_str(e as i32)))
+        }
+        Err(DropError::Call(_, e)) => {
+            fatal(prog, &format!("unable to setgid: {}", errno_str(e as i32)))
+        }
+        Err(DropError::NotHeld) => fatal(prog, "unable to setuid: the drop did not hold"),
     }
 }
 
