@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 
@@ -53,9 +54,13 @@ def instructions(path):
 
 
 def linkage(path):
+    """'dynamic' when the ELF file names a program interpreter (PT_INTERP), else 'static'."""
     with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    return "dynamic" if b"ld-linux" in head else "static"
+        elf = f.read(1 << 16)
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    types = [struct.unpack_from("<I", elf, phoff + i * phentsize)[0] for i in range(phnum)]
+    return "dynamic" if 3 in types else "static"
 
 
 def main():
