@@ -15,6 +15,8 @@
 //!   qmail assumed synchronous metadata).
 //! - [`logsafe`]: the one escaping for anything a client sent that reaches a log line.
 //! - [`errstr`]: the one errno-text table (DJB's wording).
+//! - [`start`]: [`lean_main!`], a process start without std's stack-guard probe, for
+//!   the programs started per message.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
 
@@ -28,6 +30,7 @@ pub mod ids;
 pub mod logsafe;
 pub mod prot;
 pub mod safefs;
+pub mod start;
 
 use std::path::PathBuf;
 
