@@ -19,8 +19,8 @@
 //! their start (bench/README.md, "Process start"). A static glibc program must not call
 //! getpwnam and friends: for a name not in /etc/passwd glibc dlopen()s the next module of
 //! nsswitch.conf and the static program crashes. The programs that look users up
-//! (qmail-queue names its caller, checkpassword, qmail-qfilter, qmail-lspawn, tcpserver
-//! -u NAME) stay dynamic. Which functions a static program really links is visible only
+//! (checkpassword, qmail-qfilter, qmail-lspawn, tcpserver -u NAME) stay dynamic;
+//! qmail-queue names its caller from the owners of the queue's directories, no lookup. Which functions a static program really links is visible only
 //! after fat LTO (a debug build keeps every function nix references), so that is checked
 //! on the release build by hand: bench/README.md, "Process start", gives the command.
 
@@ -75,7 +75,7 @@ const fn p(name: &'static str, tls: bool, dns: bool, statically: bool) -> Progra
 /// brought in yet (qmail-qfilter, qmail-scan) is skipped while its directory is missing.
 const PROGRAMS: &[Program] = &[
     p("qmail-smtpd", true, false, true),
-    p("qmail-queue", false, false, false), // names its caller: getpwuid
+    p("qmail-queue", false, false, true), // names its caller from directory owners, no NSS
     p("qmail-local", false, false, true),
     p("qmail-inject", false, false, true),
     p("sendmail", false, false, true),
