@@ -10,6 +10,7 @@
 #        SKIP_BUILD=1 ...             # use target/$PROFILE as it is
 #        PROFILE=debug ...            # binaries from target/debug (default release)
 #        SKIP_POSTFIX=1 ...           # only ours (no ratio)
+#        CPU=0 ...                    # no CPU-per-program table (no perf record)
 #
 # What it does:
 #   1. cargo build --release of the programs involved; qmail-install into a fresh dir under
@@ -27,7 +28,15 @@
 #   4. Peak RSS of one qmail-smtpd process for one whole session with a message
 #      (/usr/bin/time under swaks --pipe), and the largest RSS of any qmail-smtpd and
 #      of any Postfix smtpd process seen during the runs (ps samples every 50 ms).
-#   5. A table and the ratios, also written to bench/out/smtp-<date>.txt.
+#   5. CPU per message per program, for every run: `perf record -a -e task-clock` samples
+#      (one per 0.1 ms of CPU on any core) during the run, counted by process name (comm)
+#      with `perf report --sort comm`: ours per program (tcpserver, qmail-smtpd,
+#      qmail-queue, qmail-send, qmail-lspawn, qmail-local, qmail-clean, qmail-rspawn),
+#      Postfix per daemon (master, smtpd, cleanup, trivial-rewrite, qmgr, local, ...).
+#      Short-lived processes are counted as well as daemons; kernel work done for a
+#      process is counted to it; a forked child counts to its parent's name until it
+#      exec's (tcpserver's fork before qmail-smtpd starts counts to tcpserver).
+#   6. A table and the ratios, also written to bench/out/smtp-<date>.txt.
 #
 # Nothing leaves the machine: both systems know only bench.test, Postfix has
 # default_transport=relay_transport=error, every listener is on 127.0.0.1.
@@ -45,6 +54,10 @@ BUSER=benchq
 KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_POSTFIX=${SKIP_POSTFIX:-0}
+CPU=${CPU:-1}
+PERF_PERIOD_NS=100000
+OURS_COMMS="tcpserver qmail-smtpd qmail-queue qmail-send qmail-lspawn qmail-local qmail-clean qmail-rspawn"
+PF_COMMS="master smtpd cleanup trivial-rewrite qmgr local postlogd anvil proxymap tlsmgr scache"
 POLL=0.02
 SEND_LIMIT=$((120 + N / 5))
 DRAIN_LIMIT=$((120 + N / 10))
@@ -60,11 +73,15 @@ die() { printf 'bench: FATAL: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (real users, tcpserver -u qmaild, drives Postfix)"
 SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 [[ -x $SMTP_SOURCE ]] || die "smtp-source (package postfix) is missing"
+if [[ $CPU == 1 ]] && ! command -v perf >/dev/null; then
+    say "perf is missing (package linux-perf): no CPU-per-program table"
+    CPU=0
+fi
 for t in cargo useradd runuser getent awk swaks; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 
-WORK="" QPID="" Q="" TCPPID="" BHOME=""
+WORK="" QPID="" Q="" TCPPID="" BHOME="" PERFPID=""
 PF_TOUCHED=0 PF_WAS_RUNNING=0 PF_MAIN="" PF_MASTER=""
 RESULTS=()
 
@@ -95,6 +112,7 @@ stop_ours() {
 cleanup() {
     local rc=$?
     set +e
+    cpu_stop
     stop_ours
     if ((PF_TOUCHED)); then
         postfix stop >/dev/null 2>&1
@@ -157,34 +175,79 @@ sample_rss() {
     echo "$max" >"$out"
 }
 
-# run_load LABEL MAILDIR PORT SESSIONS PROCNAME: sets ACC_RATE DEL_RATE DEL_SECS RSS.
+# cpu_start FILE: system-wide CPU samples into FILE until cpu_stop.
+cpu_start() {
+    [[ $CPU == 1 ]] || return 0
+    rm -f "$1"
+    perf record -q -a -e task-clock -c "$PERF_PERIOD_NS" -o "$1" >/dev/null 2>"$1.err" &
+    PERFPID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do [[ -s $1 ]] && break; sleep 0.02; done
+    sleep 0.2 # perf opens its per-CPU events after it writes the file header
+}
+cpu_stop() {
+    [[ -n $PERFPID ]] || return 0
+    kill -INT "$PERFPID" 2>/dev/null || true
+    wait "$PERFPID" 2>/dev/null || true # perf exits 130 on SIGINT
+    PERFPID=""
+}
+# cpu_line FILE MESSAGES "COMM..." : "total T | comm ms ..." in ms of CPU per message for
+# the named processes (and "other" for every process not named and not perf itself).
+cpu_line() {
+    local file=$1 n=$2 comms=$3
+    [[ -s $file ]] || { echo "no perf data"; return 0; }
+    perf report -i "$file" --sort comm -n --stdio -q 2>/dev/null |
+        awk -v n="$n" -v per="$PERF_PERIOD_NS" -v comms="$comms" '
+            NF >= 3 && $1 !~ /^#/ { c = $3; for (i = 4; i <= NF; i++) c = c " " $i; s[c] += $2 }
+            END {
+                k = split(comms, want, " "); line = ""; tot = 0
+                for (i = 1; i <= k; i++) {
+                    ms = s[want[i]] * per / 1e6 / n; tot += ms; mine[want[i]] = 1
+                    line = line sprintf(" %s %.2f", want[i], ms)
+                }
+                for (c in s) if (!(c in mine) && c != "perf") other += s[c]
+                printf "total %.2f |%s | other %.2f\n", tot, line, other * per / 1e6 / n
+            }'
+}
+
+# run_load LABEL MAILDIR PORT SESSIONS PROCNAME: sets ACC_RATE DEL_RATE DEL_SECS RSS, and
+# CPU_LINE (ms of CPU per message per program, see cpu_line).
 run_load() {
     local label=$1 dir=$2 port=$3 s=$4 pname=$5 t0 t1 t2 stop=$WORK/stop.$$ rssf=$WORK/rss.$$
     reset_maildir "$dir"
     rm -f "$stop"
     sample_rss "$pname" "$stop" "$rssf" &
     local spid=$!
+    cpu_start "$WORK/perf.data"
     say "$label: $N messages, $s sessions"
     t0=$(now)
     if ! timeout "$SEND_LIMIT" "$SMTP_SOURCE" -s "$s" -m "$N" -l "$SIZE" -f "bench@$DOMAIN" \
         -t "$BUSER@$DOMAIN" "127.0.0.1:$port"; then
         touch "$stop"
+        cpu_stop
         die "$label: smtp-source failed or took over ${SEND_LIMIT}s"
     fi
     t1=$(now)
     if ! wait_count "$dir" "$N" "$DRAIN_LIMIT"; then
         touch "$stop"
+        cpu_stop
         count_new "$dir"
         die "$label: only $COUNT of $N messages in $dir/new after ${DRAIN_LIMIT}s"
     fi
     t2=$(now)
     touch "$stop"
+    cpu_stop
+    local comms=$OURS_COMMS
+    [[ $label == postfix ]] && comms=$PF_COMMS
+    CPU_LINE=$(cpu_line "$WORK/perf.data" "$N" "$comms")
     wait "$spid" || true
     RSS=$(cat "$rssf")
     ACC_RATE=$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')
     DEL_RATE=$(awk -v a="$t0" -v b="$t2" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')
     DEL_SECS=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')
     say "$label: accepted $ACC_RATE msgs/s, delivered $DEL_RATE msgs/s (${DEL_SECS}s), peak process RSS ${RSS} KiB"
+    [[ $CPU == 1 ]] && say "$label: CPU ms per message: $CPU_LINE"
+    return 0
 }
 
 # ---------------------------------------------------------------- setup
@@ -271,15 +334,15 @@ if [[ $SKIP_POSTFIX != 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- the runs
-declare -A O_ACC O_DEL P_ACC P_DEL
+declare -A O_ACC O_DEL P_ACC P_DEL O_CPU P_CPU
 O_RSS=0
 for s in $SESSIONS; do
     run_load "ours" "$OURS_MD" "$PORT" "$s" qmail-smtpd
-    O_ACC[$s]=$ACC_RATE O_DEL[$s]=$DEL_RATE
+    O_ACC[$s]=$ACC_RATE O_DEL[$s]=$DEL_RATE O_CPU[$s]=${CPU_LINE:-}
     if ((RSS > O_RSS)); then O_RSS=$RSS; fi
     if [[ $SKIP_POSTFIX != 1 ]]; then
         run_load "postfix" "$PF_MD" "$PFPORT" "$s" smtpd
-        P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE
+        P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE P_CPU[$s]=${CPU_LINE:-}
         if ((RSS > PF_RSS)); then PF_RSS=$RSS; fi
     fi
 done
@@ -301,6 +364,14 @@ for s in $SESSIONS; do
             "$(awk -v a="${O_DEL[$s]}" -v b="${P_DEL[$s]}" 'BEGIN { printf "%.2f", a / b }')")")
     fi
 done
+if [[ $CPU == 1 ]]; then
+    RESULTS+=("")
+    RESULTS+=("CPU ms per message by process name (perf record -a -e task-clock, 1 sample per $((PERF_PERIOD_NS / 1000)) us of CPU; whole run from the first connection to the last delivery; \"other\" = every other process on the machine but perf, incl. smtp-source)")
+    for s in $SESSIONS; do
+        RESULTS+=("$(printf '%-9s %-8s %s' "$s" ours "${O_CPU[$s]}")")
+        [[ -n ${P_CPU[$s]:-} ]] && RESULTS+=("$(printf '%-9s %-8s %s' "$s" postfix "${P_CPU[$s]}")")
+    done
+fi
 RESULTS+=("")
 RESULTS+=("peak RSS of one qmail-smtpd session with a message (getrusage): ${SMTPD_RSS} KiB")
 RESULTS+=("largest RSS seen under load (ps): qmail-smtpd ${O_RSS} KiB, Postfix smtpd ${PF_RSS} KiB")

@@ -37,6 +37,13 @@ impl Write for Mem {
 fn home() -> &'static std::path::Path {
     static HOME: OnceLock<std::path::PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
+        // libFuzzer's C main skips Rust's start-up, which ignores SIGPIPE as every one
+        // of our programs has it: without this the first DATA whose /bin/true
+        // qmail-queue exited before reading killed the fuzzer itself (exit 141).
+        // SAFETY: setting a signal to "ignore" installs no handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
         let h = std::env::temp_dir().join(format!("qmail-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(h.join("control")).unwrap();
         std::fs::write(h.join("control/me"), "mx.example.test\n").unwrap();

@@ -4,6 +4,8 @@
 //! Binaries are found next to the test executable's directory (`target/debug/`); CI
 //! builds them first with `cargo build --workspace --bins`.
 
+pub mod clamd;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -203,7 +203,7 @@ except smtplib.SMTPAuthenticationError as e:
     assert!(out.contains("FAILED 535"), "{out}");
     assert!(
         srv.log_text()
-            .contains("auth failed user=joe ip=127.0.0.1 mech=PLAIN"),
+            .contains("auth failed ip=127.0.0.1 mech=PLAIN user=joe"),
         "{}",
         srv.log_text()
     );
@@ -293,7 +293,7 @@ fn submission_requires_auth_and_limits_what_users_send() {
     }
     assert_eq!(
         c.cmd("MAIL FROM:<joe@example.test>"),
-        "451 4.7.1 sorry, you have sent too many messages this hour (#4.7.1)"
+        "451 4.7.1 sorry, you have sent to too many recipients this hour (#4.7.1)"
     );
     assert_eq!(queued(&sys), 2);
     let msgs = queued_messages(&sys);

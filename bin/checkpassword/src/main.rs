@@ -20,8 +20,8 @@
 //!     Refused (exit 1), always after the work of one hash check: unknown login, wrong
 //!     or empty password, locked hash (`!`, `*`, empty), disabled virtual user, uid 0,
 //!     expired account, shell listed in control/nologinshells. Each refusal is logged
-//!     (`checkpassword: pid N: bad password user=NAME caller=UID`, NAME escaped) and
-//!     answered after control/checkpassworddelay seconds.
+//!     (`checkpassword: pid N: bad password caller=UID user=NAME`, NAME escaped and
+//!     last) and answered after control/checkpassworddelay seconds.
 //!
 //! CALLERS
 //!     Installed set-id, it answers only root (qmail-popup) and qmaild (qmail-smtpd's
@@ -30,12 +30,21 @@
 //!     passwords. Not installed set-id (one user runs everything), it answers anyone,
 //!     since it can then read no more than its caller.
 //!
+//!     Set-id and called by qmaild, it holds an exclusive lock on the account's lock
+//!     file in HOME/checkpassword (one of 256, by a hash of the account name) from
+//!     before the check until it exits or execs, failure delay included: parallel
+//!     guesses for one account are answered one per delay. That directory must be
+//!     root's, group shadow, mode 0770 (the installer makes it when the shadow group
+//!     exists, which is when checkpassword is installed setgid); when it is missing or
+//!     unusable, qmaild's checks fail temporarily (111). Root's checks take no lock.
+//!
 //! DESCRIPTORS
 //!     3: the credential record (read to EOF). 0, 1, 2: passed to prog.
 //!
 //! FILES
 //!     HOME/users/vusers.cdb, HOME/users/vpasswd.cdb (virtual users), /etc/passwd,
-//!     /etc/shadow. HOME is found from this program's path (HOME/bin/checkpassword).
+//!     /etc/shadow, HOME/checkpassword/lock-XX (per-account locks). HOME is found
+//!     from this program's path (HOME/bin/checkpassword).
 //!
 //! CONTROL FILES
 //!     nologinshells: shells (one per line) whose accounts may not log in; default
@@ -106,6 +115,16 @@ fn main() {
         Ok(c) => c,
         Err(e) => qsys::die::fatal(PROG, &format!("unable to read controls: {e}"), 111),
     };
+    // one guess per account at a time for callers other than root: a per-process delay
+    // alone would let qmaild run any number of guesses at once
+    let _account_lock = if set_id && !ruid.is_root() {
+        match auth::lock_account(&home, &creds.user) {
+            Ok(l) => Some(l),
+            Err(e) => qsys::die::fatal(PROG, &format!("unable to lock the account: {e}"), 111),
+        }
+    } else {
+        None
+    };
     let verdict = auth::check(&cfg, &creds);
     let user = qsys::logsafe::text(&creds.user);
     drop(creds);
@@ -114,7 +133,7 @@ fn main() {
             qsys::die::warn(
                 PROG,
                 &format!("pid {}", std::process::id()),
-                &format!("bad password user={user} caller={ruid}"),
+                &format!("bad password caller={ruid} user={user}"),
             );
             std::thread::sleep(cfg.fail_delay);
             std::process::exit(1)

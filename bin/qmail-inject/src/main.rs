@@ -7,8 +7,10 @@
 //! DESCRIPTION
 //!     Reads a mail message on descriptor 0, rewrites its header as qmail-inject(8) and
 //!     qmail-header(5) describe, and queues it by running HOME/bin/qmail-queue (or
-//!     $QMAILQUEUE) with the message on its descriptor 0 and the envelope on its
-//!     descriptor 1. HOME is the parent of the directory holding this program.
+//!     $QMAILQUEUE, or HOME/bin/qmail-qfilter when control/filters names a filter) with
+//!     the message on its descriptor 0 and the envelope on its descriptor 1; a filter's
+//!     refusal is printed with the filter's own text. HOME is the parent of the
+//!     directory holding this program. sendmail queues through this same code.
 //!
 //!     -a  recipients are the arguments only       -h  recipients come from the header
 //!     -A  arguments if any, else header (default) -H  header and arguments

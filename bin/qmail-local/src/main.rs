@@ -20,8 +20,13 @@
 //!     forwarded; on failure, the reason. Output goes to descriptor 1, which
 //!     qmail-lspawn turns into the delivery report.
 //!
+//!     qmail-lspawn does not exec this program: its child runs the same delivery
+//!     library (the delivery crate) in-process after dropping to the recipient
+//!     (doc/delivery.md). qmail-local stays for manual use (-n) and tests; both give
+//!     the same output and exit codes.
+//!
 //! USER
-//!     The recipient's uid and gid, set by qmail-lspawn (never root).
+//!     The recipient's uid and gid (never root).
 //!
 //! EXIT CODES
 //!     0 delivered; 100 permanent failure (bounce); 111 temporary failure (retry).

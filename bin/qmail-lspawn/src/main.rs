@@ -9,9 +9,14 @@
 //!     message id `S/N`, the sender and the recipient, each NUL-terminated; reports are
 //!     the slot byte, K/Z/D and text). For each command it finds the user for the
 //!     recipient's local part (HOME/users/cdb, then the passwd database, then the
-//!     alias user with HOME/alias as home) and runs HOME/bin/qmail-local as that user
-//!     (one group, then the uid) with the message HOME/queue/mess/S/N on descriptor 0.
-//!     A recipient with an empty local part is accepted and discarded.
+//!     alias user with HOME/alias as home) and forks a child that becomes that user
+//!     (one group, then the uid, verified) and does qmail-local's work in-process
+//!     (the delivery library HOME/bin/qmail-local runs; no second exec) with the
+//!     message HOME/queue/mess/S/N on descriptor 0. The report is what qmail-local's
+//!     output and exit code would have made it. A recipient with an empty local part
+//!     is accepted and discarded. The decision, the fork and the drop live in the
+//!     spawn crate (spawn::lspawn::plan, spawn::lspawn::fork_delivery); why the
+//!     in-process delivery keeps qmail's separation: doc/delivery.md.
 //!
 //! USER
 //!     root (the one program that switches to recipients' uids; it refuses uid 0).
@@ -22,13 +27,14 @@
 
 use spawn::lspawn;
 use spawn::serve::{Spawner, Start, serve};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 
 fn main() {
     qsys::die::install_panic_hook("qmail-lspawn");
     let fatal = |m: &str, code| -> ! { qsys::die::fatal("qmail-lspawn", m, code) };
-    let Some(default_delivery) = std::env::args().nth(1) else {
+    let Some(default_delivery) = std::env::args_os()
+        .nth(1)
+        .map(|a| a.to_string_lossy().into_owned())
+    else {
         fatal("usage: qmail-lspawn defaultdelivery", 100)
     };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory", 111));
@@ -41,72 +47,22 @@ fn main() {
     } else {
         None
     };
-    let qmail_local = home.join("bin/qmail-local");
+    let local = lspawn::Local {
+        default_delivery,
+        qmail_queue: queue::client::program(&home),
+        drop: root,
+    };
     let mut start = |cmd: &spawn::protocol::Command,
                      message: std::fs::File,
                      out: std::os::fd::OwnedFd|
      -> Start {
-        let recipient = String::from_utf8_lossy(&cmd.recipient).into_owned();
-        let Some(at) = recipient.rfind('@') else {
-            return Start::Report(
-                b'D',
-                b"Sorry, address must include host name. (#5.1.3)".to_vec(),
-            );
+        let delivery = match lspawn::plan(&home, &cmd.recipient, root) {
+            Ok(d) => d,
+            Err((status, text)) => return Start::Report(status, text),
         };
-        let (local, domain) = (&recipient[..at], &recipient[at + 1..]);
-        if local.is_empty() {
-            return Start::Report(b'K', Vec::new());
-        }
-        let a = match lspawn::lookup(&home, local) {
-            Ok(a) => a,
-            Err(lspawn::LookupError::Cdb) => {
-                return Start::Report(b'Z', b"Trouble reading users/cdb in qmail-lspawn.".to_vec());
-            }
-            Err(lspawn::LookupError::NoAlias) => {
-                return Start::Report(b'Z', b"Unable to find alias user!".to_vec());
-            }
-        };
-        if root && a.uid == 0 {
-            return Start::Report(b'Z', b"Not allowed to perform deliveries as root.".to_vec());
-        }
-        let Ok(err) = out.try_clone() else {
-            return Start::Report(
-                b'Z',
-                b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec(),
-            );
-        };
-        let mut c = Command::new(&qmail_local);
-        c.arg("--")
-            .arg(&a.user)
-            .arg(&a.home)
-            .args([local, &a.dash, &a.ext, domain])
-            .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&cmd.sender))
-            .arg(&default_delivery)
-            .stdin(Stdio::from(message))
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        if root {
-            let (uid, gid) = (a.uid, a.gid);
-            // SAFETY: only async-signal-safe system calls run between fork and exec.
-            unsafe {
-                c.pre_exec(move || {
-                    let g = gid as libc::gid_t;
-                    if libc::setgroups(1, &g) != 0
-                        || libc::setgid(g) != 0
-                        || libc::setuid(uid as libc::uid_t) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::getuid() == 0 {
-                        libc::_exit(113);
-                    }
-                    Ok(())
-                });
-            }
-        }
-        match c.spawn() {
-            Ok(child) => Start::Child(child),
-            Err(_) => Start::Report(b'Z', b"Unable to run qmail-local.".to_vec()),
+        match lspawn::fork_delivery(&delivery, &cmd.sender, &local, message, out) {
+            Ok(pid) => Start::Forked(pid),
+            Err((status, text)) => Start::Report(status, text),
         }
     };
     let report = |status: std::process::ExitStatus, out: &[u8]| lspawn::report(status.code(), out);

@@ -26,7 +26,7 @@
 //!
 //! DESCRIPTORS
 //!     0, 1: the client; 2: log (one line per failed login, `qmail-popup: pid N: auth
-//!     failed user=NAME ip=IP mech=USER|APOP|PLAIN`, NAME escaped).
+//!     failed ip=IP mech=USER|APOP|PLAIN user=NAME`, NAME escaped and last).
 //!
 //! CONTROL FILES
 //!     servercert.pem, serverkey.pem: TLS certificate chain and key (see crates/tls).
@@ -41,12 +41,15 @@
 //!         the rest of the hour.
 //!     authfailaccountlimit: failed logins per hour for one account, from anywhere
 //!         (HOME/smtpd/authfailaccount/, default 20, 0 = none); beyond it logins to
-//!         that account are refused. A counter that cannot be read or written refuses
-//!         the login.
+//!         that account are refused, except from an address that logged in to it
+//!         within the hour. Each login counts as a failure before checkpassword runs
+//!         (given back when it works), so parallel connections get exactly the limit.
+//!         A counter that cannot be read or written refuses the login.
 //!
 //! ENVIRONMENT
 //!     POP3PLAINTEXT (from tcprules): overrides control/pop3plaintext (0 refuses,
-//!     anything else allows). TCPREMOTEIP: for the log. The environment is passed on
+//!     anything else allows). TCPREMOTEIP: for the log and the counters (missing or
+//!     empty: `unknown`). The environment is passed on
 //!     to checkpassword.
 //!
 //! USER

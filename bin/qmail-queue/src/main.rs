@@ -17,8 +17,9 @@
 //! USER
 //!     Installed setuid qmailq (mode 04711); the real uid names the injector in the
 //!     Received line ("invoked by alias", "invoked from network" for qmaild, "invoked for
-//!     bounce" for qmails, else "invoked by uid N"). In a single-user install it runs
-//!     as its caller.
+//!     bounce" for qmails, else "invoked by uid N"; those users are recognised as the
+//!     owners of HOME/alias, HOME/smtpd and HOME/queue/bounce, with no passwd lookup).
+//!     In a single-user install it runs as its caller.
 //!
 //! EXIT CODES (qmail's)
 //!     0 queued; 11 address too long; 51 out of memory; 52 timeout (24 hours);
@@ -41,9 +42,10 @@ fn main() {
         std::process::exit(61)
     };
     let layout = queue::Layout::new(&home);
-    if !layout.dir.is_dir() {
-        std::process::exit(62);
-    }
+    let queue_owner = match std::fs::metadata(&layout.dir) {
+        Ok(m) if m.is_dir() => std::os::unix::fs::MetadataExt::uid(&m),
+        _ => std::process::exit(62),
+    };
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
     // SAFETY: the handler only calls _exit.
     unsafe {
@@ -54,15 +56,14 @@ fn main() {
         libc::alarm(86_400);
     }
     let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name);
-    let invoked = queue::qq::invoked_by(uid.as_raw(), name.as_deref());
+    let invoked = queue::qq::invoked(&home, queue_owner, uid.as_raw());
     // SAFETY: descriptors 0 and 1 belong to this process for its whole life.
     let (mut message, mut envelope) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
-    match queue::qq::enqueue(&layout, &mut message, &mut envelope, uid.as_raw(), &invoked) {
-        Ok(_) => std::process::exit(0),
-        Err(e) => std::process::exit(e.code),
-    }
+    let code =
+        match queue::qq::enqueue(&layout, &mut message, &mut envelope, uid.as_raw(), &invoked) {
+            Ok(_) => 0,
+            Err(e) => e.code,
+        };
+    // SAFETY: _exit ends the process; nothing is buffered (no output but the exit code).
+    unsafe { libc::_exit(code) }
 }

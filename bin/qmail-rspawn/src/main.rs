@@ -17,6 +17,7 @@
 //! EXIT CODES
 //!     0 when qmail-send closes descriptor 0; 111 system failure.
 
+use spawn::protocol::Status;
 use spawn::serve::{Spawner, Start, serve};
 use std::process::{Command, Stdio};
 
@@ -46,14 +47,14 @@ fn main() {
      -> Start {
         let Some(at) = cmd.recipient.iter().rposition(|&b| b == b'@') else {
             return Start::Report(
-                b'D',
+                Status::Failure,
                 b"Sorry, address must include host name. (#5.1.3)".to_vec(),
             );
         };
         let host = String::from_utf8_lossy(&cmd.recipient[at + 1..]).into_owned();
         let Ok(err) = out.try_clone() else {
             return Start::Report(
-                b'Z',
+                Status::Deferral,
                 b"qmail-spawn unable to create pipe. (#4.3.0)".to_vec(),
             );
         };
@@ -68,7 +69,7 @@ fn main() {
             .spawn();
         match child {
             Ok(c) => Start::Child(c),
-            Err(_) => Start::Report(b'Z', b"Unable to run qmail-remote.".to_vec()),
+            Err(_) => Start::Report(Status::Deferral, b"Unable to run qmail-remote.".to_vec()),
         }
     };
     let report =

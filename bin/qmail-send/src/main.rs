@@ -31,8 +31,6 @@
 //!     0 after TERM; 111 cannot start (another qmail-send runs, unreadable controls,
 //!     no spawners) or a spawner or qmail-clean died.
 
-use std::os::fd::AsRawFd;
-
 fn main() {
     qsys::die::install_panic_hook("qmail-send");
     qsys::block_control_signals();
@@ -50,10 +48,8 @@ fn main() {
         .write(true)
         .open(home.join("queue/lock/sendmutex"))
         .unwrap_or_else(|e| alert(&format!("unable to open mutex: {e}")));
-    // SAFETY: flock on a valid descriptor.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        alert("qmail-send is already running");
-    }
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .unwrap_or_else(|_| alert("qmail-send is already running"));
     let mut engine = send::engine::Engine::new(&home).unwrap_or_else(|e| alert(&e.to_string()));
     if let Err(e) = engine.scan_queue() {
         alert(&format!("unable to read the queue: {e}"));

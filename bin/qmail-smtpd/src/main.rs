@@ -8,9 +8,13 @@
 //! DESCRIPTION
 //!     Speaks SMTP (RFC 5321 with PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
 //!     SMTPUTF8, CHUNKING, STARTTLS, AUTH) with one client, reading fd 0 and writing fd 1, as run
-//!     by tcpserver per connection. Each message goes to qmail-queue (HOME/bin/qmail-queue
-//!     or $QMAILQUEUE) with a Received line; the client hears 250 only after qmail-queue
-//!     exited 0, i.e. the message is on disk.
+//!     by tcpserver per connection. Each message goes to qmail-queue (HOME/bin/qmail-queue,
+//!     or $QMAILQUEUE, or HOME/bin/qmail-qfilter when control/filters names a filter)
+//!     with a Received line; the client hears 250 only after qmail-queue exited 0, i.e.
+//!     the message is on disk (after the whole filter chain). A filter's own reason
+//!     (exit 82 with `D`/`Z` text on fd 6) is the reply text: `554 5.7.1 text (#5.7.1)`
+//!     (the status code from the text's `(#x.y.z)`; 5.3.0 / 4.3.0 without one). The
+//!     authenticated user, if any, is passed to the chain as SMTPAUTHUSER.
 //!
 //!     With --submission or --smtps, AUTH PLAIN/LOGIN (and CRAM-MD5 when
 //!     control/authcrammd5 is 1) is offered and required before MAIL (unless tcprules
@@ -41,8 +45,10 @@
 //!
 //! LOG (fd 2, one line each, `qmail-smtpd: pid P: ...`)
 //!     `message accepted qp Q from IP <sender> to N recipients [auth USER] [helo H]`;
-//!     `refused RCPT <addr> from IP: <reply>`; `AUTH MECH user U from IP` and
-//!     `AUTH MECH failed for user U from IP`; `AUTH refused: N failures from IP ...`;
+//!     `refused RCPT <addr> from IP: <reply>`; `AUTH MECH user U from IP`;
+//!     `auth failed ip=IP mech=MECH user=U` (user= last, for log-driven blockers);
+//!     `AUTH refused: N failures in the last hour ip=IP` and `AUTH refused: too many
+//!     failures for the address|account in the last hour ip=IP user=U`;
 //!     `user U refused envelope sender <addr>`; `user U refused message: REASON`
 //!     (a forged or missing originator); `user U over ratelimit ...`;
 //!     `discarded N bytes pipelined after STARTTLS`;
@@ -51,19 +57,21 @@
 //!     `bare LF|CR in DATA from IP; nothing queued, connection closed`;
 //!     `client went away during DATA; nothing queued`.
 //!     Whatever the client sent (addresses, user names, HELO, SNI) is written as one
-//!     field: printable ASCII except space and backslash as is, any other byte as
+//!     field: printable ASCII except space, backslash and `=` as is, any other byte as
 //!     `\ooo` (octal), cut after 256 bytes with `...` (qsys::logsafe::text).
 //!
 //! CONTROL FILES (HOME/control; see control/README)
 //!     me, smtpgreeting, localiphost, timeoutsmtpd, rcpthosts, morercpthosts.cdb,
 //!     badmailfrom, badrcptto, databytes (as qmail; a missing rcpthosts accepts no
 //!     domain); maxrcpt (1000), tlsrequired (0), authcrammd5 (0), authfaildelay (5),
-//!     authfaillimit (10 per hour per IP), sendermap (none), ratelimit (0 = none, per
-//!     user per hour), recipients.cdb (none: no recipient check; see qmail-recipients),
+//!     authfaillimit (10 per hour per IPv4 address or IPv6 /64), authfailaccountlimit
+//!     (20 per hour per account), sendermap (none), ratelimit (0 = none; recipients per
+//!     account per hour), recipients.cdb (none: no recipient check; see qmail-recipients),
 //!     servercert.pem / serverkey.pem (no TLS without them).
 //!
 //! FILES
-//!     HOME/smtpd/{rate,authfail}/  counters; HOME/smtpd must be writable by qmaild.
+//!     HOME/smtpd/{rate,authfail,authfailaccount,authok}/  counters (the limits crate);
+//!     HOME/smtpd must be writable by qmaild.
 //!
 //! ENVIRONMENT
 //!     TCPREMOTEIP, TCPREMOTEHOST, TCPREMOTEINFO, TCPLOCALIP, TCPLOCALHOST (tcpserver);

@@ -43,15 +43,9 @@ fn drop_to(c: &mut Command, user: Option<&str>) {
         return;
     }
     let (uid, gid) = qsys::ids::account(user).unwrap_or_else(|| die(&format!("no user {user}")));
-    let (uid, gid) = (uid.as_raw(), gid.as_raw());
-    // SAFETY: only async-signal-safe system calls between fork and exec.
+    // SAFETY: drop_verified only makes system calls (no allocation, no locks).
     unsafe {
-        c.pre_exec(move || {
-            if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        c.pre_exec(move || qsys::prot::drop_verified(uid, gid).map_err(Into::into));
     }
 }
 
@@ -69,17 +63,11 @@ fn start(bin: &Path, args: &[&str], user: Option<&str>, stdin: OwnedFd, stdout: 
         .stderr(Stdio::from(err));
     if qsys::is_root() && user.is_none() {
         // qmail-lspawn stays root but only in group qmail
-        let gid = qsys::ids::gid("qmail")
-            .unwrap_or_else(|| die("no group qmail"))
-            .as_raw();
-        // SAFETY: only async-signal-safe system calls between fork and exec.
+        let gid = qsys::ids::gid("qmail").unwrap_or_else(|| die("no group qmail"));
+        let root = nix::unistd::Uid::from_raw(0);
+        // SAFETY: drop_verified only makes system calls (no allocation, no locks).
         unsafe {
-            c.pre_exec(move || {
-                if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            c.pre_exec(move || qsys::prot::drop_verified(root, gid).map_err(Into::into));
         }
     }
     drop_to(&mut c, user);

@@ -1,13 +1,16 @@
 //! NAME
-//!     sendmail - sendmail-compatible front end for qmail-inject
+//!     sendmail - sendmail-compatible front end to qmail-inject
 //!
 //! SYNOPSIS
 //!     sendmail [ -t ] [ -fsender ] [ -Fname ] [ -bp ] [ -bs ] [ -q ] [ recipient ... ]
 //!
 //! DESCRIPTION
-//!     Translates a sendmail command line and execs HOME/bin/qmail-inject (HOME is the
-//!     parent of the directory holding this program); the message is read by
-//!     qmail-inject on descriptor 0.
+//!     Translates a sendmail command line into qmail-inject's and does qmail-inject's
+//!     work in this process (no exec of HOME/bin/qmail-inject; HOME is the parent of
+//!     the directory holding this program): the message is read on descriptor 0, the
+//!     header rewritten and the message queued through HOME/bin/qmail-queue (or
+//!     $QMAILQUEUE), exactly as qmail-inject with the translated arguments and
+//!     environment would; errors are reported as "qmail-inject: fatal: ...".
 //!
 //!     -t          recipients from the header too (qmail-inject -H; else -a)
 //!     -f sender   envelope sender; also sets QMAILUSER/QMAILHOST from it and unsets
@@ -27,14 +30,15 @@
 //!
 //! EXIT CODES
 //!     Those of qmail-inject; 100 for a usage error or newaliases; 111 when the program
-//!     to exec cannot be run ("sendmail: fatal: unable to run qmail-smtpd").
+//!     to exec for -bp or -bs cannot be run ("sendmail: fatal: unable to run
+//!     qmail-smtpd").
 
 const SYNOPSIS: &str =
     "usage: sendmail [ -t ] [ -fsender ] [ -Fname ] [ -bp ] [ -bs ] [ -q ] [ recipient ... ]
   -t recipients from the header too, -f envelope sender, -F personal name,
   -bp list the queue, -bs SMTP on stdin/stdout, -q wake the queue;
   -i -oi -v -x -m -e* -o* -p* -B* -E* -J* are accepted and ignored.
-  Reads the message on stdin and runs qmail-inject.
+  Reads the message on stdin and does qmail-inject's work.
 ";
 
 fn main() {

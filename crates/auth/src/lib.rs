@@ -155,6 +155,58 @@ pub fn canonical_login(login: &str) -> String {
     login.to_ascii_lowercase()
 }
 
+/// The directory of checkpassword's per-account locks, below HOME: root, group
+/// `shadow`, mode 0770 (made by the installer), so that only checkpassword's setgid
+/// group can create or open the locks in it; its callers cannot.
+pub const GUESS_LOCK_DIR: &str = "checkpassword";
+/// How many lock files there are at most: accounts share them by a hash of the name.
+pub const GUESS_LOCKS: u32 = 256;
+
+/// The lock file of the account `login` ([`canonical_login`] hashed into one of
+/// [`GUESS_LOCKS`] names).
+pub fn guess_lock_name(login: &[u8]) -> String {
+    use md5::Digest;
+    let account = canonical_login(&String::from_utf8_lossy(login));
+    let d = md5::Md5::digest(account.as_bytes());
+    format!("lock-{:02x}", d[0])
+}
+
+/// Wait for and hold the exclusive lock of `login`'s account in
+/// `HOME/`[`GUESS_LOCK_DIR`]: a set-id checkpassword answering a caller other than root
+/// holds it through the check and the failure delay, so that many processes started
+/// at once still check one guess per account per delay. Nothing is followed through a
+/// link; a directory not owned by root, writable by others, or missing is an error.
+pub fn lock_account(home: &Path, login: &[u8]) -> io::Result<nix::fcntl::Flock<std::fs::File>> {
+    use qsys::safefs::{Dir, Kind};
+    use std::os::unix::fs::MetadataExt;
+    let dir = Dir::open_trusted(home)?.subdir(GUESS_LOCK_DIR)?;
+    let st = nix::sys::stat::fstat(&dir).map_err(io::Error::from)?;
+    if st.st_uid != 0 || st.st_mode & 0o002 != 0 {
+        return Err(io::Error::other(format!(
+            "{} must be root's and not writable by others",
+            dir.path().display()
+        )));
+    }
+    let name = guess_lock_name(login);
+    let mut file = None;
+    for _ in 0..3 {
+        if let Some(fd) = dir.open_entry(&name, Kind::File)? {
+            file = Some(std::fs::File::from(fd));
+            break;
+        }
+        if let Some(f) = dir.create_new(&name, 0o600)? {
+            file = Some(f);
+            break;
+        }
+    }
+    let file = file.ok_or_else(|| io::Error::other(format!("unable to open {name}")))?;
+    if file.metadata()?.nlink() != 1 {
+        return Err(io::Error::other(format!("{name} has another link")));
+    }
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::from(e))
+}
+
 /// The account a successful login becomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -401,15 +453,10 @@ pub fn become_account(acct: &Account, argv: &[std::ffi::OsString]) -> io::Error 
             // the account's groups from /etc/group, then gid and uid
             CString::new(acct.user.as_str())
                 .map_err(|_| nix::Error::EINVAL)
-                .and_then(|c| nix::unistd::initgroups(&c, gid))
-                .and_then(|_| nix::unistd::setgid(gid))
-                .and_then(|_| nix::unistd::setuid(uid))
-                .and_then(|_| {
-                    if nix::unistd::geteuid() == uid && nix::unistd::getegid() == gid {
-                        Ok(())
-                    } else {
-                        Err(nix::Error::EPERM)
-                    }
+                .and_then(|c| nix::unistd::getgrouplist(&c, gid))
+                .and_then(|groups| {
+                    qsys::prot::drop_verified_groups(uid, gid, &groups)
+                        .map_err(qsys::prot::DropError::errno)
                 })
         } else {
             qsys::prot::drop_to(uid, gid)
@@ -460,6 +507,50 @@ mod tests {
         assert!(Credentials::read_from(&mut long).unwrap().is_none());
         let mut ok = std::io::Cursor::new(b"u\0p\0t\0".to_vec());
         assert_eq!(Credentials::read_from(&mut ok).unwrap().unwrap().user, b"u");
+    }
+
+    #[test]
+    fn guess_locks_are_shared_per_account_and_bounded() {
+        assert_eq!(
+            guess_lock_name(b"Joe%Example.test"),
+            guess_lock_name(b"joe@example.test")
+        );
+        let names: std::collections::HashSet<String> = (0..5000)
+            .map(|i| guess_lock_name(format!("u{i}").as_bytes()))
+            .collect();
+        assert!(names.len() <= GUESS_LOCKS as usize);
+        assert!(names.iter().all(|n| n.len() == 7 && n.starts_with("lock-")));
+    }
+
+    #[test]
+    fn guess_lock_directory_must_be_roots() {
+        let home = tempfile::tempdir().unwrap();
+        assert!(lock_account(home.path(), b"joe").is_err());
+        std::fs::create_dir(home.path().join(GUESS_LOCK_DIR)).unwrap();
+        let lock = lock_account(home.path(), b"joe");
+        if nix::unistd::geteuid().is_root() {
+            let lock = lock.unwrap();
+            // a second lock of the same account waits: try it without blocking
+            let again = std::fs::File::open(
+                home.path()
+                    .join(GUESS_LOCK_DIR)
+                    .join(guess_lock_name(b"joe")),
+            )
+            .unwrap();
+            assert!(
+                nix::fcntl::Flock::lock(again, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                    .is_err()
+            );
+            drop(lock);
+            std::fs::set_permissions(
+                home.path().join(GUESS_LOCK_DIR),
+                std::os::unix::fs::PermissionsExt::from_mode(0o777),
+            )
+            .unwrap();
+            assert!(lock_account(home.path(), b"joe").is_err());
+        } else {
+            assert!(lock.is_err());
+        }
     }
 
     #[test]

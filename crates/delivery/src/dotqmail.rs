@@ -106,18 +106,22 @@ pub fn parse(content: &[u8]) -> Result<Vec<Line>, Fail> {
             }
             continue;
         }
-        let rest = &line[1..];
-        match line.as_bytes()[0] {
-            b'#' => {}
-            b'.' | b'/' if line.ends_with('/') => out.push(Line::Maildir(line.to_string())),
-            b'.' | b'/' => out.push(Line::Mbox(line.to_string())),
-            b'|' => out.push(Line::Program(rest.to_string())),
-            b'+' => {
+        // The first character decides (qmail looks at the first byte); slicing by
+        // characters keeps a multibyte or replaced first character a plain forward.
+        let mut chars = line.chars();
+        let first = chars.next();
+        let rest = chars.as_str();
+        match first {
+            Some('#') => {}
+            Some('.' | '/') if line.ends_with('/') => out.push(Line::Maildir(line.to_string())),
+            Some('.' | '/') => out.push(Line::Mbox(line.to_string())),
+            Some('|') => out.push(Line::Program(rest.to_string())),
+            Some('+') => {
                 if rest == "list" {
                     out.push(Line::ForwardOnly)
                 }
             }
-            b'&' => out.push(Line::Forward(rest.to_string())),
+            Some('&') => out.push(Line::Forward(rest.to_string())),
             _ => out.push(Line::Forward(line.to_string())),
         }
     }
@@ -166,6 +170,41 @@ mod tests {
         );
         assert!(parse(b"\n./Maildir/\n").is_err());
         assert_eq!(parse(b"").unwrap(), vec![]);
+    }
+
+    /// Found by the issue (and the `dotqmail` fuzz target): a line starting with a
+    /// multibyte character, or with invalid UTF-8 turned into U+FFFD, made `&line[1..]`
+    /// panic, so qmail-local died and every mail to the address was deferred.
+    #[test]
+    fn multibyte_and_invalid_first_characters_are_forwards() {
+        assert_eq!(
+            parse("é@example.org\n".as_bytes()).unwrap(),
+            vec![Line::Forward("é@example.org".into())]
+        );
+        assert_eq!(
+            parse(b"\xff\xfe\n|\xc3\n&\xe2\x82\n").unwrap(),
+            vec![
+                Line::Forward("\u{fffd}\u{fffd}".into()),
+                Line::Program("\u{fffd}".into()),
+                Line::Forward("\u{fffd}".into()),
+            ]
+        );
+        assert_eq!(
+            parse("€\n|\n&\n+\n".as_bytes()).unwrap(),
+            vec![
+                Line::Forward("€".into()),
+                Line::Program(String::new()),
+                Line::Forward(String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn candidates_with_multibyte_extensions() {
+        let c = candidates("-", "Ü-é.x-");
+        assert_eq!(c[0].0, ".qmail-Ü-é:x-");
+        assert_eq!(c[1], (".qmail-Ü-é:x-default".into(), Some(String::new())));
+        assert_eq!(c[2], (".qmail-Ü-default".into(), Some("é.x-".into())));
     }
 
     #[test]

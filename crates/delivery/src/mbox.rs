@@ -4,21 +4,23 @@
 //! line; fsync. On any error the file is truncated back to where it ended.
 
 use crate::Fail;
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-fn lock(f: &File) -> Result<(), Fail> {
+/// Take the mbox's exclusive flock, polling for at most [`LOCK_WAIT`]; held until the
+/// result is dropped.
+fn lock(mut f: File) -> Result<Flock<File>, Fail> {
     let start = Instant::now();
     loop {
-        // SAFETY: flock on a valid descriptor.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(());
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((back, _)) => f = back,
         }
         if start.elapsed() >= LOCK_WAIT {
             return Err(Fail::temp(
@@ -44,7 +46,7 @@ pub fn deliver(path: &Path, prefix: &[u8], message: &mut File) -> Result<(), Fai
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| Fail::temp(format!("Unable to open {}: {e}. (#4.2.1)", path.display())))?;
-    lock(&file)?;
+    let file = lock(file)?;
     let end = file
         .metadata()
         .map(|m| m.len())
@@ -87,6 +89,26 @@ fn append(file: &File, prefix: &[u8], message: &mut File) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_waits_for_the_holder_and_is_released_after_delivery() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("mbox");
+        let held = lock(File::create(&p).unwrap()).unwrap();
+        let waiter = std::thread::spawn({
+            let p = p.clone();
+            move || {
+                let mut m = tempfile::tempfile().unwrap();
+                m.write_all(b"x\n").unwrap();
+                deliver(&p, b"", &mut m).map_err(|f| f.text)
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        drop(held);
+        waiter.join().unwrap().unwrap();
+        assert!(lock(File::open(&p).unwrap()).is_ok());
+    }
 
     #[test]
     fn quoting() {

@@ -1,7 +1,10 @@
 //! The two programs' top levels: what `bin/qmail-inject` and `bin/sendmail` run. They read
 //! argv, the environment, the control files of the installation found by `qsys::home()`,
 //! and stdin; they map errors to qmail's exit codes (0 ok, 100 permanent, 111 temporary)
-//! with `prog: fatal: text` on stderr.
+//! with `prog: fatal: text` on stderr. sendmail runs qmail-inject's part in its own
+//! process (issue 13): it applies its environment changes to itself and calls the same
+//! code with the translated arguments, so nothing but the exec differs; only `-bp` and
+//! `-bs` still exec (qmail-qread, qmail-smtpd).
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
@@ -63,7 +66,14 @@ fn write_message<R: BufRead>(
 /// qmail-inject's main. `synopsis` is printed for `--help`.
 pub fn qmail_inject(synopsis: &str) -> ! {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let opts: Options = match inject::parse_args(&args) {
+    inject_with(synopsis, &args)
+}
+
+/// qmail-inject's work for `args` (its command line without argv[0]), reading the process
+/// environment, the installation's controls and stdin; messages and exit codes are
+/// qmail-inject's. sendmail calls it in-process instead of exec'ing qmail-inject.
+fn inject_with(synopsis: &str, args: &[OsString]) -> ! {
+    let opts: Options = match inject::parse_args(args) {
         Ok(Command::Run(o)) => o,
         Ok(Command::Help) => {
             print!("{synopsis}");
@@ -106,7 +116,7 @@ pub fn qmail_inject(synopsis: &str) -> ! {
     if p.recipients.is_empty() {
         fatal(QI, "no recipients", PERM);
     }
-    let program = queue::client::program(&home);
+    let program = queue::client::entry_program(&home);
     match queue::client::inject(&program, &p.sender, &p.recipients, |w| {
         write_message(w, &p.header, &h, &mut input)
     }) {
@@ -170,6 +180,27 @@ pub fn sendmail(synopsis: &str) -> ! {
         }
         Action::MailQ => exec("qmail-qread", &[], &[]),
         Action::Smtpd { env } => exec("qmail-smtpd", &[], &env),
-        Action::Inject { args, env } => exec("qmail-inject", &args, &env),
+        Action::Inject { args, env } => {
+            // qmail-inject's work in this process (issue 13: one exec less per message).
+            // The environment changes go into this process's environment, so the
+            // controls, $QMAILQUEUE and the queue program (or a filter) see what an
+            // exec'ed qmail-inject saw; messages keep qmail-inject's name, as before.
+            set_own_env(&env);
+            qsys::die::install_panic_hook(QI);
+            inject_with(synopsis, &args)
+        }
+    }
+}
+
+/// Apply `env` to this process's environment.
+fn set_own_env(env: &[EnvOp]) {
+    for op in env {
+        // SAFETY: sendmail is single-threaded: nothing reads the environment concurrently.
+        unsafe {
+            match op {
+                EnvOp::Set(k, v) => std::env::set_var(k, v),
+                EnvOp::Unset(k) => std::env::remove_var(k),
+            }
+        }
     }
 }

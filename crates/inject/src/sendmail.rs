@@ -1,5 +1,6 @@
 //! The sendmail compatibility wrapper: translate a sendmail command line into a
-//! qmail-inject command line plus environment changes (netqmail 1.06 `sendmail.c`; the
+//! qmail-inject command line plus environment changes, which [`crate::cli`] then runs in
+//! the same process (netqmail 1.06 `sendmail.c`; the
 //! flags are sendmail(8)'s).
 //!
 //! Options are parsed like qmail's getopt with the option string `vimte:f:p:o:B:F:EJxb:`
@@ -36,7 +37,7 @@ pub enum EnvOp {
 /// What sendmail should do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Exec HOME/bin/qmail-inject with these arguments after applying `env`.
+    /// Do qmail-inject's work with these arguments after applying `env` (in-process).
     Inject {
         args: Vec<OsString>,
         env: Vec<EnvOp>,

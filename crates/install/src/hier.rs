@@ -102,6 +102,16 @@ const PROGRAMS: &[Program] = &[
     prog("envdir", 0o755),
     prog("softlimit", 0o755),
     prog("qmailctl", 0o755),
+    // the content filter chain (DESIGN section 10): set-id qmailf:nofiles, so that
+    // filters run as qmailf whoever injects (without a nofiles group: 4711)
+    Program {
+        name: "qmail-qfilter",
+        mode: 0o6711,
+        owner: Owner::User("qmailf"),
+        group: Some("nofiles"),
+    },
+    prog("qmail-scan", 0o755),
+    prog("qmail-quarantine", 0o700),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
@@ -128,6 +138,23 @@ fn dirs() -> Vec<DirSpec> {
         d("boot", Owner::Root, 0o755),
         d("supervise", Owner::Root, 0o755),
         d("alias", Owner::User("alias"), 0o2755),
+        // qmail-scan's quarantine, a Maildir only qmailf (and root) can read
+        DirSpec {
+            group: "nofiles",
+            ..d("quarantine", Owner::User("qmailf"), 0o700)
+        },
+        DirSpec {
+            group: "nofiles",
+            ..d("quarantine/tmp", Owner::User("qmailf"), 0o700)
+        },
+        DirSpec {
+            group: "nofiles",
+            ..d("quarantine/new", Owner::User("qmailf"), 0o700)
+        },
+        DirSpec {
+            group: "nofiles",
+            ..d("quarantine/cur", Owner::User("qmailf"), 0o700)
+        },
         // failure counters of qmail-smtpd and qmail-popup (AUTH lockout), as qmaild
         d("smtpd", Owner::User("qmaild"), 0o700),
         d("queue", Owner::User("qmailq"), 0o750),
@@ -141,6 +168,15 @@ fn dirs() -> Vec<DirSpec> {
         d("queue/local", Owner::User("qmails"), 0o700),
         d("queue/remote", Owner::User("qmails"), 0o700),
     ];
+    // checkpassword's per-account locks: only its setgid group may create or open them
+    if qsys::ids::gid("shadow").is_some() {
+        v.push(DirSpec {
+            path: "checkpassword".into(),
+            owner: Owner::Root,
+            group: "shadow",
+            mode: 0o770,
+        });
+    }
     for split in 0..23 {
         v.push(d(
             &format!("queue/mess/{split}"),
@@ -218,6 +254,10 @@ const SUPERVISE: &[(&str, &str)] = &[
         include_str!("../../../supervise/qmail-pop3ds/log/run"),
     ),
 ];
+
+// `SCANRULES`: the source tree's control/scanrules (qmail-scan's default rules), when
+// the source tree has one.
+include!(concat!(env!("OUT_DIR"), "/scanrules.rs"));
 
 /// Boot files installed under `boot/` with `@HOME@` replaced by the root: a systemd
 /// unit and a plain init script, each starting `svscanboot /service`.
@@ -536,7 +576,13 @@ fn first_controls(opts: &Options) -> io::Result<()> {
         ("defaultdomain", format!("{}\n", default_domain(me))),
         ("plusdomain", format!("{}\n", plus_domain(me))),
     ];
-    for (name, text) in files {
+    let filter_files = [
+        // no filter: qmail-smtpd and sendmail run qmail-queue directly
+        ("filters", String::new()),
+    ]
+    .into_iter()
+    .chain(SCANRULES.map(|t| ("scanrules", t.to_string())));
+    for (name, text) in files.into_iter().chain(filter_files) {
         let p = control.join(name);
         if !p.exists() {
             qsys::fsync::write_atomic(&p, text.as_bytes(), 0o644)?;
@@ -713,6 +759,26 @@ mod tests {
     }
 
     #[test]
+    fn smtp_run_scripts_set_the_filter_chain_before_tcpserver_reads_its_rules() {
+        for (rel, text) in SUPERVISE {
+            if !text.contains("qmail-smtpd") || rel.contains("log/") {
+                continue;
+            }
+            // env sets QMAILQUEUE for tcpserver, whose rules then may override it
+            assert!(
+                text.contains(
+                    r#"exec env - PATH="$PATH" ${FILTERQ:+"QMAILQUEUE=$FILTERQ"} softlimit"#
+                ),
+                "{rel} does not choose qmail-qfilter"
+            );
+            assert!(
+                text.contains(r#"FILTERQ="$HOME_DIR/bin/qmail-qfilter""#),
+                "{rel}"
+            );
+        }
+    }
+
+    #[test]
     fn domains_from_me() {
         assert_eq!(default_domain("mx.example.org"), "example.org");
         assert_eq!(default_domain("localhost"), "localhost");
@@ -743,6 +809,11 @@ mod tests {
             "changed\n"
         );
         assert!(opts.root.join("queue/mess/22").is_dir());
+        assert_eq!(
+            std::fs::read_to_string(opts.root.join("control/filters")).unwrap(),
+            ""
+        );
+        assert!(opts.root.join("quarantine/new").is_dir());
         for n in SERVICES {
             assert!(opts.root.join("supervise").join(n).join("run").is_file());
             assert!(

@@ -1,27 +1,38 @@
 //! Sliding-window counters shared by every qmail-smtpd and qmail-popup process: failed
 //! logins per client address ([`Kind::AuthFailIp`], `control/authfaillimit`), failed
-//! logins per account ([`Kind::AuthFailAccount`], `control/authfailaccountlimit`) and
-//! recipients per hour per authenticated user ([`Kind::Rate`], `control/ratelimit`).
+//! logins per account ([`Kind::AuthFailAccount`], `control/authfailaccountlimit`),
+//! successful logins per account and address ([`Kind::AuthOk`], which lets an address
+//! that logged in recently past a locked account) and recipients per hour per
+//! authenticated user ([`Kind::Rate`], `control/ratelimit`).
 //!
 //! Layout: one file per key in `HOME/smtpd/<kind>/<name>`, holding the events of the
-//! last [`WINDOW`], a line each: `unixtime` (one event) or `unixtime count` (several
-//! at once, such as a message's recipients), rewritten under an exclusive `flock`. The directory must be writable by qmaild (the installer
-//! creates `HOME/smtpd` as qmaild, mode 0700). A key of at most [`MAX_PLAIN_KEY`]
-//! bytes is named by its hex (readable with `xxd -r -p`); a longer one by `md5-` and the
-//! hex MD5 of the key, so no login makes a name past NAME_MAX. Client addresses are
-//! keyed by [`ip_key`]: IPv4 as is, IPv6 by its /64 (one customer's network).
+//! last [`WINDOW`] as lines `unixtime count`, at most one line per second (events of
+//! one second are merged), so a file never holds more than [`WINDOW`] + 60 lines
+//! whatever the counts; it is rewritten under an exclusive `flock`. Counts add up
+//! saturating, so every limit is enforced however large. The directory must be
+//! writable by qmaild (the installer creates `HOME/smtpd` as qmaild, mode 0700). A key
+//! of at most [`MAX_PLAIN_KEY`] bytes is named `k` and its hex (readable with
+//! `xxd -r -p`); a longer one `md5-` and the hex MD5 of the key, so no login makes a
+//! name past NAME_MAX; an empty key is the key `unknown`. Client addresses are keyed
+//! by [`ip_key`]: IPv4 as is, IPv6 by its /64 (one customer's network).
 //!
 //! Fail closed: every function returns an error when the directory or a file cannot be
 //! used (missing and not creatable, not writable by us, unreadable); callers answer a
 //! temporary failure rather than skip the limit.
 //!
-//! [`reserve`] checks and counts in one step under the lock, so concurrent sessions
-//! cannot all pass a check made before any of them counted.
+//! [`Counters::reserve`] checks and counts in one step under the lock, so concurrent
+//! sessions cannot all pass a check made before any of them counted; a reservation
+//! that turns out not to be needed (a login that succeeded, a message not queued) is
+//! given back with [`Counters::release`]. [`Counters::reserve_all`] does this for
+//! several counters at once (a failed login counts per address and per account).
 //!
 //! Stale files (no event in the window) are removed at most once per [`PRUNE_EVERY`]
 //! seconds per kind, by whichever process records an event then (`.pruned-<kind>` next
-//! to the kinds' directories holds the time of the last sweep). A file is removed only under its lock, and every open
-//! checks after locking that the file it holds is still the one at the path.
+//! to the kinds' directories holds the time of the last sweep). A file is removed only
+//! under its lock and only when it holds no event of the window: writers check after
+//! locking that the file they hold is still the one at the path (and retry), while
+//! [`Counters::count`], which only reads, needs no such check (a removed file held
+//! nothing to count).
 
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
@@ -41,8 +52,6 @@ pub const DEFAULT_IP_FAILURES: u64 = 10;
 pub const MAX_PLAIN_KEY: usize = 100;
 /// Seconds between sweeps for stale files in one kind's directory.
 pub const PRUNE_EVERY: u64 = WINDOW / 4;
-/// At most this many events are remembered per key (more are dropped, oldest first).
-const KEEP: u64 = 100_000;
 /// Longest counter file read.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 
@@ -55,6 +64,8 @@ pub enum Kind {
     AuthFailAccount,
     /// Recipients accepted for one authenticated user.
     Rate,
+    /// Successful logins for one account from one address ([`ok_key`]).
+    AuthOk,
 }
 
 impl Kind {
@@ -63,6 +74,7 @@ impl Kind {
             Kind::AuthFailIp => "authfail",
             Kind::AuthFailAccount => "authfailaccount",
             Kind::Rate => "rate",
+            Kind::AuthOk => "authok",
         }
     }
 }
@@ -84,10 +96,16 @@ pub fn ip_key(ip: &str) -> String {
     }
 }
 
+/// The key of [`Kind::AuthOk`]: `account` logged in from the address keyed `ip_key`.
+pub fn ok_key(account: &str, ip_key: &str) -> String {
+    format!("{account} {ip_key}")
+}
+
 /// The file name of `key` (see the module doc).
 pub fn file_name(key: &str) -> String {
+    let key = if key.is_empty() { "unknown" } else { key };
     if key.len() <= MAX_PLAIN_KEY {
-        hex(key.as_bytes())
+        format!("k{}", hex(key.as_bytes()))
     } else {
         use md5::Digest;
         format!("md5-{}", hex(&md5::Md5::digest(key.as_bytes())))
@@ -112,30 +130,39 @@ struct Locked {
 
 impl Locked {
     fn total(&self) -> u64 {
-        self.events.iter().map(|e| e.1).sum()
+        sum(&self.events)
     }
 
+    /// Add `n` events at `now`, merged into the line of that second.
     fn add(&mut self, now: u64, n: u64) {
-        self.events.push((now, n));
-        let mut excess = self.total().saturating_sub(KEEP);
-        while excess > 0 && !self.events.is_empty() {
-            let take = self.events[0].1.min(excess);
-            self.events[0].1 -= take;
-            excess -= take;
-            if self.events[0].1 == 0 {
-                self.events.remove(0);
+        match self.events.iter_mut().find(|e| e.0 == now) {
+            Some(e) => e.1 = e.1.saturating_add(n),
+            None => {
+                self.events.push((now, n));
+                self.events.sort_unstable();
+            }
+        }
+    }
+
+    /// Take back up to `n` events, the newest first.
+    fn remove(&mut self, mut n: u64) {
+        while n > 0 {
+            let Some(last) = self.events.last_mut() else {
+                return;
+            };
+            let take = last.1.min(n);
+            last.1 -= take;
+            n -= take;
+            if last.1 == 0 {
+                self.events.pop();
             }
         }
     }
 
     fn write(&mut self) -> io::Result<()> {
-        let mut out = String::with_capacity(self.events.len() * 14);
+        let mut out = String::with_capacity(self.events.len() * 16);
         for (t, n) in &self.events {
-            if *n == 1 {
-                out.push_str(&format!("{t}\n"));
-            } else {
-                out.push_str(&format!("{t} {n}\n"));
-            }
+            out.push_str(&format!("{t} {n}\n"));
         }
         let f: &mut File = &mut self.file;
         f.seek(SeekFrom::Start(0))?;
@@ -144,9 +171,16 @@ impl Locked {
     }
 }
 
+fn sum(events: &[(u64, u64)]) -> u64 {
+    events.iter().fold(0u64, |a, e| a.saturating_add(e.1))
+}
+
+/// The events of the window ending `now` in a counter file (lines `unixtime` or
+/// `unixtime count`), one per second, oldest first.
 fn parse_events(text: &str, now: u64) -> Vec<(u64, u64)> {
     let since = now.saturating_sub(WINDOW);
-    text.lines()
+    let mut events: Vec<(u64, u64)> = text
+        .lines()
         .filter_map(|l| {
             let mut it = l.split_ascii_whitespace();
             let t: u64 = it.next()?.parse().ok()?;
@@ -156,8 +190,18 @@ fn parse_events(text: &str, now: u64) -> Vec<(u64, u64)> {
             };
             Some((t, n))
         })
-        .filter(|&(t, n)| t > since && t <= now + 60 && n > 0)
-        .collect()
+        .filter(|&(t, n)| t > since && t <= now.saturating_add(60) && n > 0)
+        .collect();
+    events.sort_unstable();
+    events.dedup_by(|later, first| {
+        if later.0 == first.0 {
+            first.1 = first.1.saturating_add(later.1);
+            true
+        } else {
+            false
+        }
+    });
+    events
 }
 
 impl Counters {
@@ -226,7 +270,7 @@ impl Counters {
         let mut text = String::new();
         let r: &mut File = &mut f;
         r.take(MAX_FILE).read_to_string(&mut text)?;
-        Ok(parse_events(&text, now).iter().map(|e| e.1).sum())
+        Ok(sum(&parse_events(&text, now)))
     }
 
     /// Record `n` events for `key` at `now`; returns the count in the window after it.
@@ -252,6 +296,47 @@ impl Counters {
         drop(l);
         self.prune_if_due(kind, now);
         Ok(true)
+    }
+
+    /// Give back `n` events of `key` (the newest), as taken by [`Counters::reserve`]
+    /// for something that did not happen after all.
+    pub fn release(&self, kind: Kind, key: &str, now: u64, n: u64) -> io::Result<()> {
+        let mut l = self.lock(kind, key, now)?;
+        l.remove(n);
+        l.write()
+    }
+
+    /// [`Counters::reserve`] one event on each counter `(kind, key, limit)` with a
+    /// limit (0 = none), all or nothing: `Ok(None)` when all fit (a [`Hold`] to give
+    /// back with [`Hold::release`] when not needed); `Ok(Some(kind))` names the first
+    /// counter that was full, and nothing is held then.
+    pub fn reserve_all(
+        &self,
+        counters: &[(Kind, &str, u64)],
+        now: u64,
+    ) -> io::Result<Result<Hold, Kind>> {
+        let mut hold = Hold {
+            counters: self.clone(),
+            now,
+            held: Vec::new(),
+        };
+        for &(kind, key, limit) in counters {
+            if limit == 0 {
+                continue;
+            }
+            match self.reserve(kind, key, now, 1, limit) {
+                Ok(true) => hold.held.push((kind, key.to_string())),
+                Ok(false) => {
+                    hold.release()?;
+                    return Ok(Err(kind));
+                }
+                Err(e) => {
+                    let _ = hold.release();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Ok(hold))
     }
 
     /// Sweep `kind`'s directory when the last sweep is [`PRUNE_EVERY`] old; errors only
@@ -312,6 +397,75 @@ impl Counters {
     }
 }
 
+/// Events reserved by [`Counters::reserve_all`]. Dropped, they stay counted (a failed
+/// login); [`Hold::release`] gives them back (a login that succeeded or could not be
+/// checked).
+#[derive(Debug)]
+pub struct Hold {
+    counters: Counters,
+    now: u64,
+    held: Vec<(Kind, String)>,
+}
+
+impl Hold {
+    /// Give back every event held; the first error, after trying them all.
+    pub fn release(mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for (kind, key) in std::mem::take(&mut self.held) {
+            if let Err(e) = self.counters.release(kind, &key, self.now, 1)
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+/// Events reserved on one counter for something still under way (the recipients of an
+/// open SMTP transaction): given back when dropped, kept only by [`Refund::keep`] once
+/// the thing happened (the message was queued).
+#[derive(Debug)]
+pub struct Refund {
+    counters: Counters,
+    kind: Kind,
+    key: String,
+    n: u64,
+}
+
+impl Refund {
+    /// Nothing reserved yet on `key` of `kind`.
+    pub fn new(counters: Counters, kind: Kind, key: &str) -> Refund {
+        Refund {
+            counters,
+            kind,
+            key: key.to_string(),
+            n: 0,
+        }
+    }
+
+    /// One more event reserved (already counted by [`Counters::reserve`]).
+    pub fn add(&mut self, n: u64) {
+        self.n = self.n.saturating_add(n);
+    }
+
+    /// The events happened: keep them counted.
+    pub fn keep(mut self) {
+        self.n = 0;
+    }
+}
+
+/// Errors are ignored: the events then stay counted, the safe side.
+impl Drop for Refund {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            let _ = self
+                .counters
+                .release(self.kind, &self.key, qsys::now(), self.n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +487,7 @@ mod tests {
         assert_eq!(c.count(k, "joe", 1002).unwrap(), 2);
         assert_eq!(c.count(k, "joe", 1000 + WINDOW).unwrap(), 1);
         assert_eq!(c.record(k, "joe", 1001 + WINDOW, 1).unwrap(), 1);
-        assert_eq!(file_name("a/b"), "612f62");
+        assert_eq!(file_name("a/b"), "k612f62");
     }
 
     #[test]
@@ -385,7 +539,7 @@ mod tests {
         assert_eq!(c.count(Kind::Rate, &long, 1000).unwrap(), 1);
         assert_eq!(
             file_name(&"a".repeat(MAX_PLAIN_KEY)).len(),
-            2 * MAX_PLAIN_KEY
+            2 * MAX_PLAIN_KEY + 1
         );
     }
 
@@ -479,6 +633,113 @@ mod tests {
         c.record(Kind::AuthFailIp, "2.2.2.2", now, 1).unwrap();
         assert!(!dir.join(file_name("3.3.3.3")).exists());
         assert_eq!(c.count(Kind::AuthFailIp, "2.2.2.2", now).unwrap(), 2);
+    }
+
+    /// A limit above any fixed cap is still enforced.
+    #[test]
+    fn large_limits_are_enforced() {
+        let (_d, c) = counters();
+        assert!(
+            c.reserve(Kind::Rate, "joe", 1000, 150_000, 200_000)
+                .unwrap()
+        );
+        assert!(!c.reserve(Kind::Rate, "joe", 1001, 60_000, 200_000).unwrap());
+        assert!(c.reserve(Kind::Rate, "joe", 1001, 50_000, 200_000).unwrap());
+        assert!(!c.reserve(Kind::Rate, "joe", 1002, 1, 200_000).unwrap());
+        assert_eq!(c.count(Kind::Rate, "joe", 1002).unwrap(), 200_000);
+        // sums saturate instead of wrapping round to a small number
+        let big = u64::MAX - 1;
+        assert!(c.reserve(Kind::Rate, "ann", 1000, big, big).unwrap());
+        assert!(!c.reserve(Kind::Rate, "ann", 1000, 2, big).unwrap());
+        c.record(Kind::Rate, "ann", 1001, u64::MAX).unwrap();
+        assert_eq!(c.count(Kind::Rate, "ann", 1001).unwrap(), u64::MAX);
+    }
+
+    /// Events of one second share one line, so a file stays small however many.
+    #[test]
+    fn same_second_events_share_a_line() {
+        let (d, c) = counters();
+        for _ in 0..500 {
+            assert!(c.reserve(Kind::Rate, "joe", 1000, 1, 1000).unwrap());
+        }
+        c.record(Kind::Rate, "joe", 1001, 3).unwrap();
+        let text = std::fs::read_to_string(d.path().join("rate").join(file_name("joe"))).unwrap();
+        assert_eq!(text, "1000 500\n1001 3\n");
+        // old files with one line per event are merged when rewritten
+        std::fs::write(
+            d.path().join("rate").join(file_name("ann")),
+            "990\n990\n995 2\n990\n",
+        )
+        .unwrap();
+        c.record(Kind::Rate, "ann", 1000, 1).unwrap();
+        let text = std::fs::read_to_string(d.path().join("rate").join(file_name("ann"))).unwrap();
+        assert_eq!(text, "990 3\n995 2\n1000 1\n");
+    }
+
+    #[test]
+    fn released_events_no_longer_count() {
+        let (_d, c) = counters();
+        assert!(c.reserve(Kind::Rate, "joe", 1000, 3, 5).unwrap());
+        assert!(c.reserve(Kind::Rate, "joe", 1001, 2, 5).unwrap());
+        c.release(Kind::Rate, "joe", 1002, 3).unwrap();
+        assert_eq!(c.count(Kind::Rate, "joe", 1002).unwrap(), 2);
+        c.release(Kind::Rate, "joe", 1002, 10).unwrap();
+        assert_eq!(c.count(Kind::Rate, "joe", 1002).unwrap(), 0);
+    }
+
+    #[test]
+    fn reserve_all_holds_all_or_nothing() {
+        let (_d, c) = counters();
+        let set = [
+            (Kind::AuthFailIp, "1.2.3.4", 3),
+            (Kind::AuthFailAccount, "joe", 1),
+            (Kind::Rate, "unused", 0),
+        ];
+        let hold = c.reserve_all(&set, 1000).unwrap().unwrap();
+        assert_eq!(c.count(Kind::AuthFailIp, "1.2.3.4", 1000).unwrap(), 1);
+        assert_eq!(c.count(Kind::AuthFailAccount, "joe", 1000).unwrap(), 1);
+        // the account is full: nothing more is held for the address either
+        assert_eq!(
+            c.reserve_all(&set, 1000).unwrap().err(),
+            Some(Kind::AuthFailAccount)
+        );
+        assert_eq!(c.count(Kind::AuthFailIp, "1.2.3.4", 1000).unwrap(), 1);
+        assert_eq!(c.count(Kind::Rate, "unused", 1000).unwrap(), 0);
+        hold.release().unwrap();
+        assert_eq!(c.count(Kind::AuthFailIp, "1.2.3.4", 1000).unwrap(), 0);
+        assert_eq!(c.count(Kind::AuthFailAccount, "joe", 1000).unwrap(), 0);
+        // a dropped hold stays counted
+        drop(c.reserve_all(&set, 1000).unwrap().unwrap());
+        assert_eq!(c.count(Kind::AuthFailAccount, "joe", 1000).unwrap(), 1);
+    }
+
+    #[test]
+    fn refunds_give_back_unless_kept() {
+        let (_d, c) = counters();
+        let now = qnow();
+        let mut r = Refund::new(c.clone(), Kind::Rate, "joe");
+        for _ in 0..3 {
+            assert!(c.reserve(Kind::Rate, "joe", now, 1, 10).unwrap());
+            r.add(1);
+        }
+        drop(r);
+        assert_eq!(c.count(Kind::Rate, "joe", now).unwrap(), 0);
+        let mut r = Refund::new(c.clone(), Kind::Rate, "joe");
+        assert!(c.reserve(Kind::Rate, "joe", now, 2, 10).unwrap());
+        r.add(2);
+        r.keep();
+        assert_eq!(c.count(Kind::Rate, "joe", now).unwrap(), 2);
+    }
+
+    /// An empty key (no client address known) is a counter like any other.
+    #[test]
+    fn an_empty_key_is_counted_as_unknown() {
+        let (_d, c) = counters();
+        assert!(c.reserve(Kind::AuthFailIp, "", 1000, 1, 5).unwrap());
+        assert_eq!(c.record(Kind::AuthFailIp, "", 1000, 1).unwrap(), 2);
+        assert_eq!(c.count(Kind::AuthFailIp, "unknown", 1000).unwrap(), 2);
+        assert!(file_name("").starts_with('k'));
+        assert!(file_name(&"x".repeat(300)).starts_with("md5-"));
     }
 
     fn qnow() -> u64 {

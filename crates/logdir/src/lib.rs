@@ -25,6 +25,7 @@ pub mod pattern;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use qsys::errstr::io as io_str;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -32,7 +33,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use svcdir::errstr::io_str;
 use tai64::Tai64n;
 
 const PROG: &str = "multilog";
@@ -94,7 +94,7 @@ pub struct LogDir {
     current: Option<File>,
     bytes: u64,
     buf: Vec<u8>,
-    _lock: File,
+    _lock: nix::fcntl::Flock<File>,
 }
 
 fn open_append(p: &Path, mode: u32) -> io::Result<File> {
@@ -136,16 +136,15 @@ impl LogDir {
     fn open(path: &Path, size: u64, num: usize, processor: Option<String>) -> LogDir {
         use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new().mode(0o700).create(path);
-        let lock = match open_append(&path.join("lock"), 0o600)
-            .and_then(|f| svcdir::supervise::lock_exnb(&f).map(|()| f))
-        {
-            Ok(f) => f,
-            Err(e) => fatal(format!(
-                "unable to lock directory {}: {}",
-                path.display(),
-                io_str(&e)
-            )),
-        };
+        let lock =
+            match open_append(&path.join("lock"), 0o600).and_then(svcdir::supervise::lock_exnb) {
+                Ok(f) => f,
+                Err(e) => fatal(format!(
+                    "unable to lock directory {}: {}",
+                    path.display(),
+                    io_str(&e)
+                )),
+            };
         let mut d = LogDir {
             path: path.to_path_buf(),
             size,
@@ -754,7 +753,7 @@ pub fn run(args: &[String]) {
         Ok(f) => f,
         Err(e) => fatal(format!(
             "unable to create signalfd: {}",
-            svcdir::errstr::nix_str(e)
+            qsys::errstr::nix(e)
         )),
     };
     let mut m = Multilog::new(args);

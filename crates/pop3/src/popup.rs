@@ -37,10 +37,17 @@
 //! - `authfailaccountlimit` (default 20, 0 = none): failed logins per hour for one
 //!   account from anywhere (SMTP and POP3 together); beyond it logins to that account
 //!   are refused as a temporary failure, before checkpassword runs.
+//! - Each login counts as a failure of the address and of the account before it is
+//!   checked (under the counters' locks, so parallel sessions never check more than the
+//!   limit) and is given back when it works or cannot be checked. Without TLS, C learns
+//!   of a success only when the POP3 session ends, so a plain session holds one failure
+//!   of its address and account until then. An address that logged in to an account
+//!   within the hour is not refused by that account's limit (it still counts).
 //! - A counter that cannot be read or written refuses the login (fail closed).
+//! - No `TCPREMOTEIP` (or an empty one) is the address `unknown`.
 //!
-//! Each failure is logged as one line, `qmail-popup: pid N: auth failed user=NAME
-//! ip=IP mech=USER|APOP|PLAIN`, NAME escaped with `qsys::logsafe::text`.
+//! Each failure is logged as one line, `qmail-popup: pid N: auth failed ip=IP
+//! mech=USER|APOP|PLAIN user=NAME`, NAME escaped with `qsys::logsafe::text` and last.
 
 use crate::line::{Line, read_line, split_command};
 use std::io::{self, BufReader, Read, Write};
@@ -257,17 +264,23 @@ pub struct Child {
     timestamp: String,
     failures: u32,
     remote: String,
+    /// The failure counted for the login being checked, given back if it works.
+    held: Option<limits::Hold>,
 }
 
 impl Child {
     pub fn new(policy: Policy, link: Link, timestamp: String) -> Child {
-        let remote = std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".into());
+        let remote = std::env::var("TCPREMOTEIP")
+            .ok()
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| "unknown".into());
         Child {
             policy,
             link,
             timestamp,
             failures: 0,
             remote,
+            held: None,
         }
     }
 
@@ -468,91 +481,92 @@ impl Child {
         limits::Counters::new(&self.policy.state_dir)
     }
 
-    /// The refusal (reply, and whether to close) when this address or this account has
-    /// used up its failed logins for the hour, or when a counter cannot be read.
-    fn locked_out(&self, user: &[u8]) -> Option<(&'static [u8], bool)> {
+    /// Count this login as a failure of the address and of the account before it is
+    /// checked, under the counters' locks (so parallel sessions cannot check more than
+    /// the limits allow), keeping the reservation in `self.held` until the verdict.
+    /// An address that logged in to the account within the window is counted but not
+    /// refused by the account's limit. The refusal (reply, and whether to close) when a
+    /// limit is used up or a counter cannot be used.
+    fn reserve_failure(&mut self, user: &[u8]) -> Option<(&'static [u8], bool)> {
         let counters = self.counters();
         let now = qsys::now();
-        let ip = limits::ip_key(&self.remote);
+        let ip_key = limits::ip_key(&self.remote);
         let account = auth::canonical_login(&String::from_utf8_lossy(user));
-        let checks = [
+        let mut account_limit = self.policy.account_fail_limit;
+        if account_limit > 0
+            && counters
+                .count(
+                    limits::Kind::AuthOk,
+                    &limits::ok_key(&account, &ip_key),
+                    now,
+                )
+                .is_ok_and(|n| n > 0)
+        {
+            account_limit = u64::MAX;
+        }
+        let set = [
             (
-                self.policy.fail_limit,
                 limits::Kind::AuthFailIp,
-                ip.as_str(),
+                ip_key.as_str(),
+                self.policy.fail_limit,
             ),
             (
-                self.policy.account_fail_limit,
                 limits::Kind::AuthFailAccount,
                 account.as_str(),
+                account_limit,
             ),
         ];
-        for (limit, kind, key) in checks {
-            if limit == 0 {
-                continue;
+        let full = match counters.reserve_all(&set, now) {
+            Ok(Ok(hold)) => {
+                self.held = Some(hold);
+                return None;
             }
-            match counters.count(kind, key, now) {
-                Ok(n) if n < limit => {}
-                Ok(n) => {
-                    log(&format!(
-                        "login refused user={} ip={}: {n} failures for the {} in the last hour",
-                        qsys::logsafe::text(user),
-                        qsys::logsafe::text(self.remote.as_bytes()),
-                        if kind == limits::Kind::AuthFailIp {
-                            "address"
-                        } else {
-                            "account"
-                        }
-                    ));
-                    return Some(if kind == limits::Kind::AuthFailIp {
-                        (
-                            b"-ERR too many authentication failures from your address, try later\r\n",
-                            true,
-                        )
-                    } else {
-                        (
-                            b"-ERR [IN-USE] too many authentication failures for this account, try later\r\n",
-                            false,
-                        )
-                    });
-                }
-                Err(e) => {
-                    log(&format!("unable to read the failure counter: {e}"));
-                    return Some((b"-ERR temporary authorization failure\r\n", true));
-                }
+            Ok(Err(kind)) => kind,
+            Err(e) => {
+                log(&format!("unable to update the failure counter: {e}"));
+                return Some((b"-ERR temporary authorization failure\r\n", true));
             }
-        }
-        None
+        };
+        let address = full == limits::Kind::AuthFailIp;
+        log(&format!(
+            "login refused: too many failures for the {} in the last hour ip={} user={}",
+            if address { "address" } else { "account" },
+            qsys::logsafe::text(self.remote.as_bytes()),
+            qsys::logsafe::text(user),
+        ));
+        Some(if address {
+            (
+                b"-ERR too many authentication failures from your address, try later\r\n",
+                true,
+            )
+        } else {
+            (
+                b"-ERR [IN-USE] too many authentication failures for this account, try later\r\n",
+                false,
+            )
+        })
     }
 
-    /// Count a failed login against the address and the account; false when a counter
-    /// in use could not be written.
-    fn count_failure(&self, user: &[u8]) -> bool {
-        let counters = self.counters();
-        let now = qsys::now();
-        let ip = limits::ip_key(&self.remote);
-        let account = auth::canonical_login(&String::from_utf8_lossy(user));
-        let mut ok = true;
-        for (limit, kind, key) in [
-            (
-                self.policy.fail_limit,
-                limits::Kind::AuthFailIp,
-                ip.as_str(),
-            ),
-            (
-                self.policy.account_fail_limit,
-                limits::Kind::AuthFailAccount,
-                account.as_str(),
-            ),
-        ] {
-            if limit > 0
-                && let Err(e) = counters.record(kind, key, now, 1)
+    /// The login being checked was not a failure (it worked: `ok`, or it could not be
+    /// checked): give back its reservation; after a success, remember the address for
+    /// the account's limit.
+    fn settle(&mut self, user: &[u8], ok: bool) {
+        let Some(hold) = self.held.take() else {
+            return;
+        };
+        if let Err(e) = hold.release() {
+            log(&format!("unable to update the failure counter: {e}"));
+        }
+        if ok && self.policy.account_fail_limit > 0 {
+            let account = auth::canonical_login(&String::from_utf8_lossy(user));
+            let key = limits::ok_key(&account, &limits::ip_key(&self.remote));
+            if let Err(e) = self
+                .counters()
+                .record(limits::Kind::AuthOk, &key, qsys::now(), 1)
             {
-                log(&format!("unable to count the failure: {e}"));
-                ok = false;
+                log(&format!("unable to record the login: {e}"));
             }
         }
-        ok
     }
 
     /// One login attempt: hand the record to P and act on the verdict.
@@ -563,7 +577,7 @@ impl Child {
         user: &[u8],
         pass: &[u8],
     ) -> Attempt {
-        if let Some((text, close)) = self.locked_out(user) {
+        if let Some((text, close)) = self.reserve_failure(user) {
             let _ = write_reply(r, text);
             self.failures += 1;
             if close || self.failures >= self.policy.max_failures {
@@ -582,13 +596,19 @@ impl Child {
             Ok(Verdict::Bad)
         } else {
             let tls = matches!(r.get_ref(), Transport::Tls(_));
-            send_record(&self.link.creds, tls, &record).and_then(|_| self.await_verdict(r))
+            send_record(&self.link.creds, tls, &record).and_then(|_| self.await_verdict(r, user))
         };
         auth::crypt::wipe(&mut record);
         let verdict = match verdict {
             Ok(v) => v,
             Err(_) => return Attempt::Exit(1),
         };
+        match verdict {
+            Verdict::Done => self.settle(user, true),
+            Verdict::Temp => self.settle(user, false),
+            // a failure or a crash stays counted
+            Verdict::Bad | Verdict::Crashed => drop(self.held.take()),
+        }
         match verdict {
             Verdict::Done => Attempt::Exit(0),
             Verdict::Crashed => {
@@ -597,28 +617,23 @@ impl Child {
             }
             Verdict::Bad | Verdict::Temp => {
                 self.failures += 1;
-                let mut counted = true;
-                if verdict == Verdict::Bad {
-                    log(&format!(
-                        "auth failed user={} ip={} mech={mech}",
-                        qsys::logsafe::text(user),
-                        qsys::logsafe::text(self.remote.as_bytes()),
-                    ));
-                    counted = self.count_failure(user);
-                } else {
-                    log(&format!(
-                        "auth temporary failure user={} ip={} mech={mech}",
-                        qsys::logsafe::text(user),
-                        qsys::logsafe::text(self.remote.as_bytes()),
-                    ));
-                }
+                log(&format!(
+                    "auth {} ip={} mech={mech} user={}",
+                    if verdict == Verdict::Bad {
+                        "failed"
+                    } else {
+                        "temporary failure"
+                    },
+                    qsys::logsafe::text(self.remote.as_bytes()),
+                    qsys::logsafe::text(user),
+                ));
                 std::thread::sleep(self.policy.delay);
-                let text: &[u8] = if verdict == Verdict::Temp || !counted {
+                let text: &[u8] = if verdict == Verdict::Temp {
                     b"-ERR temporary authorization failure\r\n"
                 } else {
                     b"-ERR authorization failed\r\n"
                 };
-                if write_reply(r, text).is_err() || !counted {
+                if write_reply(r, text).is_err() {
                     return Attempt::Exit(1);
                 }
                 if self.failures >= self.policy.max_failures {
@@ -632,7 +647,7 @@ impl Child {
 
     /// Wait for P's verdict. With TLS, data from the relay socket first means the
     /// login worked: relay the session, then report `Done`.
-    fn await_verdict(&mut self, r: &mut BufReader<Transport>) -> io::Result<Verdict> {
+    fn await_verdict(&mut self, r: &mut BufReader<Transport>, user: &[u8]) -> io::Result<Verdict> {
         let tls = matches!(r.get_ref(), Transport::Tls(_));
         loop {
             let ready = if tls {
@@ -644,6 +659,8 @@ impl Child {
                 poll_in(&[self.link.verdict.as_fd()], Duration::from_secs(86400))?
             };
             if tls && ready.get(1) == Some(&true) {
+                // qmail-pop3d is talking: the login worked
+                self.settle(user, true);
                 self.relay(r)?;
                 return Ok(Verdict::Done);
             }

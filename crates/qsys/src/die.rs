@@ -36,43 +36,9 @@ pub fn install_panic_hook(prog: &'static str) {
     }));
 }
 
-/// The text DJB's programs print for an error (`error_str.c`), so that messages such as
-/// `tcprules: fatal: unable to read rules.cdb: file does not exist` match the originals.
+/// The text DJB's programs print for an error (the one table is [`crate::errstr`]).
 pub fn errstr(e: &std::io::Error) -> &'static str {
-    let Some(n) = e.raw_os_error() else {
-        return match e.kind() {
-            std::io::ErrorKind::TimedOut => "timed out",
-            std::io::ErrorKind::NotFound => "file does not exist",
-            std::io::ErrorKind::InvalidData => "format error",
-            _ => "unknown error",
-        };
-    };
-    match n {
-        libc::ENOENT => "file does not exist",
-        libc::EAGAIN => "temporary failure",
-        libc::ENXIO => "device not configured",
-        libc::EACCES => "access denied",
-        libc::EPERM => "permission denied",
-        libc::EEXIST => "file already exists",
-        libc::ENOSPC => "out of disk space",
-        libc::EADDRINUSE => "address already used",
-        libc::EADDRNOTAVAIL => "address not available",
-        libc::ECONNREFUSED => "connection refused",
-        libc::ECONNRESET => "connection reset",
-        libc::ETIMEDOUT => "timed out",
-        libc::EINTR => "interrupted system call",
-        libc::ENOMEM => "out of memory",
-        libc::EISDIR => "is a directory",
-        libc::ENOTDIR => "not a directory",
-        libc::EPIPE => "broken pipe",
-        libc::EIO => "input/output error",
-        libc::EROFS => "read-only file system",
-        libc::EMFILE => "process cannot open more files",
-        libc::EINVAL => "invalid argument",
-        libc::EHOSTUNREACH => "host unreachable",
-        libc::ENETUNREACH => "network unreachable",
-        _ => "unknown error",
-    }
+    crate::errstr::io(e)
 }
 
 /// Give SIGPIPE its default action, as C programs have it: a report tool whose reader

@@ -9,15 +9,20 @@
 //! - [`safefs`]: file operations for root on paths other users control (no symlinks
 //!   followed, nothing but the expected file type touched).
 //! - [`ids`]: the qmail users and groups, looked up by name (nothing is compiled in).
-//! - [`prot`]: qmail's `prot_gid`/`prot_uid`: exactly one group, then the uid.
+//! - [`prot`]: qmail's `prot_gid`/`prot_uid`: exactly one group, then the uid, then a
+//!   check that the drop held (the one privilege-drop helper).
 //! - [`fsync`]: durable file and directory operations (Linux needs directory fsyncs where
 //!   qmail assumed synchronous metadata).
 //! - [`logsafe`]: the one escaping for anything a client sent that reaches a log line.
+//! - [`errstr`]: the one errno-text table (DJB's wording).
+//! - [`start`]: [`lean_main!`], a process start without std's stack-guard probe, for
+//!   the programs started per message.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
 
 pub mod date;
 pub mod die;
+pub mod errstr;
 pub mod fdio;
 pub mod fsync;
 pub mod getopt;
@@ -25,6 +30,7 @@ pub mod ids;
 pub mod logsafe;
 pub mod prot;
 pub mod safefs;
+pub mod start;
 
 use std::path::PathBuf;
 

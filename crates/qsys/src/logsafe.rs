@@ -33,13 +33,14 @@ pub fn text(b: &[u8]) -> String {
     s
 }
 
-/// qmail-send's `logsafe`: a newline becomes `/`, any other byte outside printable ASCII
-/// (space included as printable) becomes `_`, so the classic log readers keep working.
+/// qmail-send's `logsafe` (qmail-send.c): a newline becomes `/`; `%`, space and every
+/// other byte outside 33..=126 become `_` (`did_0+0+1/`, `Remote_host_said:_...`), so the
+/// classic log readers keep working.
 pub fn qmail_send(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'\n' => '/',
-            b' '..=b'~' => b as char,
+            33..=126 if b != b'%' => b as char,
             _ => '_',
         })
         .collect()
@@ -92,7 +93,7 @@ mod tests {
 
     #[test]
     fn historic_formats() {
-        assert_eq!(qmail_send("a b\nc\x01"), "a b/c_");
+        assert_eq!(qmail_send("a b\nc%d\x01"), "a_b/c_d_");
         assert_eq!(ucspi(b"a:b%c d"), "a?b?c?d");
         assert!(ucspi(&[b'x'; 120]).ends_with("..."));
     }

@@ -5,9 +5,15 @@
 //! `HOME/bin/qmail-queue` (content filters rely on this). The message goes to the
 //! child's fd 0, the envelope to its fd 1; the exit code is mapped to qmail's texts,
 //! each with its enhanced status code.
+//!
+//! A filter's own reason (notqmail's convention, DESIGN section 10): the child exits 82
+//! after writing one line to its fd 6, `D<text>` (permanent) or `Z<text>` (temporary).
+//! The child's fd 6 is a pipe read after it exits; the line is bounded and reduced to
+//! printable ASCII ([`reason`]), since it goes on the SMTP wire and into logs.
 
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -18,6 +24,8 @@ pub struct QqFailure {
     pub permanent: bool,
     /// qmail's text, e.g. `qq write error or disk full (#4.3.0)`.
     pub text: String,
+    /// The text is a filter's own (exit 82 + fd 6), with its own `(#x.y.z)` if any.
+    pub custom: bool,
 }
 
 impl std::fmt::Display for QqFailure {
@@ -51,7 +59,82 @@ pub fn failure_for_exit(code: i32) -> QqFailure {
     QqFailure {
         permanent,
         text: text.to_string(),
+        custom: false,
     }
+}
+
+/// The exit code with which a child gives its own reason on fd 6.
+pub const EXIT_REASON: i32 = 82;
+
+/// Longest reason text kept (an SMTP reply line is at most 512 bytes with its code).
+pub const MAX_REASON: usize = 400;
+
+/// A reason line read from a child's fd 6: its first line, `D` (permanent) or `Z`
+/// (temporary) then the text; bytes outside printable ASCII become `?`, the text is cut
+/// at [`MAX_REASON`]. `None` when there is no such line or its text is empty.
+pub fn reason(bytes: &[u8]) -> Option<QqFailure> {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let (&kind, rest) = line.split_first()?;
+    let permanent = match kind {
+        b'D' => true,
+        b'Z' => false,
+        _ => return None,
+    };
+    let text: String = rest
+        .iter()
+        .take(MAX_REASON)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(QqFailure {
+        permanent,
+        text: text.to_string(),
+        custom: true,
+    })
+}
+
+/// Whatever a child wrote to the reason pipe before it exited, at most 1 KiB, without
+/// blocking (a writer that is still alive, a grandchild, cannot hold the caller up).
+pub fn read_reason(r: &OwnedFd) -> Vec<u8> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let _ = fcntl(r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let mut buf = vec![0u8; 1024];
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(r, &mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    buf.truncate(n);
+    buf
+}
+
+/// Make the close-on-exec `fd` the child's descriptor `target` (call between fork and
+/// exec only: async-signal-safe calls alone). `dup2` onto itself would keep the
+/// close-on-exec flag, so that case clears the flag instead.
+pub fn place_fd(fd: std::os::fd::RawFd, target: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: fcntl and dup2 on descriptors this process owns; async-signal-safe.
+    let r = unsafe {
+        if fd == target {
+            libc::fcntl(fd, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(fd, target)
+        }
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The qmail-queue program for the installation at `home`, honouring `$QMAILQUEUE`.
@@ -59,6 +142,26 @@ pub fn program(home: &Path) -> PathBuf {
     match std::env::var_os("QMAILQUEUE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => home.join("bin/qmail-queue"),
+    }
+}
+
+/// The qmail-queue program for mail entering the system (qmail-smtpd, sendmail,
+/// qmail-inject): `$QMAILQUEUE` when set and non-empty (a tcprules entry wins), else
+/// `HOME/bin/qmail-qfilter` when `control/filters` names at least one filter, else
+/// `HOME/bin/qmail-queue`. Forwards and bounces use [`program`]: their mail went through
+/// the chain when it came in. An unreadable `control/filters` also chooses the chain,
+/// which then fails temporarily: mail never skips the filters by accident.
+pub fn entry_program(home: &Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("QMAILQUEUE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let filters = control::Controls::new(home).list("filters");
+    match filters {
+        Ok(None) => home.join("bin/qmail-queue"),
+        Ok(Some(lines)) if lines.iter().all(|l| l.trim().is_empty()) => {
+            home.join("bin/qmail-queue")
+        }
+        _ => home.join("bin/qmail-qfilter"),
     }
 }
 
@@ -78,9 +181,26 @@ pub fn inject<F>(
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
+    inject_env(program, &[], sender, recipients, write_message)
+}
+
+/// [`inject`] with changes to the child's environment: `(name, Some(value))` sets a
+/// variable, `(name, None)` removes it (qmail-smtpd passes `SMTPAUTHUSER` to the filter
+/// chain this way, and removes one it did not set).
+pub fn inject_env<F>(
+    program: &Path,
+    env: &[(&str, Option<&str>)],
+    sender: &[u8],
+    recipients: &[impl AsRef<[u8]>],
+    write_message: F,
+) -> Result<u32, QqFailure>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
     let temp = |text: &str| QqFailure {
         permanent: false,
         text: text.to_string(),
+        custom: false,
     };
     // SAFETY: installs the default disposition, no handler.
     unsafe {
@@ -91,11 +211,29 @@ where
     }
     let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|_| temp("unable to create pipe (#4.3.0)"))?;
-    let mut child = Command::new(program)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(env_r))
+    let (reason_r, reason_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|_| temp("unable to create pipe (#4.3.0)"))?;
+    let reason_raw = reason_w.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::from(env_r));
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    // A caller started with fd 0 or 1 closed may get the pipe there; the child's
+    // stdin/stdout take those numbers first, so it then goes without a reason pipe.
+    if reason_raw > 2 {
+        // SAFETY: between fork and exec only fcntl/dup2 on a descriptor we own.
+        unsafe {
+            cmd.pre_exec(move || place_fd(reason_raw, 6));
+        }
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|_| temp("unable to exec qq (#4.3.0)"))?;
+    drop(reason_w);
     let qp = child.id();
     let mut write_ok = true;
     if let Some(mut stdin) = child.stdin.take() {
@@ -118,6 +256,9 @@ where
     match status.code() {
         Some(0) if write_ok && env_ok => Ok(qp),
         Some(0) => Err(temp("qq read error (#4.3.0)")),
+        Some(EXIT_REASON) => {
+            Err(reason(&read_reason(&reason_r)).unwrap_or_else(|| failure_for_exit(EXIT_REASON)))
+        }
         Some(c) => Err(failure_for_exit(c)),
         None => Err(temp("qq crashed (#4.3.0)")),
     }
@@ -168,5 +309,92 @@ mod tests {
         std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\nexit 31\n").unwrap();
         let e = inject(&script, b"a@x", &["b@y"], |w| w.write_all(b"hello\n")).unwrap_err();
         assert!(e.permanent);
+        assert!(!e.custom);
+    }
+
+    #[test]
+    fn a_childs_reason_on_fd_6_with_exit_82_is_the_failure_text() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("qq");
+        let run = |body: &str| {
+            std::fs::write(&script, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).unwrap();
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            inject(&script, b"a@x", &["b@y"], |w| w.write_all(b"hello\n")).unwrap_err()
+        };
+        let e = run("printf 'Dattachment type .exe not allowed (#5.7.1)\\n' >&6; exit 82");
+        assert_eq!(e.text, "attachment type .exe not allowed (#5.7.1)");
+        assert!(e.permanent && e.custom);
+        let e = run("printf 'Zscanner busy (#4.3.0)' >&6; exit 82");
+        assert!(!e.permanent && e.custom);
+        assert_eq!(e.text, "scanner busy (#4.3.0)");
+        // no text, or a text of another form: qmail's temporary failure
+        let e = run("exit 82");
+        assert!(!e.permanent && !e.custom);
+        let e = run("printf 'Xwhat' >&6; exit 82");
+        assert!(!e.custom);
+        // fd 6 without exit 82 is ignored
+        let e = run("printf 'Dno' >&6; exit 31");
+        assert_eq!(e.text, "mail server permanently rejected message (#5.3.0)");
+    }
+
+    #[test]
+    fn the_environment_can_be_changed_for_the_child() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("qq");
+        let out = d.path().join("out");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\necho \"${{SMTPAUTHUSER-unset}} ${{HOME:+home}}\" > {}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let env = [("SMTPAUTHUSER", Some("alice"))];
+        inject_env(&script, &env, b"a@x", &["b@y"], |w| w.write_all(b"x\n")).unwrap();
+        let home = if std::env::var_os("HOME").is_some() {
+            "home"
+        } else {
+            ""
+        };
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("alice {home}\n")
+        );
+        // an inherited variable is removed
+        let env = [("SMTPAUTHUSER", None), ("HOME", None)];
+        inject_env(&script, &env, b"a@x", &["b@y"], |w| w.write_all(b"x\n")).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "unset \n");
+    }
+
+    #[test]
+    fn entry_mail_goes_through_the_chain_only_when_filters_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("control")).unwrap();
+        // (the test environment has no QMAILQUEUE)
+        let q = |name: &str| d.path().join("bin").join(name);
+        assert_eq!(entry_program(d.path()), q("qmail-queue"));
+        std::fs::write(d.path().join("control/filters"), "# none yet\n\n").unwrap();
+        assert_eq!(entry_program(d.path()), q("qmail-queue"));
+        std::fs::write(d.path().join("control/filters"), "qmail-scan\n").unwrap();
+        assert_eq!(entry_program(d.path()), q("qmail-qfilter"));
+        assert_eq!(program(d.path()), q("qmail-queue"));
+    }
+
+    #[test]
+    fn a_reason_is_one_bounded_printable_line() {
+        let r = reason(b"Dbad\r\x1b[31m text\nsecond line").unwrap();
+        assert_eq!(r.text, "bad??[31m text");
+        let long = [b'D']
+            .iter()
+            .chain([b'a'; 2000].iter())
+            .copied()
+            .collect::<Vec<_>>();
+        assert_eq!(reason(&long).unwrap().text.len(), MAX_REASON);
+        assert!(reason(b"D   ").is_none());
+        assert!(reason(b"").is_none());
     }
 }

@@ -76,10 +76,11 @@ pub fn literal_ip(host: &str) -> Option<IpAddr> {
     if let Ok(ip) = inner.parse::<Ipv4Addr>() {
         return Some(IpAddr::V4(ip));
     }
-    let v6 = if inner.len() >= 5 && inner[..5].eq_ignore_ascii_case("ipv6:") {
-        &inner[5..]
-    } else {
-        inner
+    // `get`: a multibyte character across byte 5 (a recipient's domain is anything a
+    // sender wrote) is simply not the prefix, never a slice panic.
+    let v6 = match inner.get(..5) {
+        Some(p) if p.eq_ignore_ascii_case("ipv6:") => &inner[5..],
+        _ => inner,
     };
     v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
 }
@@ -214,5 +215,15 @@ mod tests {
         assert_eq!(literal_ip("example.test"), None);
         assert_eq!(literal_ip("[example.test]"), None);
         assert_eq!(literal_ip("1.2.3"), None);
+    }
+
+    /// A recipient domain such as `[abcdé]` (any bytes a sender wrote) used to panic
+    /// on `inner[..5]` inside the `é`, killing qmail-remote.
+    #[test]
+    fn multibyte_literal_is_no_panic() {
+        assert_eq!(literal_ip("[abcd\u{e9}]"), None);
+        assert_eq!(literal_ip("[\u{e9}\u{e9}\u{e9}]"), None);
+        assert_eq!(literal_ip("[\u{fffd}]"), None);
+        assert!(parse_route("[abcd\u{e9}]:25").is_err());
     }
 }

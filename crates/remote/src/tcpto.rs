@@ -13,10 +13,10 @@
 //! IPv6 addresses are not recorded (the 16-byte record has room for only 4 address
 //! bytes and the format is fixed for compatibility with the original qmail-tcpto).
 
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const SIZE: usize = 1024;
@@ -154,13 +154,12 @@ impl Tcpto {
         if !timeout && !self.was_there.contains(&ip) {
             return;
         }
-        let Ok(mut f) = OpenOptions::new().read(true).write(true).open(&self.path) else {
+        let Ok(f) = OpenOptions::new().read(true).write(true).open(&self.path) else {
             return;
         };
-        // SAFETY: flock on a descriptor we own; released when `f` is closed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        let Ok(mut f) = Flock::lock(f, FlockArg::LockExclusive) else {
             return;
-        }
+        };
         let Ok(buf) = read_image(&mut f) else { return };
         if let Some((i, rec)) = update(&buf, ip, timeout, qsys::now())
             && f.seek(SeekFrom::Start((i * RECORD) as u64)).is_ok()
@@ -172,15 +171,13 @@ impl Tcpto {
 
 /// qmail-tcpok: zero the file (1024 NUL bytes) under an exclusive lock.
 pub fn zero(path: &Path) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let mut f =
+        Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| std::io::Error::from(e))?;
     f.write_all(&[0u8; SIZE])?;
     f.flush()
 }

@@ -2,10 +2,10 @@
 //! `setuidgid`, `envuidgid`, `envdir`, `softlimit`. Messages and exit codes are the
 //! originals' (usage 100, except envdir's 111; every failure 111).
 
+use qsys::errstr::{errno as errno_str, io as io_str};
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
-use svcdir::errstr::{errno_str, io_str};
 
 /// Print `prog: fatal: msg` and exit 111.
 pub fn fatal(prog: &str, msg: &str) -> ! {
@@ -53,14 +53,18 @@ pub fn account(prog: &str, account: &str) -> (u32, u32) {
 
 /// setuidgid: exactly one group (the account's), then its gid, then its uid.
 pub fn setuidgid(prog: &str, name: &str) {
-    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    use nix::unistd::{Gid, Uid};
+    use qsys::prot::DropError;
     let (uid, gid) = account(prog, name);
-    let gid = Gid::from_raw(gid);
-    if let Err(e) = setgroups(&[gid]).and_then(|()| setgid(gid)) {
-        fatal(prog, &format!("unable to setgid: {}", errno_str(e as i32)));
-    }
-    if let Err(e) = setuid(Uid::from_raw(uid)) {
-        fatal(prog, &format!("unable to setuid: {}", errno_str(e as i32)));
+    match qsys::prot::drop_verified(Uid::from_raw(uid), Gid::from_raw(gid)) {
+        Ok(()) => {}
+        Err(DropError::Call("setuid", e)) => {
+            fatal(prog, &format!("unable to setuid: {}", errno_str(e as i32)))
+        }
+        Err(DropError::Call(_, e)) => {
+            fatal(prog, &format!("unable to setgid: {}", errno_str(e as i32)))
+        }
+        Err(DropError::NotHeld) => fatal(prog, "unable to setuid: the drop did not hold"),
     }
 }
 
@@ -164,9 +168,9 @@ pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
-/// daemontools' wording of an I/O error.
+/// daemontools' wording of an I/O error ([`qsys::errstr::io`]).
 pub fn errstr(e: &std::io::Error) -> String {
-    io_str(e)
+    io_str(e).to_string()
 }
 
 #[cfg(test)]

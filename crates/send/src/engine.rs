@@ -27,7 +27,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use queue::layout::{Channel, Layout, parse_id};
-use spawn::protocol::{self, Command};
+use spawn::protocol::{self, Command, Status};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -101,17 +101,6 @@ pub struct Engine {
 fn fd(n: i32) -> File {
     // SAFETY: qmail-start hands qmail-send descriptors 0-6; each is owned here once.
     unsafe { File::from_raw_fd(n) }
-}
-
-/// qmail's `logsafe`: newline becomes `/`, unprintable bytes `_`.
-pub fn logsafe(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'\n' => '/',
-            33..=126 if b != b'%' => b as char,
-            _ => '_',
-        })
-        .collect()
 }
 
 impl Engine {
@@ -278,7 +267,7 @@ impl Engine {
                 Err(e) => {
                     self.log(&format!(
                         "warning: trouble preprocessing todo/{id}: {}",
-                        logsafe(&e.to_string())
+                        qsys::logsafe::qmail_send(&e.to_string())
                     ));
                     // leave it for the next scan
                     self.todo_set.remove(&id);
@@ -378,7 +367,7 @@ impl Engine {
         self.log(&format!("new msg {id}"));
         self.log(&format!(
             "info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}",
-            logsafe(&sender)
+            qsys::logsafe::qmail_send(&sender)
         ));
         let mut open = [false; 2];
         for c in Channel::ALL {
@@ -462,7 +451,7 @@ impl Engine {
             let name = Channel::ALL[c].name();
             self.log(&format!(
                 "starting delivery {delnum}: msg {id} to {name} {}",
-                logsafe(&recipient)
+                qsys::logsafe::qmail_send(&recipient)
             ));
             started = true;
         }
@@ -594,38 +583,38 @@ impl Engine {
         let text = String::from_utf8_lossy(&r.text).into_owned();
         let dying = self.jobs.get(&(slot.id, c)).is_some_and(|j| j.dying);
         let (status, text) = match r.status {
-            b'Z' if dying => (
-                b'D',
+            Some(Status::Deferral) if dying => (
+                Status::Failure,
                 format!(
                     "{text}I'm not going to try again; this message has been in the queue too long.\n"
                 ),
             ),
-            b'K' | b'Z' | b'D' => (r.status, text),
-            _ => (b'Z', "report mangled, will defer".into()),
+            Some(s) => (s, text),
+            None => (Status::Deferral, "report mangled, will defer".into()),
         };
         match status {
-            b'K' => {
+            Status::Success => {
                 self.log(&format!(
                     "delivery {}: success: {}",
                     slot.delnum,
-                    logsafe(&text)
+                    qsys::logsafe::qmail_send(&text)
                 ));
                 self.mark_done(slot.id, c, slot.offset);
             }
-            b'D' => {
+            Status::Failure => {
                 self.log(&format!(
                     "delivery {}: failure: {}",
                     slot.delnum,
-                    logsafe(&text)
+                    qsys::logsafe::qmail_send(&text)
                 ));
                 if self.add_bounce(slot.id, &slot.recipient, text.as_bytes()) {
                     self.mark_done(slot.id, c, slot.offset);
                 }
             }
-            _ => self.log(&format!(
+            Status::Deferral => self.log(&format!(
                 "delivery {}: deferral: {}",
                 slot.delnum,
-                logsafe(&text)
+                qsys::logsafe::qmail_send(&text)
             )),
         }
         self.log_status();
@@ -728,7 +717,7 @@ impl Engine {
                             Err(e) => {
                                 self.log(&format!(
                                     "warning: unable to inject bounce message: {}",
-                                    logsafe(&e.text)
+                                    qsys::logsafe::qmail_send(&e.text)
                                 ));
                                 return false;
                             }
@@ -965,7 +954,17 @@ mod tests {
 
     #[test]
     fn logsafe_matches_qmail() {
-        assert_eq!(logsafe("a b\nc%d"), "a_b/c_d");
+        assert_eq!(qsys::logsafe::qmail_send("a b\nc%d"), "a_b/c_d");
+    }
+
+    /// Every log line's client text (sender, recipient, report text, which holds the
+    /// remote server's reply) goes through logsafe: one line always.
+    #[test]
+    fn client_text_stays_on_one_log_line() {
+        let forged = "x\nnew msg 99\r\x1b[2J";
+        let safe = qsys::logsafe::qmail_send(forged);
+        assert!(!safe.contains(['\n', '\r', '\x1b']));
+        assert!(safe.starts_with("x/new"));
     }
 
     fn pipe() -> (File, File) {
@@ -1081,9 +1080,9 @@ mod tests {
             for c in turn(e, &mut lspawn_cmds) {
                 // joe's delivery succeeds, ann's is deferred
                 let status = if c.recipient.starts_with(b"joe@") {
-                    b'K'
+                    Status::Success
                 } else {
-                    b'Z'
+                    Status::Deferral
                 };
                 lspawn_reports
                     .write_all(&protocol::encode_report(c.slot, status, b"x\n"))

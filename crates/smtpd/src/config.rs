@@ -13,7 +13,7 @@
 //! | `authcrammd5` | 0 | 1: offer AUTH CRAM-MD5 (the checkpassword must support it) |
 //! | `authfaildelay` | 5 | seconds to wait before answering a failed AUTH |
 //! | `authfaillimit` | 10 | failed AUTHs per hour from one IPv4 address or IPv6 /64 before lockout (0: none) |
-//! | `authfailaccountlimit` | 20 | failed logins per hour for one account, from anywhere, before its AUTHs get `454` (0: none) |
+//! | `authfailaccountlimit` | 20 | failed logins per hour for one account, from anywhere, before its AUTHs get `454`, except from an address that logged in to it within the hour (0: none) |
 //! | `sendermap` | none | `user:address` / `user:@domain` / `user:*` lines (submission) |
 //! | `ratelimit` | 0 | recipients per hour per authenticated account (0: no limit) |
 //! | `recipients.cdb` | none | when present, unknown local recipients get `550 5.1.1` |
@@ -198,7 +198,7 @@ impl Config {
             local_host,
             relayclient: env("RELAYCLIENT"),
             auth_plaintext: env("AUTHPLAINTEXT").is_some(),
-            queue_program: queue::client::program(home),
+            queue_program: queue::client::entry_program(home),
             controls: c,
         })
     }

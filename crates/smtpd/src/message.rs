@@ -57,14 +57,20 @@ pub struct Limits<'a> {
 /// Returns the reader's outcome (`None` when qmail-queue could not be started, so
 /// nothing was read) and qmail-queue's result, which counts only for
 /// [`Outcome::Complete`] and [`Outcome::QueueWriteFailed`].
+///
+/// `auth_user` (the authenticated user, if any) becomes `SMTPAUTHUSER` in qmail-queue's
+/// environment, for the filters of a qmail-qfilter chain; without one the variable is
+/// removed, so nothing inherited can pose as an authentication.
 pub fn into_queue(
     program: &std::path::Path,
+    auth_user: Option<&str>,
     sender: &str,
     rcpts: &[String],
     read: impl FnOnce(&mut dyn Write) -> Outcome,
 ) -> (Option<Outcome>, Result<u32, queue::client::QqFailure>) {
     let mut outcome = None;
-    let result = queue::client::inject(program, sender.as_bytes(), rcpts, |w| {
+    let env = [("SMTPAUTHUSER", auth_user)];
+    let result = queue::client::inject_env(program, &env, sender.as_bytes(), rcpts, |w| {
         let o = read(w);
         let complete = matches!(o, Outcome::Complete);
         outcome = Some(o);

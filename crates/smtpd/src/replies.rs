@@ -1,5 +1,4 @@
-//! Every reply qmail-smtpd sends, each defined once (the AUTH and rate-limit replies
-//! still live next to their code in `session`).
+//! Every reply qmail-smtpd sends, each defined once.
 //!
 //! Replies keep qmail's wording (and its `(#x.y.z)` suffix) where qmail has one, and
 //! carry the RFC 2034 enhanced status code in front, since ENHANCEDSTATUSCODES is
@@ -28,6 +27,31 @@ pub const STARTTLS_SYNTAX: &str = "501 5.5.4 Syntax error (no parameters allowed
 pub const TLS_ACTIVE: &str = "503 5.5.1 TLS already active (#5.5.1)";
 pub const TLS_UNAVAILABLE: &str = "454 4.7.0 TLS not available (#4.7.0)";
 pub const TLS_READY: &str = "220 2.0.0 ready for tls";
+
+// AUTH (RFC 4954) and the submission limits.
+pub const RATE_EXCEEDED: &str =
+    "451 4.7.1 sorry, you have sent to too many recipients this hour (#4.7.1)";
+pub const RATE_UNCHECKABLE: &str = "451 4.3.0 unable to check the message rate (#4.3.0)";
+pub const AUTH_UNAVAILABLE: &str = "503 5.3.3 auth not available (#5.3.3)";
+pub const AUTH_ALREADY: &str = "503 5.5.0 you're already authenticated (#5.5.0)";
+pub const AUTH_IN_TRANSACTION: &str = "503 5.5.0 no auth during mail transaction (#5.5.0)";
+pub const AUTH_UNIMPLEMENTED: &str = "504 5.5.4 auth type unimplemented (#5.5.1)";
+pub const AUTH_ENCRYPTION_REQUIRED: &str =
+    "538 5.7.11 encryption required for requested authentication mechanism (#5.7.11)";
+pub const AUTH_TEMPORARY: &str = "454 4.7.0 temporary authentication failure (#4.3.0)";
+pub const AUTH_CANCELED: &str = "501 5.0.0 auth exchange canceled (#5.0.0)";
+pub const AUTH_MALFORMED: &str = "501 5.5.4 malformed auth input (#5.5.4)";
+/// An empty server challenge (AUTH PLAIN without an initial response).
+pub const AUTH_CHALLENGE_EMPTY: &str = "334 ";
+/// AUTH LOGIN's prompts: base64 of `Username:` and `Password:`.
+pub const AUTH_USERNAME_PROMPT: &str = "334 VXNlcm5hbWU6";
+pub const AUTH_PASSWORD_PROMPT: &str = "334 UGFzc3dvcmQ6";
+pub const AUTH_OK: &str = "235 2.7.0 ok, go ahead (#2.0.0)";
+pub const AUTH_FAILED: &str = "535 5.7.8 authentication failed (#5.7.8)";
+pub const AUTH_TOO_MANY_FAILURES: &str =
+    "421 4.7.0 too many authentication failures, try again later (#4.7.0)";
+pub const AUTH_ACCOUNT_LOCKED: &str =
+    "454 4.7.0 too many authentication failures for this account, try again later (#4.7.0)";
 
 // MAIL and RCPT.
 pub const NESTED_MAIL: &str = "503 5.5.1 nested MAIL command (#5.5.1)";
@@ -99,6 +123,26 @@ pub fn queue_failed(permanent: bool, text: &str) -> String {
     }
 }
 
+/// A filter of the qmail-qfilter chain refused the message with its own `text` (exit 82
+/// and a `D`/`Z` line on fd 6): the enhanced code is the text's own `(#x.y.z)` when it
+/// has one of the right class, else 5.3.0 or 4.3.0 as for qmail-queue's texts.
+pub fn filter_refused(permanent: bool, text: &str) -> String {
+    let (code, class) = if permanent { (554, '5') } else { (451, '4') };
+    let own = text
+        .strip_suffix(')')
+        .and_then(|t| t.rsplit_once("(#"))
+        .map(|(_, s)| s)
+        .filter(|s| {
+            s.starts_with(class)
+                && s.len() <= 11
+                && s.split('.').count() == 3
+                && s.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+    let status = own.map_or_else(|| format!("{class}.3.0"), str::to_string);
+    format!("{code} {status} {text}")
+}
+
 /// An authenticated user's message named an originator that is not theirs.
 pub fn originator_refused(r: &Refusal) -> String {
     match r {
@@ -134,5 +178,24 @@ mod tests {
             queue_failed(false, "qq read error (#4.3.0)"),
             "451 4.3.0 qq read error (#4.3.0)"
         );
+    }
+
+    #[test]
+    fn a_filters_reason_keeps_its_own_status_code() {
+        assert_eq!(
+            filter_refused(true, "attachment type .exe not allowed (#5.7.1)"),
+            "554 5.7.1 attachment type .exe not allowed (#5.7.1)"
+        );
+        assert_eq!(
+            filter_refused(false, "scanner unavailable (#4.3.0)"),
+            "451 4.3.0 scanner unavailable (#4.3.0)"
+        );
+        // no code, a code of the wrong class, or not a code: the generic one
+        assert_eq!(filter_refused(true, "no thanks"), "554 5.3.0 no thanks");
+        assert_eq!(
+            filter_refused(false, "odd (#5.7.1)"),
+            "451 4.3.0 odd (#5.7.1)"
+        );
+        assert_eq!(filter_refused(true, "x (#5.a.1)"), "554 5.3.0 x (#5.a.1)");
     }
 }

@@ -58,6 +58,9 @@ pub struct Session {
     mail: Option<Mail>,
     rcpts: Vec<String>,
     user: Option<String>,
+    /// The recipients of the open transaction counted against `control/ratelimit`,
+    /// given back when it is reset or its DATA/BDAT does not queue the message.
+    rate_held: Option<limits::Refund>,
     errors: u32,
     /// The error limit was reached: close after this command's replies.
     closing: bool,
@@ -122,6 +125,7 @@ impl Session {
             mail: None,
             rcpts: Vec::new(),
             user: None,
+            rate_held: None,
             errors: 0,
             closing: false,
         }
@@ -225,6 +229,10 @@ impl Session {
                 }
             }
         };
+        // a transaction the client left open keeps its recipients counted
+        if let Some(held) = self.rate_held.take() {
+            held.keep();
+        }
         self.conn.close();
         end
     }
@@ -286,6 +294,7 @@ impl Session {
     fn reset(&mut self) {
         self.mail = None;
         self.rcpts.clear();
+        self.rate_held = None;
     }
 
     fn helo(&mut self, arg: &str, esmtp: bool) {
@@ -396,15 +405,13 @@ impl Session {
                             "user {} over ratelimit ({n} recipients this hour)",
                             qsys::logsafe::text(user.as_bytes())
                         ));
-                        self.send(
-                            "451 4.7.1 sorry, you have sent too many messages this hour (#4.7.1)",
-                        );
+                        self.send(reply::RATE_EXCEEDED);
                         return Ok(());
                     }
                     Ok(_) => {}
                     Err(e) => {
                         log(&format!("unable to read the rate counter: {e}"));
-                        self.send("451 4.3.0 unable to check the message rate (#4.3.0)");
+                        self.send(reply::RATE_UNCHECKABLE);
                         return Ok(());
                     }
                 }
@@ -492,8 +499,9 @@ impl Session {
 
     /// An authenticated user's recipient counts against `control/ratelimit` here, when
     /// accepted: checked and counted in one step under the counter's lock, so concurrent
-    /// sessions share the limit exactly. The refusal, if any.
-    fn reserve_recipient(&self) -> Option<&'static str> {
+    /// sessions share the limit exactly, and given back when the transaction does not
+    /// queue the message (RSET, a refused or failed DATA). The refusal, if any.
+    fn reserve_recipient(&mut self) -> Option<&'static str> {
         let user = self.user.as_deref()?;
         if self.cfg.ratelimit == 0 {
             return None;
@@ -501,18 +509,23 @@ impl Session {
         let key = ::auth::canonical_login(user);
         let counters = self.cfg.counters();
         match counters.reserve(limits::Kind::Rate, &key, qsys::now(), 1, self.cfg.ratelimit) {
-            Ok(true) => None,
+            Ok(true) => {
+                self.rate_held
+                    .get_or_insert_with(|| limits::Refund::new(counters, limits::Kind::Rate, &key))
+                    .add(1);
+                None
+            }
             Ok(false) => {
                 log(&format!(
                     "user {} over ratelimit ({} recipients this hour)",
                     qsys::logsafe::text(user.as_bytes()),
                     self.cfg.ratelimit
                 ));
-                Some("451 4.7.1 sorry, you have sent to too many recipients this hour (#4.7.1)")
+                Some(reply::RATE_EXCEEDED)
             }
             Err(e) => {
                 log(&format!("unable to update the rate counter: {e}"));
-                Some("451 4.3.0 unable to check the message rate (#4.3.0)")
+                Some(reply::RATE_UNCHECKABLE)
             }
         }
     }
@@ -585,19 +598,19 @@ impl Session {
 
     fn auth(&mut self, arg: &str) -> io::Result<Option<End>> {
         if !self.auth_offered() {
-            self.send("503 5.3.3 auth not available (#5.3.3)");
+            self.send(reply::AUTH_UNAVAILABLE);
             return Ok(None);
         }
         if self.user.is_some() {
-            self.send("503 5.5.0 you're already authenticated (#5.5.0)");
+            self.send(reply::AUTH_ALREADY);
             return Ok(None);
         }
         if self.mail.is_some() {
-            self.send("503 5.5.0 no auth during mail transaction (#5.5.0)");
+            self.send(reply::AUTH_IN_TRANSACTION);
             return Ok(None);
         }
         if self.tls_missing() {
-            self.send("530 5.7.0 Must issue a STARTTLS command first (#5.7.0)");
+            self.send(reply::STARTTLS_FIRST);
             return Ok(None);
         }
         let (mech, initial) = match arg.split_once(' ') {
@@ -607,13 +620,11 @@ impl Session {
         let plaintext = mech == "PLAIN" || mech == "LOGIN";
         let cram = mech == "CRAM-MD5" && self.cfg.cram;
         if !plaintext && !cram {
-            self.send("504 5.5.4 auth type unimplemented (#5.5.1)");
+            self.send(reply::AUTH_UNIMPLEMENTED);
             return Ok(None);
         }
         if plaintext && !self.plaintext_auth_ok() {
-            self.send(
-                "538 5.7.11 encryption required for requested authentication mechanism (#5.7.11)",
-            );
+            self.send(reply::AUTH_ENCRYPTION_REQUIRED);
             return Ok(None);
         }
         if self.cfg.authfaillimit > 0 {
@@ -625,17 +636,16 @@ impl Session {
             {
                 Ok(n) if n >= self.cfg.authfaillimit => {
                     log(&format!(
-                        "AUTH refused: {n} failures from {ip} in the last hour"
+                        "AUTH refused: {n} failures in the last hour ip={}",
+                        qsys::logsafe::text(self.cfg.remote_ip.as_bytes())
                     ));
-                    self.send(
-                        "421 4.7.0 too many authentication failures, try again later (#4.7.0)",
-                    );
+                    self.send(reply::AUTH_TOO_MANY_FAILURES);
                     return Ok(Some(End::Dropped));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     log(&format!("unable to read the AUTH failure counter: {e}"));
-                    self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                    self.send(reply::AUTH_TEMPORARY);
                     return Ok(None);
                 }
             }
@@ -645,7 +655,7 @@ impl Session {
             "PLAIN" => {
                 let resp = match initial {
                     Some(i) => i,
-                    None => match self.challenge("334 ")? {
+                    None => match self.challenge(reply::AUTH_CHALLENGE_EMPTY)? {
                         Some(l) => l,
                         None => return Ok(Some(End::Dropped)),
                     },
@@ -655,13 +665,13 @@ impl Session {
             "LOGIN" => {
                 let user = match initial {
                     Some(i) => i,
-                    None => match self.challenge("334 VXNlcm5hbWU6")? {
+                    None => match self.challenge(reply::AUTH_USERNAME_PROMPT)? {
                         Some(l) => l,
                         None => return Ok(Some(End::Dropped)),
                     },
                 };
                 match auth::decode(&user) {
-                    Ok(u) => match self.challenge("334 UGFzc3dvcmQ6")? {
+                    Ok(u) => match self.challenge(reply::AUTH_PASSWORD_PROMPT)? {
                         Some(p) => auth::decode_with(p, |p| auth::login(&u, p, &stamp)),
                         None => return Ok(Some(End::Dropped)),
                     },
@@ -680,11 +690,11 @@ impl Session {
         let cred = match cred {
             Ok(c) => c,
             Err(SaslError::Cancelled) => {
-                self.send("501 5.0.0 auth exchange canceled (#5.0.0)");
+                self.send(reply::AUTH_CANCELED);
                 return Ok(None);
             }
             Err(SaslError::Malformed) => {
-                self.send("501 5.5.4 malformed auth input (#5.5.4)");
+                self.send(reply::AUTH_MALFORMED);
                 return Ok(if self.error() {
                     Some(End::Dropped)
                 } else {
@@ -695,55 +705,33 @@ impl Session {
         let user = String::from_utf8_lossy(&cred.user).into_owned();
         let account = ::auth::canonical_login(&user);
         let safe_user = qsys::logsafe::text(&cred.user);
-        let ip = self.cfg.remote_ip.clone();
-        if self.cfg.authfailaccountlimit > 0 {
-            let counters = self.cfg.counters();
-            match counters.count(limits::Kind::AuthFailAccount, &account, qsys::now()) {
-                Ok(n) if n >= self.cfg.authfailaccountlimit => {
-                    log(&format!(
-                        "AUTH refused: {n} failures for user={safe_user} in the last hour ip={}",
-                        qsys::logsafe::text(ip.as_bytes())
-                    ));
-                    self.send(
-                        "454 4.7.0 too many authentication failures for this account, try again later (#4.7.0)",
-                    );
-                    return Ok(None);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log(&format!("unable to read the AUTH failure counter: {e}"));
-                    self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
-                    return Ok(None);
-                }
-            }
-        }
+        let ip = qsys::logsafe::text(self.cfg.remote_ip.as_bytes());
+        let Some(hold) = self.reserve_auth_failure(&account, &safe_user) else {
+            return Ok(Some(End::Dropped));
+        };
+        let Ok(hold) = hold else {
+            return Ok(None);
+        };
         let verdict = auth::check(&self.cfg.checkpassword, &cred);
         drop(cred);
         match verdict {
             Verdict::Ok => {
-                log(&format!(
-                    "AUTH {mech} user {safe_user} from {}",
-                    qsys::logsafe::text(ip.as_bytes())
-                ));
+                self.settle_auth(hold, Some(&account));
+                log(&format!("AUTH {mech} user {safe_user} from {ip}"));
                 self.user = Some(user);
-                self.send("235 2.7.0 ok, go ahead (#2.0.0)");
+                self.send(reply::AUTH_OK);
             }
             Verdict::Temporary => {
-                self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
+                self.settle_auth(hold, None);
+                self.send(reply::AUTH_TEMPORARY);
             }
             Verdict::Rejected => {
-                log(&format!(
-                    "auth failed user={safe_user} ip={} mech={mech}",
-                    qsys::logsafe::text(ip.as_bytes())
-                ));
-                let counted = self.count_auth_failure(&account);
+                // the failure was counted by the reservation: keep it
+                drop(hold);
+                log(&format!("auth failed ip={ip} mech={mech} user={safe_user}"));
                 self.conn.flush()?;
                 std::thread::sleep(std::time::Duration::from_secs(self.cfg.authfaildelay));
-                if !counted {
-                    self.send("454 4.7.0 temporary authentication failure (#4.3.0)");
-                    return Ok(Some(End::Dropped));
-                }
-                self.send("535 5.7.8 authentication failed (#5.7.8)");
+                self.send(reply::AUTH_FAILED);
                 if self.error() {
                     return Ok(Some(End::Dropped));
                 }
@@ -752,33 +740,81 @@ impl Session {
         Ok(None)
     }
 
-    /// Count a failed AUTH against the client's address and the account; false (after
-    /// logging why) when a counter in use could not be written.
-    fn count_auth_failure(&self, account: &str) -> bool {
+    /// Count this attempt as a failure of the client's address and of `account` before
+    /// checkpassword runs, under the counters' locks, so parallel sessions cannot run
+    /// more checks than the limits allow; given back by [`Session::settle_auth`] when
+    /// it was not a failure. An address that logged in to `account` within the window
+    /// is counted but not refused by the account's limit (so guessing cannot lock the
+    /// owner out from where they log in). When refused: `None` to drop the connection,
+    /// `Some(Err(()))` to carry on; the reply is sent.
+    fn reserve_auth_failure(
+        &mut self,
+        account: &str,
+        safe_user: &str,
+    ) -> Option<Result<limits::Hold, ()>> {
         let counters = self.cfg.counters();
         let now = qsys::now();
-        let ip = limits::ip_key(&self.cfg.remote_ip);
-        let mut ok = true;
-        for (limit, kind, key) in [
+        let ip_key = limits::ip_key(&self.cfg.remote_ip);
+        let ip = qsys::logsafe::text(self.cfg.remote_ip.as_bytes());
+        let mut account_limit = self.cfg.authfailaccountlimit;
+        if account_limit > 0
+            && counters
+                .count(limits::Kind::AuthOk, &limits::ok_key(account, &ip_key), now)
+                .is_ok_and(|n| n > 0)
+        {
+            account_limit = u64::MAX;
+        }
+        let set = [
             (
-                self.cfg.authfaillimit,
                 limits::Kind::AuthFailIp,
-                ip.as_str(),
+                ip_key.as_str(),
+                self.cfg.authfaillimit,
             ),
-            (
-                self.cfg.authfailaccountlimit,
-                limits::Kind::AuthFailAccount,
-                account,
-            ),
-        ] {
-            if limit > 0
-                && let Err(e) = counters.record(kind, key, now, 1)
-            {
-                log(&format!("unable to count the AUTH failure: {e}"));
-                ok = false;
+            (limits::Kind::AuthFailAccount, account, account_limit),
+        ];
+        match counters.reserve_all(&set, now) {
+            Ok(Ok(hold)) => Some(Ok(hold)),
+            Ok(Err(limits::Kind::AuthFailIp)) => {
+                log(&format!(
+                    "AUTH refused: too many failures for the address in the last hour ip={ip} user={safe_user}"
+                ));
+                self.send(reply::AUTH_TOO_MANY_FAILURES);
+                None
+            }
+            Ok(Err(_)) => {
+                log(&format!(
+                    "AUTH refused: too many failures for the account in the last hour ip={ip} user={safe_user}"
+                ));
+                self.send(reply::AUTH_ACCOUNT_LOCKED);
+                Some(Err(()))
+            }
+            Err(e) => {
+                log(&format!("unable to update the AUTH failure counter: {e}"));
+                self.send(reply::AUTH_TEMPORARY);
+                Some(Err(()))
             }
         }
-        ok
+    }
+
+    /// Give back the failure reserved for a login that was not one (it worked, or could
+    /// not be checked); after a success (`account`), remember the address for the
+    /// account's limit.
+    fn settle_auth(&self, hold: limits::Hold, account: Option<&str>) {
+        if let Err(e) = hold.release() {
+            log(&format!("unable to update the AUTH failure counter: {e}"));
+        }
+        if let Some(account) = account
+            && self.cfg.authfailaccountlimit > 0
+        {
+            let key = limits::ok_key(account, &limits::ip_key(&self.cfg.remote_ip));
+            if let Err(e) = self
+                .cfg
+                .counters()
+                .record(limits::Kind::AuthOk, &key, qsys::now(), 1)
+            {
+                log(&format!("unable to record the login: {e}"));
+            }
+        }
     }
 
     /// Send a 334 challenge and read the answer line (`None` at EOF).
@@ -853,6 +889,8 @@ impl Session {
         let sender = mail.sender.clone();
         let rcpts = std::mem::take(&mut self.rcpts);
         self.mail = None;
+        // given back on every way out but a queued message
+        let rate_held = self.rate_held.take();
         let received = self.received();
         let cfg = &self.cfg;
         let user = self.user.as_deref();
@@ -863,14 +901,19 @@ impl Session {
             originator: user.is_some().then_some(&check as &dyn Fn(&str) -> bool),
         };
         let conn = &mut self.conn;
-        let (outcome, result) =
-            message::into_queue(&cfg.queue_program, &sender, &rcpts, |w| match first_chunk {
+        let (outcome, result) = message::into_queue(
+            &cfg.queue_program,
+            user,
+            &sender,
+            &rcpts,
+            |w| match first_chunk {
                 None => {
                     conn.send(reply::GO_AHEAD);
                     message::read_data(conn, w, &limits)
                 }
                 Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
-            });
+            },
+        );
         let Some(outcome) = outcome else {
             log("unable to run qmail-queue");
             if let Some((size, _)) = first_chunk
@@ -931,6 +974,9 @@ impl Session {
         match result {
             Ok(qp) => {
                 // the recipients were counted against the rate limit at RCPT
+                if let Some(held) = rate_held {
+                    held.keep();
+                }
                 let user = self.user.clone();
                 log(&accepted_log(
                     qp,
@@ -944,7 +990,12 @@ impl Session {
                 self.send(&r);
             }
             Err(f) => {
-                let r = reply::queue_failed(f.permanent && !write_failed, &f.text);
+                let permanent = f.permanent && !write_failed;
+                let r = if f.custom {
+                    reply::filter_refused(permanent, &f.text)
+                } else {
+                    reply::queue_failed(permanent, &f.text)
+                };
                 self.send(&r);
             }
         }

@@ -1,5 +1,37 @@
 //! Wire formats of the spawn protocol (qmail's `spawn.c`), byte-exact.
 
+/// The outcome of one delivery, the second byte of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// `K`: delivered; the recipient is done.
+    Success,
+    /// `Z`: temporary failure; qmail-send tries again later.
+    Deferral,
+    /// `D`: permanent failure; qmail-send bounces.
+    Failure,
+}
+
+impl Status {
+    /// The byte on the wire.
+    pub fn byte(self) -> u8 {
+        match self {
+            Status::Success => b'K',
+            Status::Deferral => b'Z',
+            Status::Failure => b'D',
+        }
+    }
+
+    /// The status a wire byte stands for; `None` for any other byte.
+    pub fn from_byte(b: u8) -> Option<Status> {
+        match b {
+            b'K' => Some(Status::Success),
+            b'Z' => Some(Status::Deferral),
+            b'D' => Some(Status::Failure),
+            _ => None,
+        }
+    }
+}
+
 /// Slots a spawner offers (qmail's conf-spawn); the slot id is one byte.
 pub const SLOTS: u8 = 120;
 
@@ -63,10 +95,10 @@ pub fn take_command(buf: &mut Vec<u8>) -> Option<Result<Command, u8>> {
 }
 
 /// Encode a report: slot, status letter, text, NUL (NULs inside the text become `?`).
-pub fn encode_report(slot: u8, status: u8, text: &[u8]) -> Vec<u8> {
+pub fn encode_report(slot: u8, status: Status, text: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(text.len() + 3);
     v.push(slot);
-    v.push(status);
+    v.push(status.byte());
     v.extend(text.iter().map(|&b| if b == 0 { b'?' } else { b }));
     v.push(0);
     v
@@ -76,7 +108,9 @@ pub fn encode_report(slot: u8, status: u8, text: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub slot: u8,
-    pub status: u8,
+    /// `None`: the status byte was not K, Z or D (qmail-send defers such a report as
+    /// mangled).
+    pub status: Option<Status>,
     pub text: Vec<u8>,
 }
 
@@ -88,7 +122,7 @@ pub fn take_report(buf: &mut Vec<u8>) -> Option<Report> {
     let end = buf.iter().skip(2).position(|&b| b == 0)? + 2;
     let r = Report {
         slot: buf[0],
-        status: buf[1],
+        status: Status::from_byte(buf[1]),
         text: buf[2..end].to_vec(),
     };
     buf.drain(..=end);
@@ -149,18 +183,30 @@ mod tests {
 
     #[test]
     fn reports() {
-        let mut buf = encode_report(4, b'K', b"did 1+0+0\n");
-        buf.extend_from_slice(&encode_report(0, b'Z', b"x\0y"));
+        let mut buf = encode_report(4, Status::Success, b"did 1+0+0\n");
+        assert_eq!(buf[..2], [4, b'K']);
+        buf.extend_from_slice(&encode_report(0, Status::Deferral, b"x\0y"));
         assert_eq!(take_report(&mut buf).unwrap().text, b"did 1+0+0\n");
         assert_eq!(
             take_report(&mut buf).unwrap(),
             Report {
                 slot: 0,
-                status: b'Z',
+                status: Some(Status::Deferral),
                 text: b"x?y".to_vec()
             }
         );
         assert_eq!(take_report(&mut buf), None);
+        let mut buf = b"\x01Dno\0\x02Xodd\0".to_vec();
+        assert_eq!(take_report(&mut buf).unwrap().status, Some(Status::Failure));
+        assert_eq!(take_report(&mut buf).unwrap().status, None);
+    }
+
+    #[test]
+    fn status_bytes_round_trip() {
+        for s in [Status::Success, Status::Deferral, Status::Failure] {
+            assert_eq!(Status::from_byte(s.byte()), Some(s));
+        }
+        assert_eq!(Status::from_byte(b'k'), None);
     }
 
     #[test]

@@ -6,16 +6,21 @@
 //! recipient report's text, followed by the message report's text when the result is
 //! no better than the recipient's.
 
+use crate::protocol::Status;
+
 /// Convert qmail-remote's exit status and output into a spawn report.
-pub fn report(code: Option<i32>, output: &[u8]) -> (u8, Vec<u8>) {
+pub fn report(code: Option<i32>, output: &[u8]) -> (Status, Vec<u8>) {
     match code {
-        None => return (b'Z', b"qmail-remote crashed.".to_vec()),
-        Some(111) => return (b'Z', b"Unable to run qmail-remote.".to_vec()),
+        None => return (Status::Deferral, b"qmail-remote crashed.".to_vec()),
+        Some(111) => return (Status::Deferral, b"Unable to run qmail-remote.".to_vec()),
         Some(0) => {}
-        Some(_) => return (b'D', b"Unable to run qmail-remote.".to_vec()),
+        Some(_) => return (Status::Failure, b"Unable to run qmail-remote.".to_vec()),
     }
     if output.is_empty() {
-        return (b'Z', b"qmail-remote produced no output.".to_vec());
+        return (
+            Status::Deferral,
+            b"qmail-remote produced no output.".to_vec(),
+        );
     }
     let parts: Vec<&[u8]> = output
         .split(|&b| b == 0)
@@ -44,12 +49,12 @@ pub fn report(code: Option<i32>, output: &[u8]) -> (u8, Vec<u8>) {
     {
         text.extend_from_slice(&m[1..]);
     }
-    let letter = match outcome {
-        1 => b'K',
-        0 => b'Z',
-        _ => b'D',
+    let status = match outcome {
+        1 => Status::Success,
+        0 => Status::Deferral,
+        _ => Status::Failure,
     };
-    (letter, text)
+    (status, text)
 }
 
 #[cfg(test)]
@@ -62,7 +67,7 @@ mod tests {
             Some(0),
             b"r\0K1.2.3.4 accepted message.\nRemote host said: 250 ok 12 qp 3\n\0",
         );
-        assert_eq!(l, b'K');
+        assert_eq!(l, Status::Success);
         assert_eq!(
             t,
             b"1.2.3.4 accepted message.\nRemote host said: 250 ok 12 qp 3\n"
@@ -72,7 +77,7 @@ mod tests {
     #[test]
     fn recipient_rejected() {
         let (l, t) = report(Some(0), b"h1.2.3.4 does not like recipient.\nRemote host said: 550 no\n\0DGiving up on 1.2.3.4.\n\0");
-        assert_eq!(l, b'D');
+        assert_eq!(l, Status::Failure);
         assert_eq!(
             t,
             b"1.2.3.4 does not like recipient.\nRemote host said: 550 no\nGiving up on 1.2.3.4.\n"
@@ -82,12 +87,12 @@ mod tests {
     #[test]
     fn temporary_recipient_failure_defers() {
         let (l, _) = report(Some(0), b"s1.2.3.4 does not like recipient.\nRemote host said: 451 later\n\0DGiving up on 1.2.3.4.\n\0");
-        assert_eq!(l, b'Z');
+        assert_eq!(l, Status::Deferral);
     }
 
     #[test]
     fn failures_to_run() {
-        assert_eq!(report(None, b"").0, b'Z');
+        assert_eq!(report(None, b"").0, Status::Deferral);
         assert_eq!(report(Some(0), b"").1, b"qmail-remote produced no output.");
         assert_eq!(
             report(
@@ -95,7 +100,7 @@ mod tests {
                 b"ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\0"
             )
             .0,
-            b'Z'
+            Status::Deferral
         );
     }
 }

@@ -5,8 +5,8 @@
 //! succeeds exactly while it runs, and fails with ENXIO ("supervise not running")
 //! otherwise. This is how daemontools' tools and ours interoperate both ways.
 
-use crate::errstr::{errno_str, io_str};
 use crate::status::{self, ReadError};
+use qsys::errstr::io as io_str;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -148,9 +148,9 @@ fn svstat_text(d: &Path) -> String {
     s
 }
 
-/// `errno_str` re-exported for the programs' messages.
+/// DJB's text for an errno value ([`qsys::errstr::errno`]), for the programs' messages.
 pub fn errstr(errno: i32) -> &'static str {
-    errno_str(errno)
+    qsys::errstr::errno(errno)
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! svok). Debian's daemontools and ours work against each other's directories.
 
 pub mod ctl;
-pub mod errstr;
 pub mod scan;
 pub mod status;
 pub mod supervise;

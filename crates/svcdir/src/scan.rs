@@ -25,12 +25,12 @@
 //!   the services do not inherit what svscan's parent ignored (INT for a background
 //!   job, HUP under nohup) and an ignored SIGCHLD cannot hide dead supervise processes.
 
-use crate::errstr::{io_str, nix_str};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use qsys::errstr::{io as io_str, nix as nix_str};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};

@@ -18,7 +18,6 @@
 //! supervise catches no signal but SIGCHLD (through a signalfd), like the original: a
 //! TERM kills supervise and leaves the service running.
 
-use crate::errstr::{io_str, nix_str};
 use crate::status::Status;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -26,6 +25,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use qsys::errstr::{io as io_str, nix as nix_str};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -45,16 +45,10 @@ fn warn(msg: String) {
     qsys::die::warn(PROG, "warning", &msg);
 }
 
-/// Take an exclusive non-blocking flock on `f`.
-pub fn lock_exnb(f: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// Take an exclusive non-blocking flock on `f`; held until the result is dropped.
+pub fn lock_exnb(f: File) -> io::Result<nix::fcntl::Flock<File>> {
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| io::Error::from(e))
 }
 
 struct State {
@@ -303,7 +297,7 @@ pub fn supervise(dir: &str) {
         .mode(0o600)
         .custom_flags(libc::O_NONBLOCK)
         .open("supervise/lock")
-        .and_then(|f| lock_exnb(&f).map(|()| f));
+        .and_then(lock_exnb);
     let _lock = match lock {
         Ok(f) => f,
         Err(e) => fatal(format!(
@@ -391,5 +385,21 @@ pub fn supervise(dir: &str) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let open = || File::create(d.path().join("lock")).unwrap();
+        let held = lock_exnb(open()).unwrap();
+        let e = lock_exnb(open()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EWOULDBLOCK));
+        drop(held);
+        assert!(lock_exnb(open()).is_ok());
     }
 }

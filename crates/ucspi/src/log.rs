@@ -10,28 +10,11 @@
 //!
 //! Each field of `ok`/`deny` passes ucspi-tcp's `safecats`: bytes outside 33..=126, `%`
 //! and `:` become `?`, and a field longer than 100 bytes is cut and ends in `...`, so a
-//! client cannot forge log lines through its host name or ident answer.
+//! client cannot forge log lines through its host name or ident answer. The escaping
+//! is [`qsys::logsafe::ucspi`]'s.
 
+use qsys::logsafe::ucspi as safe;
 use std::io::Write;
-
-/// A field made safe for a log line.
-pub fn safe(field: &[u8]) -> String {
-    let mut s: String = field
-        .iter()
-        .take(100)
-        .map(|&b| {
-            if !(33..=126).contains(&b) || b == b'%' || b == b':' {
-                '?'
-            } else {
-                b as char
-            }
-        })
-        .collect();
-    if field.len() > 100 {
-        s.push_str("...");
-    }
-    s
-}
 
 /// Write one line to stderr in a single write, `prog: text`.
 pub fn line(prog: &str, text: &str) {
@@ -76,6 +59,17 @@ mod tests {
         let s = safe(&long);
         assert_eq!(s.len(), 103);
         assert!(s.ends_with("x..."));
+        // an ident answer or a reverse name holding a line break stays on the line
+        let e = Endpoints {
+            local_host: Some("h\nost"),
+            local_ip: "127.0.0.1",
+            local_port: 25,
+            remote_host: Some("evil\r\ntcpserver: ok 1"),
+            remote_ip: "127.0.0.1",
+            remote_info: Some("root\n"),
+            remote_port: 1,
+        };
+        assert!(!verdict("ok", 1, &e).contains(['\n', '\r']));
     }
 
     #[test]

@@ -280,6 +280,19 @@ mod tests {
             .verdict
     }
 
+    /// The TXT text comes from whoever runs (or spoofs) the list's DNS: it reaches the
+    /// log line and the SMTP reply, so a CR or LF must not start a new line in either.
+    #[test]
+    fn txt_line_breaks_cannot_forge_lines() {
+        let mut z = zone();
+        z.txt = vec![("2.0.0.127.bl.test", "a\r\nrblsmtpd: 1.2.3.4 pid 1: 451 b\n")];
+        let Verdict::Refuse(line) = run(None, &["-r", "bl.test", "smtpd"], "127.0.0.2", &mut z)
+        else {
+            panic!("not refused")
+        };
+        assert_eq!(line, b"451 a??rblsmtpd: 1.2.3.4 pid 1: 451 b?");
+    }
+
     #[test]
     fn listed_and_not() {
         let mut z = zone();

@@ -227,24 +227,20 @@ fn bind_one(sa: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     Ok(TcpListener::from(fd))
 }
 
-/// Drop to `-g` then `-u` (setgroups to that one group, setgid, setuid), checking it held.
+/// Drop to `-g` then `-u` through qsys::prot's verified drop: `-g` alone keeps the uid
+/// and sets exactly that one group; `-u` alone also sets the supplementary groups to the
+/// current gid only (stricter than ucspi-tcp, which kept root's other groups).
 pub fn drop_privileges(o: &Options) -> Result<(), String> {
     use nix::unistd::{Gid, Uid};
-    if let Some(g) = o.gid {
-        let gid = Gid::from_raw(g);
-        nix::unistd::setgroups(&[gid]).map_err(|e| format!("unable to set gid: {e}"))?;
-        nix::unistd::setgid(gid).map_err(|e| format!("unable to set gid: {e}"))?;
+    if o.uid.is_none() && o.gid.is_none() {
+        return Ok(());
     }
-    if let Some(u) = o.uid {
-        let uid = Uid::from_raw(u);
-        nix::unistd::setuid(uid).map_err(|e| format!("unable to set uid: {e}"))?;
-        if nix::unistd::geteuid() != uid
-            || (u != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok())
-        {
-            return Err("unable to set uid: still privileged".into());
-        }
-    }
-    Ok(())
+    let gid = o.gid.map(Gid::from_raw).unwrap_or_else(nix::unistd::getgid);
+    let uid = o.uid.map(Uid::from_raw).unwrap_or_else(nix::unistd::getuid);
+    qsys::prot::drop_verified(uid, gid).map_err(|e| match e {
+        qsys::prot::DropError::NotHeld => "unable to set uid: still privileged".to_string(),
+        e => format!("unable to drop privileges: {e}"),
+    })
 }
 
 fn status_line(o: &Options, n: usize) {

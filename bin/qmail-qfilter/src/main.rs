@@ -1,0 +1,352 @@
+//! qmail-qfilter - run a message through a chain of filters, then queue it
+//!
+//! SYNOPSIS
+//!     qmail-qfilter [filter [arg ...] [-- filter [arg ...]] ...]
+//!
+//! DESCRIPTION
+//!     A QMAILQUEUE program (DESIGN section 10): qmail-smtpd, sendmail and qmail-inject
+//!     run it instead of qmail-queue, with the message on descriptor 0 and the envelope
+//!     (`F<sender>\0`, `T<recipient>\0`..., `\0`) on descriptor 1. It reads both whole
+//!     first (the message into an unlinked file in /tmp, the envelope up to 1 MiB),
+//!     so a filter never sees a message the client has not finished sending. Then it
+//!     runs each filter in turn with the message on descriptor 0, a fresh file on
+//!     descriptor 1 (the next filter's input), the envelope readable on descriptor 3
+//!     (a sealed memory file: no filter can change it), a pipe on descriptor 6,
+//!     descriptor 2 as given (the log), no other descriptor, and / as its working
+//!     directory. After the last filter it runs HOME/bin/qmail-queue
+//!     (never $QMAILQUEUE) with the final message and the envelope and exits with its
+//!     status, so the client hears 250 only when the message is in the queue.
+//!
+//!     The filters are the arguments, separated by `--` (Bruce Guenter's syntax; only
+//!     when run by root, or not set-id: arguments would let anyone, qmaild included,
+//!     run any program as qmailf), or
+//!     without arguments the lines of HOME/control/filters: one filter per line, its
+//!     words separated by white space (no shell, no quoting), `#` lines and empty lines
+//!     ignored. No filter at all: the message goes straight to qmail-queue. A program
+//!     name without a slash is looked up in HOME/bin, /usr/local/bin, /usr/bin, /bin.
+//!
+//!     A filter's exit code decides: 0 the next filter (or qmail-queue) gets its output;
+//!     99 the message is accepted and dropped (exit 0, nothing queued); 82 with a line
+//!     `D<text>` (permanent) or `Z<text>` (temporary) on descriptor 6 refuses it with
+//!     that text, e.g. `Dattachment type .exe not allowed (#5.7.1)`, which qmail-smtpd
+//!     prints as `554 5.7.1 attachment type .exe not allowed (#5.7.1)`; any other code
+//!     is returned as qmail-queue's (31 permanent refusal, 11-40 permanent, others
+//!     temporary). A filter killed by a signal (a crash, a limit) or by the time limit
+//!     is a temporary failure, never a pass. qmail-qfilter passes a reason on by exiting
+//!     82 with the line on its own descriptor 6 when its caller opened one, else it
+//!     exits 31 (D) or 71 (Z).
+//!
+//! ENVIRONMENT
+//!     Filters get only: QMAILUSER and QMAILHOST (the sender's local part and domain,
+//!     split at the last @), QMAILRCPTS (the recipients, each followed by a newline;
+//!     empty when longer than 120 KiB, which no environment variable can hold),
+//!     PATH as above, and from the caller PROTO, TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST,
+//!     TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST, TCPREMOTEINFO, RELAYCLIENT and
+//!     SMTPAUTHUSER when set, if the caller is root or qmaild (qmail-smtpd): from any
+//!     other user (sendmail run by a local user) they would be that user's invention
+//!     and are left out. Nothing else of the caller's environment is passed on.
+//!
+//! CONTROL FILES
+//!     filters        the chain (above); empty or missing: no filter.
+//!     filtermemory   address space limit per filter (RLIMIT_AS), bytes; 536870912.
+//!     filtertimeout  seconds the whole chain may take (a filter still running then is
+//!                    killed with its process group); also each filter's CPU limit; 300.
+//!     Each filter may also write at most twice its input plus 16 MiB to any file
+//!     (RLIMIT_FSIZE), and writes no core file.
+//!
+//! USER
+//!     Installed set-user-id qmailf and set-group-id nofiles (mode 6711): each filter
+//!     runs in its own process group as qmailf with the single group nofiles, real and
+//!     saved ids included (run by root, the supplementary groups are cleared too). A
+//!     filter cannot reach the caller's ids (qmaild, or root for sendmail run by root).
+//!     qmail-qfilter itself keeps the caller's real uid, so qmail-queue's Received line
+//!     still names the injector ("invoked from network"). Set-id, it refuses a HOME
+//!     that is not root's alone. Run by root without the set-id bits, it drops to
+//!     qmailf the same way; in a single-user install (HOME owned by its user, no root)
+//!     filters run as that user.
+//!
+//! EXIT CODES
+//!     qmail-queue's: its own status after the chain; 0 also for a dropped message;
+//!     a filter's code; 82 with the reason on descriptor 6; 11 envelope too long;
+//!     53 unable to write the temporary files; 54 read error on the message or the
+//!     envelope (also: the caller gave up before the envelope's end); 55 unable to
+//!     read control/filters or a filter list that does not parse; 61 HOME refused;
+//!     71 a filter that could not run, crashed or timed out (without descriptor 6);
+//!     81 internal error; 91 envelope format error; 120 unable to run qmail-queue.
+
+use qfilter::run::{self, Ended, Identity, Limits, Verdict};
+use queue::client::QqFailure;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ME: &str = "qmail-qfilter";
+
+/// The caller's variables a filter may see.
+const KEPT: [&str; 10] = [
+    "PROTO",
+    "TCPLOCALIP",
+    "TCPLOCALPORT",
+    "TCPLOCALHOST",
+    "TCPREMOTEIP",
+    "TCPREMOTEPORT",
+    "TCPREMOTEHOST",
+    "TCPREMOTEINFO",
+    "RELAYCLIENT",
+    "SMTPAUTHUSER",
+];
+
+/// Where the message and the filters' outputs are spooled (unlinked files).
+const SPOOL: &str = "/tmp";
+
+fn fail(code: i32, why: &str) -> ! {
+    qsys::die::warn(ME, "fatal", why);
+    std::process::exit(code)
+}
+
+fn main() {
+    std::panic::set_hook(Box::new(|_| std::process::exit(81)));
+    let reason_out = take_reason_fd();
+    close_on_exec_above(2);
+    let Ok(home) = qsys::home() else {
+        std::process::exit(61)
+    };
+    let controls = control::Controls::new(&home);
+    let filters = chain(&controls);
+    if filters.is_empty() {
+        exec_queue(&home, None, None);
+    }
+    let identity = identity(&home).unwrap_or_else(|e| fail(71, &e));
+    let limit = |name, default| {
+        controls
+            .int(name, default)
+            .unwrap_or_else(|e| fail(55, &format!("unable to read control/{name}: {e}")))
+    };
+    let memory = limit("filtermemory", qfilter::DEFAULT_MEMORY);
+    let timeout = Duration::from_secs(limit("filtertimeout", qfilter::DEFAULT_TIMEOUT));
+
+    let mut message = spool_file();
+    copy_message(&mut message);
+    // SAFETY: descriptor 1 is the envelope by the QMAILQUEUE contract; nothing else here
+    // uses it.
+    let fd1 = unsafe { File::from_raw_fd(1) };
+    let envelope = qfilter::envelope::read(&mut BufReader::new(fd1))
+        .unwrap_or_else(|e| std::process::exit(e.exit_code()));
+    let env = filter_env(&home, &envelope);
+
+    let deadline = Instant::now() + timeout;
+    for (i, filter) in filters.iter().enumerate() {
+        let name = filter.first().map(|p| p.to_string_lossy().into_owned());
+        let name = format!("filter {} ({})", i + 1, name.unwrap_or_default());
+        let left = deadline.saturating_duration_since(Instant::now());
+        let size = message
+            .seek(io::SeekFrom::End(0))
+            .unwrap_or_else(|e| fail(53, &format!("unable to seek: {e}")));
+        let _ = message.rewind();
+        let output = spool_file();
+        let limits = Limits {
+            memory,
+            file_size: size.saturating_mul(2).saturating_add(16 << 20),
+            timeout: left,
+        };
+        let ended = if left.is_zero() {
+            Ended::TimedOut
+        } else {
+            let raw = &envelope.raw;
+            run::run(filter, &env, &message, &output, raw, limits, identity).unwrap_or_else(|e| {
+                qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
+                Ended::Signal(0)
+            })
+        };
+        match run::verdict(&ended) {
+            Verdict::Next => message = output,
+            verdict => stop(&name, &ended, verdict, reason_out),
+        }
+    }
+    let _ = message.rewind();
+    let mut env_file = spool_file();
+    if env_file.write_all(&envelope.raw).is_err() || env_file.rewind().is_err() {
+        fail(53, "unable to write the envelope");
+    }
+    exec_queue(&home, Some(message), Some(env_file))
+}
+
+/// The filters: the arguments (root only when set-id), else control/filters.
+fn chain(controls: &control::Controls) -> Vec<qfilter::chain::Filter> {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.is_empty() {
+        return match std::fs::read(controls.path("filters")) {
+            Ok(text) => qfilter::chain::from_control(&String::from_utf8_lossy(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => fail(55, &format!("unable to read control/filters: {e}")),
+        };
+    }
+    if qsys::running_setid() && !nix::unistd::getuid().is_root() {
+        // set-id qmailf: arguments would let anyone run any program as qmailf
+        fail(
+            55,
+            "filters as arguments are for root only: use control/filters",
+        );
+    }
+    qfilter::chain::from_args(&args).unwrap_or_else(|e| fail(55, &e))
+}
+
+/// The filters' whole environment (ENVIRONMENT in the manual).
+fn filter_env(home: &Path, envelope: &qfilter::envelope::Envelope) -> Vec<(OsString, OsString)> {
+    let trusted = trusted_caller();
+    let mut env: Vec<(OsString, OsString)> = KEPT
+        .iter()
+        .filter(|_| trusted)
+        .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+        .collect();
+    env.extend(envelope.variables());
+    let mut path = OsString::from(home.join("bin"));
+    path.push(":/usr/local/bin:/usr/bin:/bin");
+    env.push(("PATH".into(), path));
+    env
+}
+
+/// End the chain after filter `name` with its verdict (anything but the next filter),
+/// logging why.
+fn stop(name: &str, ended: &Ended, verdict: Verdict, reason_out: Option<OwnedFd>) -> ! {
+    let log = |what: &str| qsys::die::warn(ME, "info", &format!("{name} {what}"));
+    match verdict {
+        Verdict::Next => fail(81, "internal error: the chain stopped on a pass"),
+        Verdict::Drop => {
+            log("dropped the message");
+            std::process::exit(0)
+        }
+        Verdict::Exit(code) => {
+            log(&format!("exited {code}"));
+            std::process::exit(code)
+        }
+        Verdict::Reason(r) => {
+            log(&match ended {
+                Ended::TimedOut => "was killed at the time limit".to_string(),
+                Ended::Signal(s) => format!("failed (signal {s})"),
+                Ended::Exit(..) => format!("refused: {}", qsys::logsafe::text(r.text.as_bytes())),
+            });
+            give_reason(&r, reason_out)
+        }
+    }
+}
+
+/// Descriptor 6 when the caller opened one (for a reason), made close-on-exec.
+fn take_reason_fd() -> Option<OwnedFd> {
+    // SAFETY: fcntl on a descriptor number only queries it.
+    if unsafe { libc::fcntl(6, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: descriptor 6 is open and, by the convention, ours to write a reason to.
+    let fd = unsafe { OwnedFd::from_raw_fd(6) };
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Some(fd)
+}
+
+/// Mark every descriptor above `n` close-on-exec: whatever the caller left open (its
+/// network connection, a log) never reaches a filter or qmail-queue.
+fn close_on_exec_above(n: u32) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            n + 1,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+}
+
+/// True when the caller may speak for the connection: not set-id
+/// (nothing to gain), or run by root or qmaild (qmail-smtpd). A local user's sendmail is
+/// not: its TCPREMOTEIP, RELAYCLIENT or SMTPAUTHUSER would be its own invention.
+fn trusted_caller() -> bool {
+    let ruid = nix::unistd::getuid();
+    !qsys::running_setid() || ruid.is_root() || qsys::ids::uid("qmaild") == Some(ruid)
+}
+
+/// The identity filters run as (see USER in the manual).
+fn identity(home: &Path) -> Result<Option<Identity>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid();
+    match qsys::ids::account(qfilter::FILTER_USER) {
+        Some((uid, gid)) if euid == uid || euid.is_root() => Ok(Some(Identity {
+            uid: uid.as_raw(),
+            gid: gid.as_raw(),
+        })),
+        None if euid.is_root() => Err(format!(
+            "no user {}: filters never run as root",
+            qfilter::FILTER_USER
+        )),
+        _ => {
+            let owner = std::fs::metadata(home).map(|m| m.uid()).unwrap_or(0);
+            if owner == euid.as_raw() {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "not running as {} (install qmail-qfilter set-user-id {0})",
+                    qfilter::FILTER_USER
+                ))
+            }
+        }
+    }
+}
+
+/// A new unlinked file in [`SPOOL`].
+fn spool_file() -> File {
+    tempfile::tempfile_in(SPOOL)
+        .unwrap_or_else(|e| fail(53, &format!("unable to create a file in {SPOOL}: {e}")))
+}
+
+/// Descriptor 0 to its end into `message`: a read error is 54, a write error 53.
+fn copy_message(message: &mut File) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => std::process::exit(54),
+        };
+        if message.write_all(&buf[..n]).is_err() {
+            fail(53, "unable to write the message to a temporary file");
+        }
+    }
+}
+
+/// Stop with a filter's reason: on descriptor 6 with exit 82 when the caller gave one,
+/// else exit 31 (permanent) or 71 (temporary).
+fn give_reason(r: &QqFailure, out: Option<OwnedFd>) -> ! {
+    let kind = if r.permanent { 'D' } else { 'Z' };
+    if let Some(fd) = out {
+        let line = format!("{kind}{}\n", r.text);
+        if File::from(fd).write_all(line.as_bytes()).is_ok() {
+            std::process::exit(queue::client::EXIT_REASON)
+        }
+    }
+    std::process::exit(if r.permanent { 31 } else { 71 })
+}
+
+/// Become HOME/bin/qmail-queue, with `message` on descriptor 0 and `envelope` on 1
+/// (else the ones we were given), and an empty environment.
+fn exec_queue(home: &Path, message: Option<File>, envelope: Option<File>) -> ! {
+    let mut cmd = Command::new(home.join("bin/qmail-queue"));
+    cmd.env_clear();
+    if let Some(m) = message {
+        cmd.stdin(Stdio::from(m));
+    }
+    if let Some(e) = envelope {
+        cmd.stdout(Stdio::from(e));
+    }
+    let e = cmd.exec();
+    fail(120, &format!("unable to run qmail-queue: {e}"))
+}

@@ -1,0 +1,394 @@
+//! Running one filter of the chain, and what its end means.
+//!
+//! The filter gets the message file on fd 0, a fresh output file on fd 1, a fresh
+//! sealed memory file holding the envelope on fd 3 (sealed: it cannot change what the
+//! next filter or qmail-queue reads; a file, not a pipe written by a thread: nothing is
+//! left writing when the chain goes on), a fresh pipe on fd 6 for its reason, the caller's fd 2 (the log), and nothing else.
+//! It runs in its own process group, as the filter user ([`Identity`]) with exactly its
+//! group, with `RLIMIT_AS` and `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds),
+//! `RLIMIT_FSIZE` (output size) and no core files. At the wall-clock deadline the whole
+//! process group is killed. The group is killed after a normal exit too, so nothing a
+//! filter left behind writes into the files the next filter reads.
+//!
+//! [`verdict`] is the chain's rule: exit 0 = next filter, 99 = accept and drop, 82 with
+//! a `D`/`Z` line = that reason, anything else = that exit code; a signal (a crash, a
+//! memory or CPU limit, the timeout) is a temporary failure, never a pass.
+
+use queue::client::{EXIT_REASON, QqFailure};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+/// Exit code of a filter that accepted the message and dropped it.
+pub const EXIT_DROP: i32 = 99;
+
+/// The user and group filters run as. `None`: run as the caller (a single-user
+/// install, where everything runs as one user).
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The limits of one filter run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `RLIMIT_AS` and `RLIMIT_DATA`, bytes (at most the hard limits already set).
+    pub memory: u64,
+    /// `RLIMIT_FSIZE`, bytes: the most the filter may write to a file.
+    pub file_size: u64,
+    /// Wall clock; also `RLIMIT_CPU`, rounded up to whole seconds.
+    pub timeout: Duration,
+}
+
+/// How a filter ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Exited with this code; what it wrote to fd 6.
+    Exit(i32, Vec<u8>),
+    /// Killed by this signal (a crash, or a CPU/file size limit).
+    Signal(i32),
+    /// Killed at the wall-clock deadline.
+    TimedOut,
+}
+
+/// What the chain does after a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Run the next filter (or qmail-queue) on this filter's output.
+    Next,
+    /// Accepted and dropped: exit 0 without queueing.
+    Drop,
+    /// Stop with this exit code.
+    Exit(i32),
+    /// Stop with this reason (exit 82 with the text on fd 6, or its 31/71 fallback).
+    Reason(QqFailure),
+}
+
+/// The chain's rule for a filter's end (module doc).
+pub fn verdict(ended: &Ended) -> Verdict {
+    let temporary = |text: &str| {
+        Verdict::Reason(QqFailure {
+            permanent: false,
+            text: text.to_string(),
+            custom: true,
+        })
+    };
+    match ended {
+        Ended::Exit(0, _) => Verdict::Next,
+        Ended::Exit(EXIT_DROP, _) => Verdict::Drop,
+        Ended::Exit(EXIT_REASON, text) => match queue::client::reason(text) {
+            Some(r) => Verdict::Reason(r),
+            None => Verdict::Exit(71),
+        },
+        Ended::Exit(c, _) => Verdict::Exit(*c),
+        Ended::Signal(_) => temporary("content filter failed (#4.3.0)"),
+        Ended::TimedOut => temporary("content filter timed out (#4.3.0)"),
+    }
+}
+
+/// Run `filter` with `input` on fd 0, writing to `output`, `envelope` on fd 3, the
+/// environment `env` (and nothing else). `input` and `output` are read and written from
+/// their current offsets.
+pub fn run(
+    filter: &[OsString],
+    env: &[(OsString, OsString)],
+    input: &File,
+    output: &File,
+    envelope: &[u8],
+    limits: Limits,
+    identity: Option<Identity>,
+) -> io::Result<Ended> {
+    let (program, args) = filter
+        .split_first()
+        .ok_or_else(|| io::Error::other("empty filter"))?;
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let env_r = sealed_file(envelope)?;
+    let (reason_r, reason_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(cloexec)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::from(input.try_clone()?))
+        .stdout(Stdio::from(output.try_clone()?))
+        .stderr(Stdio::inherit());
+    let (env_fd, reason_fd) = (env_r.as_raw_fd(), reason_w.as_raw_fd());
+    let rlimits = [
+        (libc::RLIMIT_AS, limits.memory),
+        (libc::RLIMIT_DATA, limits.memory),
+        (libc::RLIMIT_FSIZE, limits.file_size),
+        (libc::RLIMIT_CPU, limits.timeout.as_secs().max(1)),
+        (libc::RLIMIT_CORE, 0),
+    ];
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, fcntl, dup2,
+    // setrlimit, the set*id calls, signal resets) on descriptors this process owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // move both above 6 first, so placing one cannot overwrite the other
+            let e = libc::fcntl(env_fd, libc::F_DUPFD_CLOEXEC, 10);
+            let r = libc::fcntl(reason_fd, libc::F_DUPFD_CLOEXEC, 10);
+            if e < 0 || r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            queue::client::place_fd(e, 3)?;
+            queue::client::place_fd(r, 6)?;
+            for (resource, value) in rlimits {
+                // never above the hard limit we were given (softlimit in a run script)
+                let mut l = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(resource, &mut l) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let value = value.min(l.rlim_max);
+                l = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &l) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(id) = identity {
+                become_identity(id)?;
+            }
+            qsys::reset_signals_for_exec();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(env_r);
+    drop(reason_w);
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let (done, watch) = mpsc::channel::<()>();
+    let flag = Arc::clone(&timed_out);
+    let timeout = limits.timeout;
+    let timer = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(timeout) {
+            flag.store(true, Ordering::SeqCst);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    // Wait without reaping: while the filter is a zombie its pid (the group's id) cannot
+    // be reused, so the kills below reach only what it left behind.
+    let waited = wait_exited(pgid);
+    let _ = done.send(());
+    let _ = timer.join();
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let status = child.wait()?;
+    waited?;
+    if timed_out.load(Ordering::SeqCst) {
+        return Ok(Ended::TimedOut);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => Ended::Exit(c, queue::client::read_reason(&reason_r)),
+        (None, Some(s)) => Ended::Signal(s),
+        (None, None) => Ended::Signal(0),
+    })
+}
+
+/// A new memory file holding `bytes`, read from its start, sealed against any change.
+fn sealed_file(bytes: &[u8]) -> io::Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use std::io::Seek;
+    let fd = memfd_create(
+        c"envelope",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    let seals = SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_SEAL;
+    fcntl(&f, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(f.into())
+}
+
+/// Block until `pid` has exited, leaving it to be reaped.
+fn wait_exited(pid: nix::unistd::Pid) -> io::Result<()> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Become `id` for good, with exactly its group (called between fork and exec). A
+/// process whose real uid is root (root ran qmail-qfilter) first takes back root to
+/// clear its groups; otherwise the set-user-id (and set-group-id) bits gave us the
+/// filter user's uid (and group) as effective ids, and real and saved ids follow them.
+/// The result is checked: a filter never runs with a way back to the caller's ids.
+///
+/// # Safety
+/// Only async-signal-safe calls; for use in `pre_exec`.
+unsafe fn become_identity(id: Identity) -> io::Result<()> {
+    let fail = || Err(io::Error::last_os_error());
+    // SAFETY: plain system calls on this process's credentials.
+    unsafe {
+        if (libc::getuid() == 0 || libc::geteuid() == 0)
+            && (libc::seteuid(0) < 0 || libc::setgroups(1, &id.gid) < 0)
+        {
+            return fail();
+        }
+        if libc::setresgid(id.gid, id.gid, id.gid) < 0
+            || libc::setresuid(id.uid, id.uid, id.uid) < 0
+        {
+            return fail();
+        }
+        let (mut r, mut e, mut s) = (0, 0, 0);
+        if libc::getresuid(&mut r, &mut e, &mut s) < 0
+            || [r, e, s] != [id.uid; 3]
+            || libc::getresgid(&mut r, &mut e, &mut s) < 0
+            || [r, e, s] != [id.gid; 3]
+        {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek};
+
+    fn sh(script: &str) -> Vec<OsString> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    const LIMITS: Limits = Limits {
+        memory: 256 * 1024 * 1024,
+        file_size: 1024 * 1024,
+        timeout: Duration::from_secs(10),
+    };
+
+    fn go(script: &str, limits: Limits) -> (Ended, Vec<u8>) {
+        let mut input = tempfile::tempfile().unwrap();
+        input.write_all(b"Subject: hi\n\nbody\n").unwrap();
+        input.rewind().unwrap();
+        let mut output = tempfile::tempfile().unwrap();
+        let env = vec![("QMAILUSER".into(), "a".into())];
+        let ended = run(
+            &sh(script),
+            &env,
+            &input,
+            &output,
+            b"Fa@b\0Tc@d\0\0",
+            limits,
+            None,
+        )
+        .unwrap();
+        output.rewind().unwrap();
+        let mut out = Vec::new();
+        output.read_to_end(&mut out).unwrap();
+        (ended, out)
+    }
+
+    #[test]
+    fn a_filter_sees_message_envelope_and_only_the_given_environment() {
+        let (ended, out) = go(
+            "echo X-Env: $QMAILUSER ${HOME:-nohome}; cat; tr '\\0' , <&3",
+            LIMITS,
+        );
+        assert_eq!(ended, Ended::Exit(0, Vec::new()));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "X-Env: a nohome\nSubject: hi\n\nbody\nFa@b,Tc@d,,"
+        );
+        assert_eq!(verdict(&ended), Verdict::Next);
+    }
+
+    #[test]
+    fn a_filter_cannot_change_the_envelope_the_next_one_reads() {
+        let (ended, out) = go(
+            "printf 'Fevil@x\\0' 1<>/dev/fd/3 2>/dev/null; echo $?; cat >/dev/null",
+            LIMITS,
+        );
+        assert_eq!(ended, Ended::Exit(0, Vec::new()));
+        assert_ne!(String::from_utf8_lossy(&out).trim(), "0");
+        let sealed = sealed_file(b"Fa\0Tb\0\0").unwrap();
+        let mut f = File::from(sealed);
+        assert!(f.write_all(b"X").is_err());
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"Fa\0Tb\0\0");
+    }
+
+    #[test]
+    fn exit_codes_and_reasons() {
+        let (ended, _) = go("echo 'Dno thanks (#5.7.1)' >&6; exit 82", LIMITS);
+        match verdict(&ended) {
+            Verdict::Reason(r) => assert!(r.permanent && r.text == "no thanks (#5.7.1)"),
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(verdict(&go("exit 99", LIMITS).0), Verdict::Drop);
+        assert_eq!(verdict(&go("exit 31", LIMITS).0), Verdict::Exit(31));
+        assert_eq!(verdict(&go("exit 82", LIMITS).0), Verdict::Exit(71));
+        assert_eq!(verdict(&go("exit 1", LIMITS).0), Verdict::Exit(1));
+    }
+
+    #[test]
+    fn a_crash_is_temporary_never_a_pass() {
+        let (ended, _) = go("kill -SEGV $$", LIMITS);
+        assert_eq!(ended, Ended::Signal(libc::SIGSEGV));
+        assert!(matches!(verdict(&ended), Verdict::Reason(r) if !r.permanent));
+    }
+
+    #[test]
+    fn the_deadline_kills_the_whole_group() {
+        let limits = Limits {
+            timeout: Duration::from_millis(300),
+            ..LIMITS
+        };
+        let start = std::time::Instant::now();
+        // a background child holding the output open must not keep the chain waiting
+        let (ended, _) = go("sleep 30 & sleep 30; echo late", limits);
+        assert_eq!(ended, Ended::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(matches!(verdict(&ended), Verdict::Reason(r) if !r.permanent));
+    }
+
+    #[test]
+    fn output_beyond_the_file_size_limit_kills_the_filter() {
+        let (ended, out) = go("head -c 2000000 /dev/zero", LIMITS);
+        // killed by SIGXFSZ (the shell may report it as 128 + 25)
+        assert!(
+            matches!(ended, Ended::Signal(libc::SIGXFSZ) | Ended::Exit(153, _)),
+            "{ended:?}"
+        );
+        assert!(out.len() <= 1024 * 1024);
+    }
+
+    #[test]
+    fn memory_beyond_the_limit_fails() {
+        let limits = Limits {
+            memory: 64 * 1024 * 1024,
+            ..LIMITS
+        };
+        // the shell cannot hold a 100 MB string in 64 MB of address space
+        let (ended, _) = go(
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo ok",
+            limits,
+        );
+        assert_ne!(verdict(&ended), Verdict::Next, "{ended:?}");
+    }
+}

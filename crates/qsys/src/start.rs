@@ -1,0 +1,78 @@
+//! A lighter process start for the programs started per message (issue 13;
+//! bench/README.md, "Process start").
+//!
+//! Rust's own start (`lang_start`) reads `/proc/self/maps` through `pthread_getattr_np`
+//! to place a guard for the main thread's stack and maps an alternate signal stack for
+//! its stack-overflow message: half of the instructions a static program runs before
+//! its `main`. [`lean_main!`] replaces it with a C `main` that keeps the two things of
+//! std's start our programs rely on, in [`init`]: descriptors 0, 1 and 2 are open (on
+//! /dev/null if they were closed, which matters to a set-id program) and SIGPIPE is
+//! ignored (a write to a closed pipe is an EPIPE error, not a death; `Command` still
+//! restores SIGPIPE for the programs it starts). Arguments and the environment work as
+//! before (glibc hands them to std before `main`). What is lost: a stack overflow is a
+//! plain SIGSEGV instead of a message and SIGABRT, a crash either way.
+
+/// std's start minus the stack guard: fds 0-2 open, SIGPIPE ignored.
+pub fn init() {
+    for fd in 0..3 {
+        // SAFETY: fcntl(F_GETFD) only queries the descriptor.
+        let closed = unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF);
+        // SAFETY: open of a constant path; the lowest free descriptor is `fd` itself,
+        // since 0..fd are open by now.
+        if closed && unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) } != fd {
+            std::process::abort();
+        }
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// `qsys::lean_main!(run);` after `#![cfg_attr(not(test), no_main)]` at the top of a
+/// program's main.rs makes `run` its main, started through [`init`] instead of std's
+/// start. `run` returns `()` and leaves through `std::process::exit` or by returning
+/// (exit 0); both flush stdout.
+#[macro_export]
+macro_rules! lean_main {
+    ($run:path) => {
+        #[cfg(not(test))]
+        #[unsafe(no_mangle)]
+        extern "C" fn main(
+            _argc: ::core::ffi::c_int,
+            _argv: *const *const ::core::ffi::c_char,
+        ) -> ::core::ffi::c_int {
+            $crate::start::init();
+            $run();
+            ::std::process::exit(0)
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork};
+
+    #[test]
+    fn init_reopens_closed_standard_fds_and_ignores_sigpipe() {
+        // SAFETY: the child makes only system calls (no allocation, no locks) and _exits.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => unsafe {
+                libc::close(0);
+                libc::close(2);
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                super::init();
+                let ok = libc::fcntl(0, libc::F_GETFD) != -1
+                    && libc::fcntl(2, libc::F_GETFD) != -1
+                    && libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_IGN;
+                libc::_exit(if ok { 0 } else { 1 });
+            },
+            ForkResult::Parent { child } => {
+                assert_eq!(
+                    waitpid(child, None).expect("waitpid"),
+                    WaitStatus::Exited(child, 0)
+                );
+            }
+        }
+    }
+}
