@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 // Until the QUARANTINE branch's harness (tests/src/clamd.rs, `e2e::clamd`) is merged, a
 // local copy with the same names: switch with `use e2e::clamd::{Clamd, EICAR, EICAR_NAME};`.
-use local_clamd::{Clamd, EICAR, EICAR_NAME};
+use e2e::clamd::{Clamd, EICAR, EICAR_NAME};
 
 /// What one run of the filter gave.
 struct Run {
@@ -355,112 +355,4 @@ fn refuse_action_and_a_bad_rules_file() {
         r.log
     );
     assert!(r.out.is_empty());
-}
-
-mod local_clamd {
-    //! A clamd of our own on a unix socket in a temp dir (wave2.md 2.2), killed on drop.
-    use std::io::{Read, Write};
-    use std::os::unix::net::UnixStream;
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub const EICAR: &[u8] =
-        br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-    pub const EICAR_NAME: &str = "Test.EICAR-";
-
-    pub struct Clamd {
-        dir: tempfile::TempDir,
-        socket: PathBuf,
-        child: Option<Child>,
-    }
-
-    impl Clamd {
-        pub fn start_or_skip() -> Option<Clamd> {
-            if !e2e::have_tool("clamd", "clamav-daemon") {
-                return None;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let d = dir.path();
-            for sub in ["db", "tmp"] {
-                std::fs::create_dir(d.join(sub)).unwrap();
-            }
-            let hex: String = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            std::fs::write(d.join("db/test.ndb"), format!("Test.EICAR-NDB:0:*:{hex}\n")).unwrap();
-            std::fs::write(
-                d.join("clamd.conf"),
-                format!(
-                    "LocalSocket {0}/clamd.sock\nFixStaleSocket yes\nForeground yes\n\
-                     DatabaseDirectory {0}/db\nTemporaryDirectory {0}/tmp\nLogFile {0}/clamd.log\n\
-                     PidFile {0}/clamd.pid\nStreamMaxLength 10M\nMaxThreads 2\nSelfCheck 0\nBytecode no\n",
-                    d.display()
-                ),
-            )
-            .unwrap();
-            let socket = d.join("clamd.sock");
-            let mut c = Clamd {
-                dir,
-                socket,
-                child: None,
-            };
-            c.start_again();
-            Some(c)
-        }
-
-        pub fn socket(&self) -> &Path {
-            &self.socket
-        }
-
-        pub fn stop(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            let _ = std::fs::remove_file(&self.socket);
-        }
-
-        pub fn start_again(&mut self) {
-            self.stop();
-            let clamd = e2e::find_tool("clamd").expect("clamd");
-            self.child = Some(
-                Command::new(clamd)
-                    .arg("-c")
-                    .arg(self.dir.path().join("clamd.conf"))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("start clamd"),
-            );
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !self.ping() {
-                let log = std::fs::read_to_string(self.dir.path().join("clamd.log"));
-                assert!(Instant::now() < deadline, "clamd did not answer: {log:?}");
-                if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
-                    panic!("clamd exited ({st}): {log:?}");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-
-        fn ping(&self) -> bool {
-            let Ok(mut s) = UnixStream::connect(&self.socket) else {
-                return false;
-            };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut reply = Vec::new();
-            s.write_all(b"zPING\0").is_ok()
-                && s.take(64).read_to_end(&mut reply).is_ok()
-                && reply.starts_with(b"PONG")
-        }
-    }
-
-    impl Drop for Clamd {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
 }

@@ -62,7 +62,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use scan::filter::{self, Config, Verdict};
-use scan::quarantine;
 use scan::rules::Rules;
 use scan::walk::{Context, Hit};
 

@@ -7,12 +7,9 @@
 //! - [`clamd`]: our INSTREAM client with timeouts (wave2.md 2.3).
 //! - [`filter`]: the verdict for one message (pass with a header, quarantine, refuse,
 //!   temporary failure).
-//! - [`quarantine`]: a stand-in for the quarantine crate's `store`/`notice` until it is
-//!   merged.
 
 pub mod clamd;
 pub mod filter;
 pub mod magic;
-pub mod quarantine;
 pub mod rules;
 pub mod walk;
