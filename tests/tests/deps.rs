@@ -85,7 +85,7 @@ const PROGRAMS: &[Program] = &[
     p("qmail-remote", true, true, true),
     p("rblsmtpd", false, true, true),
     p("qmail-qfilter", false, false, false), // becomes its filter user: getpwnam
-    p("qmail-scan", false, false, false),
+    p("qmail-scan", false, false, true),
 ];
 
 fn workspace() -> PathBuf {

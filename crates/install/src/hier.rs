@@ -255,9 +255,8 @@ const SUPERVISE: &[(&str, &str)] = &[
     ),
 ];
 
-// `SCANRULES`: the source tree's control/scanrules (qmail-scan's default rules), when
-// the source tree has one.
-include!(concat!(env!("OUT_DIR"), "/scanrules.rs"));
+/// qmail-scan's default rules (the source tree's control/scanrules), written once.
+const SCANRULES: &str = include_str!("../../../control/scanrules");
 
 /// Boot files installed under `boot/` with `@HOME@` replaced by the root: a systemd
 /// unit and a plain init script, each starting `svscanboot /service`.
@@ -579,9 +578,8 @@ fn first_controls(opts: &Options) -> io::Result<()> {
     let filter_files = [
         // no filter: qmail-smtpd and sendmail run qmail-queue directly
         ("filters", String::new()),
-    ]
-    .into_iter()
-    .chain(SCANRULES.map(|t| ("scanrules", t.to_string())));
+        ("scanrules", SCANRULES.to_string()),
+    ];
     for (name, text) in files.into_iter().chain(filter_files) {
         let p = control.join(name);
         if !p.exists() {
