@@ -48,7 +48,7 @@ fn run() {
         .unwrap_or(1200)
         .max(1);
     pop3::set_nodelay(1);
-    let io = tls::FdIo::new(Some(Duration::from_secs(timeout)));
+    let io = qsys::fdio::FdIo::new(Some(Duration::from_secs(timeout)));
     let mut out = BufWriter::with_capacity(65536, io);
     let Some(dir) = std::env::args_os().nth(1) else {
         die(&mut out, "usage: qmail-pop3d maildirname");
