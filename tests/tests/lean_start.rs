@@ -3,7 +3,7 @@
 //! strace, each program started with descriptors 0, 1 and 2 closed reopens them on
 //! /dev/null before anything else, ignores SIGPIPE (a write to a gone reader is EPIPE,
 //! not a death) and never reads /proc/self/maps (std's stack-guard probe). A program
-//! they start still gets SIGPIPE's default action, as with std's start.
+//! they start or exec still gets SIGPIPE's default action, as with std's start.
 //! Needs `cargo build --workspace --bins` first, and strace.
 
 use std::path::Path;
@@ -131,4 +131,28 @@ fn programs_they_start_get_sigpipe_default() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn the_program_rblsmtpd_execs_gets_sigpipe_default() {
+    let dir = e2e::build_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seen = tmp.path().join("status");
+    let out = Command::new(dir.join("rblsmtpd"))
+        .args(["/bin/sh", "-c", r#"cat /proc/self/status > "$0""#])
+        .arg(&seen)
+        .env_clear()
+        .env("TCPREMOTEIP", "127.0.0.1")
+        .env("RBLSMTPD", "")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rblsmtpd");
+    let status = std::fs::read_to_string(&seen).unwrap_or_default();
+    assert_eq!(
+        sigpipe_ignored(&status),
+        Some(false),
+        "rblsmtpd: the program it exec'ed has SIGPIPE ignored or did not run ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
