@@ -80,7 +80,7 @@ const PROGRAMS: &[Program] = &[
     p("qmail-inject", false, false, true),
     p("sendmail", false, false, true),
     p("qmail-popup", true, false, true),
-    p("qmail-pop3d", true, false, true),
+    p("qmail-pop3d", false, false, true), // pop3 without its "popup" feature
     p("checkpassword", false, false, false), // getpwnam, getspnam, initgroups, libcrypt
     p("qmail-remote", true, true, true),
     p("rblsmtpd", false, true, true),

@@ -44,13 +44,17 @@
 //!     failure (controls unreadable, read error, qmail-queue trouble), printed as
 //!     "qmail-inject: fatal: <text>".
 
+#![cfg_attr(not(test), no_main)]
+
 const SYNOPSIS: &str = "usage: qmail-inject [ -nNaAhH ] [ -fsender ] [ recipient ... ]
   -a args only, -h header only, -A args if any else header (default), -H both,
   -f sender, -n print instead of queueing, -N queue (default).
   Reads the message on stdin; exit 0 ok, 100 permanent error, 111 temporary error.
 ";
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook("qmail-inject");
     inject::cli::qmail_inject(SYNOPSIS)
 }

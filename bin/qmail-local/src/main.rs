@@ -31,6 +31,8 @@
 //! EXIT CODES
 //!     0 delivered; 100 permanent failure (bounce); 111 temporary failure (retry).
 
+#![cfg_attr(not(test), no_main)]
+
 use delivery::local::{Env, Recipient, deliver};
 use std::fs::File;
 use std::io::Write;
@@ -45,7 +47,9 @@ fn usage() -> ! {
     )
 }
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook("qmail-local");
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let mut dry_run = false;

@@ -26,6 +26,8 @@
 //!     0 after QUIT, a timeout or the client's disconnection; 1 on errors (no Maildir,
 //!     run as root, failure to delete at QUIT, write errors).
 
+#![cfg_attr(not(test), no_main)]
+
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -36,7 +38,9 @@ fn die(w: &mut impl Write, msg: &str) -> ! {
     std::process::exit(1)
 }
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook("qmail-pop3d");
     let timeout = qsys::home()
         .ok()
@@ -44,7 +48,7 @@ fn main() {
         .unwrap_or(1200)
         .max(1);
     pop3::set_nodelay(1);
-    let io = tls::FdIo::new(Some(Duration::from_secs(timeout)));
+    let io = qsys::fdio::FdIo::new(Some(Duration::from_secs(timeout)));
     let mut out = BufWriter::with_capacity(65536, io);
     let Some(dir) = std::env::args_os().nth(1) else {
         die(&mut out, "usage: qmail-pop3d maildirname");

@@ -60,6 +60,8 @@
 //!     0 after QUIT or a finished session; 1 on errors, timeouts, too many failures;
 //!     111 when the controls cannot be read or privileges cannot be dropped.
 
+#![cfg_attr(not(test), no_main)]
+
 use std::ffi::OsString;
 use std::io::Write;
 
@@ -72,7 +74,9 @@ fn die(msg: &str, code: i32) -> ! {
     qsys::die::fatal(PROG, msg, code)
 }
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook(PROG);
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let pop3s = args.first().is_some_and(|a| a == "--pop3s");

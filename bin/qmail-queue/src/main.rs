@@ -28,6 +28,8 @@
 //!     65 queue/intd; 66 queue/todo; 81 internal bug; 91 envelope format error.
 //!     11-40 are permanent failures, all others temporary.
 
+#![cfg_attr(not(test), no_main)]
+
 use std::fs::File;
 use std::os::fd::FromRawFd;
 
@@ -36,7 +38,9 @@ extern "C" fn on_alarm(_: libc::c_int) {
     unsafe { libc::_exit(52) }
 }
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     std::panic::set_hook(Box::new(|_| std::process::exit(81)));
     let Ok(home) = qsys::home() else {
         std::process::exit(61)

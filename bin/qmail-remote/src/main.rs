@@ -35,10 +35,14 @@
 //!     Always 0; every outcome is a report on descriptor 1. Called with fewer than three
 //!     arguments it reports `DI (qmail-remote) was invoked improperly. (#5.3.5)`.
 
+#![cfg_attr(not(test), no_main)]
+
 use std::io::Write;
 use std::os::fd::AsFd;
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook("qmail-remote");
     let args: Vec<String> = std::env::args_os()
         .skip(1)

@@ -86,7 +86,11 @@
 //!     0 after QUIT; 1 on EOF, timeout, network error or a refused connection;
 //!     100 usage; 111 unable to find its home or to drop privileges.
 
-fn main() {
+#![cfg_attr(not(test), no_main)]
+
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook("qmail-smtpd");
     // An inherited SIGCHLD=ignore would make the kernel reap qmail-queue before we
     // read its exit code; the default disposition is needed.

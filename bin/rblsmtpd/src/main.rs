@@ -28,6 +28,8 @@
 //!     0 after a refusing session; 100 usage; 111 unable to run smtpd. When it accepts,
 //!     smtpd's exit code.
 
+#![cfg_attr(not(test), no_main)]
+
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -78,7 +80,9 @@ impl Lookups for Dns {
     }
 }
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook(PROG);
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let ip: Option<IpAddr> = std::env::var("TCPREMOTEIP")

@@ -33,6 +33,8 @@
 //!     to exec for -bp or -bs cannot be run ("sendmail: fatal: unable to run
 //!     qmail-smtpd").
 
+#![cfg_attr(not(test), no_main)]
+
 const SYNOPSIS: &str =
     "usage: sendmail [ -t ] [ -fsender ] [ -Fname ] [ -bp ] [ -bs ] [ -q ] [ recipient ... ]
   -t recipients from the header too, -f envelope sender, -F personal name,
@@ -41,7 +43,9 @@ const SYNOPSIS: &str =
   Reads the message on stdin and does qmail-inject's work.
 ";
 
-fn main() {
+qsys::lean_main!(run);
+
+fn run() {
     qsys::die::install_panic_hook("sendmail");
     inject::cli::sendmail(SYNOPSIS)
 }

@@ -3,11 +3,13 @@
 //! - [`maildir`]: the message list of a Maildir as qmail-pop3d sees it.
 //! - [`pop3d`]: qmail-pop3d's transaction state (after login).
 //! - [`line`]: bounded line reading.
-//! - [`popup`]: qmail-popup's authorization state (before login).
+//! - `popup` (feature `popup`, on by default): qmail-popup's authorization state
+//!   (before login), with the TLS and authentication crates it needs.
 
 pub mod line;
 pub mod maildir;
 pub mod pop3d;
+#[cfg(feature = "popup")]
 pub mod popup;
 
 /// Turn off Nagle's algorithm on descriptor `fd` when it is a TCP socket (errors, such

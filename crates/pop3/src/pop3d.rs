@@ -422,8 +422,11 @@ mod robustness {
                 crate::line::read_line(&mut r, 40).unwrap(),
                 crate::line::Line::Eof
             ) {}
-            let _ = crate::popup::decode_plain(&rng.bytes(n));
-            let _ = auth::Credentials::parse(&rng.bytes(n));
+            #[cfg(feature = "popup")]
+            {
+                let _ = crate::popup::decode_plain(&rng.bytes(n));
+                let _ = auth::Credentials::parse(&rng.bytes(n));
+            }
         }
         assert_eq!(std::fs::read_dir(d.path().join("new")).unwrap().count(), 3);
     }

@@ -9,8 +9,10 @@
 //! /dev/null if they were closed, which matters to a set-id program) and SIGPIPE is
 //! ignored (a write to a closed pipe is an EPIPE error, not a death; `Command` still
 //! restores SIGPIPE for the programs it starts). Arguments and the environment work as
-//! before (glibc hands them to std before `main`). What is lost: a stack overflow is a
-//! plain SIGSEGV instead of a message and SIGABRT, a crash either way.
+//! before: on glibc, std reads them in an `.init_array` function, which glibc calls with
+//! argc, argv and envp before `main` in a static program as in a dynamic one. What is
+//! lost: a stack overflow is a plain SIGSEGV instead of a message and SIGABRT (a crash
+//! either way), and the main thread has no name (`thread::current().name()` is None).
 
 /// std's start minus the stack guard: fds 0-2 open, SIGPIPE ignored.
 pub fn init() {
@@ -31,7 +33,9 @@ pub fn init() {
 /// `qsys::lean_main!(run);` after `#![cfg_attr(not(test), no_main)]` at the top of a
 /// program's main.rs makes `run` its main, started through [`init`] instead of std's
 /// start. `run` returns `()` and leaves through `std::process::exit` or by returning
-/// (exit 0); both flush stdout.
+/// (exit 0); both flush stdout, as std's start does. A panic that unwinds out of `run`
+/// (a program without a panic hook that exits, in a build that unwinds) ends in exit
+/// 101 as under std's start, not in an abort at the `extern "C"` boundary.
 #[macro_export]
 macro_rules! lean_main {
     ($run:path) => {
@@ -42,9 +46,14 @@ macro_rules! lean_main {
             _argv: *const *const ::core::ffi::c_char,
         ) -> ::core::ffi::c_int {
             $crate::start::init();
-            $run();
-            ::std::process::exit(0)
+            match ::std::panic::catch_unwind($run) {
+                Ok(()) => ::std::process::exit(0),
+                Err(_) => ::std::process::exit(101),
+            }
         }
+        // The unit tests of a program have their own main: keep `run` used there.
+        #[cfg(test)]
+        const _: fn() = $run;
     };
 }
 
