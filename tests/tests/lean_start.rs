@@ -55,6 +55,7 @@ fn trace_closed_start(prog: &Path, out: &Path) -> String {
 #[test]
 fn closed_standard_fds_are_reopened_and_sigpipe_ignored() {
     e2e::need_tool!("strace", "strace");
+    e2e::need_tool!("strace", "strace");
     let dir = e2e::build_dir();
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut bad = Vec::new();
