@@ -6,8 +6,11 @@
 //!
 //! - todo/N is preprocessed in batches (at most [`TODO_BATCH`] per loop turn, so a
 //!   flood of new mail never starves deliveries: the "silly qmail syndrome"): info/N,
-//!   local/N and remote/N are written and fsynced, their directories fsynced, and only
-//!   then does qmail-clean remove todo/N and intd/N.
+//!   local/N and remote/N are written and fsynced, the directories whose entries
+//!   changed fsynced once per batch, and only then does qmail-clean remove todo/N and
+//!   intd/N. Between two entries of a batch the spawners' reports are read and the
+//!   freed slots refilled from work already committed: a batch's fsyncs take far
+//!   longer than a local delivery, and the deliveries must not wait for them.
 //! - Each channel file is read once per pass into memory; deliveries are fed to the
 //!   spawner while slots are free; a finished recipient's `T` is overwritten with `D`.
 //!   When a pass ends with recipients left, the marks are fsynced and the file's mtime
@@ -246,19 +249,21 @@ impl Engine {
         }
     }
 
-    /// Preprocess up to TODO_BATCH entries of todo/.
-    fn do_todo(&mut self) {
+    /// Preprocess up to TODO_BATCH entries of todo/. Between entries the spawners'
+    /// reports are read and freed slots refilled with work already committed, so that
+    /// a batch's fsyncs never leave the deliveries idle (a batch under load takes far
+    /// longer than a local delivery). Errs only when a spawner died.
+    fn do_todo(&mut self) -> io::Result<()> {
         let mut done = Vec::new();
         let mut dirs: HashSet<PathBuf> = HashSet::new();
         while done.len() < TODO_BATCH {
+            self.serve_spawners()?;
             let Some(id) = self.todo.pop_front() else {
                 break;
             };
             match self.preprocess(id) {
-                Ok(Some(msg)) => {
-                    for d in ["info", "local", "remote"] {
-                        dirs.insert(self.layout.dir.join(format!("{d}/{}", id % queue::SPLIT)));
-                    }
+                Ok(Some((msg, touched))) => {
+                    dirs.extend(touched);
                     done.push((id, msg));
                 }
                 Ok(None) => {
@@ -276,7 +281,7 @@ impl Engine {
             }
         }
         if done.is_empty() {
-            return;
+            return Ok(());
         }
         for d in &dirs {
             if let Err(e) = qsys::fsync::sync_dir(d) {
@@ -284,7 +289,7 @@ impl Engine {
                 for (id, _) in &done {
                     self.todo_set.remove(id);
                 }
-                return;
+                return Ok(());
             }
         }
         let now = qsys::now();
@@ -310,10 +315,40 @@ impl Engine {
             }
             self.msgs.insert(id, msg);
         }
+        Ok(())
+    }
+
+    /// Without waiting: read the reports the spawners have written, then start
+    /// deliveries in the slots they freed, and hand the commands on.
+    fn serve_spawners(&mut self) -> io::Result<()> {
+        let mut fds = [
+            PollFd::new(self.chans[0].from.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.chans[1].from.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let ready = fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        for (c, ready) in ready.into_iter().enumerate() {
+            if ready {
+                self.read_reports(c)?;
+            }
+        }
+        self.finish_messages();
+        for c in 0..2 {
+            self.dispatch(c);
+            self.flush_commands(c)?;
+        }
+        Ok(())
     }
 
     /// todo/N -> info/N, local/N, remote/N, each fsynced. `Ok(None)`: nothing to do.
-    fn preprocess(&mut self, id: u64) -> io::Result<Option<Msg>> {
+    /// With the message come the directories whose entries changed (a file created or
+    /// a stale one removed): those the batch must fsync before todo/N goes.
+    #[allow(clippy::type_complexity)]
+    fn preprocess(&mut self, id: u64) -> io::Result<Option<(Msg, Vec<PathBuf>)>> {
         let todo = match std::fs::read(self.layout.todo(id)) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -330,16 +365,19 @@ impl Engine {
         };
         let records =
             queue::envelope::records(&todo).map_err(|_| io::Error::other("truncated todo file"))?;
-        for p in [
-            self.layout.info(id),
-            self.layout.chan(Channel::Local, id),
-            self.layout.chan(Channel::Remote, id),
-        ] {
+        let mut touched = vec![parent(&self.layout.info(id))];
+        for c in Channel::ALL {
+            let p = self.layout.chan(c, id);
             match std::fs::remove_file(&p) {
-                Ok(()) => {}
+                Ok(()) => touched.push(parent(&p)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+        }
+        match std::fs::remove_file(self.layout.info(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let (mut uid, mut pid, mut sender) = (String::new(), String::new(), None);
         let mut lists: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
@@ -372,15 +410,18 @@ impl Engine {
         let mut open = [false; 2];
         for c in Channel::ALL {
             if !lists[c as usize].is_empty() {
-                write_new(&self.layout.chan(c, id), &lists[c as usize])?;
+                let p = self.layout.chan(c, id);
+                write_new(&p, &lists[c as usize])?;
+                touched.push(parent(&p));
                 open[c as usize] = true;
             }
         }
-        Ok(Some(Msg {
+        let msg = Msg {
             sender,
             birth: qsys::now(),
             open,
-        }))
+        };
+        Ok(Some((msg, touched)))
     }
 
     /// Start deliveries on channel `c` while it has free slots and due work.
@@ -768,7 +809,16 @@ impl Engine {
                 if qsys::now() >= self.todo_scan_at {
                     self.scan_todo();
                 }
-                self.do_todo();
+                self.finish_messages();
+                for c in 0..2 {
+                    self.dispatch(c);
+                }
+                if let Err(e) = self.do_todo() {
+                    self.log(&format!(
+                        "alert: oh no! lost spawn connection! dying... ({e})"
+                    ));
+                    return Err(e);
+                }
                 self.finish_messages();
                 for c in 0..2 {
                     self.dispatch(c);
@@ -924,6 +974,11 @@ impl Chan {
     }
 }
 
+/// The directory holding `p` (a queue path always has one).
+fn parent(p: &Path) -> PathBuf {
+    p.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
 fn mtime(p: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(p).ok().map(|m| m.mtime().max(0) as u64)
@@ -978,7 +1033,7 @@ mod tests {
         if qsys::now() >= e.todo_scan_at {
             e.scan_todo();
         }
-        e.do_todo();
+        e.do_todo().unwrap();
         e.finish_messages();
         e.dispatch(0);
         e.flush_commands(0).unwrap();
@@ -990,6 +1045,149 @@ mod tests {
             v.push(c.unwrap());
         }
         v
+    }
+
+    /// A fresh queue under `home` with control/me mx.example.test.
+    fn queue_home(home: &Path) -> Layout {
+        let q = home.join("queue");
+        for d in queue::layout::FLAT_DIRS {
+            std::fs::create_dir_all(q.join(d)).unwrap();
+        }
+        for d in queue::layout::SPLIT_DIRS {
+            for s in 0..queue::SPLIT {
+                std::fs::create_dir_all(q.join(format!("{d}/{s}"))).unwrap();
+            }
+        }
+        std::fs::create_dir_all(home.join("control")).unwrap();
+        std::fs::write(home.join("control/me"), "mx.example.test\n").unwrap();
+        Layout::new(home)
+    }
+
+    fn enqueue(layout: &Layout, env: &[u8]) -> u64 {
+        queue::qq::enqueue(
+            layout,
+            &mut &b"Subject: x\n\nhi\n"[..],
+            &mut &env[..],
+            0,
+            "invoked by uid 0",
+        )
+        .unwrap()
+    }
+
+    /// An engine over `home` whose qmail-clean always succeeds; returns it with the
+    /// read end of qmail-lspawn's commands (non-blocking) and the write end of its
+    /// reports.
+    fn engine_with_lspawn(home: &Path) -> (Engine, File, File) {
+        let (lspawn_cmds, lspawn_to) = pipe();
+        let (lspawn_from, mut lspawn_reports) = pipe();
+        let (_rspawn_cmds, rspawn_to) = pipe();
+        let (rspawn_from, mut rspawn_reports) = pipe();
+        let (clean_cmds, clean_to) = pipe();
+        let (clean_from, clean_replies) = pipe();
+        lspawn_reports.write_all(&[120]).unwrap();
+        rspawn_reports.write_all(&[120]).unwrap();
+        // qmail-rspawn stays up for the test's life: its pipe's EOF means it died
+        std::mem::forget((_rspawn_cmds, rspawn_reports));
+        nix::fcntl::fcntl(
+            &lspawn_cmds,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let qdir = home.join("queue");
+        std::thread::spawn(move || {
+            let (mut cmds, mut replies) = (clean_cmds, clean_replies);
+            let mut buf = Vec::new();
+            let mut b = [0u8; 1];
+            while cmds.read(&mut b).unwrap_or(0) == 1 {
+                if b[0] != 0 {
+                    buf.push(b[0]);
+                    continue;
+                }
+                let cmd = String::from_utf8(std::mem::take(&mut buf)).unwrap();
+                let (what, n) = cmd.split_once('/').unwrap();
+                let n: u64 = n.parse().unwrap();
+                let _ = std::fs::remove_file(qdir.join(format!("intd/{n}")));
+                let _ = std::fs::remove_file(match what {
+                    "todo" => qdir.join(format!("todo/{n}")),
+                    _ => qdir.join(format!("mess/{}/{n}", n % queue::SPLIT)),
+                });
+                if replies.write_all(b"+").is_err() {
+                    return;
+                }
+            }
+        });
+        let controls = Controls::new(home);
+        let cfg = Config::load(&controls).unwrap();
+        let chans = Chan::start([lspawn_to, lspawn_from, rspawn_to, rspawn_from]).unwrap();
+        let log = File::create(home.join("send.log")).unwrap();
+        let e = Engine::assemble(home, controls, cfg, chans, [log, clean_to, clean_from]);
+        (e, lspawn_cmds, lspawn_reports)
+    }
+
+    fn commands(lspawn: &mut File) -> Vec<Command> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = lspawn.read(&mut buf).unwrap_or(0);
+        buf.truncate(n);
+        let mut v = Vec::new();
+        while let Some(c) = protocol::take_command(&mut buf) {
+            v.push(c.unwrap());
+        }
+        v
+    }
+
+    /// Issue 13: under a todo flood a batch of preprocessing (two file fsyncs per
+    /// message and the directories') took longer than a local delivery, and the
+    /// reports were read only after it: the deliveries sat idle, ten per batch. The
+    /// batch now reads reports and refills freed slots between messages.
+    #[test]
+    fn deliveries_are_refilled_during_a_todo_batch() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        for _ in 0..20 {
+            enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        }
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        let first = turn(&mut e, &mut lspawn);
+        assert_eq!(first.len(), 10, "concurrencylocal 10");
+        for c in &first {
+            reports
+                .write_all(&protocol::encode_report(c.slot, Status::Success, b"ok\n"))
+                .unwrap();
+        }
+        for _ in 0..(TODO_BATCH + 8) {
+            enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        }
+        e.scan_todo();
+        e.do_todo().unwrap();
+        let during = commands(&mut lspawn);
+        assert_eq!(
+            during.len(),
+            10,
+            "the ten queued messages start while the batch runs"
+        );
+        assert_eq!(e.chans[0].used, 10);
+    }
+
+    /// A batch fsyncs the directories a message changed, and only those: remote/S
+    /// only when remote/N was written or a stale one removed.
+    #[test]
+    fn preprocessing_names_the_directories_it_changed() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        let dir = |d: &str| layout.dir.join(format!("{d}/{}", id % queue::SPLIT));
+        let set = |v: Vec<PathBuf>| v.into_iter().collect::<HashSet<_>>();
+        let (_, touched) = e.preprocess(id).unwrap().unwrap();
+        assert_eq!(set(touched), set(vec![dir("info"), dir("local")]));
+        // a crash left remote/N from an earlier pass: its removal must be synced too
+        std::fs::write(layout.chan(Channel::Remote, id), b"Tx@y\0").unwrap();
+        let (_, touched) = e.preprocess(id).unwrap().unwrap();
+        assert_eq!(
+            set(touched),
+            set(vec![dir("info"), dir("local"), dir("remote")])
+        );
     }
 
     /// qmail-clean could not remove todo/N (it answered `!`): qmail-send must not

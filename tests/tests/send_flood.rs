@@ -1,0 +1,76 @@
+//! qmail-send under a todo flood (issue 13, "qmail-send keeping up"): N messages are
+//! queued with qmail-send stopped, then qmail-send starts and must deliver them all,
+//! exactly once each. The run prints how many deliveries had ended when the last todo
+//! entry was preprocessed and how long the whole queue took; bench/README.md records
+//! these figures. `FLOOD_N` sets N (default 150).
+
+use e2e::*;
+use std::time::{Duration, Instant};
+
+const ME: &str = "mx.example.test";
+const DOMAIN: &str = "example.test";
+
+#[test]
+fn send_delivers_a_todo_flood_once_each() {
+    need_root!();
+    let (_, home) = local_user("qtflood");
+    let n: usize = std::env::var("FLOOD_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let sys = System::install(ME, &[DOMAIN]);
+    let root = sys.root.clone();
+    let injectors: Vec<_> = (0..4)
+        .map(|t| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let inj = System::attach(&root);
+                for i in (t..n).step_by(4) {
+                    let msg = format!("Subject: flood {i}\n\nmessage {i}\n");
+                    assert_eq!(
+                        inj.queue("a@remote.test", &["qtflood@example.test"], msg.as_bytes()),
+                        0
+                    );
+                }
+            })
+        })
+        .collect();
+    for i in injectors {
+        i.join().unwrap();
+    }
+    let mut sys = sys;
+    let t0 = Instant::now();
+    sys.start();
+    let mut todo_drained: Option<(Duration, usize)> = None;
+    let mut per_second = Vec::new();
+    let deadline = t0 + Duration::from_secs(600);
+    loop {
+        let log = sys.log_text();
+        let new = log.matches("new msg ").count();
+        let end = log.matches("end msg ").count();
+        if todo_drained.is_none() && new >= n {
+            todo_drained = Some((t0.elapsed(), end));
+        }
+        let s = t0.elapsed().as_secs() as usize;
+        if per_second.len() <= s {
+            per_second.push((new, end));
+        }
+        if end >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {end} of {n} delivered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let total = t0.elapsed();
+    let (drained_at, ended_then) = todo_drained.unwrap_or_default();
+    eprintln!(
+        "flood N={n}: todo drained at {:.2}s with {ended_then} delivered; all delivered at {:.2}s ({:.0} msgs/s)",
+        drained_at.as_secs_f64(),
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64()
+    );
+    eprintln!("per second (preprocessed, delivered): {per_second:?}");
+    let got = wait_maildir(&home.join("Maildir"), n, 60);
+    assert_eq!(got.len(), n, "each message delivered once");
+    sys.stop();
+}
