@@ -2,7 +2,9 @@
 //! queued with qmail-send stopped, then qmail-send starts and must deliver them all,
 //! exactly once each. The run prints how many deliveries had ended when the last todo
 //! entry was preprocessed and how long the whole queue took; bench/README.md records
-//! these figures. `FLOOD_N` sets N (default 150).
+//! these figures. `FLOOD_N` sets N (default 150). A second test injects while
+//! qmail-send runs, from `FLOOD_INJECTORS` threads (default 8), and prints accepted
+//! and delivered messages per second: delivery must keep up with acceptance.
 
 use e2e::*;
 use std::time::{Duration, Instant};
@@ -62,6 +64,11 @@ fn send_delivers_a_todo_flood_once_each() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let total = t0.elapsed();
+    let cpu_ms = sys.send_pid().map_or(0.0, cpu_ms);
+    eprintln!(
+        "qmail-send CPU: {cpu_ms:.0} ms, {:.2} ms per message",
+        cpu_ms / n as f64
+    );
     let (drained_at, ended_then) = todo_drained.unwrap_or_default();
     eprintln!(
         "flood N={n}: todo drained at {:.2}s with {ended_then} delivered; all delivered at {:.2}s ({:.0} msgs/s)",
@@ -73,4 +80,69 @@ fn send_delivers_a_todo_flood_once_each() {
     let got = wait_maildir(&home.join("Maildir"), n, 60);
     assert_eq!(got.len(), n, "each message delivered once");
     sys.stop();
+}
+
+#[test]
+fn send_keeps_up_with_live_injection() {
+    need_root!();
+    let (_, home) = local_user("qtlive");
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (n, threads) = (env("FLOOD_N", 150), env("FLOOD_INJECTORS", 8));
+    let mut sys = System::install(ME, &[DOMAIN]);
+    sys.start();
+    let root = sys.root.clone();
+    let t0 = Instant::now();
+    let injectors: Vec<_> = (0..threads)
+        .map(|t| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let inj = System::attach(&root);
+                for i in (t..n).step_by(threads) {
+                    let msg = format!("Subject: live {i}\n\nmessage {i}\n");
+                    let rcpt = ["qtlive@example.test"];
+                    assert_eq!(inj.queue("a@remote.test", &rcpt, msg.as_bytes()), 0);
+                }
+            })
+        })
+        .collect();
+    for i in injectors {
+        i.join().unwrap();
+    }
+    let accepted_in = t0.elapsed();
+    let delivered_then = sys.log_count("end msg ");
+    sys.wait_log_count("end msg ", n, 600);
+    let total = t0.elapsed();
+    eprintln!(
+        "live N={n} injectors={threads}: accepted in {:.2}s ({:.0}/s) with {delivered_then} delivered by then; all delivered at {:.2}s ({:.0}/s)",
+        accepted_in.as_secs_f64(),
+        n as f64 / accepted_in.as_secs_f64(),
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64()
+    );
+    let got = wait_maildir(&home.join("Maildir"), n, 60);
+    assert_eq!(got.len(), n, "each message delivered once");
+    sys.stop();
+}
+
+/// User plus system CPU time of process `pid`, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command name's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    ticks * 1000.0 / hz
 }

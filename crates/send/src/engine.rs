@@ -7,8 +7,8 @@
 //! - todo/N is preprocessed in batches (at most [`TODO_BATCH`] per loop turn, so a
 //!   flood of new mail never starves deliveries: the "silly qmail syndrome"): info/N,
 //!   local/N and remote/N are written and fsynced, the directories whose entries
-//!   changed fsynced once per batch, and only then does qmail-clean remove todo/N and
-//!   intd/N. Between two entries of a batch the spawners' reports are read and the
+//!   changed fsynced (all of a batch's fsyncs at once, [`crate::commit`]), and only
+//!   then does qmail-clean remove todo/N and intd/N. Between two entries of a batch the spawners' reports are read and the
 //!   freed slots refilled from work already committed: a batch's fsyncs take far
 //!   longer than a local delivery, and the deliveries must not wait for them.
 //! - Each channel file is read once per pass into memory; deliveries are fed to the
@@ -23,6 +23,7 @@
 //! makes every queued message due now; HUP rereads the control files.
 
 use crate::bounce;
+use crate::commit;
 use crate::config::Config;
 use crate::schedule::next_retry;
 use control::Controls;
@@ -50,6 +51,14 @@ struct Msg {
     sender: String,
     birth: u64,
     open: [bool; 2],
+}
+
+/// A preprocessed todo entry before its batch is durable: the files it wrote and the
+/// directories whose entries changed (a file created or a stale one removed).
+struct Prepared {
+    msg: Msg,
+    files: Vec<File>,
+    dirs: Vec<PathBuf>,
 }
 
 struct Job {
@@ -177,17 +186,25 @@ impl Engine {
 
     /// Ask qmail-clean to remove `what/N` (`todo` or `foop`); true if it did.
     fn clean(&mut self, what: &str, id: u64) -> bool {
-        let cmd = format!("{what}/{id}\0");
-        if self.clean_to.write_all(cmd.as_bytes()).is_err() {
+        self.clean_all(what, &[id]).first() == Some(&true)
+    }
+
+    /// Ask qmail-clean to remove `what/N` for each id, all requests in one write
+    /// (qmail-clean answers them in order, one byte each): one round trip per batch
+    /// instead of one per message. True for each it removed.
+    fn clean_all(&mut self, what: &str, ids: &[u64]) -> Vec<bool> {
+        let mut cmds = Vec::new();
+        for id in ids {
+            cmds.extend_from_slice(format!("{what}/{id}\0").as_bytes());
+        }
+        let mut replies = vec![0u8; ids.len()];
+        if self.clean_to.write_all(&cmds).is_err()
+            || self.clean_from.read_exact(&mut replies).is_err()
+        {
             self.log("alert: oh no! lost qmail-clean connection! dying...");
             std::process::exit(111);
         }
-        let mut b = [0u8; 1];
-        if self.clean_from.read_exact(&mut b).is_err() {
-            self.log("alert: oh no! lost qmail-clean connection! dying...");
-            std::process::exit(111);
-        }
-        b[0] == b'+'
+        replies.iter().map(|&b| b == b'+').collect()
     }
 
     /// Load the queue as it is on disk: every info/N with its channel files, then todo/.
@@ -255,17 +272,13 @@ impl Engine {
     /// longer than a local delivery). Errs only when a spawner died.
     fn do_todo(&mut self) -> io::Result<()> {
         let mut done = Vec::new();
-        let mut dirs: HashSet<PathBuf> = HashSet::new();
         while done.len() < TODO_BATCH {
             self.serve_spawners()?;
             let Some(id) = self.todo.pop_front() else {
                 break;
             };
             match self.preprocess(id) {
-                Ok(Some((msg, touched))) => {
-                    dirs.extend(touched);
-                    done.push((id, msg));
-                }
+                Ok(Some(prepared)) => done.push((id, prepared)),
                 Ok(None) => {
                     self.todo_set.remove(&id);
                 }
@@ -280,22 +293,13 @@ impl Engine {
                 }
             }
         }
-        if done.is_empty() {
-            return Ok(());
-        }
-        for d in &dirs {
-            if let Err(e) = qsys::fsync::sync_dir(d) {
-                self.log(&format!("warning: unable to sync {}: {e}", d.display()));
-                for (id, _) in &done {
-                    self.todo_set.remove(id);
-                }
-                return Ok(());
-            }
-        }
+        let done = self.make_durable(done);
+        let ids: Vec<u64> = done.iter().map(|(id, _)| *id).collect();
+        let cleaned = self.clean_all("todo", &ids);
         let now = qsys::now();
-        for (id, msg) in done {
+        for ((id, msg), cleaned) in done.into_iter().zip(cleaned) {
             self.todo_set.remove(&id);
-            if !self.clean("todo", id) {
+            if !cleaned {
                 // todo/N stays and is preprocessed again on the next scan, which
                 // rewrites local/N and remote/N with every recipient undone: delivering
                 // now would deliver twice (qmail's todo_do returns here too)
@@ -316,6 +320,50 @@ impl Engine {
             self.msgs.insert(id, msg);
         }
         Ok(())
+    }
+
+    /// fsync every file the batch wrote, then every directory it changed (see
+    /// [`crate::commit`]); the messages whose files and directories are all durable.
+    /// The others stay in todo/ for the next scan.
+    fn make_durable(&mut self, batch: Vec<(u64, Prepared)>) -> Vec<(u64, Msg)> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let files: Vec<(u64, &File)> = batch
+            .iter()
+            .flat_map(|(id, p)| p.files.iter().map(move |f| (*id, f)))
+            .collect();
+        let synced = commit::sync_files(&files.iter().map(|(_, f)| *f).collect::<Vec<_>>());
+        let mut failed = HashSet::new();
+        for ((id, _), r) in files.iter().zip(synced) {
+            if let Err(e) = r {
+                failed.insert(*id);
+                self.log(&format!("warning: trouble syncing files of todo/{id}: {e}"));
+            }
+        }
+        let dirs: HashSet<&PathBuf> = batch
+            .iter()
+            .filter(|(id, _)| !failed.contains(id))
+            .flat_map(|(_, p)| p.dirs.iter())
+            .collect();
+        let dirs: Vec<PathBuf> = dirs.into_iter().cloned().collect();
+        let mut dirs_ok = true;
+        for (d, r) in dirs.iter().zip(commit::sync_dirs(&dirs)) {
+            if let Err(e) = r {
+                self.log(&format!("warning: unable to sync {}: {e}", d.display()));
+                dirs_ok = false;
+            }
+        }
+        let mut durable = Vec::new();
+        for (id, p) in batch {
+            self.todo_set.remove(&id);
+            if dirs_ok && !failed.contains(&id) {
+                durable.push((id, p.msg));
+            } else {
+                self.todo_scan_at = self.todo_scan_at.min(qsys::now() + SYSFAIL_RETRY);
+            }
+        }
+        durable
     }
 
     /// Without waiting: read the reports the spawners have written, then start
@@ -344,11 +392,9 @@ impl Engine {
         Ok(())
     }
 
-    /// todo/N -> info/N, local/N, remote/N, each fsynced. `Ok(None)`: nothing to do.
-    /// With the message come the directories whose entries changed (a file created or
-    /// a stale one removed): those the batch must fsync before todo/N goes.
-    #[allow(clippy::type_complexity)]
-    fn preprocess(&mut self, id: u64) -> io::Result<Option<(Msg, Vec<PathBuf>)>> {
+    /// todo/N -> info/N, local/N, remote/N, written but not yet fsynced (the batch
+    /// does that, [`Engine::make_durable`]). `Ok(None)`: nothing to do.
+    fn preprocess(&mut self, id: u64) -> io::Result<Option<Prepared>> {
         let todo = match std::fs::read(self.layout.todo(id)) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -365,11 +411,11 @@ impl Engine {
         };
         let records =
             queue::envelope::records(&todo).map_err(|_| io::Error::other("truncated todo file"))?;
-        let mut touched = vec![parent(&self.layout.info(id))];
+        let mut dirs = vec![parent(&self.layout.info(id))];
         for c in Channel::ALL {
             let p = self.layout.chan(c, id);
             match std::fs::remove_file(&p) {
-                Ok(()) => touched.push(parent(&p)),
+                Ok(()) => dirs.push(parent(&p)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -401,7 +447,7 @@ impl Engine {
         let mut info = b"F".to_vec();
         info.extend_from_slice(sender.as_bytes());
         info.push(0);
-        write_new(&self.layout.info(id), &info)?;
+        let mut files = vec![write_new(&self.layout.info(id), &info)?];
         self.log(&format!("new msg {id}"));
         self.log(&format!(
             "info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}",
@@ -411,8 +457,8 @@ impl Engine {
         for c in Channel::ALL {
             if !lists[c as usize].is_empty() {
                 let p = self.layout.chan(c, id);
-                write_new(&p, &lists[c as usize])?;
-                touched.push(parent(&p));
+                files.push(write_new(&p, &lists[c as usize])?);
+                dirs.push(parent(&p));
                 open[c as usize] = true;
             }
         }
@@ -421,7 +467,7 @@ impl Engine {
             birth: qsys::now(),
             open,
         };
-        Ok(Some((msg, touched)))
+        Ok(Some(Prepared { msg, files, dirs }))
     }
 
     /// Start deliveries on channel `c` while it has free slots and due work.
@@ -992,15 +1038,15 @@ fn sender_of(info: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Create `path` (0600) with `data` and fsync it.
-fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Create `path` (0600) with `data`; the caller fsyncs the file it gets.
+fn write_new(path: &Path, data: &[u8]) -> io::Result<File> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
     f.write_all(data)?;
-    f.sync_all()
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -1179,11 +1225,11 @@ mod tests {
         let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
         let dir = |d: &str| layout.dir.join(format!("{d}/{}", id % queue::SPLIT));
         let set = |v: Vec<PathBuf>| v.into_iter().collect::<HashSet<_>>();
-        let (_, touched) = e.preprocess(id).unwrap().unwrap();
+        let touched = e.preprocess(id).unwrap().unwrap().dirs;
         assert_eq!(set(touched), set(vec![dir("info"), dir("local")]));
         // a crash left remote/N from an earlier pass: its removal must be synced too
         std::fs::write(layout.chan(Channel::Remote, id), b"Tx@y\0").unwrap();
-        let (_, touched) = e.preprocess(id).unwrap().unwrap();
+        let touched = e.preprocess(id).unwrap().unwrap().dirs;
         assert_eq!(
             set(touched),
             set(vec![dir("info"), dir("local"), dir("remote")])
