@@ -19,6 +19,9 @@
 //!   marked done; when both channels are finished the bounce is injected, `end msg N`
 //!   logged, info/N removed, and qmail-clean asked to remove mess/N.
 //!
+//! - Once at start and every [`SLEEP_CLEANUP`] seconds, mess/S/N files a killed
+//!   qmail-queue left (36 hours unread, no todo/N, no info/N) go through qmail-clean.
+//!
 //! Signals: TERM stops new work and exits when the running deliveries are done; ALRM
 //! makes every queued message due now; HUP rereads the control files.
 
@@ -46,6 +49,9 @@ pub const TODO_BATCH: usize = 32;
 pub const TODO_RESCAN: u64 = 300;
 /// Seconds before retrying a failed bounce injection or a failed preprocessing.
 pub const SYSFAIL_RETRY: u64 = 123;
+/// Seconds between scans of mess/ for what a killed qmail-queue left (qmail's
+/// SLEEP_CLEANUP).
+pub const SLEEP_CLEANUP: u64 = 76_431;
 
 struct Msg {
     sender: String,
@@ -104,6 +110,7 @@ pub struct Engine {
     todo: VecDeque<u64>,
     todo_set: HashSet<u64>,
     todo_scan_at: u64,
+    cleanup_at: u64,
     finishing: BinaryHeap<Reverse<(u64, u64)>>,
     delnum: u64,
     term: bool,
@@ -154,6 +161,7 @@ impl Engine {
             todo: VecDeque::new(),
             todo_set: HashSet::new(),
             todo_scan_at: 0,
+            cleanup_at: 0,
             finishing: BinaryHeap::new(),
             delnum: 0,
             term: false,
@@ -364,6 +372,45 @@ impl Engine {
             }
         }
         durable
+    }
+
+    /// Remove what a qmail-queue killed before its commit left behind (qmail's
+    /// cleanup): `mess/S/N` not accessed for [`queue::layout::OSSIFIED`] seconds with
+    /// neither `todo/N` nor `info/N` is never delivered, so qmail-clean removes it and
+    /// its `intd/N` (`foop/N`).
+    fn cleanup_stale(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let now = qsys::now();
+        self.cleanup_at = now + SLEEP_CLEANUP;
+        let mut stale = Vec::new();
+        for split in 0..queue::SPLIT {
+            let Ok(rd) = std::fs::read_dir(self.layout.dir.join(format!("mess/{split}"))) else {
+                continue;
+            };
+            for entry in rd.flatten() {
+                let Some(id) = parse_id(&entry.file_name()) else {
+                    continue;
+                };
+                let old = entry
+                    .metadata()
+                    .is_ok_and(|m| (m.atime().max(0) as u64) + queue::layout::OSSIFIED < now);
+                if old
+                    && !self.msgs.contains_key(&id)
+                    && !self.todo_set.contains(&id)
+                    && !self.layout.todo(id).exists()
+                    && !self.layout.info(id).exists()
+                {
+                    stale.push(id);
+                }
+            }
+        }
+        for id in stale {
+            self.log(&format!(
+                "warning: removing stale mess/{}/{id}",
+                id % queue::SPLIT
+            ));
+            self.clean("foop", id);
+        }
     }
 
     /// Without waiting: read the reports the spawners have written, then start
@@ -855,6 +902,9 @@ impl Engine {
                 if qsys::now() >= self.todo_scan_at {
                     self.scan_todo();
                 }
+                if qsys::now() >= self.cleanup_at {
+                    self.cleanup_stale();
+                }
                 self.finish_messages();
                 for c in 0..2 {
                     self.dispatch(c);
@@ -1234,6 +1284,46 @@ mod tests {
             set(touched),
             set(vec![dir("info"), dir("local"), dir("remote")])
         );
+    }
+
+    /// A message file that a killed qmail-queue left without todo/N or info/N is
+    /// removed once it is 36 hours old (qmail's cleanup); a young one, and an old one
+    /// that is queued, stay.
+    #[test]
+    fn stale_message_files_are_cleaned_up() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let stray = |name: u64| {
+            std::fs::write(layout.mess(name), b"x").unwrap();
+            std::fs::write(layout.intd(name), b"u0\0").unwrap();
+        };
+        let age = |id: u64| {
+            let t = nix::sys::time::TimeSpec::new(
+                (qsys::now() - queue::layout::OSSIFIED - 10) as i64,
+                0,
+            );
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &layout.mess(id),
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            )
+            .unwrap();
+        };
+        let (old, young) = (1000, 1001);
+        stray(old);
+        stray(young);
+        age(old);
+        let queued = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        age(queued);
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.cleanup_stale();
+        assert!(!layout.mess(old).exists() && !layout.intd(old).exists());
+        assert!(layout.mess(young).exists());
+        assert!(layout.mess(queued).exists() && layout.todo(queued).exists());
+        assert!(e.cleanup_at > qsys::now());
     }
 
     /// qmail-clean could not remove todo/N (it answered `!`): qmail-send must not
