@@ -43,6 +43,14 @@ fn send_delivers_a_todo_flood_once_each() {
     let mut sys = sys;
     let t0 = Instant::now();
     sys.start();
+    // FLOOD_STRACE=FILE: qmail-send's system calls, wall time per call, into FILE
+    let strace = std::env::var("FLOOD_STRACE").ok().and_then(|out| {
+        let pid = sys.send_pid()?.to_string();
+        std::process::Command::new("strace")
+            .args(["-c", "-w", "-f", "-o", &out, "-p", &pid])
+            .spawn()
+            .ok()
+    });
     let mut todo_drained: Option<(Duration, usize)> = None;
     let mut per_second = Vec::new();
     let deadline = t0 + Duration::from_secs(600);
@@ -64,6 +72,11 @@ fn send_delivers_a_todo_flood_once_each() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let total = t0.elapsed();
+    if let Some(mut st) = strace {
+        let pid = nix::unistd::Pid::from_raw(st.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let _ = st.wait();
+    }
     let cpu_ms = sys.send_pid().map_or(0.0, cpu_ms);
     eprintln!(
         "qmail-send CPU: {cpu_ms:.0} ms, {:.2} ms per message",
