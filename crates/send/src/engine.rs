@@ -110,6 +110,8 @@ pub struct Engine {
     todo: VecDeque<u64>,
     todo_set: HashSet<u64>,
     todo_scan_at: u64,
+    /// The trigger was pulled since the last scan of todo/.
+    todo_triggered: bool,
     cleanup_at: u64,
     finishing: BinaryHeap<Reverse<(u64, u64)>>,
     delnum: u64,
@@ -161,6 +163,7 @@ impl Engine {
             todo: VecDeque::new(),
             todo_set: HashSet::new(),
             todo_scan_at: 0,
+            todo_triggered: false,
             cleanup_at: 0,
             finishing: BinaryHeap::new(),
             delnum: 0,
@@ -257,8 +260,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether todo/ is to be read now: its time has come (the periodic scan, ALRM, a
+    /// retry after a failure), or the trigger was pulled and every entry of the last
+    /// scan is done. Under a flood the trigger is pulled for every message; reading the
+    /// whole directory again each time while a backlog is still in hand would cost
+    /// O(todo) per loop turn, and the entries found then would only join the backlog.
+    fn todo_scan_due(&self, now: u64) -> bool {
+        now >= self.todo_scan_at || (self.todo_triggered && self.todo.is_empty())
+    }
+
     fn scan_todo(&mut self) {
         self.todo_scan_at = qsys::now() + TODO_RESCAN;
+        self.todo_triggered = false;
         let Ok(rd) = std::fs::read_dir(self.layout.dir.join("todo")) else {
             self.log("warning: unable to read todo directory");
             return;
@@ -899,7 +912,7 @@ impl Engine {
                 return Ok(());
             }
             if !self.term {
-                if qsys::now() >= self.todo_scan_at {
+                if self.todo_scan_due(qsys::now()) {
                     self.scan_todo();
                 }
                 if qsys::now() >= self.cleanup_at {
@@ -958,7 +971,7 @@ impl Engine {
             if ready[1] {
                 let mut b = [0u8; 256];
                 while matches!((&trigger).read(&mut b), Ok(n) if n > 0) {}
-                self.todo_scan_at = 0;
+                self.todo_triggered = true;
             }
             for c in 0..2 {
                 if ready[2 + c]
@@ -992,7 +1005,7 @@ impl Engine {
     }
 
     fn timeout(&self) -> PollTimeout {
-        if !self.term && !self.todo.is_empty() {
+        if !self.term && (!self.todo.is_empty() || self.todo_triggered) {
             return PollTimeout::ZERO;
         }
         let now = qsys::now();
@@ -1126,7 +1139,7 @@ mod tests {
     /// One turn of the main loop, without waiting; returns the commands sent to
     /// qmail-lspawn (read from `lspawn`, non-blocking).
     fn turn(e: &mut Engine, lspawn: &mut File) -> Vec<Command> {
-        if qsys::now() >= e.todo_scan_at {
+        if e.todo_scan_due(qsys::now()) {
             e.scan_todo();
         }
         e.do_todo().unwrap();
@@ -1284,6 +1297,35 @@ mod tests {
             set(touched),
             set(vec![dir("info"), dir("local"), dir("remote")])
         );
+    }
+
+    /// A trigger reads todo/ again only once the entries of the last scan are done;
+    /// the periodic scan is not held back.
+    #[test]
+    fn trigger_rescans_todo_only_when_the_backlog_is_done() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        for _ in 0..(TODO_BATCH + 3) {
+            enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        }
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        let now = qsys::now();
+        assert!(!e.todo_scan_due(now));
+        e.do_todo().unwrap();
+        assert_eq!(e.todo.len(), 3);
+        e.todo_triggered = true;
+        assert!(!e.todo_scan_due(now), "a backlog is in hand");
+        assert!(e.todo_scan_due(now + TODO_RESCAN + 1), "the periodic scan");
+        e.do_todo().unwrap();
+        assert!(e.todo_scan_due(now), "backlog done, trigger pending");
+        assert_eq!(
+            e.timeout(),
+            PollTimeout::ZERO,
+            "the loop must not sleep on it"
+        );
+        e.scan_todo();
+        assert!(!e.todo_scan_due(now));
     }
 
     /// A message file that a killed qmail-queue left without todo/N or info/N is
