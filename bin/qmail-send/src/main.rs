@@ -11,6 +11,8 @@
 //!     for control/queuelifetime seconds (default 604800), sends one bounce per
 //!     message (RFC 3464 with qmail's text; double bounces to control/doublebounceto
 //!     at doublebouncehost), and has qmail-clean remove finished messages.
+//!     Message files that a killed qmail-queue left in the queue (unread for 36
+//!     hours, with no todo or info entry) are removed at start and about daily.
 //!     Concurrency: control/concurrencylocal (10) and concurrencyremote (20), at most
 //!     120 each.
 //!

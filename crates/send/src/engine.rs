@@ -6,8 +6,11 @@
 //!
 //! - todo/N is preprocessed in batches (at most [`TODO_BATCH`] per loop turn, so a
 //!   flood of new mail never starves deliveries: the "silly qmail syndrome"): info/N,
-//!   local/N and remote/N are written and fsynced, their directories fsynced, and only
-//!   then does qmail-clean remove todo/N and intd/N.
+//!   local/N and remote/N are written and fsynced, the directories whose entries
+//!   changed fsynced (all of a batch's fsyncs at once, [`crate::commit`]), and only
+//!   then does qmail-clean remove todo/N and intd/N. Between two entries of a batch the spawners' reports are read and the
+//!   freed slots refilled from work already committed: a batch's fsyncs take far
+//!   longer than a local delivery, and the deliveries must not wait for them.
 //! - Each channel file is read once per pass into memory; deliveries are fed to the
 //!   spawner while slots are free; a finished recipient's `T` is overwritten with `D`.
 //!   When a pass ends with recipients left, the marks are fsynced and the file's mtime
@@ -16,10 +19,14 @@
 //!   marked done; when both channels are finished the bounce is injected, `end msg N`
 //!   logged, info/N removed, and qmail-clean asked to remove mess/N.
 //!
+//! - Once at start and every [`SLEEP_CLEANUP`] seconds, mess/S/N files a killed
+//!   qmail-queue left (36 hours unread, no todo/N, no info/N) go through qmail-clean.
+//!
 //! Signals: TERM stops new work and exits when the running deliveries are done; ALRM
 //! makes every queued message due now; HUP rereads the control files.
 
 use crate::bounce;
+use crate::commit;
 use crate::config::Config;
 use crate::schedule::next_retry;
 use control::Controls;
@@ -42,11 +49,22 @@ pub const TODO_BATCH: usize = 32;
 pub const TODO_RESCAN: u64 = 300;
 /// Seconds before retrying a failed bounce injection or a failed preprocessing.
 pub const SYSFAIL_RETRY: u64 = 123;
+/// Seconds between scans of mess/ for what a killed qmail-queue left (qmail's
+/// SLEEP_CLEANUP).
+pub const SLEEP_CLEANUP: u64 = 76_431;
 
 struct Msg {
     sender: String,
     birth: u64,
     open: [bool; 2],
+}
+
+/// A preprocessed todo entry before its batch is durable: the files it wrote and the
+/// directories whose entries changed (a file created or a stale one removed).
+struct Prepared {
+    msg: Msg,
+    files: Vec<File>,
+    dirs: Vec<PathBuf>,
 }
 
 struct Job {
@@ -92,6 +110,9 @@ pub struct Engine {
     todo: VecDeque<u64>,
     todo_set: HashSet<u64>,
     todo_scan_at: u64,
+    /// The trigger was pulled since the last scan of todo/.
+    todo_triggered: bool,
+    cleanup_at: u64,
     finishing: BinaryHeap<Reverse<(u64, u64)>>,
     delnum: u64,
     term: bool,
@@ -142,6 +163,8 @@ impl Engine {
             todo: VecDeque::new(),
             todo_set: HashSet::new(),
             todo_scan_at: 0,
+            todo_triggered: false,
+            cleanup_at: 0,
             finishing: BinaryHeap::new(),
             delnum: 0,
             term: false,
@@ -174,17 +197,25 @@ impl Engine {
 
     /// Ask qmail-clean to remove `what/N` (`todo` or `foop`); true if it did.
     fn clean(&mut self, what: &str, id: u64) -> bool {
-        let cmd = format!("{what}/{id}\0");
-        if self.clean_to.write_all(cmd.as_bytes()).is_err() {
+        self.clean_all(what, &[id]).first() == Some(&true)
+    }
+
+    /// Ask qmail-clean to remove `what/N` for each id, all requests in one write
+    /// (qmail-clean answers them in order, one byte each): one round trip per batch
+    /// instead of one per message. True for each it removed.
+    fn clean_all(&mut self, what: &str, ids: &[u64]) -> Vec<bool> {
+        let mut cmds = Vec::new();
+        for id in ids {
+            cmds.extend_from_slice(format!("{what}/{id}\0").as_bytes());
+        }
+        let mut replies = vec![0u8; ids.len()];
+        if self.clean_to.write_all(&cmds).is_err()
+            || self.clean_from.read_exact(&mut replies).is_err()
+        {
             self.log("alert: oh no! lost qmail-clean connection! dying...");
             std::process::exit(111);
         }
-        let mut b = [0u8; 1];
-        if self.clean_from.read_exact(&mut b).is_err() {
-            self.log("alert: oh no! lost qmail-clean connection! dying...");
-            std::process::exit(111);
-        }
-        b[0] == b'+'
+        replies.iter().map(|&b| b == b'+').collect()
     }
 
     /// Load the queue as it is on disk: every info/N with its channel files, then todo/.
@@ -229,8 +260,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether todo/ is to be read now: its time has come (the periodic scan, ALRM, a
+    /// retry after a failure), or the trigger was pulled and every entry of the last
+    /// scan is done. Under a flood the trigger is pulled for every message; reading the
+    /// whole directory again each time while a backlog is still in hand would cost
+    /// O(todo) per loop turn, and the entries found then would only join the backlog.
+    fn todo_scan_due(&self, now: u64) -> bool {
+        now >= self.todo_scan_at || (self.todo_triggered && self.todo.is_empty())
+    }
+
     fn scan_todo(&mut self) {
         self.todo_scan_at = qsys::now() + TODO_RESCAN;
+        self.todo_triggered = false;
         let Ok(rd) = std::fs::read_dir(self.layout.dir.join("todo")) else {
             self.log("warning: unable to read todo directory");
             return;
@@ -246,21 +287,19 @@ impl Engine {
         }
     }
 
-    /// Preprocess up to TODO_BATCH entries of todo/.
-    fn do_todo(&mut self) {
+    /// Preprocess up to TODO_BATCH entries of todo/. Between entries the spawners'
+    /// reports are read and freed slots refilled with work already committed, so that
+    /// a batch's fsyncs never leave the deliveries idle (a batch under load takes far
+    /// longer than a local delivery). Errs only when a spawner died.
+    fn do_todo(&mut self) -> io::Result<()> {
         let mut done = Vec::new();
-        let mut dirs: HashSet<PathBuf> = HashSet::new();
         while done.len() < TODO_BATCH {
+            self.serve_spawners()?;
             let Some(id) = self.todo.pop_front() else {
                 break;
             };
             match self.preprocess(id) {
-                Ok(Some(msg)) => {
-                    for d in ["info", "local", "remote"] {
-                        dirs.insert(self.layout.dir.join(format!("{d}/{}", id % queue::SPLIT)));
-                    }
-                    done.push((id, msg));
-                }
+                Ok(Some(prepared)) => done.push((id, prepared)),
                 Ok(None) => {
                     self.todo_set.remove(&id);
                 }
@@ -275,22 +314,13 @@ impl Engine {
                 }
             }
         }
-        if done.is_empty() {
-            return;
-        }
-        for d in &dirs {
-            if let Err(e) = qsys::fsync::sync_dir(d) {
-                self.log(&format!("warning: unable to sync {}: {e}", d.display()));
-                for (id, _) in &done {
-                    self.todo_set.remove(id);
-                }
-                return;
-            }
-        }
+        let done = self.make_durable(done);
+        let ids: Vec<u64> = done.iter().map(|(id, _)| *id).collect();
+        let cleaned = self.clean_all("todo", &ids);
         let now = qsys::now();
-        for (id, msg) in done {
+        for ((id, msg), cleaned) in done.into_iter().zip(cleaned) {
             self.todo_set.remove(&id);
-            if !self.clean("todo", id) {
+            if !cleaned {
                 // todo/N stays and is preprocessed again on the next scan, which
                 // rewrites local/N and remote/N with every recipient undone: delivering
                 // now would deliver twice (qmail's todo_do returns here too)
@@ -310,10 +340,121 @@ impl Engine {
             }
             self.msgs.insert(id, msg);
         }
+        Ok(())
     }
 
-    /// todo/N -> info/N, local/N, remote/N, each fsynced. `Ok(None)`: nothing to do.
-    fn preprocess(&mut self, id: u64) -> io::Result<Option<Msg>> {
+    /// fsync every file the batch wrote, then every directory it changed (see
+    /// [`crate::commit`]); the messages whose files and directories are all durable.
+    /// The others stay in todo/ for the next scan.
+    fn make_durable(&mut self, batch: Vec<(u64, Prepared)>) -> Vec<(u64, Msg)> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let files: Vec<(u64, &File)> = batch
+            .iter()
+            .flat_map(|(id, p)| p.files.iter().map(move |f| (*id, f)))
+            .collect();
+        let synced = commit::sync_files(&files.iter().map(|(_, f)| *f).collect::<Vec<_>>());
+        let mut failed = HashSet::new();
+        for ((id, _), r) in files.iter().zip(synced) {
+            if let Err(e) = r {
+                failed.insert(*id);
+                self.log(&format!("warning: trouble syncing files of todo/{id}: {e}"));
+            }
+        }
+        let dirs: HashSet<&PathBuf> = batch
+            .iter()
+            .filter(|(id, _)| !failed.contains(id))
+            .flat_map(|(_, p)| p.dirs.iter())
+            .collect();
+        let dirs: Vec<PathBuf> = dirs.into_iter().cloned().collect();
+        let mut dirs_ok = true;
+        for (d, r) in dirs.iter().zip(commit::sync_dirs(&dirs)) {
+            if let Err(e) = r {
+                self.log(&format!("warning: unable to sync {}: {e}", d.display()));
+                dirs_ok = false;
+            }
+        }
+        let mut durable = Vec::new();
+        for (id, p) in batch {
+            self.todo_set.remove(&id);
+            if dirs_ok && !failed.contains(&id) {
+                durable.push((id, p.msg));
+            } else {
+                self.todo_scan_at = self.todo_scan_at.min(qsys::now() + SYSFAIL_RETRY);
+            }
+        }
+        durable
+    }
+
+    /// Remove what a qmail-queue killed before its commit left behind (qmail's
+    /// cleanup): `mess/S/N` not accessed for [`queue::layout::OSSIFIED`] seconds with
+    /// neither `todo/N` nor `info/N` is never delivered, so qmail-clean removes it and
+    /// its `intd/N` (`foop/N`).
+    fn cleanup_stale(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let now = qsys::now();
+        self.cleanup_at = now + SLEEP_CLEANUP;
+        let mut stale = Vec::new();
+        for split in 0..queue::SPLIT {
+            let Ok(rd) = std::fs::read_dir(self.layout.dir.join(format!("mess/{split}"))) else {
+                continue;
+            };
+            for entry in rd.flatten() {
+                let Some(id) = parse_id(&entry.file_name()) else {
+                    continue;
+                };
+                let old = entry
+                    .metadata()
+                    .is_ok_and(|m| (m.atime().max(0) as u64) + queue::layout::OSSIFIED < now);
+                if old
+                    && !self.msgs.contains_key(&id)
+                    && !self.todo_set.contains(&id)
+                    && !self.layout.todo(id).exists()
+                    && !self.layout.info(id).exists()
+                {
+                    stale.push(id);
+                }
+            }
+        }
+        for id in stale {
+            self.log(&format!(
+                "warning: removing stale mess/{}/{id}",
+                id % queue::SPLIT
+            ));
+            self.clean("foop", id);
+        }
+    }
+
+    /// Without waiting: read the reports the spawners have written, then start
+    /// deliveries in the slots they freed, and hand the commands on.
+    fn serve_spawners(&mut self) -> io::Result<()> {
+        let mut fds = [
+            PollFd::new(self.chans[0].from.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.chans[1].from.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let ready = fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        for (c, ready) in ready.into_iter().enumerate() {
+            if ready {
+                self.read_reports(c)?;
+            }
+        }
+        self.finish_messages();
+        for c in 0..2 {
+            self.dispatch(c);
+            self.flush_commands(c)?;
+        }
+        Ok(())
+    }
+
+    /// todo/N -> info/N, local/N, remote/N, written but not yet fsynced (the batch
+    /// does that, [`Engine::make_durable`]). `Ok(None)`: nothing to do.
+    fn preprocess(&mut self, id: u64) -> io::Result<Option<Prepared>> {
         let todo = match std::fs::read(self.layout.todo(id)) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -330,16 +471,19 @@ impl Engine {
         };
         let records =
             queue::envelope::records(&todo).map_err(|_| io::Error::other("truncated todo file"))?;
-        for p in [
-            self.layout.info(id),
-            self.layout.chan(Channel::Local, id),
-            self.layout.chan(Channel::Remote, id),
-        ] {
+        let mut dirs = vec![parent(&self.layout.info(id))];
+        for c in Channel::ALL {
+            let p = self.layout.chan(c, id);
             match std::fs::remove_file(&p) {
-                Ok(()) => {}
+                Ok(()) => dirs.push(parent(&p)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+        }
+        match std::fs::remove_file(self.layout.info(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let (mut uid, mut pid, mut sender) = (String::new(), String::new(), None);
         let mut lists: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
@@ -363,7 +507,7 @@ impl Engine {
         let mut info = b"F".to_vec();
         info.extend_from_slice(sender.as_bytes());
         info.push(0);
-        write_new(&self.layout.info(id), &info)?;
+        let mut files = vec![write_new(&self.layout.info(id), &info)?];
         self.log(&format!("new msg {id}"));
         self.log(&format!(
             "info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}",
@@ -372,15 +516,18 @@ impl Engine {
         let mut open = [false; 2];
         for c in Channel::ALL {
             if !lists[c as usize].is_empty() {
-                write_new(&self.layout.chan(c, id), &lists[c as usize])?;
+                let p = self.layout.chan(c, id);
+                files.push(write_new(&p, &lists[c as usize])?);
+                dirs.push(parent(&p));
                 open[c as usize] = true;
             }
         }
-        Ok(Some(Msg {
+        let msg = Msg {
             sender,
             birth: qsys::now(),
             open,
-        }))
+        };
+        Ok(Some(Prepared { msg, files, dirs }))
     }
 
     /// Start deliveries on channel `c` while it has free slots and due work.
@@ -765,10 +912,22 @@ impl Engine {
                 return Ok(());
             }
             if !self.term {
-                if qsys::now() >= self.todo_scan_at {
+                if self.todo_scan_due(qsys::now()) {
                     self.scan_todo();
                 }
-                self.do_todo();
+                if qsys::now() >= self.cleanup_at {
+                    self.cleanup_stale();
+                }
+                self.finish_messages();
+                for c in 0..2 {
+                    self.dispatch(c);
+                }
+                if let Err(e) = self.do_todo() {
+                    self.log(&format!(
+                        "alert: oh no! lost spawn connection! dying... ({e})"
+                    ));
+                    return Err(e);
+                }
                 self.finish_messages();
                 for c in 0..2 {
                     self.dispatch(c);
@@ -812,7 +971,7 @@ impl Engine {
             if ready[1] {
                 let mut b = [0u8; 256];
                 while matches!((&trigger).read(&mut b), Ok(n) if n > 0) {}
-                self.todo_scan_at = 0;
+                self.todo_triggered = true;
             }
             for c in 0..2 {
                 if ready[2 + c]
@@ -846,7 +1005,7 @@ impl Engine {
     }
 
     fn timeout(&self) -> PollTimeout {
-        if !self.term && !self.todo.is_empty() {
+        if !self.term && (!self.todo.is_empty() || self.todo_triggered) {
             return PollTimeout::ZERO;
         }
         let now = qsys::now();
@@ -924,6 +1083,11 @@ impl Chan {
     }
 }
 
+/// The directory holding `p` (a queue path always has one).
+fn parent(p: &Path) -> PathBuf {
+    p.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
 fn mtime(p: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(p).ok().map(|m| m.mtime().max(0) as u64)
@@ -937,15 +1101,15 @@ fn sender_of(info: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Create `path` (0600) with `data` and fsync it.
-fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Create `path` (0600) with `data`; the caller fsyncs the file it gets.
+fn write_new(path: &Path, data: &[u8]) -> io::Result<File> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
     f.write_all(data)?;
-    f.sync_all()
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -975,10 +1139,10 @@ mod tests {
     /// One turn of the main loop, without waiting; returns the commands sent to
     /// qmail-lspawn (read from `lspawn`, non-blocking).
     fn turn(e: &mut Engine, lspawn: &mut File) -> Vec<Command> {
-        if qsys::now() >= e.todo_scan_at {
+        if e.todo_scan_due(qsys::now()) {
             e.scan_todo();
         }
-        e.do_todo();
+        e.do_todo().unwrap();
         e.finish_messages();
         e.dispatch(0);
         e.flush_commands(0).unwrap();
@@ -990,6 +1154,218 @@ mod tests {
             v.push(c.unwrap());
         }
         v
+    }
+
+    /// A fresh queue under `home` with control/me mx.example.test.
+    fn queue_home(home: &Path) -> Layout {
+        let q = home.join("queue");
+        for d in queue::layout::FLAT_DIRS {
+            std::fs::create_dir_all(q.join(d)).unwrap();
+        }
+        for d in queue::layout::SPLIT_DIRS {
+            for s in 0..queue::SPLIT {
+                std::fs::create_dir_all(q.join(format!("{d}/{s}"))).unwrap();
+            }
+        }
+        std::fs::create_dir_all(home.join("control")).unwrap();
+        std::fs::write(home.join("control/me"), "mx.example.test\n").unwrap();
+        Layout::new(home)
+    }
+
+    fn enqueue(layout: &Layout, env: &[u8]) -> u64 {
+        queue::qq::enqueue(
+            layout,
+            &mut &b"Subject: x\n\nhi\n"[..],
+            &mut &env[..],
+            0,
+            "invoked by uid 0",
+        )
+        .unwrap()
+    }
+
+    /// An engine over `home` whose qmail-clean always succeeds; returns it with the
+    /// read end of qmail-lspawn's commands (non-blocking) and the write end of its
+    /// reports.
+    fn engine_with_lspawn(home: &Path) -> (Engine, File, File) {
+        let (lspawn_cmds, lspawn_to) = pipe();
+        let (lspawn_from, mut lspawn_reports) = pipe();
+        let (_rspawn_cmds, rspawn_to) = pipe();
+        let (rspawn_from, mut rspawn_reports) = pipe();
+        let (clean_cmds, clean_to) = pipe();
+        let (clean_from, clean_replies) = pipe();
+        lspawn_reports.write_all(&[120]).unwrap();
+        rspawn_reports.write_all(&[120]).unwrap();
+        // qmail-rspawn stays up for the test's life: its pipe's EOF means it died
+        std::mem::forget((_rspawn_cmds, rspawn_reports));
+        nix::fcntl::fcntl(
+            &lspawn_cmds,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let qdir = home.join("queue");
+        std::thread::spawn(move || {
+            let (mut cmds, mut replies) = (clean_cmds, clean_replies);
+            let mut buf = Vec::new();
+            let mut b = [0u8; 1];
+            while cmds.read(&mut b).unwrap_or(0) == 1 {
+                if b[0] != 0 {
+                    buf.push(b[0]);
+                    continue;
+                }
+                let cmd = String::from_utf8(std::mem::take(&mut buf)).unwrap();
+                let (what, n) = cmd.split_once('/').unwrap();
+                let n: u64 = n.parse().unwrap();
+                let _ = std::fs::remove_file(qdir.join(format!("intd/{n}")));
+                let _ = std::fs::remove_file(match what {
+                    "todo" => qdir.join(format!("todo/{n}")),
+                    _ => qdir.join(format!("mess/{}/{n}", n % queue::SPLIT)),
+                });
+                if replies.write_all(b"+").is_err() {
+                    return;
+                }
+            }
+        });
+        let controls = Controls::new(home);
+        let cfg = Config::load(&controls).unwrap();
+        let chans = Chan::start([lspawn_to, lspawn_from, rspawn_to, rspawn_from]).unwrap();
+        let log = File::create(home.join("send.log")).unwrap();
+        let e = Engine::assemble(home, controls, cfg, chans, [log, clean_to, clean_from]);
+        (e, lspawn_cmds, lspawn_reports)
+    }
+
+    fn commands(lspawn: &mut File) -> Vec<Command> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = lspawn.read(&mut buf).unwrap_or(0);
+        buf.truncate(n);
+        let mut v = Vec::new();
+        while let Some(c) = protocol::take_command(&mut buf) {
+            v.push(c.unwrap());
+        }
+        v
+    }
+
+    /// Issue 13: under a todo flood a batch of preprocessing (two file fsyncs per
+    /// message and the directories') took longer than a local delivery, and the
+    /// reports were read only after it: the deliveries sat idle, ten per batch. The
+    /// batch now reads reports and refills freed slots between messages.
+    #[test]
+    fn deliveries_are_refilled_during_a_todo_batch() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        for _ in 0..20 {
+            enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        }
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        let first = turn(&mut e, &mut lspawn);
+        assert_eq!(first.len(), 10, "concurrencylocal 10");
+        for c in &first {
+            reports
+                .write_all(&protocol::encode_report(c.slot, Status::Success, b"ok\n"))
+                .unwrap();
+        }
+        for _ in 0..(TODO_BATCH + 8) {
+            enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        }
+        e.scan_todo();
+        e.do_todo().unwrap();
+        let during = commands(&mut lspawn);
+        assert_eq!(
+            during.len(),
+            10,
+            "the ten queued messages start while the batch runs"
+        );
+        assert_eq!(e.chans[0].used, 10);
+    }
+
+    /// A batch fsyncs the directories a message changed, and only those: remote/S
+    /// only when remote/N was written or a stale one removed.
+    #[test]
+    fn preprocessing_names_the_directories_it_changed() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        let dir = |d: &str| layout.dir.join(format!("{d}/{}", id % queue::SPLIT));
+        let set = |v: Vec<PathBuf>| v.into_iter().collect::<HashSet<_>>();
+        let touched = e.preprocess(id).unwrap().unwrap().dirs;
+        assert_eq!(set(touched), set(vec![dir("info"), dir("local")]));
+        // a crash left remote/N from an earlier pass: its removal must be synced too
+        std::fs::write(layout.chan(Channel::Remote, id), b"Tx@y\0").unwrap();
+        let touched = e.preprocess(id).unwrap().unwrap().dirs;
+        assert_eq!(
+            set(touched),
+            set(vec![dir("info"), dir("local"), dir("remote")])
+        );
+    }
+
+    /// A trigger reads todo/ again only once the entries of the last scan are done;
+    /// the periodic scan is not held back.
+    #[test]
+    fn trigger_rescans_todo_only_when_the_backlog_is_done() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        for _ in 0..(TODO_BATCH + 3) {
+            enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        }
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        let now = qsys::now();
+        assert!(!e.todo_scan_due(now));
+        e.do_todo().unwrap();
+        assert_eq!(e.todo.len(), 3);
+        e.todo_triggered = true;
+        assert!(!e.todo_scan_due(now), "a backlog is in hand");
+        assert!(e.todo_scan_due(now + TODO_RESCAN + 1), "the periodic scan");
+        e.do_todo().unwrap();
+        assert!(e.todo_scan_due(now), "backlog done, trigger pending");
+        assert_eq!(
+            e.timeout(),
+            PollTimeout::ZERO,
+            "the loop must not sleep on it"
+        );
+        e.scan_todo();
+        assert!(!e.todo_scan_due(now));
+    }
+
+    /// A message file that a killed qmail-queue left without todo/N or info/N is
+    /// removed once it is 36 hours old (qmail's cleanup); a young one, and an old one
+    /// that is queued, stay.
+    #[test]
+    fn stale_message_files_are_cleaned_up() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let stray = |name: u64| {
+            std::fs::write(layout.mess(name), b"x").unwrap();
+            std::fs::write(layout.intd(name), b"u0\0").unwrap();
+        };
+        let age = |id: u64| {
+            let t = nix::sys::time::TimeSpec::new(
+                (qsys::now() - queue::layout::OSSIFIED - 10) as i64,
+                0,
+            );
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &layout.mess(id),
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            )
+            .unwrap();
+        };
+        let (old, young) = (1000, 1001);
+        stray(old);
+        stray(young);
+        age(old);
+        let queued = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        age(queued);
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.cleanup_stale();
+        assert!(!layout.mess(old).exists() && !layout.intd(old).exists());
+        assert!(layout.mess(young).exists());
+        assert!(layout.mess(queued).exists() && layout.todo(queued).exists());
+        assert!(e.cleanup_at > qsys::now());
     }
 
     /// qmail-clean could not remove todo/N (it answered `!`): qmail-send must not
