@@ -530,7 +530,9 @@ fn malformed(spec: &Known, default: u64, invalid: impl Fn(String) -> Invalid) ->
         },
         OnInvalid::Refuse => Checked {
             value: default,
-            invalid: Some(invalid("refusing to work until it is fixed".into())),
+            invalid: Some(invalid(
+                "refusing to work (qmail-smtpd: 421 to every session) until it is fixed".into(),
+            )),
             refuse: true,
         },
     }

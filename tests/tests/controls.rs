@@ -1,0 +1,108 @@
+//! End-to-end tests of issue 12's "silent mistakes": malformed control values are
+//! reported (qmail-showctl, the programs' logs), a world-readable key is warned about,
+//! qmail-smtpd logs every refusal. An installed system in a temporary root.
+
+mod smtpd_common;
+
+use e2e::*;
+use smtpd_common::*;
+
+fn showctl(sys: &System) -> (i32, String) {
+    let out = sys.run_as(None, "qmail-showctl", &[], b"");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn showctl_flags_every_invalid_value_and_shows_every_program() {
+    let sys = system();
+    let (code, text) = showctl(&sys);
+    assert_eq!(code, 0, "{text}");
+    // smtpd, POP3, filter, checkpassword and run-script files with their values in force
+    for line in [
+        "me: mx.example.test\n",
+        "concurrencylocal: (default) 10\n",
+        "databytes: (default) 0\n",
+        "pop3authmax: (default) 3\n",
+        "filtertimeout: (default) 300\n",
+        "checkpassworddelay: (default) 1\n",
+        "listenbacklog: (default) 0\n",
+        "authfaildelay: 0\n",
+        "read by qmail-smtpd",
+        "read by qmail-popup",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in\n{text}");
+    }
+    assert!(!text.contains("not read by the mail core"), "{text}");
+
+    sys.control("databytes", "10k\n");
+    sys.control("concurrencyremote", "-5\n");
+    sys.control("concurrencylocal", "abc\n");
+    sys.control("tlsrequired", "yes\n");
+    sys.control("pop3authmax", "1000\n");
+    sys.control("maxrcpt", "50\n");
+    let (code, text) = showctl(&sys);
+    assert_eq!(code, 1, "{text}");
+    for line in [
+        "databytes: INVALID: control/databytes line 1: 10k is not allowed",
+        "concurrencyremote: INVALID: control/concurrencyremote line 1: -5 is not allowed \
+         (allowed: a decimal number 1 to 120 (deliveries)); using the default 20",
+        "concurrencylocal: INVALID: control/concurrencylocal line 1: abc is not allowed",
+        "tlsrequired: INVALID: control/tlsrequired line 1: yes is not allowed (allowed: 0 or 1); \
+         using 1, the safe value",
+        "pop3authmax: INVALID: control/pop3authmax line 1: 1000 is not allowed",
+        "maxrcpt: 50\n",
+        "5 invalid value(s)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in\n{text}");
+    }
+
+    // run scripts ask for the value in force
+    let out = sys.run_as(None, "qmail-showctl", &["-v", "concurrencyremote"], b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "20\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("control/concurrencyremote line 1"));
+}
+
+#[test]
+fn smtpd_refuses_sessions_on_a_malformed_databytes_and_says_why() {
+    let sys = system();
+    sys.control("databytes", "10k\n");
+    let srv = SmtpServer::start(&sys, &[], &[]);
+    let mut c = srv.client();
+    let greeting = c.reply();
+    assert!(greeting.starts_with("421 "), "{greeting}");
+    assert!(
+        eventually(10, || srv
+            .log_text()
+            .contains("control/databytes line 1: 10k is not allowed")),
+        "{}",
+        srv.log_text()
+    );
+    drop(c);
+    sys.control("databytes", "10240\n");
+    let mut c = srv.client();
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("EHLO client.test");
+    let r = c.cmd("MAIL FROM:<a@client.test> SIZE=20000");
+    assert!(r.starts_with("552 "), "{r}");
+}
+
+#[test]
+fn smtpd_logs_a_malformed_number_and_keeps_the_default() {
+    let sys = system();
+    sys.control("maxrcpt", "lots\n");
+    let srv = SmtpServer::start(&sys, &[], &[]);
+    let mut c = srv.client();
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("QUIT");
+    assert!(
+        eventually(10, || srv.log_text().contains(
+            "qmail-smtpd: warning: control/maxrcpt line 1: lots is not allowed \
+             (allowed: a decimal number 1 to 100000 (recipients)); using the default 1000"
+        )),
+        "{}",
+        srv.log_text()
+    );
+}
