@@ -106,3 +106,33 @@ fn smtpd_logs_a_malformed_number_and_keeps_the_default() {
         srv.log_text()
     );
 }
+
+#[test]
+fn tcprules_refuses_a_rule_without_a_colon_and_names_its_line() {
+    let d = tempfile::tempdir().unwrap();
+    let cdb = d.path().join("tcp.smtp.cdb");
+    let run = |text: &str| {
+        let mut c = std::process::Command::new(build_dir().join("tcprules"))
+            .arg(&cdb)
+            .arg(d.path().join("tcp.smtp.tmp"))
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run("127.0.0.1:allow\n").0, Some(0));
+    let before = std::fs::read(&cdb).unwrap();
+    let (code, err) = run("# block them\n127.0.0.1:allow\n192.0.2.66 deny\n");
+    assert_eq!(code, Some(100), "{err}");
+    assert!(
+        err.contains("unable to parse this line: 192.0.2.66 deny (line 3: no colon"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&cdb).unwrap(), before);
+}
