@@ -136,3 +136,26 @@ fn tcprules_refuses_a_rule_without_a_colon_and_names_its_line() {
     );
     assert_eq!(std::fs::read(&cdb).unwrap(), before);
 }
+
+#[test]
+fn smtpd_warns_about_a_private_key_readable_by_everyone() {
+    let sys = system();
+    install_cert(&sys);
+    let key = sys.root.join("control/serverkey.pem");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let srv = SmtpServer::start(&sys, &[], &[]);
+    let mut c = srv.client();
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("EHLO client.test");
+    let r = c.cmd("STARTTLS");
+    assert!(r.starts_with("220 "), "the key is used anyway: {r}");
+    let want = format!(
+        "qmail-smtpd: warning: {} holds the private key and is readable by everyone (mode 0644)",
+        key.display()
+    );
+    assert!(
+        eventually(10, || srv.log_text().contains(&want)),
+        "{}",
+        srv.log_text()
+    );
+}

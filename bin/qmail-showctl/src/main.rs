@@ -25,6 +25,7 @@
 
 use control::Controls;
 use control::known::{self, KNOWN, Kind};
+use std::os::unix::fs::MetadataExt;
 
 const PROG: &str = "qmail-showctl";
 
@@ -52,6 +53,15 @@ fn describe(ctl: &Controls, spec: &known::Known) -> std::io::Result<(String, boo
             None => (format!("{name}: (default) {}\n", spec.default), false),
         }),
         Kind::File => Ok(match std::fs::metadata(ctl.path(name)) {
+            Ok(m) if name.ends_with(".pem") && m.mode() & 0o004 != 0 => (
+                format!(
+                    "{name}: present ({} bytes), WARNING: readable by everyone (mode {:04o}); \
+                     chmod 400 it if it holds the private key\n",
+                    m.len(),
+                    m.mode() & 0o7777
+                ),
+                false,
+            ),
             Ok(m) => (format!("{name}: present ({} bytes)\n", m.len()), false),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 (format!("{name}: (default) {}\n", spec.default), false)
