@@ -159,3 +159,75 @@ fn smtpd_warns_about_a_private_key_readable_by_everyone() {
         srv.log_text()
     );
 }
+
+/// Every refusal leaves one uniform line: command, address, client IP, code and reason.
+#[test]
+fn smtpd_logs_every_refusal_in_one_uniform_line() {
+    let sys = system();
+    sys.control("databytes", "2000\n");
+    sys.control("badmailfrom", "spammer@bad.test\n");
+    let srv = SmtpServer::start(&sys, &[], &[]);
+    let mut c = srv.client();
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("EHLO client.test");
+    assert!(
+        c.cmd("MAIL FROM:<a@client.test> SIZE=999999")
+            .starts_with("552 ")
+    );
+    assert!(c.cmd("MAIL FROM:<a@client.test>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<victim@elsewhere.test>").starts_with("553 "));
+    assert!(
+        c.cmd("RCPT TO:<postmaster@example.test>")
+            .starts_with("250 ")
+    );
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.raw(format!("Subject: big\r\n\r\n{}\r\n.\r\n", "x".repeat(5000)).as_bytes());
+    assert!(c.reply().starts_with("552 "));
+    assert!(c.cmd("MAIL FROM:<spammer@bad.test>").starts_with("250 "));
+    assert!(
+        c.cmd("RCPT TO:<postmaster@example.test>")
+            .starts_with("553 ")
+    );
+    c.cmd("QUIT");
+    let want = [
+        "refused MAIL <a@client.test> from 127.0.0.1: 552 5.3.4 sorry, that message size \
+         exceeds my databytes limit (#5.3.4) (SIZE=999999 over databytes 2000)",
+        "refused RCPT <victim@elsewhere.test> from 127.0.0.1: 553 5.7.1 sorry, that domain \
+         isn't in my list of allowed rcpthosts (#5.7.1)",
+        "refused DATA from 127.0.0.1: 552 5.3.4 sorry, that message size exceeds my databytes \
+         limit (#5.3.4) (over databytes 2000)",
+        "refused RCPT <postmaster@example.test> from 127.0.0.1: 553 5.7.1 sorry, your envelope \
+         sender is in my badmailfrom list (#5.7.1) (sender <spammer@bad.test> in badmailfrom)",
+    ];
+    assert!(
+        eventually(10, || want.iter().all(|w| srv.log_text().contains(w))),
+        "{}",
+        srv.log_text()
+    );
+    assert_eq!(srv.log_text().matches("refused ").count(), 4);
+
+    // a queue that cannot run: 451 and its line
+    let srv = SmtpServer::start(&sys, &[], &[("QMAILQUEUE", "/nonexistent/qmail-queue")]);
+    let mut c = srv.client();
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("HELO client.test");
+    c.cmd("MAIL FROM:<a@client.test>");
+    c.cmd("RCPT TO:<postmaster@example.test>");
+    let r = c.cmd("DATA");
+    let r = if r.starts_with("354") {
+        c.raw(b"Subject: x\r\n\r\nx\r\n.\r\n");
+        c.reply()
+    } else {
+        r
+    };
+    assert!(r.starts_with("451 "), "{r}");
+    assert!(
+        eventually(10, || {
+            srv.log_text().contains(
+            "refused DATA from 127.0.0.1: 451 4.3.0 qqt failure (#4.3.0) (unable to run qmail-queue)"
+        )
+        }),
+        "{}",
+        srv.log_text()
+    );
+}
