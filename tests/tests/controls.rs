@@ -231,3 +231,62 @@ fn smtpd_logs_every_refusal_in_one_uniform_line() {
         srv.log_text()
     );
 }
+
+/// qmail-popup logs each login that worked: `login ok ip=IP user=U`.
+#[test]
+fn popup_logs_every_successful_login() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let sys = system();
+    for p in ["qmail-popup", "tcpserver"] {
+        if !sys.bin(p).exists() {
+            std::fs::copy(build_dir().join(p), sys.bin(p)).unwrap();
+        }
+    }
+    sys.control("pop3authdelay", "0\n");
+    // a checkpassword that accepts everyone and "runs" a session that just greets
+    let cp = sys.root.join("fake-checkpassword");
+    std::fs::write(
+        &cp,
+        "#!/bin/sh\nhead -c 600 <&3 >/dev/null\nprintf '+OK session\\r\\n'\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let log = sys.root.join("pop3.log");
+    let mut child = Command::new(sys.bin("tcpserver"))
+        .args(["-1", "-H", "-R", "127.0.0.1", "0"])
+        .arg(sys.bin("qmail-popup"))
+        .arg(ME)
+        .arg(&cp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let port = printed_port(&mut child);
+    let _srv = Server(child);
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    let mut reply = |w: &mut std::net::TcpStream, cmd: &str| {
+        if !cmd.is_empty() {
+            w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        }
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        line.clone()
+    };
+    assert!(reply(&mut w, "").starts_with("+OK"));
+    assert!(reply(&mut w, "USER joe").starts_with("+OK"));
+    let r = reply(&mut w, "PASS secret");
+    assert!(r.starts_with("+OK session"), "{r}");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(10, || text().contains("qmail-popup: pid ")
+            && text().contains(": login ok ip=127.0.0.1 user=joe\n")),
+        "{}",
+        text()
+    );
+}

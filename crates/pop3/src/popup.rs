@@ -50,7 +50,10 @@
 //! - No `TCPREMOTEIP` (or an empty one) is the address `unknown`.
 //!
 //! Each failure is logged as one line, `qmail-popup: pid N: auth failed ip=IP
-//! mech=USER|APOP|PLAIN user=NAME`, NAME escaped with `qsys::logsafe::text` and last.
+//! mech=USER|APOP|PLAIN user=NAME`, NAME escaped with `qsys::logsafe::text` and last;
+//! each login that worked as `qmail-popup: pid N: login ok ip=IP user=NAME`, written by
+//! P when checkpassword's session ends (it execs qmail-pop3d, so exit 0 comes after the
+//! session; a pop3d that ends with another code than 1 or 2 counts as a login too).
 
 use crate::line::{Line, read_line, split_command};
 use std::io::{self, BufReader, Read, Write};
@@ -785,6 +788,17 @@ pub fn decode_plain(b64: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
     r
 }
 
+/// `login ok ip=IP user=U`: a login that worked (checkpassword accepted it and the
+/// mailbox session ran; P learns it when that session ends). User last, escaped.
+fn login_log(ip: &str, user: &[u8]) -> String {
+    let ip = if ip.is_empty() { "unknown" } else { ip };
+    format!(
+        "login ok ip={} user={}",
+        qsys::logsafe::text(ip.as_bytes()),
+        qsys::logsafe::text(user)
+    )
+}
+
 /// P: read records from C, run checkpassword for each, answer with verdicts; returns
 /// when C is gone (or a session has ended). `subprogram` is checkpassword and its
 /// arguments; `relay` is P's end of the socketpair (for TLS sessions); `timestamp` is
@@ -819,7 +833,16 @@ pub fn parent(
                     auth::client::Stdio01::Inherit
                 };
                 match auth::client::run(subprogram, &c, stdio, None) {
-                    Ok(e) => Verdict::from_exit(e),
+                    Ok(e) => {
+                        let v = Verdict::from_exit(e);
+                        if v == Verdict::Done {
+                            log(&login_log(
+                                &std::env::var("TCPREMOTEIP").unwrap_or_default(),
+                                &c.user,
+                            ));
+                        }
+                        v
+                    }
                     Err(e) => {
                         log(&format!(
                             "unable to run {}: {e}",
@@ -843,6 +866,18 @@ pub fn parent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_lines_name_ip_and_user_last() {
+        assert_eq!(
+            login_log("192.0.2.7", b"joe"),
+            "login ok ip=192.0.2.7 user=joe"
+        );
+        assert_eq!(
+            login_log("", b"a b\nc"),
+            "login ok ip=unknown user=a\\040b\\012c"
+        );
+    }
 
     #[test]
     fn malformed_controls_get_safe_values() {
