@@ -290,3 +290,34 @@ fn popup_logs_every_successful_login() {
         text()
     );
 }
+
+/// qmail-remote reports on one pipe for stdout and stderr: a malformed timeout is not
+/// written there (it would be read as the delivery's result); the default applies.
+#[test]
+fn remote_report_stays_clean_with_a_malformed_timeout() {
+    use std::process::{Command, Stdio};
+    let sys = system();
+    if !sys.bin("qmail-remote").exists() {
+        std::fs::copy(build_dir().join("qmail-remote"), sys.bin("qmail-remote")).unwrap();
+    }
+    sys.control("timeoutconnect", "abc\n");
+    sys.control("smtproutes", ":127.0.0.1:1\n");
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let w2 = w.try_clone().unwrap();
+    let mut child = Command::new(sys.bin("qmail-remote"))
+        .args(["elsewhere.test", "a@example.test", "b@elsewhere.test"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::from(w2))
+        .spawn()
+        .unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(r), &mut s).unwrap();
+        s
+    });
+    child.wait().unwrap();
+    let out = String::from_utf8_lossy(&out.join().unwrap()).into_owned();
+    assert!(!out.contains("warning"), "{out:?}");
+    assert!(out.starts_with(['r', 'h', 's', 'K', 'Z', 'D']), "{out:?}");
+}

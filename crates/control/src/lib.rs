@@ -115,6 +115,9 @@ impl Controls {
     /// A number control through the typed reader, for programs that only need the value:
     /// a malformed or out-of-range value is logged on stderr (`PROG: warning: control/..`)
     /// and replaced as its table entry says; a file whose policy is to refuse is an error.
+    /// No warning is written when stderr is the same file as stdout and not a terminal:
+    /// qmail-remote and qmail-local report on that pipe, where a stray line would be
+    /// read as the delivery's result.
     /// `default` applies to a file missing from the table too (then any digits pass).
     pub fn int(&self, name: &str, default: u64) -> io::Result<u64> {
         let loose = known::Known {
@@ -137,7 +140,9 @@ impl Controls {
             let msg = c.invalid.map(|i| i.to_string()).unwrap_or_default();
             return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
         }
-        c.warn(&program_name());
+        if stderr_is_a_log() {
+            c.warn(&program_name());
+        }
         Ok(c.value)
     }
 
@@ -158,6 +163,28 @@ fn spec_of(name: &str) -> io::Result<&'static known::Known> {
             "control/{name} is not in the table of known controls"
         ))
     })
+}
+
+/// Whether a warning on stderr reaches a log (or a terminal) rather than a protocol
+/// channel shared with stdout (qmail-rspawn and qmail-lspawn give their children one
+/// pipe for both).
+fn stderr_is_a_log() -> bool {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    if std::io::stderr().is_terminal() {
+        return true;
+    }
+    let id = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .ok()
+            .and_then(|o| std::fs::File::from(o).metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+    };
+    match (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd())) {
+        (Some(out), Some(err)) => out != err,
+        (_, err) => err.is_some(),
+    }
 }
 
 /// The name this process was started as, for warnings.
