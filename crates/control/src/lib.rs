@@ -118,7 +118,8 @@ impl Controls {
     /// No warning is written when stderr is the same file as stdout and not a terminal:
     /// qmail-remote and qmail-local report on that pipe, where a stray line would be
     /// read as the delivery's result.
-    /// `default` applies to a file missing from the table too (then any digits pass).
+    /// `default` applies only to a file missing from the table (then any digits pass);
+    /// a known file gets the table's default.
     pub fn int(&self, name: &str, default: u64) -> io::Result<u64> {
         let loose = known::Known {
             name: "",
@@ -132,6 +133,8 @@ impl Controls {
             on_invalid: known::OnInvalid::Default,
         };
         let spec = known::known(name).unwrap_or(&loose);
+        // the table's default wins, so qmail-showctl shows what the program uses
+        let default = known::numeric_default(spec).unwrap_or(default);
         let mut c = known::check(spec, self.line(name)?.as_deref(), default);
         if let Some(i) = c.invalid.as_mut() {
             i.file = name.to_string();
@@ -328,6 +331,12 @@ mod tests {
         assert_eq!(c.number("ratelimit").unwrap().value, 0);
         assert!(c.number("no-such-control").is_err());
         assert_eq!(c.choice("vquotapolicy").unwrap(), ("defer", None));
+        assert_eq!(
+            c.int("ratelimit", 77).unwrap(),
+            0,
+            "the table's default wins"
+        );
+        assert_eq!(c.int("unknown-number", 77).unwrap(), 77);
     }
 
     #[test]

@@ -142,10 +142,18 @@ impl Config {
             .unwrap_or_else(|| "localhost".into());
         let timeout = number(&c, "timeoutsmtpd")?;
         let mut databytes = number(&c, "databytes")?;
-        if let Some(v) = env("DATABYTES")
-            && let Ok(n) = v.trim().parse::<u64>()
-        {
-            databytes = n;
+        if let Some(v) = env("DATABYTES") {
+            match v.trim().parse::<u64>() {
+                Ok(n) => databytes = n,
+                Err(_) => qsys::die::warn(
+                    "qmail-smtpd",
+                    "warning",
+                    &format!(
+                        "DATABYTES={} is not a decimal number; using control/databytes ({databytes})",
+                        qsys::logsafe::text(v.as_bytes())
+                    ),
+                ),
+            }
         }
         let maxrcpt = number(&c, "maxrcpt")? as usize;
         let rcpthosts = ConstMap::from_keys(&c.list_or_empty("rcpthosts")?);
