@@ -77,7 +77,10 @@
 //!     authfaillimit (10 per hour per IPv4 address or IPv6 /64), authfailaccountlimit
 //!     (20 per hour per account), sendermap (none), ratelimit (0 = none; recipients per
 //!     account per hour), recipients.cdb (none: no recipient check; see qmail-recipients),
-//!     servercert.pem / serverkey.pem (no TLS without them).
+//!     servercert.pem / serverkey.pem (no TLS without them; a key readable by everyone
+//!     is used with a warning). A malformed number or flag is logged and its default
+//!     used (tlsrequired: 1); a malformed databytes refuses every session with 421
+//!     (control/README).
 //!
 //! FILES
 //!     HOME/smtpd/{rate,authfail,authfailaccount,authok}/  counters (the limits crate);

@@ -642,6 +642,28 @@ mod tests {
         assert_eq!(check(k("pop3plaintext"), Some("true"), 1).value, 0);
     }
 
+    /// Every file control/README's tables name is in the table (the doc cannot drift).
+    #[test]
+    fn every_file_of_the_readme_is_known() {
+        let readme = include_str!("../../../control/README");
+        for line in readme.lines() {
+            let Some(name) = line.split(' ').next() else {
+                continue;
+            };
+            let table_row = line[name.len()..].starts_with("  ")
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.');
+            if table_row && name != "file" {
+                assert!(
+                    known(name).is_some(),
+                    "control/README names {name}, the table does not"
+                );
+            }
+        }
+    }
+
     #[test]
     fn choices() {
         assert_eq!(c("vquotapolicy", "bounce").value, 1);
