@@ -321,3 +321,27 @@ fn remote_report_stays_clean_with_a_malformed_timeout() {
     assert!(!out.contains("warning"), "{out:?}");
     assert!(out.starts_with(['r', 'h', 's', 'K', 'Z', 'D']), "{out:?}");
 }
+
+/// qmail-send logs malformed numbers in its own log and keeps the defaults, at start
+/// and when it rereads its controls (HUP).
+#[test]
+fn send_logs_malformed_concurrency_and_keeps_the_default() {
+    let mut sys = system();
+    sys.control("concurrencyremote", "-5\n");
+    sys.control("concurrencylocal", "abc\n");
+    sys.start();
+    sys.wait_log(
+        "warning: control/concurrencyremote line 1: -5 is not allowed (allowed: a decimal \
+         number 1 to 120 (deliveries)); using the default 20",
+        20,
+    );
+    sys.wait_log(
+        "warning: control/concurrencylocal line 1: abc is not allowed",
+        20,
+    );
+    sys.wait_log("status: local 0/10 remote 0/20", 20);
+    sys.control("concurrencyremote", "500\n");
+    sys.signal(nix::sys::signal::Signal::SIGHUP);
+    sys.wait_log("using 120, the nearest allowed", 20);
+    sys.stop();
+}
