@@ -132,7 +132,9 @@ impl Controls {
             readers: "",
             on_invalid: known::OnInvalid::Default,
         };
-        let spec = known::known(name).unwrap_or(&loose);
+        let spec = known::known(name)
+            .filter(|k| numeric_kind(&k.kind))
+            .unwrap_or(&loose);
         // the table's default wins, so qmail-showctl shows what the program uses
         let default = known::numeric_default(spec).unwrap_or(default);
         let mut c = known::check(spec, self.line(name)?.as_deref(), default);
@@ -158,6 +160,13 @@ impl Controls {
     pub fn list_or_empty(&self, name: &str) -> io::Result<Vec<String>> {
         Ok(self.list(name)?.unwrap_or_default())
     }
+}
+
+fn numeric_kind(kind: &known::Kind) -> bool {
+    matches!(
+        kind,
+        known::Kind::Number { .. } | known::Kind::Flag | known::Kind::Choice(_)
+    )
 }
 
 fn spec_of(name: &str) -> io::Result<&'static known::Known> {
@@ -337,6 +346,12 @@ mod tests {
             "the table's default wins"
         );
         assert_eq!(c.int("unknown-number", 77).unwrap(), 77);
+        std::fs::write(c.path("me"), "12\n").unwrap();
+        assert_eq!(
+            c.int("me", 77).unwrap(),
+            12,
+            "a text control read as a number"
+        );
     }
 
     #[test]
