@@ -178,7 +178,7 @@ fn open_relay_battery() {
     );
     assert!(
         srv.log_text().contains(
-            "refused RCPT <victim%elsewhere.test@example.test> from 127.0.0.1: 5.7.1 we don't relay"
+            "refused RCPT <victim%elsewhere.test@example.test> from 127.0.0.1: 553 5.7.1 we don't relay"
         ),
         "{}",
         srv.log_text()

@@ -25,8 +25,16 @@
 //!     The TLS key is read by the parent before the child is forked.
 //!
 //! DESCRIPTORS
-//!     0, 1: the client; 2: log (one line per failed login, `qmail-popup: pid N: auth
-//!     failed ip=IP mech=USER|APOP|PLAIN user=NAME`, NAME escaped and last).
+//!     0, 1: the client; 2: log.
+//!
+//! LOG (fd 2, one line each, `qmail-popup: pid N: ...`; NAME escaped and last)
+//!     `auth failed ip=IP mech=USER|APOP|PLAIN user=NAME` (a failed login);
+//!     `login ok ip=IP user=NAME` (a login that worked, written by the parent when the
+//!     mailbox session ends: checkpassword execs qmail-pop3d, so its exit 0 comes then);
+//!     `login refused: too many failures for the address|account ...`;
+//!     `warning: control/NAME line 1: VALUE is not allowed (allowed: ...); using ...`
+//!     (a malformed number or flag: the default applies; pop3plaintext: 0);
+//!     `warning: PATH holds the private key and is readable by everyone ...`.
 //!
 //! CONTROL FILES
 //!     servercert.pem, serverkey.pem: TLS certificate chain and key (see crates/tls).

@@ -45,17 +45,27 @@
 //!
 //! LOG (fd 2, one line each, `qmail-smtpd: pid P: ...`)
 //!     `message accepted qp Q from IP <sender> to N recipients [auth USER] [helo H]`;
-//!     `refused RCPT <addr> from IP: <reply>`; `AUTH MECH user U from IP`;
+//!     every refusal of MAIL, RCPT, DATA or BDAT, one line:
+//!     `refused CMD [<addr>] from IP [user U]: CODE X.Y.Z text [(detail)]`, e.g.
+//!     `refused RCPT <x@example.org> from 192.0.2.1: 550 5.1.1 sorry, no mailbox here by
+//!     that name (#5.1.1)`; the codes: 550 unknown user (recipients.cdb, virtual users),
+//!     552 too big (MAIL SIZE or DATA over databytes; the header too big to check), 553
+//!     relay, rcpthosts, badmailfrom, badrcptto or a sender not the user's (detail
+//!     `sendermap`, or the forged header field), 554 looping, bare CR, no From:, 5xx/4xx
+//!     from a filter (detail `filter`) or qmail-queue (detail `qmail-queue`), 451 queue
+//!     failure (`unable to run qmail-queue`), ratelimit or a bare LF/CR (the connection is
+//!     closed), 452 maxrcpt, 530 tlsrequired or AUTH first;
+//!     `AUTH MECH user U from IP`;
 //!     `auth failed ip=IP mech=MECH user=U` (user= last, for log-driven blockers);
 //!     `AUTH refused: N failures in the last hour ip=IP` and `AUTH refused: too many
 //!     failures for the address|account in the last hour ip=IP user=U`;
-//!     `user U refused envelope sender <addr>`; `user U refused message: REASON`
-//!     (a forged or missing originator); `user U over ratelimit ...`;
 //!     `discarded N bytes pipelined after STARTTLS`;
 //!     `TLS handshake failed [sni NAME]: ...` (STARTTLS; on port 465 `TLS on connect
 //!     failed [sni NAME]: ...`, as a warning);
-//!     `bare LF|CR in DATA from IP; nothing queued, connection closed`;
-//!     `client went away during DATA; nothing queued`.
+//!     `client went away during DATA; nothing queued`;
+//!     `warning: control/NAME line 1: VALUE is not allowed (allowed: ...); using ...`
+//!     (a malformed number or flag; see control/README), and `alert: unable to read
+//!     controls: ...` with 421 to the client (a malformed databytes, among others).
 //!     Whatever the client sent (addresses, user names, HELO, SNI) is written as one
 //!     field: printable ASCII except space, backslash and `=` as is, any other byte as
 //!     `\ooo` (octal), cut after 256 bytes with `...` (qsys::logsafe::text).
@@ -67,7 +77,10 @@
 //!     authfaillimit (10 per hour per IPv4 address or IPv6 /64), authfailaccountlimit
 //!     (20 per hour per account), sendermap (none), ratelimit (0 = none; recipients per
 //!     account per hour), recipients.cdb (none: no recipient check; see qmail-recipients),
-//!     servercert.pem / serverkey.pem (no TLS without them).
+//!     servercert.pem / serverkey.pem (no TLS without them; a key readable by everyone
+//!     is used with a warning). A malformed number or flag is logged and its default
+//!     used (tlsrequired: 1); a malformed databytes refuses every session with 421
+//!     (control/README).
 //!
 //! FILES
 //!     HOME/smtpd/{rate,authfail,authfailaccount,authok}/  counters (the limits crate);

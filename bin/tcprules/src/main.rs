@@ -11,12 +11,19 @@
 //!     running tcpserver sees either the old rules or the new ones. The cdb is the one
 //!     Debian's tcprules writes, byte for byte.
 //!
+//!     Stricter than ucspi-tcp 0.88 (and Debian's tcprules): a line without a colon, such
+//!     as `192.0.2.66 deny`, is refused with its line number instead of being ignored (it
+//!     would deny nothing). Blank lines and `#` comments, also after leading white space,
+//!     are still ignored; every text Debian's tcprules accepts otherwise gives the same
+//!     cdb.
+//!
 //! USER
 //!     Anyone who may write the directory (the administrator; `qmailctl cdb`).
 //!
 //! EXIT CODES
 //!     0 written; 100 usage or a line that cannot be parsed (`tcprules: fatal: unable to
-//!     parse this line: LINE`; rules.cdb is left alone); 111 read or write failure.
+//!     parse this line: LINE (line N: WHAT IS WRONG)`; rules.cdb is left alone); 111 read
+//!     or write failure.
 
 use std::io::Read;
 use std::path::Path;
@@ -40,11 +47,13 @@ fn main() {
     }
     let records = match ucspi::rules::compile(&text) {
         Ok(r) => r,
-        Err(ucspi::rules::BadLine(line)) => qsys::die::fatal(
+        Err(bad) => qsys::die::fatal(
             PROG,
             &format!(
-                "unable to parse this line: {}",
-                String::from_utf8_lossy(&line)
+                "unable to parse this line: {} (line {}: {})",
+                String::from_utf8_lossy(&bad.text),
+                bad.number,
+                bad.reason
             ),
             100,
         ),

@@ -1,10 +1,11 @@
 //! qmail control files (`HOME/control/*`) and cdb files.
 //!
 //! Syntax follows qmail's `control.c`: a single-value file means its first line with
-//! trailing spaces, tabs and the newline stripped; an integer file that does not parse is
-//! treated as absent; a list file is one item per line, with empty lines and lines
+//! trailing spaces, tabs and the newline stripped; a list file is one item per line, with empty lines and lines
 //! starting with `#` ignored. A missing file means "use the default"; any other error
 //! reading it is a temporary failure the caller must report (never a silent default).
+//! Numbers, 0/1 flags and choices go through [`known`]'s table and typed reader: a
+//! malformed value is reported (qmail treated it as absent, silently), never misread.
 //!
 //! [`ConstMap`] is qmail's `constmap`: case-insensitive lookups of domains and
 //! `key:value` lines (locals, rcpthosts, virtualdomains, smtproutes, percenthack).
@@ -12,6 +13,7 @@
 
 pub mod assign;
 pub mod cdbfile;
+pub mod known;
 
 use std::collections::HashMap;
 use std::io;
@@ -75,19 +77,78 @@ impl Controls {
         Ok(self.line("me")?.unwrap_or_else(|| fallback.to_string()))
     }
 
-    /// An unsigned integer control; `default` if missing or not a number.
+    /// A number, flag or choice control listed in [`known::KNOWN`], checked against
+    /// its entry (range, policy, default). The caller logs `invalid` and honours `refuse`.
+    pub fn number(&self, name: &str) -> io::Result<known::Checked> {
+        let spec = spec_of(name)?;
+        let default = known::numeric_default(spec)
+            .ok_or_else(|| io::Error::other(format!("control/{name} has no numeric default")))?;
+        self.check_with(spec, default)
+    }
+
+    /// [`Controls::number`] with a default the caller computes (`pop3plaintext`).
+    pub fn number_or(&self, name: &str, default: u64) -> io::Result<known::Checked> {
+        self.check_with(spec_of(name)?, default)
+    }
+
+    /// A choice control: the word in force, and the problem if the file held another.
+    pub fn choice(&self, name: &str) -> io::Result<(&'static str, Option<known::Invalid>)> {
+        let spec = spec_of(name)?;
+        let c = self.number(name)?;
+        let word = match spec.kind {
+            known::Kind::Choice(words) => {
+                words.get(c.value as usize).copied().unwrap_or(spec.default)
+            }
+            _ => spec.default,
+        };
+        Ok((word, c.invalid))
+    }
+
+    fn check_with(&self, spec: &known::Known, default: u64) -> io::Result<known::Checked> {
+        Ok(known::check(
+            spec,
+            self.line(spec.name)?.as_deref(),
+            default,
+        ))
+    }
+
+    /// A number control through the typed reader, for programs that only need the value:
+    /// a malformed or out-of-range value is logged on stderr (`PROG: warning: control/..`)
+    /// and replaced as its table entry says; a file whose policy is to refuse is an error.
+    /// No warning is written when stderr is the same file as stdout and not a terminal:
+    /// qmail-remote and qmail-local report on that pipe, where a stray line would be
+    /// read as the delivery's result.
+    /// `default` applies only to a file missing from the table (then any digits pass);
+    /// a known file gets the table's default.
     pub fn int(&self, name: &str, default: u64) -> io::Result<u64> {
-        Ok(self
-            .line(name)?
-            .and_then(|v| {
-                let digits: String = v
-                    .trim_start()
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit())
-                    .collect();
-                digits.parse().ok()
-            })
-            .unwrap_or(default))
+        let loose = known::Known {
+            name: "",
+            kind: known::Kind::Number {
+                min: 0,
+                max: u64::MAX,
+                unit: "",
+            },
+            default: "",
+            readers: "",
+            on_invalid: known::OnInvalid::Default,
+        };
+        let spec = known::known(name)
+            .filter(|k| numeric_kind(&k.kind))
+            .unwrap_or(&loose);
+        // the table's default wins, so qmail-showctl shows what the program uses
+        let default = known::numeric_default(spec).unwrap_or(default);
+        let mut c = known::check(spec, self.line(name)?.as_deref(), default);
+        if let Some(i) = c.invalid.as_mut() {
+            i.file = name.to_string();
+        }
+        if c.refuse {
+            let msg = c.invalid.map(|i| i.to_string()).unwrap_or_default();
+            return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+        }
+        if stderr_is_a_log() {
+            c.warn(&program_name());
+        }
+        Ok(c.value)
     }
 
     /// The items of a list control; `None` if the file is missing.
@@ -99,6 +160,57 @@ impl Controls {
     pub fn list_or_empty(&self, name: &str) -> io::Result<Vec<String>> {
         Ok(self.list(name)?.unwrap_or_default())
     }
+}
+
+fn numeric_kind(kind: &known::Kind) -> bool {
+    matches!(
+        kind,
+        known::Kind::Number { .. } | known::Kind::Flag | known::Kind::Choice(_)
+    )
+}
+
+fn spec_of(name: &str) -> io::Result<&'static known::Known> {
+    known::known(name).ok_or_else(|| {
+        io::Error::other(format!(
+            "control/{name} is not in the table of known controls"
+        ))
+    })
+}
+
+/// Whether a warning on stderr reaches a log (or a terminal) rather than a protocol
+/// channel shared with stdout (qmail-rspawn and qmail-lspawn give their children one
+/// pipe for both).
+fn stderr_is_a_log() -> bool {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    if std::io::stderr().is_terminal() {
+        return true;
+    }
+    let id = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .ok()
+            .and_then(|o| std::fs::File::from(o).metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+    };
+    match (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd())) {
+        (Some(out), Some(err)) => out != err,
+        (_, err) => err.is_some(),
+    }
+}
+
+/// The name this process was started as, for warnings.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "qmail".into())
 }
 
 /// Parse list-file text: one item per line, trailing white space stripped, empty lines
@@ -205,6 +317,41 @@ mod tests {
         assert_eq!(c.int("a", 7).unwrap(), 42);
         assert_eq!(c.int("b", 7).unwrap(), 7);
         assert_eq!(c.int("c", 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn typed_reader_reports_and_refuses() {
+        let (_d, c) = ctl(&[
+            ("databytes", "10k\n"),
+            ("concurrencyremote", "-5\n"),
+            ("maxrcpt", "5\n"),
+        ]);
+        let e = c.int("databytes", 0).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("control/databytes line 1: 10k is not allowed"),
+            "{e}"
+        );
+        assert!(c.number("databytes").unwrap().refuse);
+        let r = c.number("concurrencyremote").unwrap();
+        assert_eq!(r.value, 20);
+        assert!(r.invalid.is_some());
+        assert_eq!(c.number("maxrcpt").unwrap().value, 5);
+        assert_eq!(c.number("ratelimit").unwrap().value, 0);
+        assert!(c.number("no-such-control").is_err());
+        assert_eq!(c.choice("vquotapolicy").unwrap(), ("defer", None));
+        assert_eq!(
+            c.int("ratelimit", 77).unwrap(),
+            0,
+            "the table's default wins"
+        );
+        assert_eq!(c.int("unknown-number", 77).unwrap(), 77);
+        std::fs::write(c.path("me"), "12\n").unwrap();
+        assert_eq!(
+            c.int("me", 77).unwrap(),
+            12,
+            "a text control read as a number"
+        );
     }
 
     #[test]

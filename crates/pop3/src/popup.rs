@@ -28,6 +28,9 @@
 //!   TLS, `0` refuses them (use STLS or port 995). Default: refused when TLS is
 //!   configured (control/servercert.pem), allowed when it is not. APOP is always allowed.
 //! - `pop3authdelay` (seconds, default 2): pause before each failure answer.
+//! - Numbers and flags go through control's typed reader: a malformed value is logged
+//!   (file, line, what is allowed) and its default used (`pop3plaintext`: 0, the safe
+//!   value), one out of range the nearest allowed (control/README).
 //! - `pop3authmax` (default 3): failures before the connection is closed.
 //! - `timeoutpop3d` (seconds, default 1200): every wait for the client.
 //! - `authfaillimit` (default 10, 0 = none): failed logins per hour from one IPv4
@@ -47,7 +50,10 @@
 //! - No `TCPREMOTEIP` (or an empty one) is the address `unknown`.
 //!
 //! Each failure is logged as one line, `qmail-popup: pid N: auth failed ip=IP
-//! mech=USER|APOP|PLAIN user=NAME`, NAME escaped with `qsys::logsafe::text` and last.
+//! mech=USER|APOP|PLAIN user=NAME`, NAME escaped with `qsys::logsafe::text` and last;
+//! each login that worked as `qmail-popup: pid N: login ok ip=IP user=NAME`, written by
+//! P when checkpassword's session ends (it execs qmail-pop3d, so exit 0 comes after the
+//! session; a pop3d that ends with another code than 1 or 2 counts as a login too).
 
 use crate::line::{Line, read_line, split_command};
 use std::io::{self, BufReader, Read, Write};
@@ -86,25 +92,29 @@ impl Policy {
         let tls = tls::server_config(ctl.dir())?;
         let plaintext = match std::env::var("POP3PLAINTEXT") {
             Ok(v) => v != "0",
-            Err(_) => match ctl.line("pop3plaintext")? {
-                Some(v) => v.trim() != "0",
-                None => tls.is_none(),
-            },
+            Err(_) => number(&ctl.number_or("pop3plaintext", tls.is_none() as u64)?) != 0,
         };
         Ok(Policy {
             hostname: hostname.to_string(),
             tls,
             pop3s,
             plaintext,
-            delay: Duration::from_secs(ctl.int("pop3authdelay", 2)?),
-            max_failures: ctl.int("pop3authmax", 3)?.clamp(1, 100) as u32,
-            timeout: Duration::from_secs(ctl.int("timeoutpop3d", 1200)?.max(1)),
-            fail_limit: ctl.int("authfaillimit", limits::DEFAULT_IP_FAILURES)?,
-            account_fail_limit: ctl
-                .int("authfailaccountlimit", limits::DEFAULT_ACCOUNT_FAILURES)?,
+            delay: Duration::from_secs(number(&ctl.number("pop3authdelay")?)),
+            max_failures: number(&ctl.number("pop3authmax")?) as u32,
+            timeout: Duration::from_secs(number(&ctl.number("timeoutpop3d")?)),
+            fail_limit: number(&ctl.number("authfaillimit")?),
+            account_fail_limit: number(&ctl.number("authfailaccountlimit")?),
             state_dir: home.join("smtpd"),
         })
     }
+}
+
+/// The value in force of a checked control, its problem logged (`qmail-popup: warning:
+/// control/NAME line 1: ...`): a malformed value gets the default (`pop3plaintext`: 0,
+/// no plain-text passwords), one out of range the nearest allowed.
+fn number(c: &control::known::Checked) -> u64 {
+    c.warn("qmail-popup");
+    c.value
 }
 
 /// The client connection, plain or TLS, over fd 0/1.
@@ -778,6 +788,17 @@ pub fn decode_plain(b64: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
     r
 }
 
+/// `login ok ip=IP user=U`: a login that worked (checkpassword accepted it and the
+/// mailbox session ran; P learns it when that session ends). User last, escaped.
+fn login_log(ip: &str, user: &[u8]) -> String {
+    let ip = if ip.is_empty() { "unknown" } else { ip };
+    format!(
+        "login ok ip={} user={}",
+        qsys::logsafe::text(ip.as_bytes()),
+        qsys::logsafe::text(user)
+    )
+}
+
 /// P: read records from C, run checkpassword for each, answer with verdicts; returns
 /// when C is gone (or a session has ended). `subprogram` is checkpassword and its
 /// arguments; `relay` is P's end of the socketpair (for TLS sessions); `timestamp` is
@@ -812,7 +833,16 @@ pub fn parent(
                     auth::client::Stdio01::Inherit
                 };
                 match auth::client::run(subprogram, &c, stdio, None) {
-                    Ok(e) => Verdict::from_exit(e),
+                    Ok(e) => {
+                        let v = Verdict::from_exit(e);
+                        if v == Verdict::Done {
+                            log(&login_log(
+                                &std::env::var("TCPREMOTEIP").unwrap_or_default(),
+                                &c.user,
+                            ));
+                        }
+                        v
+                    }
                     Err(e) => {
                         log(&format!(
                             "unable to run {}: {e}",
@@ -836,6 +866,39 @@ pub fn parent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_lines_name_ip_and_user_last() {
+        assert_eq!(
+            login_log("192.0.2.7", b"joe"),
+            "login ok ip=192.0.2.7 user=joe"
+        );
+        assert_eq!(
+            login_log("", b"a b\nc"),
+            "login ok ip=unknown user=a\\040b\\012c"
+        );
+    }
+
+    #[test]
+    fn malformed_controls_get_safe_values() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("control")).unwrap();
+        for (n, v) in [
+            ("pop3plaintext", "yes\n"),
+            ("pop3authmax", "many\n"),
+            ("pop3authdelay", "-1\n"),
+            ("timeoutpop3d", "0\n"),
+        ] {
+            std::fs::write(d.path().join("control").join(n), v).unwrap();
+        }
+        let p = Policy::load(d.path(), "h", false).unwrap();
+        // Without a certificate the default would be 1; a malformed value means 0.
+        assert!(!p.plaintext);
+        assert_eq!(p.max_failures, 3);
+        assert_eq!(p.delay, Duration::from_secs(2));
+        assert_eq!(p.timeout, Duration::from_secs(1));
+        assert_eq!(p.fail_limit, limits::DEFAULT_IP_FAILURES);
+    }
 
     #[test]
     fn plain_decoding() {

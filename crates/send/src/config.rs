@@ -5,6 +5,8 @@
 //! `@`; a domain in `locals` is local; otherwise `virtualdomains` is tried for the whole
 //! address, the domain, its `.suffix`es and the empty key: a non-empty prepend P makes
 //! the address local as `P-address`, an empty one means "not virtual"; else remote.
+//! Numbers go through control's typed reader: a malformed `queuelifetime`,
+//! `concurrencylocal` or `concurrencyremote` is logged and its default kept.
 
 use control::{ConstMap, Controls};
 use queue::layout::Channel;
@@ -23,6 +25,26 @@ pub struct Config {
     pub doublebounceto: String,
     pub queuelifetime: u64,
     pub concurrency: [u64; 2],
+}
+
+/// A number control through the typed reader: a malformed value is logged and its
+/// default used; one out of range (concurrency above 120) the nearest allowed.
+fn number(ctl: &Controls, name: &str) -> io::Result<u64> {
+    let c = ctl.number(name)?;
+    if let Some(i) = &c.invalid {
+        log_warning(&i.to_string());
+    }
+    Ok(c.value)
+}
+
+/// One `warning: ...` line in qmail-send's log, which is descriptor 0 (qmail's layout;
+/// descriptor 2 is a spawn pipe, so never stderr). One write, as the engine's own lines.
+fn log_warning(msg: &str) {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    if let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() {
+        let _ = std::fs::File::from(fd).write_all(format!("warning: {msg}\n").as_bytes());
+    }
 }
 
 impl Config {
@@ -50,10 +72,10 @@ impl Config {
             doublebounceto: ctl
                 .line("doublebounceto")?
                 .unwrap_or_else(|| "postmaster".into()),
-            queuelifetime: ctl.int("queuelifetime", 604_800)?,
+            queuelifetime: number(ctl, "queuelifetime")?,
             concurrency: [
-                ctl.int("concurrencylocal", 10)?,
-                ctl.int("concurrencyremote", 20)?,
+                number(ctl, "concurrencylocal")?,
+                number(ctl, "concurrencyremote")?,
             ],
         })
     }
@@ -136,6 +158,21 @@ mod tests {
         .unwrap();
         std::fs::write(d.path().join("percenthack"), "example.test\n").unwrap();
         Config::load(&Controls::in_dir(d.path())).unwrap()
+    }
+
+    #[test]
+    fn malformed_numbers_keep_the_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("me"), "mx.example.test\n").unwrap();
+        std::fs::write(d.path().join("concurrencyremote"), "-5\n").unwrap();
+        std::fs::write(d.path().join("concurrencylocal"), "abc\n").unwrap();
+        std::fs::write(d.path().join("queuelifetime"), "2d\n").unwrap();
+        let c = Config::load(&Controls::in_dir(d.path())).unwrap();
+        assert_eq!(c.concurrency, [10, 20]);
+        assert_eq!(c.queuelifetime, 604_800);
+        std::fs::write(d.path().join("concurrencyremote"), "500\n").unwrap();
+        let c = Config::load(&Controls::in_dir(d.path())).unwrap();
+        assert_eq!(c.concurrency[1], 120);
     }
 
     #[test]

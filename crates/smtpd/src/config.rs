@@ -19,6 +19,12 @@
 //! | `recipients.cdb` | none | when present, unknown local recipients get `550 5.1.1` |
 //! | `servercert.pem`, `serverkey.pem` | none | TLS certificate chain and key |
 //!
+//! Numbers and 0/1 flags go through control's typed reader (`control::known`, the table
+//! qmail-showctl prints): a malformed or out-of-range value is logged with the file, the
+//! line and what is allowed, and the default (the nearest allowed value; 1 for a
+//! malformed `tlsrequired`) applies. A malformed `databytes` (`10k`, `-5`) refuses every
+//! session with 421 and an alert line instead of meaning "no limit".
+//!
 //! Environment: `TCPREMOTEIP`, `TCPREMOTEHOST`, `TCPREMOTEINFO`, `TCPLOCALIP`,
 //! `TCPLOCALHOST` (or ucspi-tcp6's `TCP6...` names when those are missing),
 //! `RELAYCLIENT`, `DATABYTES`, `QMAILQUEUE` as in qmail. New: `AUTHPLAINTEXT` (set,
@@ -101,9 +107,24 @@ fn env_or_unknown(name: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// `true` for a control holding 1 (or any non-zero number).
+/// A number or 0/1 flag through control's typed reader: a malformed value is logged
+/// (`qmail-smtpd: warning: control/NAME line 1: ...`) and replaced as control/README's
+/// table says (the default; 1 for tlsrequired; the nearest allowed when out of range).
+/// A malformed `databytes` is an error: the session is refused with 421 rather than
+/// taking the message without a limit.
+fn number(c: &Controls, name: &str) -> io::Result<u64> {
+    let v = c.number(name)?;
+    if v.refuse {
+        let why = v.invalid.map(|i| i.to_string()).unwrap_or_default();
+        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+    }
+    v.warn("qmail-smtpd");
+    Ok(v.value)
+}
+
+/// `true` for a flag control holding 1.
 fn flag(c: &Controls, name: &str) -> io::Result<bool> {
-    Ok(c.int(name, 0)? != 0)
+    Ok(number(c, name)? != 0)
 }
 
 impl Config {
@@ -119,17 +140,22 @@ impl Config {
             .line("localiphost")?
             .or(me)
             .unwrap_or_else(|| "localhost".into());
-        let timeout = match c.int("timeoutsmtpd", 1200)? {
-            0 => 1,
-            t => t,
-        };
-        let mut databytes = c.int("databytes", 0)?;
-        if let Some(v) = env("DATABYTES")
-            && let Ok(n) = v.trim().parse::<u64>()
-        {
-            databytes = n;
+        let timeout = number(&c, "timeoutsmtpd")?;
+        let mut databytes = number(&c, "databytes")?;
+        if let Some(v) = env("DATABYTES") {
+            match v.trim().parse::<u64>() {
+                Ok(n) => databytes = n,
+                Err(_) => qsys::die::warn(
+                    "qmail-smtpd",
+                    "warning",
+                    &format!(
+                        "DATABYTES={} is not a decimal number; using control/databytes ({databytes})",
+                        qsys::logsafe::text(v.as_bytes())
+                    ),
+                ),
+            }
         }
-        let maxrcpt = c.int("maxrcpt", 1000)?.clamp(1, 100_000) as usize;
+        let maxrcpt = number(&c, "maxrcpt")? as usize;
         let rcpthosts = ConstMap::from_keys(&c.list_or_empty("rcpthosts")?);
         let mrh = c.path("morercpthosts.cdb");
         let morercpthosts = mrh.exists().then_some(mrh);
@@ -184,11 +210,10 @@ impl Config {
             badrcptto,
             tls_required,
             cram: flag(&c, "authcrammd5")?,
-            authfaildelay: c.int("authfaildelay", 5)?.min(60),
-            authfaillimit: c.int("authfaillimit", limits::DEFAULT_IP_FAILURES)?,
-            authfailaccountlimit: c
-                .int("authfailaccountlimit", limits::DEFAULT_ACCOUNT_FAILURES)?,
-            ratelimit: c.int("ratelimit", 0)?,
+            authfaildelay: number(&c, "authfaildelay")?,
+            authfaillimit: number(&c, "authfaillimit")?,
+            authfailaccountlimit: number(&c, "authfailaccountlimit")?,
+            ratelimit: number(&c, "ratelimit")?,
             sendermap,
             recipients,
             remote_ip: env_or_unknown("TCPREMOTEIP"),
@@ -211,5 +236,62 @@ impl Config {
     /// The counters in [`Config::state_dir`] (shared with qmail-popup).
     pub fn counters(&self) -> limits::Counters {
         limits::Counters::new(&self.state_dir())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("control")).unwrap();
+        std::fs::write(d.path().join("control/me"), "mx.example.test\n").unwrap();
+        for (n, v) in files {
+            std::fs::write(d.path().join("control").join(n), v).unwrap();
+        }
+        d
+    }
+
+    fn load(d: &tempfile::TempDir) -> io::Result<Config> {
+        Config::load(d.path(), Mode::Mx, Vec::new())
+    }
+
+    #[test]
+    fn malformed_databytes_refuses_instead_of_no_limit() {
+        for v in ["10k\n", "abc\n", "-5\n"] {
+            let d = home(&[("databytes", v)]);
+            let Err(e) = load(&d) else {
+                panic!("{v} accepted")
+            };
+            assert!(e.to_string().contains("control/databytes line 1"), "{e}");
+        }
+        let d = home(&[("databytes", "10240\n")]);
+        assert_eq!(load(&d).unwrap().databytes, 10240);
+    }
+
+    #[test]
+    fn malformed_numbers_and_flags_get_safe_values() {
+        let d = home(&[
+            ("maxrcpt", "abc\n"),
+            ("tlsrequired", "yes\n"),
+            ("authcrammd5", "on\n"),
+            ("authfaildelay", "600\n"),
+            ("timeoutsmtpd", "0\n"),
+        ]);
+        let c = load(&d).unwrap();
+        assert_eq!(c.maxrcpt, 1000);
+        assert!(c.tls_required);
+        assert!(!c.cram);
+        assert_eq!(c.authfaildelay, 60);
+        assert_eq!(c.timeout, 1);
+    }
+
+    #[test]
+    fn the_table_agrees_with_the_limits_crate() {
+        let d = home(&[]);
+        let c = load(&d).unwrap();
+        assert_eq!(c.authfaillimit, limits::DEFAULT_IP_FAILURES);
+        assert_eq!(c.authfailaccountlimit, limits::DEFAULT_ACCOUNT_FAILURES);
     }
 }

@@ -102,16 +102,47 @@ fn sni_field(sni: Option<&str>) -> String {
     sni.map(|n| format!(" sni {}", safe(n))).unwrap_or_default()
 }
 
-/// `user U refused message: REASON` for a forged or missing originator.
-fn originator_log(user: &str, r: &Refusal) -> String {
-    let why = match r {
+/// `refused CMD[ <addr>] from IP[ user U]: REPLY[ (detail)]`: the one log line of every
+/// refusal of MAIL, RCPT, DATA or BDAT. Client text (addresses, user) is escaped; the
+/// reply is ours (a filter's text included), cut to one line of printable characters.
+fn refusal_log(
+    cmd: &str,
+    addr: Option<&str>,
+    ip: &str,
+    user: Option<&str>,
+    reply: &str,
+    detail: Option<&str>,
+) -> String {
+    let mut line = format!("refused {cmd}");
+    if let Some(a) = addr {
+        line.push_str(&format!(" <{}>", safe(a)));
+    }
+    line.push_str(&format!(" from {}", safe(ip)));
+    if let Some(u) = user {
+        line.push_str(&format!(" user {}", safe(u)));
+    }
+    let first = reply.split(['\r', '\n']).next().unwrap_or("");
+    let text: String = first
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    line.push_str(&format!(": {text}"));
+    if let Some(d) = detail {
+        line.push_str(&format!(" ({d})"));
+    }
+    line
+}
+
+/// What was wrong with a forged or missing originator, for the refusal's log line.
+fn originator_detail(r: &Refusal) -> String {
+    match r {
         Refusal::NoFrom => "no From:".to_string(),
         Refusal::HeaderTooBig => "header too big to check".to_string(),
         Refusal::Unreadable(f) => format!("unreadable {}", f.name()),
         Refusal::NotYours(f, a) => format!("{} <{}>", f.name(), safe(a)),
         Refusal::DisplayName(f, n) => format!("{} name {}", f.name(), safe(n)),
-    };
-    format!("user {} refused message: {why}", safe(user))
+    }
 }
 
 impl Session {
@@ -129,6 +160,19 @@ impl Session {
             errors: 0,
             closing: false,
         }
+    }
+
+    /// Refuse `cmd` with `reply`, logging it ([`refusal_log`]).
+    fn refuse(&mut self, cmd: &str, addr: Option<&str>, reply: &str, detail: Option<&str>) {
+        log(&refusal_log(
+            cmd,
+            addr,
+            &self.cfg.remote_ip,
+            self.user.as_deref(),
+            reply,
+            detail,
+        ));
+        self.send(reply);
     }
 
     fn send(&mut self, line: &str) {
@@ -353,12 +397,12 @@ impl Session {
             return Ok(());
         }
         if self.tls_missing() {
-            self.send(reply::STARTTLS_FIRST);
+            self.refuse("MAIL", None, reply::STARTTLS_FIRST, Some("tlsrequired"));
             return Ok(());
         }
         // Submission: AUTH, unless tcprules trust the client (RELAYCLIENT, e.g. webmail).
         if self.cfg.mode != Mode::Mx && self.user.is_none() && self.cfg.relayclient.is_none() {
-            self.send(reply::AUTH_REQUIRED);
+            self.refuse("MAIL", None, reply::AUTH_REQUIRED, None);
             return Ok(());
         }
         let (path, rest) = match addr::split_command(arg, "FROM") {
@@ -377,7 +421,8 @@ impl Session {
             && self.cfg.databytes > 0
             && size > self.cfg.databytes
         {
-            self.send(reply::TOO_BIG);
+            let detail = format!("SIZE={size} over databytes {}", self.cfg.databytes);
+            self.refuse("MAIL", Some(&path.addr), reply::TOO_BIG, Some(&detail));
             return Ok(());
         }
         if path.source_route && !path.addr.is_empty() && !path.addr.contains('@') {
@@ -385,12 +430,12 @@ impl Session {
         }
         if let Some(user) = self.user.clone() {
             if !policy::sender_allowed(&self.cfg, &user, &path.addr) {
-                log(&format!(
-                    "user {} refused envelope sender <{}>",
-                    safe(&user),
-                    safe(&path.addr)
-                ));
-                self.send(reply::SENDER_NOT_YOURS);
+                self.refuse(
+                    "MAIL",
+                    Some(&path.addr),
+                    reply::SENDER_NOT_YOURS,
+                    Some("sendermap"),
+                );
                 return Ok(());
             }
             if self.cfg.ratelimit > 0 {
@@ -401,17 +446,24 @@ impl Session {
                     .count(limits::Kind::Rate, &key, qsys::now())
                 {
                     Ok(n) if n >= self.cfg.ratelimit => {
-                        log(&format!(
-                            "user {} over ratelimit ({n} recipients this hour)",
-                            qsys::logsafe::text(user.as_bytes())
-                        ));
-                        self.send(reply::RATE_EXCEEDED);
+                        let detail = format!("ratelimit: {n} recipients this hour");
+                        self.refuse(
+                            "MAIL",
+                            Some(&path.addr),
+                            reply::RATE_EXCEEDED,
+                            Some(&detail),
+                        );
                         return Ok(());
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        log(&format!("unable to read the rate counter: {e}"));
-                        self.send(reply::RATE_UNCHECKABLE);
+                        let detail = format!("unable to read the rate counter: {e}");
+                        self.refuse(
+                            "MAIL",
+                            Some(&path.addr),
+                            reply::RATE_UNCHECKABLE,
+                            Some(&detail),
+                        );
                         return Ok(());
                     }
                 }
@@ -455,22 +507,28 @@ impl Session {
             return self.addr_error(AddrError::Syntax);
         }
         if badmailfrom {
-            self.send(reply::BADMAILFROM);
+            let detail = format!("sender <{}> in badmailfrom", safe(&mail.sender));
+            self.refuse("RCPT", Some(&path.addr), reply::BADMAILFROM, Some(&detail));
             return Ok(());
         }
         if self.rcpts.len() >= self.cfg.maxrcpt {
-            self.send(reply::TOO_MANY_RECIPIENTS);
+            self.refuse(
+                "RCPT",
+                Some(&path.addr),
+                reply::TOO_MANY_RECIPIENTS,
+                Some("maxrcpt"),
+            );
             return Ok(());
         }
         if let Some(a) = policy::rewrite_literal(&path.addr, &self.cfg) {
             path.addr = a;
         }
         if policy::listed(&self.cfg.badrcptto, &path.addr) {
-            self.send(reply::BADRCPTTO);
+            self.refuse("RCPT", Some(&path.addr), reply::BADRCPTTO, None);
             return Ok(());
         }
-        if let Some(reply) = self.reserve_recipient() {
-            self.send(reply);
+        if let Some((reply, detail)) = self.reserve_recipient() {
+            self.refuse("RCPT", Some(&path.addr), reply, Some(&detail));
             return Ok(());
         }
         if self.relay_allowed() {
@@ -483,13 +541,7 @@ impl Session {
             return Ok(());
         }
         if let Some(reply) = self.rcpt_refusal(&path)? {
-            log(&format!(
-                "refused RCPT <{}> from {}: {}",
-                safe(&path.addr),
-                self.cfg.remote_ip,
-                &reply[4..]
-            ));
-            self.send(reply);
+            self.refuse("RCPT", Some(&path.addr), reply, None);
             return Ok(());
         }
         self.rcpts.push(path.addr);
@@ -500,8 +552,8 @@ impl Session {
     /// An authenticated user's recipient counts against `control/ratelimit` here, when
     /// accepted: checked and counted in one step under the counter's lock, so concurrent
     /// sessions share the limit exactly, and given back when the transaction does not
-    /// queue the message (RSET, a refused or failed DATA). The refusal, if any.
-    fn reserve_recipient(&mut self) -> Option<&'static str> {
+    /// queue the message (RSET, a refused or failed DATA). The refusal and why, if any.
+    fn reserve_recipient(&mut self) -> Option<(&'static str, String)> {
         let user = self.user.as_deref()?;
         if self.cfg.ratelimit == 0 {
             return None;
@@ -515,18 +567,14 @@ impl Session {
                     .add(1);
                 None
             }
-            Ok(false) => {
-                log(&format!(
-                    "user {} over ratelimit ({} recipients this hour)",
-                    qsys::logsafe::text(user.as_bytes()),
-                    self.cfg.ratelimit
-                ));
-                Some(reply::RATE_EXCEEDED)
-            }
-            Err(e) => {
-                log(&format!("unable to update the rate counter: {e}"));
-                Some(reply::RATE_UNCHECKABLE)
-            }
+            Ok(false) => Some((
+                reply::RATE_EXCEEDED,
+                format!("ratelimit: {} recipients this hour", self.cfg.ratelimit),
+            )),
+            Err(e) => Some((
+                reply::RATE_UNCHECKABLE,
+                format!("unable to update the rate counter: {e}"),
+            )),
         }
     }
 
@@ -914,14 +962,24 @@ impl Session {
                 Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
             },
         );
+        let cmd = if first_chunk.is_some() {
+            "BDAT"
+        } else {
+            "DATA"
+        };
         let Some(outcome) = outcome else {
-            log("unable to run qmail-queue");
             if let Some((size, _)) = first_chunk
                 && !skip_bytes(&mut self.conn, size)?
             {
+                log("unable to run qmail-queue");
                 return Ok(Some(End::Dropped));
             }
-            self.send(reply::QQT_FAILURE);
+            self.refuse(
+                cmd,
+                None,
+                reply::QQT_FAILURE,
+                Some("unable to run qmail-queue"),
+            );
             return Ok(None);
         };
         match outcome {
@@ -945,28 +1003,26 @@ impl Session {
                     Bare::Lf => "bare LF",
                     Bare::Cr => "bare CR",
                 };
-                log(&format!(
-                    "{what} in DATA from {}; nothing queued, connection closed",
-                    self.cfg.remote_ip
-                ));
-                self.send(reply::BARE_LINE_END);
+                let detail = format!("{what} in DATA; nothing queued, connection closed");
+                self.refuse(cmd, None, reply::BARE_LINE_END, Some(&detail));
                 return Ok(Some(End::Dropped));
             }
             Outcome::BareCrInChunk => {
-                self.send(reply::BARE_CR_IN_CHUNK);
+                self.refuse(cmd, None, reply::BARE_CR_IN_CHUNK, None);
                 return Ok(None);
             }
             Outcome::TooBig => {
-                self.send(reply::TOO_BIG);
+                let detail = format!("over databytes {}", self.cfg.databytes);
+                self.refuse(cmd, None, reply::TOO_BIG, Some(&detail));
                 return Ok(None);
             }
             Outcome::Looping => {
-                self.send(reply::LOOPING);
+                self.refuse(cmd, None, reply::LOOPING, None);
                 return Ok(None);
             }
             Outcome::Originator(r) => {
-                log(&originator_log(self.user.as_deref().unwrap_or(""), &r));
-                self.send(&reply::originator_refused(&r));
+                let detail = originator_detail(&r);
+                self.refuse(cmd, None, &reply::originator_refused(&r), Some(&detail));
                 return Ok(None);
             }
         }
@@ -991,12 +1047,12 @@ impl Session {
             }
             Err(f) => {
                 let permanent = f.permanent && !write_failed;
-                let r = if f.custom {
-                    reply::filter_refused(permanent, &f.text)
+                let (r, detail) = if f.custom {
+                    (reply::filter_refused(permanent, &f.text), "filter")
                 } else {
-                    reply::queue_failed(permanent, &f.text)
+                    (reply::queue_failed(permanent, &f.text), "qmail-queue")
                 };
-                self.send(&r);
+                self.refuse(cmd, None, &r, Some(detail));
             }
         }
         Ok(None)
@@ -1034,10 +1090,48 @@ mod tests {
         assert!(one_line(&l), "{l}");
         assert_eq!(l.split(' ').count(), 14, "{l}");
         assert!(l.ends_with(&format!("helo {}...", "x".repeat(qsys::logsafe::MAX))));
-        let l = originator_log(
-            forged,
-            &Refusal::NotYours(crate::originator::Field::From, "b c".into()),
+        let d = originator_detail(&Refusal::NotYours(
+            crate::originator::Field::From,
+            "b c".into(),
+        ));
+        let l = refusal_log(
+            "DATA",
+            None,
+            "10.0.0.1",
+            Some(forged),
+            "553 5.7.1 no",
+            Some(&d),
         );
-        assert!(one_line(&l) && l.ends_with("From: <b\\040c>"), "{l}");
+        assert!(one_line(&l) && l.ends_with("From: <b\\040c>)"), "{l}");
+        assert_eq!(l.split(' ').count(), 11, "{l}");
+    }
+
+    #[test]
+    fn refusal_lines_are_uniform() {
+        let l = refusal_log(
+            "RCPT",
+            Some("joe\r\nx@example.test"),
+            "192.0.2.1",
+            None,
+            reply::NO_MAILBOX,
+            None,
+        );
+        assert_eq!(
+            l,
+            "refused RCPT <joe\\015\\012x@example.test> from 192.0.2.1: 550 5.1.1 sorry, no \
+             mailbox here by that name (#5.1.1)"
+        );
+        let l = refusal_log(
+            "DATA",
+            None,
+            "192.0.2.1",
+            Some("ann"),
+            "554 5.7.1 bad\r\n\x1b[2Jthing",
+            Some("filter"),
+        );
+        assert_eq!(
+            l,
+            "refused DATA from 192.0.2.1 user ann: 554 5.7.1 bad (filter)"
+        );
     }
 }

@@ -16,7 +16,11 @@
 //!
 //! The key must be readable by the uid that speaks TLS, and only by it: qmaild (both
 //! qmail-smtpd and qmail-popup's network child run as qmaild), so the installer's advice
-//! is `chown qmaild servercert.pem serverkey.pem; chmod 400` on them.
+//! is `chown qmaild servercert.pem serverkey.pem; chmod 400` on them. A key file readable
+//! by everyone (mode & 0o004), or by a group other than the reading process's, is used
+//! anyway, with a warning on stderr each time it is loaded (the programs' log):
+//! `PROG: warning: PATH holds the private key and is readable by everyone (mode 0644):
+//! chmod 400 PATH (it is used anyway)`.
 //!
 //! Policy: TLS 1.2 and 1.3 only, with rustls' ring cipher suites (AEAD only, forward
 //! secret key exchange); no client certificates; no session tickets (a per-process
@@ -53,13 +57,57 @@ pub fn server_config(control_dir: &Path) -> io::Result<Option<Arc<ServerConfig>>
         return Err(bad(&cert_path, "no certificate in file"));
     }
     let key_path = control_dir.join(KEY_FILE);
-    let key = match std::fs::read(&key_path) {
-        Ok(k) => PrivateKeyDer::from_pem_slice(&k).map_err(|e| bad(&key_path, &e.to_string()))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => PrivateKeyDer::from_pem_slice(&pem)
-            .map_err(|_| bad(&cert_path, "no private key here and no serverkey.pem"))?,
+    let (key, key_file) = match std::fs::read(&key_path) {
+        Ok(k) => (
+            PrivateKeyDer::from_pem_slice(&k).map_err(|e| bad(&key_path, &e.to_string()))?,
+            key_path,
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (
+            PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|_| bad(&cert_path, "no private key here and no serverkey.pem"))?,
+            cert_path,
+        ),
         Err(e) => return Err(e),
     };
+    if let Ok(m) = std::fs::metadata(&key_file) {
+        use std::os::unix::fs::MetadataExt;
+        let own_gid = nix::unistd::getegid().as_raw();
+        if let Some(why) = key_exposure(m.mode(), m.gid(), own_gid) {
+            let msg = format!(
+                "{} holds the private key and is readable by {why} (mode {:04o}): chmod 400 {} \
+                 (it is used anyway)",
+                key_file.display(),
+                m.mode() & 0o7777,
+                key_file.display()
+            );
+            qsys::die::warn(&program_name(), "warning", &msg);
+        }
+    }
     config_from(chain, key).map(Some)
+}
+
+/// Who besides its owner may read a key file with `mode` and group `file_gid`, when the
+/// reading process's group is `own_gid`: `everyone`, `group N`, or nobody (`None`).
+pub fn key_exposure(mode: u32, file_gid: u32, own_gid: u32) -> Option<String> {
+    if mode & 0o004 != 0 {
+        Some("everyone".into())
+    } else if mode & 0o040 != 0 && file_gid != own_gid {
+        Some(format!("group {file_gid}"))
+    } else {
+        None
+    }
+}
+
+/// The name this process was started as, for the warning.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "tls".into())
 }
 
 /// A configuration from an already loaded chain and key (used by tests and tools).
@@ -92,6 +140,16 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn exposed_keys_are_named() {
+        assert_eq!(key_exposure(0o100644, 0, 0).as_deref(), Some("everyone"));
+        assert_eq!(key_exposure(0o100604, 5, 5).as_deref(), Some("everyone"));
+        assert_eq!(key_exposure(0o100640, 5, 7).as_deref(), Some("group 5"));
+        assert_eq!(key_exposure(0o100640, 7, 7), None);
+        assert_eq!(key_exposure(0o100400, 5, 7), None);
+        assert_eq!(key_exposure(0o100600, 5, 7), None);
+    }
 
     fn write_cert(dir: &Path, split_key: bool) {
         let key = rcgen::KeyPair::generate().unwrap();

@@ -3,7 +3,10 @@
 //!
 //! The text: one rule per line, `ADDRESS:allow` or `ADDRESS:deny`, then any number of
 //! `,VAR=<q>value<q>` where `<q>` is any one character. Blank lines and lines starting with
-//! `#` are comments; a line without a colon is ignored, as tcprules ignores it. Addresses
+//! `#` are comments. A line without a colon is refused with its number (tcprules 0.88
+//! ignores it, so `192.0.2.66 deny` silently denied nothing; issue 12), unless it is a
+//! comment after leading white space; every line tcprules accepts otherwise gives the
+//! same records. Addresses
 //! are `1.2.3.4`, prefixes `1.2.3.` (and IPv6 prefixes ending in `:`), ranges
 //! `1.2.3.4-7` (expanded to one record per value), `=host`, `=.domain`, `=`, the empty
 //! default, and `info@...` forms for ident answers.
@@ -25,25 +28,38 @@ use std::io;
 /// One cdb record: key and data.
 pub type Record = (Vec<u8>, Vec<u8>);
 
-/// A line that tcprules refuses (the whole file is then refused).
+/// A line that tcprules refuses (the whole file is then refused): its number (from 1),
+/// its text and what is wrong with it.
 #[derive(Debug, PartialEq, Eq)]
-pub struct BadLine(pub Vec<u8>);
+pub struct BadLine {
+    pub number: usize,
+    pub text: Vec<u8>,
+    pub reason: &'static str,
+}
+
+/// Why a line is refused.
+const NO_COLON: &str = "no colon: a rule is ADDRESS:allow or ADDRESS:deny";
+const SYNTAX: &str = "expected ADDRESS:allow or ADDRESS:deny, then ,VAR=\"value\" settings";
 
 /// The records of a whole rules text, in file order (the first duplicate wins at lookup).
 pub fn compile(text: &[u8]) -> Result<Vec<Record>, BadLine> {
     let mut out = Vec::new();
-    for line in text.split(|&b| b == b'\n') {
-        out.extend(parse_line(line)?);
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        out.extend(parse_line(line).map_err(|e| BadLine { number: i + 1, ..e })?);
     }
     Ok(out)
 }
 
-/// The records of one line (none for comments and lines without a colon).
+/// The records of one line (none for comments); its number is reported as 1.
 pub fn parse_line(line: &[u8]) -> Result<Vec<Record>, BadLine> {
-    parse_rule(line).map_err(|()| BadLine(line.to_vec()))
+    parse_rule(line).map_err(|reason| BadLine {
+        number: 1,
+        text: line.to_vec(),
+        reason,
+    })
 }
 
-fn parse_rule(line: &[u8]) -> Result<Vec<Record>, ()> {
+fn parse_rule(line: &[u8]) -> Result<Vec<Record>, &'static str> {
     let mut end = line.len();
     while end > 0 && matches!(line[end - 1], b' ' | b'\t' | b'\n') {
         end -= 1;
@@ -54,7 +70,11 @@ fn parse_rule(line: &[u8]) -> Result<Vec<Record>, ()> {
     }
     let colons: Vec<usize> = (0..line.len()).filter(|&i| line[i] == b':').collect();
     let Some(&first) = colons.first() else {
-        return Ok(Vec::new());
+        let indented = line.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+        return match indented.map(|i| line[i]) {
+            None | Some(b'#') => Ok(Vec::new()),
+            _ => Err(NO_COLON),
+        };
     };
     let starts_verb = |i: usize| {
         let rest = &line[i + 1..];
@@ -73,17 +93,17 @@ fn parse_rule(line: &[u8]) -> Result<Vec<Record>, ()> {
         data.extend_from_slice(b"D\0");
         rest = r;
     } else {
-        return Err(());
+        return Err(SYNTAX);
     }
     while !rest.is_empty() {
-        let r = rest.strip_prefix(b",").ok_or(())?;
-        let eq = r.iter().position(|&b| b == b'=').ok_or(())?;
+        let r = rest.strip_prefix(b",").ok_or(SYNTAX)?;
+        let eq = r.iter().position(|&b| b == b'=').ok_or(SYNTAX)?;
         let (name, after) = (&r[..eq], &r[eq + 1..]);
-        let (&quote, value) = after.split_first().ok_or(())?;
-        let close = value.iter().position(|&b| b == quote).ok_or(())?;
+        let (&quote, value) = after.split_first().ok_or(SYNTAX)?;
+        let close = value.iter().position(|&b| b == quote).ok_or(SYNTAX)?;
         // a NUL would end the entry early and let the rest read as other entries
         if name.contains(&0) || value[..close].contains(&0) {
-            return Err(());
+            return Err(SYNTAX);
         }
         data.push(b'+');
         data.extend_from_slice(name);
@@ -92,7 +112,8 @@ fn parse_rule(line: &[u8]) -> Result<Vec<Record>, ()> {
         data.push(0);
         rest = &value[close + 1..];
     }
-    Ok(expand(address)?
+    Ok(expand(address)
+        .map_err(|()| SYNTAX)?
         .into_iter()
         .map(|k| (k, data.clone()))
         .collect())
@@ -235,7 +256,7 @@ mod tests {
     fn encoding_matches_tcprules() {
         let r = recs(
             "127.0.0.1:allow,RELAYCLIENT=\"\",NAME='x y'\n10.1.2.3-5:deny\n192.168.:allow,RELAYCLIENT=\"\"  \t\n\
-             # comment\n\nno colon here\n=.example.org:allow,DOMAIN=/org/\njoe@=h.example:allow\n:allow,DEFAULT=\"yes\"",
+             # comment\n\n  # indented comment\n=.example.org:allow,DOMAIN=/org/\njoe@=h.example:allow\n:allow,DEFAULT=\"yes\"",
         );
         let want = [
             ("127.0.0.1", "+RELAYCLIENT=^@+NAME=x y^@"),
@@ -291,6 +312,17 @@ mod tests {
         ] {
             assert!(compile(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_line_without_a_colon_is_refused_with_its_number() {
+        let e = compile(b"# ours\n127.0.0.1:allow\n192.0.2.66 deny\n").unwrap_err();
+        assert_eq!(e.number, 3);
+        assert_eq!(e.text, b"192.0.2.66 deny");
+        assert!(e.reason.contains("no colon"));
+        assert_eq!(compile(b"1.2.3.4:allow,X\n").unwrap_err().number, 1);
+        assert!(compile(b"deny\n").is_err());
+        assert!(compile(b" \t\n\t# c\n\r\n").unwrap().is_empty());
     }
 
     #[test]
