@@ -11,6 +11,12 @@
 #        PROFILE=debug ...            # binaries from target/debug (default release)
 #        SKIP_POSTFIX=1 ...           # only ours (no ratio)
 #        CPU=0 ...                    # no CPU-per-program table (no perf record)
+#        FILTER="none scan scan+clamd"  # ours once per mode (default "none"): scan = the
+#                                     # qmail-qfilter chain with qmail-scan in
+#                                     # control/filters and the default scanrules;
+#                                     # scan+clamd = the same with a clamd of our own (a
+#                                     # two-signature database, no freshclam) in
+#                                     # control/clamd (issue 14 "Performance")
 #
 # What it does:
 #   1. cargo build --release of the programs involved; qmail-install into a fresh dir under
@@ -55,8 +61,10 @@ KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_POSTFIX=${SKIP_POSTFIX:-0}
 CPU=${CPU:-1}
+FILTER=${FILTER:-none}
 PERF_PERIOD_NS=100000
 OURS_COMMS="tcpserver qmail-smtpd qmail-queue qmail-send qmail-lspawn qmail-local qmail-clean qmail-rspawn"
+FILTER_COMMS="qmail-qfilter qmail-scan clamd"
 PF_COMMS="master smtpd cleanup trivial-rewrite qmgr local postlogd anvil proxymap tlsmgr scache"
 POLL=0.02
 SEND_LIMIT=$((120 + N / 5))
@@ -80,8 +88,12 @@ fi
 for t in cargo useradd runuser getent awk swaks; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
+for m in $FILTER; do
+    [[ $m == none || $m == scan || $m == scan+clamd ]] || die "FILTER modes are none, scan, scan+clamd (got '$m')"
+    [[ $m == scan+clamd ]] && { command -v clamd >/dev/null || die "clamd (package clamav-daemon) is missing"; }
+done
 
-WORK="" QPID="" Q="" TCPPID="" BHOME="" PERFPID=""
+WORK="" QPID="" Q="" TCPPID="" BHOME="" PERFPID="" CLAMPID="" CLAMSOCK=""
 PF_TOUCHED=0 PF_WAS_RUNNING=0 PF_MAIN="" PF_MASTER=""
 RESULTS=()
 
@@ -114,6 +126,7 @@ cleanup() {
     set +e
     cpu_stop
     stop_ours
+    if [[ -n $CLAMPID ]]; then kill -TERM "$CLAMPID" 2>/dev/null; wait "$CLAMPID" 2>/dev/null; fi
     if ((PF_TOUCHED)); then
         postfix stop >/dev/null 2>&1
         wait_postfix_down
@@ -210,6 +223,39 @@ cpu_line() {
             }'
 }
 
+# start_clamd: a clamd of our own in $WORK/clamd (the test harness's recipe,
+# tests/src/clamd.rs: EICAR's MD5 and text as the whole database); sets CLAMSOCK once it
+# listens.
+start_clamd() {
+    local d=$WORK/clamd i hex
+    mkdir -p "$d/db" "$d/tmp"
+    chmod 755 "$d" # qmailf (the filters' user) must reach the socket
+    printf '44d88612fea8a8f36de82e1278abb02f:68:Test.EICAR-HDB\n' >"$d/db/test.hdb"
+    hex=$(printf 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' | od -An -tx1 | tr -d ' \n')
+    printf 'Test.EICAR-NDB:0:*:%s\n' "$hex" >"$d/db/test.ndb"
+    printf '%s\n' "LocalSocket $d/clamd.sock" "LocalSocketMode 666" "FixStaleSocket yes" \
+        "Foreground yes" "DatabaseDirectory $d/db" "TemporaryDirectory $d/tmp" \
+        "LogFile $d/clamd.log" "PidFile $d/clamd.pid" "StreamMaxLength 10M" "SelfCheck 0" \
+        "Bytecode no" >"$d/clamd.conf"
+    clamd -c "$d/clamd.conf" >/dev/null 2>&1 &
+    CLAMPID=$!
+    for ((i = 0; i < 600; i++)); do [[ -S $d/clamd.sock ]] && break; sleep 0.1; done
+    [[ -S $d/clamd.sock ]] || die "clamd did not start (see $d/clamd.log)"
+    CLAMSOCK=$d/clamd.sock
+    say "clamd listening on $CLAMSOCK"
+}
+
+# set_filter MODE: control/filters and control/clamd for FILTER mode MODE (read by
+# qmail-smtpd's queue client and qmail-scan per message: no restart needed).
+set_filter() {
+    : >"$Q/control/filters"
+    rm -f "$Q/control/clamd"
+    [[ $1 == none ]] && return 0
+    printf '%s\n' "$Q/bin/qmail-scan" >"$Q/control/filters"
+    [[ $1 == scan+clamd ]] && printf '%s\n' "$CLAMSOCK" >"$Q/control/clamd"
+    return 0
+}
+
 # run_load LABEL MAILDIR PORT SESSIONS PROCNAME: sets ACC_RATE DEL_RATE DEL_SECS RSS, and
 # CPU_LINE (ms of CPU per message per program, see cpu_line).
 run_load() {
@@ -238,6 +284,7 @@ run_load() {
     touch "$stop"
     cpu_stop
     local comms=$OURS_COMMS
+    [[ $label == ours/scan* ]] && comms="$OURS_COMMS $FILTER_COMMS"
     [[ $label == postfix ]] && comms=$PF_COMMS
     CPU_LINE=$(cpu_line "$WORK/perf.data" "$N" "$comms")
     wait "$spid" || true
@@ -259,7 +306,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
     [[ $PROFILE == release ]] && flag=(--release)
     cargo build "${flag[@]}" -p qmail-install -p qmail-queue -p qmail-start -p qmail-send \
         -p qmail-lspawn -p qmail-local -p qmail-rspawn -p qmail-remote -p qmail-clean \
-        -p qmail-smtpd -p tcpserver -p maildirmake
+        -p qmail-smtpd -p tcpserver -p maildirmake -p qmail-qfilter -p qmail-scan
 fi
 [[ -x $BIN/qmail-install && -x $BIN/qmail-smtpd && -x $BIN/tcpserver ]] || die "binaries missing in $BIN"
 
@@ -290,6 +337,7 @@ for ((i = 0; i < 100; i++)); do [[ -s $PORTF ]] && break; sleep 0.05; done
 PORT=$(tr -dc 0-9 <"$PORTF")
 [[ -n $PORT ]] || die "our tcpserver did not start"
 say "ours: tcpserver on 127.0.0.1:$PORT"
+[[ " $FILTER " == *" scan+clamd "* ]] && start_clamd
 
 # Peak RSS of one qmail-smtpd session with one message. swaks ignores SIGCHLD and its
 # children inherit that; the wrapper restores it so that it can wait for qmail-smtpd.
@@ -336,10 +384,16 @@ fi
 # ---------------------------------------------------------------- the runs
 declare -A O_ACC O_DEL P_ACC P_DEL O_CPU P_CPU
 O_RSS=0
+# the label of ours in FILTER mode M: "ours" without a chain, else "ours/M"
+ours_label() { if [[ $1 == none ]]; then echo ours; else echo "ours/$1"; fi; }
 for s in $SESSIONS; do
-    run_load "ours" "$OURS_MD" "$PORT" "$s" qmail-smtpd
-    O_ACC[$s]=$ACC_RATE O_DEL[$s]=$DEL_RATE O_CPU[$s]=${CPU_LINE:-}
-    if ((RSS > O_RSS)); then O_RSS=$RSS; fi
+    for m in $FILTER; do
+        set_filter "$m"
+        run_load "$(ours_label "$m")" "$OURS_MD" "$PORT" "$s" qmail-smtpd
+        O_ACC[$s/$m]=$ACC_RATE O_DEL[$s/$m]=$DEL_RATE O_CPU[$s/$m]=${CPU_LINE:-}
+        if ((RSS > O_RSS)); then O_RSS=$RSS; fi
+    done
+    set_filter none
     if [[ $SKIP_POSTFIX != 1 ]]; then
         run_load "postfix" "$PF_MD" "$PFPORT" "$s" smtpd
         P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE P_CPU[$s]=${CPU_LINE:-}
@@ -352,11 +406,16 @@ stop_ours
 ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -1) ]] && ver="$ver+dirty"
 RESULTS+=("smtp benchmark $STAMP on $(hostname), $(nproc) CPUs; ours at $ver ($PROFILE build)")
+RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first")
 RESULTS+=("load: smtp-source -m $N -l $SIZE to $BUSER@$DOMAIN over 127.0.0.1; accepted = until smtp-source returned, delivered = until $N files in Maildir/new")
 RESULTS+=("")
 RESULTS+=("$(printf '%-9s %-16s %12s %12s' sessions system accepted/s delivered/s)")
+first=${FILTER%% *}
 for s in $SESSIONS; do
-    RESULTS+=("$(printf '%-9s %-16s %12s %12s' "$s" ours "${O_ACC[$s]}" "${O_DEL[$s]}")")
+    for m in $FILTER; do
+        RESULTS+=("$(printf '%-9s %-16s %12s %12s' "$s" "$(ours_label "$m")" "${O_ACC[$s/$m]}" "${O_DEL[$s/$m]}")")
+    done
+    O_ACC[$s]=${O_ACC[$s/$first]} O_DEL[$s]=${O_DEL[$s/$first]}
     if [[ -n ${P_DEL[$s]:-} ]]; then
         RESULTS+=("$(printf '%-9s %-16s %12s %12s' "$s" "postfix $PF_VER" "${P_ACC[$s]}" "${P_DEL[$s]}")")
         RESULTS+=("$(printf '%-9s %-16s %12s %12s' "$s" "ratio ours/pf" \
@@ -368,7 +427,9 @@ if [[ $CPU == 1 ]]; then
     RESULTS+=("")
     RESULTS+=("CPU ms per message by process name (perf record -a -e task-clock, 1 sample per $((PERF_PERIOD_NS / 1000)) us of CPU; whole run from the first connection to the last delivery; \"other\" = every other process on the machine but perf, incl. smtp-source)")
     for s in $SESSIONS; do
-        RESULTS+=("$(printf '%-9s %-8s %s' "$s" ours "${O_CPU[$s]}")")
+        for m in $FILTER; do
+            RESULTS+=("$(printf '%-9s %-8s %s' "$s" "$(ours_label "$m")" "${O_CPU[$s/$m]}")")
+        done
         [[ -n ${P_CPU[$s]:-} ]] && RESULTS+=("$(printf '%-9s %-8s %s' "$s" postfix "${P_CPU[$s]}")")
     done
 fi
