@@ -345,3 +345,33 @@ fn send_logs_malformed_concurrency_and_keeps_the_default() {
     sys.wait_log("using 120, the nearest allowed", 20);
     sys.stop();
 }
+
+#[test]
+fn the_run_script_logs_a_malformed_number_and_starts_with_the_default() {
+    let sys = system();
+    sys.control("smtpdport", "0\n");
+    sys.control("listenaddress", "127.0.0.1\n");
+    sys.control("concurrencyincoming", "abc\n");
+    let log = sys.root.join("run-script.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Server(
+        std::process::Command::new(sys.root.join("supervise/qmail-smtpd/run"))
+            .stdout(out)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start the run script"),
+    );
+    // tcpserver -v reports its limit once it listens: the default, not a shell error
+    let text = wait_until("tcpserver's status line", 30, || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        t.contains("tcpserver: status: 0/40").then_some(t)
+    });
+    assert!(
+        text.contains(
+            "qmail-showctl: warning: control/concurrencyincoming line 1: abc is not allowed"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("Illegal number"), "{text}");
+    let _ = child.0.kill();
+}
