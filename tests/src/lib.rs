@@ -31,6 +31,27 @@ pub fn is_root() -> bool {
     nix::unistd::getuid().is_root()
 }
 
+/// Run `cmd` with `input` on its stdin (written from a thread, so a child that writes
+/// before it reads cannot deadlock) and its stdout and stderr captured.
+#[track_caller]
+pub fn output_with_input(cmd: &mut Command, input: impl AsRef<[u8]>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.as_ref().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    out
+}
+
 /// A test that cannot run here (not root, a tool or package missing). Under `CI=true`
 /// (CI runs as root with every package installed) this fails the test: a skip there
 /// hides a broken setup. Elsewhere it prints `SKIPPED: test: reason` straight to stderr
@@ -311,22 +332,7 @@ impl System {
         } else {
             Command::new(self.bin(prog))
         };
-        use std::io::Write;
-        let mut child = c
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("wait");
-        let _ = writer.join();
-        out
+        output_with_input(c.args(args), input)
     }
 
     /// Queue a message with qmail-queue directly (sender, recipients).

@@ -445,26 +445,17 @@ fn popup_auth_plain_user_with_crlf_makes_one_log_line() {
     let cp = any_user_checkpassword(&sys);
     let forged = b"\0x\r\nqmail-popup: pid 1: login ok user=root\0wrong";
     let input = format!("AUTH PLAIN {}\r\nQUIT\r\n", b64(forged));
-    let mut child = Command::new(sys.bin("qmail-popup"))
-        .arg(ME)
-        .arg(&cp)
-        .arg("/bin/true")
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("TCPREMOTEIP", "2001:db8::7")
-        .env("POP3PLAINTEXT", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(
+        Command::new(sys.bin("qmail-popup"))
+            .arg(ME)
+            .arg(&cp)
+            .arg("/bin/true")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TCPREMOTEIP", "2001:db8::7")
+            .env("POP3PLAINTEXT", "1"),
+        input.as_bytes(),
+    );
     let (stdout, log) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -2,6 +2,7 @@
 //! (as copies) into a temporary HOME, messages on stdin, and the queue files checked.
 //! Needs `cargo build --bins -p qmail-queue -p qmail-inject -p sendmail` first.
 
+use e2e::output_with_input;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -389,26 +390,17 @@ fn sendmail_under_a_parent_ignoring_sigchld() {
     let home = install();
     let sendmail = home.path().join("bin/sendmail");
     // perl, as swaks: dash's `trap '' CHLD` does not ignore the signal
-    let mut child = Command::new("perl")
-        .arg("-e")
-        .arg("$SIG{CHLD} = 'IGNORE'; exec @ARGV or die")
-        .arg(&sendmail)
-        .args(["-i", "someone@example.org"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("USER", "tester")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Subject: sigchld\n\nbody\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = output_with_input(
+        Command::new("perl")
+            .arg("-e")
+            .arg("$SIG{CHLD} = 'IGNORE'; exec @ARGV or die")
+            .arg(&sendmail)
+            .args(["-i", "someone@example.org"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("USER", "tester"),
+        b"Subject: sigchld\n\nbody\n",
+    );
     ok(&o);
     let m = one(home.path());
     assert_eq!(m.recipients, vec!["someone@example.org"]);

@@ -5,18 +5,9 @@
 //! header is rewritten as qmail-inject does it.
 //! Needs `cargo build --bins -p sendmail` first.
 
-use std::io::Write;
+use e2e::{build_dir, output_with_input};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
+use std::process::Command;
 
 #[test]
 fn sendmail_queues_without_a_qmail_inject_program() {
@@ -24,7 +15,7 @@ fn sendmail_queues_without_a_qmail_inject_program() {
     let h = home.path();
     std::fs::create_dir_all(h.join("bin")).unwrap();
     std::fs::create_dir_all(h.join("control")).unwrap();
-    let src = target_dir().join("sendmail");
+    let src = build_dir().join("sendmail");
     assert!(src.is_file(), "run `cargo build --bins -p sendmail` first");
     std::fs::copy(&src, h.join("bin/sendmail")).unwrap();
     for (f, v) in [("me", "mx.example.org"), ("defaultdomain", "example.org")] {
@@ -42,25 +33,16 @@ fn sendmail_queues_without_a_qmail_inject_program() {
     .unwrap();
     std::fs::set_permissions(&qq, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let mut child = Command::new(h.join("bin/sendmail"))
-        .args(["-t", "-i", "-f", "me@x.org", "-F", "Joe Q"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("USER", "tester")
-        .env("NAME", "Someone Else")
-        .env("QMAILQUEUE", &qq)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"To: a@example.org\nBcc: b\nSubject: s\n\nbody\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(
+        Command::new(h.join("bin/sendmail"))
+            .args(["-t", "-i", "-f", "me@x.org", "-F", "Joe Q"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("USER", "tester")
+            .env("NAME", "Someone Else")
+            .env("QMAILQUEUE", &qq),
+        b"To: a@example.org\nBcc: b\nSubject: s\n\nbody\n",
+    );
     assert!(
         out.status.success(),
         "exit {:?}: {}",

@@ -545,20 +545,7 @@ fn virtual_user_with_cram_md5_through_the_real_checkpassword() {
     let vuser = sys.bin("qmail-vuser");
     assert!(vuser.exists(), "qmail-vuser installed");
     let run = |args: &[&str], input: &str| {
-        let mut child = Command::new(&vuser)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = output_with_input(Command::new(&vuser).args(args), input.as_bytes());
         assert!(
             out.status.success(),
             "qmail-vuser {args:?}: {}",

@@ -91,20 +91,10 @@ fn queued(sys: &System) -> usize {
 
 /// `qmail-vuser args` with `input` on stdin; must succeed.
 fn vuser(sys: &System, args: &[&str], input: &str) {
-    let mut child = Command::new(sys.bin("qmail-vuser"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(
+        Command::new(sys.bin("qmail-vuser")).args(args),
+        input.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "qmail-vuser {args:?}: {}",
