@@ -339,6 +339,44 @@ impl Counters {
         Ok(Ok(hold))
     }
 
+    /// Reserve one failed login of `account` from `remote_ip` before its password is
+    /// checked (SMTP AUTH and POP3 share this), under the counters' locks, so parallel
+    /// sessions cannot check more than the limits allow: the [`Hold`] is given back
+    /// when the login was not a failure. An address that logged in to the account within
+    /// the window (see [`Counters::record_login`]) is counted but not refused by the
+    /// account's limit, so guessing cannot lock the owner out from where they log in.
+    /// `Ok(Err(kind))` names the full counter.
+    pub fn reserve_login(
+        &self,
+        remote_ip: &str,
+        account: &str,
+        limits: LoginLimits,
+        now: u64,
+    ) -> io::Result<Result<Hold, Kind>> {
+        let ip = ip_key(remote_ip);
+        let mut per_account = limits.per_account;
+        if per_account > 0
+            && self
+                .count(Kind::AuthOk, &ok_key(account, &ip), now)
+                .is_ok_and(|n| n > 0)
+        {
+            per_account = u64::MAX;
+        }
+        self.reserve_all(
+            &[
+                (Kind::AuthFailIp, ip.as_str(), limits.per_address),
+                (Kind::AuthFailAccount, account, per_account),
+            ],
+            now,
+        )
+    }
+
+    /// Remember that `account` logged in from `remote_ip` (for [`Counters::reserve_login`]).
+    pub fn record_login(&self, remote_ip: &str, account: &str, now: u64) -> io::Result<()> {
+        self.record(Kind::AuthOk, &ok_key(account, &ip_key(remote_ip)), now, 1)
+            .map(|_| ())
+    }
+
     /// Sweep `kind`'s directory when the last sweep is [`PRUNE_EVERY`] old; errors only
     /// postpone the sweep.
     fn prune_if_due(&self, kind: Kind, now: u64) {
@@ -395,6 +433,14 @@ impl Counters {
         }
         Ok(removed)
     }
+}
+
+/// The limits on failed logins per hour: per client address (an IPv4 address or an
+/// IPv6 /64) and per account; 0 = none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimits {
+    pub per_address: u64,
+    pub per_account: u64,
 }
 
 /// Events reserved by [`Counters::reserve_all`]. Dropped, they stay counted (a failed
@@ -469,6 +515,31 @@ impl Drop for Refund {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_reservation_spares_an_address_that_logged_in() {
+        let (_d, c) = counters();
+        let limits = LoginLimits {
+            per_address: 10,
+            per_account: 1,
+        };
+        let held = c.reserve_login("192.0.2.1", "joe", limits, 1000).unwrap();
+        drop(held.unwrap()); // a failure: stays counted
+        assert_eq!(
+            c.reserve_login("192.0.2.1", "joe", limits, 1001)
+                .unwrap()
+                .err(),
+            Some(Kind::AuthFailAccount)
+        );
+        c.record_login("192.0.2.2", "joe", 1002).unwrap();
+        let held = c.reserve_login("192.0.2.2", "joe", limits, 1003).unwrap();
+        held.unwrap().release().unwrap();
+        assert_eq!(
+            c.count(Kind::AuthFailIp, &ip_key("192.0.2.2"), 1004)
+                .unwrap(),
+            0
+        );
+    }
 
     fn counters() -> (tempfile::TempDir, Counters) {
         let d = tempfile::tempdir().unwrap();

@@ -498,45 +498,26 @@ impl Child {
     /// refused by the account's limit. The refusal (reply, and whether to close) when a
     /// limit is used up or a counter cannot be used.
     fn reserve_failure(&mut self, user: &[u8]) -> Option<(&'static [u8], bool)> {
-        let counters = self.counters();
-        let now = qsys::now();
-        let ip_key = limits::ip_key(&self.remote);
         let account = auth::canonical_login(&String::from_utf8_lossy(user));
-        let mut account_limit = self.policy.account_fail_limit;
-        if account_limit > 0
-            && counters
-                .count(
-                    limits::Kind::AuthOk,
-                    &limits::ok_key(&account, &ip_key),
-                    now,
-                )
-                .is_ok_and(|n| n > 0)
-        {
-            account_limit = u64::MAX;
-        }
-        let set = [
-            (
-                limits::Kind::AuthFailIp,
-                ip_key.as_str(),
-                self.policy.fail_limit,
-            ),
-            (
-                limits::Kind::AuthFailAccount,
-                account.as_str(),
-                account_limit,
-            ),
-        ];
-        let full = match counters.reserve_all(&set, now) {
-            Ok(Ok(hold)) => {
-                self.held = Some(hold);
-                return None;
-            }
-            Ok(Err(kind)) => kind,
-            Err(e) => {
-                log(&format!("unable to update the failure counter: {e}"));
-                return Some((b"-ERR temporary authorization failure\r\n", true));
-            }
+        let login_limits = limits::LoginLimits {
+            per_address: self.policy.fail_limit,
+            per_account: self.policy.account_fail_limit,
         };
+        let full =
+            match self
+                .counters()
+                .reserve_login(&self.remote, &account, login_limits, qsys::now())
+            {
+                Ok(Ok(hold)) => {
+                    self.held = Some(hold);
+                    return None;
+                }
+                Ok(Err(kind)) => kind,
+                Err(e) => {
+                    log(&format!("unable to update the failure counter: {e}"));
+                    return Some((b"-ERR temporary authorization failure\r\n", true));
+                }
+            };
         let address = full == limits::Kind::AuthFailIp;
         log(&format!(
             "login refused: too many failures for the {} in the last hour ip={} user={}",
@@ -569,10 +550,9 @@ impl Child {
         }
         if ok && self.policy.account_fail_limit > 0 {
             let account = auth::canonical_login(&String::from_utf8_lossy(user));
-            let key = limits::ok_key(&account, &limits::ip_key(&self.remote));
             if let Err(e) = self
                 .counters()
-                .record(limits::Kind::AuthOk, &key, qsys::now(), 1)
+                .record_login(&self.remote, &account, qsys::now())
             {
                 log(&format!("unable to record the login: {e}"));
             }

@@ -800,27 +800,17 @@ impl Session {
         account: &str,
         safe_user: &str,
     ) -> Option<Result<limits::Hold, ()>> {
-        let counters = self.cfg.counters();
-        let now = qsys::now();
-        let ip_key = limits::ip_key(&self.cfg.remote_ip);
         let ip = qsys::logsafe::text(self.cfg.remote_ip.as_bytes());
-        let mut account_limit = self.cfg.authfailaccountlimit;
-        if account_limit > 0
-            && counters
-                .count(limits::Kind::AuthOk, &limits::ok_key(account, &ip_key), now)
-                .is_ok_and(|n| n > 0)
-        {
-            account_limit = u64::MAX;
-        }
-        let set = [
-            (
-                limits::Kind::AuthFailIp,
-                ip_key.as_str(),
-                self.cfg.authfaillimit,
-            ),
-            (limits::Kind::AuthFailAccount, account, account_limit),
-        ];
-        match counters.reserve_all(&set, now) {
+        let login_limits = limits::LoginLimits {
+            per_address: self.cfg.authfaillimit,
+            per_account: self.cfg.authfailaccountlimit,
+        };
+        match self.cfg.counters().reserve_login(
+            &self.cfg.remote_ip,
+            account,
+            login_limits,
+            qsys::now(),
+        ) {
             Ok(Ok(hold)) => Some(Ok(hold)),
             Ok(Err(limits::Kind::AuthFailIp)) => {
                 log(&format!(
@@ -853,15 +843,12 @@ impl Session {
         }
         if let Some(account) = account
             && self.cfg.authfailaccountlimit > 0
+            && let Err(e) =
+                self.cfg
+                    .counters()
+                    .record_login(&self.cfg.remote_ip, account, qsys::now())
         {
-            let key = limits::ok_key(account, &limits::ip_key(&self.cfg.remote_ip));
-            if let Err(e) = self
-                .cfg
-                .counters()
-                .record(limits::Kind::AuthOk, &key, qsys::now(), 1)
-            {
-                log(&format!("unable to record the login: {e}"));
-            }
+            log(&format!("unable to record the login: {e}"));
         }
     }
 
