@@ -187,6 +187,10 @@ impl System {
             l.push('\n');
         }
         std::fs::write(root.join("control/locals"), l).unwrap();
+        // Nothing leaves this machine, DNS included (DESIGN section 9): without this, a
+        // bounce to a test's remote sender would ask /etc/resolv.conf's servers. Tests
+        // that resolve point it at their own dnsmasq.
+        std::fs::write(root.join("control/nameservers"), "127.0.0.1:1\n").unwrap();
         let log = dir.path().join("send.log");
         System {
             root,
