@@ -107,11 +107,21 @@ fn main() {
     if let Some(dir) = &args.link_services {
         let names: Vec<&str> = args.services.iter().map(String::as_str).collect();
         match install::hier::link_services(&opts.root, dir, &names) {
-            Ok(done) => println!(
-                "qmail-install: linked {} services into {}",
-                done.len(),
-                dir.display()
-            ),
+            Ok(linked) => {
+                println!(
+                    "qmail-install: linked {} services into {}",
+                    linked.done.len(),
+                    dir.display()
+                );
+                for n in &linked.need_certificate {
+                    eprintln!(
+                        "qmail-install: not linking {n}: it needs a certificate in \
+                         {}/control/servercert.pem, readable by qmaild (INSTALL.md, \"TLS, \
+                         SMTP AUTH and POP3\"); then rerun with --service {n}",
+                        opts.root.display()
+                    );
+                }
+            }
             Err(e) => fatal(e.to_string()),
         }
     }

@@ -259,7 +259,8 @@ const SUPERVISE: &[(&str, &str)] = &[
 const SCANRULES: &str = include_str!("../../../control/scanrules");
 
 /// Boot files installed under `boot/` with `@HOME@` replaced by the root: a systemd
-/// unit and a plain init script, each starting `svscanboot /service`.
+/// unit and a plain init script, each starting `svscanboot /service`, and the
+/// certificate deploy hook for certbot and acme.sh.
 const BOOT: &[(&str, &str, u32)] = &[
     (
         "svscan.service",
@@ -269,6 +270,11 @@ const BOOT: &[(&str, &str, u32)] = &[
     (
         "svscan.init",
         include_str!("../../../init/svscan.init"),
+        0o755,
+    ),
+    (
+        "cert-deploy",
+        include_str!("../../../init/cert-deploy"),
         0o755,
     ),
 ];
@@ -283,24 +289,51 @@ pub const SERVICES: &[&str] = &[
     "qmail-pop3ds",
 ];
 
+/// The services that speak TLS from the first byte: without `control/servercert.pem`
+/// they would accept connections and fail every one.
+pub const NEED_CERTIFICATE: &[&str] = &["qmail-smtps", "qmail-pop3ds"];
+
+/// What [`link_services`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Linked {
+    /// The names newly linked.
+    pub done: Vec<String>,
+    /// Services of the full set left out because no certificate is installed.
+    pub need_certificate: Vec<String>,
+}
+
 /// Link services into a service directory svscan watches (`/service`):
 /// `DIR/NAME -> ROOT/supervise/NAME` for every NAME in `names` (all of [`SERVICES`]
 /// when empty). An existing entry is left alone (an administrator's choice wins).
 /// Each link is made under a temporary name and renamed, so svscan never sees a
-/// half-made entry. Returns the names newly linked.
-pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<String>> {
-    let names: Vec<&str> = if names.is_empty() {
+/// half-made entry. A service of [`NEED_CERTIFICATE`] is linked only when
+/// `control/servercert.pem` exists: left out of the full set, refused when named.
+pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Linked> {
+    let all = names.is_empty();
+    let names: Vec<&str> = if all {
         SERVICES.to_vec()
     } else {
         names.to_vec()
     };
+    let have_cert = root.join("control").join("servercert.pem").exists();
     ctx(std::fs::create_dir_all(dir), || {
         format!("unable to create {}", dir.display())
     })?;
-    let mut done = Vec::new();
+    let mut linked = Linked::default();
     for n in names {
         if !SERVICES.contains(&n) {
             return Err(io::Error::other(format!("unknown service {n}")));
+        }
+        if NEED_CERTIFICATE.contains(&n) && !have_cert {
+            if all {
+                linked.need_certificate.push(n.to_string());
+                continue;
+            }
+            return Err(io::Error::other(format!(
+                "not linking {n}: it needs a certificate in {}/control/servercert.pem \
+                 (INSTALL.md, \"TLS, SMTP AUTH and POP3\")",
+                root.display()
+            )));
         }
         let link = dir.join(n);
         if std::fs::symlink_metadata(&link).is_ok() {
@@ -315,9 +348,9 @@ pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<
         ctx(std::fs::rename(&tmp, &link), || {
             format!("unable to link {}", link.display())
         })?;
-        done.push(n.to_string());
+        linked.done.push(n.to_string());
     }
-    Ok(done)
+    Ok(linked)
 }
 
 /// Resolves owner names to ids once. Without root every id is the caller's and no
@@ -382,8 +415,29 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
     supervise_scripts(&opts.root)?;
     first_controls(opts)?;
     alias_files(&root, &ids)?;
+    tls_files(&root, &ids)?;
     Ok(installed)
 }
+
+/// The TLS certificate and key already in `control/` (an administrator's, or one a
+/// renewal copied there) given to qmaild, the user that speaks TLS, mode 0400: run as
+/// root, every (re)install repairs a key someone made unreadable to qmaild or readable
+/// to everyone. Never through a link.
+fn tls_files(root: &Dir, ids: &Ids) -> io::Result<()> {
+    let control = root.subdir("control")?;
+    let uid = ids.uid(Owner::User("qmaild"))?;
+    for name in [TLS_CERT, TLS_KEY] {
+        if let Some(fd) = control.open_entry(name, Kind::File)? {
+            qsys::safefs::set_owner_mode(&fd, &control.join(name), uid, None, 0o400)?;
+        }
+    }
+    Ok(())
+}
+
+/// The certificate chain (with the key, or the key apart in [`TLS_KEY`]), as the tls
+/// crate reads them.
+const TLS_CERT: &str = "servercert.pem";
+const TLS_KEY: &str = "serverkey.pem";
 
 /// As root, refuse a root below a directory another user could rename it out of (a
 /// checkout in /home/USER): the set-id qmail-queue and checkpassword would refuse to run
@@ -826,14 +880,24 @@ mod tests {
         assert!(unit.contains(&format!("ExecStart={}/bin/svscanboot", opts.root.display())));
         let sv = d.path().join("service");
         assert_eq!(
-            link_services(&opts.root, &sv, &["qmail-send"]).unwrap(),
+            link_services(&opts.root, &sv, &["qmail-send"])
+                .unwrap()
+                .done,
             vec!["qmail-send"]
         );
         assert!(sv.join("qmail-send/run").is_file());
+        // without a certificate the TLS-only services are left out, or refused by name
+        let linked = link_services(&opts.root, &sv, &[]).unwrap();
+        assert_eq!(linked.need_certificate, NEED_CERTIFICATE);
         assert_eq!(
-            link_services(&opts.root, &sv, &[]).unwrap().len(),
-            SERVICES.len() - 1
+            linked.done.len(),
+            SERVICES.len() - 1 - NEED_CERTIFICATE.len()
         );
+        let refused = link_services(&opts.root, &sv, &["qmail-smtps"]).unwrap_err();
+        assert!(refused.to_string().contains("servercert.pem"), "{refused}");
+        std::fs::write(opts.root.join("control/servercert.pem"), "").unwrap();
+        let linked = link_services(&opts.root, &sv, &[]).unwrap();
+        assert_eq!(linked.done, NEED_CERTIFICATE);
         assert!(link_services(&opts.root, &sv, &["nope"]).is_err());
         assert_eq!(
             std::fs::metadata(opts.root.join("queue/lock/tcpto"))

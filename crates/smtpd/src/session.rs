@@ -211,12 +211,21 @@ impl Session {
         sni_field(self.conn.tls_sni().as_deref())
     }
 
-    /// STARTTLS can be offered: a certificate is installed.
-    fn tls_offered(&self) -> bool {
+    /// STARTTLS can be offered: a certificate is installed and this user can read it
+    /// (and the separate key). One that cannot be read is logged once, naming the file,
+    /// the user and the fix, and not offered: advertising it would only end in 454.
+    fn tls_offered(&mut self) -> bool {
         match &self.tls {
             TlsSource::None => false,
             TlsSource::Ready(_) => true,
-            TlsSource::Dir(d) => d.join(tls::CERT_FILE).exists(),
+            TlsSource::Dir(d) => match tls::readable(d) {
+                Ok(installed) => installed,
+                Err(e) => {
+                    log(&format!("TLS not offered: {e}"));
+                    self.tls = TlsSource::None;
+                    false
+                }
+            },
         }
     }
 
