@@ -39,6 +39,15 @@
 //!     qmail-pop3ds, or only those named with --service (repeatable). Existing
 //!     entries are left alone.
 //!
+//!     After installing, it names the programs of other packages (Debian's
+//!     daemontools and ucspi-tcp: svc, svstat, tcprules, ...) that a bare name in the
+//!     caller's PATH would run instead of ours, and how to put DIR/bin first.
+//!
+//!     As root it gives control/servercert.pem and control/serverkey.pem, when they
+//!     exist, to qmaild with mode 0400. --link-services leaves qmail-smtps and
+//!     qmail-pop3ds out while there is no control/servercert.pem (and refuses them
+//!     by name), saying so.
+//!
 //! EXIT CODES
 //!     0 installed; 100 usage; 111 any failure (the message says what).
 
@@ -100,7 +109,8 @@ fn main() {
                 "qmail-install: installed {} programs into {}",
                 progs.len(),
                 opts.root.display()
-            )
+            );
+            note_shadowed_tools(&opts.root.join("bin"));
         }
         Err(e) => fatal(e.to_string()),
     };
@@ -125,4 +135,21 @@ fn main() {
             Err(e) => fatal(e.to_string()),
         }
     }
+}
+
+/// Say which of our tools a bare name in this PATH would not run (Debian's daemontools
+/// or ucspi-tcp first), and how to reach ours.
+fn note_shadowed_tools(bin: &std::path::Path) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let others = install::path::shadowing(bin, &path);
+    if others.is_empty() {
+        return;
+    }
+    let list: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
+    eprintln!(
+        "qmail-install: note: in your PATH these run other packages' programs, not ours: {}; \
+         use {b}/NAME, or put {b} first: export PATH={b}:$PATH",
+        list.join(" "),
+        b = bin.display()
+    );
 }

@@ -259,8 +259,8 @@ const SUPERVISE: &[(&str, &str)] = &[
 const SCANRULES: &str = include_str!("../../../control/scanrules");
 
 /// Boot files installed under `boot/` with `@HOME@` replaced by the root: a systemd
-/// unit and a plain init script, each starting `svscanboot /service`, and the
-/// certificate deploy hook for certbot and acme.sh.
+/// unit and a plain init script, each starting `svscanboot /service`, the
+/// certificate deploy hook for certbot and acme.sh, and the sendmail replacement.
 const BOOT: &[(&str, &str, u32)] = &[
     (
         "svscan.service",
@@ -275,6 +275,11 @@ const BOOT: &[(&str, &str, u32)] = &[
     (
         "cert-deploy",
         include_str!("../../../init/cert-deploy"),
+        0o755,
+    ),
+    (
+        "replace-sendmail",
+        include_str!("../../../init/replace-sendmail"),
         0o755,
     ),
 ];
