@@ -122,3 +122,83 @@ fn the_installer_names_tools_a_bare_name_would_take_from_another_package() {
     let err = install(&std::env::join_paths([&bin, &theirs]).unwrap());
     assert!(!err.contains("note:"), "{err}");
 }
+
+/// init/quickstart with `dir` and `env`, to its end (it must stop by itself: these are
+/// its failures); returns (exit code, stderr).
+fn quickstart_failing(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../init/quickstart");
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new("sh")
+        .arg(&script)
+        .arg(dir)
+        .env("QUICKSTART_BIN", build_dir())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let st = wait_until("the quick start to give up", 120, || child.try_wait().ok().flatten());
+    (st.code(), std::fs::read_to_string(err.path()).unwrap())
+}
+
+fn open_tmp() -> tempfile::TempDir {
+    let t = tempfile::Builder::new().prefix("qs-e2e").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+#[test]
+fn the_quick_start_names_a_port_in_use_and_starts_nothing() {
+    need_tool!("ss", "iproute2");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let t = open_tmp();
+    let (code, err) = quickstart_failing(&t.path().join("run"), &[("SUBMISSION_PORT", &port)]);
+    assert_eq!(code, Some(100), "{err}");
+    assert!(err.contains(&format!("port {port} on 127.0.0.1 is in use")), "{err}");
+    assert!(!t.path().join("run/service").exists());
+}
+
+#[test]
+fn the_quick_start_says_which_service_did_not_come_up() {
+    // one port for two services: the check before finds it free, the second bind fails
+    let port = free_port().to_string();
+    let t = open_tmp();
+    let (code, err) = quickstart_failing(
+        &t.path().join("run"),
+        &[
+            ("SMTP_PORT", &port),
+            ("SUBMISSION_PORT", &port),
+            ("POP3_PORT", "0"),
+            ("SMTPS_PORT", "0"),
+            ("POP3S_PORT", "0"),
+        ],
+    );
+    assert_eq!(code, Some(111), "{err}");
+    assert!(err.contains("did not come up: tcpserver: fatal: unable to bind"), "{err}");
+    assert!(err.contains("quickstart: fatal: stopping"), "{err}");
+    assert!(!err.contains("Ctrl-C stops everything"), "{err}");
+}
+
+#[test]
+fn as_root_the_quick_start_refuses_a_directory_the_qmail_users_cannot_reach() {
+    need_root!();
+    let t = open_tmp();
+    let private = t.path().join("root-home");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, err) = quickstart_failing(
+        &private.join("checkout/run"),
+        &[("SMTP_PORT", "0"), ("SUBMISSION_PORT", "0"), ("POP3_PORT", "0")],
+    );
+    assert_eq!(code, Some(100), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the qmail users cannot reach {}: {} is mode drwx------",
+            private.join("checkout/run").display(),
+            private.display()
+        )) && err.contains("/var/tmp/quickstart"),
+        "{err}"
+    );
+}
