@@ -138,12 +138,17 @@ fn quickstart_failing(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String)
         .stderr(err.reopen().unwrap())
         .spawn()
         .unwrap();
-    let st = wait_until("the quick start to give up", 120, || child.try_wait().ok().flatten());
+    let st = wait_until("the quick start to give up", 120, || {
+        child.try_wait().ok().flatten()
+    });
     (st.code(), std::fs::read_to_string(err.path()).unwrap())
 }
 
 fn open_tmp() -> tempfile::TempDir {
-    let t = tempfile::Builder::new().prefix("qs-e2e").tempdir_in("/tmp").unwrap();
+    let t = tempfile::Builder::new()
+        .prefix("qs-e2e")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     t
 }
@@ -156,7 +161,10 @@ fn the_quick_start_names_a_port_in_use_and_starts_nothing() {
     let t = open_tmp();
     let (code, err) = quickstart_failing(&t.path().join("run"), &[("SUBMISSION_PORT", &port)]);
     assert_eq!(code, Some(100), "{err}");
-    assert!(err.contains(&format!("port {port} on 127.0.0.1 is in use")), "{err}");
+    assert!(
+        err.contains(&format!("port {port} on 127.0.0.1 is in use")),
+        "{err}"
+    );
     assert!(!t.path().join("run/service").exists());
 }
 
@@ -176,7 +184,10 @@ fn the_quick_start_says_which_service_did_not_come_up() {
         ],
     );
     assert_eq!(code, Some(111), "{err}");
-    assert!(err.contains("did not come up: tcpserver: fatal: unable to bind"), "{err}");
+    assert!(
+        err.contains("did not come up: tcpserver: fatal: unable to bind"),
+        "{err}"
+    );
     assert!(err.contains("quickstart: fatal: stopping"), "{err}");
     assert!(!err.contains("Ctrl-C stops everything"), "{err}");
 }
@@ -190,7 +201,11 @@ fn as_root_the_quick_start_refuses_a_directory_the_qmail_users_cannot_reach() {
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     let (code, err) = quickstart_failing(
         &private.join("checkout/run"),
-        &[("SMTP_PORT", "0"), ("SUBMISSION_PORT", "0"), ("POP3_PORT", "0")],
+        &[
+            ("SMTP_PORT", "0"),
+            ("SUBMISSION_PORT", "0"),
+            ("POP3_PORT", "0"),
+        ],
     );
     assert_eq!(code, Some(100), "{err}");
     assert!(

@@ -70,6 +70,7 @@ use std::os::fd::FromRawFd;
 const PROG: &str = "checkpassword";
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.is_empty() {

@@ -75,6 +75,7 @@ struct Args {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-install");
     let args = match Args::try_parse() {
         Ok(a) => a,

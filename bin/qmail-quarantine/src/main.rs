@@ -49,6 +49,7 @@ const PROG: &str = "qmail-quarantine";
 const USAGE: &str = "usage: qmail-quarantine list | show ID | release ID | delete ID";
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     qsys::die::default_sigpipe();
     let args: Vec<String> = std::env::args().skip(1).collect();

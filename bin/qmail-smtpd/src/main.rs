@@ -104,6 +104,7 @@
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-smtpd");
     // An inherited SIGCHLD=ignore would make the kernel reap qmail-queue before we
     // read its exit code; the default disposition is needed.

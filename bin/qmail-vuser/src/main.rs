@@ -178,6 +178,7 @@ fn new_password(home: &std::path::Path, address: &str, apop: bool) -> (String, O
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     qsys::die::default_sigpipe();
     let args = match Args::try_parse() {

@@ -171,6 +171,7 @@ impl Ctl {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     qsys::die::default_sigpipe();
     let mut args: Vec<String> = std::env::args().skip(1).collect();

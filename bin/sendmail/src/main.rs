@@ -46,6 +46,7 @@ const SYNOPSIS: &str =
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("sendmail");
     inject::cli::sendmail(SYNOPSIS)
 }

@@ -48,6 +48,7 @@
 use ucspi::server::{self, PROG, USAGE};
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let opts = match server::parse_args(&args) {

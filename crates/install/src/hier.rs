@@ -135,6 +135,8 @@ fn dirs() -> Vec<DirSpec> {
         d("control", Owner::Root, 0o755),
         d("users", Owner::Root, 0o755),
         d("doc", Owner::Root, 0o755),
+        d("man", Owner::Root, 0o755),
+        d("man/man8", Owner::Root, 0o755),
         d("boot", Owner::Root, 0o755),
         d("supervise", Owner::Root, 0o755),
         d("alias", Owner::User("alias"), 0o2755),
@@ -604,6 +606,17 @@ fn supervise_scripts(root: &Path) -> io::Result<()> {
             &text.replace("@HOME@", &home),
             *mode,
         )?;
+    }
+    // the manuals: `man -M HOME/man NAME` (man-db also finds HOME/man by itself when
+    // HOME/bin is in PATH), and plain text in doc/ (both root's, like boot/)
+    for (name, source) in crate::manuals::MANUALS {
+        let text = qsys::manual::text(source);
+        put(
+            &root.join("man/man8").join(format!("{name}.8")),
+            &qsys::manual::roff(name, &text),
+            0o644,
+        )?;
+        put(&root.join("doc").join(format!("{name}.txt")), &text, 0o644)?;
     }
     Ok(())
 }
