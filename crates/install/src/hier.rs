@@ -112,6 +112,9 @@ const PROGRAMS: &[Program] = &[
     },
     prog("qmail-scan", 0o755),
     prog("qmail-quarantine", 0o700),
+    // fastforward: /etc/aliases for sendmail and Postfix refugees
+    prog("newaliases", 0o755),
+    prog("fastforward", 0o755),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.

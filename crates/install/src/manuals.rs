@@ -12,9 +12,11 @@ macro_rules! manuals {
 manuals!(
     "checkpassword",
     "envdir",
+    "fastforward",
     "envuidgid",
     "maildirmake",
     "multilog",
+    "newaliases",
     "qmail-clean",
     "qmail-inject",
     "qmail-install",
@@ -74,7 +76,8 @@ mod tests {
             .filter(|n| bin.join(n).join("src/main.rs").is_file())
             .collect();
         names.sort();
-        let listed: Vec<String> = MANUALS.iter().map(|(n, _)| n.to_string()).collect();
+        let mut listed: Vec<String> = MANUALS.iter().map(|(n, _)| n.to_string()).collect();
+        listed.sort();
         assert_eq!(listed, names);
         for (name, source) in MANUALS {
             let text = qsys::manual::text(source);
