@@ -716,24 +716,33 @@ mod tests {
         assert_eq!(c.count(Kind::Rate, "joe", 1002).unwrap(), 5);
     }
 
-    /// Many processes reserving at once never get more than the limit between them.
-    #[test]
-    fn concurrent_reservations_respect_the_limit() {
-        let (d, _c) = counters();
+    /// How many of 8 x 10 parallel `attempt`s, each on its own [`Counters`] of one
+    /// directory (as separate processes have), were granted.
+    fn granted_in_parallel(dir: &Path, attempt: impl Fn(&Counters) -> bool + Sync) -> u64 {
         let granted = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
-                    let c = Counters::new(d.path());
+                    let c = Counters::new(dir);
                     for _ in 0..10 {
-                        if c.reserve(Kind::Rate, "joe", 5000, 1, 25).unwrap() {
+                        if attempt(&c) {
                             granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
                     }
                 });
             }
         });
-        assert_eq!(granted.into_inner(), 25);
+        granted.into_inner()
+    }
+
+    /// Many processes reserving at once never get more than the limit between them.
+    #[test]
+    fn concurrent_reservations_respect_the_limit() {
+        let (d, _c) = counters();
+        let granted = granted_in_parallel(d.path(), |c| {
+            c.reserve(Kind::Rate, "joe", 5000, 1, 25).unwrap()
+        });
+        assert_eq!(granted, 25);
         assert_eq!(
             Counters::new(d.path())
                 .count(Kind::Rate, "joe", 5000)
@@ -959,22 +968,11 @@ mod tests {
     #[test]
     fn concurrent_client_events_respect_the_limit() {
         let (d, _c) = counters();
-        let granted = std::sync::atomic::AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..8 {
-                s.spawn(|| {
-                    let c = Counters::new(d.path());
-                    for _ in 0..10 {
-                        if c.client_event(ClientEvent::Recipient, "10.1.1.1", 33, 7000)
-                            .unwrap()
-                        {
-                            granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        }
-                    }
-                });
-            }
+        let granted = granted_in_parallel(d.path(), |c| {
+            c.client_event(ClientEvent::Recipient, "10.1.1.1", 33, 7000)
+                .unwrap()
         });
-        assert_eq!(granted.into_inner(), 33);
+        assert_eq!(granted, 33);
     }
 
     fn qnow() -> u64 {

@@ -117,23 +117,31 @@ fn env(name: &str) -> Option<String> {
 /// A client rate: the variable `var` when set to a number (tcprules), else none for a
 /// relay client, else the control file `name`.
 fn client_rate(c: &Controls, name: &str, var: &str, relayclient: bool) -> io::Result<u64> {
-    if let Some(v) = env(var) {
-        match v.trim().parse::<u64>() {
-            Ok(n) => return Ok(n),
-            Err(_) => qsys::die::warn(
-                "qmail-smtpd",
-                "warning",
-                &format!(
-                    "{var}={} is not a decimal number; using control/{name}",
-                    qsys::logsafe::text(v.as_bytes())
-                ),
-            ),
-        }
+    if let Some(n) = env_number(var, &format!("control/{name}")) {
+        return Ok(n);
     }
     if relayclient {
         return Ok(0);
     }
     number(c, name)
+}
+
+/// The variable `var` as a decimal number (it overrides a control file); a value that
+/// is not one is logged (`...; using INSTEAD`) and ignored.
+fn env_number(var: &str, instead: &str) -> Option<u64> {
+    let v = env(var)?;
+    let n = v.trim().parse::<u64>().ok();
+    if n.is_none() {
+        qsys::die::warn(
+            "qmail-smtpd",
+            "warning",
+            &format!(
+                "{var}={} is not a decimal number; using {instead}",
+                qsys::logsafe::text(v.as_bytes())
+            ),
+        );
+    }
+    n
 }
 
 fn env_or_unknown(name: &str) -> String {
@@ -183,18 +191,8 @@ impl Config {
             .unwrap_or_else(|| "localhost".into());
         let timeout = number(&c, "timeoutsmtpd")?;
         let mut databytes = number(&c, "databytes")?;
-        if let Some(v) = env("DATABYTES") {
-            match v.trim().parse::<u64>() {
-                Ok(n) => databytes = n,
-                Err(_) => qsys::die::warn(
-                    "qmail-smtpd",
-                    "warning",
-                    &format!(
-                        "DATABYTES={} is not a decimal number; using control/databytes ({databytes})",
-                        qsys::logsafe::text(v.as_bytes())
-                    ),
-                ),
-            }
+        if let Some(n) = env_number("DATABYTES", &format!("control/databytes ({databytes})")) {
+            databytes = n;
         }
         let maxrcpt = number(&c, "maxrcpt")? as usize;
         let rcpthosts = ConstMap::from_keys(&c.list_or_empty("rcpthosts")?);
