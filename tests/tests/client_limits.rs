@@ -249,38 +249,44 @@ fn parallel_clients_of_one_address_are_counted_exactly() {
     assert_eq!(run(12), (5, 7));
 }
 
-/// The installed SMTP run script passes the per-client limits from the control files.
+/// The installed SMTP run scripts (25 and 587) pass the per-client limits from the
+/// control files.
 #[test]
-fn the_smtp_run_script_limits_each_client() {
+fn the_smtp_run_scripts_limit_each_client() {
     let sys = System::install(ME, &["example.test"]);
-    let port = free_port();
     sys.control("listenaddress", "127.0.0.1\n");
-    sys.control("smtpdport", &format!("{port}\n"));
     sys.control("clientconcurrency", "1\n");
-    let out = std::fs::File::create(sys.root.join("run.log")).unwrap();
-    let mut child = Command::new("sh")
-        .arg("./run")
-        .current_dir(sys.root.join("supervise/qmail-smtpd"))
-        .stdout(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_until("the run script's tcpserver", 30, || {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("run script ended: {st}");
-        }
-        log_text(&sys.root.join("run.log"))
-            .contains("tcpserver: status: 0/40")
-            .then_some(())
-    });
-    let _srv = Server(child);
-    let (_first, l) = greet("127.0.0.11", addr);
-    assert!(l.starts_with("220 mx.example.test ESMTP"), "{l}");
-    let (_second, l) = greet("127.0.0.11", addr);
-    assert_eq!(l, REFUSAL);
-    let (_other, l) = greet("127.0.0.12", addr);
-    assert!(l.starts_with("220 "), "{l}");
+    for (service, port_file) in [
+        ("qmail-smtpd", "smtpdport"),
+        ("qmail-submission", "submissionport"),
+    ] {
+        let port = free_port();
+        sys.control(port_file, &format!("{port}\n"));
+        let log = sys.root.join(format!("{service}.log"));
+        let mut child = Command::new("sh")
+            .arg("./run")
+            .current_dir(sys.root.join("supervise").join(service))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_until("the run script's tcpserver", 30, || {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("{service} run script ended: {st}");
+            }
+            log_text(&log)
+                .contains("tcpserver: status: 0/40")
+                .then_some(())
+        });
+        let _srv = Server(child);
+        let (_first, l) = greet("127.0.0.11", addr);
+        assert!(l.starts_with("220 mx.example.test ESMTP"), "{service}: {l}");
+        let (_second, l) = greet("127.0.0.11", addr);
+        assert_eq!(l, REFUSAL, "{service}");
+        let (_other, l) = greet("127.0.0.12", addr);
+        assert!(l.starts_with("220 "), "{service}: {l}");
+    }
 }
 
 // ---- qmail-smtpd's per-client rates ----
