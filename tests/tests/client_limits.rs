@@ -114,17 +114,22 @@ fn the_connection_over_the_per_address_limit_is_refused_with_421() {
 }
 
 #[test]
-fn without_s_a_refused_client_is_just_closed() {
+fn without_s_a_refused_client_is_just_closed_also_when_forking() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let (_srv, addr) = tcpserver(&["-C", "1"], HOLD, &log);
-    let (_a, l) = greet("127.0.0.2", addr);
+    // a banner (even an empty one) makes tcpserver fork for each connection, the path
+    // DNS and ident lookups take: the count follows the forked children as well
+    let (_srv, addr) = tcpserver(&["-C", "1", "-B", ""], HOLD, &log);
+    let (a, l) = greet("127.0.0.2", addr);
     assert_eq!(l, "ready");
     let mut refused = connect_from("127.0.0.2", addr);
     let mut got = Vec::new();
     let _ = refused.read_to_end(&mut got);
     assert!(got.is_empty(), "{got:?}");
     wait_log_count(&log, "tcpserver: refused 127.0.0.2 port ", 1);
+    drop(a);
+    wait_log_count(&log, "tcpserver: end ", 1);
+    assert_eq!(greet("127.0.0.2", addr).1, "ready");
 }
 
 fn rules(dir: &Path, text: &str) -> PathBuf {
