@@ -426,6 +426,11 @@ impl Session {
                 return Ok(());
             }
         };
+        if let Some((reply, detail)) = self.client_rate(limits::ClientEvent::Message) {
+            let reply = reply.unwrap_or_else(|| reply::RATE_UNCHECKABLE.to_string());
+            self.refuse("MAIL", Some(&path.addr), &reply, Some(&detail));
+            return Ok(());
+        }
         if let Some(size) = params.size
             && self.cfg.databytes > 0
             && size > self.cfg.databytes
@@ -515,6 +520,11 @@ impl Session {
         if path.addr.is_empty() {
             return self.addr_error(AddrError::Syntax);
         }
+        if let Some((reply, detail)) = self.client_rate(limits::ClientEvent::Recipient) {
+            let reply = reply.unwrap_or_else(|| reply::RATE_UNCHECKABLE.to_string());
+            self.refuse("RCPT", Some(&path.addr), &reply, Some(&detail));
+            return Ok(());
+        }
         if badmailfrom {
             let detail = format!("sender <{}> in badmailfrom", safe(&mail.sender));
             self.refuse("RCPT", Some(&path.addr), reply::BADMAILFROM, Some(&detail));
@@ -583,6 +593,46 @@ impl Session {
             Err(e) => Some((
                 reply::RATE_UNCHECKABLE,
                 format!("unable to update the rate counter: {e}"),
+            )),
+        }
+    }
+
+    /// Count one `event` of this client against its per-client rate (Postfix anvil's
+    /// `smtpd_client_*_rate_limit`; [`limits::Counters::client_event`] checks and counts
+    /// across concurrent sessions). `None` when it fits; else Postfix's reply (`None`
+    /// in its place when the counter could not be used: the caller answers a temporary
+    /// failure) and the detail for the log line.
+    fn client_rate(&self, event: limits::ClientEvent) -> Option<(Option<String>, String)> {
+        let rates = &self.cfg.client_rates;
+        let (limit, name, text): (u64, &str, fn(&str) -> String) = match event {
+            limits::ClientEvent::Message => {
+                (rates.message, "clientmessagerate", reply::too_much_mail)
+            }
+            limits::ClientEvent::Recipient => (
+                rates.recipient,
+                "clientrcptrate",
+                reply::too_many_recipients_from,
+            ),
+            limits::ClientEvent::Auth => {
+                (rates.auth, "clientauthrate", reply::too_many_auth_commands)
+            }
+        };
+        if limit == 0 {
+            return None;
+        }
+        match self
+            .cfg
+            .counters()
+            .client_event(event, &self.cfg.remote_ip, limit, qsys::now())
+        {
+            Ok(true) => None,
+            Ok(false) => Some((
+                Some(text(&self.cfg.client_address())),
+                format!("{name}: {limit} per {} s", self.cfg.client_window),
+            )),
+            Err(e) => Some((
+                None,
+                format!("unable to update the client rate counter: {e}"),
             )),
         }
     }
@@ -669,6 +719,22 @@ impl Session {
         if self.tls_missing() {
             self.send(reply::STARTTLS_FIRST);
             return Ok(None);
+        }
+        if let Some((reply, detail)) = self.client_rate(limits::ClientEvent::Auth) {
+            let ip = qsys::logsafe::text(self.cfg.remote_ip.as_bytes());
+            match reply {
+                Some(r) => {
+                    log(&format!(
+                        "AUTH refused: too many AUTH commands ip={ip} ({detail})"
+                    ));
+                    self.send(&r);
+                }
+                None => {
+                    log(&format!("AUTH refused ip={ip}: {detail}"));
+                    self.send(reply::AUTH_TEMPORARY);
+                }
+            }
+            return Ok(self.error().then_some(End::Dropped));
         }
         let (mech, initial) = match arg.split_once(' ') {
             Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().as_bytes().to_vec())),
