@@ -11,6 +11,8 @@
 //! - [`client`]: the caller's side (qmail-smtpd and qmail-popup): the record on fd 3,
 //!   the timeout, the exit status as an enum, the password wiped.
 //! - [`canonical_login`]: one name per account, for counters keyed on it.
+//! - [`dovecot`]: the mode for Dovecot's checkpassword driver (IMAP): verify, count
+//!   failures, and hand uid, gid, home and Maildir back instead of becoming the user.
 //!
 //! # Who may verify
 //!
@@ -45,6 +47,7 @@
 
 pub mod client;
 pub mod crypt;
+pub mod dovecot;
 
 use std::ffi::CString;
 use std::io::{self, Read};
