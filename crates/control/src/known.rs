@@ -400,6 +400,31 @@ pub const KNOWN: &[Known] = &[
         "pop3d, pop3ds run scripts",
     ),
     text("tcp.pop3.cdb", Kind::File, "(none)", "tcpserver"),
+    // Dovecot's listeners (HOME/dovecot/service.conf, written by the run script)
+    num(
+        "imapport",
+        0,
+        65_535,
+        "port, 0 = no IMAP listener",
+        "143",
+        "qmail-imapd run script",
+    ),
+    num(
+        "imapsport",
+        0,
+        65_535,
+        "port, 0 = no IMAPS listener",
+        "993",
+        "qmail-imapd run script",
+    ),
+    num(
+        "concurrencyimap",
+        1,
+        65_535,
+        "sessions",
+        "40",
+        "qmail-imapd run script",
+    ),
 ];
 
 /// The table entry of `name`.

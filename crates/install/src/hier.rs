@@ -281,6 +281,7 @@ pub const SERVICES: &[&str] = &[
     "qmail-smtps",
     "qmail-pop3d",
     "qmail-pop3ds",
+    IMAP_SERVICE,
 ];
 
 /// Link services into a service directory svscan watches (`/service`):
@@ -297,10 +298,25 @@ pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<
     ctx(std::fs::create_dir_all(dir), || {
         format!("unable to create {}", dir.display())
     })?;
+    let all = names.is_empty();
     let mut done = Vec::new();
     for n in names {
         if !SERVICES.contains(&n) {
             return Err(io::Error::other(format!("unknown service {n}")));
+        }
+        // qmail-imapd exists only where Dovecot was installed
+        if !root.join("supervise").join(n).join("run").is_file() {
+            if all {
+                continue;
+            }
+            return Err(io::Error::other(format!(
+                "service {n} is not installed{}",
+                if n == IMAP_SERVICE {
+                    " (Dovecot was missing when qmail-install ran)"
+                } else {
+                    ""
+                }
+            )));
         }
         let link = dir.join(n);
         if std::fs::symlink_metadata(&link).is_ok() {
@@ -382,6 +398,9 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
     supervise_scripts(&opts.root)?;
     first_controls(opts)?;
     alias_files(&root, &ids)?;
+    if let ImapSetup::Written = imap_setup(&opts.root) {
+        dovecot_files(&opts.root)?;
+    }
     Ok(installed)
 }
 
@@ -841,5 +860,168 @@ mod tests {
                 .len(),
             1024
         );
+    }
+}
+
+/// Dovecot's master, and the helper its checkpassword driver runs after ours.
+pub const DOVECOT: &str = "/usr/sbin/dovecot";
+pub const DOVECOT_REPLY: &str = "/usr/lib/dovecot/checkpassword-reply";
+
+/// The IMAP service: Dovecot under our supervise, installed only when Dovecot is.
+pub const IMAP_SERVICE: &str = "qmail-imapd";
+
+/// Its run scripts and the Dovecot configuration (`@HOME@` replaced by the root),
+/// installed as `supervise/qmail-imapd/{run,log/run}` and `dovecot/dovecot.conf`.
+const IMAP_SUPERVISE: &[(&str, &str)] = &[
+    (
+        "qmail-imapd/run",
+        include_str!("../../../supervise/qmail-imapd/run"),
+    ),
+    (
+        "qmail-imapd/log/run",
+        include_str!("../../../supervise/qmail-imapd/log/run"),
+    ),
+];
+const DOVECOT_CONF: &str = include_str!("../../../supervise/qmail-imapd/dovecot.conf");
+
+/// Whether qmail-install sets up IMAP, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImapSetup {
+    /// Dovecot is installed: configuration and service written.
+    Written,
+    /// Dovecot (or its checkpassword-reply) is missing.
+    NoDovecot,
+    /// The root's path holds characters Dovecot's configuration cannot quote
+    /// (white space, `"`, `#`, `{`, `}`, `<`, `%`, `$`): Dovecot splits the
+    /// checkpassword's `args` at spaces, and reads `<` as a file.
+    UnusableRoot,
+}
+
+/// What [`install`] does about IMAP for `root` on this machine.
+pub fn imap_setup(root: &Path) -> ImapSetup {
+    imap_setup_with(root, Path::new(DOVECOT), Path::new(DOVECOT_REPLY))
+}
+
+fn imap_setup_with(root: &Path, dovecot: &Path, reply: &Path) -> ImapSetup {
+    if !dovecot.is_file() || !reply.is_file() {
+        return ImapSetup::NoDovecot;
+    }
+    let usable = root.to_str().is_some_and(|r| {
+        !r.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'#{}<%$\\".contains(c))
+    });
+    if usable {
+        ImapSetup::Written
+    } else {
+        ImapSetup::UnusableRoot
+    }
+}
+
+/// The line qmail-install prints about IMAP.
+pub fn imap_message(root: &Path, setup: &ImapSetup) -> String {
+    match setup {
+        ImapSetup::Written => format!(
+            "qmail-install: IMAP: Dovecot configured in {}/dovecot, service {IMAP_SERVICE}",
+            root.display()
+        ),
+        ImapSetup::NoDovecot => format!(
+            "qmail-install: IMAP: Dovecot is not installed ({DOVECOT}, {DOVECOT_REPLY}): \
+             no IMAP service; install dovecot-imapd and rerun qmail-install"
+        ),
+        ImapSetup::UnusableRoot => format!(
+            "qmail-install: IMAP: {} holds characters Dovecot's configuration cannot take: \
+             no IMAP service",
+            root.display()
+        ),
+    }
+}
+
+/// `dovecot/dovecot.conf` (rewritten on every install, as the run scripts are),
+/// `dovecot/run` and `dovecot/state` (Dovecot's base_dir and state_dir), and the
+/// `qmail-imapd` service. All of it is root's (or the installing user's) alone.
+fn dovecot_files(root: &Path) -> io::Result<()> {
+    let dir = root.join("dovecot");
+    for d in [dir.clone(), dir.join("run"), dir.join("state")] {
+        match std::fs::create_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return ctx(Err(e), || format!("unable to create {}", d.display())),
+        }
+        let meta = std::fs::symlink_metadata(&d)?;
+        if !meta.is_dir() {
+            return Err(io::Error::other(format!(
+                "refusing to touch {}: not a directory",
+                d.display()
+            )));
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let home = root.to_string_lossy();
+    qsys::fsync::write_atomic(
+        &dir.join("dovecot.conf"),
+        DOVECOT_CONF.replace("@HOME@", &home).as_bytes(),
+        0o644,
+    )?;
+    for (rel, text) in IMAP_SUPERVISE {
+        let p = root.join("supervise").join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        qsys::fsync::write_atomic(&p, text.as_bytes(), 0o755)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod imap_tests {
+    use super::*;
+
+    #[test]
+    fn imap_is_set_up_only_with_dovecot_and_a_plain_root() {
+        let d = tempfile::tempdir().unwrap();
+        let (bin, reply) = (d.path().join("dovecot"), d.path().join("reply"));
+        let root = Path::new("/var/qmail");
+        assert_eq!(imap_setup_with(root, &bin, &reply), ImapSetup::NoDovecot);
+        std::fs::write(&bin, "").unwrap();
+        assert_eq!(imap_setup_with(root, &bin, &reply), ImapSetup::NoDovecot);
+        std::fs::write(&reply, "").unwrap();
+        assert_eq!(imap_setup_with(root, &bin, &reply), ImapSetup::Written);
+        for bad in [
+            "/var/my qmail",
+            "/var/q\"m",
+            "/var/q#m",
+            "/var/q%m",
+            "/var/q\tm",
+        ] {
+            assert_eq!(
+                imap_setup_with(Path::new(bad), &bin, &reply),
+                ImapSetup::UnusableRoot,
+                "{bad}"
+            );
+        }
+        assert!(imap_message(root, &ImapSetup::NoDovecot).contains("not installed"));
+    }
+
+    #[test]
+    fn dovecot_configuration_names_the_installation() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("supervise")).unwrap();
+        dovecot_files(d.path()).unwrap();
+        let conf = std::fs::read_to_string(d.path().join("dovecot/dovecot.conf")).unwrap();
+        assert!(!conf.contains("@HOME@"));
+        let home = d.path().display().to_string();
+        for want in [
+            format!("base_dir = {home}/dovecot/run"),
+            format!("args = {home}/bin/checkpassword"),
+            "ssl_min_protocol = TLSv1.2".to_string(),
+            "disable_plaintext_auth = yes".to_string(),
+            "log_path = /dev/stderr".to_string(),
+            "mail_location = maildir:~/Maildir".to_string(),
+        ] {
+            assert!(conf.contains(&want), "{want}");
+        }
+        assert!(d.path().join("supervise/qmail-imapd/log/run").is_file());
+        // a second install rewrites it in place
+        dovecot_files(d.path()).unwrap();
     }
 }
