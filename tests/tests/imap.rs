@@ -233,7 +233,7 @@ impl Drop for Imap {
     fn drop(&mut self) {
         // stop Dovecot before the installation's directory goes
         self.scan.take();
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("IMAP_TEST_LOG").is_some() {
             eprintln!("Dovecot's log:\n{}", self.log());
         }
     }
