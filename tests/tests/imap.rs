@@ -838,3 +838,61 @@ p.quit()
     ];
     assert_eq!(out, want.join("\n") + "\n");
 }
+
+/// The contract with Dovecot without Dovecot: the installed (set-id) checkpassword run
+/// as Dovecot's auth service runs it (as qmaild, ORIG_UID set, the record on fd 3,
+/// Dovecot's checkpassword-reply as the program, its reply on fd 4) answers with the
+/// user's uid, gid, home and Maildir and does not change uid; a wrong password is exit
+/// 1; any other caller (nobody) is refused before fd 3 is read.
+#[test]
+fn checkpassword_answers_dovecot_on_descriptor_4() {
+    need_dovecot!();
+    need_tool!("setpriv", "util-linux");
+    let imap = Imap::start();
+    let sysuser = TestUser::new("vtest_imcpw", "Reply-Pass-31");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let ask = |as_user: &str, group: &str, login: &str, pw: &str| -> (Option<i32>, String) {
+        let cred = dir.path().join("cred");
+        let out = dir.path().join("out");
+        std::fs::write(&cred, format!("{login}\0{pw}\0\0")).unwrap();
+        std::fs::set_permissions(&cred, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let _ = std::fs::remove_file(&out);
+        let u = nix::unistd::User::from_name(as_user).unwrap().unwrap();
+        let st = Command::new("setpriv")
+            .arg(format!("--reuid={as_user}"))
+            .arg(format!("--regid={group}"))
+            .arg("--clear-groups")
+            .args(["env", "-"])
+            .arg(format!("ORIG_UID={}", u.uid))
+            .args(["TCPREMOTEIP=192.0.2.44", "sh", "-c"])
+            .arg(r#"exec "$0" /usr/lib/dovecot/checkpassword-reply 3<"$1" 4>"$2""#)
+            .arg(imap.sys.bin("checkpassword"))
+            .arg(&cred)
+            .arg(&out)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        (st.code(), std::fs::read_to_string(&out).unwrap_or_default())
+    };
+    let (code, reply) = ask("qmaild", "nofiles", &sysuser.name, "Reply-Pass-31");
+    assert_eq!(code, Some(0), "{reply}");
+    let fields: Vec<&str> = reply.split('\t').collect();
+    for want in [
+        format!("user={}", sysuser.name),
+        format!("userdb_home={}", sysuser.home.display()),
+        format!("userdb_uid={}", sysuser.uid),
+        format!("userdb_mail=maildir:{}/Maildir", sysuser.home.display()),
+    ] {
+        assert!(fields.contains(&want.as_str()), "{want} in {reply:?}");
+    }
+    let (code, reply) = ask("qmaild", "nofiles", &sysuser.name, "Wrong-Pass-31");
+    assert_eq!((code, reply.as_str()), (Some(1), ""));
+    let (code, reply) = ask("nobody", "nogroup", &sysuser.name, "Reply-Pass-31");
+    assert_eq!((code, reply.as_str()), (Some(2), ""));
+}
