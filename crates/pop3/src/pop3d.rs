@@ -4,7 +4,10 @@
 //! - STAT counts only messages not marked deleted (qmail counted them all);
 //! - RETR/TOP end with `.` right after the message (no extra blank line), and a line
 //!   already ending in CRLF is not given a second CR;
-//! - CAPA is answered (TOP, UIDL, PIPELINING).
+//! - CAPA is answered (TOP, UIDL, PIPELINING);
+//! - the Maildir may be Dovecot's too (IMAP): a message it renamed during the session
+//!   (moved to `cur/`, flags changed) is found again by its unique part for RETR/TOP
+//!   and for the deletion at QUIT, and one it expunged meanwhile is no error.
 //!
 //! Sizes are file sizes (LF line ends), as in qmail: computing CRLF octets would mean
 //! reading every message at login.
