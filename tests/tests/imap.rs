@@ -110,6 +110,7 @@ impl Drop for TestUser {
 /// multilog).
 struct Scan {
     child: Option<Child>,
+    dir: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
@@ -135,6 +136,7 @@ impl Scan {
             .expect("svscan");
         Scan {
             child: Some(child),
+            dir,
             _tmp: tmp,
         }
     }
@@ -530,6 +532,16 @@ fn wrong_passwords_locked_accounts_and_plaintext_without_tls_are_refused() {
             "{out}"
         )
     };
+    // names with + and = (qmail-vuser allows them) reach checkpassword
+    imap.vuser(&["add", "b+o=b@bad.example"], "Pass-Word-Pl-31\n");
+    let out = login(
+        "imaps",
+        imap.sport,
+        "b+o=b@bad.example",
+        "Pass-Word-Pl-31",
+        "",
+    );
+    assert!(out.contains("ok OK"), "{out}");
     // inside TLS: right passwords work, wrong ones do not
     assert!(
         login(
@@ -895,4 +907,51 @@ fn checkpassword_answers_dovecot_on_descriptor_4() {
     assert_eq!((code, reply.as_str()), (Some(1), ""));
     let (code, reply) = ask("nobody", "nogroup", &sysuser.name, "Reply-Pass-31");
     assert_eq!((code, reply.as_str()), (Some(2), ""));
+}
+
+/// Supervised like our own services: qmail-install says it set IMAP up, qmailctl shows
+/// qmail-imapd and its log, stops Dovecot (the ports close) and starts it again.
+#[test]
+fn qmailctl_stops_and_starts_dovecot() {
+    need_dovecot!();
+    let imap = Imap::start();
+    let out = Command::new(imap.sys.bin("qmail-install"))
+        .arg("--root")
+        .arg(&imap.sys.root)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "qmail-install: IMAP: Dovecot configured in {}/dovecot, service qmail-imapd",
+            imap.sys.root.display()
+        )),
+        "{said}"
+    );
+    let svdir = imap.scan.as_ref().unwrap().dir.clone();
+    let ctl = |verb: &str| {
+        let o = Command::new(imap.sys.bin("qmailctl"))
+            .arg("-s")
+            .arg(&svdir)
+            .arg(verb)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let stat = ctl("stat");
+    assert!(stat.contains("qmail-imapd: up (pid "), "{stat}");
+    assert!(stat.contains("qmail-imapd/log: up (pid "), "{stat}");
+    ctl("stop");
+    wait_until("Dovecot stopped", 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", imap.sport))
+            .is_err()
+            .then_some(())
+    });
+    assert!(ctl("stat").contains("qmail-imapd: down"));
+    ctl("start");
+    wait_until("Dovecot started again", 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", imap.sport)).ok()
+    });
+    let out = login("imaps", imap.sport, "vtest_nosuchuser", "x", "");
+    assert!(out.contains("AUTHENTICATIONFAILED"), "{out}");
 }
