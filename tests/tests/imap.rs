@@ -144,23 +144,25 @@ impl Scan {
 
 impl Drop for Scan {
     fn drop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(c) = self.child.take() {
+            stop(c, nix::sys::signal::Signal::SIGTERM);
         }
-        let _ = c.kill();
-        let _ = c.wait();
     }
+}
+
+/// Send `sig` to svscan (or the quick start that became it) and wait for its exit
+/// (svscan then stops every supervise, service and logger); SIGKILL after 60 s.
+fn stop(mut c: Child, sig: nix::sys::signal::Signal) -> Option<std::process::ExitStatus> {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    c.wait().ok()
 }
 
 /// One installation with Dovecot serving it: IMAP on `port`, IMAPS on `sport`.
@@ -954,4 +956,92 @@ fn qmailctl_stops_and_starts_dovecot() {
     });
     let out = login("imaps", imap.sport, "vtest_nosuchuser", "x", "");
     assert!(out.contains("AUTHENTICATIONFAILED"), "{out}");
+}
+
+/// The quick start (init/quickstart, as root in a root-owned temporary tree) serves
+/// IMAP and IMAPS on $IMAP_PORT and $IMAPS_PORT when Dovecot is installed, prints how
+/// to try them, and the demo user reads a message sent by SMTP; Ctrl-C (SIGINT) stops
+/// Dovecot with the rest.
+#[test]
+fn quickstart_serves_imap() {
+    need_dovecot!();
+    let tmp = tempfile::Builder::new()
+        .prefix("quick-imap")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../init/quickstart");
+    let out = tmp.path().join("out");
+    let (smtp_port, imap_port, imaps_port) = (free_port(), free_port(), free_port());
+    let child = Command::new("sh")
+        .arg(&script)
+        .arg(tmp.path().join("run"))
+        .env("QUICKSTART_BIN", build_dir())
+        .env("SMTP_PORT", smtp_port.to_string())
+        .env("SUBMISSION_PORT", "0")
+        .env("POP3_PORT", "0")
+        .env("SMTPS_PORT", "0")
+        .env("POP3S_PORT", "0")
+        .env("IMAP_PORT", imap_port.to_string())
+        .env("IMAPS_PORT", imaps_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = Some(child);
+    let info = wait_until("the quick start's instructions", 60, || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.contains("Ctrl-C stops everything."))
+    });
+    let result = std::panic::catch_unwind(|| {
+        assert!(
+            info.contains(&format!(
+                "IMAP       127.0.0.1:{imap_port} (STARTTLS)    IMAPS 127.0.0.1:{imaps_port}"
+            )),
+            "{info}"
+        );
+        assert!(info.contains("imaplib.IMAP4_SSL('127.0.0.1',"), "{info}");
+        for p in [smtp_port, imaps_port] {
+            wait_until("quick start port open", 60, || {
+                std::net::TcpStream::connect(("127.0.0.1", p)).ok()
+            });
+        }
+        send(
+            smtp_port,
+            "demo@demo.example.test",
+            "quick imap",
+            "hello imap",
+        );
+        let got = py(
+            &format!(
+                "{PRELUDE}{}",
+                r#"
+import time
+for _ in range(600):
+    m = connect('imaps', int(sys.argv[1])); m.login('demo@demo.example.test', 'Quick-Start-26')
+    n = int(m.select('INBOX')[1][0])
+    if n:
+        break
+    m.logout(); time.sleep(0.1)
+print(n, b'hello imap' in m.fetch('1', '(BODY[])')[1][0][1])
+"#
+            ),
+            &[&imaps_port.to_string()],
+        );
+        assert_eq!(got, "1 True\n");
+    });
+    let st = child
+        .take()
+        .and_then(|c| stop(c, nix::sys::signal::Signal::SIGINT));
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(st.is_some_and(|s| s.success()), "{st:?}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", imaps_port)).is_err());
 }
