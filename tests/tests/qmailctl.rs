@@ -538,6 +538,9 @@ fn quickstart_runs_the_whole_system() {
         .env("POP3_PORT", "0")
         .env("SMTPS_PORT", "0")
         .env("POP3S_PORT", "0")
+        // Dovecot (when installed) takes no port 0: free ones, not the fixed defaults
+        .env("IMAP_PORT", free_port().to_string())
+        .env("IMAPS_PORT", free_port().to_string())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(Stdio::inherit())
