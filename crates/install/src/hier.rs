@@ -290,6 +290,7 @@ pub const SERVICES: &[&str] = &[
 /// Each link is made under a temporary name and renamed, so svscan never sees a
 /// half-made entry. Returns the names newly linked.
 pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<String>> {
+    let all = names.is_empty();
     let names: Vec<&str> = if names.is_empty() {
         SERVICES.to_vec()
     } else {
@@ -298,7 +299,6 @@ pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<
     ctx(std::fs::create_dir_all(dir), || {
         format!("unable to create {}", dir.display())
     })?;
-    let all = names.is_empty();
     let mut done = Vec::new();
     for n in names {
         if !SERVICES.contains(&n) {
@@ -1000,6 +1000,24 @@ mod imap_tests {
             );
         }
         assert!(imap_message(root, &ImapSetup::NoDovecot).contains("not installed"));
+    }
+
+    #[test]
+    fn services_link_without_imap_where_dovecot_was_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        for s in SERVICES.iter().filter(|s| **s != IMAP_SERVICE) {
+            std::fs::create_dir_all(root.join("supervise").join(s)).unwrap();
+            std::fs::write(root.join("supervise").join(s).join("run"), "").unwrap();
+        }
+        let sv = d.path().join("service");
+        let linked = link_services(&root, &sv, &[]).unwrap();
+        assert_eq!(linked.len(), SERVICES.len() - 1);
+        assert!(!linked.iter().any(|s| s == IMAP_SERVICE));
+        let e = link_services(&root, &sv, &[IMAP_SERVICE]).unwrap_err();
+        assert!(e.to_string().contains("Dovecot was missing"), "{e}");
+        dovecot_files(&root).unwrap();
+        assert_eq!(link_services(&root, &sv, &[]).unwrap(), [IMAP_SERVICE]);
     }
 
     #[test]
