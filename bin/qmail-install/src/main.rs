@@ -33,11 +33,19 @@
 //!     link) stops it with `refusing to touch PATH: ...`; entries alias made in
 //!     ~alias are left alone.
 //!
+//!     IMAP: when Debian's Dovecot is installed (/usr/sbin/dovecot and
+//!     /usr/lib/dovecot/checkpassword-reply), also writes DIR/dovecot/dovecot.conf
+//!     (IMAP with STARTTLS and IMAPS on control/servercert.pem, TLS 1.2 and up,
+//!     passwords only inside TLS, maildir:~/Maildir, logins through DIR/bin/
+//!     checkpassword, log to stderr), DIR/dovecot/{run,state} and the service
+//!     qmail-imapd (dovecot -F under supervise, with a log service); it says on one
+//!     line whether it did, or that Dovecot is missing.
+//!
 //!     --link-services DIR links the installed services into DIR (the directory
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
 //!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and
-//!     qmail-pop3ds, or only those named with --service (repeatable). Existing
-//!     entries are left alone.
+//!     qmail-pop3ds (and qmail-imapd when installed), or only those named with
+//!     --service (repeatable). Existing entries are left alone.
 //!
 //!     After installing, it names the programs of other packages (Debian's
 //!     daemontools and ucspi-tcp: svc, svstat, tcprules, ...) that a bare name in the
@@ -115,6 +123,10 @@ fn main() {
         }
         Err(e) => fatal(e.to_string()),
     };
+    println!(
+        "{}",
+        install::hier::imap_message(&opts.root, &install::hier::imap_setup(&opts.root))
+    );
     if let Some(dir) = &args.link_services {
         let names: Vec<&str> = args.services.iter().map(String::as_str).collect();
         match install::hier::link_services(&opts.root, dir, &names) {

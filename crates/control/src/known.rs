@@ -447,6 +447,30 @@ pub const KNOWN: &[Known] = &[
         "new connections per client address per clientratewindow, 0 = none",
         "300",
         "smtpd, submission, smtps run scripts (tcpserver -N)",
+    // Dovecot's listeners (HOME/dovecot/service.conf, written by the run script)
+    num(
+        "imapport",
+        0,
+        65_535,
+        "port, 0 = no IMAP listener",
+        "143",
+        "qmail-imapd run script",
+    ),
+    num(
+        "imapsport",
+        0,
+        65_535,
+        "port, 0 = no IMAPS listener",
+        "993",
+        "qmail-imapd run script",
+    ),
+    num(
+        "concurrencyimap",
+        1,
+        65_535,
+        "sessions",
+        "40",
+        "qmail-imapd run script",
     ),
 ];
 
