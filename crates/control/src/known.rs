@@ -447,6 +447,7 @@ pub const KNOWN: &[Known] = &[
         "new connections per client address per clientratewindow, 0 = none",
         "300",
         "smtpd, submission, smtps run scripts (tcpserver -N)",
+    ),
     // Dovecot's listeners (HOME/dovecot/service.conf, written by the run script)
     num(
         "imapport",
