@@ -1100,14 +1100,16 @@ mod imap_tests {
             std::fs::create_dir_all(root.join("supervise").join(s)).unwrap();
             std::fs::write(root.join("supervise").join(s).join("run"), "").unwrap();
         }
+        std::fs::create_dir_all(root.join("control")).unwrap();
+        std::fs::write(root.join("control/servercert.pem"), "").unwrap();
         let sv = d.path().join("service");
         let linked = link_services(&root, &sv, &[]).unwrap();
-        assert_eq!(linked.len(), SERVICES.len() - 1);
-        assert!(!linked.iter().any(|s| s == IMAP_SERVICE));
+        assert_eq!(linked.done.len(), SERVICES.len() - 1);
+        assert!(!linked.done.iter().any(|s| s == IMAP_SERVICE));
         let e = link_services(&root, &sv, &[IMAP_SERVICE]).unwrap_err();
         assert!(e.to_string().contains("Dovecot was missing"), "{e}");
         dovecot_files(&root).unwrap();
-        assert_eq!(link_services(&root, &sv, &[]).unwrap(), [IMAP_SERVICE]);
+        assert_eq!(link_services(&root, &sv, &[]).unwrap().done, [IMAP_SERVICE]);
     }
 
     #[test]
