@@ -3,7 +3,7 @@
 //! `qmail-spamlearn` (teaching spamd what users report).
 //!
 //! - [`protocol`]: our spamc-protocol client (`SYMBOLS`, `TELL`, `PING` over a unix
-//!   socket or host:port), with a deadline on connect, every write and every read.
+//!   socket or IP:port), with a deadline on connect, every write and every read.
 //! - [`header`]: the message's header block: one parser for where it ends and what
 //!   its fields are (the filter and the learner must agree), removing forged fields,
 //!   and the `X-Spam-*` fields we add.

@@ -17,7 +17,7 @@ use crate::protocol::{Class, Score};
 /// The settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// `control/spamd`: unix socket path or host:port; `None` (missing or empty) = off.
+    /// `control/spamd`: unix socket path or IP:port; `None` (missing or empty) = off.
     pub spamd: Option<String>,
     /// `control/spamreject`: refuse at this score or above; 0 (default) = never.
     pub reject: u64,

@@ -20,7 +20,7 @@
 //! the message unscored, the learner retries later).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -117,6 +117,20 @@ impl Write for Stream {
     }
 }
 
+/// DJB's wording for a system error, else the error's own text.
+fn describe(e: &io::Error) -> String {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        return "timed out".into();
+    }
+    match e.raw_os_error() {
+        Some(_) => qsys::die::errstr(e).to_string(),
+        None => e.to_string(),
+    }
+}
+
 fn left(deadline: Instant) -> io::Result<Duration> {
     let now = Instant::now();
     if now >= deadline {
@@ -125,19 +139,17 @@ fn left(deadline: Instant) -> io::Result<Duration> {
     Ok(deadline - now)
 }
 
-/// Connect to `address`: a unix socket path (starting with `/`) or `host:port`.
+/// Connect to `address`: a unix socket path (starting with `/`) or `IP:port`
+/// (`[IPv6]:port`).
 fn connect(address: &str, deadline: Instant) -> io::Result<Stream> {
     if address.starts_with('/') {
         return connect_unix(address, deadline).map(Stream::Unix);
     }
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for a in address.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&a, left(deadline)?) {
-            Ok(s) => return Ok(Stream::Tcp(s)),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+    // no name lookups: qmail-spamc is linked statically, where NSS must not run
+    let addr: SocketAddr = address
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not a socket path or IP:port"))?;
+    TcpStream::connect_timeout(&addr, left(deadline)?).map(Stream::Tcp)
 }
 
 /// A unix-socket connect that gives up at `deadline`: a blocking connect would wait as
@@ -241,7 +253,7 @@ pub fn exchange(
 ) -> Result<Reply, Error> {
     let deadline = Instant::now() + timeout;
     let address = address.trim();
-    let fail = |e: io::Error| Error(format!("spamd {address}: {}", qsys::die::errstr(&e)));
+    let fail = |e: io::Error| Error(format!("spamd {address}: {}", describe(&e)));
     let mut s = connect(address, deadline).map_err(fail)?;
     let mut req = format!("{verb} SPAMC/1.5\r\n");
     for (n, v) in headers {
@@ -365,7 +377,7 @@ pub fn tell(address: &str, message: &[u8], class: Class, timeout: Duration) -> R
 /// `PING`: true when spamd answers `PONG`.
 pub fn ping(address: &str, timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
-    let fail = |e: io::Error| Error(format!("spamd {address}: {}", qsys::die::errstr(&e)));
+    let fail = |e: io::Error| Error(format!("spamd {address}: {}", describe(&e)));
     let mut s = connect(address.trim(), deadline).map_err(fail)?;
     s.set_timeout(left(deadline).map_err(fail)?).map_err(fail)?;
     s.write_all(b"PING SPAMC/1.5\r\n\r\n").map_err(fail)?;
