@@ -22,7 +22,8 @@
 //!     First control files (me, locals, rcpthosts, defaultdomain, plusdomain; HOST
 //!     defaults to this machine's host name) and ~alias/.qmail-postmaster,
 //!     .qmail-mailer-daemon, .qmail-root and ~alias/Maildir/ are written only when
-//!     missing. Rerunning upgrades the programs and never touches control files, the
+//!     missing; so are control/spamassassin.cf and ~alias/.qmail-learn-spam and
+//!     .qmail-learn-ham (`|HOME/bin/qmail-spamlearn deliver spam`, or ham). Rerunning upgrades the programs and never touches control files, the
 //!     queue's contents or mailboxes.
 //!
 //!     Safe to run several at once: an account another installer created meanwhile
@@ -37,7 +38,9 @@
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
 //!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and
 //!     qmail-pop3ds, or only those named with --service (repeatable). Existing
-//!     entries are left alone.
+//!     entries are left alone. qmail-spamd (SpamAssassin's spamd for qmail-spamc) is
+//!     linked only when named: `--link-services /service --service qmail-spamd`
+//!     turns it on.
 //!
 //! EXIT CODES
 //!     0 installed; 100 usage; 111 any failure (the message says what).

@@ -30,8 +30,10 @@
 //!     junk [USER...]: learns as spam each user's ~/Maildir/.Junk (the folder IMAP
 //!     clients move spam to): the named users, or every account of /etc/passwd with a
 //!     uid other than 0 that has one. Run by root, each user's folder is read by a
-//!     child process running as that user. Meant for cron; spamd remembers what it
-//!     learnt, so a message learnt before is not counted twice.
+//!     child process running as that user, which hands the messages to its parent
+//!     over a pipe (root opens nothing in a user's folder; only root talks to spamd).
+//!     Meant for cron; spamd remembers what it learnt, so a message learnt before is
+//!     not counted twice.
 //!
 //!     One line per run or delivery on standard output: `learnt N of M as CLASS ...`
 //!     (for deliver: `from REPORTER`), or `ignored: ...`.
@@ -143,45 +145,49 @@ fn deliver(class: Class) -> ! {
     }
 }
 
-/// Learn the folders; prints the result and returns false on a failure.
-fn learn_folders(
+/// The messages of the Maildir folder `dir` (unreadable files and those over
+/// [`MAX_MESSAGE`] left out).
+fn read_folder(dir: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    Ok(learn::folder_messages(dir)?
+        .iter()
+        .filter_map(|f| learn::read_message(f, MAX_MESSAGE).ok().flatten())
+        .collect())
+}
+
+/// Teach the messages of one folder, printing the result; false on a failure.
+fn teach_folder(
     spamd: &str,
     timeout: std::time::Duration,
     class: Class,
-    dirs: &[PathBuf],
+    dir: &std::path::Path,
+    messages: std::io::Result<Vec<Vec<u8>>>,
 ) -> bool {
-    let mut ok = true;
-    for dir in dirs {
-        let files = match learn::folder_messages(dir) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!(
-                    "{PROG}: warning: unable to read {}: {}",
-                    dir.display(),
-                    qsys::die::errstr(&e)
-                );
-                ok = false;
-                continue;
-            }
-        };
-        let messages: Vec<Vec<u8>> = files
-            .iter()
-            .filter_map(|f| learn::read_message(f, MAX_MESSAGE).ok().flatten())
-            .collect();
-        match teach(spamd, timeout, class, &messages) {
-            Ok(n) => println!(
+    let messages = match messages {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!(
+                "{PROG}: warning: unable to read {}: {}",
+                dir.display(),
+                qsys::die::errstr(&e)
+            );
+            return false;
+        }
+    };
+    match teach(spamd, timeout, class, &messages) {
+        Ok(n) => {
+            println!(
                 "{PROG}: learnt {n} of {} as {} from {}",
                 messages.len(),
                 class.word(),
                 dir.display()
-            ),
-            Err(e) => {
-                eprintln!("{PROG}: warning: {}: {e}", dir.display());
-                ok = false;
-            }
+            );
+            true
+        }
+        Err(e) => {
+            eprintln!("{PROG}: warning: {}: {e}", dir.display());
+            false
         }
     }
-    ok
 }
 
 /// Accounts of /etc/passwd: name, uid, gid, home.
@@ -206,38 +212,47 @@ fn junk(users: &[String]) -> bool {
         if !named || uid == 0 || !folder.is_dir() {
             continue;
         }
-        if !qsys::is_root() {
-            ok &= learn_folders(&spamd, timeout, Class::Spam, &[folder]);
-            continue;
-        }
-        ok &= as_user(uid, gid, || {
-            learn_folders(&spamd, timeout, Class::Spam, std::slice::from_ref(&folder))
-        });
+        let messages = if qsys::is_root() {
+            read_as_user(uid, gid, &folder)
+        } else {
+            read_folder(&folder)
+        };
+        ok &= teach_folder(&spamd, timeout, Class::Spam, &folder, messages);
     }
     ok
 }
 
-/// Run `f` in a child process that has become `uid`:`gid` (no other group).
-fn as_user(uid: u32, gid: u32, f: impl FnOnce() -> bool) -> bool {
+/// The messages of `dir`, read by a child process that has become `uid`:`gid` (no
+/// other group) and handed over a pipe: root never opens a file in a user's folder,
+/// and only root talks to spamd (whose socket the user may not reach).
+fn read_as_user(uid: u32, gid: u32, dir: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
     use nix::sys::wait::{WaitStatus, waitpid};
-    use nix::unistd::{ForkResult, Gid, Uid, fork};
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    // SAFETY: this program is single-threaded; the child only drops privileges, runs
-    // `f` and exits.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
+    use nix::unistd::{ForkResult, Gid, Uid, fork, pipe};
+    let (r, w) = pipe()?;
+    // SAFETY: this program is single-threaded; the child drops privileges, reads the
+    // folder, writes to the pipe and exits.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(r);
+            let mut out = std::fs::File::from(w);
             let code = match qsys::prot::drop_verified(Uid::from_raw(uid), Gid::from_raw(gid)) {
-                Ok(()) => i32::from(!f()),
+                Ok(()) => match read_folder(dir).and_then(|m| learn::write_frames(&mut out, &m)) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                },
                 Err(_) => 2,
             };
-            let _ = std::io::stdout().flush();
-            std::process::exit(code)
+            // SAFETY: leave without running the parent's exit handlers twice.
+            unsafe { libc::_exit(code) }
         }
-        Ok(ForkResult::Parent { child }) => {
-            matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)))
+        ForkResult::Parent { child } => {
+            drop(w);
+            let got = learn::read_frames(&mut std::fs::File::from(r), MAX_MESSAGE, 100_000);
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => got,
+                _ => Err(std::io::Error::other("the reading child failed")),
+            }
         }
-        Err(_) => false,
     }
 }
 
@@ -252,8 +267,12 @@ fn main() {
         Some("deliver") if args.len() == 2 => deliver(class(args.get(1))),
         Some("spam" | "ham") if args.len() >= 2 => {
             let (spamd, timeout) = config();
-            let dirs: Vec<PathBuf> = args[1..].iter().map(PathBuf::from).collect();
-            learn_folders(&spamd, timeout, class(args.first()), &dirs)
+            let class = class(args.first());
+            let mut ok = true;
+            for dir in args[1..].iter().map(PathBuf::from) {
+                ok &= teach_folder(&spamd, timeout, class, &dir, read_folder(&dir));
+            }
+            ok
         }
         Some("junk") => junk(&args[1..]),
         _ => usage(),

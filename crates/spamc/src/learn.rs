@@ -97,6 +97,48 @@ pub fn read_message(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
     Ok((buf.len() as u64 <= max).then_some(buf))
 }
 
+/// The messages of a folder as a child process hands them to its parent (the child
+/// reads as the folder's owner; the parent, root, talks to spamd): each as an 8-byte
+/// big-endian length and the bytes.
+pub fn write_frames(out: &mut impl std::io::Write, messages: &[Vec<u8>]) -> std::io::Result<()> {
+    for m in messages {
+        out.write_all(&(m.len() as u64).to_be_bytes())?;
+        out.write_all(m)?;
+    }
+    out.flush()
+}
+
+/// Read what [`write_frames`] wrote, trusting nothing: a frame over `max` bytes, more
+/// than `max_count` frames or a cut-off frame is an error.
+pub fn read_frames(
+    input: &mut impl Read,
+    max: u64,
+    max_count: usize,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut out = Vec::new();
+    loop {
+        let mut len = [0u8; 8];
+        match input.read(&mut len[..1])? {
+            0 => return Ok(out),
+            _ => input.read_exact(&mut len[1..])?,
+        }
+        let n = u64::from_be_bytes(len);
+        if n > max {
+            return Err(bad("message frame too long"));
+        }
+        if out.len() >= max_count {
+            return Err(bad("too many message frames"));
+        }
+        let mut m = Vec::new();
+        input.take(n).read_to_end(&mut m)?;
+        if m.len() as u64 != n {
+            return Err(bad("message frame cut off"));
+        }
+        out.push(m);
+    }
+}
+
 fn libc_flags() -> i32 {
     (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits()
 }
@@ -165,6 +207,24 @@ mod tests {
             let _ = reported(junk);
             let _ = reporter(junk);
         }
+    }
+
+    #[test]
+    fn frames_round_trip_and_hostile_frames_fail() {
+        let msgs = vec![b"a".to_vec(), Vec::new(), SPAM.as_bytes().to_vec()];
+        let mut buf = Vec::new();
+        write_frames(&mut buf, &msgs).unwrap();
+        assert_eq!(read_frames(&mut &buf[..], 1000, 10).unwrap(), msgs);
+        assert!(read_frames(&mut &buf[..], 10, 10).is_err(), "too long");
+        assert!(read_frames(&mut &buf[..], 1000, 2).is_err(), "too many");
+        assert!(
+            read_frames(&mut &buf[..buf.len() - 1], 1000, 10).is_err(),
+            "cut"
+        );
+        assert!(read_frames(&mut &buf[..3], 1000, 10).is_err(), "cut length");
+        let huge = u64::MAX.to_be_bytes();
+        assert!(read_frames(&mut &huge[..], 1000, 10).is_err());
+        assert!(read_frames(&mut &b""[..], 1000, 10).unwrap().is_empty());
     }
 
     #[test]

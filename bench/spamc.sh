@@ -1,0 +1,91 @@
+#!/bin/sh
+# spamc.sh - CPU per message of qmail-spamc (our side of spam scoring) against the CPU
+# of the spamd answering it (issue 16, Performance).
+#
+#   bench/spamc.sh [N]        (root; Debian's spamd installed; N messages, default 200)
+#
+# Builds qmail-spamc in release, lays out a scratch HOME (bin/qmail-spamc, control/spamd,
+# the qmail-spamd run script and its site configuration from the source tree, network
+# tests off), starts spamd through that run script, then runs qmail-spamc N times as the
+# chain would (message on fd 0, envelope on fd 3, output to /dev/null) with a 4 KiB ham
+# message from a remote client, and prints qmail-spamc's user+system CPU per message
+# (getrusage of the children), the wall time per message, and spamd's CPU per message
+# (its processes' utime+stime from /proc before and after). A second pass with
+# control/spamd pointing at nothing gives the "spamd down" path's cost.
+set -eu
+N=${1:-200}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+cd "$SRC"
+cargo build --release -q -p qmail-spamc
+W=$(mktemp -d /tmp/spamc-bench.XXXXXX)
+chmod 755 "$W"
+H="$W/home"
+mkdir -p "$H/bin" "$H/control" "$H/supervise/qmail-spamd"
+cp target/release/qmail-spamc "$H/bin/"
+cp supervise/qmail-spamd/run "$H/supervise/qmail-spamd/"
+cp control/spamassassin.cf "$H/control/"
+# the run script asks qmail-showctl for two numbers: answer with their defaults
+cat > "$H/bin/qmail-showctl" <<'EOF'
+#!/bin/sh
+case "$2" in spamdchildren) echo 2 ;; spamdnetwork) echo 0 ;; esac
+EOF
+chmod 755 "$H/bin/qmail-showctl"
+SOCK="$H/spamd/spamd.sock"
+echo "$SOCK" > "$H/control/spamd"
+(cd "$H/supervise/qmail-spamd" && exec setsid env - PATH=/usr/bin:/bin ./run) > "$W/spamd.log" 2>&1 &
+# setsid made spamd (the run script execs it) the leader of its own process group
+SPAMD=$!
+trap 'kill -TERM -- "-$SPAMD" 2>/dev/null; sleep 1; rm -rf "$W"' EXIT
+i=0
+until spamc -U "$SOCK" -K >/dev/null 2>&1; do
+  i=$((i + 1)); [ $i -lt 600 ] || { cat "$W/spamd.log"; exit 1; }
+  sleep 0.2
+done
+python3 - "$H" "$N" "$SOCK" "$SPAMD" <<'EOF'
+import os, resource, subprocess, sys, time
+home, n, sock, pgid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+body = ("Shall we meet on Thursday to go through the quarterly budget and the design? " * 52)[:4000]
+msg = ("Received: from mx.example.org (192.0.2.7)\n  by mx with SMTP; 6 Dec 2026 08:00:00 -0000\n"
+       "From: colleague@example.org\nTo: joe@example.test\nSubject: meeting\n"
+       "Message-ID: <m1@example.org>\nDate: Sun, 6 Dec 2026 08:00:00 +0000\n\n" + body + "\n").encode()
+env_bytes = b"Fcolleague@example.org\0Tjoe@example.test\0\0"
+spamc = os.path.join(home, "bin/qmail-spamc")
+def spamd_cpu():
+    t = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            if int(f[2]) != pgid:  # spamd and its children only
+                continue
+            t += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return t / os.sysconf("SC_CLK_TCK")
+def run(count):
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s0, w0 = spamd_cpu(), time.monotonic()
+    last = b""
+    for _ in range(count):
+        mr, mw = os.pipe(); er, ew = os.pipe()
+        os.write(mw, msg); os.close(mw)
+        os.write(ew, env_bytes); os.close(ew)
+        p = subprocess.run([spamc], stdin=mr, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           pass_fds=(er,), env={"TCPREMOTEIP": "192.0.2.7", "PROTO": "TCP"},
+                           preexec_fn=lambda: (os.dup2(er, 3)))
+        os.close(mr); os.close(er)
+        last = p.stderr
+    w1, s1 = time.monotonic(), spamd_cpu()
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / count * 1000
+    return ours, (w1 - w0) / count * 1000, (s1 - s0) / count * 1000, last.decode().strip()
+run(5)
+ours, wall, spamd, line = run(n)
+print(f"scored:  qmail-spamc {ours:.3f} ms CPU/msg, spamd {spamd:.2f} ms CPU/msg, wall {wall:.1f} ms/msg (N={n})")
+print(f"         last log line: {line}")
+open(os.path.join(home, "control/spamd"), "w").write(home + "/spamd/none.sock\n")
+ours, wall, spamd, line = run(n)
+print(f"down:    qmail-spamc {ours:.3f} ms CPU/msg, wall {wall:.1f} ms/msg")
+print(f"         last log line: {line}")
+EOF
