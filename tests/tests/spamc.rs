@@ -30,13 +30,15 @@ const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EM
 const SA_CONFIG: &str = "required_score 5.0\nreport_safe 0\nuse_bayes 1\nbayes_auto_learn 0\n\
 bayes_min_ham_num 1\nbayes_min_spam_num 1\nbayes_file_mode 0666\n";
 
-/// smtplib: send file argv[4] (LF turned into CRLF) from argv[2] to argv[3]; prints
-/// `250` or `CODE TEXT`.
+/// smtplib: send file argv[4] (LF turned into CRLF) from argv[2] to argv[3], after AUTH
+/// with argv[5]/argv[6] when given; prints `250` or `CODE TEXT`.
 const SEND: &str = r#"
 import smtplib, sys
 port, frm, rcpt, path = sys.argv[1:5]
 msg = open(path, 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
 s = smtplib.SMTP('127.0.0.1', int(port), timeout=120)
+if len(sys.argv) > 6:
+    s.login(sys.argv[5], sys.argv[6])
 try:
     s.sendmail(frm, [rcpt], msg)
     print('250')
@@ -412,6 +414,39 @@ fn spam_scoring_refusal_learning_and_spamd_down() {
         .run_as(None, "qmail-spamlearn", &["ham", path_str(&hamdir)], b"");
     assert!(out.status.success(), "{out:?}");
     wait_learnt(&b.sys, (6, 6));
+
+    // --- a report by an authenticated user through submission is believed too ---
+    let cp = test_checkpassword(&b.sys);
+    let sub = SmtpServer::start(
+        &b.sys,
+        &["--submission", path_str(&cp), "/bin/true"],
+        &[("AUTHPLAINTEXT", "")],
+    );
+    let report = forwarded("learn-spam@example.test", &spam(8)).replacen(
+        &format!("From: {REPORTER}@"),
+        "From: joe@",
+        1,
+    );
+    let path = b.scratch.join("auth-report");
+    std::fs::write(&path, report).unwrap();
+    let port = sub.port.to_string();
+    let (ok, out) = python(
+        SEND,
+        &[
+            &port,
+            "joe@example.test",
+            "learn-spam@example.test",
+            path_str(&path),
+            "joe",
+            "secret",
+        ],
+    );
+    assert!(ok && out.trim() == "250", "{out}\n{}", sub.log_text());
+    b.sys.wait_log(
+        "qmail-spamlearn:_learnt_1_of_1_as_spam_from_auth\\075joe",
+        60,
+    );
+    wait_learnt(&b.sys, (7, 6));
 
     // --- spamd stopped: delivered unscored, and the log says so ---
     spamd.stop();
