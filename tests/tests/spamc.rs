@@ -448,6 +448,37 @@ fn spam_scoring_refusal_learning_and_spamd_down() {
     );
     wait_learnt(&b.sys, (7, 6));
 
+    // --- over spamsizelimit: not scored, copied through whole (a body beyond the 1 MiB
+    // qmail-spamc reads), forged fields still removed ---
+    b.sys.control("spamsizelimit", "2000\n");
+    let line = "The quick brown fox jumps over the lazy dog, again and again and again.\n";
+    let body = line.repeat(1_300_000 / line.len());
+    let big = NORMAL
+        .replacen("Subject: lunch", "Subject: big", 1)
+        .replacen(
+            "Shall we have lunch at noon on Thursday? The usual place.\n",
+            &body,
+            1,
+        );
+    let copy = b.deliver(&big);
+    assert!(
+        copy.ends_with(&format!("\n\n{body}")),
+        "the big body changed"
+    );
+    assert!(
+        !copy.contains("X-Spam-"),
+        "{}",
+        &copy[..copy.len().min(2000)]
+    );
+    assert!(
+        b.smtpd
+            .log_text()
+            .contains("qmail-spamc: skip toolarge client=remote"),
+        "{}",
+        b.smtpd.log_text()
+    );
+    std::fs::remove_file(b.sys.root.join("control/spamsizelimit")).unwrap();
+
     // --- spamd stopped: delivered unscored, and the log says so ---
     spamd.stop();
     let unscored = b.deliver(NORMAL);

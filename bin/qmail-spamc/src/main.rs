@@ -89,23 +89,63 @@ fn read_fd(fd: i32) -> std::io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// The most header read before deciding to copy the rest of a message through.
+const HEAD_MAX: u64 = 1024 * 1024;
+
+/// The message, or with `stream` only its start up to the end of its header (true in
+/// the second value: the rest is still to be copied from `input`). A header longer
+/// than [`HEAD_MAX`] gets the whole message read: the fields we remove must be looked
+/// for in the whole header, as qmail-spamlearn will read it.
+fn read_message(input: &mut File, stream: bool) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut buf = Vec::new();
+    if stream {
+        Read::by_ref(input).take(HEAD_MAX).read_to_end(&mut buf)?;
+        if (buf.len() as u64) < HEAD_MAX {
+            return Ok((buf, false));
+        }
+        if let Some(end) = header::header_end(&buf) {
+            // give back what was read beyond the header
+            use std::io::{Seek, SeekFrom};
+            input.seek(SeekFrom::Current(end as i64 - buf.len() as i64))?;
+            buf.truncate(end);
+            return Ok((buf, true));
+        }
+    }
+    input.read_to_end(&mut buf)?;
+    Ok((buf, false))
+}
+
 fn main() {
     qsys::die::install_panic_hook(PROG);
     let start = Instant::now();
     let home = qsys::home().unwrap_or_else(|e| defer(&format!("unable to find home: {e}")));
     let cfg = Config::load(&control::Controls::new(&home)).unwrap_or_else(|e| defer(&e));
-    let mut message = Vec::new();
-    if let Err(e) = read_fd(0).and_then(|mut f| f.read_to_end(&mut message)) {
+    let mut input = read_fd(0).unwrap_or_else(|e| {
         defer(&format!(
             "unable to read message: {}",
             qsys::die::errstr(&e)
-        ));
-    }
+        ))
+    });
     let envelope = read_fd(3)
         .map_err(|_| qfilter::envelope::EnvelopeError::Read)
         .and_then(|f| qfilter::envelope::read(&mut std::io::BufReader::new(f)))
         .unwrap_or_else(|e| defer(&format!("unable to read the envelope on fd 3: {e:?}")));
     let client = Client::from_env(|k| std::env::var(k).ok());
+    // qmail-qfilter gives a file: a message that will not be scored is read only up to
+    // the end of its header, the rest copied through
+    let size = input
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let stream = size.is_some_and(|n| policy::plan(&cfg, &client, n) != Plan::Score);
+    let (message, rest) = read_message(&mut input, stream).unwrap_or_else(|e| {
+        defer(&format!(
+            "unable to read message: {}",
+            qsys::die::errstr(&e)
+        ))
+    });
+    let size = size.unwrap_or(message.len() as u64);
 
     // the message as it goes on: our fields removed, whatever happens next
     let (mut cleaned, removed) = header::without(&message, header::ours);
@@ -123,7 +163,7 @@ fn main() {
     }
     let t = qsys::logsafe::text;
     let mut refuse = None;
-    let verdict = match policy::plan(&cfg, &client, cleaned.len() as u64) {
+    let verdict = match policy::plan(&cfg, &client, size) {
         Plan::Skip(why) => format!("skip {why}"),
         Plan::Score => {
             let address = cfg.spamd.as_deref().unwrap_or_default();
@@ -153,6 +193,10 @@ fn main() {
         written = out
             .write_all(added.as_bytes())
             .and_then(|_| out.write_all(&cleaned))
+            .and_then(|_| match rest {
+                true => std::io::copy(&mut input, &mut out).map(|_| ()),
+                false => Ok(()),
+            })
             .and_then(|_| out.flush())
             .is_ok();
     }
@@ -163,7 +207,7 @@ fn main() {
         t(ip.as_bytes()),
         t(&envelope.sender),
         envelope.recipients.len(),
-        cleaned.len(),
+        size,
     );
     if let Some(who) = &reporter {
         line.push_str(&format!(" reporter={}", t(who.as_bytes())));

@@ -40,16 +40,23 @@ impl Field<'_> {
 
 /// The length of the header block, the empty line included: the body starts there.
 pub fn header_len(message: &[u8]) -> usize {
+    header_end(message).unwrap_or(message.len())
+}
+
+/// Where the empty line ending the header block ends; `None` when `message` holds none
+/// (all of it is header, or only the start of a message was read).
+pub fn header_end(message: &[u8]) -> Option<usize> {
     let mut pos = 0;
     while pos < message.len() {
         let end = line_end(message, pos);
         let line = &message[pos..end];
-        if line == b"\n" || line == b"\r\n" || line == b"\r" {
-            return end;
+        // a last line without its LF may be the start of a longer one
+        if (line == b"\n" || line == b"\r\n") || (line == b"\r" && end < message.len()) {
+            return Some(end);
         }
         pos = end;
     }
-    message.len()
+    None
 }
 
 fn line_end(m: &[u8], from: usize) -> usize {
@@ -189,6 +196,9 @@ mod tests {
         assert_eq!(header_len(b"A: 1\nB: 2"), 9);
         assert_eq!(header_len(b"\nbody"), 1);
         assert_eq!(header_len(b""), 0);
+        assert_eq!(header_end(b"A: 1\nB: 2"), None);
+        assert_eq!(header_end(b"A: 1\n\r"), None, "maybe the start of a line");
+        assert_eq!(header_end(b"A: 1\n\n"), Some(6));
     }
 
     #[test]
