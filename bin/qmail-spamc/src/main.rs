@@ -51,42 +51,17 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::time::Instant;
 
+use qfilter::answer::{reply, take_fd};
 use spamc::header;
 use spamc::policy::{self, Client, Config, Plan};
 
 const PROG: &str = "qmail-spamc";
 
-fn fd_open(fd: i32) -> bool {
-    // SAFETY: F_GETFD only queries the descriptor flags.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
-}
-
-/// Tell the caller why, with `kind` `D` (permanent) or `Z` (temporary), and exit.
-fn reply(kind: char, text: &str) -> ! {
-    if fd_open(6) {
-        // SAFETY: descriptor 6 is open (checked above) and only used here.
-        let mut f = unsafe { File::from_raw_fd(6) };
-        if f.write_all(format!("{kind}{text}").as_bytes()).is_ok() {
-            std::process::exit(82);
-        }
-    }
-    std::process::exit(if kind == 'D' { 31 } else { 71 })
-}
-
 fn defer(log: &str) -> ! {
     qsys::die::warn(PROG, "warning", log);
     reply('Z', "spam filter temporary failure (#4.3.0)")
-}
-
-fn read_fd(fd: i32) -> std::io::Result<File> {
-    if !fd_open(fd) {
-        return Err(std::io::Error::from_raw_os_error(libc::EBADF));
-    }
-    // SAFETY: the descriptor is open and nothing else in this process uses it.
-    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// The most header read before deciding to copy the rest of a message through.
@@ -120,13 +95,13 @@ fn main() {
     let start = Instant::now();
     let home = qsys::home().unwrap_or_else(|e| defer(&format!("unable to find home: {e}")));
     let cfg = Config::load(&control::Controls::new(&home)).unwrap_or_else(|e| defer(&e));
-    let mut input = read_fd(0).unwrap_or_else(|e| {
+    let mut input = take_fd(0).unwrap_or_else(|e| {
         defer(&format!(
             "unable to read message: {}",
             qsys::die::errstr(&e)
         ))
     });
-    let envelope = read_fd(3)
+    let envelope = take_fd(3)
         .map_err(|_| qfilter::envelope::EnvelopeError::Read)
         .and_then(|f| qfilter::envelope::read(&mut std::io::BufReader::new(f)))
         .unwrap_or_else(|e| defer(&format!("unable to read the envelope on fd 3: {e:?}")));
