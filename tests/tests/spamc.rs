@@ -30,23 +30,6 @@ const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EM
 const SA_CONFIG: &str = "required_score 5.0\nreport_safe 0\nuse_bayes 1\nbayes_auto_learn 0\n\
 bayes_min_ham_num 1\nbayes_min_spam_num 1\nbayes_file_mode 0666\n";
 
-/// smtplib: send file argv[4] (LF turned into CRLF) from argv[2] to argv[3], after AUTH
-/// with argv[5]/argv[6] when given; prints `250` or `CODE TEXT`.
-const SEND: &str = r#"
-import smtplib, sys
-port, frm, rcpt, path = sys.argv[1:5]
-msg = open(path, 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
-s = smtplib.SMTP('127.0.0.1', int(port), timeout=120)
-if len(sys.argv) > 6:
-    s.login(sys.argv[5], sys.argv[6])
-try:
-    s.sendmail(frm, [rcpt], msg)
-    print('250')
-except smtplib.SMTPDataError as e:
-    print(e.smtp_code, e.smtp_error.decode())
-s.quit()
-"#;
-
 /// Debian's spamd, started by the installed run script (in its own process group).
 struct Spamd {
     child: Option<Child>,
@@ -162,7 +145,7 @@ impl Bench {
         let path = self.scratch.join("message");
         std::fs::write(&path, message).unwrap();
         let port = self.smtpd.port.to_string();
-        let (ok, out) = python(SEND, &[&port, from, rcpt, path_str(&path)]);
+        let (ok, out) = python(SMTPLIB_SEND, &[&port, from, rcpt, path_str(&path)]);
         assert!(ok, "smtplib: {out}\n{}", self.smtpd.log_text());
         out.trim().to_string()
     }
@@ -431,7 +414,7 @@ fn spam_scoring_refusal_learning_and_spamd_down() {
     std::fs::write(&path, report).unwrap();
     let port = sub.port.to_string();
     let (ok, out) = python(
-        SEND,
+        SMTPLIB_SEND,
         &[
             &port,
             "joe@example.test",

@@ -143,42 +143,13 @@ fn left(deadline: Instant) -> io::Result<Duration> {
 /// (`[IPv6]:port`).
 fn connect(address: &str, deadline: Instant) -> io::Result<Stream> {
     if address.starts_with('/') {
-        return connect_unix(address, deadline).map(Stream::Unix);
+        return qsys::net::connect_unix(address, deadline).map(Stream::Unix);
     }
     // no name lookups: qmail-spamc is linked statically, where NSS must not run
     let addr: SocketAddr = address
         .parse()
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not a socket path or IP:port"))?;
     TcpStream::connect_timeout(&addr, left(deadline)?).map(Stream::Tcp)
-}
-
-/// A unix-socket connect that gives up at `deadline`: a blocking connect would wait as
-/// long as spamd's listen queue stays full; a non-blocking one says EAGAIN and is retried.
-fn connect_unix(path: &str, deadline: Instant) -> io::Result<UnixStream> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
-    use std::os::fd::AsRawFd;
-    let addr = UnixAddr::new(path).map_err(io::Error::from)?;
-    loop {
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(io::Error::from)?;
-        match connect(fd.as_raw_fd(), &addr) {
-            Ok(()) => {
-                let s = UnixStream::from(fd);
-                s.set_nonblocking(false)?;
-                return Ok(s);
-            }
-            Err(nix::errno::Errno::EAGAIN) => {
-                left(deadline)?;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(io::Error::from(e)),
-        }
-    }
 }
 
 /// A reply: status code, header lines (name, value), body.
