@@ -473,3 +473,52 @@ fn spam_scoring_refusal_learning_and_spamd_down() {
         b.smtpd.log_text()
     );
 }
+
+/// The qmail-spamd service is installed but off: linking all services leaves it out,
+/// and the one documented command links it; qmailctl then lists it.
+#[test]
+fn the_spamd_service_is_off_until_linked_by_name() {
+    let sys = System::install("mx.example.test", &[]);
+    let run = sys.root.join("supervise/qmail-spamd/run");
+    let log_run = sys.root.join("supervise/qmail-spamd/log/run");
+    assert!(run.is_file() && log_run.is_file());
+    let cf = std::fs::read_to_string(sys.root.join("control/spamassassin.cf")).unwrap();
+    assert!(cf.contains("use_bayes 1"), "{cf}");
+    let svdir = sys.root.parent().unwrap().join("service");
+    let link = |extra: &[&str]| {
+        let st = Command::new(sys.bin("qmail-install"))
+            .arg("--root")
+            .arg(&sys.root)
+            .arg("--link-services")
+            .arg(&svdir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    link(&[]);
+    assert!(svdir.join("qmail-smtpd").exists());
+    assert!(
+        !svdir.join("qmail-spamd").exists(),
+        "spamd linked by default"
+    );
+    link(&["--service", "qmail-spamd"]);
+    assert_eq!(
+        std::fs::read_link(svdir.join("qmail-spamd")).unwrap(),
+        sys.root.join("supervise/qmail-spamd")
+    );
+    // qmailctl acts on it now (no svscan here: it says supervise is not running)
+    let out = Command::new(sys.bin("qmailctl"))
+        .arg("-s")
+        .arg(&svdir)
+        .arg("stat")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("qmail-spamd"), "{text}");
+}
