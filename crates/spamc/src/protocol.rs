@@ -305,12 +305,10 @@ pub fn parse_spam_line(value: &str, body: &[u8]) -> Option<Score> {
         _ => return None,
     };
     let (score, required) = numbers.split_once('/')?;
-    let score: f64 = score.trim().parse().ok().filter(|f: &f64| f.is_finite())?;
-    let required: f64 = required
-        .trim()
-        .parse()
-        .ok()
-        .filter(|f: &f64| f.is_finite())?;
+    // a score outside what any rule set gives is nonsense, not a verdict
+    let sane = |f: &f64| f.is_finite() && f.abs() <= 1e6;
+    let score: f64 = score.trim().parse().ok().filter(sane)?;
+    let required: f64 = required.trim().parse().ok().filter(sane)?;
     let tests = String::from_utf8_lossy(body)
         .split([',', '\r', '\n'])
         .map(|t| {
@@ -431,6 +429,7 @@ mod tests {
             b"SPAMD/1.1 0 EX_OK\r\n\r\n",
             b"SPAMD/1.1 0 EX_OK\r\nSpam: Maybe ; 1 / 2\r\n\r\n",
             b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; NaN / 2\r\n\r\n",
+            b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 1e300 / 2\r\n\r\n",
             b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 1\r\n\r\n",
             b"\xff\xfe\r\n\r\n\r\n",
         ] {
