@@ -462,6 +462,28 @@ fn spam_scoring_refusal_learning_and_spamd_down() {
     );
     std::fs::remove_file(b.sys.root.join("control/spamsizelimit")).unwrap();
 
+    // --- a spamd that never answers: unscored after control/spamtimeout ---
+    let mute = b.sys.root.parent().unwrap().join("mute.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
+    std::fs::set_permissions(&mute, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let held = std::thread::spawn(move || {
+        // accept and hold the connection, never answering
+        let c = listener.accept().map(|(c, _)| c);
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        drop(c);
+    });
+    b.sys.control("spamd", &format!("{}\n", mute.display()));
+    b.sys.control("spamtimeout", "2\n");
+    let slow = b.deliver(NORMAL);
+    assert!(!slow.contains("X-Spam-"), "{slow}");
+    assert!(
+        b.smtpd.log_text().contains("timed\\040out"),
+        "{}",
+        b.smtpd.log_text()
+    );
+    held.join().unwrap();
+    b.sys.control("spamd", &format!("{}\n", socket.display()));
+
     // --- spamd stopped: delivered unscored, and the log says so ---
     spamd.stop();
     let unscored = b.deliver(NORMAL);
