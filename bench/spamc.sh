@@ -32,18 +32,28 @@ EOF
 chmod 755 "$H/bin/qmail-showctl"
 SOCK="$H/spamd/spamd.sock"
 echo "$SOCK" > "$H/control/spamd"
-(cd "$H/supervise/qmail-spamd" && exec setsid env - PATH=/usr/bin:/bin ./run) > "$W/spamd.log" 2>&1 &
-# setsid made spamd (the run script execs it) the leader of its own process group
-SPAMD=$!
-trap 'kill -TERM -- "-$SPAMD" 2>/dev/null; sleep 1; rm -rf "$W"' EXIT
-i=0
-until spamc -U "$SOCK" -K >/dev/null 2>&1; do
-  i=$((i + 1)); [ $i -lt 600 ] || { cat "$W/spamd.log"; exit 1; }
-  sleep 0.2
-done
-python3 - "$H" "$N" "$SOCK" "$SPAMD" <<'EOF'
-import os, resource, subprocess, sys, time
-home, n, sock, pgid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+trap 'rm -rf "$W"' EXIT
+python3 - "$H" "$N" "$SOCK" <<'EOF'
+import os, resource, signal, subprocess, sys, time
+home, n, sock = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+# hold descriptor 3, so no pipe or file lands there; each run puts its envelope on it
+if os.open("/dev/null", os.O_RDONLY) != 3:
+    sys.exit("descriptor 3 is in use")
+# spamd through the run script (which execs it), in a session of its own: its pid is
+# the group to measure and to stop
+log = open(os.path.join(home, "../spamd.log"), "wb")
+spamd_proc = subprocess.Popen(["./run"], cwd=os.path.join(home, "supervise/qmail-spamd"),
+                              env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=log, start_new_session=True)
+pgid = spamd_proc.pid
+for _ in range(600):
+    if subprocess.run(["spamc", "-U", sock, "-K"], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode == 0:
+        break
+    time.sleep(0.2)
+else:
+    os.killpg(pgid, signal.SIGTERM)
+    sys.exit(open(os.path.join(home, "../spamd.log")).read())
 body = ("Shall we meet on Thursday to go through the quarterly budget and the design? " * 52)[:4000]
 msg = ("Received: from mx.example.org (192.0.2.7)\n  by mx with SMTP; 6 Dec 2026 08:00:00 -0000\n"
        "From: colleague@example.org\nTo: joe@example.test\nSubject: meeting\n"
@@ -82,22 +92,23 @@ def run(count):
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     ours = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / count * 1000
     return ours, (w1 - w0) / count * 1000, (s1 - s0) / count * 1000, last.decode().strip()
-# hold descriptor 3, so no pipe lands there; each run puts its envelope on it
-if os.open("/dev/null", os.O_RDONLY) != 3:
-    sys.exit("descriptor 3 is in use")
-def setting(v):
-    open(os.path.join(home, "control/spamd"), "w").write(v)
-setting("")
-run(5)
-ours, wall, spamd, line = run(n)
-print(f"off:     qmail-spamc {ours:.3f} ms CPU/msg, wall {wall:.1f} ms/msg (N={n}; no control/spamd: start, read, write)")
-setting(sock + "\n")
-run(5)
-ours, wall, spamd, line = run(n)
-print(f"scored:  qmail-spamc {ours:.3f} ms CPU/msg, spamd {spamd:.2f} ms CPU/msg, wall {wall:.1f} ms/msg")
-print(f"         last log line: {line}")
-setting(home + "/spamd/none.sock\n")
-ours, wall, spamd, line = run(n)
-print(f"down:    qmail-spamc {ours:.3f} ms CPU/msg, wall {wall:.1f} ms/msg")
-print(f"         last log line: {line}")
+try:
+    def setting(v):
+        open(os.path.join(home, "control/spamd"), "w").write(v)
+    setting("")
+    run(5)
+    ours, wall, spamd, line = run(n)
+    print(f"off:     qmail-spamc {ours:.3f} ms CPU/msg, wall {wall:.1f} ms/msg (N={n}; no control/spamd: start, read, write)")
+    setting(sock + "\n")
+    run(5)
+    ours, wall, spamd, line = run(n)
+    print(f"scored:  qmail-spamc {ours:.3f} ms CPU/msg, spamd {spamd:.2f} ms CPU/msg, wall {wall:.1f} ms/msg")
+    print(f"         last log line: {line}")
+    setting(home + "/spamd/none.sock\n")
+    ours, wall, spamd, line = run(n)
+    print(f"down:    qmail-spamc {ours:.3f} ms CPU/msg, wall {wall:.1f} ms/msg")
+    print(f"         last log line: {line}")
+finally:
+    os.killpg(pgid, signal.SIGTERM)
+    spamd_proc.wait()
 EOF
