@@ -23,23 +23,6 @@ const RCPT: &str = "postmaster@example.test";
 const ADMIN: &str = "cfadmin";
 const ADMIN_PASSWORD: &str = "Scan-Admin-7";
 
-/// smtplib: send the message in file argv[4] (LF turned into CRLF) from argv[2] to
-/// argv[3], after AUTH with argv[5]/argv[6] when given; prints `250` or `CODE TEXT`.
-const SEND: &str = r#"
-import smtplib, sys
-port, frm, rcpt, path = sys.argv[1:5]
-msg = open(path, 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
-s = smtplib.SMTP('127.0.0.1', int(port), timeout=60)
-if len(sys.argv) > 6:
-    s.login(sys.argv[5], sys.argv[6])
-try:
-    s.sendmail(frm, [rcpt], msg)
-    print('250')
-except smtplib.SMTPDataError as e:
-    print(e.smtp_code, e.smtp_error.decode())
-s.quit()
-"#;
-
 /// The installed system, its servers and the mailboxes the battery looks at.
 struct Battery {
     sys: System,
@@ -72,7 +55,7 @@ impl Battery {
             None => message.to_vec(),
         };
         std::fs::write(&path, message).unwrap();
-        let (ok, out) = python(SEND, &args);
+        let (ok, out) = python(SMTPLIB_SEND, &args);
         assert!(ok, "smtplib: {out}\n{}", self.smtpd.log_text());
         out.trim().to_string()
     }

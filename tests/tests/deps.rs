@@ -88,6 +88,7 @@ const PROGRAMS: &[Program] = &[
     p("rblsmtpd", false, true, true),
     p("qmail-qfilter", false, false, true), // qmailf through qsys::ids (files when static)
     p("qmail-scan", false, false, true),
+    p("qmail-spamc", false, false, true), // spamd by socket path or IP:port, no lookups
 ];
 
 fn workspace() -> PathBuf {

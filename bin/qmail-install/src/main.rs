@@ -22,7 +22,8 @@
 //!     First control files (me, locals, rcpthosts, defaultdomain, plusdomain; HOST
 //!     defaults to this machine's host name) and ~alias/.qmail-postmaster,
 //!     .qmail-mailer-daemon, .qmail-root and ~alias/Maildir/ are written only when
-//!     missing. Rerunning upgrades the programs and never touches control files, the
+//!     missing; so are control/spamassassin.cf and ~alias/.qmail-learn-spam and
+//!     .qmail-learn-ham (`|HOME/bin/qmail-spamlearn deliver spam`, or ham). Rerunning upgrades the programs and never touches control files, the
 //!     queue's contents or mailboxes.
 //!
 //!     Safe to run several at once: an account another installer created meanwhile
@@ -45,7 +46,9 @@
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
 //!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and
 //!     qmail-pop3ds (and qmail-imapd when installed), or only those named with
-//!     --service (repeatable). Existing entries are left alone.
+//!     --service (repeatable). Existing entries are left alone. qmail-spamd
+//!     (SpamAssassin's spamd for qmail-spamc) is linked only when named:
+//!     `--link-services /service --service qmail-spamd` turns it on.
 //!
 //!     After installing, it names the programs of other packages (Debian's
 //!     daemontools and ucspi-tcp: svc, svstat, tcprules, ...) that a bare name in the

@@ -55,34 +55,16 @@
 //!     to descriptor 6; 31 permanent and 71 temporary refusal when descriptor 6 is not
 //!     open; 111 internal error (temporary).
 
-use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use qfilter::answer::{reply, take_fd};
 use scan::filter::{self, Config, Verdict};
 use scan::rules::Rules;
 use scan::walk::{Context, Hit};
 
 const PROG: &str = "qmail-scan";
-
-fn fd_open(fd: i32) -> bool {
-    // SAFETY: F_GETFD only queries the descriptor flags.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
-}
-
-/// Tell the caller why, with `kind` `D` (permanent) or `Z` (temporary), and exit.
-fn reply(kind: char, text: &str) -> ! {
-    if fd_open(6) {
-        // SAFETY: descriptor 6 is open (checked above) and owned by this process now.
-        let mut f = unsafe { File::from_raw_fd(6) };
-        if f.write_all(format!("{kind}{text}").as_bytes()).is_ok() {
-            std::process::exit(82);
-        }
-    }
-    std::process::exit(if kind == 'D' { 31 } else { 71 })
-}
 
 fn defer(text: &str, log: &str) -> ! {
     qsys::die::warn(PROG, "warning", log);
@@ -90,11 +72,7 @@ fn defer(text: &str, log: &str) -> ! {
 }
 
 fn read_fd(fd: i32) -> std::io::Result<Vec<u8>> {
-    if !fd_open(fd) {
-        return Err(std::io::Error::from_raw_os_error(libc::EBADF));
-    }
-    // SAFETY: the descriptor is open and nothing else in this process uses it.
-    let mut f = unsafe { File::from_raw_fd(fd) };
+    let mut f = take_fd(fd)?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     Ok(buf)

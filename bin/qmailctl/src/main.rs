@@ -7,8 +7,9 @@
 //!     Acts on the services of this installation that are linked into SERVICEDIR
 //!     (default: $QMAILCTL_SERVICE_DIR, else /service): qmail-send, qmail-smtpd,
 //!     qmail-submission, qmail-smtps, qmail-pop3d, qmail-pop3ds, qmail-imapd
-//!     (Dovecot, when installed), and their log/ services. HOME is the installation
-//!     holding this program (HOME/bin/qmailctl).
+//!     (Dovecot, when installed), qmail-spamd (when linked: it is off by default),
+//!     and their log/ services. HOME is the installation holding this program
+//!     (HOME/bin/qmailctl).
 //!
 //!     start      svc -u every service and log (needs svscan running)
 //!     stop       svc -d every service and log
@@ -35,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 // the installed services, in the order the installer links them
-use install::hier::SERVICES;
+use install::hier::{OPTIONAL_SERVICES, SERVICES};
 
 const PROG: &str = "qmailctl";
 
@@ -70,7 +71,7 @@ impl Ctl {
     /// The linked services (and their logs) present in the service directory.
     fn dirs(&self, with_logs: bool) -> Vec<String> {
         let mut v = Vec::new();
-        for s in SERVICES {
+        for s in SERVICES.iter().chain(OPTIONAL_SERVICES) {
             let d = self.svdir.join(s);
             if !d.join("run").exists() {
                 continue;

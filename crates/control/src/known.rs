@@ -473,6 +473,51 @@ pub const KNOWN: &[Known] = &[
         "40",
         "qmail-imapd run script",
     ),
+    // spam scoring (issue 16)
+    text(
+        "spamd",
+        Kind::Line,
+        "(none: no scoring; the qmail-spamd service listens on HOME/spamd/spamd.sock)",
+        "qmail-spamc, qmail-spamlearn, qmail-spamd run script",
+    ),
+    num(
+        "spamreject",
+        0,
+        1000,
+        "points, 0 = never refuse",
+        "0",
+        "qmail-spamc",
+    ),
+    num("spamsizelimit", 0, MAXU, "bytes", "512000", "qmail-spamc"),
+    num(
+        "spamtimeout",
+        1,
+        3600,
+        "seconds",
+        "30",
+        "qmail-spamc, qmail-spamlearn",
+    ),
+    flag("spamchecktrusted", "0", "qmail-spamc", OnInvalid::Default),
+    num(
+        "spamdchildren",
+        1,
+        100,
+        "spamd children",
+        "5",
+        "qmail-spamd run script",
+    ),
+    flag(
+        "spamdnetwork",
+        "1",
+        "qmail-spamd run script",
+        OnInvalid::Default,
+    ),
+    text(
+        "spamassassin.cf",
+        Kind::File,
+        "(written by qmail-install)",
+        "qmail-spamd run script",
+    ),
 ];
 
 /// The table entry of `name`.

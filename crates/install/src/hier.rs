@@ -115,6 +115,9 @@ const PROGRAMS: &[Program] = &[
     // fastforward: /etc/aliases for sendmail and Postfix refugees
     prog("newaliases", 0o755),
     prog("fastforward", 0o755),
+    // spam scoring (issue 16): the chain's filter and the learner
+    prog("qmail-spamc", 0o755),
+    prog("qmail-spamlearn", 0o755),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
@@ -258,10 +261,21 @@ const SUPERVISE: &[(&str, &str)] = &[
         "qmail-pop3ds/log/run",
         include_str!("../../../supervise/qmail-pop3ds/log/run"),
     ),
+    (
+        "qmail-spamd/run",
+        include_str!("../../../supervise/qmail-spamd/run"),
+    ),
+    (
+        "qmail-spamd/log/run",
+        include_str!("../../../supervise/qmail-spamd/log/run"),
+    ),
 ];
 
 /// qmail-scan's default rules (the source tree's control/scanrules), written once.
 const SCANRULES: &str = include_str!("../../../control/scanrules");
+
+/// SpamAssassin's site configuration for the qmail-spamd service, written once.
+const SPAMASSASSIN_CF: &str = include_str!("../../../control/spamassassin.cf");
 
 /// Boot files installed under `boot/` with `@HOME@` replaced by the root: a systemd
 /// unit and a plain init script, each starting `svscanboot /service`, the
@@ -312,6 +326,9 @@ pub struct Linked {
     /// Services of the full set left out because no certificate is installed.
     pub need_certificate: Vec<String>,
 }
+/// Services installed but linked only when named (`--service NAME`): off until the
+/// administrator turns them on.
+pub const OPTIONAL_SERVICES: &[&str] = &["qmail-spamd"];
 
 /// Link services into a service directory svscan watches (`/service`):
 /// `DIR/NAME -> ROOT/supervise/NAME` for every NAME in `names` (all of [`SERVICES`]
@@ -333,7 +350,7 @@ pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Link
     })?;
     let mut linked = Linked::default();
     for n in names {
-        if !SERVICES.contains(&n) {
+        if !SERVICES.contains(&n) && !OPTIONAL_SERVICES.contains(&n) {
             return Err(io::Error::other(format!("unknown service {n}")));
         }
         // qmail-imapd exists only where Dovecot was installed
@@ -673,6 +690,7 @@ fn first_controls(opts: &Options) -> io::Result<()> {
         // no filter: qmail-smtpd and sendmail run qmail-queue directly
         ("filters", String::new()),
         ("scanrules", SCANRULES.to_string()),
+        ("spamassassin.cf", SPAMASSASSIN_CF.to_string()),
     ];
     for (name, text) in files.into_iter().chain(filter_files) {
         let p = control.join(name);
@@ -692,6 +710,20 @@ fn alias_files(root: &Dir, ids: &Ids) -> io::Result<()> {
     for name in [".qmail-postmaster", ".qmail-mailer-daemon", ".qmail-root"] {
         if let Some(f) = alias.create_new(name, 0o600)? {
             safefs::set_owner_mode(&f, &alias.join(name), uid, gid, 0o644)?;
+        }
+    }
+    // the learning addresses (issue 16): reports go to qmail-spamlearn
+    for class in ["spam", "ham"] {
+        let name = format!(".qmail-learn-{class}");
+        if let Some(mut f) = alias.create_new(&name, 0o600)? {
+            let line = format!(
+                "|{}/bin/qmail-spamlearn deliver {class}\n",
+                std::path::absolute(root.path())?.display()
+            );
+            ctx(f.write_all(line.as_bytes()), || {
+                format!("unable to write {}", alias.join(&name).display())
+            })?;
+            safefs::set_owner_mode(&f, &alias.join(&name), uid, gid, 0o644)?;
         }
     }
     if let Some(maildir) = alias.create_dir_new("Maildir", 0o700)? {

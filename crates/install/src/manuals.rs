@@ -38,6 +38,8 @@ manuals!(
     "qmail-send",
     "qmail-showctl",
     "qmail-smtpd",
+    "qmail-spamc",
+    "qmail-spamlearn",
     "qmail-start",
     "qmail-tcpok",
     "qmail-tcpto",

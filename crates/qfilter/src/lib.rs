@@ -8,9 +8,11 @@
 //!   from `control/filters`.
 //! - [`envelope`]: reading qmail-queue's envelope from fd 1, bounded, and the
 //!   `QMAILUSER`/`QMAILHOST`/`QMAILRCPTS` variables it gives.
+//! - [`answer`]: the filter's side: its descriptors, and refusing with a reason.
 //! - [`run`]: one filter run as the filter user under memory, CPU, file size and
 //!   wall-clock limits, and what its end means for the chain ([`run::verdict`]).
 
+pub mod answer;
 pub mod chain;
 pub mod envelope;
 pub mod run;

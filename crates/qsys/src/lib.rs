@@ -17,6 +17,7 @@
 //! - [`errstr`]: the one errno-text table (DJB's wording).
 //! - [`start`]: [`lean_main!`], a process start without std's stack-guard probe, for
 //!   the programs started per message.
+//! - [`net`]: connecting to a local daemon's unix socket with a deadline.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
 
@@ -29,6 +30,7 @@ pub mod getopt;
 pub mod ids;
 pub mod logsafe;
 pub mod manual;
+pub mod net;
 pub mod prot;
 pub mod safefs;
 pub mod start;

@@ -57,36 +57,9 @@ pub fn scan(address: &str, data: &[u8], timeout: Duration) -> Outcome {
     }
 }
 
-/// A unix-socket connect that gives up after `timeout`: a blocking connect waits for as
-/// long as clamd's listen queue is full; a non-blocking one says EAGAIN and is retried.
+/// A unix-socket connect that gives up after `timeout` ([`qsys::net::connect_unix`]).
 fn connect_unix(path: &str, timeout: Duration) -> io::Result<UnixStream> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
-    use std::os::fd::AsRawFd;
-    let addr = UnixAddr::new(path).map_err(io::Error::from)?;
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(io::Error::from)?;
-        match connect(fd.as_raw_fd(), &addr) {
-            Ok(()) => {
-                let s = UnixStream::from(fd);
-                s.set_nonblocking(false)?;
-                return Ok(s);
-            }
-            Err(nix::errno::Errno::EAGAIN) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(nix::errno::Errno::EAGAIN) => {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-            }
-            Err(e) => return Err(io::Error::from(e)),
-        }
-    }
+    qsys::net::connect_unix(path, std::time::Instant::now() + timeout)
 }
 
 fn connect_tcp(address: &str, timeout: Duration) -> io::Result<TcpStream> {

@@ -353,6 +353,24 @@ exit 1
     p
 }
 
+/// smtplib: send the message in file argv[4] (LF turned into CRLF) from argv[2] to
+/// argv[3], after AUTH with argv[5]/argv[6] when given; prints `250` or `CODE TEXT`.
+/// Run it with [`python`].
+pub const SMTPLIB_SEND: &str = r#"
+import smtplib, sys
+port, frm, rcpt, path = sys.argv[1:5]
+msg = open(path, 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+s = smtplib.SMTP('127.0.0.1', int(port), timeout=120)
+if len(sys.argv) > 6:
+    s.login(sys.argv[5], sys.argv[6])
+try:
+    s.sendmail(frm, [rcpt], msg)
+    print('250')
+except smtplib.SMTPDataError as e:
+    print(e.smtp_code, e.smtp_error.decode())
+s.quit()
+"#;
+
 /// base64 of `s`.
 pub fn b64(s: &[u8]) -> String {
     use base64::prelude::*;
