@@ -6,7 +6,7 @@
 //! DESCRIPTION
 //!     Acts on the services of this installation that are linked into SERVICEDIR
 //!     (default: $QMAILCTL_SERVICE_DIR, else /service): qmail-send, qmail-smtpd,
-//!     qmail-submission, qmail-smtps, qmail-pop3d, qmail-pop3ds, and their log/
+//!     qmail-submission, qmail-smtps, qmail-pop3d, qmail-pop3ds, qmail-guard, and their log/
 //!     services. HOME is the installation holding this program (HOME/bin/qmailctl).
 //!
 //!     start      svc -u every service and log (needs svscan running)
@@ -131,8 +131,11 @@ impl Ctl {
                 continue;
             };
             any = true;
-            let cdb = control.join(format!("{name}.cdb"));
-            let tmp = control.join(format!("{name}.tmp"));
+            // a cdb linked elsewhere (qmail-guard's control/tcp.smtp.cdb -> ../guard/) is
+            // rebuilt where it lives, so the link stays
+            let link = control.join(format!("{name}.cdb"));
+            let cdb = std::fs::canonicalize(&link).unwrap_or(link);
+            let tmp = cdb.with_file_name(format!("{name}.tmp"));
             let r = Command::new(self.home.join("bin/tcprules"))
                 .arg(&cdb)
                 .arg(&tmp)

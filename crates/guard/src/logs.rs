@@ -299,7 +299,7 @@ mod tests {
             .append(true)
             .open(d.path().join("current"))
             .unwrap();
-        f.write_all(l[10..].as_bytes()).unwrap();
+        f.write_all(&l.as_bytes()[10..]).unwrap();
         assert_eq!(numbers(&read(d.path(), &mut c)), [1]);
     }
 
@@ -327,7 +327,7 @@ mod tests {
             dev: 0,
             ino: 0,
             offset: 99,
-            stamp: tai64::Tai64n::from_hex(line(2)[1..25].as_bytes()),
+            stamp: tai64::Tai64n::from_hex(&line(2).as_bytes()[1..25]),
         };
         assert_eq!(numbers(&read(e.path(), &mut c)), [3, 4]);
     }
