@@ -126,25 +126,48 @@ impl Ctl {
         let control = self.home.join("control");
         let mut any = false;
         for name in ["tcp.smtp", "tcp.submission", "tcp.pop3"] {
-            let text = control.join(name);
-            let Ok(input) = std::fs::File::open(&text) else {
+            // qmail-guard's rules (control/NAME.cdb -> ../guard/NAME.cdb, INSTALL.md) are
+            // rebuilt where they live and, by root, as qmailg: that directory is qmailg's,
+            // and root must neither write through nor read through a link it planted there
+            let guarded = std::fs::read_link(control.join(format!("{name}.cdb")))
+                .is_ok_and(|t| t == Path::new("../guard").join(format!("{name}.cdb")));
+            let dir = if guarded {
+                self.home.join("guard")
+            } else {
+                control.clone()
+            };
+            let text = dir.join(name);
+            let input = if guarded {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&text)
+            } else {
+                std::fs::File::open(&text)
+            };
+            let Ok(input) = input else {
                 continue;
             };
             any = true;
-            // a cdb linked elsewhere (qmail-guard's control/tcp.smtp.cdb -> ../guard/) is
-            // rebuilt where it lives, so the link stays
-            let link = control.join(format!("{name}.cdb"));
-            let cdb = std::fs::canonicalize(&link).unwrap_or(link);
-            let tmp = cdb.with_file_name(format!("{name}.tmp"));
-            let r = Command::new(self.home.join("bin/tcprules"))
-                .arg(&cdb)
-                .arg(&tmp)
-                .stdin(Stdio::from(input))
-                .status();
+            let cdb = dir.join(format!("{name}.cdb"));
+            let tmp = dir.join(format!("{name}.tmp"));
+            let tcprules = self.home.join("bin/tcprules");
+            let mut cmd = if guarded && qsys::is_root() {
+                let mut c = Command::new(self.home.join("bin/setuidgid"));
+                c.arg("qmailg").arg(&tcprules);
+                c
+            } else {
+                Command::new(&tcprules)
+            };
+            let r = cmd.arg(&cdb).arg(&tmp).stdin(Stdio::from(input)).status();
             match r {
                 Ok(st) if st.success() => {
                     use std::os::unix::fs::PermissionsExt;
-                    let _ = std::fs::set_permissions(&cdb, std::fs::Permissions::from_mode(0o644));
+                    if !guarded {
+                        let _ =
+                            std::fs::set_permissions(&cdb, std::fs::Permissions::from_mode(0o644));
+                    }
                     println!("Reloaded {}.", text.display());
                 }
                 Ok(st) => {

@@ -469,8 +469,13 @@ fn apply(cfg: &Config, actions: &[Action], now: u64) -> Result<(), String> {
         (Ok(_), Err(_)) => true,
         _ => false,
     };
-    if new != old || (stale && !old.is_empty()) {
+    if new != old {
         files::replace_rules(&rules, &cdb, &new).map_err(|e| cannot(&cdb, e))?;
+    } else if stale && !old.is_empty() {
+        // best effort: an administrator's broken text must not stop sender blocking
+        if let Err(e) = files::replace_rules(&rules, &cdb, &new) {
+            warn(&cannot(&cdb, e));
+        }
     }
     Ok(())
 }
