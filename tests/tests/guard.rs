@@ -428,3 +428,112 @@ fn a_log_rotated_between_and_during_passes_loses_and_doubles_no_count() {
         "{err}"
     );
 }
+
+#[test]
+fn root_rebuilding_the_rules_follows_no_link_qmailg_planted() {
+    need_root!();
+    let sys = system();
+    let qmailg = nix::unistd::User::from_name("qmailg").unwrap().unwrap();
+    // a file only root may write, and qmailg's traps in its own directory
+    let canary = sys.root.parent().unwrap().join("canary");
+    std::fs::write(&canary, "root's\n").unwrap();
+    std::fs::set_permissions(&canary, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let guard = sys.root.join("guard");
+    sys.control("tcp.smtp", "127.0.0.1:allow,RELAYCLIENT=\"\"\n");
+    let trap = guard.join("tcp.smtp.tmp");
+    std::os::unix::fs::symlink(&canary, &trap).unwrap();
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        &trap,
+        Some(qmailg.uid),
+        None,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    let o = Command::new(sys.bin("qmailctl"))
+        .arg("cdb")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    // tcprules ran as qmailg: it could not write the canary through the link
+    assert_eq!(std::fs::read_to_string(&canary).unwrap(), "root's\n");
+    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&canary).unwrap());
+    assert_eq!(mode & 0o777, 0o600, "{o:?}");
+    // without the trap, the rebuild works and keeps the link
+    std::fs::remove_file(&trap).unwrap();
+    let o = Command::new(sys.bin("qmailctl"))
+        .arg("cdb")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(sys.root.join("control/tcp.smtp.cdb").is_symlink());
+    let cdb = std::fs::read(guard.join("tcp.smtp.cdb")).unwrap();
+    assert!(cdb.windows(9).any(|w| w == b"127.0.0.1"));
+    // a text linked elsewhere by qmailg is not read by root
+    std::fs::remove_file(guard.join("tcp.smtp")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", guard.join("tcp.smtp")).unwrap();
+    let o = Command::new(sys.bin("qmailctl"))
+        .arg("cdb")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("root:"),
+        "{o:?}"
+    );
+}
+
+/// `svstat DIR`.
+fn svstat(sys: &System, dir: &Path) -> String {
+    let o = Command::new(sys.bin("svstat")).arg(dir).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_service_runs_as_qmailg_and_stays_down_until_configured() {
+    let sys = system();
+    let smtpdlog = logdir(&sys, "smtpdlog");
+    sys.control("guardlogs", &format!("{}\n", smtpdlog.display()));
+    sys.control("guardinterval", "1\n");
+    let svc = sys.root.join("supervise/qmail-guard");
+    let run = |sys: &System| {
+        Server(
+            Command::new(sys.bin("supervise"))
+                .arg(&svc)
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // nothing configured: the run script takes the service down
+    let sup = run(&sys);
+    wait_until("the unconfigured service to go down", 30, || {
+        svstat(&sys, &svc).contains(": down ").then_some(())
+    });
+    drop(sup);
+    // configured: it runs (as qmailg when started by root) and blocks within a pass
+    sys.control("guardclientblock", "3\n");
+    let lines: String = (0..3)
+        .map(|_| "qmail-smtpd: pid 5: auth failed ip=192.0.2.44 mech=PLAIN user=x\n")
+        .collect();
+    log_through_multilog(&sys, &["t"], &smtpdlog, &lines);
+    let _sup = run(&sys);
+    let pid = wait_until("qmail-guard to run", 30, || {
+        pids_of(&sys.bin("qmail-guard")).first().copied()
+    });
+    if is_root() {
+        let qmailg = nix::unistd::User::from_name("qmailg").unwrap().unwrap();
+        assert_eq!(uid_of(pid), Some(qmailg.uid.as_raw()));
+    }
+    wait_until("the block by the service", 30, || {
+        rules(&sys).contains("192.0.2.44:deny").then_some(())
+    });
+    let _ = Command::new(sys.bin("svc")).arg("-dx").arg(&svc).status();
+}
