@@ -429,6 +429,15 @@ fn a_log_rotated_between_and_during_passes_loses_and_doubles_no_count() {
     );
 }
 
+fn qmailctl_cdb(sys: &System) -> std::process::Output {
+    Command::new(sys.bin("qmailctl"))
+        .arg("cdb")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn root_rebuilding_the_rules_follows_no_link_qmailg_planted() {
     need_root!();
@@ -450,24 +459,14 @@ fn root_rebuilding_the_rules_follows_no_link_qmailg_planted() {
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .unwrap();
-    let o = Command::new(sys.bin("qmailctl"))
-        .arg("cdb")
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+    let o = qmailctl_cdb(&sys);
     // tcprules ran as qmailg: it could not write the canary through the link
     assert_eq!(std::fs::read_to_string(&canary).unwrap(), "root's\n");
     let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&canary).unwrap());
     assert_eq!(mode & 0o777, 0o600, "{o:?}");
     // without the trap, the rebuild works and keeps the link
     std::fs::remove_file(&trap).unwrap();
-    let o = Command::new(sys.bin("qmailctl"))
-        .arg("cdb")
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+    let o = qmailctl_cdb(&sys);
     assert!(o.status.success(), "{o:?}");
     assert!(sys.root.join("control/tcp.smtp.cdb").is_symlink());
     let cdb = std::fs::read(guard.join("tcp.smtp.cdb")).unwrap();
@@ -475,12 +474,7 @@ fn root_rebuilding_the_rules_follows_no_link_qmailg_planted() {
     // a text linked elsewhere by qmailg is not read by root
     std::fs::remove_file(guard.join("tcp.smtp")).unwrap();
     std::os::unix::fs::symlink("/etc/shadow", guard.join("tcp.smtp")).unwrap();
-    let o = Command::new(sys.bin("qmailctl"))
-        .arg("cdb")
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+    let o = qmailctl_cdb(&sys);
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("root:"),
         "{o:?}"

@@ -39,16 +39,6 @@ use window::Secs;
 /// Most keys each window keeps (memory bound: a few MB at most).
 pub const MAX_KEYS: usize = 50_000;
 
-/// The services whose `log/main` qmail-guard reads by default.
-pub const LOGGED_SERVICES: &[&str] = &[
-    "qmail-send",
-    "qmail-smtpd",
-    "qmail-submission",
-    "qmail-smtps",
-    "qmail-pop3d",
-    "qmail-pop3ds",
-];
-
 /// Three thresholds for one kind of key (0 = off).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -109,8 +99,10 @@ impl Config {
         clients.check("guardclient")?;
         let logs = match c.list("guardlogs").map_err(e)? {
             Some(l) => l.iter().map(|p| (home.join(p), true)).collect(),
-            None => LOGGED_SERVICES
+            // every installed service's log but its own
+            None => install::hier::SERVICES
                 .iter()
+                .filter(|&&s| s != "qmail-guard")
                 .map(|s| (home.join("supervise").join(s).join("log/main"), false))
                 .collect(),
         };
