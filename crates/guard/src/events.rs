@@ -225,6 +225,37 @@ mod tests {
     }
 
     #[test]
+    fn no_input_panics() {
+        // xorshift bytes, and mutations of real lines
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds = [
+            format!("{T}info msg 1: bytes 5 from <a@b.test> qp 9 uid 0"),
+            format!("{T}qmail-smtpd: pid 4: refused RCPT <x@y> from 1.2.3.4: 550 no"),
+            format!("{T}qmail-popup: pid 4: auth failed ip=::1 user=x"),
+        ];
+        for i in 0..20_000 {
+            let mut b = seeds[i % 3].as_bytes().to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % (b.len() + 1);
+                match next() % 3 {
+                    0 if at < b.len() => b[at] = next() as u8,
+                    1 => b.insert(at, next() as u8),
+                    _ => b.truncate(at),
+                }
+            }
+            if let Some((_, Event::Message(s))) = parse(&b) {
+                assert!(sender_key(&s).is_some() && !s.starts_with('@'), "{s}");
+            }
+        }
+    }
+
+    #[test]
     fn sender_keys() {
         assert_eq!(
             sender_key("A.B+tag@Ex-1.test").as_deref(),

@@ -240,6 +240,11 @@ mod tests {
         assert_eq!(read(&rules).unwrap(), text);
         let db = control::cdbfile::Cdb::open(&cdb).unwrap().unwrap();
         assert_eq!(db.get(b"127.0.0.2").unwrap().unwrap(), b"D\0");
+        // an IPv6 client's rule compiles to its own key
+        let v6 = prepended(&text, &[add("2001:db8::7:deny")]);
+        replace_rules(&rules, &cdb, &v6).unwrap();
+        let db = control::cdbfile::Cdb::open(&cdb).unwrap().unwrap();
+        assert_eq!(db.get(b"2001:db8::7").unwrap().unwrap(), b"D\0");
         // a broken administrator's text: nothing is changed
         std::fs::write(&rules, "192.0.2.1 deny\n").unwrap();
         let before = std::fs::read(&cdb).unwrap();
