@@ -1498,3 +1498,56 @@ fn multilog_processor_agrees_with_debians() {
     assert!(got[0].len() > 5);
     assert!(got[0] == got[1], "processed files differ");
 }
+
+/// The scanned directory removed while svscan runs (issue 12: neither TERM nor INT
+/// stopped it): svscan still stops every service in order through the descriptors it
+/// holds, and a service whose own directory was deleted too is stopped by signals.
+#[test]
+fn svscan_stops_after_its_directory_was_removed() {
+    let d = tmp();
+    let real = d.path().join("real");
+    let kept = real.join("kept");
+    sleeper(&kept);
+    write_exec(
+        &kept.join("log/run"),
+        "#!/bin/sh\necho $$ > pid\nexec cat > lines\n",
+    );
+    let doomed = real.join("doomed");
+    sleeper(&doomed);
+    let sv = d.path().join("service");
+    std::fs::create_dir_all(&sv).unwrap();
+    std::os::unix::fs::symlink(&kept, sv.join("kept")).unwrap();
+    std::os::unix::fs::symlink(&doomed, sv.join("doomed")).unwrap();
+    let mut scan = Command::new(bin("svscan"))
+        .arg(&sv)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _cleanup = Cleanup {
+        pid: scan.id(),
+        dirs: vec![kept.clone(), doomed.clone()],
+    };
+    let kept_pid = wait_up(&kept);
+    wait_ready(&kept, kept_pid);
+    let doomed_pid = wait_up(&doomed);
+    wait_ready(&doomed, doomed_pid);
+    let logger = wait_for("the logger", || {
+        std::fs::read_to_string(kept.join("log/pid"))
+            .ok()?
+            .trim()
+            .parse::<u32>()
+            .ok()
+    });
+
+    std::fs::remove_dir_all(&sv).unwrap();
+    std::fs::remove_dir_all(&doomed).unwrap();
+    kill(scan.id(), nix::sys::signal::Signal::SIGTERM);
+    let st = wait_for("svscan exit", || scan.try_wait().ok().flatten());
+    assert!(st.success(), "{st:?}");
+    for pid in [kept_pid, doomed_pid, logger] {
+        wait_for("every service and logger gone", || {
+            (!alive(pid)).then_some(())
+        });
+    }
+    assert_eq!(svstat(&kept), "supervise not running");
+}

@@ -532,12 +532,14 @@ fn quickstart_runs_the_whole_system() {
         .arg(&script)
         .arg(tmp.path().join("run"))
         .env("QUICKSTART_BIN", build_dir())
-        // port 0 everywhere: the kernel picks, service_port reads what it picked
-        .env("SMTP_PORT", "0")
-        .env("SUBMISSION_PORT", "0")
-        .env("POP3_PORT", "0")
-        .env("SMTPS_PORT", "0")
-        .env("POP3S_PORT", "0")
+        // real ports (not 0): the commands it prints name them
+        .env("SMTP_PORT", free_port().to_string())
+        .env("SUBMISSION_PORT", free_port().to_string())
+        .env("POP3_PORT", free_port().to_string())
+        .env("SMTPS_PORT", free_port().to_string())
+        .env("POP3S_PORT", free_port().to_string())
+        .env("IMAP_PORT", free_port().to_string())
+        .env("IMAPS_PORT", free_port().to_string())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(Stdio::inherit())
@@ -590,6 +592,26 @@ p.quit()
         o.status.success() && got.starts_with("1\n") && got.contains("Subject: quick start"),
         "{o:?}"
     );
+    // every command the quick start printed works as printed (issue 12)
+    let tries: Vec<&str> = info
+        .lines()
+        .skip_while(|l| !l.starts_with("Try, from another terminal:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Ctrl-C"))
+        .map(str::trim)
+        .collect();
+    // four, and two for IMAP when Dovecot is installed
+    assert!(tries.len() == 4 || tries.len() == 6, "{info}");
+    for cmd in tries {
+        if cmd.starts_with("swaks") && find_tool("swaks").is_none() {
+            need_tool!("swaks", "swaks");
+        }
+        let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+        assert!(o.status.success(), "{cmd}: {o:?}");
+        if cmd.starts_with("swaks") {
+            assert!(text(&o).contains(" 250 2.0.0 ok "), "{cmd}: {}", text(&o));
+        }
+    }
     let st = child.stop();
     assert!(st.is_some_and(|s| s.success()), "{st:?}");
     for s in ["qmail-send", "qmail-smtpd", "qmail-pop3d"] {

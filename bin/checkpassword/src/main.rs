@@ -38,8 +38,25 @@
 //!     exists, which is when checkpassword is installed setgid); when it is missing or
 //!     unusable, qmaild's checks fail temporarily (111). Root's checks take no lock.
 //!
+//! DOVECOT MODE
+//!     With ORIG_UID in the environment (Dovecot's checkpassword driver sets it; prog
+//!     is then /usr/lib/dovecot/checkpassword-reply, descriptor 4 its pipe back to
+//!     Dovecot), checkpassword never changes uid: after the same check it exports
+//!     USER, HOME, userdb_uid, userdb_gid, userdb_mail (maildir:HOME/Maildir, for
+//!     system and virtual users alike) and EXTRA naming the userdb_ fields, gives up
+//!     its setgid group and execs prog, which writes them to descriptor 4 (Dovecot's
+//!     prefetch userdb then runs the user's imap process as that uid). Failed logins
+//!     count against control/authfaillimit (per TCPREMOTEIP) and authfailaccountlimit
+//!     in HOME/smtpd, as qmail-smtpd's and qmail-popup's do; a full counter is
+//!     refused (exit 1) without a check and logged (`login refused: too many failures
+//!     ... ip=IP user=NAME`). Dovecot's auth service runs as qmaild in the
+//!     configuration qmail-install writes (HOME/dovecot/dovecot.conf), so this is the
+//!     caller SMTP AUTH already is: the shadow group reads the hashes, and the
+//!     per-account lock applies.
+//!
 //! DESCRIPTORS
-//!     3: the credential record (read to EOF). 0, 1, 2: passed to prog.
+//!     3: the credential record (read to EOF). 0, 1, 2: passed to prog. In Dovecot
+//!     mode 4: passed to prog (checkpassword-reply writes the reply there).
 //!
 //! FILES
 //!     HOME/users/vusers.cdb, HOME/users/vpasswd.cdb (virtual users), /etc/passwd,
@@ -52,7 +69,8 @@
 //!     checkpassworddelay: seconds to wait before exiting 1 (default 1, at most 10).
 //!
 //! ENVIRONMENT
-//!     Sets USER, HOME, SHELL for prog; reads nothing.
+//!     Sets USER, HOME, SHELL for prog. Reads ORIG_UID (Dovecot mode) and there
+//!     TCPREMOTEIP (else REMOTE_IP) for the failure counters.
 //!
 //! USER
 //!     Installed root:shadow mode 2711. Run by root (qmail-popup), it becomes the
@@ -70,6 +88,7 @@ use std::os::fd::FromRawFd;
 const PROG: &str = "checkpassword";
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.is_empty() {
@@ -125,22 +144,83 @@ fn main() {
     } else {
         None
     };
+    let dovecot = auth::dovecot::called_by_dovecot();
+    let remote = auth::dovecot::remote_ip();
+    let hold = if dovecot {
+        match auth::dovecot::reserve_failure(&home, &remote, &creds.user, PROG) {
+            Ok(Ok(hold)) => Some(hold),
+            Ok(Err(full)) => {
+                qsys::die::warn(
+                    PROG,
+                    &format!("pid {}", std::process::id()),
+                    &format!(
+                        "login refused: too many failures for the {} in the last hour ip={} user={}",
+                        if full == auth::dovecot::LimitKind::AuthFailIp {
+                            "address"
+                        } else {
+                            "account"
+                        },
+                        qsys::logsafe::text(remote.as_bytes()),
+                        qsys::logsafe::text(&creds.user)
+                    ),
+                );
+                std::thread::sleep(cfg.fail_delay);
+                std::process::exit(1)
+            }
+            Err(e) => qsys::die::fatal(
+                PROG,
+                &format!("unable to update the failure counter: {e}"),
+                111,
+            ),
+        }
+    } else {
+        None
+    };
     let verdict = auth::check(&cfg, &creds);
     let user = qsys::logsafe::text(&creds.user);
+    let login = String::from_utf8_lossy(&creds.user).into_owned();
     drop(creds);
+    // a login that worked, or could not be checked, was not a failure
+    if let Some(hold) = hold
+        && verdict != auth::Verdict::Bad
+        && let Err(e) = auth::dovecot::settle(
+            &home,
+            hold,
+            &remote,
+            &login,
+            matches!(verdict, auth::Verdict::Ok(_)),
+        )
+    {
+        qsys::die::warn(
+            PROG,
+            "warning",
+            &format!("unable to update the failure counter: {e}"),
+        );
+    }
     match verdict {
         auth::Verdict::Bad => {
             qsys::die::warn(
                 PROG,
                 &format!("pid {}", std::process::id()),
-                &format!("bad password caller={ruid} user={user}"),
+                &format!(
+                    "bad password caller={ruid}{} user={user}",
+                    if dovecot {
+                        format!(" ip={}", qsys::logsafe::text(remote.as_bytes()))
+                    } else {
+                        String::new()
+                    }
+                ),
             );
             std::thread::sleep(cfg.fail_delay);
             std::process::exit(1)
         }
         auth::Verdict::Temp(why) => qsys::die::fatal(PROG, &why, 111),
         auth::Verdict::Ok(acct) => {
-            let e = auth::become_account(&acct, &argv);
+            let e = if dovecot {
+                auth::dovecot::exec_reply(&acct, &argv)
+            } else {
+                auth::become_account(&acct, &argv)
+            };
             qsys::die::fatal(
                 PROG,
                 &format!(

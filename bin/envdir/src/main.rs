@@ -13,6 +13,7 @@
 //!     111 usage (as in daemontools), unreadable DIR or file, exec failure.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("envdir");
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() < 3 {

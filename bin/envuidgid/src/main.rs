@@ -11,6 +11,7 @@
 //!     100 usage; 111 unknown account or exec failure.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("envuidgid");
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() < 3 {

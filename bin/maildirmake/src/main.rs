@@ -11,6 +11,7 @@
 //!     0 created; 100 usage; 111 the directory could not be created.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("maildirmake");
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let [dir] = args.as_slice() else {

@@ -19,6 +19,7 @@
 //!     to lock directory DIR: temporary failure`).
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("multilog");
     let args: Vec<String> = std::env::args().skip(1).collect();
     logdir::run(&args);

@@ -43,6 +43,7 @@ fn clean_pid_dir(layout: &queue::Layout) {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-clean");
     let home = qsys::home().unwrap_or_else(|_| {
         qsys::die::fatal("qmail-clean", "unable to find my home directory", 111)

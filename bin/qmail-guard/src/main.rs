@@ -38,25 +38,13 @@ use std::time::Duration;
 
 const PROG: &str = "qmail-guard";
 
-/// The opening comment of this file: the manual `--help` prints.
-fn manual() -> String {
-    include_str!("main.rs")
-        .lines()
-        .take_while(|l| l.starts_with("//!"))
-        .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
-        .fold(String::new(), |text, l| text + l + "\n")
-}
-
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let once = match args.as_slice() {
         [] => false,
         [a] if a == "-1" => true,
-        [a] if a == "--help" || a == "-h" => {
-            print!("{}", manual());
-            return;
-        }
         _ => {
             qsys::die::warn(PROG, "usage", "qmail-guard [-1]");
             std::process::exit(100);

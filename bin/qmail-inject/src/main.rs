@@ -55,6 +55,7 @@ const SYNOPSIS: &str = "usage: qmail-inject [ -nNaAhH ] [ -fsender ] [ recipient
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-inject");
     inject::cli::qmail_inject(SYNOPSIS)
 }

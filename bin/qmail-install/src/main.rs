@@ -33,11 +33,28 @@
 //!     link) stops it with `refusing to touch PATH: ...`; entries alias made in
 //!     ~alias are left alone.
 //!
+//!     IMAP: when Debian's Dovecot is installed (/usr/sbin/dovecot and
+//!     /usr/lib/dovecot/checkpassword-reply), also writes DIR/dovecot/dovecot.conf
+//!     (IMAP with STARTTLS and IMAPS on control/servercert.pem, TLS 1.2 and up,
+//!     passwords only inside TLS, maildir:~/Maildir, logins through DIR/bin/
+//!     checkpassword, log to stderr), DIR/dovecot/{run,state} and the service
+//!     qmail-imapd (dovecot -F under supervise, with a log service); it says on one
+//!     line whether it did, or that Dovecot is missing.
+//!
 //!     --link-services DIR links the installed services into DIR (the directory
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
 //!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and
-//!     qmail-pop3ds, or only those named with --service (repeatable). Existing
-//!     entries are left alone.
+//!     qmail-pop3ds (and qmail-imapd when installed), or only those named with
+//!     --service (repeatable). Existing entries are left alone.
+//!
+//!     After installing, it names the programs of other packages (Debian's
+//!     daemontools and ucspi-tcp: svc, svstat, tcprules, ...) that a bare name in the
+//!     caller's PATH would run instead of ours, and how to put DIR/bin first.
+//!
+//!     As root it gives control/servercert.pem and control/serverkey.pem, when they
+//!     exist, to qmaild with mode 0400. --link-services leaves qmail-smtps and
+//!     qmail-pop3ds out while there is no control/servercert.pem (and refuses them
+//!     by name), saying so.
 //!
 //! EXIT CODES
 //!     0 installed; 100 usage; 111 any failure (the message says what).
@@ -66,6 +83,7 @@ struct Args {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-install");
     let args = match Args::try_parse() {
         Ok(a) => a,
@@ -100,19 +118,51 @@ fn main() {
                 "qmail-install: installed {} programs into {}",
                 progs.len(),
                 opts.root.display()
-            )
+            );
+            note_shadowed_tools(&opts.root.join("bin"));
         }
         Err(e) => fatal(e.to_string()),
     };
+    println!(
+        "{}",
+        install::hier::imap_message(&opts.root, &install::hier::imap_setup(&opts.root))
+    );
     if let Some(dir) = &args.link_services {
         let names: Vec<&str> = args.services.iter().map(String::as_str).collect();
         match install::hier::link_services(&opts.root, dir, &names) {
-            Ok(done) => println!(
-                "qmail-install: linked {} services into {}",
-                done.len(),
-                dir.display()
-            ),
+            Ok(linked) => {
+                println!(
+                    "qmail-install: linked {} services into {}",
+                    linked.done.len(),
+                    dir.display()
+                );
+                for n in &linked.need_certificate {
+                    eprintln!(
+                        "qmail-install: not linking {n}: it needs a certificate in \
+                         {}/control/servercert.pem, readable by qmaild (INSTALL.md, \"TLS, \
+                         SMTP AUTH and POP3\"); then rerun with --service {n}",
+                        opts.root.display()
+                    );
+                }
+            }
             Err(e) => fatal(e.to_string()),
         }
     }
+}
+
+/// Say which of our tools a bare name in this PATH would not run (Debian's daemontools
+/// or ucspi-tcp first), and how to reach ours.
+fn note_shadowed_tools(bin: &std::path::Path) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let others = install::path::shadowing(bin, &path);
+    if others.is_empty() {
+        return;
+    }
+    let list: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
+    eprintln!(
+        "qmail-install: note: in your PATH these run other packages' programs, not ours: {}; \
+         use {b}/NAME, or put {b} first: export PATH={b}:$PATH",
+        list.join(" "),
+        b = bin.display()
+    );
 }

@@ -50,6 +50,7 @@ fn usage() -> ! {
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-local");
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let mut dry_run = false;

@@ -29,6 +29,7 @@ use spawn::lspawn;
 use spawn::serve::{Spawner, Start, serve};
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-lspawn");
     let fatal = |m: &str, code| -> ! { qsys::die::fatal("qmail-lspawn", m, code) };
     let Some(default_delivery) = std::env::args_os()

@@ -18,6 +18,7 @@
 //!     0 done; 111 unreadable morercpthosts or write failure.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-newmrh");
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-newmrh", &m, 111) };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory".into()));

@@ -15,6 +15,7 @@
 //!     0 done; 111 unreadable assign, syntax error or write failure.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-newu");
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-newu", &m, 111) };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory".into()));

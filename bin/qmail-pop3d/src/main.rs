@@ -41,6 +41,7 @@ fn die(w: &mut impl Write, msg: &str) -> ! {
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-pop3d");
     let timeout = qsys::home()
         .ok()

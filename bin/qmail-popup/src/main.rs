@@ -85,6 +85,7 @@ fn die(msg: &str, code: i32) -> ! {
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let pop3s = args.first().is_some_and(|a| a == "--pop3s");

@@ -110,6 +110,7 @@ fn fail(code: i32, why: &str) -> ! {
 }
 
 fn main() {
+    qsys::help!();
     std::panic::set_hook(Box::new(|_| std::process::exit(81)));
     let reason_out = take_reason_fd();
     close_on_exec_above(2);

@@ -18,6 +18,7 @@
 use std::os::unix::fs::MetadataExt;
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-qread");
     qsys::die::default_sigpipe();
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-qread", &m, 111) };

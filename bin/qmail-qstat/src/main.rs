@@ -18,6 +18,7 @@ fn count(dir: &std::path::Path) -> std::io::Result<usize> {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-qstat");
     qsys::die::default_sigpipe();
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-qstat", &m, 111) };

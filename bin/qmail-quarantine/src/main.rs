@@ -19,7 +19,9 @@
 //!              recipient on lines of their own; values are escaped (a control byte
 //!              shows as \xHH, a backslash as \\). A file that is not a quarantined
 //!              message (or not a plain file) is reported on stderr and skipped.
-//!     show     the stored file: its X-Quarantine-* fields, then the message.
+//!     show     the stored file: its X-Quarantine-* fields, then the message; on a
+//!              terminal, control bytes other than newline and tab show as \xHH (an
+//!              escape sequence in a hostile message cannot drive the terminal).
 //!     release  queue the message, without the X-Quarantine-* fields, to its original
 //!              sender and recipients through HOME/bin/qmail-queue itself (never
 //!              $QMAILQUEUE, so the filter that stopped it does not see it again), then
@@ -49,6 +51,7 @@ const PROG: &str = "qmail-quarantine";
 const USAGE: &str = "usage: qmail-quarantine list | show ID | release ID | delete ID";
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     qsys::die::default_sigpipe();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -92,6 +95,9 @@ fn run(home: &std::path::Path, args: &[&str]) -> Result<(), Failure> {
                     .map_err(write_failed)?;
             }
             out.flush().map_err(write_failed)
+        }
+        "show" if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            q.show(id, &mut quarantine::terminal::TerminalSafe(&mut out))
         }
         "show" => q.show(id, &mut out),
         "release" => {

@@ -41,6 +41,7 @@ extern "C" fn on_alarm(_: libc::c_int) {
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     std::panic::set_hook(Box::new(|_| std::process::exit(81)));
     let Ok(home) = qsys::home() else {
         std::process::exit(61)

@@ -23,6 +23,7 @@
 //!     0 done (prints the number of entries); 111 read or write failure.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-recipients");
     qsys::die::default_sigpipe();
     let fatal = |m: String| -> ! { qsys::die::fatal("qmail-recipients", &m, 111) };

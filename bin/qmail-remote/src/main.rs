@@ -43,6 +43,7 @@ use std::os::fd::AsFd;
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-remote");
     let args: Vec<String> = std::env::args_os()
         .skip(1)

@@ -22,6 +22,7 @@ use spawn::serve::{Spawner, Start, serve};
 use std::process::{Command, Stdio};
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-rspawn");
     let fatal = |m: &str| -> ! { qsys::die::fatal("qmail-rspawn", m, 111) };
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory"));

@@ -210,6 +210,7 @@ fn quarantine(
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let start = Instant::now();
     let home = qsys::home().unwrap_or_else(|e| {

@@ -34,6 +34,7 @@
 //!     no spawners) or a spawner or qmail-clean died.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-send");
     qsys::block_control_signals();
     // The log is descriptor 0 (descriptor 1 is the pipe to qmail-lspawn).

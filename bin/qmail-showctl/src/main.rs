@@ -106,6 +106,7 @@ fn value_in_force(ctl: &Controls, name: &str) -> ! {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     qsys::die::default_sigpipe();
     let home = qsys::home().unwrap_or_else(|_| fatal("unable to find my home directory", 111));

@@ -57,6 +57,7 @@
 //!     closed), 452 maxrcpt, 530 tlsrequired or AUTH first;
 //!     `AUTH MECH user U from IP`;
 //!     `auth failed ip=IP mech=MECH user=U` (user= last, for log-driven blockers);
+//!     `AUTH refused: too many AUTH commands ip=IP (clientauthrate: N per W s)`;
 //!     `AUTH refused: N failures in the last hour ip=IP` and `AUTH refused: too many
 //!     failures for the address|account in the last hour ip=IP user=U`;
 //!     `discarded N bytes pipelined after STARTTLS`;
@@ -78,19 +79,26 @@
 //!     (20 per hour per account), sendermap (none), ratelimit (0 = none; recipients per
 //!     account per hour), recipients.cdb (none: no recipient check; see qmail-recipients),
 //!     servercert.pem / serverkey.pem (no TLS without them; a key readable by everyone
-//!     is used with a warning). A malformed number or flag is logged and its default
+//!     is used with a warning); clientmessagerate, clientrcptrate, clientauthrate (0 =
+//!     none; MAIL, RCPT, AUTH commands per client address per clientratewindow, 60 s,
+//!     across sessions, as Postfix's smtpd_client_*_rate_limit: `450 4.7.1 Error: too
+//!     much mail from IP`, `... too many recipients from IP`, `... too many AUTH
+//!     commands from IP`). A malformed number or flag is logged and its default
 //!     used (tlsrequired: 1); a malformed databytes refuses every session with 421
 //!     (control/README).
 //!
 //! FILES
-//!     HOME/smtpd/{rate,authfail,authfailaccount,authok}/  counters (the limits crate);
+//!     HOME/smtpd/{rate,authfail,authfailaccount,authok,clientmessage,clientrcpt,
+//!     clientauth}/  counters (the limits crate);
 //!     HOME/smtpd must be writable by qmaild.
 //!
 //! ENVIRONMENT
 //!     TCPREMOTEIP, TCPREMOTEHOST, TCPREMOTEINFO, TCPLOCALIP, TCPLOCALHOST (tcpserver);
 //!     RELAYCLIENT (may relay; appended to each recipient), DATABYTES (overrides
 //!     control/databytes), QMAILQUEUE; AUTHPLAINTEXT (allow PLAIN/LOGIN without TLS,
-//!     e.g. from tcprules for 127.0.0.1), TLSREQUIRED (overrides control/tlsrequired).
+//!     e.g. from tcprules for 127.0.0.1), TLSREQUIRED (overrides control/tlsrequired),
+//!     CLIENTMESSAGERATE, CLIENTRCPTRATE, CLIENTAUTHRATE (override the client rates;
+//!     "0" exempts; a RELAYCLIENT client without them is not limited).
 //!
 //! USER
 //!     qmaild:nofiles (tcpserver -u -g). Started as root, it becomes qmaild first.
@@ -104,6 +112,7 @@
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-smtpd");
     // An inherited SIGCHLD=ignore would make the kernel reap qmail-queue before we
     // read its exit code; the default disposition is needed.

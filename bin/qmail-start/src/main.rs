@@ -77,6 +77,7 @@ fn start(bin: &Path, args: &[&str], user: Option<&str>, stdin: OwnedFd, stdout: 
 
 #[allow(clippy::zombie_processes)] // the logger outlives us, see start()
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-start");
     qsys::block_control_signals();
     let args: Vec<String> = std::env::args().skip(1).collect();

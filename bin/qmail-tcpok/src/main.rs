@@ -15,6 +15,7 @@
 //!     0 done; 111 the file could not be written (`qmail-tcpok: fatal: ...` on stderr).
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-tcpok");
     let home = match qsys::home() {
         Ok(h) => h,

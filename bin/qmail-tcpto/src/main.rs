@@ -19,6 +19,7 @@
 use std::io::Write;
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-tcpto");
     let home = match qsys::home() {
         Ok(h) => h,

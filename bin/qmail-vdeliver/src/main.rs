@@ -32,6 +32,7 @@ use std::io::Write;
 use std::os::fd::FromRawFd;
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("qmail-vdeliver");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let (ext, host) = (var("EXT"), var("HOST"));

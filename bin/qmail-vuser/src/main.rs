@@ -16,7 +16,10 @@
 //! DESCRIPTION
 //!     Edits this installation's virtual-user store (HOME/users/vdomains and
 //!     HOME/users/vpasswd, compiled to vusers.cdb and vpasswd.cdb under a lock; see the
-//!     vusers crate for the formats).
+//!     vusers crate for the formats). Every change also rewrites HOME/users/
+//!     dovecot-passwd (root:shadow 0640), the enabled users with their hashes as a
+//!     Dovecot passwd-file (`address:{CRYPT}hash:uid:gid::home::`), so that Dovecot 2.4,
+//!     which has no checkpassword driver, can serve them (INSTALL.md, "IMAP").
 //!
 //!     adddomain creates DIR (default HOME/vdomains/DOMAIN) owned by USER (default: the
 //!     invoking user, or `vmail` as root) with `.qmail-default` = `|HOME/bin/qmail-vdeliver`
@@ -178,6 +181,7 @@ fn new_password(home: &std::path::Path, address: &str, apop: bool) -> (String, O
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     qsys::die::default_sigpipe();
     let args = match Args::try_parse() {

@@ -6,8 +6,9 @@
 //! DESCRIPTION
 //!     Acts on the services of this installation that are linked into SERVICEDIR
 //!     (default: $QMAILCTL_SERVICE_DIR, else /service): qmail-send, qmail-smtpd,
-//!     qmail-submission, qmail-smtps, qmail-pop3d, qmail-pop3ds, qmail-guard, and their log/
-//!     services. HOME is the installation holding this program (HOME/bin/qmailctl).
+//!     qmail-submission, qmail-smtps, qmail-pop3d, qmail-pop3ds, qmail-imapd
+//!     (Dovecot, when installed), qmail-guard, and their log/ services. HOME is the
+//!     installation holding this program (HOME/bin/qmailctl).
 //!
 //!     start      svc -u every service and log (needs svscan running)
 //!     stop       svc -d every service and log
@@ -197,6 +198,7 @@ impl Ctl {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     qsys::die::default_sigpipe();
     let mut args: Vec<String> = std::env::args().skip(1).collect();

@@ -83,6 +83,7 @@ impl Lookups for Dns {
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let ip: Option<IpAddr> = std::env::var("TCPREMOTEIP")

@@ -23,13 +23,13 @@
 //!     -q...       wake qmail-send (write HOME/queue/lock/trigger) and exit 0
 //!     -i -oi -v -x -m -e* -o* -p* -B* -E* -J*   accepted and ignored
 //!     No-argument flags may be clustered; arguments may be attached or separate.
-//!     Run as newaliases: exit 100.
+//!     Run as newaliases, or with -bi: runs newaliases (compiles /etc/aliases).
 //!
 //! USER
 //!     Runs as the calling user.
 //!
 //! EXIT CODES
-//!     Those of qmail-inject; 100 for a usage error or newaliases; 111 when the program
+//!     Those of qmail-inject; 100 for a usage error; 111 when the program
 //!     to exec for -bp or -bs cannot be run ("sendmail: fatal: unable to run
 //!     qmail-smtpd").
 
@@ -46,6 +46,7 @@ const SYNOPSIS: &str =
 qsys::lean_main!(run);
 
 fn run() {
+    qsys::help!();
     qsys::die::install_panic_hook("sendmail");
     inject::cli::sendmail(SYNOPSIS)
 }

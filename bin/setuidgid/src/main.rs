@@ -14,6 +14,7 @@
 //!     100 usage; 111 unknown account, setgid/setuid or exec failure.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("setuidgid");
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() < 3 {

@@ -16,6 +16,7 @@
 const USAGE: &str = "[-a allbytes] [-c corebytes] [-d databytes] [-f filebytes] [-l lockbytes] [-m membytes] [-o openfiles] [-p processes] [-r residentbytes] [-s stackbytes] [-t cpusecs] child";
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("softlimit");
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let usage = || -> ! { runtools::usage("softlimit", USAGE, 100) };

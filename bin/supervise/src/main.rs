@@ -24,6 +24,7 @@
 //!     (`supervise: fatal: unable to acquire DIR/supervise/lock: temporary failure`).
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("supervise");
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 2 || args[1].is_empty() {

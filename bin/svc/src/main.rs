@@ -17,6 +17,7 @@
 //!     supervise not running`); 100 usage.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("svc");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (letters, dirs) = match svcdir::ctl::parse_svc_args(&args) {

@@ -12,6 +12,7 @@
 //!     (`svok: fatal: unable to chdir to DIR: ...`).
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("svok");
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 2 {

@@ -22,6 +22,7 @@
 //!     0 after SIGTERM/SIGINT shutdown; 111 unable to chdir to DIR.
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("svscan");
     let args: Vec<String> = std::env::args().collect();
     svcdir::scan::svscan(args.get(1).map(String::as_str));

@@ -23,6 +23,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("svscanboot");
     let dir = std::env::args().nth(1).unwrap_or_else(|| "/service".into());
     let bindir: PathBuf = match std::fs::read_link("/proc/self/exe") {

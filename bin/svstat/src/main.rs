@@ -19,6 +19,7 @@
 use std::io::Write;
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("svstat");
     qsys::die::default_sigpipe();
     let mut out = String::new();

@@ -14,6 +14,7 @@
 use std::io::{Read, Write};
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("tai64n");
     let mut input = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();

@@ -14,6 +14,7 @@
 use std::io::{BufRead, Write};
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook("tai64nlocal");
     let mut input = std::io::BufReader::new(std::io::stdin());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -38,6 +38,7 @@ fn fatal(msg: &str) -> ! {
 }
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let (opts, rest) = qsys::getopt::getopt(&args, "hHrRdDqQvi:p:T:l:t:")

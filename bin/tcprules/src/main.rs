@@ -31,6 +31,7 @@ use std::path::Path;
 const PROG: &str = "tcprules";
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let [cdb, tmp] = args.as_slice() else {

@@ -18,6 +18,7 @@ use std::io::Write;
 const PROG: &str = "tcprulescheck";
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let [path] = args.as_slice() else {

@@ -1,7 +1,8 @@
 //! tcpserver - accept TCP connections and run a program for each
 //!
 //! SYNOPSIS
-//!     tcpserver [ -461UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ]
+//!     tcpserver [ -461UXpPhHrRoOdDqQsv ] [ -c limit ] [ -C perclient ]
+//!               [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ]
 //!               [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ]
 //!               host port program [ arg ... ]
 //!
@@ -16,6 +17,24 @@
 //!     accepting; new clients wait in the listen backlog (`-b`; default four times `-c`,
 //!     at least 256, where ucspi-tcp has 20; the kernel caps it at net.core.somaxconn).
 //!
+//! PER-CLIENT LIMITS
+//!     A client is its IPv4 address, or the /64 of its IPv6 address. `-C N`: at most N
+//!     simultaneous connections per client (s6-tcpserver's -C). `-N N`: at most N new
+//!     connections per client in each window of `-W SECS` seconds (default 60; the
+//!     window starts at a client's first connection, as Postfix's anvil counts
+//!     smtpd_client_connection_rate_limit). 0 or no option: no limit. A client over a
+//!     limit is closed at once without running program and without taking one of
+//!     the `-c` slots; with `-s` (the service speaks SMTP) it first gets
+//!     `421 4.7.0 LOCALNAME Error: too many connections from your address`, LOCALNAME
+//!     being `-l`'s name (else the local address). Other services are just closed.
+//!     The rule of `-x` matching the client's address (its address, address
+//!     prefixes, the default rule: not host-name or ident rules) may set either limit
+//!     for its clients with MAXCONNIP="N" and MAXCONNRATEIP="N"; "0" exempts them, as
+//!     Postfix's smtpd_client_event_limit_exceptions do (a trusted relay, a webmail
+//!     host). Unlike the tcpserver-limits patch, MAXCONNIP="0" means no limit, not
+//!     "refuse all" (that is `deny`). The counts live in this process's memory: exact,
+//!     and lost on restart.
+//!
 //! OPTIONS
 //!     -c N  concurrency limit.  -x FILE  rules cdb (-X: a missing FILE means allow).
 //!     -B S  banner.  -u UID, -g GID  numeric ids (names accepted too; 0 = unchanged);
@@ -25,7 +44,8 @@
 //!     TCPREMOTEINFO or not; -t N its timeout (26 s).  -l NAME  TCPLOCALHOST without a
 //!     lookup.  -o / -O (default) keep or kill IP options.  -d (default) / -D  Nagle or
 //!     TCP_NODELAY.  -1  print the local port on stdout once listening.  -4  IPv4 only;
-//!     -6  IPv6 semantics (the default for host 0 here).
+//!     -6  IPv6 semantics (the default for host 0 here).  -C N, -N N, -W SECS, -s:
+//!     per-client limits, above.
 //!
 //! ENVIRONMENT
 //!     Sets PROTO (TCP or TCP6), TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST, TCPREMOTEIP,
@@ -36,6 +56,11 @@
 //! LOG (stderr, -v)
 //!     `status: N/LIMIT`, `pid P from IP`, `ok P LHOST:LIP:LPORT RHOST:RIP:RINFO:RPORT`,
 //!     `deny P ...`, `end P status S` (S the raw wait status), as ucspi-tcp writes them.
+//!     With -v or -Q, each client refused by a per-client limit, one line:
+//!     `refused IP port P: too many connections from this address (N open, limit L)` or
+//!     `refused IP port P: too many new connections from this address (N in W s, limit
+//!     L)`; a limit variable that is not a number: `warning: rule for IP: MAXCONNIP=...
+//!     is not a number` (the option's limit applies).
 //!
 //! USER
 //!     Started as root when it must bind a low port or drop to `-u`/`-g`; the children
@@ -48,6 +73,7 @@
 use ucspi::server::{self, PROG, USAGE};
 
 fn main() {
+    qsys::help!();
     qsys::die::install_panic_hook(PROG);
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let opts = match server::parse_args(&args) {

@@ -11,6 +11,8 @@
 //! - [`client`]: the caller's side (qmail-smtpd and qmail-popup): the record on fd 3,
 //!   the timeout, the exit status as an enum, the password wiped.
 //! - [`canonical_login`]: one name per account, for counters keyed on it.
+//! - [`dovecot`]: the mode for Dovecot's checkpassword driver (IMAP): verify, count
+//!   failures, and hand uid, gid, home and Maildir back instead of becoming the user.
 //!
 //! # Who may verify
 //!
@@ -24,7 +26,8 @@
 //! Run by qmaild (qmail-smtpd's AUTH), its effective group `shadow` lets it read
 //! `/etc/shadow` and `users/vpasswd.cdb` (group `shadow`, 0640); it verifies, drops the
 //! group again (real gid) and execs the subprogram without changing uid. qmail-smtpd
-//! itself never gains that group. Without the setgid bit, a non-root caller can verify
+//! itself never gains that group. Dovecot's auth service (IMAP) runs as qmaild too, in
+//! the configuration qmail-install writes, so it is the same caller ([`dovecot`]). Without the setgid bit, a non-root caller can verify
 //! only what it can read; an unreadable hash database is a temporary failure (111),
 //! never "bad password".
 //!
@@ -45,6 +48,7 @@
 
 pub mod client;
 pub mod crypt;
+pub mod dovecot;
 
 use std::ffi::CString;
 use std::io::{self, Read};

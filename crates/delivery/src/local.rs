@@ -179,7 +179,7 @@ fn new_sender(r: &Recipient) -> String {
 }
 
 /// Program exit codes that mean "bounce" (qmail-command(8)).
-fn program_permanent(code: i32) -> bool {
+pub fn program_permanent(code: i32) -> bool {
     matches!(code, 64 | 65 | 70 | 76 | 77 | 78 | 100 | 112)
 }
 

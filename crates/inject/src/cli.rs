@@ -166,7 +166,7 @@ pub fn sendmail(synopsis: &str) -> ! {
             qsys::die::warn(SM, "usage", sendmail::USAGE);
             std::process::exit(PERM)
         }
-        Action::NewAliases => fatal(SM, "please use fastforward/newaliases instead", PERM),
+        Action::NewAliases => exec("newaliases", &[], &[]),
         Action::RunQueue => {
             let home = qsys::home().unwrap_or_else(|e| {
                 fatal(

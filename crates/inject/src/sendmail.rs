@@ -20,7 +20,8 @@
 //! - `-bs`: run HOME/bin/qmail-smtpd, with qmail's local-session environment unless
 //!   PROTO is already set.
 //! - `-q...`: our extension for cron jobs calling `sendmail -q`: pull the queue trigger.
-//! - anything else: qmail's usage line, exit 100; called as `newaliases`: exit 100.
+//! - `-bi` (or being called `newaliases`): run HOME/bin/newaliases (fastforward's).
+//! - anything else: qmail's usage line, exit 100.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -52,7 +53,7 @@ pub enum Action {
     Help,
     /// Print the usage line and exit 100; the text says what was wrong.
     Usage(String),
-    /// Called as newaliases: exit 100.
+    /// Called as newaliases, or `-bi`: run newaliases.
     NewAliases,
 }
 
@@ -161,6 +162,7 @@ pub fn translate(argv: &[OsString], proto_set: bool) -> Action {
                         b'b' => match val.first() {
                             Some(b'm') => {}
                             Some(b'p') => return Action::MailQ,
+                            Some(b'i') => return Action::NewAliases,
                             Some(b's') => {
                                 return Action::Smtpd {
                                     env: smtpd_env(proto_set),
@@ -338,6 +340,10 @@ mod tests {
             Action::RunQueue
         );
         assert_eq!(translate(&argv(&["newaliases"]), false), Action::NewAliases);
+        assert_eq!(
+            translate(&argv(&["sendmail", "-bi"]), false),
+            Action::NewAliases
+        );
         assert_eq!(
             translate(&argv(&["sendmail", "--help"]), false),
             Action::Help

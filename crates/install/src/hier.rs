@@ -112,6 +112,9 @@ const PROGRAMS: &[Program] = &[
     },
     prog("qmail-scan", 0o755),
     prog("qmail-quarantine", 0o700),
+    // fastforward: /etc/aliases for sendmail and Postfix refugees
+    prog("newaliases", 0o755),
+    prog("fastforward", 0o755),
     prog("qmail-guard", 0o755),
 ];
 
@@ -136,6 +139,8 @@ fn dirs() -> Vec<DirSpec> {
         d("control", Owner::Root, 0o755),
         d("users", Owner::Root, 0o755),
         d("doc", Owner::Root, 0o755),
+        d("man", Owner::Root, 0o755),
+        d("man/man8", Owner::Root, 0o755),
         d("boot", Owner::Root, 0o755),
         d("supervise", Owner::Root, 0o755),
         d("alias", Owner::User("alias"), 0o2755),
@@ -268,7 +273,8 @@ const SUPERVISE: &[(&str, &str)] = &[
 const SCANRULES: &str = include_str!("../../../control/scanrules");
 
 /// Boot files installed under `boot/` with `@HOME@` replaced by the root: a systemd
-/// unit and a plain init script, each starting `svscanboot /service`.
+/// unit and a plain init script, each starting `svscanboot /service`, the
+/// certificate deploy hook for certbot and acme.sh, and the sendmail replacement.
 const BOOT: &[(&str, &str, u32)] = &[
     (
         "svscan.service",
@@ -278,6 +284,16 @@ const BOOT: &[(&str, &str, u32)] = &[
     (
         "svscan.init",
         include_str!("../../../init/svscan.init"),
+        0o755,
+    ),
+    (
+        "cert-deploy",
+        include_str!("../../../init/cert-deploy"),
+        0o755,
+    ),
+    (
+        "replace-sendmail",
+        include_str!("../../../init/replace-sendmail"),
         0o755,
     ),
 ];
@@ -290,27 +306,70 @@ pub const SERVICES: &[&str] = &[
     "qmail-smtps",
     "qmail-pop3d",
     "qmail-pop3ds",
+    IMAP_SERVICE,
     "qmail-guard",
 ];
+
+/// The services that speak TLS from the first byte: without `control/servercert.pem`
+/// they would accept connections and fail every one.
+pub const NEED_CERTIFICATE: &[&str] = &["qmail-smtps", "qmail-pop3ds", IMAP_SERVICE];
+
+/// What [`link_services`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Linked {
+    /// The names newly linked.
+    pub done: Vec<String>,
+    /// Services of the full set left out because no certificate is installed.
+    pub need_certificate: Vec<String>,
+}
 
 /// Link services into a service directory svscan watches (`/service`):
 /// `DIR/NAME -> ROOT/supervise/NAME` for every NAME in `names` (all of [`SERVICES`]
 /// when empty). An existing entry is left alone (an administrator's choice wins).
 /// Each link is made under a temporary name and renamed, so svscan never sees a
-/// half-made entry. Returns the names newly linked.
-pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<String>> {
-    let names: Vec<&str> = if names.is_empty() {
+/// half-made entry. A service qmail-install did not write (qmail-imapd without
+/// Dovecot) is left out of the full set and refused when named; so is a service of
+/// [`NEED_CERTIFICATE`] while `control/servercert.pem` does not exist.
+pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Linked> {
+    let all = names.is_empty();
+    let names: Vec<&str> = if all {
         SERVICES.to_vec()
     } else {
         names.to_vec()
     };
+    let have_cert = root.join("control").join("servercert.pem").exists();
     ctx(std::fs::create_dir_all(dir), || {
         format!("unable to create {}", dir.display())
     })?;
-    let mut done = Vec::new();
+    let mut linked = Linked::default();
     for n in names {
         if !SERVICES.contains(&n) {
             return Err(io::Error::other(format!("unknown service {n}")));
+        }
+        // qmail-imapd exists only where Dovecot was installed
+        if !root.join("supervise").join(n).join("run").is_file() {
+            if all {
+                continue;
+            }
+            return Err(io::Error::other(format!(
+                "service {n} is not installed{}",
+                if n == IMAP_SERVICE {
+                    " (Dovecot was missing when qmail-install ran)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if NEED_CERTIFICATE.contains(&n) && !have_cert {
+            if all {
+                linked.need_certificate.push(n.to_string());
+                continue;
+            }
+            return Err(io::Error::other(format!(
+                "not linking {n}: it needs a certificate in {}/control/servercert.pem \
+                 (INSTALL.md, \"TLS, SMTP AUTH and POP3\")",
+                root.display()
+            )));
         }
         let link = dir.join(n);
         if std::fs::symlink_metadata(&link).is_ok() {
@@ -325,9 +384,9 @@ pub fn link_services(root: &Path, dir: &Path, names: &[&str]) -> io::Result<Vec<
         ctx(std::fs::rename(&tmp, &link), || {
             format!("unable to link {}", link.display())
         })?;
-        done.push(n.to_string());
+        linked.done.push(n.to_string());
     }
-    Ok(done)
+    Ok(linked)
 }
 
 /// Resolves owner names to ids once. Without root every id is the caller's and no
@@ -392,9 +451,33 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
     supervise_scripts(&opts.root)?;
     first_controls(opts)?;
     alias_files(&root, &ids)?;
+    tls_files(&root, &ids)?;
+    if let ImapSetup::Written = imap_setup(&opts.root) {
+        dovecot_files(&opts.root)?;
+    }
     guard_files(&root, &ids)?;
     Ok(installed)
 }
+
+/// The TLS certificate and key already in `control/` (an administrator's, or one a
+/// renewal copied there) given to qmaild, the user that speaks TLS, mode 0400: run as
+/// root, every (re)install repairs a key someone made unreadable to qmaild or readable
+/// to everyone. Never through a link.
+fn tls_files(root: &Dir, ids: &Ids) -> io::Result<()> {
+    let control = root.subdir("control")?;
+    let uid = ids.uid(Owner::User("qmaild"))?;
+    for name in [TLS_CERT, TLS_KEY] {
+        if let Some(fd) = control.open_entry(name, Kind::File)? {
+            qsys::safefs::set_owner_mode(&fd, &control.join(name), uid, None, 0o400)?;
+        }
+    }
+    Ok(())
+}
+
+/// The certificate chain (with the key, or the key apart in [`TLS_KEY`]), as the tls
+/// crate reads them.
+const TLS_CERT: &str = "servercert.pem";
+const TLS_KEY: &str = "serverkey.pem";
 
 /// As root, refuse a root below a directory another user could rename it out of (a
 /// checkout in /home/USER): the set-id qmail-queue and checkpassword would refuse to run
@@ -556,6 +639,17 @@ fn supervise_scripts(root: &Path) -> io::Result<()> {
             &text.replace("@HOME@", &home),
             *mode,
         )?;
+    }
+    // the manuals: `man -M HOME/man NAME` (man-db also finds HOME/man by itself when
+    // HOME/bin is in PATH), and plain text in doc/ (both root's, like boot/)
+    for (name, source) in crate::manuals::MANUALS {
+        let text = qsys::manual::text(source);
+        put(
+            &root.join("man/man8").join(format!("{name}.8")),
+            &qsys::manual::roff(name, &text),
+            0o644,
+        )?;
+        put(&root.join("doc").join(format!("{name}.txt")), &text, 0o644)?;
     }
     Ok(())
 }
@@ -891,14 +985,29 @@ mod tests {
         assert!(unit.contains(&format!("ExecStart={}/bin/svscanboot", opts.root.display())));
         let sv = d.path().join("service");
         assert_eq!(
-            link_services(&opts.root, &sv, &["qmail-send"]).unwrap(),
+            link_services(&opts.root, &sv, &["qmail-send"])
+                .unwrap()
+                .done,
             vec!["qmail-send"]
         );
         assert!(sv.join("qmail-send/run").is_file());
-        assert_eq!(
-            link_services(&opts.root, &sv, &[]).unwrap().len(),
-            SERVICES.len() - 1
-        );
+        // without a certificate the TLS-only services are left out, or refused by name
+        let installed = |names: &[&str]| -> Vec<String> {
+            names
+                .iter()
+                .filter(|n| opts.root.join("supervise").join(n).join("run").is_file())
+                .map(|n| n.to_string())
+                .collect()
+        };
+        let (tls_only, all) = (installed(NEED_CERTIFICATE), installed(SERVICES));
+        let linked = link_services(&opts.root, &sv, &[]).unwrap();
+        assert_eq!(linked.need_certificate, tls_only);
+        assert_eq!(linked.done.len(), all.len() - 1 - tls_only.len());
+        let refused = link_services(&opts.root, &sv, &["qmail-smtps"]).unwrap_err();
+        assert!(refused.to_string().contains("servercert.pem"), "{refused}");
+        std::fs::write(opts.root.join("control/servercert.pem"), "").unwrap();
+        let linked = link_services(&opts.root, &sv, &[]).unwrap();
+        assert_eq!(linked.done, tls_only);
         assert!(link_services(&opts.root, &sv, &["nope"]).is_err());
         assert_eq!(
             std::fs::metadata(opts.root.join("queue/lock/tcpto"))
@@ -906,5 +1015,188 @@ mod tests {
                 .len(),
             1024
         );
+    }
+}
+
+/// Dovecot's master, and the helper its checkpassword driver runs after ours.
+pub const DOVECOT: &str = "/usr/sbin/dovecot";
+pub const DOVECOT_REPLY: &str = "/usr/lib/dovecot/checkpassword-reply";
+
+/// The IMAP service: Dovecot under our supervise, installed only when Dovecot is.
+pub const IMAP_SERVICE: &str = "qmail-imapd";
+
+/// Its run scripts and the Dovecot configuration (`@HOME@` replaced by the root),
+/// installed as `supervise/qmail-imapd/{run,log/run}` and `dovecot/dovecot.conf`.
+const IMAP_SUPERVISE: &[(&str, &str)] = &[
+    (
+        "qmail-imapd/run",
+        include_str!("../../../supervise/qmail-imapd/run"),
+    ),
+    (
+        "qmail-imapd/log/run",
+        include_str!("../../../supervise/qmail-imapd/log/run"),
+    ),
+];
+const DOVECOT_CONF: &str = include_str!("../../../supervise/qmail-imapd/dovecot.conf");
+
+/// Whether qmail-install sets up IMAP, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImapSetup {
+    /// Dovecot is installed: configuration and service written.
+    Written,
+    /// Dovecot (or its checkpassword-reply) is missing.
+    NoDovecot,
+    /// The root's path holds characters Dovecot's configuration cannot quote
+    /// (white space, `"`, `#`, `{`, `}`, `<`, `%`, `$`): Dovecot splits the
+    /// checkpassword's `args` at spaces, and reads `<` as a file.
+    UnusableRoot,
+}
+
+/// What [`install`] does about IMAP for `root` on this machine.
+pub fn imap_setup(root: &Path) -> ImapSetup {
+    imap_setup_with(root, Path::new(DOVECOT), Path::new(DOVECOT_REPLY))
+}
+
+fn imap_setup_with(root: &Path, dovecot: &Path, reply: &Path) -> ImapSetup {
+    if !dovecot.is_file() || !reply.is_file() {
+        return ImapSetup::NoDovecot;
+    }
+    let usable = root.to_str().is_some_and(|r| {
+        !r.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'#{}<%$\\".contains(c))
+    });
+    if usable {
+        ImapSetup::Written
+    } else {
+        ImapSetup::UnusableRoot
+    }
+}
+
+/// The line qmail-install prints about IMAP.
+pub fn imap_message(root: &Path, setup: &ImapSetup) -> String {
+    match setup {
+        ImapSetup::Written => format!(
+            "qmail-install: IMAP: Dovecot configured in {}/dovecot, service {IMAP_SERVICE}",
+            root.display()
+        ),
+        ImapSetup::NoDovecot => format!(
+            "qmail-install: IMAP: Dovecot is not installed ({DOVECOT}, {DOVECOT_REPLY}): \
+             no IMAP service; install dovecot-imapd and rerun qmail-install"
+        ),
+        ImapSetup::UnusableRoot => format!(
+            "qmail-install: IMAP: {} holds characters Dovecot's configuration cannot take: \
+             no IMAP service",
+            root.display()
+        ),
+    }
+}
+
+/// `dovecot/dovecot.conf` (rewritten on every install, as the run scripts are),
+/// `dovecot/run` and `dovecot/state` (Dovecot's base_dir and state_dir), and the
+/// `qmail-imapd` service. All of it is root's (or the installing user's) alone.
+fn dovecot_files(root: &Path) -> io::Result<()> {
+    let dir = root.join("dovecot");
+    for d in [dir.clone(), dir.join("run"), dir.join("state")] {
+        match std::fs::create_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return ctx(Err(e), || format!("unable to create {}", d.display())),
+        }
+        let meta = std::fs::symlink_metadata(&d)?;
+        if !meta.is_dir() {
+            return Err(io::Error::other(format!(
+                "refusing to touch {}: not a directory",
+                d.display()
+            )));
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let home = root.to_string_lossy();
+    qsys::fsync::write_atomic(
+        &dir.join("dovecot.conf"),
+        DOVECOT_CONF.replace("@HOME@", &home).as_bytes(),
+        0o644,
+    )?;
+    for (rel, text) in IMAP_SUPERVISE {
+        let p = root.join("supervise").join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        qsys::fsync::write_atomic(&p, text.as_bytes(), 0o755)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod imap_tests {
+    use super::*;
+
+    #[test]
+    fn imap_is_set_up_only_with_dovecot_and_a_plain_root() {
+        let d = tempfile::tempdir().unwrap();
+        let (bin, reply) = (d.path().join("dovecot"), d.path().join("reply"));
+        let root = Path::new("/var/qmail");
+        assert_eq!(imap_setup_with(root, &bin, &reply), ImapSetup::NoDovecot);
+        std::fs::write(&bin, "").unwrap();
+        assert_eq!(imap_setup_with(root, &bin, &reply), ImapSetup::NoDovecot);
+        std::fs::write(&reply, "").unwrap();
+        assert_eq!(imap_setup_with(root, &bin, &reply), ImapSetup::Written);
+        for bad in [
+            "/var/my qmail",
+            "/var/q\"m",
+            "/var/q#m",
+            "/var/q%m",
+            "/var/q\tm",
+        ] {
+            assert_eq!(
+                imap_setup_with(Path::new(bad), &bin, &reply),
+                ImapSetup::UnusableRoot,
+                "{bad}"
+            );
+        }
+        assert!(imap_message(root, &ImapSetup::NoDovecot).contains("not installed"));
+    }
+
+    #[test]
+    fn services_link_without_imap_where_dovecot_was_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        for s in SERVICES.iter().filter(|s| **s != IMAP_SERVICE) {
+            std::fs::create_dir_all(root.join("supervise").join(s)).unwrap();
+            std::fs::write(root.join("supervise").join(s).join("run"), "").unwrap();
+        }
+        std::fs::create_dir_all(root.join("control")).unwrap();
+        std::fs::write(root.join("control/servercert.pem"), "").unwrap();
+        let sv = d.path().join("service");
+        let linked = link_services(&root, &sv, &[]).unwrap();
+        assert_eq!(linked.done.len(), SERVICES.len() - 1);
+        assert!(!linked.done.iter().any(|s| s == IMAP_SERVICE));
+        let e = link_services(&root, &sv, &[IMAP_SERVICE]).unwrap_err();
+        assert!(e.to_string().contains("Dovecot was missing"), "{e}");
+        dovecot_files(&root).unwrap();
+        assert_eq!(link_services(&root, &sv, &[]).unwrap().done, [IMAP_SERVICE]);
+    }
+
+    #[test]
+    fn dovecot_configuration_names_the_installation() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("supervise")).unwrap();
+        dovecot_files(d.path()).unwrap();
+        let conf = std::fs::read_to_string(d.path().join("dovecot/dovecot.conf")).unwrap();
+        assert!(!conf.contains("@HOME@"));
+        let home = d.path().display().to_string();
+        for want in [
+            format!("base_dir = {home}/dovecot/run"),
+            format!("args = {home}/bin/checkpassword"),
+            "ssl_min_protocol = TLSv1.2".to_string(),
+            "disable_plaintext_auth = yes".to_string(),
+            "log_path = /dev/stderr".to_string(),
+            "mail_location = maildir:~/Maildir".to_string(),
+        ] {
+            assert!(conf.contains(&want), "{want}");
+        }
+        assert!(d.path().join("supervise/qmail-imapd/log/run").is_file());
+        // a second install rewrites it in place
+        dovecot_files(d.path()).unwrap();
     }
 }

@@ -22,5 +22,7 @@
 //! then runs as that user (DESIGN section 4).
 
 pub mod hier;
+pub mod manuals;
+pub mod path;
 
 pub use hier::{Options, install};

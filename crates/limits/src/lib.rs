@@ -3,11 +3,16 @@
 //! logins per account ([`Kind::AuthFailAccount`], `control/authfailaccountlimit`),
 //! successful logins per account and address ([`Kind::AuthOk`], which lets an address
 //! that logged in recently past a locked account) and recipients per hour per
-//! authenticated user ([`Kind::Rate`], `control/ratelimit`).
+//! authenticated user ([`Kind::Rate`], `control/ratelimit`), and Postfix anvil's
+//! per-client rates: MAIL commands, RCPT commands and AUTH commands per client address
+//! per minute ([`ClientEvent`], `control/clientmessagerate`, `clientrcptrate`,
+//! `clientauthrate`; see [`Counters::client_event`]).
 //!
 //! Layout: one file per key in `HOME/smtpd/<kind>/<name>`, holding the events of the
-//! last [`WINDOW`] as lines `unixtime count`, at most one line per second (events of
-//! one second are merged), so a file never holds more than [`WINDOW`] + 60 lines
+//! kind's window (an hour; for the client rates [`CLIENT_WINDOW`] unless the caller
+//! sets another, see [`Counters::with_client_window`]) as lines
+//! `unixtime count`, at most one line per second (events of one second are merged),
+//! so a file never holds more than the window + 60 lines
 //! whatever the counts; it is rewritten under an exclusive `flock`. Counts add up
 //! saturating, so every limit is enforced however large. The directory must be
 //! writable by qmaild (the installer creates `HOME/smtpd` as qmaild, mode 0700). A key
@@ -26,8 +31,8 @@
 //! given back with [`Counters::release`]. [`Counters::reserve_all`] does this for
 //! several counters at once (a failed login counts per address and per account).
 //!
-//! Stale files (no event in the window) are removed at most once per [`PRUNE_EVERY`]
-//! seconds per kind, by whichever process records an event then (`.pruned-<kind>` next
+//! Stale files (no event in the window) are removed at most once per quarter window
+//! ([`PRUNE_EVERY`] for the hourly kinds) per kind, by whichever process records an event then (`.pruned-<kind>` next
 //! to the kinds' directories holds the time of the last sweep). A file is removed only
 //! under its lock and only when it holds no event of the window: writers check after
 //! locking that the file they hold is still the one at the path (and retry), while
@@ -41,8 +46,11 @@ use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// The window of every counter, in seconds.
+/// The window of the hourly counters (logins, the AUTH user's recipients), in seconds.
 pub const WINDOW: u64 = 3600;
+/// The default window of the per-client rates ([`ClientEvent`]), in seconds: Postfix's
+/// `anvil_rate_time_unit` (`control/clientratewindow`).
+pub const CLIENT_WINDOW: u64 = 60;
 /// The default of `control/authfailaccountlimit`: failed logins per hour for one
 /// account before further attempts on it are refused.
 pub const DEFAULT_ACCOUNT_FAILURES: u64 = 20;
@@ -50,7 +58,8 @@ pub const DEFAULT_ACCOUNT_FAILURES: u64 = 20;
 pub const DEFAULT_IP_FAILURES: u64 = 10;
 /// Longest key named by its plain hex.
 pub const MAX_PLAIN_KEY: usize = 100;
-/// Seconds between sweeps for stale files in one kind's directory.
+/// Seconds between sweeps for stale files in the directory of an hourly kind (a
+/// quarter of its window, as for every kind).
 pub const PRUNE_EVERY: u64 = WINDOW / 4;
 /// Longest counter file read.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
@@ -66,6 +75,12 @@ pub enum Kind {
     Rate,
     /// Successful logins for one account from one address ([`ok_key`]).
     AuthOk,
+    /// MAIL commands from one client address ([`ClientEvent::Message`]).
+    ClientMessage,
+    /// RCPT commands from one client address ([`ClientEvent::Recipient`]).
+    ClientRecipient,
+    /// AUTH commands from one client address ([`ClientEvent::Auth`]).
+    ClientAuth,
 }
 
 impl Kind {
@@ -75,6 +90,41 @@ impl Kind {
             Kind::AuthFailAccount => "authfailaccount",
             Kind::Rate => "rate",
             Kind::AuthOk => "authok",
+            Kind::ClientMessage => "clientmessage",
+            Kind::ClientRecipient => "clientrcpt",
+            Kind::ClientAuth => "clientauth",
+        }
+    }
+
+    /// True for the per-client rates, whose window is the counters' client window
+    /// ([`Counters::with_client_window`]); the others count over [`WINDOW`].
+    pub fn is_client_rate(self) -> bool {
+        match self {
+            Kind::ClientMessage | Kind::ClientRecipient | Kind::ClientAuth => true,
+            Kind::AuthFailIp | Kind::AuthFailAccount | Kind::Rate | Kind::AuthOk => false,
+        }
+    }
+}
+
+/// What Postfix's anvil counts per client address and time unit
+/// (`smtpd_client_message_rate_limit`, `_recipient_`, `_auth_`): commands a client
+/// sent, whether or not they were then accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A MAIL command (a message delivery request).
+    Message,
+    /// A RCPT command.
+    Recipient,
+    /// An AUTH command.
+    Auth,
+}
+
+impl ClientEvent {
+    pub fn kind(self) -> Kind {
+        match self {
+            ClientEvent::Message => Kind::ClientMessage,
+            ClientEvent::Recipient => Kind::ClientRecipient,
+            ClientEvent::Auth => Kind::ClientAuth,
         }
     }
 }
@@ -120,6 +170,7 @@ fn hex(b: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub struct Counters {
     dir: PathBuf,
+    client_window: u64,
 }
 
 /// A counter file, locked, with the events of the window read from it.
@@ -175,10 +226,10 @@ fn sum(events: &[(u64, u64)]) -> u64 {
     events.iter().fold(0u64, |a, e| a.saturating_add(e.1))
 }
 
-/// The events of the window ending `now` in a counter file (lines `unixtime` or
-/// `unixtime count`), one per second, oldest first.
-fn parse_events(text: &str, now: u64) -> Vec<(u64, u64)> {
-    let since = now.saturating_sub(WINDOW);
+/// The events of the `window` seconds ending `now` in a counter file (lines
+/// `unixtime` or `unixtime count`), one per second, oldest first.
+fn parse_events(text: &str, now: u64, window: u64) -> Vec<(u64, u64)> {
+    let since = now.saturating_sub(window);
     let mut events: Vec<(u64, u64)> = text
         .lines()
         .filter_map(|l| {
@@ -209,6 +260,23 @@ impl Counters {
     pub fn new(dir: &Path) -> Counters {
         Counters {
             dir: dir.to_path_buf(),
+            client_window: CLIENT_WINDOW,
+        }
+    }
+
+    /// The same counters with the per-client rates counted over `secs` seconds (at
+    /// least 1) instead of [`CLIENT_WINDOW`].
+    pub fn with_client_window(mut self, secs: u64) -> Counters {
+        self.client_window = secs.max(1);
+        self
+    }
+
+    /// The window `kind` counts over, in seconds.
+    pub fn window(&self, kind: Kind) -> u64 {
+        if kind.is_client_rate() {
+            self.client_window
+        } else {
+            WINDOW
         }
     }
 
@@ -252,7 +320,7 @@ impl Counters {
             let mut text = String::new();
             let f: &mut File = &mut file;
             f.take(MAX_FILE).read_to_string(&mut text)?;
-            let events = parse_events(&text, now);
+            let events = parse_events(&text, now, self.window(kind));
             return Ok(Locked { file, events });
         }
         Err(io::Error::other("counter file keeps disappearing"))
@@ -270,7 +338,7 @@ impl Counters {
         let mut text = String::new();
         let r: &mut File = &mut f;
         r.take(MAX_FILE).read_to_string(&mut text)?;
-        Ok(sum(&parse_events(&text, now)))
+        Ok(sum(&parse_events(&text, now, self.window(kind))))
     }
 
     /// Record `n` events for `key` at `now`; returns the count in the window after it.
@@ -377,15 +445,35 @@ impl Counters {
             .map(|_| ())
     }
 
-    /// Sweep `kind`'s directory when the last sweep is [`PRUNE_EVERY`] old; errors only
-    /// postpone the sweep.
+    /// Count one `event` of the client at `remote_ip` (keyed by [`ip_key`]: an IPv4
+    /// address, an IPv6 /64) against `limit` per client window (0 = no limit:
+    /// nothing is counted): `Ok(true)` when it fits and was counted, `Ok(false)` when
+    /// the client already made `limit` such requests in the window. Checked and
+    /// counted in one step under the counter's lock, so concurrent sessions from one
+    /// address share the limit exactly. Refused requests are not counted, so a client
+    /// that waits gets through again once its oldest events leave the window.
+    pub fn client_event(
+        &self,
+        event: ClientEvent,
+        remote_ip: &str,
+        limit: u64,
+        now: u64,
+    ) -> io::Result<bool> {
+        if limit == 0 {
+            return Ok(true);
+        }
+        self.reserve(event.kind(), &ip_key(remote_ip), now, 1, limit)
+    }
+
+    /// Sweep `kind`'s directory when the last sweep is a quarter window old (at least
+    /// 15 seconds); errors only postpone the sweep.
     fn prune_if_due(&self, kind: Kind, now: u64) {
         let stamp = self.dir.join(format!(".pruned-{}", kind.dir_name()));
         let last = std::fs::read_to_string(&stamp)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        if now.saturating_sub(last) < PRUNE_EVERY && last <= now {
+        if now.saturating_sub(last) < (self.window(kind) / 4).max(15) && last <= now {
             return;
         }
         if std::fs::write(&stamp, format!("{now}\n")).is_err() {
@@ -398,7 +486,7 @@ impl Counters {
     /// returns how many were removed. Files busy in another process are left for later.
     pub fn prune(&self, kind: Kind, now: u64) -> io::Result<usize> {
         let dir = self.kind_dir(kind)?;
-        let since = now.saturating_sub(WINDOW);
+        let since = now.saturating_sub(self.window(kind));
         let mut removed = 0;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
@@ -427,7 +515,10 @@ impl Counters {
                 (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
                 _ => false,
             };
-            if same && parse_events(&text, now).is_empty() && std::fs::remove_file(&path).is_ok() {
+            if same
+                && parse_events(&text, now, self.window(kind)).is_empty()
+                && std::fs::remove_file(&path).is_ok()
+            {
                 removed += 1;
             }
         }
@@ -625,24 +716,33 @@ mod tests {
         assert_eq!(c.count(Kind::Rate, "joe", 1002).unwrap(), 5);
     }
 
-    /// Many processes reserving at once never get more than the limit between them.
-    #[test]
-    fn concurrent_reservations_respect_the_limit() {
-        let (d, _c) = counters();
+    /// How many of 8 x 10 parallel `attempt`s, each on its own [`Counters`] of one
+    /// directory (as separate processes have), were granted.
+    fn granted_in_parallel(dir: &Path, attempt: impl Fn(&Counters) -> bool + Sync) -> u64 {
         let granted = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
-                    let c = Counters::new(d.path());
+                    let c = Counters::new(dir);
                     for _ in 0..10 {
-                        if c.reserve(Kind::Rate, "joe", 5000, 1, 25).unwrap() {
+                        if attempt(&c) {
                             granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
                     }
                 });
             }
         });
-        assert_eq!(granted.into_inner(), 25);
+        granted.into_inner()
+    }
+
+    /// Many processes reserving at once never get more than the limit between them.
+    #[test]
+    fn concurrent_reservations_respect_the_limit() {
+        let (d, _c) = counters();
+        let granted = granted_in_parallel(d.path(), |c| {
+            c.reserve(Kind::Rate, "joe", 5000, 1, 25).unwrap()
+        });
+        assert_eq!(granted, 25);
         assert_eq!(
             Counters::new(d.path())
                 .count(Kind::Rate, "joe", 5000)
@@ -811,6 +911,68 @@ mod tests {
         assert_eq!(c.count(Kind::AuthFailIp, "unknown", 1000).unwrap(), 2);
         assert!(file_name("").starts_with('k'));
         assert!(file_name(&"x".repeat(300)).starts_with("md5-"));
+    }
+
+    #[test]
+    fn client_events_are_counted_per_address_over_the_client_window() {
+        let (_d, c) = counters();
+        let ev = ClientEvent::Message;
+        // 0 = no limit: nothing counted
+        assert!(c.client_event(ev, "192.0.2.1", 0, 1000).unwrap());
+        assert_eq!(c.count(Kind::ClientMessage, "192.0.2.1", 1000).unwrap(), 0);
+        for _ in 0..3 {
+            assert!(c.client_event(ev, "192.0.2.1", 3, 1000).unwrap());
+        }
+        assert!(!c.client_event(ev, "192.0.2.1", 3, 1001).unwrap());
+        // other events and other addresses have their own counters
+        assert!(
+            c.client_event(ClientEvent::Recipient, "192.0.2.1", 3, 1001)
+                .unwrap()
+        );
+        assert!(c.client_event(ev, "192.0.2.2", 3, 1001).unwrap());
+        // an IPv6 /64 is one client
+        assert!(
+            c.client_event(ClientEvent::Auth, "2001:db8::1", 1, 1001)
+                .unwrap()
+        );
+        assert!(
+            !c.client_event(ClientEvent::Auth, "2001:db8::2", 1, 1001)
+                .unwrap()
+        );
+        // refusals were not counted: a minute after the first events, all fit again
+        assert!(
+            !c.client_event(ev, "192.0.2.1", 3, 1000 + CLIENT_WINDOW - 1)
+                .unwrap()
+        );
+        assert!(
+            c.client_event(ev, "192.0.2.1", 3, 1000 + CLIENT_WINDOW)
+                .unwrap()
+        );
+        // the hourly kinds keep their hour
+        assert_eq!(c.window(Kind::Rate), WINDOW);
+        let short = c.clone().with_client_window(2);
+        assert_eq!(short.window(Kind::ClientAuth), 2);
+        assert_eq!(short.window(Kind::AuthFailIp), WINDOW);
+        assert_eq!(
+            c.clone()
+                .with_client_window(0)
+                .window(Kind::ClientRecipient),
+            1
+        );
+        assert!(short.client_event(ev, "192.0.2.9", 1, 5000).unwrap());
+        assert!(!short.client_event(ev, "192.0.2.9", 1, 5001).unwrap());
+        assert!(short.client_event(ev, "192.0.2.9", 1, 5002).unwrap());
+    }
+
+    /// Parallel sessions from one address get exactly the limit between them.
+    #[test]
+    fn concurrent_client_events_respect_the_limit() {
+        let (d, _c) = counters();
+        let granted = granted_in_parallel(d.path(), |c| {
+            c.client_event(ClientEvent::Recipient, "10.1.1.1", 33, 7000)
+                .unwrap()
+        });
+        assert_eq!(granted, 33);
     }
 
     fn qnow() -> u64 {

@@ -6,6 +6,13 @@
 //! ascending mtime order (ties by name). Sizes are file sizes (LF line ends). A message
 //! is only opened when it is retrieved, so 10,000 messages cost 10,000 `stat`s and
 //! nothing more.
+//!
+//! One Maildir, two readers: Dovecot (IMAP) keeps its files (`dovecot-uidlist`,
+//! `dovecot-uidvalidity*`, `dovecot.index*`, `dovecot-keywords`, subfolders `.NAME/`)
+//! beside `new/` and `cur/`, never in them, so only `new/` and `cur/` are listed; in
+//! `cur/` a message may carry any info (`:2,` and flags such as `S`, `F`, `T`, or
+//! Dovecot's `,S=size,W=size` before it). Flags live in the name, so Dovecot renames a
+//! message whenever its flags change: [`find`] locates it again by its unique part.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -88,6 +95,34 @@ pub fn scan(maildir: &Path, now: i64) -> io::Result<Vec<Message>> {
     Ok(v)
 }
 
+/// The unique part of a Maildir file name: up to the first `:` (the info).
+pub fn unique_part(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(u, _)| u)
+}
+
+/// Where the message whose unique part is `unique` is now (`cur/NAME` or `new/NAME`),
+/// after another reader moved it or changed its flags; `None` when it is gone.
+pub fn find(maildir: &Path, unique: &str) -> io::Result<Option<PathBuf>> {
+    if unique.is_empty() || unique.starts_with('.') {
+        return Ok(None);
+    }
+    for sub in ["cur", "new"] {
+        let rd = match std::fs::read_dir(maildir.join(sub)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let e = e?;
+            let name = e.file_name();
+            if unique_part(&name.to_string_lossy()) == unique {
+                return Ok(Some(Path::new(sub).join(name)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,9 +158,34 @@ mod tests {
             std::fs::write(&path, b"x\n").unwrap();
             set_mtime(&path, t);
         }
+        // Dovecot's files beside new/ and cur/, and its names with any flags
+        for (p, t) in [
+            ("dovecot-uidlist", 20),
+            ("dovecot.index.log", 20),
+            ("dovecot-keywords", 20),
+            ("cur/c,S=2,W=3:2,FST", 60),
+            ("cur/d:2,", 70),
+        ] {
+            let path = d.path().join(p);
+            std::fs::write(&path, b"x\n").unwrap();
+            set_mtime(&path, t);
+        }
+        std::fs::create_dir_all(d.path().join(".Sent/cur")).unwrap();
         let v = scan(d.path(), now).unwrap();
         let names: Vec<String> = v.iter().map(|m| m.rel.display().to_string()).collect();
-        assert_eq!(names, ["cur/a:2,S", "new/b"]);
+        assert_eq!(
+            names,
+            ["cur/a:2,S", "cur/c,S=2,W=3:2,FST", "cur/d:2,", "new/b"]
+        );
+        assert_eq!(v[1].uid(), "c,S=2,W=3");
+        assert_eq!(
+            find(d.path(), "c,S=2,W=3").unwrap(),
+            Some(PathBuf::from("cur/c,S=2,W=3:2,FST"))
+        );
+        assert_eq!(find(d.path(), "b").unwrap(), Some(PathBuf::from("new/b")));
+        assert_eq!(find(d.path(), "zz").unwrap(), None);
+        assert_eq!(find(d.path(), "").unwrap(), None);
+        assert_eq!(find(d.path(), ".hidden").unwrap(), None);
         assert_eq!(v[0].uid(), "a");
         assert_eq!(v[0].size, 2);
         clean_tmp(d.path(), now);

@@ -4,7 +4,10 @@
 //! - STAT counts only messages not marked deleted (qmail counted them all);
 //! - RETR/TOP end with `.` right after the message (no extra blank line), and a line
 //!   already ending in CRLF is not given a second CR;
-//! - CAPA is answered (TOP, UIDL, PIPELINING).
+//! - CAPA is answered (TOP, UIDL, PIPELINING);
+//! - the Maildir may be Dovecot's too (IMAP): a message it renamed during the session
+//!   (moved to `cur/`, flags changed) is found again by its unique part for RETR/TOP
+//!   and for the deletion at QUIT, and one it expunged meanwhile is no error.
 //!
 //! Sizes are file sizes (LF line ends), as in qmail: computing CRLF octets would mean
 //! reading every message at login.
@@ -187,9 +190,9 @@ impl Session {
                         }
                     }
                 };
-                let f = match std::fs::File::open(self.maildir.join(&self.msgs[i].rel)) {
-                    Ok(f) => f,
-                    Err(_) => return err(w, "unable to open that message"),
+                let f = match self.open_message(i) {
+                    Some(f) => f,
+                    None => return err(w, "unable to open that message"),
                 };
                 w.write_all(b"+OK \r\n")?;
                 write_message(&mut BufReader::with_capacity(65536, f), w, limit)?;
@@ -219,15 +222,47 @@ impl Session {
         }
     }
 
-    /// UPDATE state: remove deleted messages, move the rest of `new/` to `cur/`.
+    /// Open message `i`; when another reader (Dovecot) renamed it meanwhile (moved it
+    /// to `cur/`, changed its flags), find it by its unique part and remember the name.
+    fn open_message(&mut self, i: usize) -> Option<std::fs::File> {
+        let m = self.msgs.get_mut(i)?;
+        match std::fs::File::open(self.maildir.join(&m.rel)) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let now = maildir::find(&self.maildir, &m.uid()).ok()??;
+                let f = std::fs::File::open(self.maildir.join(&now)).ok()?;
+                m.rel = now;
+                Some(f)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Remove the message at `rel`, or where another reader moved it since; a message
+    /// already gone (expunged over IMAP) is no error.
+    fn remove(&self, m: &Message) -> io::Result<()> {
+        match std::fs::remove_file(self.maildir.join(&m.rel)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match maildir::find(&self.maildir, &m.uid())? {
+                    Some(now) => match std::fs::remove_file(self.maildir.join(now)) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                        r => r,
+                    },
+                    None => Ok(()),
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// UPDATE state: remove deleted messages, move the rest of `new/` to `cur/` (a
+    /// message another reader moved meanwhile stays where it is).
     fn quit(&mut self, w: &mut impl Write) -> Exit {
         let mut failed = false;
         for m in &self.msgs {
             let path = self.maildir.join(&m.rel);
             if m.deleted {
-                if let Err(e) = std::fs::remove_file(&path)
-                    && e.kind() != io::ErrorKind::NotFound
-                {
+                if self.remove(m).is_err() {
                     failed = true;
                 }
             } else if m.in_new()
@@ -342,6 +377,40 @@ mod tests {
             .collect();
         cur.sort();
         assert_eq!(cur, ["1000.m0:2,", "1002.m2:2,"]);
+    }
+
+    /// Dovecot renames a message when it moves it to `cur/` or changes its flags: a
+    /// session that listed the old name still retrieves and deletes it.
+    #[test]
+    fn messages_renamed_by_another_reader_are_found() {
+        let d = mailbox(3);
+        let mut s = Session::open(d.path()).unwrap();
+        std::fs::rename(
+            d.path().join("new/1000.m0"),
+            d.path().join("cur/1000.m0:2,S"),
+        )
+        .unwrap();
+        std::fs::rename(
+            d.path().join("new/1001.m1"),
+            d.path().join("cur/1001.m1:2,FS"),
+        )
+        .unwrap();
+        // expunged over IMAP
+        std::fs::remove_file(d.path().join("new/1002.m2")).unwrap();
+        let mut out = Vec::new();
+        let code = s.run(
+            &mut io::Cursor::new(b"RETR 1\r\nDELE 2\r\nDELE 3\r\nRETR 3\r\nQUIT\r\n".to_vec()),
+            &mut out,
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(code, 0, "{out}");
+        assert!(out.starts_with("+OK \r\nSubject: 0\r\n"), "{out}");
+        assert!(out.ends_with("-ERR already deleted\r\n+OK \r\n"), "{out}");
+        let cur: Vec<String> = std::fs::read_dir(d.path().join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(cur, ["1000.m0:2,S"]);
     }
 
     #[test]

@@ -40,6 +40,26 @@ pub fn user(name: &str) -> Option<(Uid, Gid, PathBuf)> {
         .map(|u| (u.uid, u.gid, u.dir))
 }
 
+/// The name of the user with `uid` (for messages), or the number when it has none.
+pub fn name_of_uid(uid: Uid) -> String {
+    let named = if static_glibc() {
+        std::fs::read("/etc/passwd")
+            .ok()
+            .and_then(|text| passwd_name(&text, uid.as_raw()))
+    } else {
+        User::from_uid(uid).ok().flatten().map(|u| u.name)
+    };
+    named.unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The name on the first line of a passwd(5) text whose uid is `uid`.
+fn passwd_name(text: &[u8], uid: u32) -> Option<String> {
+    text.split(|&b| b == b'\n')
+        .map(|line| line.split(|&b| b == b':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && number(f[2]) == Some(uid))
+        .map(|f| String::from_utf8_lossy(f[0]).into_owned())
+}
+
 /// Look up a uid by name.
 pub fn uid(name: &str) -> Option<Uid> {
     user(name).map(|(uid, _, _)| uid)
@@ -117,6 +137,8 @@ mod tests {
         assert_eq!(passwd_entry(PASSWD, ""), None);
         assert_eq!(group_entry(GROUP, "qmail"), Some(Gid::from_raw(992)));
         assert_eq!(group_entry(GROUP, "qmailq"), None);
+        assert_eq!(passwd_name(PASSWD, 994).as_deref(), Some("qmaild"));
+        assert_eq!(passwd_name(PASSWD, 5), None);
     }
 
     #[test]

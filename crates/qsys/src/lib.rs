@@ -28,6 +28,7 @@ pub mod fsync;
 pub mod getopt;
 pub mod ids;
 pub mod logsafe;
+pub mod manual;
 pub mod prot;
 pub mod safefs;
 pub mod start;

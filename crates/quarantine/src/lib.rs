@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod notice;
 pub mod record;
+pub mod terminal;
 
 pub use notice::notice;
 

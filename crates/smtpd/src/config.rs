@@ -17,6 +17,10 @@
 //! | `sendermap` | none | `user:address` / `user:@domain` / `user:*` lines (submission) |
 //! | `ratelimit` | 0 | recipients per hour per authenticated account (0: no limit) |
 //! | `recipients.cdb` | none | when present, unknown local recipients get `550 5.1.1` |
+//! | `clientmessagerate` | 0 | MAIL commands per client address per window (0: none) |
+//! | `clientrcptrate` | 0 | RCPT commands per client address per window (0: none) |
+//! | `clientauthrate` | 0 | AUTH commands per client address per window (0: none) |
+//! | `clientratewindow` | 60 | seconds of that window (Postfix's `anvil_rate_time_unit`) |
 //! | `servercert.pem`, `serverkey.pem` | none | TLS certificate chain and key |
 //!
 //! Numbers and 0/1 flags go through control's typed reader (`control::known`, the table
@@ -29,7 +33,11 @@
 //! `TCPLOCALHOST` (or ucspi-tcp6's `TCP6...` names when those are missing),
 //! `RELAYCLIENT`, `DATABYTES`, `QMAILQUEUE` as in qmail. New: `AUTHPLAINTEXT` (set,
 //! e.g. by a tcprules line, to allow AUTH PLAIN/LOGIN without TLS from that client),
-//! `TLSREQUIRED` (overrides `control/tlsrequired`).
+//! `TLSREQUIRED` (overrides `control/tlsrequired`). `CLIENTMESSAGERATE`,
+//! `CLIENTRCPTRATE`, `CLIENTAUTHRATE` override the three client rates for a client (a
+//! tcprules entry; `"0"` exempts it); a client with `RELAYCLIENT` and no such variable
+//! is not limited, as Postfix's `smtpd_client_event_limit_exceptions` default to
+//! `$mynetworks`.
 
 use control::{ConstMap, Controls};
 use std::io;
@@ -69,6 +77,9 @@ pub struct Config {
     pub authfaillimit: u64,
     pub authfailaccountlimit: u64,
     pub ratelimit: u64,
+    /// Postfix anvil's rates for this client (0 = none), over `client_window` seconds.
+    pub client_rates: ClientRates,
+    pub client_window: u64,
     pub sendermap: Vec<(String, String)>,
     /// The local domains (`locals`) and `virtualdomains`, read only when the recipient
     /// check is enabled.
@@ -83,6 +94,14 @@ pub struct Config {
     pub queue_program: PathBuf,
 }
 
+/// MAIL, RCPT and AUTH commands allowed per client address and window; 0 = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientRates {
+    pub message: u64,
+    pub recipient: u64,
+    pub auth: u64,
+}
+
 /// The data of the recipient check (see [`crate::rcptcheck`]).
 #[derive(Debug, Clone)]
 pub struct RecipientCheck {
@@ -93,6 +112,36 @@ pub struct RecipientCheck {
 
 fn env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// A client rate: the variable `var` when set to a number (tcprules), else none for a
+/// relay client, else the control file `name`.
+fn client_rate(c: &Controls, name: &str, var: &str, relayclient: bool) -> io::Result<u64> {
+    if let Some(n) = env_number(var, &format!("control/{name}")) {
+        return Ok(n);
+    }
+    if relayclient {
+        return Ok(0);
+    }
+    number(c, name)
+}
+
+/// The variable `var` as a decimal number (it overrides a control file); a value that
+/// is not one is logged (`...; using INSTEAD`) and ignored.
+fn env_number(var: &str, instead: &str) -> Option<u64> {
+    let v = env(var)?;
+    let n = v.trim().parse::<u64>().ok();
+    if n.is_none() {
+        qsys::die::warn(
+            "qmail-smtpd",
+            "warning",
+            &format!(
+                "{var}={} is not a decimal number; using {instead}",
+                qsys::logsafe::text(v.as_bytes())
+            ),
+        );
+    }
+    n
 }
 
 fn env_or_unknown(name: &str) -> String {
@@ -142,18 +191,8 @@ impl Config {
             .unwrap_or_else(|| "localhost".into());
         let timeout = number(&c, "timeoutsmtpd")?;
         let mut databytes = number(&c, "databytes")?;
-        if let Some(v) = env("DATABYTES") {
-            match v.trim().parse::<u64>() {
-                Ok(n) => databytes = n,
-                Err(_) => qsys::die::warn(
-                    "qmail-smtpd",
-                    "warning",
-                    &format!(
-                        "DATABYTES={} is not a decimal number; using control/databytes ({databytes})",
-                        qsys::logsafe::text(v.as_bytes())
-                    ),
-                ),
-            }
+        if let Some(n) = env_number("DATABYTES", &format!("control/databytes ({databytes})")) {
+            databytes = n;
         }
         let maxrcpt = number(&c, "maxrcpt")? as usize;
         let rcpthosts = ConstMap::from_keys(&c.list_or_empty("rcpthosts")?);
@@ -183,6 +222,14 @@ impl Config {
         } else {
             None
         };
+        let relayclient = env("RELAYCLIENT");
+        let rc = relayclient.is_some();
+        let client_rates = ClientRates {
+            message: client_rate(&c, "clientmessagerate", "CLIENTMESSAGERATE", rc)?,
+            recipient: client_rate(&c, "clientrcptrate", "CLIENTRCPTRATE", rc)?,
+            auth: client_rate(&c, "clientauthrate", "CLIENTAUTHRATE", rc)?,
+        };
+        let client_window = number(&c, "clientratewindow")?;
         // `tcpserver -l0` sets TCPLOCALHOST=0: no name. Then the greeting's host
         // name (normally `me`) rather than qmail's TCPLOCALIP.
         let local_host = env("TCPLOCALHOST")
@@ -214,6 +261,8 @@ impl Config {
             authfaillimit: number(&c, "authfaillimit")?,
             authfailaccountlimit: number(&c, "authfailaccountlimit")?,
             ratelimit: number(&c, "ratelimit")?,
+            client_rates,
+            client_window,
             sendermap,
             recipients,
             remote_ip: env_or_unknown("TCPREMOTEIP"),
@@ -221,7 +270,7 @@ impl Config {
             remote_info: env("TCPREMOTEINFO").filter(|v| !v.is_empty()),
             local_ip: env_or_unknown("TCPLOCALIP"),
             local_host,
-            relayclient: env("RELAYCLIENT"),
+            relayclient,
             auth_plaintext: env("AUTHPLAINTEXT").is_some(),
             queue_program: queue::client::entry_program(home),
             controls: c,
@@ -235,7 +284,15 @@ impl Config {
 
     /// The counters in [`Config::state_dir`] (shared with qmail-popup).
     pub fn counters(&self) -> limits::Counters {
-        limits::Counters::new(&self.state_dir())
+        limits::Counters::new(&self.state_dir()).with_client_window(self.client_window)
+    }
+
+    /// The client's address as a reply may show it: the address, or `unknown` when
+    /// `TCPREMOTEIP` does not hold one.
+    pub fn client_address(&self) -> String {
+        self.remote_ip
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| "unknown".to_string(), |ip| ip.to_string())
     }
 }
 
@@ -293,5 +350,27 @@ mod tests {
         let c = load(&d).unwrap();
         assert_eq!(c.authfaillimit, limits::DEFAULT_IP_FAILURES);
         assert_eq!(c.authfailaccountlimit, limits::DEFAULT_ACCOUNT_FAILURES);
+        assert_eq!(c.client_window, limits::CLIENT_WINDOW);
+        assert_eq!(c.client_rates, ClientRates::default());
+    }
+
+    #[test]
+    fn client_rates_from_controls() {
+        let d = home(&[
+            ("clientmessagerate", "5\n"),
+            ("clientrcptrate", "x\n"),
+            ("clientauthrate", "7\n"),
+            ("clientratewindow", "0\n"),
+        ]);
+        let c = load(&d).unwrap();
+        assert_eq!(
+            c.client_rates,
+            ClientRates {
+                message: 5,
+                recipient: 0,
+                auth: 7
+            }
+        );
+        assert_eq!(c.client_window, 1);
     }
 }

@@ -94,6 +94,22 @@ pub fn banner(greeting: &str) -> String {
     format!("220 {greeting} ESMTP")
 }
 
+/// Postfix's reply when the client at `ip` sent more MAIL commands than
+/// `control/clientmessagerate` allows in the window.
+pub fn too_much_mail(ip: &str) -> String {
+    format!("450 4.7.1 Error: too much mail from {ip}")
+}
+
+/// Postfix's reply to a RCPT over `control/clientrcptrate`.
+pub fn too_many_recipients_from(ip: &str) -> String {
+    format!("450 4.7.1 Error: too many recipients from {ip}")
+}
+
+/// Postfix's reply to an AUTH over `control/clientauthrate`.
+pub fn too_many_auth_commands(ip: &str) -> String {
+    format!("450 4.7.1 Error: too many AUTH commands from {ip}")
+}
+
 /// The HELO answer.
 pub fn helo(greeting: &str) -> String {
     format!("250 {greeting}")
@@ -177,6 +193,22 @@ mod tests {
         assert_eq!(
             queue_failed(false, "qq read error (#4.3.0)"),
             "451 4.3.0 qq read error (#4.3.0)"
+        );
+    }
+
+    #[test]
+    fn client_rate_replies_are_postfixs() {
+        assert_eq!(
+            too_much_mail("192.0.2.1"),
+            "450 4.7.1 Error: too much mail from 192.0.2.1"
+        );
+        assert_eq!(
+            too_many_recipients_from("2001:db8::1"),
+            "450 4.7.1 Error: too many recipients from 2001:db8::1"
+        );
+        assert_eq!(
+            too_many_auth_commands("unknown"),
+            "450 4.7.1 Error: too many AUTH commands from unknown"
         );
     }
 

@@ -211,12 +211,21 @@ impl Session {
         sni_field(self.conn.tls_sni().as_deref())
     }
 
-    /// STARTTLS can be offered: a certificate is installed.
-    fn tls_offered(&self) -> bool {
+    /// STARTTLS can be offered: a certificate is installed and this user can read it
+    /// (and the separate key). One that cannot be read is logged once, naming the file,
+    /// the user and the fix, and not offered: advertising it would only end in 454.
+    fn tls_offered(&mut self) -> bool {
         match &self.tls {
             TlsSource::None => false,
             TlsSource::Ready(_) => true,
-            TlsSource::Dir(d) => d.join(tls::CERT_FILE).exists(),
+            TlsSource::Dir(d) => match tls::readable(d) {
+                Ok(installed) => installed,
+                Err(e) => {
+                    log(&format!("TLS not offered: {e}"));
+                    self.tls = TlsSource::None;
+                    false
+                }
+            },
         }
     }
 
@@ -417,6 +426,11 @@ impl Session {
                 return Ok(());
             }
         };
+        if let Some((reply, detail)) = self.client_rate(limits::ClientEvent::Message) {
+            let reply = reply.unwrap_or_else(|| reply::RATE_UNCHECKABLE.to_string());
+            self.refuse("MAIL", Some(&path.addr), &reply, Some(&detail));
+            return Ok(());
+        }
         if let Some(size) = params.size
             && self.cfg.databytes > 0
             && size > self.cfg.databytes
@@ -506,6 +520,11 @@ impl Session {
         if path.addr.is_empty() {
             return self.addr_error(AddrError::Syntax);
         }
+        if let Some((reply, detail)) = self.client_rate(limits::ClientEvent::Recipient) {
+            let reply = reply.unwrap_or_else(|| reply::RATE_UNCHECKABLE.to_string());
+            self.refuse("RCPT", Some(&path.addr), &reply, Some(&detail));
+            return Ok(());
+        }
         if badmailfrom {
             let detail = format!("sender <{}> in badmailfrom", safe(&mail.sender));
             self.refuse("RCPT", Some(&path.addr), reply::BADMAILFROM, Some(&detail));
@@ -574,6 +593,46 @@ impl Session {
             Err(e) => Some((
                 reply::RATE_UNCHECKABLE,
                 format!("unable to update the rate counter: {e}"),
+            )),
+        }
+    }
+
+    /// Count one `event` of this client against its per-client rate (Postfix anvil's
+    /// `smtpd_client_*_rate_limit`; [`limits::Counters::client_event`] checks and counts
+    /// across concurrent sessions). `None` when it fits; else Postfix's reply (`None`
+    /// in its place when the counter could not be used: the caller answers a temporary
+    /// failure) and the detail for the log line.
+    fn client_rate(&self, event: limits::ClientEvent) -> Option<(Option<String>, String)> {
+        let rates = &self.cfg.client_rates;
+        let (limit, name, text): (u64, &str, fn(&str) -> String) = match event {
+            limits::ClientEvent::Message => {
+                (rates.message, "clientmessagerate", reply::too_much_mail)
+            }
+            limits::ClientEvent::Recipient => (
+                rates.recipient,
+                "clientrcptrate",
+                reply::too_many_recipients_from,
+            ),
+            limits::ClientEvent::Auth => {
+                (rates.auth, "clientauthrate", reply::too_many_auth_commands)
+            }
+        };
+        if limit == 0 {
+            return None;
+        }
+        match self
+            .cfg
+            .counters()
+            .client_event(event, &self.cfg.remote_ip, limit, qsys::now())
+        {
+            Ok(true) => None,
+            Ok(false) => Some((
+                Some(text(&self.cfg.client_address())),
+                format!("{name}: {limit} per {} s", self.cfg.client_window),
+            )),
+            Err(e) => Some((
+                None,
+                format!("unable to update the client rate counter: {e}"),
             )),
         }
     }
@@ -660,6 +719,22 @@ impl Session {
         if self.tls_missing() {
             self.send(reply::STARTTLS_FIRST);
             return Ok(None);
+        }
+        if let Some((reply, detail)) = self.client_rate(limits::ClientEvent::Auth) {
+            let ip = qsys::logsafe::text(self.cfg.remote_ip.as_bytes());
+            match reply {
+                Some(r) => {
+                    log(&format!(
+                        "AUTH refused: too many AUTH commands ip={ip} ({detail})"
+                    ));
+                    self.send(&r);
+                }
+                None => {
+                    log(&format!("AUTH refused ip={ip}: {detail}"));
+                    self.send(reply::AUTH_TEMPORARY);
+                }
+            }
+            return Ok(self.error().then_some(End::Dropped));
         }
         let (mech, initial) = match arg.split_once(' ') {
             Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().as_bytes().to_vec())),

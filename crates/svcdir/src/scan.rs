@@ -21,11 +21,18 @@
 //!   svscan exits 0 when all its supervise processes are gone. A second TERM or INT
 //!   (Ctrl-C twice) kills the services (`k`) and stops the loggers at once.
 //! - SIGALRM or SIGHUP rescan at once.
+//! - svscan holds a descriptor of each service's directory and sends the stop commands
+//!   through it, so the orderly stop still reaches every supervise after the scanned
+//!   directory (or a service's link in it) was removed. When a supervise's control fifo
+//!   cannot be opened at all (its directory deleted), svscan signals that supervise's
+//!   process group instead: TERM first (the service and the supervise end; a logger
+//!   finishes its line and exits), KILL on the second TERM or INT.
 //! - svscan starts by giving every signal but SIGPIPE its default disposition, so
 //!   the services do not inherit what svscan's parent ignored (INT for a background
 //!   job, HUP under nohup) and an ignored SIGCHLD cannot hide dead supervise processes.
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -61,6 +68,9 @@ struct Entry {
     seen: bool,
     /// shutdown: when the log's supervise was first told to exit
     log_told: Option<Instant>,
+    /// The service's directory, opened when it was found: commands reach its supervise
+    /// even after the name in the scanned directory is gone.
+    dir: Option<OwnedFd>,
 }
 
 /// The supervise program to run.
@@ -77,6 +87,7 @@ fn supervise_program() -> PathBuf {
 }
 
 fn spawn_supervise(
+    nofile: Option<(u64, u64)>,
     prog: &Path,
     cwd: Option<&Path>,
     arg: &std::ffi::OsStr,
@@ -96,9 +107,12 @@ fn spawn_supervise(
     }
     // SAFETY: setsid and the signal resets are async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             qsys::reset_signals_for_exec();
             let _ = nix::unistd::setsid();
+            if let Some((soft, hard)) = nofile {
+                let _ = setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
+            }
             Ok(())
         });
     }
@@ -106,13 +120,56 @@ fn spawn_supervise(
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-fn send_control(dir: &Path, letters: &str) {
-    if let Ok(mut f) = crate::ctl::open_write(&dir.join("supervise/control")) {
-        let _ = f.write_all(letters.as_bytes());
+/// Write `letters` to the control fifo `control` (`supervise/control` or
+/// `log/supervise/control`) below the service directory `dir`, or below `name` in the
+/// scanned directory when svscan holds no descriptor. False when no supervise could be
+/// told (no fifo, or nobody reading it).
+fn send_control(dir: Option<&OwnedFd>, name: &Path, control: &str, letters: &str) -> bool {
+    let opened = match dir {
+        Some(d) => nix::fcntl::openat(
+            d,
+            control,
+            nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from),
+        None => crate::ctl::open_write(&name.join(control)),
+    };
+    match opened {
+        Ok(mut f) => f.write_all(letters.as_bytes()).is_ok(),
+        Err(_) => false,
     }
 }
 
+/// Stop a supervise svscan cannot reach through its fifo: signal its process group (each
+/// supervise leads its own session, and its service runs in that group).
+fn signal_group(pid: Pid, hurry: bool) {
+    let sig = if hurry {
+        Signal::SIGKILL
+    } else {
+        Signal::SIGTERM
+    };
+    let _ = nix::sys::signal::killpg(pid, sig);
+}
+
+/// The service directory `name`, opened for `openat` (a path descriptor: no access to
+/// its contents is needed beyond naming the fifos).
+fn open_service_dir(name: &Path) -> Option<OwnedFd> {
+    nix::fcntl::open(
+        name,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+}
+
 struct Scanner {
+    /// The descriptor limit svscan was started with, given back to every supervise
+    /// (svscan raises its own: up to three descriptors per service).
+    nofile: Option<(u64, u64)>,
     prog: PathBuf,
     entries: Vec<Entry>,
 }
@@ -141,7 +198,7 @@ impl Scanner {
         let prog = self.prog.clone();
         let e = &mut self.entries[i];
         if e.main.is_none() {
-            match spawn_supervise(&prog, None, &e.name, None, e.pipe_w.as_ref()) {
+            match spawn_supervise(self.nofile, &prog, None, &e.name, None, e.pipe_w.as_ref()) {
                 Ok(p) => e.main = Some(p),
                 Err(err) => warn(format!(
                     "unable to start supervise {}: {}",
@@ -152,7 +209,14 @@ impl Scanner {
         }
         if e.haslog && e.log.is_none() {
             let dir = PathBuf::from(&e.name);
-            match spawn_supervise(&prog, Some(&dir), "log".as_ref(), e.pipe_r.as_ref(), None) {
+            match spawn_supervise(
+                self.nofile,
+                &prog,
+                Some(&dir),
+                "log".as_ref(),
+                e.pipe_r.as_ref(),
+                None,
+            ) {
                 Ok(p) => e.log = Some(p),
                 Err(err) => warn(format!(
                     "unable to start supervise {}/log: {}",
@@ -244,6 +308,7 @@ impl Scanner {
                         pipe_w,
                         seen: true,
                         log_told: None,
+                        dir: open_service_dir(Path::new(&name)),
                     });
                     self.entries.len() - 1
                 }
@@ -273,19 +338,26 @@ impl Scanner {
                 last_sent = Some(now);
             }
             for e in &mut self.entries {
-                if e.main.is_some() {
-                    if resend {
-                        send_control(Path::new(&e.name), if hurry { "dxk" } else { "dx" });
+                let name = Path::new(&e.name);
+                if let Some(pid) = e.main {
+                    let letters = if hurry { "dxk" } else { "dx" };
+                    if resend && !send_control(e.dir.as_ref(), name, "supervise/control", letters) {
+                        signal_group(pid, hurry);
                     }
                     continue;
                 }
                 // the service is gone: let the logger drain the pipe and exit at EOF
                 e.pipe_w = None;
-                if e.log.is_some() && resend {
-                    let logdir = Path::new(&e.name).join("log");
+                if let Some(pid) = e.log
+                    && resend
+                {
                     let told = *e.log_told.get_or_insert(now);
                     let late = now.duration_since(told) > Duration::from_secs(10);
-                    send_control(&logdir, if hurry || late { "dx" } else { "x" });
+                    let letters = if hurry || late { "dx" } else { "x" };
+                    let control = "log/supervise/control";
+                    if !send_control(e.dir.as_ref(), name, control, letters) {
+                        signal_group(pid, hurry || late);
+                    }
                 }
             }
             if self
@@ -336,6 +408,19 @@ fn default_signals() {
     }
 }
 
+/// Raise the soft descriptor limit to what [`MAX_SERVICES`] may need (a directory and
+/// two pipe ends each) when the hard limit allows; returns the limits to restore in
+/// children, `None` when nothing was changed.
+fn raise_nofile() -> Option<(u64, u64)> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let want = (3 * MAX_SERVICES as u64 + 64).min(hard);
+    if want <= soft {
+        return None;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, want, hard).ok()?;
+    Some((soft, hard))
+}
+
 /// Run svscan in `dir` (or the current directory). Returns after a TERM/INT shutdown.
 pub fn svscan(dir: Option<&str>) {
     if let Some(d) = dir
@@ -374,6 +459,7 @@ pub fn svscan(dir: Option<&str>) {
         ),
     };
     let mut sc = Scanner {
+        nofile: raise_nofile(),
         prog: supervise_program(),
         entries: Vec::new(),
     };

@@ -48,7 +48,7 @@ pub fn server_config(control_dir: &Path) -> io::Result<Option<Arc<ServerConfig>>
     let pem = match std::fs::read(&cert_path) {
         Ok(p) => p,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) => return Err(unreadable(&cert_path, &e)),
     };
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -67,9 +67,50 @@ pub fn server_config(control_dir: &Path) -> io::Result<Option<Arc<ServerConfig>>
                 .map_err(|_| bad(&cert_path, "no private key here and no serverkey.pem"))?,
             cert_path,
         ),
-        Err(e) => return Err(e),
+        Err(e) => return Err(unreadable(&key_path, &e)),
     };
-    if let Ok(m) = std::fs::metadata(&key_file) {
+    warn_if_exposed(&key_file);
+    config_from(chain, key).map(Some)
+}
+
+/// Whether this process can read the certificate (and the separate key, when there is
+/// one): cheap (two opens, nothing parsed), for deciding whether to offer STARTTLS or
+/// STLS at all. `Ok(false)`: no certificate installed; `Err`: installed but unreadable,
+/// with the message [`server_config`] would give.
+pub fn readable(control_dir: &Path) -> io::Result<bool> {
+    let cert_path = control_dir.join(CERT_FILE);
+    match std::fs::File::open(&cert_path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(unreadable(&cert_path, &e)),
+    }
+    let key_path = control_dir.join(KEY_FILE);
+    match std::fs::File::open(&key_path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(unreadable(&key_path, &e)),
+    }
+}
+
+/// An open or read error on a TLS file, naming the file, the user that must read it and,
+/// for a permission error, the fix.
+fn unreadable(path: &Path, e: &io::Error) -> io::Error {
+    let user = qsys::ids::name_of_uid(nix::unistd::geteuid());
+    let p = path.display();
+    let fix = if e.kind() == io::ErrorKind::PermissionDenied {
+        format!(": it must be readable by {user} (chown {user} {p}; chmod 400 {p})")
+    } else {
+        String::new()
+    };
+    io::Error::new(
+        e.kind(),
+        format!("unable to read {p} as {user}: {}{fix}", qsys::errstr::io(e)),
+    )
+}
+
+/// Warn (on stderr, the program's log) when the key file is readable by others.
+fn warn_if_exposed(key_file: &Path) {
+    if let Ok(m) = std::fs::metadata(key_file) {
         use std::os::unix::fs::MetadataExt;
         let own_gid = nix::unistd::getegid().as_raw();
         if let Some(why) = key_exposure(m.mode(), m.gid(), own_gid) {
@@ -83,7 +124,6 @@ pub fn server_config(control_dir: &Path) -> io::Result<Option<Arc<ServerConfig>>
             qsys::die::warn(&program_name(), "warning", &msg);
         }
     }
-    config_from(chain, key).map(Some)
 }
 
 /// Who besides its owner may read a key file with `mode` and group `file_gid`, when the

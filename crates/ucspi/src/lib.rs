@@ -6,6 +6,7 @@
 //! - [`log`]: tcpserver's log lines, with ucspi-tcp's field sanitising.
 //! - [`rules`]: the access rules text, its cdb encoding and the lookup order.
 //! - [`ident`]: the RFC 1413 client behind `TCPREMOTEINFO`.
+//! - [`perclient`]: tcpserver's limits per client address (`-C`, `-N`, rule variables).
 //! - [`server`]: tcpserver itself: options, listen, accept, the per-connection child.
 //! - [`rbl`]: rblsmtpd's decision and its minimal SMTP refusal.
 
@@ -13,6 +14,7 @@ pub mod addr;
 pub mod env;
 pub mod ident;
 pub mod log;
+pub mod perclient;
 pub mod rbl;
 pub mod rules;
 pub mod server;

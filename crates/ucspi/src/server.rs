@@ -13,6 +13,12 @@
 //! halves the page faults per connection against a fork (50 against Debian's 66 with
 //! `/bin/true`). Denied clients, banners, DNS and ident still go through the fork.
 //!
+//! Per-client limits (`-C`, `-N` per `-W`, the rule variables of [`crate::perclient`])
+//! are decided by the parent right after `accept`, from the rule matching the client's
+//! address alone (a host-name or ident rule, known only in the child, cannot set them).
+//! A refused client is closed at once, after `421` when `-s` says the service speaks
+//! SMTP, with one log line; it never takes a child slot.
+//!
 //! Signals reach the parent through a signalfd polled beside the listening socket:
 //! SIGCHLD reaps every finished child (`end PID status S`, the raw wait status), SIGTERM
 //! ends the parent at once (running children go on).
@@ -33,12 +39,18 @@ use crate::log::{self, Endpoints};
 
 pub const PROG: &str = "tcpserver";
 
-pub const USAGE: &str = "tcpserver [ -461UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
+pub const USAGE: &str = "tcpserver [ -461UXpPhHrRoOdDqQsv ] [ -c limit ] [ -C perclient ] [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
 
 /// tcpserver's options (defaults as ucspi-tcp 0.88).
 #[derive(Debug, Clone)]
 pub struct Options {
     pub limit: usize,
+    /// `-C` and `-N`: the limits per client address unless a rule sets them.
+    pub per_client: crate::perclient::Limits,
+    /// `-W`: the window of `-N`.
+    pub rate_window: Duration,
+    /// `-s`: the service speaks SMTP (a refused client gets a 421 reply).
+    pub smtp: bool,
     pub rules: Option<PathBuf>,
     pub rules_missing_ok: bool,
     pub banner: Option<Vec<u8>>,
@@ -64,10 +76,13 @@ pub struct Options {
 
 /// Parse the arguments after argv[0]. `Err` carries the fatal text (usage or a bad value).
 pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
-    let (opts, rest) = qsys::getopt::getopt(args, "461UXpPhHrRoOdDqQvc:x:B:g:u:b:l:t:I:")
+    let (opts, rest) = qsys::getopt::getopt(args, "461UXpPhHrRoOdDqQsvc:C:N:W:x:B:g:u:b:l:t:I:")
         .map_err(|c| format!("illegal option -- {}", c as char))?;
     let mut o = Options {
         limit: 40,
+        per_client: crate::perclient::Limits::default(),
+        rate_window: Duration::from_secs(60),
+        smtp: false,
         rules: None,
         rules_missing_ok: false,
         banner: None,
@@ -119,6 +134,10 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
             b'Q' => o.verbosity = 1,
             b'v' => o.verbosity = 2,
             b'c' => o.limit = (num("limit")?).clamp(1, 1 << 20) as usize,
+            b'C' => o.per_client.concurrent = num("perclient")?,
+            b'N' => o.per_client.rate = num("newperclient")?,
+            b'W' => o.rate_window = Duration::from_secs((num("window")?).clamp(1, 86_400 * 365)),
+            b's' => o.smtp = true,
             b'x' => o.rules = Some(PathBuf::from(arg)),
             b'B' => o.banner = Some(arg.as_bytes().to_vec()),
             b'g' => o.gid = id_arg(&text, false)?,
@@ -262,6 +281,7 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
         Err(e) => return format!("unable to create signalfd: {e}"),
     };
     let mut running: usize = 0;
+    let mut clients = crate::perclient::Table::new(o.rate_window);
     status_line(o, running);
     loop {
         let accepting = running < o.limit;
@@ -288,18 +308,28 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
                     std::process::exit(0);
                 }
             }
-            reap(o, &mut running);
+            reap(o, &mut running, &mut clients);
         }
         if conn_ready {
-            let Ok((stream, _)) = listener.accept() else {
+            let Ok((stream, peer)) = listener.accept() else {
                 continue;
             };
+            let remote = crate::addr::unmap(peer);
+            let ip_rule = rule_for(o, remote.ip(), None, None);
+            let key = limits::ip_key(&remote.ip().to_string());
+            if !admit(o, &mut clients, &key, &stream, remote, &ip_rule) {
+                continue;
+            }
             running += 1;
             status_line(o, running);
-            match spawn_direct(o, &stream) {
-                Some(Ok(())) => continue,
+            match spawn_direct(o, &stream, remote, ip_rule) {
+                Some(Ok(pid)) => {
+                    clients.attach(pid, &key);
+                    continue;
+                }
                 Some(Err(why)) => {
                     running -= 1;
+                    clients.release(&key);
                     if o.verbosity >= 1 {
                         log::line(PROG, &format!("warning: dropping connection, {why}"));
                     }
@@ -316,9 +346,13 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
                     let code = child(o, stream);
                     std::process::exit(code);
                 }
-                Ok(nix::unistd::ForkResult::Parent { .. }) => drop(stream),
+                Ok(nix::unistd::ForkResult::Parent { child }) => {
+                    clients.attach(child.as_raw() as u32, &key);
+                    drop(stream)
+                }
                 Err(e) => {
                     running -= 1;
+                    clients.release(&key);
                     if o.verbosity >= 1 {
                         log::line(
                             PROG,
@@ -339,12 +373,16 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
 /// connection to the forked child instead: lookups to do, a banner to write, a client to
 /// deny, or rules that cannot be read (the child logs and answers those exactly as
 /// ucspi-tcp does).
-fn spawn_direct(o: &Options, stream: &TcpStream) -> Option<Result<(), String>> {
+fn spawn_direct(
+    o: &Options,
+    stream: &TcpStream,
+    remote: SocketAddr,
+    ip_rule: Result<Option<crate::rules::Decision>, String>,
+) -> Option<Result<u32, String>> {
     if o.remote_host || o.remote_info || o.banner.is_some() {
         return None;
     }
     let local_host = o.local_name.clone()?;
-    let remote = crate::addr::unmap(stream.peer_addr().ok()?);
     let local = crate::addr::unmap(stream.local_addr().ok()?);
     let conn = Conn {
         local,
@@ -354,7 +392,7 @@ fn spawn_direct(o: &Options, stream: &TcpStream) -> Option<Result<(), String>> {
         remote_info: None,
     };
     let mut changes = env::changes(&conn);
-    if let Some(d) = rule_for(o, remote.ip(), None, None).ok()? {
+    if let Some(d) = ip_rule.ok()? {
         if d.deny {
             return None;
         }
@@ -403,8 +441,65 @@ fn spawn_direct(o: &Options, stream: &TcpStream) -> Option<Result<(), String>> {
     }
     // the child is reaped through SIGCHLD like a forked one; dropping the handle neither
     // waits nor kills
+    let pid = child.id();
     drop(child);
-    Some(Ok(()))
+    Some(Ok(pid))
+}
+
+/// Check the client against its per-client limits (`-C`, `-N`, or its address rule's
+/// variables); true when it may be served. A refused client is told so (421 with `-s`),
+/// closed, and logged in one line.
+fn admit(
+    o: &Options,
+    clients: &mut crate::perclient::Table,
+    key: &str,
+    stream: &TcpStream,
+    remote: SocketAddr,
+    ip_rule: &Result<Option<crate::rules::Decision>, String>,
+) -> bool {
+    let mut limits = o.per_client;
+    if let Ok(Some(d)) = ip_rule {
+        let (ruled, bad) = limits.with_rule(&d.env);
+        limits = ruled;
+        if let Some(why) = bad
+            && o.verbosity >= 1
+        {
+            log::line(PROG, &format!("warning: rule for {}: {why}", remote.ip()));
+        }
+    }
+    let verdict = clients.admit(key, limits, std::time::Instant::now());
+    if verdict == crate::perclient::Verdict::Admit {
+        return true;
+    }
+    if o.smtp {
+        let host = match o.local_name.as_deref() {
+            Some(n) if !n.is_empty() && n != "0" => n.to_string(),
+            _ => stream
+                .local_addr()
+                .map(|a| crate::addr::unmap(a).ip().to_string())
+                .unwrap_or_else(|_| "localhost".into()),
+        };
+        let text = crate::perclient::smtp_refusal(&host);
+        // a new socket's send buffer takes a line; never wait for a client here
+        let _ = socket::send(
+            stream.as_raw_fd(),
+            text.as_bytes(),
+            socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL,
+        );
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+    if o.verbosity >= 1 {
+        log::line(
+            PROG,
+            &crate::perclient::refusal_log(
+                &remote.ip().to_string(),
+                remote.port(),
+                verdict,
+                o.rate_window,
+            ),
+        );
+    }
+    false
 }
 
 /// The rule of `-x` that matches the client: `Ok(None)` without rules, or when the file is
@@ -457,7 +552,7 @@ fn kill_ip_options(o: &Options, stream: &TcpStream, remote: SocketAddr) {
 
 /// Reap every finished child, logging `end PID status S` (the raw wait status) and the
 /// new count after each.
-fn reap(o: &Options, running: &mut usize) {
+fn reap(o: &Options, running: &mut usize, clients: &mut crate::perclient::Table) {
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: plain waitpid on any child with a valid status pointer.
@@ -466,6 +561,7 @@ fn reap(o: &Options, running: &mut usize) {
             return;
         }
         *running = running.saturating_sub(1);
+        clients.finished(pid as u32);
         if o.verbosity >= 2 {
             log::line(PROG, &format!("end {pid} status {status}"));
         }
@@ -724,5 +820,23 @@ mod tests {
             7
         );
         assert_eq!(default_backlog(1 << 20), 1 << 22);
+    }
+
+    #[test]
+    fn per_client_options() {
+        let o = parse(&["0", "25", "true"]);
+        assert_eq!(o.per_client, crate::perclient::Limits::default());
+        assert_eq!(o.rate_window, Duration::from_secs(60));
+        assert!(!o.smtp);
+        let o = parse(&["-s", "-C", "3", "-N", "20", "-W", "0", "0", "25", "true"]);
+        assert_eq!(o.per_client.concurrent, 3);
+        assert_eq!(o.per_client.rate, 20);
+        assert_eq!(o.rate_window, Duration::from_secs(1));
+        assert!(o.smtp);
+        let args: Vec<OsString> = ["-C", "x", "0", "25", "true"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(parse_args(&args).is_err());
     }
 }

@@ -39,15 +39,20 @@ pub fn deliver(
             .saturating_add(prefix.len() as u64)
             > user.quota
         {
-            let bounce = control::Controls::new(home)
+            let policy = control::Controls::new(home)
                 .line("vquotapolicy")
                 .ok()
                 .flatten()
-                .is_some_and(|v| v.trim() == "bounce");
-            return Err(if bounce {
-                Fail::perm("The mailbox is over quota. (#5.2.2)")
-            } else {
-                Fail::temp("The mailbox is over quota. (#4.2.2)")
+                .unwrap_or_default();
+            return Err(match policy.trim() {
+                "bounce" => Fail::perm("The mailbox is over quota. (#5.2.2)"),
+                "" | "defer" => Fail::temp("The mailbox is over quota. (#4.2.2)"),
+                // the deferral is the only report qmail-vdeliver has: say it there
+                other => Fail::temp(format!(
+                    "The mailbox is over quota; control/vquotapolicy holds {:?}, which is \
+                     neither defer nor bounce, so deferring. (#4.2.2)",
+                    qsys::logsafe::text(other.as_bytes())
+                )),
             });
         }
     }
@@ -93,6 +98,12 @@ mod tests {
         std::fs::write(h.join("control/vquotapolicy"), "bounce\n").unwrap();
         let e = deliver(h, "joe@v.test", b"", &mut msg).unwrap_err();
         assert!(e.permanent, "{e:?}");
+        std::fs::write(h.join("control/vquotapolicy"), "bounse\n").unwrap();
+        let e = deliver(h, "joe@v.test", b"", &mut msg).unwrap_err();
+        assert!(
+            !e.permanent && e.text.contains("holds \"bounse\", which is neither"),
+            "{e:?}"
+        );
         let e = deliver(h, "ann@v.test", b"", &mut msg).unwrap_err();
         assert!(e.permanent && e.text.contains("no mailbox"), "{e:?}");
         assert_eq!(

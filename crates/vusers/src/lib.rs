@@ -9,6 +9,7 @@
 //! | `vusers.cdb` | 0644 | compiled, no secrets: `d`+domain and `u`+address records |
 //! | `vpasswd.cdb` | 0640, group `shadow` | compiled secrets: address -> `hash\0apop` |
 //! | `vpasswd.lock` | 0600 | lock file held while the tools rewrite the store |
+//! | `dovecot-passwd` | 0640, group `shadow` | the same users and hashes as a Dovecot passwd-file (for Dovecot 2.4, which has no checkpassword driver) |
 //!
 //! Text lines (the administrator may edit them and run `qmail-vuser rebuild`):
 //! - `address` is `local@domain`, lowercase; `local` is letters, digits and `._-+=`,
@@ -103,6 +104,8 @@ pub const VPASSWD: &str = "users/vpasswd";
 pub const VUSERS_CDB: &str = "users/vusers.cdb";
 pub const VPASSWD_CDB: &str = "users/vpasswd.cdb";
 pub const LOCK: &str = "users/vpasswd.lock";
+/// The virtual users as a Dovecot passwd-file (see [`store::dovecot_passwd`]).
+pub const DOVECOT_PASSWD: &str = "users/dovecot-passwd";
 
 /// Longest accepted local part and domain.
 pub const MAX_LOCAL: usize = 64;

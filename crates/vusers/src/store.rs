@@ -5,7 +5,7 @@
 //! the same way. A crash between the steps leaves text files that are the truth;
 //! `qmail-vuser rebuild` recompiles them.
 
-use crate::{LOCK, VDOMAINS, VDomain, VPASSWD, VPASSWD_CDB, VUSERS_CDB};
+use crate::{DOVECOT_PASSWD, LOCK, VDOMAINS, VDomain, VPASSWD, VPASSWD_CDB, VUSERS_CDB};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -251,14 +251,42 @@ impl Store {
                 .map(|(k, v)| (k.as_slice(), v.as_slice())),
             0o640,
         )?;
+        let passwd_path = self.home.join(DOVECOT_PASSWD);
+        qsys::fsync::write_atomic(&passwd_path, dovecot_passwd(&self.users).as_bytes(), 0o640)?;
         if qsys::is_root()
             && let Some(g) = qsys::ids::gid(SECRET_GROUP)
         {
-            nix::unistd::chown(&secret_path, Some(nix::unistd::Uid::from_raw(0)), Some(g))
-                .map_err(io::Error::from)?;
+            for p in [&secret_path, &passwd_path] {
+                nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(0)), Some(g))
+                    .map_err(io::Error::from)?;
+            }
         }
         Ok(())
     }
+}
+
+/// The users as a Dovecot passwd-file (`users/dovecot-passwd`, one line each:
+/// `address:{CRYPT}hash:uid:gid::home::`), for Dovecot's `passwd-file` passdb and userdb:
+/// the same crypt(3) hashes checkpassword verifies (Dovecot's `CRYPT` scheme is
+/// crypt(3) too), the same uid, gid and home (its `Maildir` is the mailbox). Disabled
+/// users and users without a password login (empty, `!` or `*` hash) are left out, so
+/// they cannot log in there either. Written with the cdbs, under the store's lock.
+pub fn dovecot_passwd(users: &[UserEntry]) -> String {
+    users
+        .iter()
+        .filter(|u| u.enabled && u.hash.starts_with('$'))
+        .filter(|u| !u.hash.contains([':', '\n']))
+        .map(|u| {
+            format!(
+                "{}:{{CRYPT}}{}:{}:{}::{}::\n",
+                u.address,
+                u.hash,
+                u.uid,
+                u.gid,
+                u.home.display()
+            )
+        })
+        .collect()
 }
 
 /// The group that may read `vpasswd.cdb` (and, on Debian, `/etc/shadow`): checkpassword
@@ -316,6 +344,51 @@ mod tests {
         let sec = crate::secret(d.path(), "joe@example.org").unwrap().unwrap();
         assert_eq!(sec.hash, "$6$salt$hash");
         assert_eq!(sec.apop.as_deref(), Some(&b"se:cret"[..]));
+    }
+
+    #[test]
+    fn dovecot_passwd_file_follows_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("users")).unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        let user = |address: &str, hash: &str, enabled| UserEntry {
+            address: address.into(),
+            hash: hash.into(),
+            uid: 5000,
+            gid: 5001,
+            home: format!("/var/vmail/example.org/{address}").into(),
+            quota: 0,
+            enabled,
+            apop: None,
+        };
+        s.users
+            .push(user("joe@example.org", "$y$j9T$salt$hash", true));
+        s.users.push(user("off@example.org", "$6$salt$hash", false));
+        s.users.push(user("nopw@example.org", "!", true));
+        s.save().unwrap();
+        let text = std::fs::read_to_string(d.path().join(DOVECOT_PASSWD)).unwrap();
+        assert_eq!(
+            text,
+            "joe@example.org:{CRYPT}$y$j9T$salt$hash:5000:5001::/var/vmail/example.org/joe@example.org::\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.path().join(DOVECOT_PASSWD))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // a change of password reaches both
+        s.users[0].hash = "$6$new$hash".into();
+        s.save().unwrap();
+        let text = std::fs::read_to_string(d.path().join(DOVECOT_PASSWD)).unwrap();
+        assert!(text.contains("{CRYPT}$6$new$hash"), "{text}");
+        assert_eq!(
+            crate::secret(d.path(), "joe@example.org")
+                .unwrap()
+                .unwrap()
+                .hash,
+            "$6$new$hash"
+        );
     }
 
     #[test]
