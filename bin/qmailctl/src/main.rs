@@ -8,8 +8,8 @@
 //!     (default: $QMAILCTL_SERVICE_DIR, else /service): qmail-send, qmail-smtpd,
 //!     qmail-submission, qmail-smtps, qmail-pop3d, qmail-pop3ds, qmail-imapd
 //!     (Dovecot, when installed), qmail-spamd (when linked: it is off by default),
-//!     and their log/ services. HOME is the installation holding this program
-//!     (HOME/bin/qmailctl).
+//!     qmail-guard, and their log/ services. HOME is the installation holding this
+//!     program (HOME/bin/qmailctl).
 //!
 //!     start      svc -u every service and log (needs svscan running)
 //!     stop       svc -d every service and log
@@ -128,22 +128,48 @@ impl Ctl {
         let control = self.home.join("control");
         let mut any = false;
         for name in ["tcp.smtp", "tcp.submission", "tcp.pop3"] {
-            let text = control.join(name);
-            let Ok(input) = std::fs::File::open(&text) else {
+            // qmail-guard's rules (control/NAME.cdb -> ../guard/NAME.cdb, INSTALL.md) are
+            // rebuilt where they live and, by root, as qmailg: that directory is qmailg's,
+            // and root must neither write through nor read through a link it planted there
+            let guarded = std::fs::read_link(control.join(format!("{name}.cdb")))
+                .is_ok_and(|t| t == Path::new("../guard").join(format!("{name}.cdb")));
+            let dir = if guarded {
+                self.home.join("guard")
+            } else {
+                control.clone()
+            };
+            let text = dir.join(name);
+            let input = if guarded {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&text)
+            } else {
+                std::fs::File::open(&text)
+            };
+            let Ok(input) = input else {
                 continue;
             };
             any = true;
-            let cdb = control.join(format!("{name}.cdb"));
-            let tmp = control.join(format!("{name}.tmp"));
-            let r = Command::new(self.home.join("bin/tcprules"))
-                .arg(&cdb)
-                .arg(&tmp)
-                .stdin(Stdio::from(input))
-                .status();
+            let cdb = dir.join(format!("{name}.cdb"));
+            let tmp = dir.join(format!("{name}.tmp"));
+            let tcprules = self.home.join("bin/tcprules");
+            let mut cmd = if guarded && qsys::is_root() {
+                let mut c = Command::new(self.home.join("bin/setuidgid"));
+                c.arg("qmailg").arg(&tcprules);
+                c
+            } else {
+                Command::new(&tcprules)
+            };
+            let r = cmd.arg(&cdb).arg(&tmp).stdin(Stdio::from(input)).status();
             match r {
                 Ok(st) if st.success() => {
                     use std::os::unix::fs::PermissionsExt;
-                    let _ = std::fs::set_permissions(&cdb, std::fs::Permissions::from_mode(0o644));
+                    if !guarded {
+                        let _ =
+                            std::fs::set_permissions(&cdb, std::fs::Permissions::from_mode(0o644));
+                    }
                     println!("Reloaded {}.", text.display());
                 }
                 Ok(st) => {

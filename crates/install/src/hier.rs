@@ -118,6 +118,7 @@ const PROGRAMS: &[Program] = &[
     // spam scoring (issue 16): the chain's filter and the learner
     prog("qmail-spamc", 0o755),
     prog("qmail-spamlearn", 0o755),
+    prog("qmail-guard", 0o755),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
@@ -269,6 +270,14 @@ const SUPERVISE: &[(&str, &str)] = &[
         "qmail-spamd/log/run",
         include_str!("../../../supervise/qmail-spamd/log/run"),
     ),
+    (
+        "qmail-guard/run",
+        include_str!("../../../supervise/qmail-guard/run"),
+    ),
+    (
+        "qmail-guard/log/run",
+        include_str!("../../../supervise/qmail-guard/log/run"),
+    ),
 ];
 
 /// qmail-scan's default rules (the source tree's control/scanrules), written once.
@@ -312,6 +321,7 @@ pub const SERVICES: &[&str] = &[
     "qmail-pop3d",
     "qmail-pop3ds",
     IMAP_SERVICE,
+    "qmail-guard",
 ];
 
 /// The services that speak TLS from the first byte: without `control/servercert.pem`
@@ -462,6 +472,7 @@ pub fn install(opts: &Options) -> io::Result<Vec<String>> {
     if let ImapSetup::Written = imap_setup(&opts.root) {
         dovecot_files(&opts.root)?;
     }
+    guard_files(&root, &ids)?;
     Ok(installed)
 }
 
@@ -733,6 +744,60 @@ fn alias_files(root: &Dir, ids: &Ids) -> io::Result<()> {
                 .make_dir(sub, 0o700)?
                 .set_owner_mode(uid, gid, 0o700)?;
         }
+    }
+    Ok(())
+}
+
+/// An empty cdb: 256 hash table headers, each pointing at the end of the header with no
+/// slots (what cdbmake and tcprules write for no records).
+fn empty_cdb() -> Vec<u8> {
+    let mut v = Vec::with_capacity(2048);
+    for _ in 0..256 {
+        v.extend_from_slice(&2048u32.to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+    }
+    v
+}
+
+/// qmail-guard's directory `guard/` (qmailg, 0755) and the control files it may replace:
+/// `control/badmailfrom`, `control/tcp.smtp` and `control/tcp.smtp.cdb` are links to
+/// files of the same names in `guard/`. Replacing a file atomically needs write access
+/// to its directory, and qmailg must not write `control/` (it could add any control
+/// file), so the three live in a directory of qmailg's own and readers reach them
+/// through the links. Made only where `control/NAME` does not exist: an administrator's
+/// own file stays as it is (qmail-guard then says it cannot replace it; INSTALL.md shows
+/// how to move it in).
+fn guard_files(root: &Dir, ids: &Ids) -> io::Result<()> {
+    let (uid, gid) = (ids.uid(Owner::User("qmailg"))?, ids.gid("nofiles")?);
+    let guard = root.make_dir("guard", 0o755)?;
+    guard.set_owner_mode(uid, gid, 0o755)?;
+    let control = root.walk(Path::new("control"))?;
+    let rules = "# tcprules for qmail-smtpd (qmailctl cdb rebuilds tcp.smtp.cdb); qmail-guard puts\n\
+                 # its deny rules first, each after a \"# qmail-guard:\" comment\n";
+    let files: [(&str, Vec<u8>); 3] = [
+        ("badmailfrom", Vec::new()),
+        ("tcp.smtp", rules.as_bytes().to_vec()),
+        ("tcp.smtp.cdb", empty_cdb()),
+    ];
+    for (name, initial) in files {
+        if std::fs::symlink_metadata(control.join(name)).is_ok() {
+            continue;
+        }
+        if let Some(mut f) = guard.create_new(name, 0o600)? {
+            ctx(f.write_all(&initial), || {
+                format!("unable to write {}", guard.join(name).display())
+            })?;
+            safefs::set_owner_mode(&f, &guard.join(name), uid, gid, 0o644)?;
+        }
+        let tmp = control.join(&format!(".{name}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        ctx(
+            std::os::unix::fs::symlink(format!("../guard/{name}"), &tmp),
+            || format!("unable to link {}", tmp.display()),
+        )?;
+        ctx(std::fs::rename(&tmp, control.join(name)), || {
+            format!("unable to link {}", control.join(name).display())
+        })?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ manuals!(
     "multilog",
     "newaliases",
     "qmail-clean",
+    "qmail-guard",
     "qmail-inject",
     "qmail-install",
     "qmail-local",

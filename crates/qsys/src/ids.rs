@@ -1,8 +1,8 @@
 //! The qmail users and groups (DESIGN section 2), resolved by name at run time.
 //!
-//! Names are fixed: `alias qmaild qmaill qmailp qmailq qmailr qmails qmailf` (qmailf:
-//! the content filters of qmail-qfilter's chain, DESIGN section 10), groups `qmail`
-//! and `nofiles`. When a name is missing (an install by an ordinary user, where every
+//! Names are fixed: `alias qmaild qmaill qmailp qmailq qmailr qmails qmailf qmailg`
+//! (qmailf: the content filters of qmail-qfilter's chain, DESIGN section 10; qmailg:
+//! qmail-guard, the log-driven blocker), groups `qmail` and `nofiles`. When a name is missing (an install by an ordinary user, where every
 //! program runs as that one user) the lookup says so and callers keep their own ids.
 //!
 //! A program linked with a static glibc (the per-message ones, .cargo/static-link.sh)
@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-pub const USERS: [&str; 8] = [
-    "alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails", "qmailf",
+pub const USERS: [&str; 9] = [
+    "alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails", "qmailf", "qmailg",
 ];
 pub const GROUP_QMAIL: &str = "qmail";
 pub const GROUP_NOFILES: &str = "nofiles";
