@@ -112,6 +112,8 @@ const PROGRAMS: &[Program] = &[
     },
     prog("qmail-scan", 0o755),
     prog("qmail-quarantine", 0o700),
+    // the queue writer for qmail-smtpd (doc/queue-writer.md), run as qmailq by its service
+    prog("qmail-queued", 0o711),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
@@ -167,6 +169,12 @@ fn dirs() -> Vec<DirSpec> {
         d("queue/info", Owner::User("qmails"), 0o700),
         d("queue/local", Owner::User("qmails"), 0o700),
         d("queue/remote", Owner::User("qmails"), 0o700),
+        // qmail-queued's socket: only qmailq and group nofiles (qmaild) reach it; setgid,
+        // so that the socket qmailq makes there is group nofiles
+        DirSpec {
+            group: "nofiles",
+            ..d("queued", Owner::User("qmailq"), 0o2750)
+        },
     ];
     // checkpassword's per-account locks: only its setgid group may create or open them
     if qsys::ids::gid("shadow").is_some() {
@@ -253,6 +261,14 @@ const SUPERVISE: &[(&str, &str)] = &[
         "qmail-pop3ds/log/run",
         include_str!("../../../supervise/qmail-pop3ds/log/run"),
     ),
+    (
+        "qmail-queued/run",
+        include_str!("../../../supervise/qmail-queued/run"),
+    ),
+    (
+        "qmail-queued/log/run",
+        include_str!("../../../supervise/qmail-queued/log/run"),
+    ),
 ];
 
 /// qmail-scan's default rules (the source tree's control/scanrules), written once.
@@ -281,6 +297,7 @@ pub const SERVICES: &[&str] = &[
     "qmail-smtps",
     "qmail-pop3d",
     "qmail-pop3ds",
+    "qmail-queued",
 ];
 
 /// Link services into a service directory svscan watches (`/service`):
