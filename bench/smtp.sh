@@ -11,6 +11,8 @@
 #        PROFILE=debug ...            # binaries from target/debug (default release)
 #        SKIP_POSTFIX=1 ...           # only ours (no ratio)
 #        CPU=0 ...                    # no CPU-per-program table (no perf record)
+#        CONCURRENCYLOCAL=50 ...      # our control/concurrencylocal (default: the
+#                                     # installed default, 10)
 #        FILTER="queued none scan scan+clamd"  # ours once per mode (default "queued"):
 #                                     # queued = qmail-queued running (qmail-smtpd hands
 #                                     # each message to the writer, the installed
@@ -346,6 +348,7 @@ LOG=$WORK/qmail-send.log
 "$BIN/qmail-install" --root "$Q" --me "mx.$DOMAIN" >&2
 printf 'mx.%s\n%s\n' "$DOMAIN" "$DOMAIN" >"$Q/control/locals"
 printf 'mx.%s\n%s\n' "$DOMAIN" "$DOMAIN" >"$Q/control/rcpthosts"
+[[ -n ${CONCURRENCYLOCAL:-} ]] && printf '%s\n' "$CONCURRENCYLOCAL" >"$Q/control/concurrencylocal"
 
 getent passwd "$BUSER" >/dev/null || { say "creating user $BUSER"; useradd -m "$BUSER"; }
 BHOME=$(getent passwd "$BUSER" | cut -d: -f6)
@@ -436,7 +439,7 @@ stop_ours
 ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -1) ]] && ver="$ver+dirty"
 RESULTS+=("smtp benchmark $STAMP on $(hostname), $(nproc) CPUs; ours at $ver ($PROFILE build)")
-RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first")
+RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first; concurrencylocal ${CONCURRENCYLOCAL:-default}")
 RESULTS+=("load: smtp-source -m $N -l $SIZE to $BUSER@$DOMAIN over 127.0.0.1; accepted = until smtp-source returned, delivered = until $N files in Maildir/new")
 RESULTS+=("")
 RESULTS+=("$(printf '%-9s %-16s %12s %12s' sessions system accepted/s delivered/s)")
