@@ -498,3 +498,90 @@ fn sigkill_of_the_writer_and_delivery_loses_no_acknowledged_message() {
     );
     drop(smtpd);
 }
+
+/// A small tmpfs mounted over the installation's queue (its directories copied in with
+/// their owners and modes), unmounted and put back when dropped.
+struct SmallQueue {
+    queue: PathBuf,
+    saved: PathBuf,
+}
+
+impl SmallQueue {
+    fn mount(sys: &System, size: &str) -> Option<SmallQueue> {
+        let queue = sys.root.join("queue");
+        let saved = sys.root.join("queue.orig");
+        std::fs::rename(&queue, &saved).unwrap();
+        std::fs::create_dir(&queue).unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0750"),
+                "tmpfs",
+            ])
+            .arg(&queue)
+            .status()
+            .is_ok_and(|s| s.success());
+        let q = SmallQueue { queue, saved };
+        if !mounted {
+            return None;
+        }
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(q.saved.join("."))
+            .arg(q.queue.join("."))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let top = std::fs::metadata(&q.saved).unwrap();
+        nix::unistd::chown(&q.queue, Some(top.uid().into()), Some(top.gid().into())).unwrap();
+        std::fs::set_permissions(&q.queue, PermissionsExt::from_mode(top.mode() & 0o7777)).unwrap();
+        Some(q)
+    }
+}
+
+impl Drop for SmallQueue {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.queue).status();
+        let _ = std::fs::remove_dir(&self.queue);
+        let _ = std::fs::rename(&self.saved, &self.queue);
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_temporary_failure_with_nothing_in_the_queue() {
+    need_root!();
+    let sys = system();
+    let Some(small) = SmallQueue::mount(&sys, "256k") else {
+        e2e::skip("cannot mount a tmpfs here");
+        return;
+    };
+    let _w = Writer::start(&sys);
+    let saved = break_qmail_queue(&sys);
+    let smtpd = SmtpServer::start(&sys, &[], &[]);
+    let mut c = smtpd.client();
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd("HELO client.test").starts_with("250"));
+    let big = format!(
+        "Subject: too big for the disk\r\n\r\n{}",
+        "y".repeat(600_000)
+    );
+    let r = send_message(&mut c, "a@remote.test", &["alias@example.test"], &big);
+    assert!(r.starts_with("451"), "{r}");
+    assert!(r.contains("qq write error or disk full"), "{r}");
+    assert!(files_under(&small.queue.join("todo")).is_empty());
+    assert!(files_under(&small.queue.join("intd")).is_empty());
+    assert!(files_under(&small.queue.join("mess")).is_empty());
+    // the unnamed file is gone with its space: a small message goes through the writer
+    let r = send_message(
+        &mut c,
+        "a@remote.test",
+        &["alias@example.test"],
+        "Subject: small\r\n\r\nhi",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(files_under(&small.queue.join("todo")).len(), 1);
+    restore_qmail_queue(&sys, &saved);
+    drop(smtpd);
+}
