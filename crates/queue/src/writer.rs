@@ -447,9 +447,8 @@ pub fn serve(listener: UnixListener, queue: Queue, served: Served) -> io::Result
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     {
         let queue = Arc::clone(&queue);
-        std::thread::Builder::new()
-            .name("committer".into())
-            .spawn(move || committer(&queue, jobs_rx))?;
+        // unnamed, so that it and its fsync threads keep the process's name in ps and perf
+        std::thread::Builder::new().spawn(move || committer(&queue, jobs_rx))?;
     }
     let mut errors = 0u32;
     loop {
