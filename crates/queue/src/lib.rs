@@ -12,6 +12,7 @@
 //! ([`writer`], doc/queue-writer.md), falling back to qmail-queue.
 
 pub mod client;
+pub mod concurrent;
 pub mod envelope;
 pub mod layout;
 pub mod qq;

@@ -60,8 +60,6 @@ pub const MAX_CHUNK: usize = 65536;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(1200);
 /// A whole message (qmail-queue's alarm, 52).
 pub const MESSAGE_LIMIT: Duration = Duration::from_secs(86_400);
-/// Most threads one batch's fsyncs use.
-const SYNC_THREADS: usize = 16;
 /// The socket, relative to HOME.
 pub const SOCKET: &str = "queued/socket";
 
@@ -343,7 +341,7 @@ impl Queue {
         for (s, _) in dirs.iter().enumerate().filter(|(_, d)| **d) {
             items.push((Target::MessDir(s as u64), &self.mess_dirs[s]));
         }
-        let results = concurrently(&items, |(t, f)| self.syncer.fsync(*t, f));
+        let results = crate::concurrent::run(&items, |(t, f)| self.syncer.fsync(*t, f));
         let failed: Vec<(Target, String)> = items
             .iter()
             .zip(results)
@@ -363,44 +361,6 @@ impl Queue {
             }
         }
     }
-}
-
-/// `op` over every item from up to [`SYNC_THREADS`] threads (this thread included, and
-/// it alone when no thread can be started), results in the items' order. The technique
-/// of qmail-send's todo batches (crates/send/src/commit.rs): the journal commits
-/// concurrent fsyncs together.
-fn concurrently<T: Sync>(
-    items: &[T],
-    op: impl Fn(&T) -> io::Result<()> + Sync,
-) -> Vec<io::Result<()>> {
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else {
-                return done;
-            };
-            done.push((i, op(item)));
-        }
-    };
-    let mut results: Vec<Option<io::Result<()>>> = items.iter().map(|_| None).collect();
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..items.len().min(SYNC_THREADS))
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
-            .collect();
-        let mut all = work();
-        for h in helpers {
-            all.extend(h.join().unwrap_or_default());
-        }
-        for (i, r) in all {
-            results[i] = Some(r);
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(io::Error::other("fsync thread failed"))))
-        .collect()
 }
 
 /// A message handed to the committer, and where its verdict goes.
