@@ -437,7 +437,8 @@ fn sigkill_of_the_writer_and_delivery_loses_no_acknowledged_message() {
         let victim = match rng.next(4) {
             0 | 1 => "qmail-queued",
             2 => "qmail-send",
-            _ => "qmail-local",
+            // lspawn and its delivering children (local delivery runs in lspawn's child)
+            _ => "qmail-lspawn",
         };
         for pid in pids_of(&sys.bin(victim)) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
