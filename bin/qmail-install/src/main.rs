@@ -35,8 +35,8 @@
 //!
 //!     --link-services DIR links the installed services into DIR (the directory
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
-//!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and
-//!     qmail-pop3ds, or only those named with --service (repeatable). Existing
+//!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d,
+//!     qmail-pop3ds and qmail-queued, or only those named with --service (repeatable). Existing
 //!     entries are left alone.
 //!
 //! EXIT CODES
