@@ -121,6 +121,9 @@ pub fn receive(
         Ok(_) => return Err(Refused::Gone("end of input in the envelope".into())),
         Err(e) => return Err(Refused::Gone(format!("read error in the envelope: {e}"))),
     }
+    if Instant::now() > deadline {
+        return answer(52, "timeout: the envelope took over 24 hours");
+    }
     if let Err(e) = check_envelope(&envelope) {
         return Err(Refused::Answer(e));
     }
