@@ -11,7 +11,13 @@
 #        PROFILE=debug ...            # binaries from target/debug (default release)
 #        SKIP_POSTFIX=1 ...           # only ours (no ratio)
 #        CPU=0 ...                    # no CPU-per-program table (no perf record)
-#        FILTER="none scan scan+clamd"  # ours once per mode (default "none"): scan = the
+#        CONCURRENCYLOCAL=50 ...      # our control/concurrencylocal (default: the
+#                                     # installed default, 10)
+#        FILTER="queued none scan scan+clamd"  # ours once per mode (default "queued"):
+#                                     # queued = qmail-queued running (qmail-smtpd hands
+#                                     # each message to the writer, the installed
+#                                     # default, doc/queue-writer.md); none = no writer,
+#                                     # qmail-smtpd execs qmail-queue per message; scan = the
 #                                     # qmail-qfilter chain with qmail-scan in
 #                                     # control/filters and the default scanrules;
 #                                     # scan+clamd = the same with a clamd of our own (a
@@ -61,9 +67,9 @@ KEEP=${KEEP:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_POSTFIX=${SKIP_POSTFIX:-0}
 CPU=${CPU:-1}
-FILTER=${FILTER:-none}
+FILTER=${FILTER:-queued}
 PERF_PERIOD_NS=100000
-OURS_COMMS="tcpserver qmail-smtpd qmail-queue qmail-send qmail-lspawn qmail-local qmail-clean qmail-rspawn"
+OURS_COMMS="tcpserver qmail-smtpd qmail-queue qmail-queued qmail-send qmail-lspawn qmail-local qmail-clean qmail-rspawn"
 FILTER_COMMS="qmail-qfilter qmail-scan clamd"
 PF_COMMS="master smtpd cleanup trivial-rewrite qmgr local postlogd anvil proxymap tlsmgr scache"
 POLL=0.02
@@ -89,11 +95,11 @@ for t in cargo useradd runuser getent awk swaks; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 for m in $FILTER; do
-    [[ $m == none || $m == scan || $m == scan+clamd ]] || die "FILTER modes are none, scan, scan+clamd (got '$m')"
+    [[ $m == queued || $m == none || $m == scan || $m == scan+clamd ]] || die "FILTER modes are queued, none, scan, scan+clamd (got '$m')"
     [[ $m == scan+clamd ]] && { command -v clamd >/dev/null || die "clamd (package clamav-daemon) is missing"; }
 done
 
-WORK="" QPID="" Q="" TCPPID="" BHOME="" PERFPID="" CLAMPID="" CLAMSOCK=""
+WORK="" QPID="" QDPID="" Q="" TCPPID="" BHOME="" PERFPID="" CLAMPID="" CLAMSOCK=""
 PF_TOUCHED=0 PF_WAS_RUNNING=0 PF_MAIN="" PF_MASTER=""
 RESULTS=()
 
@@ -125,6 +131,7 @@ cleanup() {
     local rc=$?
     set +e
     cpu_stop
+    stop_queued
     stop_ours
     if [[ -n $CLAMPID ]]; then kill -TERM "$CLAMPID" 2>/dev/null; wait "$CLAMPID" 2>/dev/null; fi
     if ((PF_TOUCHED)); then
@@ -245,12 +252,35 @@ start_clamd() {
     say "clamd listening on $CLAMSOCK"
 }
 
+# start_queued / stop_queued: our qmail-queued (as qmailq, as its run script starts it),
+# logging to $WORK/queued.log; stopped, its socket is removed (qmail-smtpd then execs
+# qmail-queue per message).
+start_queued() {
+    [[ -n $QDPID ]] && return 0
+    rm -f "$Q/queued/socket"
+    (cd / && exec env - PATH="$Q/bin:/usr/bin:/bin" "$Q/bin/setuidgid" qmailq "$Q/bin/qmail-queued" \
+        >>"$WORK/queued.log" 2>&1) &
+    QDPID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do [[ -S $Q/queued/socket ]] && return 0; sleep 0.05; done
+    cat "$WORK/queued.log" >&2
+    die "qmail-queued did not start"
+}
+stop_queued() {
+    [[ -n $QDPID ]] || return 0
+    kill -TERM "$QDPID" 2>/dev/null || true
+    wait "$QDPID" 2>/dev/null || true
+    QDPID=""
+    rm -f "$Q/queued/socket"
+}
+
 # set_filter MODE: control/filters and control/clamd for FILTER mode MODE (read by
 # qmail-smtpd's queue client and qmail-scan per message: no restart needed).
 set_filter() {
     : >"$Q/control/filters"
     rm -f "$Q/control/clamd"
-    [[ $1 == none ]] && return 0
+    if [[ $1 == queued ]]; then start_queued; else stop_queued; fi
+    [[ $1 == none || $1 == queued ]] && return 0
     printf '%s\n' "$Q/bin/qmail-scan" >"$Q/control/filters"
     [[ $1 == scan+clamd ]] && printf '%s\n' "$CLAMSOCK" >"$Q/control/clamd"
     return 0
@@ -306,7 +336,8 @@ if [[ $SKIP_BUILD != 1 ]]; then
     [[ $PROFILE == release ]] && flag=(--release)
     cargo build "${flag[@]}" -p qmail-install -p qmail-queue -p qmail-start -p qmail-send \
         -p qmail-lspawn -p qmail-local -p qmail-rspawn -p qmail-remote -p qmail-clean \
-        -p qmail-smtpd -p tcpserver -p maildirmake -p qmail-qfilter -p qmail-scan
+        -p qmail-smtpd -p tcpserver -p maildirmake -p qmail-qfilter -p qmail-scan \
+        -p qmail-queued -p setuidgid
 fi
 [[ -x $BIN/qmail-install && -x $BIN/qmail-smtpd && -x $BIN/tcpserver ]] || die "binaries missing in $BIN"
 
@@ -317,6 +348,7 @@ LOG=$WORK/qmail-send.log
 "$BIN/qmail-install" --root "$Q" --me "mx.$DOMAIN" >&2
 printf 'mx.%s\n%s\n' "$DOMAIN" "$DOMAIN" >"$Q/control/locals"
 printf 'mx.%s\n%s\n' "$DOMAIN" "$DOMAIN" >"$Q/control/rcpthosts"
+[[ -n ${CONCURRENCYLOCAL:-} ]] && printf '%s\n' "$CONCURRENCYLOCAL" >"$Q/control/concurrencylocal"
 
 getent passwd "$BUSER" >/dev/null || { say "creating user $BUSER"; useradd -m "$BUSER"; }
 BHOME=$(getent passwd "$BUSER" | cut -d: -f6)
@@ -394,6 +426,7 @@ for s in $SESSIONS; do
         if ((RSS > O_RSS)); then O_RSS=$RSS; fi
     done
     set_filter none
+    stop_queued
     if [[ $SKIP_POSTFIX != 1 ]]; then
         run_load "postfix" "$PF_MD" "$PFPORT" "$s" smtpd
         P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE P_CPU[$s]=${CPU_LINE:-}
@@ -406,7 +439,7 @@ stop_ours
 ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -1) ]] && ver="$ver+dirty"
 RESULTS+=("smtp benchmark $STAMP on $(hostname), $(nproc) CPUs; ours at $ver ($PROFILE build)")
-RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first")
+RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first; concurrencylocal ${CONCURRENCYLOCAL:-default}")
 RESULTS+=("load: smtp-source -m $N -l $SIZE to $BUSER@$DOMAIN over 127.0.0.1; accepted = until smtp-source returned, delivered = until $N files in Maildir/new")
 RESULTS+=("")
 RESULTS+=("$(printf '%-9s %-16s %12s %12s' sessions system accepted/s delivered/s)")

@@ -44,10 +44,10 @@
 //!
 //!     --link-services DIR links the installed services into DIR (the directory
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
-//!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d and
-//!     qmail-pop3ds (and qmail-imapd when installed), or only those named with
-//!     --service (repeatable). Existing entries are left alone. qmail-spamd
-//!     (SpamAssassin's spamd for qmail-spamc) is linked only when named:
+//!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d,
+//!     qmail-pop3ds, qmail-queued (and qmail-imapd when installed), or only those
+//!     named with --service (repeatable). Existing entries are left alone.
+//!     qmail-spamd (SpamAssassin's spamd for qmail-spamc) is linked only when named:
 //!     `--link-services /service --service qmail-spamd` turns it on.
 //!
 //!     After installing, it names the programs of other packages (Debian's

@@ -119,6 +119,8 @@ const PROGRAMS: &[Program] = &[
     prog("qmail-spamc", 0o755),
     prog("qmail-spamlearn", 0o755),
     prog("qmail-guard", 0o755),
+    // the queue writer for qmail-smtpd (doc/queue-writer.md), run as qmailq by its service
+    prog("qmail-queued", 0o711),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
@@ -176,6 +178,12 @@ fn dirs() -> Vec<DirSpec> {
         d("queue/info", Owner::User("qmails"), 0o700),
         d("queue/local", Owner::User("qmails"), 0o700),
         d("queue/remote", Owner::User("qmails"), 0o700),
+        // qmail-queued's socket: only qmailq and group nofiles (qmaild) reach it; setgid,
+        // so that the socket qmailq makes there is group nofiles
+        DirSpec {
+            group: "nofiles",
+            ..d("queued", Owner::User("qmailq"), 0o2750)
+        },
     ];
     // checkpassword's per-account locks: only its setgid group may create or open them
     if qsys::ids::gid("shadow").is_some() {
@@ -278,6 +286,14 @@ const SUPERVISE: &[(&str, &str)] = &[
         "qmail-guard/log/run",
         include_str!("../../../supervise/qmail-guard/log/run"),
     ),
+    (
+        "qmail-queued/run",
+        include_str!("../../../supervise/qmail-queued/run"),
+    ),
+    (
+        "qmail-queued/log/run",
+        include_str!("../../../supervise/qmail-queued/log/run"),
+    ),
 ];
 
 /// qmail-scan's default rules (the source tree's control/scanrules), written once.
@@ -322,6 +338,7 @@ pub const SERVICES: &[&str] = &[
     "qmail-pop3ds",
     IMAP_SERVICE,
     "qmail-guard",
+    "qmail-queued",
 ];
 
 /// The services that speak TLS from the first byte: without `control/servercert.pem`

@@ -32,6 +32,7 @@ manuals!(
     "qmail-qstat",
     "qmail-quarantine",
     "qmail-queue",
+    "qmail-queued",
     "qmail-recipients",
     "qmail-remote",
     "qmail-rspawn",

@@ -10,6 +10,12 @@
 //! after writing one line to its fd 6, `D<text>` (permanent) or `Z<text>` (temporary).
 //! The child's fd 6 is a pipe read after it exits; the line is bounded and reduced to
 //! printable ASCII ([`reason`]), since it goes on the SMTP wire and into logs.
+//!
+//! qmail-smtpd first offers a message to qmail-queued ([`inject_queued`], the protocol of
+//! [`crate::writer`]) when its queue program is the installation's plain qmail-queue
+//! ([`queued_socket`]); every failure before the message is handed over (no socket,
+//! EACCES, no greeting within [`GREETING_WAIT`]) gives the message back for qmail-queue,
+//! so a writer that is down costs speed, never a message.
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -261,6 +267,153 @@ where
         }
         Some(c) => Err(failure_for_exit(c)),
         None => Err(temp("qq crashed (#4.3.0)")),
+    }
+}
+
+/// How long a client waits for qmail-queued's greeting before using qmail-queue.
+pub const GREETING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a client waits for the verdict after the end of the message: qmail-queued's
+/// own limit on a message (24 hours) and a margin.
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(86_400 + 600);
+
+/// The qmail-queued socket to try for `program`: `HOME/queued/socket` when `program` is
+/// the installation's plain `HOME/bin/qmail-queue` (no `$QMAILQUEUE` of another program,
+/// no filter chain); `None` otherwise (run `program` as always).
+pub fn queued_socket(home: &Path, program: &Path) -> Option<PathBuf> {
+    (program == home.join("bin/qmail-queue")).then(|| crate::writer::socket_path(home))
+}
+
+/// What became of a message offered to qmail-queued.
+pub enum Queued<F> {
+    /// Not handed over (no writer, not served, no greeting in time): nothing of the
+    /// message was asked for; the message writer comes back for qmail-queue.
+    Declined(F),
+    /// Handed over: the verdict (the qp is this process's pid, which the writer puts in
+    /// the Received line and in `intd/N`, as qmail-queue put its own).
+    Done(Result<u32, QqFailure>),
+}
+
+/// Send everything, without SIGPIPE (a writer that died is an error, not a death).
+fn send_all(stream: &std::os::unix::net::UnixStream, mut data: &[u8]) -> io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    while !data.is_empty() {
+        match send(stream.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The message as protocol chunks of at most [`crate::writer::MAX_CHUNK`] bytes.
+struct Chunks<'a> {
+    stream: &'a std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+    failed: bool,
+}
+
+impl Chunks<'_> {
+    fn send_chunk(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut frame = Vec::with_capacity(4 + self.buf.len());
+        frame.extend_from_slice(&(self.buf.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&self.buf);
+        self.buf.clear();
+        let r = send_all(self.stream, &frame);
+        self.failed |= r.is_err();
+        r
+    }
+}
+
+impl Write for Chunks<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let room = crate::writer::MAX_CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == crate::writer::MAX_CHUNK {
+            self.send_chunk()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Offer the message `write_message` writes to the qmail-queued listening on `socket`
+/// (the protocol of [`crate::writer`]). Before the greeting has come and the envelope
+/// has gone out, every failure is [`Queued::Declined`]; after it, a writer that dies is
+/// `qq crashed`, a temporary failure (the client retries), and a refusal is its
+/// qmail-queue exit code, mapped as qmail-queue's ([`failure_for_exit`]).
+pub fn inject_queued<F>(
+    socket: &Path,
+    sender: &[u8],
+    recipients: &[impl AsRef<[u8]>],
+    write_message: F,
+) -> Queued<F>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
+    use std::io::Read;
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return Queued::Declined(write_message);
+    };
+    let mut greeting = [0u8; 1];
+    let greeted = stream
+        .set_read_timeout(Some(GREETING_WAIT))
+        .and_then(|_| stream.read_exact(&mut greeting))
+        .is_ok_and(|_| greeting[0] == crate::writer::GREETING);
+    let envelope = crate::envelope::qq_envelope(sender, recipients);
+    let Ok(len) = u32::try_from(envelope.len()) else {
+        return Queued::Declined(write_message);
+    };
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(&envelope);
+    if !greeted || send_all(&stream, &frame).is_err() {
+        return Queued::Declined(write_message);
+    }
+    let crashed = || {
+        Queued::Done(Err(QqFailure {
+            permanent: false,
+            text: "qq crashed (#4.3.0)".into(),
+            custom: false,
+        }))
+    };
+    let mut chunks = Chunks {
+        stream: &stream,
+        buf: Vec::with_capacity(crate::writer::MAX_CHUNK),
+        failed: false,
+    };
+    let written = write_message(&mut chunks);
+    if written.is_err() && !chunks.failed {
+        // the caller says "do not queue": no end chunk, so the writer keeps nothing
+        return Queued::Done(Err(failure_for_exit(54)));
+    }
+    let sent = written.is_ok() && chunks.send_chunk().is_ok() && send_all(&stream, &[0; 4]).is_ok();
+    // a writer that refused early (a bad envelope, a hostile length) answered and closed
+    let mut code = [0u8; 1];
+    if stream.set_read_timeout(Some(VERDICT_WAIT)).is_err() || stream.read_exact(&mut code).is_err()
+    {
+        return crashed();
+    }
+    match code[0] {
+        0 if sent => {
+            let mut id = [0u8; 8];
+            match stream.read_exact(&mut id) {
+                Ok(()) => Queued::Done(Ok(std::process::id())),
+                Err(_) => crashed(),
+            }
+        }
+        0 => crashed(),
+        c => Queued::Done(Err(failure_for_exit(i32::from(c)))),
     }
 }
 

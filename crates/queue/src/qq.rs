@@ -167,7 +167,7 @@ pub fn enqueue(
 /// Step 1 on Linux: an unnamed file (`O_TMPFILE`) in `pid/`; its inode number is the
 /// message number. `None` when the file system cannot make unnamed files (then
 /// [`create_with_pid_file`]).
-fn create_unnamed(dir: &Path) -> Result<Option<(File, u64)>, QqError> {
+pub(crate) fn create_unnamed(dir: &Path) -> Result<Option<(File, u64)>, QqError> {
     let file = match std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_TMPFILE)
@@ -188,7 +188,7 @@ fn create_unnamed(dir: &Path) -> Result<Option<(File, u64)>, QqError> {
 
 /// Step 2 for an unnamed file: link it as `mess/S/N` through its `/proc/self/fd` name
 /// (`linkat` with `AT_SYMLINK_FOLLOW`, which needs no privilege).
-fn name_message(layout: &Layout, file: &File, id: u64) -> Result<Cleanup, QqError> {
+pub(crate) fn name_message(layout: &Layout, file: &File, id: u64) -> Result<Cleanup, QqError> {
     use std::os::fd::AsRawFd;
     let messname = layout.mess(id);
     let proc_name = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -300,14 +300,16 @@ fn copy_message(head: &[u8], input: &mut dyn Read, out: &mut File) -> Result<(),
     }
 }
 
+/// Most envelope bytes read: what 100,000 maximal recipients could need, so that a
+/// runaway writer cannot exhaust memory (the envelope is read whole; qmail-queued
+/// refuses a longer one with 54 before reading it).
+pub const ENVELOPE_MAX: u64 = 100_000 * (ADDR_MAX as u64 + 2);
+
 /// Read and check the envelope from fd 1; returns the bytes to store after `u` and `p`
 /// (the `F` record and the `T` records, without the final NUL).
 fn read_envelope(input: &mut dyn Read) -> Result<Vec<u8>, QqError> {
-    // The envelope is small; read it whole, but bounded by what 100,000 maximal
-    // recipients could need, so a runaway writer cannot exhaust memory.
-    const MAX: u64 = 100_000 * (ADDR_MAX as u64 + 2);
     let mut data = Vec::with_capacity(4096);
-    if let Err(e) = input.take(MAX).read_to_end(&mut data) {
+    if let Err(e) = input.take(ENVELOPE_MAX).read_to_end(&mut data) {
         return fail(54, format!("envelope read error: {e}"));
     }
     check_envelope(&data)?;
@@ -352,9 +354,9 @@ pub fn check_envelope(data: &[u8]) -> Result<(), QqError> {
 }
 
 /// Removes the named files unless disarmed: a failed injection leaves nothing behind.
-struct Cleanup {
-    paths: Vec<PathBuf>,
-    armed: bool,
+pub(crate) struct Cleanup {
+    pub(crate) paths: Vec<PathBuf>,
+    pub(crate) armed: bool,
 }
 
 impl Drop for Cleanup {

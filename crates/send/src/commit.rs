@@ -12,56 +12,18 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Most threads one batch's fsyncs use.
-pub const SYNC_THREADS: usize = 16;
+pub use queue::concurrent::SYNC_THREADS;
 
 /// fsync each file; the results in the same order.
 pub fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {
-    concurrently(files, |f| f.sync_all())
+    queue::concurrent::run(files, |f| f.sync_all())
 }
 
 /// fsync each directory; the results in the same order.
 pub fn sync_dirs(dirs: &[PathBuf]) -> Vec<io::Result<()>> {
-    concurrently(dirs, |d| qsys::fsync::sync_dir(d))
-}
-
-/// `op` over every item from up to [`SYNC_THREADS`] threads (fewer when a thread cannot
-/// be started: this thread then does the rest), results in the items' order.
-fn concurrently<T: Sync>(
-    items: &[T],
-    op: impl Fn(&T) -> io::Result<()> + Sync,
-) -> Vec<io::Result<()>> {
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else {
-                return done;
-            };
-            done.push((i, op(item)));
-        }
-    };
-    let mut results: Vec<Option<io::Result<()>>> = items.iter().map(|_| None).collect();
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..items.len().min(SYNC_THREADS))
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
-            .collect();
-        let mut all = work();
-        for h in helpers {
-            // a helper that panicked leaves its items None: reported as failures below
-            all.extend(h.join().unwrap_or_default());
-        }
-        for (i, r) in all {
-            results[i] = Some(r);
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(io::Error::other("fsync thread failed"))))
-        .collect()
+    queue::concurrent::run(dirs, |d| qsys::fsync::sync_dir(d))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Reading one message from the client into qmail-queue: after DATA (through the
+//! Reading one message from the client into qmail-queue (or qmail-queued): after DATA (through the
 //! [`crate::data`] state machine) or as BDAT chunks (RFC 3030). The reader returns one
 //! [`Outcome`]; the session turns it into the reply.
 //!
@@ -58,29 +58,46 @@ pub struct Limits<'a> {
 /// nothing was read) and qmail-queue's result, which counts only for
 /// [`Outcome::Complete`] and [`Outcome::QueueWriteFailed`].
 ///
+/// When `program` is the installation's plain qmail-queue, the message is first offered
+/// to qmail-queued (`HOME/queued/socket`, doc/queue-writer.md); if the writer does not
+/// take it (down, not greeting, at capacity), nothing has been read yet and qmail-queue
+/// runs as before. A filter chain (`$QMAILQUEUE`, control/filters) always runs as before.
+///
 /// `auth_user` (the authenticated user, if any) becomes `SMTPAUTHUSER` in qmail-queue's
 /// environment, for the filters of a qmail-qfilter chain; without one the variable is
 /// removed, so nothing inherited can pose as an authentication.
 pub fn into_queue(
+    home: &std::path::Path,
     program: &std::path::Path,
     auth_user: Option<&str>,
     sender: &str,
     rcpts: &[String],
     read: impl FnOnce(&mut dyn Write) -> Outcome,
 ) -> (Option<Outcome>, Result<u32, queue::client::QqFailure>) {
+    use queue::client::Queued;
     let mut outcome = None;
     let env = [("SMTPAUTHUSER", auth_user)];
-    let result = queue::client::inject_env(program, &env, sender.as_bytes(), rcpts, |w| {
+    let to_queue = |w: &mut dyn Write| {
         let o = read(w);
         let complete = matches!(o, Outcome::Complete);
         outcome = Some(o);
         if complete {
             Ok(())
         } else {
-            // inject's way to hear "do not queue": no envelope is sent.
+            // inject's way to hear "do not queue": no envelope (no end chunk) is sent.
             Err(io::ErrorKind::InvalidData.into())
         }
-    });
+    };
+    let offered = match queue::client::queued_socket(home, program) {
+        Some(socket) => queue::client::inject_queued(&socket, sender.as_bytes(), rcpts, to_queue),
+        None => Queued::Declined(to_queue),
+    };
+    let result = match offered {
+        Queued::Done(result) => result,
+        Queued::Declined(to_queue) => {
+            queue::client::inject_env(program, &env, sender.as_bytes(), rcpts, to_queue)
+        }
+    };
     (outcome, result)
 }
 

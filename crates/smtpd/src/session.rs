@@ -1011,19 +1011,16 @@ impl Session {
             originator: user.is_some().then_some(&check as &dyn Fn(&str) -> bool),
         };
         let conn = &mut self.conn;
-        let (outcome, result) = message::into_queue(
-            &cfg.queue_program,
-            user,
-            &sender,
-            &rcpts,
-            |w| match first_chunk {
-                None => {
-                    conn.send(reply::GO_AHEAD);
-                    message::read_data(conn, w, &limits)
+        let (outcome, result) =
+            message::into_queue(&cfg.home, &cfg.queue_program, user, &sender, &rcpts, |w| {
+                match first_chunk {
+                    None => {
+                        conn.send(reply::GO_AHEAD);
+                        message::read_data(conn, w, &limits)
+                    }
+                    Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
                 }
-                Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
-            },
-        );
+            });
         let cmd = if first_chunk.is_some() {
             "BDAT"
         } else {
