@@ -939,6 +939,7 @@ impl Session {
         let (outcome, result) = message::into_queue(
             &cfg.queue_program,
             user,
+            self.helo.as_deref(),
             &sender,
             &rcpts,
             |w| match first_chunk {
