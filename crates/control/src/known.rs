@@ -400,6 +400,43 @@ pub const KNOWN: &[Known] = &[
         "pop3d, pop3ds run scripts",
     ),
     text("tcp.pop3.cdb", Kind::File, "(none)", "tcpserver"),
+    Known {
+        name: "dmarcreject",
+        kind: Kind::Choice(&["refuse", "mark"]),
+        default: "refuse",
+        readers: "qmail-authcheck",
+        on_invalid: OnInvalid::Default,
+    },
+    Known {
+        name: "dmarcquarantine",
+        kind: Kind::Choice(&["mark", "quarantine"]),
+        default: "mark",
+        readers: "qmail-authcheck",
+        on_invalid: OnInvalid::Default,
+    },
+    Known {
+        name: "spfpolicy",
+        kind: Kind::Choice(&["mark", "refuse"]),
+        default: "mark",
+        readers: "qmail-authcheck",
+        on_invalid: OnInvalid::Default,
+    },
+    num(
+        "authchecklookups",
+        1,
+        1000,
+        "DNS lookups per check",
+        "40",
+        "qmail-authcheck",
+    ),
+    num(
+        "authchecktimeout",
+        1,
+        60,
+        "seconds per DNS lookup",
+        "5",
+        "qmail-authcheck",
+    ),
 ];
 
 /// The table entry of `name`.

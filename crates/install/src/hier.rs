@@ -112,6 +112,7 @@ const PROGRAMS: &[Program] = &[
     },
     prog("qmail-scan", 0o755),
     prog("qmail-quarantine", 0o700),
+    prog("qmail-authcheck", 0o755),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
