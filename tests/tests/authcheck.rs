@@ -460,6 +460,37 @@ fn the_issue_15_inbound_battery() {
         sub.log_text()
     );
 
+    // --- the other settings: quarantine, SPF refusal, the lookup cap ---
+    lab.sys.control("dmarcquarantine", "quarantine\n");
+    let before = queued(&lab.sys);
+    let got = lab.send(
+        "client.test",
+        "x@pass.test",
+        &mail("a@quar.test", "kept"),
+        &[],
+    );
+    assert_eq!(got, "250", "{}", lab.smtpd.log_text());
+    assert_eq!(queued(&lab.sys), before, "kept aside, not queued");
+    assert_eq!(maildir_new(&lab.sys.root.join("quarantine")).len(), 1);
+    lab.sys.control("spfpolicy", "refuse\n");
+    let got = lab.send(
+        "client.test",
+        "x@fail.test",
+        &mail("a@none.test", "spf-refused"),
+        &[],
+    );
+    assert_eq!(
+        got,
+        "550 5.7.23 SPF of fail.test does not allow this sender (#5.7.23)"
+    );
+    lab.sys.control("authchecklookups", "3\n");
+    let (ar, _) = lab.accepted("client.test", "x@perm.test", "a@none.test", "capped", &[]);
+    assert!(
+        ar.contains("spf=temperror smtp.mailfrom=x@perm.test"),
+        "{ar}"
+    );
+    lab.sys.control("authchecklookups", "40\n");
+
     // --- the DNS server stopped: temperror, delivered and marked ---
     dns.0.kill().unwrap();
     dns.0.wait().unwrap();
