@@ -227,12 +227,45 @@ mod tests {
     }
 
     #[test]
-    fn an_unreachable_dns_delivers_marked_temperror() {
-        // a UDP port that answers "unreachable" and a TCP port that refuses
+    fn a_flood_of_signatures_is_cut_at_the_limit() {
+        let mut m = String::new();
+        for i in 0..200 {
+            m.push_str(&format!(
+                "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=d{i}.test; s=s;\n \
+                 h=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\n"
+            ));
+        }
+        m.push_str("From: x@b.test\nSubject: x\n\nbody\n");
+        let (udp, servers) = dead_dns();
+        let cfg = Config {
+            timeout_secs: 1,
+            ..Config::default()
+        };
+        let v = run(&req(m.as_bytes()), &cfg, &servers);
+        drop(udp);
+        let text = String::from_utf8_lossy(&v.message);
+        let header = text.split("\nDKIM-Signature").next().unwrap_or("");
+        let n = header.matches("dkim=").count();
+        assert!((1..=check::MAX_SIGNATURES).contains(&n), "{n}: {header}");
+        assert_eq!(
+            text.matches("DKIM-Signature:").count(),
+            200,
+            "passed on unchanged"
+        );
+    }
+
+    /// A nameserver that answers nothing: a UDP port connected elsewhere (the kernel
+    /// says "unreachable" at once).
+    fn dead_dns() -> (std::net::UdpSocket, [SocketAddr; 1]) {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         udp.connect("127.0.0.1:9").unwrap();
         let port = udp.local_addr().unwrap().port();
-        let servers = [SocketAddr::from(([127, 0, 0, 1], port))];
+        (udp, [SocketAddr::from(([127, 0, 0, 1], port))])
+    }
+
+    #[test]
+    fn an_unreachable_dns_delivers_marked_temperror() {
+        let (_udp, servers) = dead_dns();
         let cfg = Config {
             timeout_secs: 1,
             ..Config::default()
