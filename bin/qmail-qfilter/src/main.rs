@@ -41,8 +41,8 @@
 //!     split at the last @), QMAILRCPTS (the recipients, each followed by a newline;
 //!     empty when longer than 120 KiB, which no environment variable can hold),
 //!     PATH as above, and from the caller PROTO, TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST,
-//!     TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST, TCPREMOTEINFO, RELAYCLIENT and
-//!     SMTPAUTHUSER when set, if the caller is root or qmaild (qmail-smtpd): from any
+//!     TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST, TCPREMOTEINFO, RELAYCLIENT,
+//!     SMTPAUTHUSER and SMTPHELO (qmail-smtpd's HELO argument) when set, if the caller is root or qmaild (qmail-smtpd): from any
 //!     other user (sendmail run by a local user) they would be that user's invention
 //!     and are left out. Nothing else of the caller's environment is passed on.
 //!
@@ -88,7 +88,7 @@ use std::time::{Duration, Instant};
 const ME: &str = "qmail-qfilter";
 
 /// The caller's variables a filter may see.
-const KEPT: [&str; 10] = [
+const KEPT: [&str; 11] = [
     "PROTO",
     "TCPLOCALIP",
     "TCPLOCALPORT",
@@ -99,6 +99,7 @@ const KEPT: [&str; 10] = [
     "TCPREMOTEINFO",
     "RELAYCLIENT",
     "SMTPAUTHUSER",
+    "SMTPHELO",
 ];
 
 /// Where the message and the filters' outputs are spooled (unlinked files).

@@ -13,8 +13,10 @@
 //!     with a Received line; the client hears 250 only after qmail-queue exited 0, i.e.
 //!     the message is on disk (after the whole filter chain). A filter's own reason
 //!     (exit 82 with `D`/`Z` text on fd 6) is the reply text: `554 5.7.1 text (#5.7.1)`
-//!     (the status code from the text's `(#x.y.z)`; 5.3.0 / 4.3.0 without one). The
-//!     authenticated user, if any, is passed to the chain as SMTPAUTHUSER.
+//!     (the status code from the text's `(#x.y.z)`; 5.3.0 / 4.3.0 without one; a text
+//!     starting with its own reply code, `550 text (#5.7.1)`, gets that code). The
+//!     authenticated user, if any, is passed to the chain as SMTPAUTHUSER, the HELO
+//!     argument (escaped as for the log) as SMTPHELO.
 //!
 //!     With --submission or --smtps, AUTH PLAIN/LOGIN (and CRAM-MD5 when
 //!     control/authcrammd5 is 1) is offered and required before MAIL (unless tcprules

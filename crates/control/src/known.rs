@@ -600,6 +600,43 @@ pub const KNOWN: &[Known] = &[
         "(written by qmail-install)",
         "qmail-spamd run script",
     ),
+    Known {
+        name: "dmarcreject",
+        kind: Kind::Choice(&["refuse", "mark"]),
+        default: "refuse",
+        readers: "qmail-authcheck",
+        on_invalid: OnInvalid::Default,
+    },
+    Known {
+        name: "dmarcquarantine",
+        kind: Kind::Choice(&["mark", "quarantine"]),
+        default: "mark",
+        readers: "qmail-authcheck",
+        on_invalid: OnInvalid::Default,
+    },
+    Known {
+        name: "spfpolicy",
+        kind: Kind::Choice(&["mark", "refuse"]),
+        default: "mark",
+        readers: "qmail-authcheck",
+        on_invalid: OnInvalid::Default,
+    },
+    num(
+        "authchecklookups",
+        1,
+        1000,
+        "DNS lookups per check",
+        "40",
+        "qmail-authcheck",
+    ),
+    num(
+        "authchecktimeout",
+        1,
+        60,
+        "seconds per DNS lookup",
+        "5",
+        "qmail-authcheck",
+    ),
 ];
 
 /// The table entry of `name`.

@@ -1,6 +1,7 @@
 //! DNS for the programs that resolve: MX, A and AAAA for qmail-remote (RFC 5321 section
 //! 5.1; qmail.md 6.4, `q103:dns.c`), TXT and A for rblsmtpd's DNSBL queries (RFC 5782),
-//! PTR and forward confirmation for tcpserver's `TCPREMOTEHOST`.
+//! PTR and forward confirmation for tcpserver's `TCPREMOTEHOST`; and [`resolver`], the
+//! same resolver set up for qmail-authcheck, which hands it to mail-auth.
 //!
 //! Nameservers are given by the caller: qmail-remote reads `control/nameservers` (one per
 //! line: `IP`, `IP:PORT`, a bare IPv6 address or `[IPv6]:PORT`); the ucspi programs use
@@ -132,6 +133,35 @@ pub fn reversed_name(ip: IpAddr, base: &str) -> String {
     }
 }
 
+/// The resolver behind [`Dns`]: `servers` over UDP and TCP, `timeout` per attempt,
+/// `attempts` per server, no cache, no hosts file, no search list. For programs that
+/// drive it from their own runtime (qmail-authcheck hands it to mail-auth).
+pub fn resolver(
+    servers: &[SocketAddr],
+    timeout: Duration,
+    attempts: usize,
+) -> std::io::Result<TokioResolver> {
+    let ns = servers
+        .iter()
+        .map(|sa| {
+            let (mut udp, mut tcp) = (ConnectionConfig::udp(), ConnectionConfig::tcp());
+            udp.port = sa.port();
+            tcp.port = sa.port();
+            NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+        })
+        .collect();
+    let cfg = ResolverConfig::from_name_servers(ns);
+    let mut opts = ResolverOpts::default();
+    opts.timeout = timeout;
+    opts.attempts = attempts;
+    opts.cache_size = 0;
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.ndots = 0;
+    let mut b = Resolver::builder_with_config(cfg, TokioRuntimeProvider::default());
+    *b.options_mut() = opts;
+    b.build().map_err(std::io::Error::other)
+}
+
 /// A resolver with its own current-thread runtime.
 pub struct Dns {
     rt: tokio::runtime::Runtime,
@@ -171,25 +201,7 @@ impl Dns {
             .enable_io()
             .enable_time()
             .build()?;
-        let ns = servers
-            .iter()
-            .map(|sa| {
-                let (mut udp, mut tcp) = (ConnectionConfig::udp(), ConnectionConfig::tcp());
-                udp.port = sa.port();
-                tcp.port = sa.port();
-                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let cfg = ResolverConfig::from_name_servers(ns);
-        let mut opts = ResolverOpts::default();
-        opts.timeout = timeout;
-        opts.attempts = attempts;
-        opts.cache_size = 0;
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.ndots = 0;
-        let mut b = Resolver::builder_with_config(cfg, TokioRuntimeProvider::default());
-        *b.options_mut() = opts;
-        let resolver = b.build().map_err(std::io::Error::other)?;
+        let resolver = resolver(servers, timeout, attempts)?;
         Ok(Dns { rt, resolver })
     }
 

@@ -121,6 +121,7 @@ const PROGRAMS: &[Program] = &[
     prog("qmail-guard", 0o755),
     // the queue writer for qmail-smtpd (doc/queue-writer.md), run as qmailq by its service
     prog("qmail-queued", 0o711),
+    prog("qmail-authcheck", 0o755),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.

@@ -17,6 +17,7 @@ manuals!(
     "maildirmake",
     "multilog",
     "newaliases",
+    "qmail-authcheck",
     "qmail-clean",
     "qmail-guard",
     "qmail-inject",

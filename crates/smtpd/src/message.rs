@@ -65,18 +65,21 @@ pub struct Limits<'a> {
 ///
 /// `auth_user` (the authenticated user, if any) becomes `SMTPAUTHUSER` in qmail-queue's
 /// environment, for the filters of a qmail-qfilter chain; without one the variable is
-/// removed, so nothing inherited can pose as an authentication.
+/// removed, so nothing inherited can pose as an authentication. `helo` becomes
+/// `SMTPHELO` (log-safe escaped, at most 256 bytes kept), for qmail-authcheck's SPF.
 pub fn into_queue(
     home: &std::path::Path,
     program: &std::path::Path,
     auth_user: Option<&str>,
+    helo: Option<&str>,
     sender: &str,
     rcpts: &[String],
     read: impl FnOnce(&mut dyn Write) -> Outcome,
 ) -> (Option<Outcome>, Result<u32, queue::client::QqFailure>) {
     use queue::client::Queued;
     let mut outcome = None;
-    let env = [("SMTPAUTHUSER", auth_user)];
+    let helo = helo.map(|h| qsys::logsafe::text(h.as_bytes()));
+    let env = [("SMTPAUTHUSER", auth_user), ("SMTPHELO", helo.as_deref())];
     let to_queue = |w: &mut dyn Write| {
         let o = read(w);
         let complete = matches!(o, Outcome::Complete);

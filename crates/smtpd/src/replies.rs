@@ -141,9 +141,21 @@ pub fn queue_failed(permanent: bool, text: &str) -> String {
 
 /// A filter of the qmail-qfilter chain refused the message with its own `text` (exit 82
 /// and a `D`/`Z` line on fd 6): the enhanced code is the text's own `(#x.y.z)` when it
-/// has one of the right class, else 5.3.0 or 4.3.0 as for qmail-queue's texts.
+/// has one of the right class, else 5.3.0 or 4.3.0 as for qmail-queue's texts. A text
+/// that starts with a reply code of the right class and a space (`550 ...`, as
+/// qmail-authcheck writes for DMARC, RFC 7489 section 10.3) replies with that code.
 pub fn filter_refused(permanent: bool, text: &str) -> String {
-    let (code, class) = if permanent { (554, '5') } else { (451, '4') };
+    let (mut code, class) = if permanent { (554, '5') } else { (451, '4') };
+    let mut text = text;
+    if let Some((c, rest)) = text.split_once(' ')
+        && c.len() == 3
+        && c.starts_with(class)
+        && c.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = c.parse()
+    {
+        code = n;
+        text = rest;
+    }
     let own = text
         .strip_suffix(')')
         .and_then(|t| t.rsplit_once("(#"))
@@ -229,5 +241,16 @@ mod tests {
             "451 4.3.0 odd (#5.7.1)"
         );
         assert_eq!(filter_refused(true, "x (#5.a.1)"), "554 5.3.0 x (#5.a.1)");
+        // the filter's own reply code, of the right class only
+        assert_eq!(
+            filter_refused(true, "550 rejected per DMARC (#5.7.1)"),
+            "550 5.7.1 rejected per DMARC (#5.7.1)"
+        );
+        assert_eq!(
+            filter_refused(false, "451 dns failure (#4.4.3)"),
+            "451 4.4.3 dns failure (#4.4.3)"
+        );
+        assert_eq!(filter_refused(true, "451 x"), "554 5.3.0 451 x");
+        assert_eq!(filter_refused(true, "5x0 x"), "554 5.3.0 5x0 x");
     }
 }

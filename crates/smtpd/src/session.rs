@@ -1011,16 +1011,22 @@ impl Session {
             originator: user.is_some().then_some(&check as &dyn Fn(&str) -> bool),
         };
         let conn = &mut self.conn;
-        let (outcome, result) =
-            message::into_queue(&cfg.home, &cfg.queue_program, user, &sender, &rcpts, |w| {
-                match first_chunk {
-                    None => {
-                        conn.send(reply::GO_AHEAD);
-                        message::read_data(conn, w, &limits)
-                    }
-                    Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
+        let helo = self.helo.as_deref();
+        let (outcome, result) = message::into_queue(
+            &cfg.home,
+            &cfg.queue_program,
+            user,
+            helo,
+            &sender,
+            &rcpts,
+            |w| match first_chunk {
+                None => {
+                    conn.send(reply::GO_AHEAD);
+                    message::read_data(conn, w, &limits)
                 }
-            });
+                Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
+            },
+        );
         let cmd = if first_chunk.is_some() {
             "BDAT"
         } else {
