@@ -1,14 +1,16 @@
 //! Running one filter of the chain, and what its end means.
 //!
-//! The filter gets the message file on fd 0, a fresh output file on fd 1, a fresh
-//! sealed memory file holding the envelope on fd 3 (sealed: it cannot change what the
-//! next filter or qmail-queue reads; a file, not a pipe written by a thread: nothing is
-//! left writing when the chain goes on), a fresh pipe on fd 6 for its reason, the caller's fd 2 (the log), and nothing else.
+//! The filter gets the message file on fd 0, the output file on fd 1, the envelope on
+//! fd 3 (a sealed memory file, [`crate::spool::sealed_file`]: it cannot change what the
+//! next filter or qmail-queue reads), a fresh pipe on fd 6 for its reason, the caller's
+//! fd 2 (the log), and nothing else. Files are read and written from their start: the
+//! chain runs one filter at a time, and the offsets are reset before each.
 //! It runs in its own process group, as the filter user ([`Identity`]) with exactly its
 //! group, with `RLIMIT_AS` and `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds),
 //! `RLIMIT_FSIZE` (output size) and no core files. At the wall-clock deadline the whole
-//! process group is killed. The group is killed after a normal exit too, so nothing a
-//! filter left behind writes into the files the next filter reads.
+//! process group is killed: the wait is a poll on a pidfd of the filter with the time
+//! left as its timeout (no timer thread). The group is killed after a normal exit too,
+//! so nothing a filter left behind writes into the files the next filter reads.
 //!
 //! [`verdict`] is the chain's rule: exit 0 = next filter, 99 = accept and drop, 82 with
 //! a `D`/`Z` line = that reason, anything else = that exit code; a signal (a crash, a
@@ -17,13 +19,11 @@
 use queue::client::{EXIT_REASON, QqFailure};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{self, Seek};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Exit code of a filter that accepted the message and dropped it.
 pub const EXIT_DROP: i32 = 99;
@@ -93,15 +93,15 @@ pub fn verdict(ended: &Ended) -> Verdict {
     }
 }
 
-/// Run `filter` with `input` on fd 0, writing to `output`, `envelope` on fd 3, the
-/// environment `env` (and nothing else). `input` and `output` are read and written from
-/// their current offsets.
+/// Run `filter` with `input` on fd 0, writing to `output`, `envelope` (a sealed file,
+/// [`crate::spool::sealed_file`]) on fd 3, the environment `env` (and nothing else).
+/// All three are used from their start.
 pub fn run(
     filter: &[OsString],
     env: &[(OsString, OsString)],
     input: &File,
     output: &File,
-    envelope: &[u8],
+    envelope: &File,
     limits: Limits,
     identity: Option<Identity>,
 ) -> io::Result<Ended> {
@@ -109,7 +109,9 @@ pub fn run(
         .split_first()
         .ok_or_else(|| io::Error::other("empty filter"))?;
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-    let env_r = sealed_file(envelope)?;
+    for mut f in [input, output, envelope] {
+        f.rewind()?;
+    }
     let (reason_r, reason_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(cloexec)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -119,7 +121,11 @@ pub fn run(
         .stdin(Stdio::from(input.try_clone()?))
         .stdout(Stdio::from(output.try_clone()?))
         .stderr(Stdio::inherit());
-    let (env_fd, reason_fd) = (env_r.as_raw_fd(), reason_w.as_raw_fd());
+    // Copies at 3 or above: a descriptor at 0-2 (the caller closed its stdout) would be
+    // overwritten by the filter's stdin or stdout before `pre_exec` places it.
+    let (env_copy, reason_copy) = (envelope.try_clone()?, reason_w.try_clone()?);
+    drop(reason_w);
+    let (env_fd, reason_fd) = (env_copy.as_raw_fd(), reason_copy.as_raw_fd());
     let rlimits = [
         (libc::RLIMIT_AS, limits.memory),
         (libc::RLIMIT_DATA, limits.memory),
@@ -167,29 +173,20 @@ pub fn run(
             Ok(())
         });
     }
+    let start = Instant::now();
     let mut child = cmd.spawn()?;
-    drop(env_r);
-    drop(reason_w);
+    drop(env_copy);
+    drop(reason_copy);
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let (done, watch) = mpsc::channel::<()>();
-    let flag = Arc::clone(&timed_out);
-    let timeout = limits.timeout;
-    let timer = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(timeout) {
-            flag.store(true, Ordering::SeqCst);
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        }
-    });
+    let kill_group = || {
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    };
     // Wait without reaping: while the filter is a zombie its pid (the group's id) cannot
     // be reused, so the kills below reach only what it left behind.
-    let waited = wait_exited(pgid);
-    let _ = done.send(());
-    let _ = timer.join();
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let exited = exited_within(child.id(), limits.timeout.saturating_sub(start.elapsed()));
+    kill_group();
     let status = child.wait()?;
-    waited?;
-    if timed_out.load(Ordering::SeqCst) {
+    if !exited? {
         return Ok(Ended::TimedOut);
     }
     use std::os::unix::process::ExitStatusExt;
@@ -200,34 +197,37 @@ pub fn run(
     })
 }
 
-/// A new memory file holding `bytes`, read from its start, sealed against any change.
-fn sealed_file(bytes: &[u8]) -> io::Result<OwnedFd> {
-    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
-    use nix::sys::memfd::{MFdFlags, memfd_create};
-    use std::io::Seek;
-    let fd = memfd_create(
-        c"envelope",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )?;
-    let mut f = File::from(fd);
-    f.write_all(bytes)?;
-    f.rewind()?;
-    let seals = SealFlag::F_SEAL_WRITE
-        | SealFlag::F_SEAL_SHRINK
-        | SealFlag::F_SEAL_GROW
-        | SealFlag::F_SEAL_SEAL;
-    fcntl(&f, FcntlArg::F_ADD_SEALS(seals))?;
-    Ok(f.into())
-}
-
-/// Block until `pid` has exited, leaving it to be reaped.
-fn wait_exited(pid: nix::unistd::Pid) -> io::Result<()> {
-    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+/// Wait until process `pid` (our child) has exited, at most `timeout`, leaving it to be
+/// reaped: `Ok(false)` when the time ran out. A poll on its pidfd (Linux 5.3).
+fn exited_within(pid: u32, timeout: Duration) -> io::Result<bool> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let deadline = Instant::now() + timeout;
     loop {
-        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
+        let left = deadline.saturating_duration_since(Instant::now());
+        // round up: a poll that returns early would only loop again
+        let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+        let mut fds = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd, its count.
+        match unsafe { libc::poll(fds.as_mut_ptr(), 1, if left.is_zero() { 0 } else { ms }) } {
+            n if n > 0 => return Ok(true),
+            0 if left.is_zero() => return Ok(false),
+            0 => continue,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 }
@@ -269,7 +269,8 @@ unsafe fn become_identity(id: Identity) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek};
+    use crate::spool;
+    use std::io::{Read, Seek, Write};
 
     fn sh(script: &str) -> Vec<OsString> {
         vec!["/bin/sh".into(), "-c".into(), script.into()]
@@ -282,21 +283,13 @@ mod tests {
     };
 
     fn go(script: &str, limits: Limits) -> (Ended, Vec<u8>) {
-        let mut input = tempfile::tempfile().unwrap();
+        let mut input = spool::memory_file(c"message").unwrap();
         input.write_all(b"Subject: hi\n\nbody\n").unwrap();
-        input.rewind().unwrap();
-        let mut output = tempfile::tempfile().unwrap();
+        spool::seal(&input).unwrap();
+        let mut output = spool::memory_file(c"output").unwrap();
         let env = vec![("QMAILUSER".into(), "a".into())];
-        let ended = run(
-            &sh(script),
-            &env,
-            &input,
-            &output,
-            b"Fa@b\0Tc@d\0\0",
-            limits,
-            None,
-        )
-        .unwrap();
+        let envelope = spool::sealed_file(b"Fa@b\0Tc@d\0\0").unwrap();
+        let ended = run(&sh(script), &env, &input, &output, &envelope, limits, None).unwrap();
         output.rewind().unwrap();
         let mut out = Vec::new();
         output.read_to_end(&mut out).unwrap();
@@ -325,12 +318,6 @@ mod tests {
         );
         assert_eq!(ended, Ended::Exit(0, Vec::new()));
         assert_ne!(String::from_utf8_lossy(&out).trim(), "0");
-        let sealed = sealed_file(b"Fa\0Tb\0\0").unwrap();
-        let mut f = File::from(sealed);
-        assert!(f.write_all(b"X").is_err());
-        let mut back = Vec::new();
-        f.read_to_end(&mut back).unwrap();
-        assert_eq!(back, b"Fa\0Tb\0\0");
     }
 
     #[test]
