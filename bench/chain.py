@@ -14,7 +14,8 @@ qmail-smtpd writes it, From/To/Subject/Date, a 4,096-byte body) RUNS times (defa
   scan    HOME/bin/qmail-scan alone (message on 0, envelope on 3, output to /dev/null)
 
 each started as qmaild (as qmail-smtpd would) with TCPREMOTEIP set. The CPU (user +
-system) of one run is the difference of getrusage(RUSAGE_CHILDREN) around it: the
+system) and the minor page faults of one run are the differences of
+getrusage(RUSAGE_CHILDREN) around it: the
 program and everything it waited for (qmail-qfilter's filter, the qmail-queue it
 becomes). Prints the median and mean per mode, and chain - queue, the figure the budget
 is about (at most 1 ms), split into qmail-scan and qmail-qfilter's own share. The
@@ -58,7 +59,7 @@ def cpu_of(argv, fds, env):
     _, status = os.waitpid(pid, 0)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     ms = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
-    return os.waitstatus_to_exitcode(status), ms
+    return os.waitstatus_to_exitcode(status), ms, after.ru_minflt - before.ru_minflt
 
 
 def memfile(data):
@@ -71,21 +72,23 @@ def memfile(data):
 def measure(a, modes):
     """Runs every mode a.n times, interleaved; prints the figures; 0 when all passed."""
     times = {k: [] for k in modes}
+    faults = {k: [] for k in modes}
     for _ in range(a.n):
         for name, run in modes.items():
             m, e = memfile(message()), memfile(ENVELOPE)
-            code, ms = run(m, e)
+            code, ms, flt = run(m, e)
             os.close(m)
             os.close(e)
             if code != 0:
                 print(f"chain.py: {name} exited {code}", file=sys.stderr)
                 return 1
             times[name].append(ms)
+            faults[name].append(flt)
     med = {k: statistics.median(v) for k, v in times.items()}
     mean = {k: statistics.mean(v) for k, v in times.items()}
-    print(f"{a.n} runs each, CPU ms per message (median / mean)")
+    print(f"{a.n} runs each, CPU ms per message (median / mean), minor page faults (median)")
     for k in modes:
-        print(f"  {k:6} {med[k]:6.3f} / {mean[k]:6.3f}")
+        print(f"  {k:6} {med[k]:6.3f} / {mean[k]:6.3f}   {statistics.median(faults[k]):5.0f}")
     print(f"  chain - queue          {med['chain'] - med['queue']:6.3f} / "
           f"{mean['chain'] - mean['queue']:6.3f}")
     print(f"  of which qmail-scan    {med['scan']:6.3f} / {mean['scan']:6.3f}")
