@@ -5,7 +5,7 @@
 //! next filter or qmail-queue reads), a fresh pipe on fd 6 for its reason, the caller's
 //! fd 2 (the log), and nothing else. Files are read and written from their start: the
 //! chain runs one filter at a time, and the offsets are reset before each.
-//! It runs in its own process group, as the filter user ([`Identity`]) with exactly its
+//! It is started without a fork ([`crate::spawn`]) and runs in its own process group, as the filter user ([`Identity`]) with exactly its
 //! group, with `RLIMIT_AS` and `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds),
 //! `RLIMIT_FSIZE` (output size) and no core files. At the wall-clock deadline the whole
 //! process group is killed: the wait is a poll on a pidfd of the filter with the time
@@ -16,13 +16,12 @@
 //! a `D`/`Z` line = that reason, anything else = that exit code; a signal (a crash, a
 //! memory or CPU limit, the timeout) is a temporary failure, never a pass.
 
+use crate::spawn;
 use queue::client::{EXIT_REASON, QqFailure};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Exit code of a filter that accepted the message and dropped it.
@@ -113,87 +112,68 @@ pub fn run(
         f.rewind()?;
     }
     let (reason_r, reason_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(cloexec)?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir("/")
-        .stdin(Stdio::from(input.try_clone()?))
-        .stdout(Stdio::from(output.try_clone()?))
-        .stderr(Stdio::inherit());
-    // Copies at 3 or above: a descriptor at 0-2 (the caller closed its stdout) would be
-    // overwritten by the filter's stdin or stdout before `pre_exec` places it.
-    let (env_copy, reason_copy) = (envelope.try_clone()?, reason_w.try_clone()?);
+    // Copies at 10 or above, so that placing one on 0, 1, 3 or 6 in the child cannot
+    // overwrite another (a file at 0-2 when the caller closed its stdout, for one).
+    let high = |fd: &dyn AsRawFd| -> io::Result<OwnedFd> {
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor that we then own.
+        let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `n` is new and ours alone.
+        Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    let copies = [
+        high(input)?,
+        high(output)?,
+        high(envelope)?,
+        high(&reason_w)?,
+    ];
     drop(reason_w);
-    let (env_fd, reason_fd) = (env_copy.as_raw_fd(), reason_copy.as_raw_fd());
-    let rlimits = [
+    let mut rlimits = [
         (libc::RLIMIT_AS, limits.memory),
         (libc::RLIMIT_DATA, limits.memory),
         (libc::RLIMIT_FSIZE, limits.file_size),
         (libc::RLIMIT_CPU, limits.timeout.as_secs().max(1)),
         (libc::RLIMIT_CORE, 0),
     ];
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, fcntl, dup2,
-    // setrlimit, the set*id calls, signal resets) on descriptors this process owns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // move both above 6 first, so placing one cannot overwrite the other
-            let e = libc::fcntl(env_fd, libc::F_DUPFD_CLOEXEC, 10);
-            let r = libc::fcntl(reason_fd, libc::F_DUPFD_CLOEXEC, 10);
-            if e < 0 || r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            queue::client::place_fd(e, 3)?;
-            queue::client::place_fd(r, 6)?;
-            for (resource, value) in rlimits {
-                // never above the hard limit we were given (softlimit in a run script)
-                let mut l = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(resource, &mut l) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let value = value.min(l.rlim_max);
-                l = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                if libc::setrlimit(resource, &l) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if let Some(id) = identity {
-                become_identity(id)?;
-            }
-            qsys::reset_signals_for_exec();
-            Ok(())
-        });
+    for (resource, value) in rlimits.iter_mut() {
+        // never above the hard limit we were given (softlimit in a run script)
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit fills the struct it is given.
+        if unsafe { libc::getrlimit(*resource, &mut l) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        *value = (*value).min(l.rlim_max);
     }
+    let plan = spawn::Plan::new(program, args, env, &copies, rlimits, identity)?;
     let start = Instant::now();
-    let mut child = cmd.spawn()?;
-    drop(env_copy);
-    drop(reason_copy);
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pid = plan.spawn()?;
+    drop(copies);
+    let pgid = nix::unistd::Pid::from_raw(pid);
     let kill_group = || {
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     };
     // Wait without reaping: while the filter is a zombie its pid (the group's id) cannot
     // be reused, so the kills below reach only what it left behind.
-    let exited = exited_within(child.id(), limits.timeout.saturating_sub(start.elapsed()));
+    let exited = exited_within(pid as u32, limits.timeout.saturating_sub(start.elapsed()));
     kill_group();
-    let status = child.wait()?;
+    let status = spawn::reap(pid)?;
     if !exited? {
         return Ok(Ended::TimedOut);
     }
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(c), _) => Ended::Exit(c, queue::client::read_reason(&reason_r)),
-        (None, Some(s)) => Ended::Signal(s),
-        (None, None) => Ended::Signal(0),
+    Ok(if libc::WIFEXITED(status) {
+        Ended::Exit(
+            libc::WEXITSTATUS(status),
+            queue::client::read_reason(&reason_r),
+        )
+    } else if libc::WIFSIGNALED(status) {
+        Ended::Signal(libc::WTERMSIG(status))
+    } else {
+        Ended::Signal(0)
     })
 }
 
@@ -230,40 +210,6 @@ fn exited_within(pid: u32, timeout: Duration) -> io::Result<bool> {
             }
         }
     }
-}
-
-/// Become `id` for good, with exactly its group (called between fork and exec). A
-/// process whose real uid is root (root ran qmail-qfilter) first takes back root to
-/// clear its groups; otherwise the set-user-id (and set-group-id) bits gave us the
-/// filter user's uid (and group) as effective ids, and real and saved ids follow them.
-/// The result is checked: a filter never runs with a way back to the caller's ids.
-///
-/// # Safety
-/// Only async-signal-safe calls; for use in `pre_exec`.
-unsafe fn become_identity(id: Identity) -> io::Result<()> {
-    let fail = || Err(io::Error::last_os_error());
-    // SAFETY: plain system calls on this process's credentials.
-    unsafe {
-        if (libc::getuid() == 0 || libc::geteuid() == 0)
-            && (libc::seteuid(0) < 0 || libc::setgroups(1, &id.gid) < 0)
-        {
-            return fail();
-        }
-        if libc::setresgid(id.gid, id.gid, id.gid) < 0
-            || libc::setresuid(id.uid, id.uid, id.uid) < 0
-        {
-            return fail();
-        }
-        let (mut r, mut e, mut s) = (0, 0, 0);
-        if libc::getresuid(&mut r, &mut e, &mut s) < 0
-            || [r, e, s] != [id.uid; 3]
-            || libc::getresgid(&mut r, &mut e, &mut s) < 0
-            || [r, e, s] != [id.gid; 3]
-        {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -377,5 +323,57 @@ mod tests {
             limits,
         );
         assert_ne!(verdict(&ended), Verdict::Next, "{ended:?}");
+    }
+
+    #[test]
+    fn the_filter_gets_only_its_descriptors_and_the_root_directory() {
+        // 0-3 and 6 open; of 4-20, only the shell's own 10 (dash keeps one there)
+        let script = "for fd in 0 1 2 3 6 4 5 7 8 9 11 12 13 14 15 16 17 18 19 20; do \
+                      [ -e /proc/$$/fd/$fd ] && printf '%s ' $fd; done; pwd; cat >/dev/null";
+        let (ended, out) = go(script, LIMITS);
+        assert_eq!(ended, Ended::Exit(0, Vec::new()));
+        assert_eq!(String::from_utf8_lossy(&out), "0 1 2 3 6 /\n");
+    }
+
+    #[test]
+    fn a_program_is_looked_up_in_path_and_a_missing_one_is_an_error() {
+        let input = spool::sealed_file(b"Subject: x\n\n").unwrap();
+        let output = spool::memory_file(c"output").unwrap();
+        let envelope = spool::sealed_file(b"Fa\0\0").unwrap();
+        let env = |path: &str| vec![("PATH".into(), OsString::from(path))];
+        let filter = vec![OsString::from("true")];
+        let ended = run(
+            &filter,
+            &env("/nonexistent:/bin:/usr/bin"),
+            &input,
+            &output,
+            &envelope,
+            LIMITS,
+            None,
+        );
+        assert_eq!(ended.unwrap(), Ended::Exit(0, Vec::new()));
+        let missing = run(
+            &filter,
+            &env("/nonexistent"),
+            &input,
+            &output,
+            &envelope,
+            LIMITS,
+            None,
+        );
+        assert_eq!(missing.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        let filter = vec![OsString::from("/nonexistent/filter")];
+        assert!(
+            run(
+                &filter,
+                &env("/bin"),
+                &input,
+                &output,
+                &envelope,
+                LIMITS,
+                None
+            )
+            .is_err()
+        );
     }
 }
