@@ -5,9 +5,10 @@
 //! next filter or qmail-queue reads), a fresh pipe on fd 6 for its reason, the caller's
 //! fd 2 (the log), and nothing else. Files are read and written from their start: the
 //! chain runs one filter at a time, and the offsets are reset before each.
-//! It is started without a fork ([`crate::spawn`]) and runs in its own process group, as the filter user ([`Identity`]) with exactly its
-//! group, with `RLIMIT_AS` and `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds),
-//! `RLIMIT_FSIZE` (output size) and no core files. At the wall-clock deadline the whole
+//! It is started without a fork ([`crate::spawn`]) and runs in its own process group,
+//! as the filter user ([`Identity`]) with exactly its group, with `RLIMIT_AS` and
+//! `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds), `RLIMIT_FSIZE`
+//! (output size) and no core files. At the wall-clock deadline the whole
 //! process group is killed: the wait is a poll on a pidfd of the filter with the time
 //! left as its timeout (no timer thread). The group is killed after a normal exit too,
 //! so nothing a filter left behind writes into the files the next filter reads.
