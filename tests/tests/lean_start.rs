@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Every program started per connection or per message that starts through lean_main!.
-const LEAN: [&str; 9] = [
+const LEAN: [&str; 11] = [
     "qmail-smtpd",
     "qmail-queue",
     "qmail-local",
@@ -20,6 +20,8 @@ const LEAN: [&str; 9] = [
     "qmail-pop3d",
     "qmail-remote",
     "rblsmtpd",
+    "qmail-qfilter",
+    "qmail-scan",
 ];
 
 /// strace's record of `prog` started by a shell that closed fds 0-2 and exec'ed it

@@ -7,11 +7,12 @@
 //!     A QMAILQUEUE program (DESIGN section 10): qmail-smtpd, sendmail and qmail-inject
 //!     run it instead of qmail-queue, with the message on descriptor 0 and the envelope
 //!     (`F<sender>\0`, `T<recipient>\0`..., `\0`) on descriptor 1. It reads both whole
-//!     first (the message into an unlinked file in /tmp, the envelope up to 1 MiB),
-//!     so a filter never sees a message the client has not finished sending. Then it
-//!     runs each filter in turn with the message on descriptor 0, a fresh file on
-//!     descriptor 1 (the next filter's input), the envelope readable on descriptor 3
-//!     (a sealed memory file: no filter can change it), a pipe on descriptor 6,
+//!     first (the message into a memory file, sealed once read; the envelope up to
+//!     1 MiB), so a filter never sees a message the client has not finished sending.
+//!     Then it runs each filter in turn with the message on descriptor 0, a fresh memory
+//!     file on descriptor 1 (sealed when the filter has ended, then the next filter's
+//!     input), the envelope readable on descriptor 3 (a sealed memory file: no filter
+//!     can change it), a pipe on descriptor 6,
 //!     descriptor 2 as given (the log), no other descriptor, and / as its working
 //!     directory. After the last filter it runs HOME/bin/qmail-queue
 //!     (never $QMAILQUEUE) with the final message and the envelope and exits with its
@@ -68,17 +69,20 @@
 //! EXIT CODES
 //!     qmail-queue's: its own status after the chain; 0 also for a dropped message;
 //!     a filter's code; 82 with the reason on descriptor 6; 11 envelope too long;
-//!     53 unable to write the temporary files; 54 read error on the message or the
+//!     53 unable to write or seal the memory files (also: a filter left a writable
+//!     mapping of its output behind); 54 read error on the message or the
 //!     envelope (also: the caller gave up before the envelope's end); 55 unable to
 //!     read control/filters or a filter list that does not parse; 61 HOME refused;
 //!     71 a filter that could not run, crashed or timed out (without descriptor 6);
 //!     81 internal error; 91 envelope format error; 120 unable to run qmail-queue.
 
+#![cfg_attr(not(test), no_main)]
+
 use qfilter::run::{self, Ended, Identity, Limits, Verdict};
 use queue::client::QqFailure;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -102,15 +106,12 @@ const KEPT: [&str; 11] = [
     "SMTPHELO",
 ];
 
-/// Where the message and the filters' outputs are spooled (unlinked files).
-const SPOOL: &str = "/tmp";
-
 fn fail(code: i32, why: &str) -> ! {
     qsys::die::warn(ME, "fatal", why);
     std::process::exit(code)
 }
 
-fn main() {
+fn run() {
     qsys::help!();
     std::panic::set_hook(Box::new(|_| std::process::exit(81)));
     let reason_out = take_reason_fd();
@@ -132,25 +133,27 @@ fn main() {
     let memory = limit("filtermemory", qfilter::DEFAULT_MEMORY);
     let timeout = Duration::from_secs(limit("filtertimeout", qfilter::DEFAULT_TIMEOUT));
 
-    let mut message = spool_file();
-    copy_message(&mut message);
+    let mut message = spool_file(c"message");
+    let size = copy_message(&mut message);
+    if qfilter::spool::seal(&message).is_err() {
+        fail(53, "unable to seal the message");
+    }
     // SAFETY: descriptor 1 is the envelope by the QMAILQUEUE contract; nothing else here
     // uses it.
     let fd1 = unsafe { File::from_raw_fd(1) };
     let envelope = qfilter::envelope::read(&mut BufReader::new(fd1))
         .unwrap_or_else(|e| std::process::exit(e.exit_code()));
     let env = filter_env(&home, &envelope);
+    let env_file = qfilter::spool::sealed_file(&envelope.raw)
+        .unwrap_or_else(|e| fail(53, &format!("unable to write the envelope: {e}")));
 
     let deadline = Instant::now() + timeout;
+    let mut size = size;
     for (i, filter) in filters.iter().enumerate() {
         let name = filter.first().map(|p| p.to_string_lossy().into_owned());
         let name = format!("filter {} ({})", i + 1, name.unwrap_or_default());
         let left = deadline.saturating_duration_since(Instant::now());
-        let size = message
-            .seek(io::SeekFrom::End(0))
-            .unwrap_or_else(|e| fail(53, &format!("unable to seek: {e}")));
-        let _ = message.rewind();
-        let output = spool_file();
+        let output = spool_file(c"output");
         let limits = Limits {
             memory,
             file_size: size.saturating_mul(2).saturating_add(16 << 20),
@@ -159,21 +162,23 @@ fn main() {
         let ended = if left.is_zero() {
             Ended::TimedOut
         } else {
-            let raw = &envelope.raw;
-            run::run(filter, &env, &message, &output, raw, limits, identity).unwrap_or_else(|e| {
-                qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
-                Ended::Signal(0)
-            })
+            run::run(filter, &env, &message, &output, &env_file, limits, identity).unwrap_or_else(
+                |e| {
+                    qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
+                    Ended::Signal(0)
+                },
+            )
         };
         match run::verdict(&ended) {
-            Verdict::Next => message = output,
+            Verdict::Next => {
+                if let Err(e) = qfilter::spool::seal(&output) {
+                    fail(53, &format!("unable to seal the output of {name}: {e}"));
+                }
+                size = output.metadata().map(|m| m.len()).unwrap_or(size);
+                message = output;
+            }
             verdict => stop(&name, &ended, verdict, reason_out),
         }
-    }
-    let _ = message.rewind();
-    let mut env_file = spool_file();
-    if env_file.write_all(&envelope.raw).is_err() || env_file.rewind().is_err() {
-        fail(53, "unable to write the envelope");
     }
     exec_queue(&home, Some(message), Some(env_file))
 }
@@ -302,26 +307,29 @@ fn identity(home: &Path) -> Result<Option<Identity>, String> {
     }
 }
 
-/// A new unlinked file in [`SPOOL`].
-fn spool_file() -> File {
-    tempfile::tempfile_in(SPOOL)
-        .unwrap_or_else(|e| fail(53, &format!("unable to create a file in {SPOOL}: {e}")))
+/// A new memory file ([`qfilter::spool`]).
+fn spool_file(name: &std::ffi::CStr) -> File {
+    qfilter::spool::memory_file(name)
+        .unwrap_or_else(|e| fail(53, &format!("unable to create a memory file: {e}")))
 }
 
-/// Descriptor 0 to its end into `message`: a read error is 54, a write error 53.
-fn copy_message(message: &mut File) {
+/// Descriptor 0 to its end into `message`, its size: a read error is 54, a write
+/// error 53.
+fn copy_message(message: &mut File) -> u64 {
     let mut stdin = io::stdin().lock();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
     loop {
         let n = match stdin.read(&mut buf) {
-            Ok(0) => return,
+            Ok(0) => return size,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => std::process::exit(54),
         };
         if message.write_all(&buf[..n]).is_err() {
-            fail(53, "unable to write the message to a temporary file");
+            fail(53, "unable to write the message to a memory file");
         }
+        size = size.saturating_add(n as u64);
     }
 }
 
@@ -339,8 +347,14 @@ fn give_reason(r: &QqFailure, out: Option<OwnedFd>) -> ! {
 }
 
 /// Become HOME/bin/qmail-queue, with `message` on descriptor 0 and `envelope` on 1
-/// (else the ones we were given), and an empty environment.
+/// (else the ones we were given), both read from their start, and an empty environment.
 fn exec_queue(home: &Path, message: Option<File>, envelope: Option<File>) -> ! {
+    use std::io::Seek;
+    for mut f in message.iter().chain(envelope.iter()) {
+        if f.rewind().is_err() {
+            fail(53, "unable to seek in a memory file");
+        }
+    }
     let mut cmd = Command::new(home.join("bin/qmail-queue"));
     cmd.env_clear();
     if let Some(m) = message {
@@ -352,3 +366,5 @@ fn exec_queue(home: &Path, message: Option<File>, envelope: Option<File>) -> ! {
     let e = cmd.exec();
     fail(120, &format!("unable to run qmail-queue: {e}"))
 }
+
+qsys::lean_main!(run);

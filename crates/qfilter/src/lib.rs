@@ -11,11 +11,15 @@
 //! - [`answer`]: the filter's side: its descriptors, and refusing with a reason.
 //! - [`run`]: one filter run as the filter user under memory, CPU, file size and
 //!   wall-clock limits, and what its end means for the chain ([`run::verdict`]).
+//! - [`spawn`]: starting a filter without a fork (a vfork-style clone).
+//! - [`spool`]: the memory files the message passes through, sealed once written.
 
 pub mod answer;
 pub mod chain;
 pub mod envelope;
 pub mod run;
+pub mod spawn;
+pub mod spool;
 
 /// The user the filters run as (group `nofiles`).
 pub const FILTER_USER: &str = "qmailf";

@@ -1,29 +1,29 @@
 //! Running one filter of the chain, and what its end means.
 //!
-//! The filter gets the message file on fd 0, a fresh output file on fd 1, a fresh
-//! sealed memory file holding the envelope on fd 3 (sealed: it cannot change what the
-//! next filter or qmail-queue reads; a file, not a pipe written by a thread: nothing is
-//! left writing when the chain goes on), a fresh pipe on fd 6 for its reason, the caller's fd 2 (the log), and nothing else.
-//! It runs in its own process group, as the filter user ([`Identity`]) with exactly its
-//! group, with `RLIMIT_AS` and `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds),
-//! `RLIMIT_FSIZE` (output size) and no core files. At the wall-clock deadline the whole
-//! process group is killed. The group is killed after a normal exit too, so nothing a
-//! filter left behind writes into the files the next filter reads.
+//! The filter gets the message file on fd 0, the output file on fd 1, the envelope on
+//! fd 3 (a sealed memory file, [`crate::spool::sealed_file`]: it cannot change what the
+//! next filter or qmail-queue reads), a fresh pipe on fd 6 for its reason, the caller's
+//! fd 2 (the log), and nothing else. Files are read and written from their start: the
+//! chain runs one filter at a time, and the offsets are reset before each.
+//! It is started without a fork ([`crate::spawn`]) and runs in its own process group,
+//! as the filter user ([`Identity`]) with exactly its group, with `RLIMIT_AS` and
+//! `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds), `RLIMIT_FSIZE`
+//! (output size) and no core files. At the wall-clock deadline the whole
+//! process group is killed: the wait is a poll on a pidfd of the filter with the time
+//! left as its timeout (no timer thread). The group is killed after a normal exit too,
+//! so nothing a filter left behind writes into the files the next filter reads.
 //!
 //! [`verdict`] is the chain's rule: exit 0 = next filter, 99 = accept and drop, 82 with
 //! a `D`/`Z` line = that reason, anything else = that exit code; a signal (a crash, a
 //! memory or CPU limit, the timeout) is a temporary failure, never a pass.
 
+use crate::spawn;
 use queue::client::{EXIT_REASON, QqFailure};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::io::{self, Seek};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// Exit code of a filter that accepted the message and dropped it.
 pub const EXIT_DROP: i32 = 99;
@@ -93,15 +93,15 @@ pub fn verdict(ended: &Ended) -> Verdict {
     }
 }
 
-/// Run `filter` with `input` on fd 0, writing to `output`, `envelope` on fd 3, the
-/// environment `env` (and nothing else). `input` and `output` are read and written from
-/// their current offsets.
+/// Run `filter` with `input` on fd 0, writing to `output`, `envelope` (a sealed file,
+/// [`crate::spool::sealed_file`]) on fd 3, the environment `env` (and nothing else).
+/// All three are used from their start.
 pub fn run(
     filter: &[OsString],
     env: &[(OsString, OsString)],
     input: &File,
     output: &File,
-    envelope: &[u8],
+    envelope: &File,
     limits: Limits,
     identity: Option<Identity>,
 ) -> io::Result<Ended> {
@@ -109,167 +109,115 @@ pub fn run(
         .split_first()
         .ok_or_else(|| io::Error::other("empty filter"))?;
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-    let env_r = sealed_file(envelope)?;
+    for mut f in [input, output, envelope] {
+        f.rewind()?;
+    }
     let (reason_r, reason_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(cloexec)?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir("/")
-        .stdin(Stdio::from(input.try_clone()?))
-        .stdout(Stdio::from(output.try_clone()?))
-        .stderr(Stdio::inherit());
-    let (env_fd, reason_fd) = (env_r.as_raw_fd(), reason_w.as_raw_fd());
-    let rlimits = [
+    // Copies at 10 or above, so that placing one on 0, 1, 3 or 6 in the child cannot
+    // overwrite another (a file at 0-2 when the caller closed its stdout, for one).
+    let high = |fd: &dyn AsRawFd| -> io::Result<OwnedFd> {
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor that we then own.
+        let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `n` is new and ours alone.
+        Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    let copies = [
+        high(input)?,
+        high(output)?,
+        high(envelope)?,
+        high(&reason_w)?,
+    ];
+    drop(reason_w);
+    let mut rlimits = [
         (libc::RLIMIT_AS, limits.memory),
         (libc::RLIMIT_DATA, limits.memory),
         (libc::RLIMIT_FSIZE, limits.file_size),
         (libc::RLIMIT_CPU, limits.timeout.as_secs().max(1)),
         (libc::RLIMIT_CORE, 0),
     ];
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, fcntl, dup2,
-    // setrlimit, the set*id calls, signal resets) on descriptors this process owns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // move both above 6 first, so placing one cannot overwrite the other
-            let e = libc::fcntl(env_fd, libc::F_DUPFD_CLOEXEC, 10);
-            let r = libc::fcntl(reason_fd, libc::F_DUPFD_CLOEXEC, 10);
-            if e < 0 || r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            queue::client::place_fd(e, 3)?;
-            queue::client::place_fd(r, 6)?;
-            for (resource, value) in rlimits {
-                // never above the hard limit we were given (softlimit in a run script)
-                let mut l = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(resource, &mut l) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let value = value.min(l.rlim_max);
-                l = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                if libc::setrlimit(resource, &l) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if let Some(id) = identity {
-                become_identity(id)?;
-            }
-            qsys::reset_signals_for_exec();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    drop(env_r);
-    drop(reason_w);
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let (done, watch) = mpsc::channel::<()>();
-    let flag = Arc::clone(&timed_out);
-    let timeout = limits.timeout;
-    let timer = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(timeout) {
-            flag.store(true, Ordering::SeqCst);
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    for (resource, value) in rlimits.iter_mut() {
+        // never above the hard limit we were given (softlimit in a run script)
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit fills the struct it is given.
+        if unsafe { libc::getrlimit(*resource, &mut l) } < 0 {
+            return Err(io::Error::last_os_error());
         }
-    });
+        *value = (*value).min(l.rlim_max);
+    }
+    let plan = spawn::Plan::new(program, args, env, &copies, rlimits, identity)?;
+    let start = Instant::now();
+    let pid = plan.spawn()?;
+    drop(copies);
+    let pgid = nix::unistd::Pid::from_raw(pid);
+    let kill_group = || {
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    };
     // Wait without reaping: while the filter is a zombie its pid (the group's id) cannot
     // be reused, so the kills below reach only what it left behind.
-    let waited = wait_exited(pgid);
-    let _ = done.send(());
-    let _ = timer.join();
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    let status = child.wait()?;
-    waited?;
-    if timed_out.load(Ordering::SeqCst) {
+    let exited = exited_within(pid as u32, limits.timeout.saturating_sub(start.elapsed()));
+    kill_group();
+    let status = spawn::reap(pid)?;
+    if !exited? {
         return Ok(Ended::TimedOut);
     }
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(c), _) => Ended::Exit(c, queue::client::read_reason(&reason_r)),
-        (None, Some(s)) => Ended::Signal(s),
-        (None, None) => Ended::Signal(0),
+    Ok(if libc::WIFEXITED(status) {
+        Ended::Exit(
+            libc::WEXITSTATUS(status),
+            queue::client::read_reason(&reason_r),
+        )
+    } else if libc::WIFSIGNALED(status) {
+        Ended::Signal(libc::WTERMSIG(status))
+    } else {
+        Ended::Signal(0)
     })
 }
 
-/// A new memory file holding `bytes`, read from its start, sealed against any change.
-fn sealed_file(bytes: &[u8]) -> io::Result<OwnedFd> {
-    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
-    use nix::sys::memfd::{MFdFlags, memfd_create};
-    use std::io::Seek;
-    let fd = memfd_create(
-        c"envelope",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )?;
-    let mut f = File::from(fd);
-    f.write_all(bytes)?;
-    f.rewind()?;
-    let seals = SealFlag::F_SEAL_WRITE
-        | SealFlag::F_SEAL_SHRINK
-        | SealFlag::F_SEAL_GROW
-        | SealFlag::F_SEAL_SEAL;
-    fcntl(&f, FcntlArg::F_ADD_SEALS(seals))?;
-    Ok(f.into())
-}
-
-/// Block until `pid` has exited, leaving it to be reaped.
-fn wait_exited(pid: nix::unistd::Pid) -> io::Result<()> {
-    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+/// Wait until process `pid` (our child) has exited, at most `timeout`, leaving it to be
+/// reaped: `Ok(false)` when the time ran out. A poll on its pidfd (Linux 5.3).
+fn exited_within(pid: u32, timeout: Duration) -> io::Result<bool> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let deadline = Instant::now() + timeout;
     loop {
-        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
+        let left = deadline.saturating_duration_since(Instant::now());
+        // round up: a poll that returns early would only loop again
+        let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+        let mut fds = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd, its count.
+        match unsafe { libc::poll(fds.as_mut_ptr(), 1, if left.is_zero() { 0 } else { ms }) } {
+            n if n > 0 => return Ok(true),
+            0 if left.is_zero() => return Ok(false),
+            0 => continue,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
-}
-
-/// Become `id` for good, with exactly its group (called between fork and exec). A
-/// process whose real uid is root (root ran qmail-qfilter) first takes back root to
-/// clear its groups; otherwise the set-user-id (and set-group-id) bits gave us the
-/// filter user's uid (and group) as effective ids, and real and saved ids follow them.
-/// The result is checked: a filter never runs with a way back to the caller's ids.
-///
-/// # Safety
-/// Only async-signal-safe calls; for use in `pre_exec`.
-unsafe fn become_identity(id: Identity) -> io::Result<()> {
-    let fail = || Err(io::Error::last_os_error());
-    // SAFETY: plain system calls on this process's credentials.
-    unsafe {
-        if (libc::getuid() == 0 || libc::geteuid() == 0)
-            && (libc::seteuid(0) < 0 || libc::setgroups(1, &id.gid) < 0)
-        {
-            return fail();
-        }
-        if libc::setresgid(id.gid, id.gid, id.gid) < 0
-            || libc::setresuid(id.uid, id.uid, id.uid) < 0
-        {
-            return fail();
-        }
-        let (mut r, mut e, mut s) = (0, 0, 0);
-        if libc::getresuid(&mut r, &mut e, &mut s) < 0
-            || [r, e, s] != [id.uid; 3]
-            || libc::getresgid(&mut r, &mut e, &mut s) < 0
-            || [r, e, s] != [id.gid; 3]
-        {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek};
+    use crate::spool;
+    use std::io::{Read, Seek, Write};
 
     fn sh(script: &str) -> Vec<OsString> {
         vec!["/bin/sh".into(), "-c".into(), script.into()]
@@ -282,21 +230,13 @@ mod tests {
     };
 
     fn go(script: &str, limits: Limits) -> (Ended, Vec<u8>) {
-        let mut input = tempfile::tempfile().unwrap();
+        let mut input = spool::memory_file(c"message").unwrap();
         input.write_all(b"Subject: hi\n\nbody\n").unwrap();
-        input.rewind().unwrap();
-        let mut output = tempfile::tempfile().unwrap();
+        spool::seal(&input).unwrap();
+        let mut output = spool::memory_file(c"output").unwrap();
         let env = vec![("QMAILUSER".into(), "a".into())];
-        let ended = run(
-            &sh(script),
-            &env,
-            &input,
-            &output,
-            b"Fa@b\0Tc@d\0\0",
-            limits,
-            None,
-        )
-        .unwrap();
+        let envelope = spool::sealed_file(b"Fa@b\0Tc@d\0\0").unwrap();
+        let ended = run(&sh(script), &env, &input, &output, &envelope, limits, None).unwrap();
         output.rewind().unwrap();
         let mut out = Vec::new();
         output.read_to_end(&mut out).unwrap();
@@ -325,12 +265,6 @@ mod tests {
         );
         assert_eq!(ended, Ended::Exit(0, Vec::new()));
         assert_ne!(String::from_utf8_lossy(&out).trim(), "0");
-        let sealed = sealed_file(b"Fa\0Tb\0\0").unwrap();
-        let mut f = File::from(sealed);
-        assert!(f.write_all(b"X").is_err());
-        let mut back = Vec::new();
-        f.read_to_end(&mut back).unwrap();
-        assert_eq!(back, b"Fa\0Tb\0\0");
     }
 
     #[test]
@@ -390,5 +324,57 @@ mod tests {
             limits,
         );
         assert_ne!(verdict(&ended), Verdict::Next, "{ended:?}");
+    }
+
+    #[test]
+    fn the_filter_gets_only_its_descriptors_and_the_root_directory() {
+        // 0-3 and 6 open; of 4-20, only the shell's own 10 (dash keeps one there)
+        let script = "for fd in 0 1 2 3 6 4 5 7 8 9 11 12 13 14 15 16 17 18 19 20; do \
+                      [ -e /proc/$$/fd/$fd ] && printf '%s ' $fd; done; pwd; cat >/dev/null";
+        let (ended, out) = go(script, LIMITS);
+        assert_eq!(ended, Ended::Exit(0, Vec::new()));
+        assert_eq!(String::from_utf8_lossy(&out), "0 1 2 3 6 /\n");
+    }
+
+    #[test]
+    fn a_program_is_looked_up_in_path_and_a_missing_one_is_an_error() {
+        let input = spool::sealed_file(b"Subject: x\n\n").unwrap();
+        let output = spool::memory_file(c"output").unwrap();
+        let envelope = spool::sealed_file(b"Fa\0\0").unwrap();
+        let env = |path: &str| vec![("PATH".into(), OsString::from(path))];
+        let filter = vec![OsString::from("true")];
+        let ended = run(
+            &filter,
+            &env("/nonexistent:/bin:/usr/bin"),
+            &input,
+            &output,
+            &envelope,
+            LIMITS,
+            None,
+        );
+        assert_eq!(ended.unwrap(), Ended::Exit(0, Vec::new()));
+        let missing = run(
+            &filter,
+            &env("/nonexistent"),
+            &input,
+            &output,
+            &envelope,
+            LIMITS,
+            None,
+        );
+        assert_eq!(missing.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        let filter = vec![OsString::from("/nonexistent/filter")];
+        assert!(
+            run(
+                &filter,
+                &env("/bin"),
+                &input,
+                &output,
+                &envelope,
+                LIMITS,
+                None
+            )
+            .is_err()
+        );
     }
 }

@@ -20,8 +20,15 @@
 //! Built-in checks ([`Builtin`]) run whatever the file says; an `@` line only changes
 //! their remark and action (`@virus` defaults to `refuse`). A line that does not parse is
 //! an error naming its line number: a rules file is never half-loaded.
+//!
+//! A regex is parsed at load (so a bad one is refused with its line) but compiled only
+//! when a value could match it ([`Pattern`]): compiling costs up to ~300,000
+//! instructions per rule (`.{100,}`), more than the rest of a clean message's scan, and
+//! most messages never need most rules.
 
 use regex::bytes::Regex;
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
+use std::sync::OnceLock;
 
 /// What to do with a message a rule matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +123,7 @@ pub enum Match {
     /// Exact attachment name (lower case) with exact size (`None`: any size).
     Name(String, Option<u64>),
     /// Anchored regex against a header, a part's type, or an envelope field.
-    Regex(Subject, Regex),
+    Regex(Subject, Pattern),
 }
 
 /// One line of the rules file.
@@ -250,10 +257,14 @@ impl Rules {
             return Ok(());
         }
         let what = match header_spec(second) {
-            Some(spec) => Match::Regex(parse_subject(spec)?, compile(first)?),
+            Some(spec) => Match::Regex(parse_subject(spec)?, Pattern::new(first)?),
             None => {
                 let size = parse_size(second)?;
-                let lower = first.to_lowercase();
+                let lower = if first.is_ascii() {
+                    first.to_ascii_lowercase()
+                } else {
+                    first.to_lowercase()
+                };
                 if lower.starts_with('.') {
                     Match::Extension(lower, size)
                 } else {
@@ -297,15 +308,13 @@ fn parse_size(s: &str) -> Result<Option<u64>, String> {
 
 /// `Virus-Date:` / `Policy-Date:` gives `Date`; the colon may be left out.
 fn header_spec(s: &str) -> Option<&str> {
-    let lower = s.to_ascii_lowercase();
-    let rest_at = if lower.starts_with("virus-") {
-        6
-    } else if lower.starts_with("policy-") {
-        7
-    } else {
-        return None;
+    let after = |prefix: &str| {
+        let head = s.as_bytes().get(..prefix.len())?;
+        head.eq_ignore_ascii_case(prefix.as_bytes())
+            .then(|| s.get(prefix.len()..))
+            .flatten()
     };
-    let rest = &s[rest_at..];
+    let rest = after("virus-").or_else(|| after("policy-"))?;
     Some(rest.strip_suffix(':').unwrap_or(rest))
 }
 
@@ -324,19 +333,140 @@ fn parse_subject(name: &str) -> Result<Subject, String> {
     })
 }
 
-/// Compile a rule's regex, anchored. Matching is on bytes with ASCII classes (`.` is one
-/// byte, `(?i)` folds ASCII): a Unicode `.{100,}` costs a millisecond to build, and this
-/// runs once per message. `(?u)` in a pattern turns Unicode classes back on.
-fn compile(pattern: &str) -> Result<Regex, String> {
-    regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})$"))
+/// A rule's regex, anchored (`^(?:REGEX)$`). Matching is on bytes with ASCII classes
+/// (`.` is one byte, `(?i)` folds ASCII): a Unicode `.{100,}` costs a millisecond to
+/// build. `(?u)` in a pattern turns Unicode classes back on.
+///
+/// Parsed at load; compiled at the first value that could match: a pattern that is one
+/// literal is compared as bytes, a value shorter than the shortest match or longer than
+/// the longest is no match, without compiling. A pattern whose compiled size could come
+/// near [`REGEX_SIZE_LIMIT`] is compiled at load, so that a rule over the limit is a load
+/// error naming its line, as any other bad rule.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    anchored: String,
+    literal: Option<Vec<u8>>,
+    /// `None`: nothing can match.
+    min_len: Option<usize>,
+    /// `None`: no upper bound.
+    max_len: Option<usize>,
+    /// `None` inside: the compile failed (see [`Pattern::is_match`]).
+    compiled: OnceLock<Option<Regex>>,
+}
+
+/// Patterns estimated ([`size_units`]) above this are compiled at load. Far below what
+/// [`REGEX_SIZE_LIMIT`] allows: a pattern left for later always compiles.
+const LAZY_UNITS: u64 = 2000;
+
+impl Pattern {
+    fn new(pattern: &str) -> Result<Pattern, String> {
+        let anchored = format!("^(?:{pattern})$");
+        if !pattern.is_empty() && !pattern.chars().any(regex_syntax::is_meta_character) {
+            // no meta character: the pattern is its own bytes (message/partial)
+            return Ok(Pattern {
+                literal: Some(pattern.as_bytes().to_vec()),
+                min_len: Some(pattern.len()),
+                max_len: Some(pattern.len()),
+                compiled: OnceLock::new(),
+                anchored,
+            });
+        }
+        // regex::bytes with unicode(false) parses with exactly these settings
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(&anchored)
+            .map_err(|e| bad_regex(&e.to_string()))?;
+        let p = Pattern {
+            literal: literal_of(&hir),
+            min_len: hir.properties().minimum_len(),
+            max_len: hir.properties().maximum_len(),
+            compiled: OnceLock::new(),
+            anchored,
+        };
+        if p.literal.is_none() && size_units(&hir) > LAZY_UNITS {
+            let _ = p.compiled.set(Some(compile(&p.anchored)?));
+        }
+        Ok(p)
+    }
+
+    /// Does `value` match? A pattern that fails to compile now (it parsed at load, and
+    /// was small enough to leave for later, so this is not expected) counts as a match:
+    /// the rule's action applies rather than the rule being skipped.
+    pub fn is_match(&self, value: &[u8]) -> bool {
+        if let Some(l) = &self.literal {
+            return value == l.as_slice();
+        }
+        let Some(min) = self.min_len else {
+            return false;
+        };
+        if value.len() < min || self.max_len.is_some_and(|max| value.len() > max) {
+            return false;
+        }
+        self.compiled
+            .get_or_init(|| compile(&self.anchored).ok())
+            .as_ref()
+            .is_none_or(|re| re.is_match(value))
+    }
+
+    /// Whether the regex was compiled (at load, or for a value).
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+}
+
+/// The bytes of an anchored pattern that is one literal (`^literal$`).
+fn literal_of(hir: &Hir) -> Option<Vec<u8>> {
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    match parts.as_slice() {
+        [start, middle, end]
+            if *start.kind() == HirKind::Look(Look::Start)
+                && *end.kind() == HirKind::Look(Look::End) =>
+        {
+            match middle.kind() {
+                HirKind::Literal(l) => Some(l.0.to_vec()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A generous estimate of the compiled size: one unit per literal byte, look-around
+/// and byte range (four per Unicode range, for its UTF-8 sequences), multiplied out
+/// by repetitions.
+fn size_units(hir: &Hir) -> u64 {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(l) => l.0.len() as u64,
+        HirKind::Class(Class::Bytes(c)) => c.ranges().len() as u64,
+        HirKind::Class(Class::Unicode(c)) => (c.ranges().len() as u64).saturating_mul(4),
+        HirKind::Repetition(r) => {
+            let copies = u64::from(r.max.unwrap_or(r.min).max(1)) + u64::from(r.max.is_none());
+            copies.saturating_mul(size_units(&r.sub))
+        }
+        HirKind::Capture(c) => size_units(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => {
+            v.iter().map(size_units).fold(0, u64::saturating_add)
+        }
+    }
+}
+
+fn bad_regex(error: &str) -> String {
+    let short = error.lines().last().unwrap_or("").trim().to_string();
+    format!("bad regex: {}", qsys::logsafe::text(short.as_bytes()))
+}
+
+/// Compile an anchored pattern (regex's own limits, [`REGEX_SIZE_LIMIT`]).
+fn compile(anchored: &str) -> Result<Regex, String> {
+    regex::bytes::RegexBuilder::new(anchored)
         .unicode(false)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| {
-            let first = e.to_string();
-            let short = first.lines().last().unwrap_or("").trim().to_string();
-            format!("bad regex: {}", qsys::logsafe::text(short.as_bytes()))
-        })
+        .map_err(|e| bad_regex(&e.to_string()))
 }
 
 #[cfg(test)]
@@ -432,5 +562,90 @@ mod tests {
             assert_eq!(e.line, line, "{text:?}");
             assert!(e.reason.contains(what), "{text:?}: {}", e.reason);
         }
+    }
+
+    fn pattern_of(rules: &Rules, i: usize) -> &Pattern {
+        match &rules.rules[i].what {
+            Match::Regex(_, p) => p,
+            _ => panic!("rule {i} is not a regex rule"),
+        }
+    }
+
+    #[test]
+    fn regexes_are_compiled_only_when_a_value_could_match() {
+        let text = include_str!("../../../control/scanrules");
+        let rules = Rules::parse(text).unwrap();
+        let regexes: Vec<&Pattern> = (0..rules.rules.len())
+            .filter(|&i| matches!(rules.rules[i].what, Match::Regex(..)))
+            .map(|i| pattern_of(&rules, i))
+            .collect();
+        assert!(regexes.len() >= 4);
+        assert!(regexes.iter().all(|p| !p.is_compiled()), "none at load");
+        // a usual Date, a part's type: no compile
+        for p in &regexes {
+            assert!(!p.is_match(b"Sun, 6 Dec 2026 07:00:00 +0000"));
+            assert!(!p.is_match(b"text/plain"));
+        }
+        assert!(regexes.iter().all(|p| !p.is_compiled()));
+        // message/partial is a literal: compared, never compiled
+        assert!(regexes.iter().any(|p| p.is_match(b"message/partial")));
+        assert!(regexes.iter().all(|p| !p.is_compiled()));
+        // a 200-byte value reaches .{100,}
+        assert!(regexes.iter().any(|p| p.is_match(&[b'x'; 200])));
+        assert!(regexes.iter().any(|p| p.is_compiled()));
+    }
+
+    #[test]
+    fn lazy_matching_agrees_with_the_compiled_regex() {
+        let patterns = [
+            "message/partial",
+            "a b",
+            "Caf\u{e9} au lait",
+            ".{100,}",
+            ".{3,5}",
+            "Pickles.*Breakfast",
+            "a|bc",
+            "(?i)hello",
+            "x?",
+            "",
+            "[^\\x00-\\xff]",
+            "Caf\u{e9}",
+            "(?u)\\w{3}",
+            "\\d+\\.\\d+\\.\\d+\\.\\d+",
+            "a\\nb",
+        ];
+        let values: [&[u8]; 16] = [
+            b"",
+            b"x",
+            b"a",
+            b"bc",
+            b"abc",
+            b"HeLLo",
+            b"message/partial",
+            b"message/partialx",
+            b"Pickles for Breakfast",
+            b"192.0.2.1",
+            "Caf\u{e9}".as_bytes(),
+            "\u{e9}t\u{e9}".as_bytes(),
+            b"a\nb",
+            b"a b",
+            "Caf\u{e9} au lait".as_bytes(),
+            &[b'y'; 150],
+        ];
+        for pat in patterns {
+            let lazy = Pattern::new(pat).unwrap();
+            let eager = compile(&format!("^(?:{pat})$")).unwrap();
+            for v in values {
+                assert_eq!(lazy.is_match(v), eager.is_match(v), "{pat:?} on {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn big_patterns_are_compiled_at_load() {
+        let r = Rules::parse("a{1500}b{1500}\tVirus-Subject:\tbig\n").unwrap();
+        assert!(pattern_of(&r, 0).is_compiled());
+        let r = Rules::parse("a{5}\tVirus-Subject:\tsmall\n").unwrap();
+        assert!(!pattern_of(&r, 0).is_compiled());
     }
 }
