@@ -400,6 +400,12 @@ pub const KNOWN: &[Known] = &[
         "pop3d, pop3ds run scripts",
     ),
     text("tcp.pop3.cdb", Kind::File, "(none)", "tcpserver"),
+    text(
+        "dkim",
+        Kind::File,
+        "(none: no DKIM signing) directory DOMAIN/SELECTOR.rsa|.ed25519, see qmail-dkim",
+        "qmail-remote",
+    ),
 ];
 
 /// The table entry of `name`.

@@ -112,6 +112,9 @@ const PROGRAMS: &[Program] = &[
     },
     prog("qmail-scan", 0o755),
     prog("qmail-quarantine", 0o700),
+    // DKIM keys (issue 15): makes keys for qmailr and checks the DNS records
+    prog("qmail-dkim", 0o700),
+    prog("qmail-dkimsign", 0o711),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
