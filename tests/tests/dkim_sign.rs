@@ -259,7 +259,7 @@ fn sendmail_mail_is_signed_rsa_ed25519_and_both_and_verifies() {
     }
     sys.wait_log_count(": success:", 3, 30);
     for (marker, want) in [("m-rsa", 1), ("m-ed", 1), ("m-both", 2)] {
-        let m = (&received(&mb, 3, marker));
+        let m = received(&mb, 3, marker);
         assert_eq!(signatures(&m), want, "{}", String::from_utf8_lossy(&m));
         let verdicts = verify(&m, &records);
         assert_eq!(
@@ -325,7 +325,7 @@ s.quit()
         .unwrap();
     assert!(st.success());
     sys.wait_log(": success:", 30);
-    let m = (&received(&mb, 1, "submitted body"));
+    let m = received(&mb, 1, "submitted body");
     assert_eq!(signatures(&m), 1);
     assert_eq!(
         verify(&m, &records),
@@ -402,7 +402,7 @@ fn qmail_remote_puts_the_signature_before_the_message() {
         String::from_utf8_lossy(&out.stdout).contains("accepted message"),
         "{out:?}"
     );
-    let m = (&received(&mb, 1, "solo"));
+    let m = received(&mb, 1, "solo");
     let text_m = String::from_utf8_lossy(&m).replace("\r\n", "\n");
     assert!(
         text_m.starts_with("DKIM-Signature: v=1; a=rsa-sha256; s=solo; d=example.test;"),
