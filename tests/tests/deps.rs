@@ -91,11 +91,15 @@ const PROGRAMS: &[Program] = &[
     p("qmail-scan", false, false, true),
     p("qmail-spamc", false, false, true), // spamd by socket path or IP:port, no lookups
     p("qmail-authcheck", false, true, true), // SPF, DKIM, DMARC: mail-auth and its resolver
+    // run by qmail-remote per delivery only where control/dkim exists; mail-auth will not
+    // build without a resolver, which signing never calls
+    p("qmail-dkimsign", false, true, true),
 ];
 
-/// The one per-message program that may link mail-auth: the inbound sender check is what
-/// it is for (issue 15), and it runs only when control/filters names it.
-const MAIL_AUTH: &[&str] = &["qmail-authcheck"];
+/// The per-message programs that may link mail-auth (issue 15): the inbound sender check,
+/// run only when control/filters names it, and the DKIM signer, run only when
+/// control/dkim exists.
+const MAIL_AUTH: &[&str] = &["qmail-authcheck", "qmail-dkimsign"];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

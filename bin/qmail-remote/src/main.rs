@@ -27,6 +27,9 @@
 //!     control/nameservers    DNS servers, one per line: IP, IP:PORT or [IPv6]:PORT
 //!                            (default: the nameserver lines of /etc/resolv.conf)
 //!     queue/lock/tcpto       connect-timeout history, read and updated (flock)
+//!     control/dkim/          DKIM keys: when this directory exists, bin/qmail-dkimsign
+//!                            signs each message before it is sent (see qmail-dkim);
+//!                            its alerts are added to the report as `DKIM alert: ...`
 //!
 //! USER
 //!     Runs as qmailr, started by qmail-rspawn (one process per delivery).

@@ -637,6 +637,12 @@ pub const KNOWN: &[Known] = &[
         "5",
         "qmail-authcheck",
     ),
+    text(
+        "dkim",
+        Kind::File,
+        "(none: no DKIM signing) directory DOMAIN/SELECTOR.rsa|.ed25519, see qmail-dkim",
+        "qmail-remote",
+    ),
 ];
 
 /// The table entry of `name`.

@@ -122,6 +122,9 @@ const PROGRAMS: &[Program] = &[
     // the queue writer for qmail-smtpd (doc/queue-writer.md), run as qmailq by its service
     prog("qmail-queued", 0o711),
     prog("qmail-authcheck", 0o755),
+    // DKIM keys (issue 15): makes keys for qmailr and checks the DNS records
+    prog("qmail-dkim", 0o700),
+    prog("qmail-dkimsign", 0o711),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.

@@ -19,6 +19,8 @@ manuals!(
     "newaliases",
     "qmail-authcheck",
     "qmail-clean",
+    "qmail-dkim",
+    "qmail-dkimsign",
     "qmail-guard",
     "qmail-inject",
     "qmail-install",

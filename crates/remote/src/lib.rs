@@ -15,6 +15,7 @@
 //! come from `control/nameservers` (else `/etc/resolv.conf`).
 
 pub use dns;
+pub mod dkim;
 pub mod ipme;
 pub mod message;
 pub mod mx;
@@ -218,6 +219,8 @@ pub fn run(args: &[String], message: File) -> Report {
         Ok(c) => c,
         Err((l, t)) => return Report::only(l, &t),
     };
+    // DKIM: signed once the destination is known, before connecting.
+    let signed = dkim::sign(&home, &mut msg);
     let mut tcpto = tcpto::Tcpto::new(&queue::Layout::new(&home).lock("tcpto"));
     let connect_timeout = Duration::from_secs(s.timeout_connect.max(1));
     let tls = tls::client_config();
@@ -235,13 +238,30 @@ pub fn run(args: &[String], message: File) -> Report {
                     timeout: Duration::from_secs(s.timeout_remote.max(1)),
                     tls,
                     server_name: c.name.as_deref(),
+                    header: &signed.header,
                 };
                 let mut report = Report::new();
                 smtp::deliver(sock, c.ip, &p, &mut msg, scan, &mut report);
-                return report;
+                return with_alerts(report, &signed);
             }
             Err(e) => tcpto.record(c.ip, e.kind() == std::io::ErrorKind::TimedOut),
         }
     }
-    Report::only(b'Z', text::NO_CONNECT)
+    with_alerts(Report::only(b'Z', text::NO_CONNECT), &signed)
+}
+
+/// Signing problems go into the message report's text, which qmail-send logs on the
+/// delivery line (qmail-remote's stderr is that same pipe, so it cannot log apart).
+fn with_alerts(mut report: Report, signed: &dkim::Signing) -> Report {
+    let outcome = if signed.header.is_empty() {
+        "sent unsigned"
+    } else {
+        "signed with the other keys"
+    };
+    if let Some((_, text)) = report.message.as_mut() {
+        for a in &signed.alerts {
+            text.push_str(&format!("DKIM alert: {a}; {outcome}.\n"));
+        }
+    }
+    report
 }

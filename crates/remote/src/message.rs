@@ -63,8 +63,16 @@ impl Message {
 
     /// Send the message, DATA-encoded and terminated, to `out`.
     pub fn send<W: Write>(&mut self, out: &mut W) -> Result<(), SendError> {
+        self.send_after(b"", out)
+    }
+
+    /// Send `header` (whole header fields: the DKIM signatures) and then the message,
+    /// DATA-encoded and terminated, to `out`.
+    pub fn send_after<W: Write>(&mut self, header: &[u8], out: &mut W) -> Result<(), SendError> {
         let mut enc = Stuffer::new();
         let mut o = Vec::with_capacity(140_000);
+        enc.feed(header, &mut o);
+        out.write_all(&o).map_err(SendError::Write)?;
         match self {
             Message::Mem(v) => {
                 for chunk in v.chunks(65536) {

@@ -162,6 +162,8 @@ pub struct Params<'a> {
     pub tls: Option<Arc<ClientConfig>>,
     /// The host name the address came from (SNI), if any.
     pub server_name: Option<&'a str>,
+    /// Header fields sent before the message (the DKIM signatures), LF line ends.
+    pub header: &'a [u8],
 }
 
 enum Fail {
@@ -322,7 +324,7 @@ fn dialogue(
         ));
     }
 
-    match msg.send(&mut conn.stream) {
+    match msg.send_after(p.header, &mut conn.stream) {
         Ok(()) => {}
         Err(SendError::Write(_)) => return Err(Fail::Died(false)),
         Err(SendError::Read(_)) => {
@@ -427,6 +429,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             tls: None,
             server_name: None,
+            header: b"",
         };
         let mut msg = Message::Mem(message.to_vec());
         let scan = crate::message::scan_bytes(message);
