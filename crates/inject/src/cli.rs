@@ -138,6 +138,15 @@ fn apply(cmd: &mut std::process::Command, env: &[EnvOp]) {
     }
 }
 
+/// Whether `path` is the file this process runs (same device and inode).
+fn is_this_program(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata("/proc/self/exe")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 fn exec(prog: &str, args: &[OsString], env: &[EnvOp]) -> ! {
     let home = qsys::home().unwrap_or_else(|e| {
         fatal(
@@ -166,7 +175,19 @@ pub fn sendmail(synopsis: &str) -> ! {
             qsys::die::warn(SM, "usage", sendmail::USAGE);
             std::process::exit(PERM)
         }
-        Action::NewAliases => exec("newaliases", &[], &[]),
+        Action::NewAliases => {
+            // a sendmail installed (or linked) as HOME/bin/newaliases would run itself
+            // forever: only fastforward's newaliases is run
+            if is_this_program(&qsys::home().unwrap_or_default().join("bin/newaliases")) {
+                fatal(
+                    SM,
+                    "HOME/bin/newaliases is sendmail itself; install fastforward's newaliases \
+                     (qmail-install does)",
+                    PERM,
+                )
+            }
+            exec("newaliases", &[], &[])
+        }
         Action::RunQueue => {
             let home = qsys::home().unwrap_or_else(|e| {
                 fatal(
