@@ -115,6 +115,8 @@ const PROGRAMS: &[Program] = &[
     // fastforward: /etc/aliases for sendmail and Postfix refugees
     prog("newaliases", 0o755),
     prog("fastforward", 0o755),
+    // mail statistics from the logs (text, JSON, an HTML page)
+    prog("qmail-stats", 0o755),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
