@@ -9,6 +9,7 @@
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::event::Reason;
 use crate::tally::{HOUR_SERIES, MAX_HOURS, Stats};
@@ -224,10 +225,13 @@ fn hourly_chart(s: &Stats) -> Option<String> {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .caption("lines per hour (UTC)", ("sans-serif", 18))
-            .build_cartesian_2d(first..last + 1, 0u64..top + top / 10 + 1)?;
+            // an hour of room on either side, so the first and last points and their
+            // labels are not on the frame
+            .build_cartesian_2d(first - 1..last + 1, 0u64..top + top / 10 + 1)?;
         chart
             .configure_mesh()
             .x_labels(12)
@@ -290,19 +294,23 @@ fn bar_chart(title: &str, bars: &[(&str, u64)]) -> Option<String> {
         chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
             let i = i as u32;
             let color = COLORS[i as usize % COLORS.len()];
-            Rectangle::new(
+            let mut bar = Rectangle::new(
                 [
                     (SegmentValue::Exact(i), 0),
                     (SegmentValue::Exact(i + 1), *v),
                 ],
                 color.filled(),
-            )
+            );
+            bar.set_margin(0, 0, 8, 8);
+            bar
         }))?;
+        let above = TextStyle::from(("sans-serif", 14).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
         chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
             Text::new(
                 v.to_string(),
                 (SegmentValue::CenterOf(i as u32), *v),
-                ("sans-serif", 14),
+                above.clone(),
             )
         }))?;
         root.present()?;
