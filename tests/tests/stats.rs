@@ -401,7 +401,8 @@ print(r["relay"], r["unknown recipient"], r["badmailfrom"], r["virus"],
 print(dom.get("far.test"), snd.get(sys.argv[1]), snd.get("sales@example.test"),
       rcp.get("sales@example.test"), cli.get("127.0.0.1"))
 print(len(d["deferrals_by_reason"]), len(d["bounces_by_reason"]), len(d["hours"]),
-      sum(h["received"] for h in d["hours"]), sum(h["refused"] for h in d["hours"]))
+      sum(h["received"] for h in d["hours"]), sum(h["refused"] for h in d["hours"]),
+      sum(d["content_filter"]["verdicts"].values()))
 "#;
     let (ok, out) = python_stdin(script, &[HOSTILE_LOGGED], &json);
     assert!(ok, "{out}\n{json}");
@@ -416,7 +417,7 @@ print(len(d["deferrals_by_reason"]), len(d["bounces_by_reason"]), len(d["hours"]
         .unwrap();
     assert_eq!(
         out,
-        format!("5 {bytes} 2 1 1 1 1 1 4 8\n2 1 1 1 1 1 1 0 0\n1 1 3 2 8\n1 1 {hours} 5 8\n"),
+        format!("5 {bytes} 2 1 1 1 1 1 4 8\n2 1 1 1 1 1 1 0 0\n1 1 3 2 8\n1 1 {hours} 5 8 0\n"),
         "{json}"
     );
 

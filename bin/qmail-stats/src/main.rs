@@ -13,8 +13,10 @@
 //!     the top senders, recipients and remote domains, messages accepted by qmail-smtpd,
 //!     SMTP refusals by reason (relay, badmailfrom, badrcptto, unknown recipient, virus,
 //!     spam, dmarc, policy, auth failure, auth required, rate limit, size, sender not
-//!     yours, protocol, queue failure, other) and by client, and per-hour counts
-//!     (received, delivered, bounced, deferred, refused). Times are UTC.
+//!     yours, protocol, queue failure, other) and by client, the content filter
+//!     qmail-scan's verdicts (clean, quarantined, refused, deferred) and the viruses it
+//!     named, and per-hour counts (received, delivered, bounced, deferred, refused).
+//!     Times are UTC.
 //!
 //!     Without LOGDIR it reads HOME/supervise/S/log/main for S in qmail-send,
 //!     qmail-smtpd, qmail-submission and qmail-smtps, those that exist (the content
@@ -31,6 +33,8 @@
 //!                  bounces_by_reason [{reason, count}], top_senders and top_recipients
 //!                  [{address, count}], top_remote_domains [{domain, count}], refusals
 //!                  {total, by_reason {NAME: count}, by_client [{client, count}]},
+//!                  content_filter {verdicts {clean, quarantined, refused, deferred},
+//!                  viruses [{virus, count}]},
 //!                  hours [{hour, received, delivered, bounced, deferred, refused}],
 //!                  untracked_lines.
 //!     --html FILE  one self-contained HTML page (tables, and plots as inline SVG; no
@@ -68,7 +72,11 @@ fn main() {
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = cli::parse_args(&argv).unwrap_or_else(|e| usage(e));
-    let now_ms = tai64::Tai64n::now().unix_secs().saturating_mul(1000);
+    let now = tai64::Tai64n::now();
+    let now_ms = now
+        .unix_secs()
+        .saturating_mul(1000)
+        .saturating_add(i64::from(now.nanos / 1_000_000));
     let since = args.since.as_deref().map(|t| {
         stats::time::parse_since(t, now_ms).unwrap_or_else(|| usage(format!("bad TIME {t}")))
     });

@@ -47,6 +47,12 @@ pub enum Event {
     Accepted {
         client: String,
     },
+    /// qmail-scan's verdict on a message (`qmail-scan: clean|quarantine|refuse|defer
+    /// ... [virus=NAME] ...`, bin/qmail-scan), with the virus clamd named.
+    Scan {
+        verdict: Verdict,
+        virus: Option<String>,
+    },
     Other,
 }
 
@@ -56,6 +62,33 @@ pub enum Outcome {
     Success,
     Failure,
     Deferral,
+}
+
+/// What the content filter qmail-scan did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    Quarantine,
+    Refuse,
+    Defer,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Clean,
+        Verdict::Quarantine,
+        Verdict::Refuse,
+        Verdict::Defer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Clean => "clean",
+            Verdict::Quarantine => "quarantined",
+            Verdict::Refuse => "refused",
+            Verdict::Defer => "deferred",
+        }
+    }
 }
 
 /// Why qmail-smtpd refused: the classes an administrator asks about.
@@ -130,7 +163,28 @@ pub fn parse(line: &str) -> Event {
             _ => Event::Other,
         };
     }
+    if let Some(rest) = line.strip_prefix("qmail-scan: ") {
+        return scan(rest);
+    }
     send(line).unwrap_or(Event::Other)
+}
+
+/// qmail-scan's one line per message: the verdict word, then `key=value` fields whose
+/// values are escaped (`qsys::logsafe::text`: no space, no `=`), so a client's text
+/// cannot forge a `virus=` field.
+fn scan(rest: &str) -> Event {
+    let mut words = rest.split(' ');
+    let verdict = match words.next() {
+        Some("clean") => Verdict::Clean,
+        Some("quarantine") => Verdict::Quarantine,
+        Some("refuse") => Verdict::Refuse,
+        Some("defer") => Verdict::Defer,
+        _ => return Event::Other,
+    };
+    let virus = words
+        .find_map(|w| w.strip_prefix("virus="))
+        .map(str::to_string);
+    Event::Scan { verdict, virus }
 }
 
 fn number(s: &str) -> Option<u64> {
@@ -460,6 +514,36 @@ mod tests {
         );
         assert_eq!(parse("qmail-smtpd: pid x: new msg 1"), Event::Other);
         assert_eq!(parse("qmail-scan: new msg 1"), Event::Other);
+    }
+
+    #[test]
+    fn qmail_scan_lines() {
+        assert_eq!(
+            parse(
+                "qmail-scan: refuse virus=Eicar-Test-Signature from=a@b rcpts=1 ip=1.2.3.4 helo=x bytes=9 parts=1 members=0 expanded=0 ms=3"
+            ),
+            Event::Scan {
+                verdict: Verdict::Refuse,
+                virus: Some("Eicar-Test-Signature".into())
+            }
+        );
+        assert_eq!(
+            parse("qmail-scan: clean from=x\\040virus\\075Fake rcpts=1 ip=1.2.3.4"),
+            Event::Scan {
+                verdict: Verdict::Clean,
+                virus: None
+            }
+        );
+        assert_eq!(
+            parse(
+                "qmail-scan: quarantine rule=@exe line=3 remark=x place=a.zip stored=q/1 from=a@b"
+            ),
+            Event::Scan {
+                verdict: Verdict::Quarantine,
+                virus: None
+            }
+        );
+        assert_eq!(parse("qmail-scan: warning: unable to x"), Event::Other);
     }
 
     #[test]

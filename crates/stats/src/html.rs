@@ -11,7 +11,7 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::event::Reason;
+use crate::event::{Reason, Verdict};
 use crate::tally::{HOUR_SERIES, MAX_HOURS, Stats};
 use crate::time::{format_hour, format_utc};
 
@@ -113,6 +113,25 @@ pub fn page(s: &Stats, top: usize) -> String {
         "Refusals by client",
         "client",
         &s.refusing_clients.top(top),
+    );
+    let verdicts: Vec<(String, String)> = Verdict::ALL
+        .iter()
+        .zip(s.scanned)
+        .map(|(v, n)| (v.name().to_string(), n.to_string()))
+        .collect();
+    o.push_str("<h2>Content filter (qmail-scan)</h2>\n");
+    table(
+        &mut o,
+        "content-filter",
+        &["verdict", "messages"],
+        &verdicts,
+    );
+    counted(
+        &mut o,
+        "viruses",
+        "Viruses found",
+        "virus",
+        &s.viruses.top(top),
     );
     counted(
         &mut o,

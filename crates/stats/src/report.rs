@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::event::Reason;
+use crate::event::{Reason, Verdict};
 use crate::tally::{HOUR_SERIES, Stats};
 use crate::time::{format_hour, format_utc};
 
@@ -70,6 +70,10 @@ pub fn json(s: &Stats, top: usize) -> Value {
             "total": s.refused(),
             "by_reason": by_reason,
             "by_client": pairs(s.refusing_clients.top(top), "client"),
+        },
+        "content_filter": {
+            "verdicts": Verdict::ALL.iter().zip(s.scanned).map(|(v, n)| (v.name().to_string(), json!(n))).collect::<serde_json::Map<String, Value>>(),
+            "viruses": pairs(s.viruses.top(top), "virus"),
         },
         "hours": s.hours.iter().map(|(h, c)| {
             let mut o = serde_json::Map::new();
@@ -136,6 +140,13 @@ pub fn text(s: &Stats, top: usize) -> String {
         o.push_str(&format!("  {n:>8}  {}\n", r.name()));
     }
     list(&mut o, "refusals by client", &s.refusing_clients.top(top));
+    o.push_str("content filter (qmail-scan):");
+    for (v, n) in Verdict::ALL.iter().zip(s.scanned) {
+        o.push_str(&format!(" {} {n},", v.name()));
+    }
+    o.pop();
+    o.push('\n');
+    list(&mut o, "viruses", &s.viruses.top(top));
     list(&mut o, "deferrals by reason", &s.deferral_reasons.top(top));
     list(&mut o, "bounces by reason", &s.bounce_reasons.top(top));
     list(&mut o, "top senders", &s.senders.top(top));

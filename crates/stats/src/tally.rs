@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::event::{self, Event, Outcome, Reason};
+use crate::event::{self, Event, Outcome, Reason, Verdict};
 use crate::topn::TopCounter;
 
 /// Messages in flight (between `info msg` and `end msg`) remembered for their delay.
@@ -84,6 +84,9 @@ pub struct Stats {
     pub refusals: BTreeMap<Reason, u64>,
     pub refusing_clients: TopCounter,
     pub hours: BTreeMap<i64, Hour>,
+    /// qmail-scan's verdicts, in [`Verdict::ALL`]'s order, and the viruses it named.
+    pub scanned: [u64; 4],
+    pub viruses: TopCounter,
     /// Lines read, and lines whose event could not be tied to its message or hour.
     pub lines: u64,
     pub untracked: u64,
@@ -119,6 +122,8 @@ impl Stats {
             refusals: BTreeMap::new(),
             refusing_clients: top(),
             hours: BTreeMap::new(),
+            scanned: [0; 4],
+            viruses: top(),
             lines: 0,
             untracked: 0,
             delays_ms: Vec::new(),
@@ -224,6 +229,14 @@ impl Stats {
                 }
             }
             Event::Accepted { .. } => self.smtp_accepted += 1,
+            Event::Scan { verdict, virus } => {
+                if let Some(i) = Verdict::ALL.iter().position(|v| *v == verdict) {
+                    self.scanned[i] += 1;
+                }
+                if let Some(v) = virus {
+                    self.viruses.add(&v, 1);
+                }
+            }
             Event::Other => {}
         }
     }
@@ -465,6 +478,21 @@ mod tests {
             vec![("192.0.2.1".to_string(), 2)]
         );
         assert_eq!(s.smtp_accepted, 1);
+    }
+
+    #[test]
+    fn content_filter_verdicts() {
+        let mut s = Stats::new(None);
+        feed(
+            &mut s,
+            &[
+                (10, "qmail-scan: clean from=a rcpts=1"),
+                (11, "qmail-scan: refuse virus=Eicar from=a rcpts=1"),
+                (12, "qmail-scan: quarantine rule=x from=a"),
+            ],
+        );
+        assert_eq!(s.scanned, [1, 1, 1, 0]);
+        assert_eq!(s.viruses.top(5), vec![("Eicar".to_string(), 1)]);
     }
 
     /// Control bytes and invalid UTF-8 in a line never reach the outputs as such.
