@@ -382,6 +382,26 @@ mod tests {
         );
     }
 
+    /// Stamps at the ends of the TAI64N range (a forged or corrupt log file) make a
+    /// page, not a panic or a huge allocation.
+    #[test]
+    fn extreme_stamps_make_a_page() {
+        let mut s = Stats::new(None);
+        for l in [
+            "@000000000000000000000000 new msg 1",
+            "@400000000000000000000000 new msg 2",
+            "@7fffffffffffffff00000000 new msg 3",
+            "@ffffffffffffffffffffffff new msg 4",
+        ] {
+            s.feed_line(l.as_bytes());
+        }
+        assert_eq!(s.received, 4);
+        let p = page(&s, 10);
+        assert!(p.contains("<figure id=\"hourly\">"));
+        let _ = crate::report::text(&s, 10);
+        let _ = crate::report::json(&s, 10);
+    }
+
     #[test]
     fn empty_stats_make_a_page() {
         let p = page(&Stats::new(None), 10);
