@@ -125,6 +125,8 @@ const PROGRAMS: &[Program] = &[
     // DKIM keys (issue 15): makes keys for qmailr and checks the DNS records
     prog("qmail-dkim", 0o700),
     prog("qmail-dkimsign", 0o711),
+    // mail statistics from the logs (text, JSON, an HTML page)
+    prog("qmail-stats", 0o755),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.

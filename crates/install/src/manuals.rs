@@ -67,6 +67,7 @@ manuals!(
     "tcprules",
     "tcprulescheck",
     "tcpserver",
+    "qmail-stats",
 );
 
 #[cfg(test)]
