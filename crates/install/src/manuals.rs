@@ -60,6 +60,7 @@ manuals!(
     "tcprules",
     "tcprulescheck",
     "tcpserver",
+    "qmail-audit",
 );
 
 #[cfg(test)]
