@@ -334,7 +334,10 @@ fn audit_finds_each_planted_fault() {
         .collect();
     assert_eq!(relay.len(), 1, "{found:#?}");
     assert_eq!(relay[0].severity, "error");
-    assert!(relay[0].found.contains("percent hack"), "{relay:#?}");
+    assert!(
+        relay[0].found.contains("plain foreign domain"),
+        "{relay:#?}"
+    );
     assert_eq!(code, 2);
     rebuild("127.0.0.1:allow\n");
     assert!(
