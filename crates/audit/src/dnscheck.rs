@@ -25,14 +25,13 @@ pub fn spf_problems(rec: &str) -> Vec<String> {
     let mut bad = Vec::new();
     for w in words {
         let lw = w.to_ascii_lowercase();
-        if let Some((name, _)) = lw.split_once('=') {
-            if !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                continue; // a modifier (redirect=, exp=, or unknown: ignored)
-            }
+        if let Some((name, _)) = lw.split_once('=')
+            && !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            continue; // a modifier (redirect=, exp=, or unknown: ignored)
         }
         let m = lw.trim_start_matches(['+', '-', '~', '?']);
         let mech = m.split([':', '/']).next().unwrap_or("");
@@ -205,10 +204,7 @@ pub fn check(a: &Audit) -> Vec<Finding> {
 }
 
 fn mx(d: &Dns, dom: &str, me: &str, our_ips: &[IpAddr]) -> Vec<Finding> {
-    let hosts = match d.mx(dom) {
-        Ok(h) => h,
-        Err(_) => vec![],
-    };
+    let hosts = d.mx(dom).unwrap_or_default();
     let ours = hosts.iter().any(|(_, h)| {
         lower(h) == lower(me)
             || d.ips(h)

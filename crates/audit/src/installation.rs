@@ -141,10 +141,11 @@ pub fn control_writable(dir: &Path) -> Vec<Finding> {
                 format!("chmod o-w {shown}"),
             ));
         }
-        if m.is_dir() && depth < 4 {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                stack.extend(rd.flatten().map(|e| (e.path(), depth + 1)));
-            }
+        if m.is_dir()
+            && depth < 4
+            && let Ok(rd) = std::fs::read_dir(&p)
+        {
+            stack.extend(rd.flatten().map(|e| (e.path(), depth + 1)));
         }
     }
     v

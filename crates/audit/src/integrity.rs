@@ -32,7 +32,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -86,10 +86,10 @@ pub fn snapshot(home: &Path) -> BTreeMap<String, Facts> {
             let t = std::fs::read_link(&p).unwrap_or_default();
             ("l", hex(&Sha256::digest(t.as_os_str().as_bytes())))
         } else if ft.is_dir() {
-            if depth < 8 {
-                if let Ok(rd) = std::fs::read_dir(&p) {
-                    stack.extend(rd.flatten().map(|e| (e.path(), depth + 1)));
-                }
+            if depth < 8
+                && let Ok(rd) = std::fs::read_dir(&p)
+            {
+                stack.extend(rd.flatten().map(|e| (e.path(), depth + 1)));
             }
             ("d", "-".to_string())
         } else if ft.is_file() {

@@ -103,12 +103,12 @@ fn socket_owners() -> HashMap<u64, Vec<(u32, String)>> {
                 continue;
             };
             let l = l.to_string_lossy();
-            if let Some(n) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                if let Ok(n) = n.parse() {
-                    let list = m.entry(n).or_default();
-                    if !list.iter().any(|(p, _)| *p == pid) {
-                        list.push((pid, comm.clone()));
-                    }
+            if let Some(n) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
+                && let Ok(n) = n.parse()
+            {
+                let list = m.entry(n).or_default();
+                if !list.iter().any(|(p, _)| *p == pid) {
+                    list.push((pid, comm.clone()));
                 }
             }
         }

@@ -93,17 +93,17 @@ pub fn consistency(
     }
     for e in entries {
         let shown = e.path.display().to_string();
-        if let Some(s) = e.split {
-            if e.id % queue::SPLIT != s {
-                v.push(Finding::new(
-                    CHECK,
-                    Severity::Error,
-                    shown.clone(),
-                    format!("in split directory {}", e.id % queue::SPLIT),
-                    format!("in split directory {s}"),
-                    "stop qmail-send and move it to its split directory (queue_repair)",
-                ));
-            }
+        if let Some(s) = e.split
+            && e.id % queue::SPLIT != s
+        {
+            v.push(Finding::new(
+                CHECK,
+                Severity::Error,
+                shown.clone(),
+                format!("in split directory {}", e.id % queue::SPLIT),
+                format!("in split directory {s}"),
+                "stop qmail-send and move it to its split directory (queue_repair)",
+            ));
         }
         let orphan = match e.dir {
             "mess" => !has("todo", e.id) && !has("info", e.id) && !has("intd", e.id),
@@ -167,15 +167,9 @@ fn free_space(path: &Path, what: &str) -> Vec<Finding> {
     let Ok(s) = nix::sys::statvfs::statvfs(path) else {
         return vec![];
     };
-    let pct = |free: u64, total: u64| {
-        if total == 0 {
-            100
-        } else {
-            free.saturating_mul(100) / total
-        }
-    };
-    let space = pct(s.blocks_available() as u64, s.blocks() as u64);
-    let inodes = pct(s.files_available() as u64, s.files() as u64);
+    let pct = |free: u64, total: u64| free.saturating_mul(100).checked_div(total).unwrap_or(100);
+    let space = pct(s.blocks_available(), s.blocks());
+    let inodes = pct(s.files_available(), s.files());
     let mut v = Vec::new();
     for (name, p) in [("space", space), ("inodes", inodes)] {
         let sev = if p < 1 {
@@ -251,10 +245,10 @@ pub fn check(a: &Audit) -> Vec<Finding> {
         let mut seen = BTreeSet::new();
         for e in rd.flatten() {
             let main = e.path().join("log/main");
-            if let Ok(m) = std::fs::metadata(&main) {
-                if seen.insert(m.dev()) {
-                    v.extend(free_space(&main, "the logs"));
-                }
+            if let Ok(m) = std::fs::metadata(&main)
+                && seen.insert(m.dev())
+            {
+                v.extend(free_space(&main, "the logs"));
             }
         }
     }

@@ -160,17 +160,16 @@ pub fn check(a: &Audit, listeners: &[Listener], ours: &[Service]) -> Vec<Finding
         std::fs::metadata(&key),
         qsys::ids::uid("qmaild"),
         qsys::is_root(),
-    ) {
-        if m.uid() != want.as_raw() {
-            v.push(Finding::new(
-                CHECK,
-                Severity::Warning,
-                key.display().to_string(),
-                "owned by qmaild (the user that speaks TLS)",
-                format!("owned by uid {}", m.uid()),
-                format!("chown qmaild {0}; chmod 400 {0}", key.display()),
-            ));
-        }
+    ) && m.uid() != want.as_raw()
+    {
+        v.push(Finding::new(
+            CHECK,
+            Severity::Warning,
+            key.display().to_string(),
+            "owned by qmaild (the user that speaks TLS)",
+            format!("owned by uid {}", m.uid()),
+            format!("chown qmaild {0}; chmod 400 {0}", key.display()),
+        ));
     }
     let smtpd = listeners.iter().find(|l| {
         l.proto == "tcp" && services::owner(l, ours).is_some_and(|s| s.name == "qmail-smtpd")
