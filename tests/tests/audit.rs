@@ -423,3 +423,113 @@ fn audit_finds_each_planted_fault() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("qmail-audit - "));
 }
+
+/// The DNS check against a dnsmasq of this test (nothing leaves the machine): MX, PTR,
+/// SPF, DMARC and a DKIM key that match give notes only; a foreign MX, a PTR naming
+/// another host, an SPF record that does not parse, no DMARC record and another DKIM
+/// key published are each a warning. Without a resolver that answers, one note.
+#[test]
+fn audit_checks_dns_records_through_control_nameservers() {
+    need_root!();
+    need_tool!(DNSMASQ, "dnsmasq-base");
+    need_tool!("python3", "python3");
+    use base64::Engine;
+    let sys = System::install("mx.dns.test", &[]);
+    sys.control("locals", "dns.test\n");
+    let dkim = sys.root.join("control/dkim/dns.test");
+    std::fs::create_dir_all(&dkim).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    std::fs::write(dkim.join("sel.key"), key.serialize_pem()).unwrap();
+    chmod(&dkim.join("sel.key"), 0o600);
+    let published = |k: &rcgen::KeyPair| {
+        format!(
+            "--txt-record=sel._domainkey.dns.test,v=DKIM1; k=ed25519; p={}",
+            base64::engine::general_purpose::STANDARD
+                .encode(rcgen::PublicKeyData::subject_public_key_info(k))
+        )
+    };
+    let run = |records: &[&str]| {
+        let (_dns, port) = dnsmasq(records);
+        sys.control("nameservers", &format!("127.0.0.1:{port}\n"));
+        let out = Command::new(sys.bin("qmail-audit"))
+            .args([
+                "--json",
+                "--local",
+                "--address",
+                "127.0.0.254",
+                "--service",
+                "/nonexistent",
+            ])
+            .output()
+            .unwrap();
+        let py = "import json,sys\nd=json.load(sys.stdin)\nfor f in d['findings']:\n  if f['check']=='dns': print(f['severity']+'\\t'+f['subject']+'\\t'+f['found'])\n";
+        let parsed = output_with_input(Command::new("python3").args(["-c", py]), &out.stdout);
+        assert!(
+            parsed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&parsed.stdout).into_owned(),
+        )
+    };
+    let good_key = published(&key);
+    let (code, dns) = run(&[
+        "--mx-host=dns.test,mx.dns.test,10",
+        "--address=/mx.dns.test/192.0.2.25",
+        "--ptr-record=25.2.0.192.in-addr.arpa,mx.dns.test",
+        "--txt-record=dns.test,v=spf1 mx -all",
+        "--txt-record=_dmarc.dns.test,v=DMARC1; p=reject",
+        &good_key,
+    ]);
+    assert!(!dns.contains("warning") && !dns.contains("error"), "{dns}");
+    assert!(
+        dns.contains("info\tSPF of dns.test\tv=spf1 mx -all"),
+        "{dns}"
+    );
+    assert!(dns.contains("info\tDMARC of dns.test"), "{dns}");
+    assert_eq!(code, Some(0), "{dns}");
+
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let bad_key = published(&other);
+    let (code, dns) = run(&[
+        "--mx-host=dns.test,mx.elsewhere.test,10",
+        "--address=/mx.elsewhere.test/192.0.2.99",
+        "--address=/mx.dns.test/192.0.2.25",
+        "--ptr-record=25.2.0.192.in-addr.arpa,other.dns.test",
+        "--txt-record=dns.test,v=spf1 ip4:300.1.1.1 -all",
+        &bad_key,
+    ]);
+    for what in [
+        "MX of dns.test",
+        "PTR of 192.0.2.25",
+        "SPF of dns.test",
+        "DMARC of dns.test",
+        "DKIM key sel._domainkey.dns.test",
+    ] {
+        assert!(
+            dns.contains(&format!("warning\t{what}")),
+            "no warning for {what}: {dns}"
+        );
+    }
+    assert_eq!(code, Some(1), "{dns}");
+
+    // no resolver answers: one note, nothing else
+    let (_sock, port) = refusing_udp_port();
+    sys.control("nameservers", &format!("127.0.0.1:{port}\n"));
+    let out = Command::new(sys.bin("qmail-audit"))
+        .args([
+            "--local",
+            "--all",
+            "--service",
+            "/nonexistent",
+            "--address",
+            "127.0.0.254",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no resolver answers"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}

@@ -47,7 +47,7 @@ pub fn check(a: &Audit, listeners: &[Listener], ours: &[Service]) -> Vec<Finding
         ));
     } else {
         v.extend(links(&a.home));
-        v.extend(packages());
+        v.extend(packages(&a.home));
         v.extend(processes(&a.home));
     }
     v.extend(smtp_ports(a, listeners, ours));
@@ -79,7 +79,7 @@ pub fn links(home: &Path) -> Vec<Finding> {
         .collect()
 }
 
-fn packages() -> Vec<Finding> {
+fn packages(home: &Path) -> Vec<Finding> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f", "${Package} ${Status}\n"])
         .args(OTHER_MTAS)
@@ -104,7 +104,7 @@ fn packages() -> Vec<Finding> {
                 format!("package {p}"),
                 "no other MTA installed",
                 "installed",
-                format!("apt-get purge {p} (after HOME/boot/replace-sendmail), or make sure it never runs"),
+                format!("apt-get purge {p} (after {}/boot/replace-sendmail), or make sure it never runs", home.display()),
             )
         })
         .collect()
