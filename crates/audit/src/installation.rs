@@ -17,9 +17,11 @@ const SETID: u32 = 0o6000;
 pub fn check(a: &Audit) -> Vec<Finding> {
     let mut v = Vec::new();
     let root = qsys::is_root();
-    for e in install::hier::expected() {
-        v.extend(entry(&a.home, &e, root));
+    let table = install::hier::expected();
+    for e in &table {
+        v.extend(entry(&a.home, e, root));
     }
+    v.extend(unexpected_setid(&a.home, &table));
     v.extend(control_writable(&a.home.join("control")));
     v.extend(secrets(&a.home));
     v
@@ -114,6 +116,36 @@ pub fn entry(home: &Path, e: &Expected, owners: bool) -> Vec<Finding> {
                     e.owner, e.group, e.mode
                 ),
             ));
+        }
+    }
+    v
+}
+
+/// Set-id files in `bin/`, `control/` and `boot/` that the table does not make set-id
+/// (a planted or leftover privileged program).
+pub fn unexpected_setid(home: &Path, table: &[Expected]) -> Vec<Finding> {
+    let mut v = Vec::new();
+    for dir in ["bin", "control", "boot"] {
+        let Ok(rd) = std::fs::read_dir(home.join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
+            let intended = table.iter().any(|t| t.path == rel && t.mode & SETID != 0);
+            if m.is_file() && m.mode() & SETID != 0 && !intended {
+                let shown = e.path().display().to_string();
+                v.push(Finding::new(
+                    CHECK,
+                    Severity::Error,
+                    shown.clone(),
+                    "no set-id bits (not a set-id program of the installation)",
+                    format!("mode {:04o}", m.mode() & 0o7777),
+                    format!("find out where it came from; chmod ug-s {shown}"),
+                ));
+            }
         }
     }
     v
@@ -261,6 +293,31 @@ mod tests {
             ..e
         };
         assert_eq!(entry(d.path(), &dir, false)[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn the_installers_table_has_the_set_id_programs() {
+        let t = install::hier::expected();
+        let get = |p: &str| t.iter().find(|e| e.path == p).unwrap();
+        let qq = get("bin/qmail-queue");
+        assert_eq!((qq.owner.as_str(), qq.mode), ("qmailq", 0o4711));
+        assert_eq!(get("bin/qmail-audit").mode, 0o700);
+        assert_eq!(get("queue/lock/trigger").kind, EntryKind::Fifo);
+        assert_eq!(get("queue/info/22").owner, "qmails");
+        // a set-id program the table does not list is an error
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("bin")).unwrap();
+        for (n, m) in [
+            ("qmail-queue", 0o4711),
+            ("planted", 0o4755),
+            ("plain", 0o755),
+        ] {
+            std::fs::write(d.path().join("bin").join(n), b"x").unwrap();
+            chmod(&d.path().join("bin").join(n), m);
+        }
+        let f = unexpected_setid(d.path(), &t);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].subject.ends_with("bin/planted"));
     }
 
     #[test]

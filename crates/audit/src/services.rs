@@ -118,6 +118,24 @@ pub fn check(a: &Audit, ours: &[Service], listeners: &[Listener]) -> Vec<Finding
     }
     for s in ours {
         v.extend(service(s));
+        if s.port_control.is_some()
+            && s.pid.is_some()
+            && !listeners
+                .iter()
+                .any(|l| owner(l, ours).is_some_and(|o| o.name == s.name))
+        {
+            v.push(Finding::new(
+                CHECK,
+                Severity::Warning,
+                s.dir.display().to_string(),
+                "listening on its port",
+                "up, but no listener of it found",
+                format!(
+                    "read {}/log/main/current (a port in use? a bad control file?)",
+                    s.dir.display()
+                ),
+            ));
+        }
     }
     for l in listeners.iter().filter(|l| a.in_scope(l.ip)) {
         match owner(l, ours) {
