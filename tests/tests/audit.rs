@@ -86,9 +86,14 @@ struct Found {
 /// Run qmail-audit --json with the test's scope; the report is parsed by Python's json
 /// module, which prints one tab-separated line per finding and the summary's exit.
 fn audit(sys: &System, scan: &Scan, addr: &str) -> (i32, Vec<Found>) {
+    audit_with(sys, scan, addr, &[])
+}
+
+fn audit_with(sys: &System, scan: &Scan, addr: &str, extra: &[&str]) -> (i32, Vec<Found>) {
     let out = Command::new(sys.bin("qmail-audit"))
         .args(["--json", "--local", "--address", addr, "--service"])
         .arg(&scan.dir)
+        .args(extra)
         .output()
         .unwrap();
     let code = out.status.code().unwrap_or(-1);
@@ -397,6 +402,9 @@ fn audit_finds_each_planted_fault() {
     let (code, found) = audit(&sys, &scan, &addr);
     only(&found, "services", "warning", &format!("{addr}:{port}"));
     assert_eq!(code, 1);
+    // one the administrator expects is a note
+    let (code, found) = audit_with(&sys, &scan, &addr, &["--expect", &port.to_string()]);
+    assert_eq!(code, 0, "{:#?}", serious(&found));
     drop(stray);
 
     // a queue orphan: a message file with neither todo/ entry nor info/ file, hours old

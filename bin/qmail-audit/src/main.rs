@@ -1,7 +1,8 @@
 //! qmail-audit - check an installation and its host the way an auditor would
 //!
 //! SYNOPSIS
-//!     qmail-audit [--json] [--all] [--service DIR] [--address IP ...] [--local]
+//!     qmail-audit [--json] [--all] [--service DIR] [--address IP ...] [--expect PORT ...]
+//!                 [--local]
 //!     qmail-audit --baseline
 //!
 //! DESCRIPTION
@@ -41,6 +42,8 @@
 //!     --service DIR  the service directory svscan watches (default /service).
 //!     --address IP   consider only listeners bound to IP (repeatable): for a host
 //!                    with other installations or daemons, and for tests.
+//!     --expect PORT  a listener of another program expected on PORT (repeatable;
+//!                    e.g. 22 for sshd): a note, not a warning.
 //!     --local        skip the checks about the host rather than this installation:
 //!                    the sendmail links, other MTA packages and processes, and the
 //!                    system accounts of /etc/shadow.
@@ -75,6 +78,8 @@ struct Args {
     address: Vec<std::net::IpAddr>,
     #[arg(long)]
     local: bool,
+    #[arg(long)]
+    expect: Vec<u16>,
 }
 
 fn main() {
@@ -112,6 +117,7 @@ fn main() {
         service_dir: args.service,
         addresses: (!args.address.is_empty()).then_some(args.address),
         local_only: args.local,
+        expected_ports: args.expect,
         now: qsys::now(),
     };
     let findings = audit::run_all(&a);

@@ -98,6 +98,9 @@ pub struct Audit {
     /// Skip the checks about the host rather than the installation: the sendmail links,
     /// other MTA packages and processes, system accounts' password hashes (`--local`).
     pub local_only: bool,
+    /// Ports of listeners that are not ours but expected on this host (`--expect`, e.g.
+    /// 22 for sshd): reported as notes, not as unexpected.
+    pub expected_ports: Vec<u16>,
     /// Unix time of the audit.
     pub now: u64,
 }

@@ -1,5 +1,5 @@
-//! The report: plain text for people (one block per finding, worst first within each
-//! check's order kept), JSON for machines (`{"findings":[...],"summary":{...}}`).
+//! The report: plain text for people (one block per finding, in the order of the
+//! checks), JSON for machines (`{"findings":[...],"summary":{...}}`).
 
 use crate::{Finding, Severity};
 

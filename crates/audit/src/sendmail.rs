@@ -151,8 +151,8 @@ fn smtp_ports(a: &Audit, listeners: &[Listener], ours: &[Service]) -> Vec<Findin
             continue;
         };
         let configured = ctl.number(pc).map(|c| c.value).unwrap_or(0);
-        if configured != 0 {
-            ports.push((configured as u16, name));
+        if let Ok(p @ 1..) = u16::try_from(configured) {
+            ports.push((p, name));
         } else {
             for l in listeners {
                 if services::owner(l, ours).is_some_and(|s| s.name == name) {

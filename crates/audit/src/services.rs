@@ -144,13 +144,17 @@ pub fn check(a: &Audit, ours: &[Service], listeners: &[Listener]) -> Vec<Finding
                 l.shown(),
                 format!("listener of {}", s.name),
             )),
+            None if a.expected_ports.contains(&l.port) => {
+                v.push(Finding::info(CHECK, l.shown(), "expected (--expect)"))
+            }
             None => v.push(Finding::new(
                 CHECK,
                 Severity::Warning,
                 l.shown(),
                 "only the listeners of our configured services",
                 "a listener of something else",
-                "stop the program or firewall the port, if it should not be reachable",
+                "stop the program or firewall the port if it should not be reachable; \
+                 qmail-audit --expect PORT if it should",
             )),
         }
     }

@@ -121,7 +121,8 @@ pub fn check(a: &Audit, listeners: &[Listener], ours: &[Service]) -> Vec<Finding
             "install the certificate chain, leaf first",
         )),
         Some((not_after, names)) => {
-            let days = (not_after - a.now as i64).div_euclid(86_400);
+            let now = i64::try_from(a.now).unwrap_or(i64::MAX);
+            let days = not_after.saturating_sub(now).div_euclid(86_400);
             v.push(expiry(days, &shown));
             let me = a.control().line("me").ok().flatten().unwrap_or_default();
             if !names.iter().any(|n| name_matches(n, &me)) {
