@@ -127,6 +127,8 @@ const PROGRAMS: &[Program] = &[
     prog("qmail-dkimsign", 0o711),
     // mail statistics from the logs (text, JSON, an HTML page)
     prog("qmail-stats", 0o755),
+    // the auditor: reads secrets and the integrity key, so root's alone
+    prog("qmail-audit", 0o700),
 ];
 
 /// A directory (relative to the root) with owner, group and mode.
@@ -895,6 +897,114 @@ fn settle_account(
         }
     }
     Err(io::Error::other(format!("unable to create {what}: {last}")))
+}
+
+/// What kind of entry an [`Expected`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+    Fifo,
+}
+
+/// One installed entry as the installer leaves it (run as root): its path relative to
+/// the root, owner and group names, and mode with the set-id bits. Read-only view of the
+/// tables above for qmail-audit; the installer stays their one owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub path: String,
+    pub kind: EntryKind,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+}
+
+fn owner_name(o: Owner) -> String {
+    match o {
+        Owner::Root => "root".into(),
+        Owner::User(n) => n.into(),
+    }
+}
+
+/// Every directory, program, lock file, run script, boot file and manual the installer
+/// lays out, with the owner, group and mode an install by root gives it. A program's
+/// group falls back to `qmail` without its setgid bit when the system lacks the group,
+/// as [`install`] does. Programs are listed whether or not they were built.
+pub fn expected() -> Vec<Expected> {
+    let entry = |path: String, kind, owner: String, group: &str, mode| Expected {
+        path,
+        kind,
+        owner,
+        group: group.to_string(),
+        mode,
+    };
+    let mut v: Vec<Expected> = dirs()
+        .into_iter()
+        .map(|d| entry(d.path, EntryKind::Dir, owner_name(d.owner), d.group, d.mode))
+        .collect();
+    for (name, owner, mode, kind) in [
+        ("tcpto", "qmailr", 0o644, EntryKind::File),
+        ("sendmutex", "qmails", 0o600, EntryKind::File),
+        ("trigger", "qmails", 0o622, EntryKind::Fifo),
+    ] {
+        v.push(entry(
+            format!("queue/lock/{name}"),
+            kind,
+            owner.into(),
+            "qmail",
+            mode,
+        ));
+    }
+    for p in PROGRAMS {
+        let (group, mode) = match p.group {
+            Some(g) if qsys::ids::gid(g).is_some() => (g, p.mode),
+            Some(_) => ("qmail", p.mode & !0o2000),
+            None => ("qmail", p.mode),
+        };
+        v.push(entry(
+            format!("bin/{}", p.name),
+            EntryKind::File,
+            owner_name(p.owner),
+            group,
+            mode,
+        ));
+    }
+    // written by root with its own group: run scripts, boot files, manuals
+    for (rel, _) in SUPERVISE {
+        v.push(entry(
+            format!("supervise/{rel}"),
+            EntryKind::File,
+            "root".into(),
+            "root",
+            0o755,
+        ));
+    }
+    for (name, _, mode) in BOOT {
+        v.push(entry(
+            format!("boot/{name}"),
+            EntryKind::File,
+            "root".into(),
+            "root",
+            *mode,
+        ));
+    }
+    for (name, _) in crate::manuals::MANUALS {
+        v.push(entry(
+            format!("man/man8/{name}.8"),
+            EntryKind::File,
+            "root".into(),
+            "root",
+            0o644,
+        ));
+        v.push(entry(
+            format!("doc/{name}.txt"),
+            EntryKind::File,
+            "root".into(),
+            "root",
+            0o644,
+        ));
+    }
+    v
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ manuals!(
     "tcprulescheck",
     "tcpserver",
     "qmail-stats",
+    "qmail-audit",
 );
 
 #[cfg(test)]
