@@ -39,6 +39,10 @@ const INSTALL_SKIPS: &[(&str, &str)] = &[
         "changes the host's runlevels; the script itself is run by the previous line's check",
     ),
     (
+        "# elsewhere: chkconfig --add svscan, or rc-update add svscan default",
+        "a comment naming other init systems' commands, which change the host's runlevels",
+    ),
+    (
         "echo 'SV:123456:respawn:/var/qmail/bin/svscanboot /service </dev/null >/dev/console 2>&1' >> /etc/inittab",
         "writes /etc/inittab; equivalent: the entry's fields are checked and its command \
          is the rc.local line's, which runs for real",
@@ -76,6 +80,25 @@ const INSTALL_DATA: &[(&str, &str)] = &[
         "s2026._domainkey.example.com. IN TXT \"v=DKIM1; k=rsa; p=MIIBIjANBg...(255 bytes)\" \"...rest\"",
         "DNS records",
     ),
+];
+
+/// What, left in a command after the substitution, would act on the host: such a line
+/// must be on [`INSTALL_SKIPS`] (the test refuses to run it).
+const HOST_CHANGES: &[&str] = &[
+    "apt-get",
+    "equivs-build",
+    "dpkg ",
+    "systemctl",
+    "update-rc.d",
+    "chkconfig",
+    "rc-update",
+    "kill -HUP 1",
+    "certbot",
+    "acme.sh",
+    "cargo ",
+    "/etc/",
+    "/var/",
+    "/run/",
 ];
 
 /// Lines run with an argument added, since what they act on is implicit: (line, the
@@ -296,6 +319,22 @@ fn wait_supervised(p: &Places) {
             });
         }
     }
+}
+
+/// The linked qmail-smtpd answers 220 on its loopback port.
+fn smtp_greets(p: &Places) {
+    use std::io::BufRead;
+    let port = std::fs::read_to_string(p.root.join("control/smtpdport")).unwrap();
+    let addr = format!("127.0.0.1:{}", port.trim());
+    let line = wait_until(&format!("a greeting on {addr}"), 60, || {
+        let s = std::net::TcpStream::connect(&addr).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).ok()?;
+        Some(line)
+    });
+    assert!(line.starts_with("220 mx.example.org"), "{line}");
 }
 
 /// A tree that looks like a Debian root whose MTA owns sendmail (as admin_setup.rs).
@@ -547,6 +586,11 @@ fn install_md_runs_as_printed() {
                 Some((_, as_run, _)) => p.subst(as_run),
                 None => p.subst(&cmd.text),
             };
+            if let Some(host) = HOST_CHANGES.iter().find(|h| text.contains(*h)) {
+                panic!(
+                    "INSTALL.md: a command that would act on the host ({host}) is not on the skip list: {text}"
+                );
+            }
             let o = p.sh(&text);
             let want = INSTALL_EXIT
                 .iter()
@@ -592,6 +636,7 @@ fn install_md_runs_as_printed() {
             if cmd.first.starts_with("setsid /var/qmail/bin/svscanboot") {
                 svscan_running = true;
                 wait_supervised(&p);
+                smtp_greets(&p);
             }
         }
     }
