@@ -640,6 +640,16 @@ fn install_md_runs_as_printed() {
             }
         }
     }
+    // a command printed inline, after the rules it checks
+    let check = "TCPREMOTEIP=10.0.0.5 /var/qmail/bin/tcprulescheck /var/qmail/control/tcp.smtp.cdb";
+    assert!(
+        doc.contains(&format!("`{check}`")),
+        "INSTALL.md no longer has `{check}`"
+    );
+    let o = p.sh(&p.subst(check));
+    ok(check, &o);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("RELAYCLIENT"), "{check}: {said}");
     let keys: Vec<&str> = INSTALL_SKIPS
         .iter()
         .map(|(k, _)| *k)
