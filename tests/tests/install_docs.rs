@@ -63,10 +63,28 @@ const INSTALL_SKIPS: &[(&str, &str)] = &[
         "acme.sh --install-cert -d mx.example.org --fullchain-file /etc/ssl/qmail/fullchain.pem \\",
         "needs acme.sh and an issued certificate; equivalent: its --reloadcmd run as printed",
     ),
+    (
+        "qmail-stats --since 24h --html /var/www/html/mail-stats.html",
+        "writes into the host's web root; equivalent: tests/stats.rs renders --html into a \
+         temporary file and opens it in Chromium",
+    ),
 ];
 
 /// Indented blocks of INSTALL.md that are not commands: (the block's first line, what it is).
 const INSTALL_DATA: &[(&str, &str)] = &[
+    (
+        "7 * * * *  root  /var/qmail/bin/qmail-stats --since 24h --html /var/www/html/mail-stats.html",
+        "lines of /etc/cron.d for qmail-stats, not commands",
+    ),
+    (
+        "#!/bin/sh",
+        "the qmail-audit-mail script, a file to write into /usr/local/sbin (qmail-audit \
+         itself runs above)",
+    ),
+    (
+        "17 5 * * 1 root /usr/local/sbin/qmail-audit-mail",
+        "a line of /etc/cron.d, not a command",
+    ),
     (
         "clientconcurrency  20    simultaneous sessions per client (tcpserver -C; 0 = none)",
         "a table of control files",
