@@ -10,63 +10,10 @@
 
 use e2e::*;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-/// svscan on a temporary service directory, stopped with SIGTERM when dropped.
-struct Scan {
-    child: Option<Child>,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Scan {
-    fn start(sys: &System, services: &[&str]) -> Scan {
-        let tmp = tempfile::Builder::new()
-            .prefix("audit-e2e")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let dir = tmp.path().join("service");
-        std::fs::create_dir(&dir).unwrap();
-        for s in services {
-            std::os::unix::fs::symlink(sys.root.join("supervise").join(s), dir.join(s)).unwrap();
-        }
-        let child = Command::new(sys.bin("svscan"))
-            .arg(&dir)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("svscan");
-        Scan {
-            child: Some(child),
-            dir,
-            _tmp: tmp,
-        }
-    }
-}
-
-impl Drop for Scan {
-    fn drop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
+use e2e::svscan::Scan;
 
 fn up_pid(sys: &System, dir: &Path) -> Option<u32> {
     let o = Command::new(sys.bin("svstat")).arg(dir).output().ok()?;

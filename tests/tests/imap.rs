@@ -10,8 +10,7 @@
 use e2e::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const ME: &str = "mx.example.test";
 const DOVECOT: &str = "/usr/sbin/dovecot";
@@ -105,65 +104,7 @@ impl Drop for TestUser {
     }
 }
 
-/// svscan on a temporary service directory holding qmail-imapd (and its log),
-/// stopped with SIGTERM when dropped (svscan then stops supervise, Dovecot and
-/// multilog).
-struct Scan {
-    child: Option<Child>,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Scan {
-    fn start(sys: &System, services: &[&str]) -> Scan {
-        let tmp = tempfile::Builder::new()
-            .prefix("imap-svc")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let dir = tmp.path().join("service");
-        std::fs::create_dir(&dir).unwrap();
-        for s in services {
-            std::os::unix::fs::symlink(sys.root.join("supervise").join(s), dir.join(s)).unwrap();
-        }
-        let child = Command::new(sys.bin("svscan"))
-            .arg(&dir)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("svscan");
-        Scan {
-            child: Some(child),
-            dir,
-            _tmp: tmp,
-        }
-    }
-}
-
-impl Drop for Scan {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.take() {
-            stop(c, nix::sys::signal::Signal::SIGTERM);
-        }
-    }
-}
-
-/// Send `sig` to svscan (or the quick start that became it) and wait for its exit
-/// (svscan then stops every supervise, service and logger); SIGKILL after 60 s.
-fn stop(mut c: Child, sig: nix::sys::signal::Signal) -> Option<std::process::ExitStatus> {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = c.try_wait() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill();
-    c.wait().ok()
-}
+use e2e::svscan::{Scan, stop};
 
 /// One installation with Dovecot serving it: IMAP on `port`, IMAPS on `sport`.
 struct Imap {

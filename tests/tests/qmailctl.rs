@@ -5,7 +5,7 @@
 use e2e::*;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,66 +15,7 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// svscan on a temporary service directory, stopped with SIGTERM when dropped.
-struct Scan {
-    child: Option<Child>,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Scan {
-    fn start(sys: &System, services: &[&str]) -> Scan {
-        let tmp = tempfile::Builder::new()
-            .prefix("svc-e2e")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let dir = tmp.path().join("service");
-        std::fs::create_dir(&dir).unwrap();
-        for s in services {
-            std::os::unix::fs::symlink(sys.root.join("supervise").join(s), dir.join(s)).unwrap();
-        }
-        let child = Command::new(sys.bin("svscan"))
-            .arg(&dir)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("svscan");
-        Scan {
-            child: Some(child),
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    fn svc(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("svscan did not exit within 60 s of the signal: killed");
-        let _ = c.kill();
-        c.wait().ok()
-    }
-}
-
-impl Drop for Scan {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use e2e::svscan::Scan;
 
 fn svstat(sys: &System, dir: &Path) -> String {
     let o = Command::new(sys.bin("svstat")).arg(dir).output().unwrap();
