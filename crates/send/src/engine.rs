@@ -4,13 +4,16 @@
 //! qmail-rspawn; 5/6 to/from qmail-clean. Working state lives in the queue exactly as
 //! qmail keeps it, so qmail's tools and a restart see the same thing:
 //!
-//! - todo/N is preprocessed in batches (at most [`TODO_BATCH`] per loop turn, so a
-//!   flood of new mail never starves deliveries: the "silly qmail syndrome"): info/N,
-//!   local/N and remote/N are written and fsynced, the directories whose entries
-//!   changed fsynced (all of a batch's fsyncs at once, [`crate::commit`]), and only
-//!   then does qmail-clean remove todo/N and intd/N. Between two entries of a batch the spawners' reports are read and the
-//!   freed slots refilled from work already committed: a batch's fsyncs take far
-//!   longer than a local delivery, and the deliveries must not wait for them.
+//! - todo/N is preprocessed in batches (at most [`TODO_BATCH`] at a time, so a flood
+//!   of new mail never starves deliveries: the "silly qmail syndrome"): info/N,
+//!   local/N and remote/N are written, then handed to the committer thread
+//!   ([`crate::commit`]), which fsyncs them and the directories whose entries changed.
+//!   Only once it reports a message durable does qmail-clean remove todo/N and intd/N
+//!   and are its deliveries scheduled. One batch is in the committer at a time; while
+//!   it waits on the disk the loop goes on reading the spawners' reports and refilling
+//!   freed slots from work already committed (between two entries of a batch's
+//!   preprocessing too): a batch's fsyncs take far longer than a local delivery, and
+//!   the deliveries must not wait for them.
 //! - Each channel file is read once per pass into memory; deliveries are fed to the
 //!   spawner while slots are free; a finished recipient's `T` is overwritten with `D`.
 //!   When a pass ends with recipients left, the marks are fsynced and the file's mtime
@@ -43,8 +46,9 @@ use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Most todo entries preprocessed per loop turn.
-pub const TODO_BATCH: usize = 32;
+/// Most todo entries in one batch. Under a backlog the batch fills while the last
+/// one commits, so its fsyncs are shared by up to this many messages.
+pub const TODO_BATCH: usize = 64;
 /// Seconds between todo scans when no trigger arrives.
 pub const TODO_RESCAN: u64 = 300;
 /// Seconds before retrying a failed bounce injection or a failed preprocessing.
@@ -59,12 +63,12 @@ struct Msg {
     open: [bool; 2],
 }
 
-/// A preprocessed todo entry before its batch is durable: the files it wrote and the
-/// directories whose entries changed (a file created or a stale one removed).
+/// A preprocessed todo entry before its batch is durable: the message, and the files
+/// it wrote and directories whose entries changed (a file created or a stale one
+/// removed) for the committer.
 struct Prepared {
     msg: Msg,
-    files: Vec<File>,
-    dirs: Vec<PathBuf>,
+    written: commit::Written,
 }
 
 struct Job {
@@ -112,6 +116,9 @@ pub struct Engine {
     todo_scan_at: u64,
     /// The trigger was pulled since the last scan of todo/.
     todo_triggered: bool,
+    committer: commit::Committer,
+    /// The batch the committer has, until its outcome is taken.
+    committing: Option<Vec<(u64, Msg)>>,
     cleanup_at: u64,
     finishing: BinaryHeap<Reverse<(u64, u64)>>,
     delnum: u64,
@@ -130,12 +137,14 @@ impl Engine {
         let controls = Controls::new(home);
         let cfg = Config::load(&controls)?;
         let chans = Chan::start([fd(1), fd(2), fd(3), fd(4)])?;
+        let committer = commit::Committer::start()?;
         // descriptor 0 is taken only now: until here main reports failures on it
         Ok(Engine::assemble(
             home,
             controls,
             cfg,
             chans,
+            committer,
             [fd(0), fd(5), fd(6)],
         ))
     }
@@ -146,6 +155,7 @@ impl Engine {
         controls: Controls,
         cfg: Config,
         chans: [Chan; 2],
+        committer: commit::Committer,
         [log, clean_to, clean_from]: [File; 3],
     ) -> Engine {
         let mut e = Engine {
@@ -164,6 +174,8 @@ impl Engine {
             todo_set: HashSet::new(),
             todo_scan_at: 0,
             todo_triggered: false,
+            committer,
+            committing: None,
             cleanup_at: 0,
             finishing: BinaryHeap::new(),
             delnum: 0,
@@ -287,19 +299,23 @@ impl Engine {
         }
     }
 
-    /// Preprocess up to TODO_BATCH entries of todo/. Between entries the spawners'
-    /// reports are read and freed slots refilled with work already committed, so that
-    /// a batch's fsyncs never leave the deliveries idle (a batch under load takes far
-    /// longer than a local delivery). Errs only when a spawner died.
+    /// Preprocess up to TODO_BATCH entries of todo/ and hand them to the committer,
+    /// unless it still has the last batch. Between entries the spawners' reports are
+    /// read and freed slots refilled with work already committed, so that
+    /// preprocessing a batch never leaves the deliveries idle. Errs only when a
+    /// spawner died.
     fn do_todo(&mut self) -> io::Result<()> {
-        let mut done = Vec::new();
-        while done.len() < TODO_BATCH {
+        if self.committing.is_some() {
+            return Ok(());
+        }
+        let mut batch = Vec::new();
+        while batch.len() < TODO_BATCH {
             self.serve_spawners()?;
             let Some(id) = self.todo.pop_front() else {
                 break;
             };
             match self.preprocess(id) {
-                Ok(Some(prepared)) => done.push((id, prepared)),
+                Ok(Some(prepared)) => batch.push(prepared),
                 Ok(None) => {
                     self.todo_set.remove(&id);
                 }
@@ -314,7 +330,44 @@ impl Engine {
                 }
             }
         }
-        let done = self.make_durable(done);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (msgs, written): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|p| ((p.written.id, p.msg), p.written))
+            .unzip();
+        self.committer.submit(written);
+        self.committing = Some(msgs);
+        Ok(())
+    }
+
+    /// Act on the committer's outcome, if it has one: each durable message leaves
+    /// todo/ (qmail-clean) and is scheduled; the others stay in todo/ for a later scan.
+    fn take_commit(&mut self) {
+        let Some(outcome) = self.committer.take() else {
+            return;
+        };
+        self.finish_commit(outcome);
+    }
+
+    fn finish_commit(&mut self, outcome: commit::Outcome) {
+        let Some(batch) = self.committing.take() else {
+            return;
+        };
+        for line in &outcome.trouble {
+            self.log(line);
+        }
+        let durable: HashSet<u64> = outcome.durable.into_iter().collect();
+        let mut done = Vec::new();
+        for (id, msg) in batch {
+            if durable.contains(&id) {
+                done.push((id, msg));
+            } else {
+                self.todo_set.remove(&id);
+                self.todo_scan_at = self.todo_scan_at.min(qsys::now() + SYSFAIL_RETRY);
+            }
+        }
         let ids: Vec<u64> = done.iter().map(|(id, _)| *id).collect();
         let cleaned = self.clean_all("todo", &ids);
         let now = qsys::now();
@@ -340,51 +393,6 @@ impl Engine {
             }
             self.msgs.insert(id, msg);
         }
-        Ok(())
-    }
-
-    /// fsync every file the batch wrote, then every directory it changed (see
-    /// [`crate::commit`]); the messages whose files and directories are all durable.
-    /// The others stay in todo/ for the next scan.
-    fn make_durable(&mut self, batch: Vec<(u64, Prepared)>) -> Vec<(u64, Msg)> {
-        if batch.is_empty() {
-            return Vec::new();
-        }
-        let files: Vec<(u64, &File)> = batch
-            .iter()
-            .flat_map(|(id, p)| p.files.iter().map(move |f| (*id, f)))
-            .collect();
-        let synced = commit::sync_files(&files.iter().map(|(_, f)| *f).collect::<Vec<_>>());
-        let mut failed = HashSet::new();
-        for ((id, _), r) in files.iter().zip(synced) {
-            if let Err(e) = r {
-                failed.insert(*id);
-                self.log(&format!("warning: trouble syncing files of todo/{id}: {e}"));
-            }
-        }
-        let dirs: HashSet<&PathBuf> = batch
-            .iter()
-            .filter(|(id, _)| !failed.contains(id))
-            .flat_map(|(_, p)| p.dirs.iter())
-            .collect();
-        let dirs: Vec<PathBuf> = dirs.into_iter().cloned().collect();
-        let mut dirs_ok = true;
-        for (d, r) in dirs.iter().zip(commit::sync_dirs(&dirs)) {
-            if let Err(e) = r {
-                self.log(&format!("warning: unable to sync {}: {e}", d.display()));
-                dirs_ok = false;
-            }
-        }
-        let mut durable = Vec::new();
-        for (id, p) in batch {
-            self.todo_set.remove(&id);
-            if dirs_ok && !failed.contains(&id) {
-                durable.push((id, p.msg));
-            } else {
-                self.todo_scan_at = self.todo_scan_at.min(qsys::now() + SYSFAIL_RETRY);
-            }
-        }
-        durable
     }
 
     /// Remove what a qmail-queue killed before its commit left behind (qmail's
@@ -452,8 +460,8 @@ impl Engine {
         Ok(())
     }
 
-    /// todo/N -> info/N, local/N, remote/N, written but not yet fsynced (the batch
-    /// does that, [`Engine::make_durable`]). `Ok(None)`: nothing to do.
+    /// todo/N -> info/N, local/N, remote/N, written but not yet fsynced (the
+    /// committer does that, [`commit::make_durable`]). `Ok(None)`: nothing to do.
     fn preprocess(&mut self, id: u64) -> io::Result<Option<Prepared>> {
         let todo = match std::fs::read(self.layout.todo(id)) {
             Ok(d) => d,
@@ -527,7 +535,10 @@ impl Engine {
             birth: qsys::now(),
             open,
         };
-        Ok(Some(Prepared { msg, files, dirs }))
+        Ok(Some(Prepared {
+            msg,
+            written: commit::Written { id, files, dirs },
+        }))
     }
 
     /// Start deliveries on channel `c` while it has free slots and due work.
@@ -907,7 +918,8 @@ impl Engine {
             .open(self.layout.lock("trigger"))?;
         self.log_status();
         loop {
-            if self.term && self.inflight() == 0 {
+            self.take_commit();
+            if self.term && self.inflight() == 0 && self.committing.is_none() {
                 self.log("status: exiting");
                 return Ok(());
             }
@@ -939,6 +951,7 @@ impl Engine {
                 PollFd::new(trigger.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.chans[0].from.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.chans[1].from.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.committer.ready_fd(), PollFlags::POLLIN),
             ];
             for c in &self.chans {
                 if !c.outbuf.is_empty() {
@@ -1005,7 +1018,8 @@ impl Engine {
     }
 
     fn timeout(&self) -> PollTimeout {
-        if !self.term && (!self.todo.is_empty() || self.todo_triggered) {
+        if !self.term && self.committing.is_none() && (!self.todo.is_empty() || self.todo_triggered)
+        {
             return PollTimeout::ZERO;
         }
         let now = qsys::now();
@@ -1143,6 +1157,7 @@ mod tests {
             e.scan_todo();
         }
         e.do_todo().unwrap();
+        e.wait_commit();
         e.finish_messages();
         e.dispatch(0);
         e.flush_commands(0).unwrap();
@@ -1229,8 +1244,26 @@ mod tests {
         let cfg = Config::load(&controls).unwrap();
         let chans = Chan::start([lspawn_to, lspawn_from, rspawn_to, rspawn_from]).unwrap();
         let log = File::create(home.join("send.log")).unwrap();
-        let e = Engine::assemble(home, controls, cfg, chans, [log, clean_to, clean_from]);
+        let committer = commit::Committer::start().unwrap();
+        let e = Engine::assemble(
+            home,
+            controls,
+            cfg,
+            chans,
+            committer,
+            [log, clean_to, clean_from],
+        );
         (e, lspawn_cmds, lspawn_reports)
+    }
+
+    impl Engine {
+        /// Wait for the committer's outcome of the batch in hand and act on it.
+        fn wait_commit(&mut self) {
+            if self.committing.is_some() {
+                let outcome = self.committer.wait().unwrap();
+                self.finish_commit(outcome);
+            }
+        }
     }
 
     fn commands(lspawn: &mut File) -> Vec<Command> {
@@ -1278,6 +1311,47 @@ mod tests {
         assert_eq!(e.chans[0].used, 10);
     }
 
+    /// Issue 13: the loop goes on while the committer has a batch: reports are read
+    /// and slots refilled from committed messages; the batch's own messages are
+    /// scheduled (and todo/N removed) only once the committer reported them durable.
+    #[test]
+    fn deliveries_go_on_while_a_batch_commits() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        for _ in 0..20 {
+            enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        }
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        let first = turn(&mut e, &mut lspawn);
+        assert_eq!(first.len(), 10);
+        let fresh: Vec<u64> = (0..5)
+            .map(|_| enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0"))
+            .collect();
+        e.scan_todo();
+        e.do_todo().unwrap();
+        assert!(e.committing.is_some(), "the batch is with the committer");
+        for c in &first {
+            reports
+                .write_all(&protocol::encode_report(c.slot, Status::Success, b"ok\n"))
+                .unwrap();
+        }
+        // the outcome is not taken: the loop must not need it to refill the slots
+        e.serve_spawners().unwrap();
+        assert_eq!(commands(&mut lspawn).len(), 10);
+        for id in &fresh {
+            assert!(!e.msgs.contains_key(id), "scheduled before it was durable");
+            assert!(layout.todo(*id).exists());
+        }
+        e.do_todo().unwrap();
+        assert!(e.committing.is_some(), "one batch at a time");
+        e.wait_commit();
+        for id in &fresh {
+            assert!(e.msgs.contains_key(id));
+            assert!(!layout.todo(*id).exists(), "qmail-clean removed todo/{id}");
+        }
+    }
+
     /// A batch fsyncs the directories a message changed, and only those: remote/S
     /// only when remote/N was written or a stale one removed.
     #[test]
@@ -1288,11 +1362,11 @@ mod tests {
         let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
         let dir = |d: &str| layout.dir.join(format!("{d}/{}", id % queue::SPLIT));
         let set = |v: Vec<PathBuf>| v.into_iter().collect::<HashSet<_>>();
-        let touched = e.preprocess(id).unwrap().unwrap().dirs;
+        let touched = e.preprocess(id).unwrap().unwrap().written.dirs;
         assert_eq!(set(touched), set(vec![dir("info"), dir("local")]));
         // a crash left remote/N from an earlier pass: its removal must be synced too
         std::fs::write(layout.chan(Channel::Remote, id), b"Tx@y\0").unwrap();
-        let touched = e.preprocess(id).unwrap().unwrap().dirs;
+        let touched = e.preprocess(id).unwrap().unwrap().written.dirs;
         assert_eq!(
             set(touched),
             set(vec![dir("info"), dir("local"), dir("remote")])
@@ -1313,11 +1387,13 @@ mod tests {
         let now = qsys::now();
         assert!(!e.todo_scan_due(now));
         e.do_todo().unwrap();
+        e.wait_commit();
         assert_eq!(e.todo.len(), 3);
         e.todo_triggered = true;
         assert!(!e.todo_scan_due(now), "a backlog is in hand");
         assert!(e.todo_scan_due(now + TODO_RESCAN + 1), "the periodic scan");
         e.do_todo().unwrap();
+        e.wait_commit();
         assert!(e.todo_scan_due(now), "backlog done, trigger pending");
         assert_eq!(
             e.timeout(),
@@ -1447,6 +1523,7 @@ mod tests {
             controls,
             cfg,
             chans,
+            commit::Committer::start().unwrap(),
             [File::create(&log).unwrap(), clean_to, clean_from],
         );
         e.scan_queue().unwrap();
