@@ -11,8 +11,8 @@
 //! program that injects mail, or hands qmail-smtpd's messages to qmail-queued
 //! ([`writer`], doc/queue-writer.md), falling back to qmail-queue.
 
+pub mod batchsync;
 pub mod client;
-pub mod concurrent;
 pub mod envelope;
 pub mod layout;
 pub mod qq;

@@ -7,10 +7,13 @@
 //! 2. linked to `mess/S/N` (64; the unnamed file through `/proc/self/fd/F`, the pid
 //!    file by name, whose name is then removed, 63).
 //! 3. `Received: (qmail P invoked by ...)` line and the message from fd 0 written (read
-//!    error 54, write error or disk full 53), file fsynced, `mess/S` fsynced (53).
+//!    error 54, write error or disk full 53).
 //! 4. `intd/N` created O_EXCL (65): `u<uid>\0p<pid>\0`, then the envelope from fd 1
-//!    (`F` first else 91; an address over 1003 bytes 11; EOF before the final NUL 54),
-//!    fsynced (53).
+//!    (`F` first else 91; an address over 1003 bytes 11; EOF before the final NUL 54).
+//!    Then the message file, `mess/S` and `intd/N` fsynced, in that order (53), with
+//!    both files' writeback started first so that one journal commit covers all three
+//!    ([`crate::batchsync`]; until session 5 the message was fsynced before `intd/N`
+//!    was made, which cost a second commit).
 //! 5. `intd/N` linked to `todo/N` (66) and `todo/` fsynced: the commit point. Exit 0.
 //!
 //! Any failure before the commit point removes what was made, so nothing half-written is
@@ -18,8 +21,9 @@
 //!
 //! File-system operations per message (issue 13; `strace -f` of one run, bench/README.md
 //! "qmail-queue's system calls"): `openat(pid/, O_TMPFILE)`, `fstat`, `linkat` to
-//! `mess/S/N`, the writes, `fsync` of the file, `open`+`fsync` of `mess/S`, `openat
-//! (intd/N, O_EXCL)`, its write and `fsync`, `linkat` to `todo/N`, `open`+`fsync` of
+//! `mess/S/N`, the writes, `openat(intd/N, O_EXCL)`, its write, `sync_file_range` of
+//! both, `fsync` of the file, `open`+`fsync` of `mess/S`, `fsync` of `intd/N`,
+//! `linkat` to `todo/N`, `open`+`fsync` of
 //! `todo/`, and the trigger's `open`. Each fsync stays, because each makes an
 //! acknowledged message safe: the file's (its bytes and its link count, after the link),
 //! `mess/S`'s (the name qmail-send and qmail-lspawn open), `intd/N`'s (the envelope
@@ -120,13 +124,8 @@ pub fn enqueue(
         }
         None => create_with_pid_file(layout, pid, start)?,
     };
-    // 3. Received line + message, durable, and then its name
-    write_message(&mut file, &received, message)?;
-    drop(file);
-    let messname = layout.mess(id);
-    if let Err(e) = qsys::fsync::sync_parent(&messname) {
-        return fail(53, format!("fsync error: {e}"));
-    }
+    // 3. Received line + message (made durable with the envelope, below)
+    copy_message(received.as_bytes(), message, &mut file)?;
 
     // 4. intd/N with the envelope
     let intdname = layout.intd(id);
@@ -143,8 +142,22 @@ pub fn enqueue(
     let env = read_envelope(envelope)?;
     let mut head = format!("u{uid}\0p{pid}\0").into_bytes();
     head.extend_from_slice(&env);
-    if let Err(e) = intd.write_all(&head).and_then(|_| intd.sync_all()) {
+    if let Err(e) = intd.write_all(&head) {
         return fail(53, format!("write error: {e}"));
+    }
+    // 3-4 durable: the message, its mess/S name, the envelope; both writebacks started
+    // first, so that one journal commit covers the three fsyncs (crate::batchsync)
+    crate::batchsync::start_writeback([&file, &intd]);
+    if let Err(e) = file.sync_all() {
+        let _ = file.set_len(0);
+        return fail(53, format!("fsync error: {e}"));
+    }
+    drop(file);
+    if let Err(e) = qsys::fsync::sync_parent(&layout.mess(id)) {
+        return fail(53, format!("fsync error: {e}"));
+    }
+    if let Err(e) = intd.sync_all() {
+        return fail(53, format!("fsync error: {e}"));
     }
     drop(intd);
 
@@ -255,17 +268,6 @@ fn create_with_pid_file(
         return fail(63, format!("unable to remove pid file: {e}"));
     }
     Ok((file, id, guard))
-}
-
-/// The Received line and the message into `out`, then fsync (write errors and a full
-/// disk 53, read errors 54); on a failure the file is truncated.
-fn write_message(out: &mut File, received: &str, message: &mut dyn Read) -> Result<(), QqError> {
-    copy_message(received.as_bytes(), message, out)?;
-    if let Err(e) = out.sync_all() {
-        let _ = out.set_len(0);
-        return fail(53, format!("fsync error: {e}"));
-    }
-    Ok(())
 }
 
 /// `head`, then fd 0, into the message file: read errors are 54, write errors 53. The

@@ -24,8 +24,8 @@
 //! Group commit ([`Queue::commit`]): receivers never touch `mess/`, `intd/` or `todo/`;
 //! one committer takes everything pending (up to [`MAX_BATCH`]) and, in qmail-queue's
 //! order, links each file to `mess/S/N` and writes `intd/N` (64, 65, 53); fsyncs every
-//! message file, every `intd/N` and each distinct `mess/S` at once from a few threads;
-//! links `intd/N` to `todo/N` (66); fsyncs `todo/` once (53 for the whole batch if it
+//! message file, every `intd/N` and each distinct `mess/S` (every file's writeback
+//! started first, so one journal commit covers the lot: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/` once (53 for the whole batch if it
 //! fails); only then answers 0 and pulls the trigger once. Why that is as durable as
 //! qmail-queue: an fsync of a directory makes durable every entry made in it before the
 //! call, whoever made it; each link of the batch is made before its directory's fsync
@@ -40,9 +40,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::qq::{ENVELOPE_MAX, check_envelope};
@@ -52,6 +52,8 @@ pub const GREETING: u8 = b'Q';
 /// Most connections served at once (concurrencyincoming's scale); more are closed
 /// before the greeting and fall back to qmail-queue.
 pub const MAX_CLIENTS: usize = 120;
+/// How long a receiver thread with no connection waits for one before it ends.
+pub const IDLE_LIFE: Duration = Duration::from_secs(60);
 /// Most messages committed together.
 pub const MAX_BATCH: usize = 128;
 /// Longest message chunk.
@@ -344,7 +346,16 @@ impl Queue {
         for (s, _) in dirs.iter().enumerate().filter(|(_, d)| **d) {
             items.push((Target::MessDir(s as u64), &self.mess_dirs[s]));
         }
-        let results = crate::concurrent::run(&items, |(t, f)| self.syncer.fsync(*t, f));
+        crate::batchsync::start_writeback(
+            items
+                .iter()
+                .filter(|(t, _)| !matches!(t, Target::MessDir(_)))
+                .map(|(_, f)| *f),
+        );
+        let results: Vec<io::Result<()>> = items
+            .iter()
+            .map(|(t, f)| self.syncer.fsync(*t, f))
+            .collect();
         let failed: Vec<(Target, String)> = items
             .iter()
             .zip(results)
@@ -401,16 +412,47 @@ pub struct Served {
     pub invoked: String,
 }
 
-/// Serve `listener` for ever: one receiver thread per connection, one committer.
-/// Returns only when accepting fails for good.
+/// A connection accepted and its peer checked, on its way to a receiver.
+struct Conn {
+    stream: UnixStream,
+    uid: u32,
+    pid: u32,
+}
+
+/// The receiver threads. A receiver stays for the next connection when it is done
+/// with one, and makes its unnamed file before that connection arrives, so a client
+/// is greeted without waiting for a thread to start or a file to be made: both cost
+/// the client's DATA command a fraction of a millisecond each, a connection per message.
+struct Receivers {
+    conns: Mutex<mpsc::Receiver<Conn>>,
+    /// Receivers waiting for a connection that none has been promised yet.
+    idle: AtomicUsize,
+}
+
+impl Receivers {
+    /// Promise the next connection to a waiting receiver; false when none waits.
+    fn claim(&self) -> bool {
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Serve `listener` for ever: receiver threads (one per connection at a time, kept
+/// for the next), one committer. Returns only when accepting fails for good.
 pub fn serve(listener: UnixListener, queue: Queue, served: Served) -> io::Result<()> {
     let queue = Arc::new(queue);
     let served = Arc::new(served);
     let active = Arc::new(AtomicUsize::new(0));
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let (conns_tx, conns_rx) = mpsc::channel::<Conn>();
+    let receivers = Arc::new(Receivers {
+        conns: Mutex::new(conns_rx),
+        idle: AtomicUsize::new(0),
+    });
     {
         let queue = Arc::clone(&queue);
-        // unnamed, so that it and its fsync threads keep the process's name in ps and perf
+        // unnamed, so that it keeps the process's name in ps and perf
         std::thread::Builder::new().spawn(move || committer(&queue, jobs_rx))?;
     }
     let mut errors = 0u32;
@@ -444,21 +486,58 @@ pub fn serve(listener: UnixListener, queue: Queue, served: Served) -> io::Result
             active.fetch_sub(1, Ordering::AcqRel);
             continue; // closed before the greeting: the client uses qmail-queue
         }
-        let (queue, served, active2, jobs) = (
-            Arc::clone(&queue),
-            Arc::clone(&served),
-            Arc::clone(&active),
-            jobs_tx.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                receiver(stream, uid, pid, &queue, &served, &jobs);
-                active2.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
+        // a waiting receiver is promised this connection, or one is started for it
+        if !receivers.claim() {
+            let (queue, served, receivers, serving, jobs) = (
+                Arc::clone(&queue),
+                Arc::clone(&served),
+                Arc::clone(&receivers),
+                Arc::clone(&active),
+                jobs_tx.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || receive_for_ever(&receivers, &queue, &served, &jobs, &serving));
+            if spawned.is_err() {
+                active.fetch_sub(1, Ordering::AcqRel);
+                continue; // closed before the greeting: the client uses qmail-queue
+            }
+        }
+        if conns_tx.send(Conn { stream, uid, pid }).is_err() {
             active.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// A receiver thread: make the next unnamed file, wait for a connection, serve it,
+/// again. One that waited [`IDLE_LIFE`] with no connection promised ends.
+fn receive_for_ever(
+    receivers: &Receivers,
+    queue: &Queue,
+    served: &Served,
+    jobs: &mpsc::Sender<Job>,
+    active: &AtomicUsize,
+) {
+    loop {
+        let file = queue.new_file();
+        receivers.idle.fetch_add(1, Ordering::AcqRel);
+        let conn = loop {
+            let next = receivers
+                .conns
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .recv_timeout(IDLE_LIFE);
+            match next {
+                Ok(conn) => break conn,
+                // taking back its own place in `idle` (any place: they are alike)
+                // means no connection counts on this thread any more
+                Err(mpsc::RecvTimeoutError::Timeout) if receivers.claim() => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {} // one is on its way
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        receiver(conn, file, queue, served, jobs);
+        active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -473,17 +552,22 @@ fn warn(line: &str) {
     qsys::die::warn("qmail-queued", "warning", line);
 }
 
-/// One connection: greeting, message, hand-over, verdict.
+/// One connection: greeting, message, hand-over, verdict. `file` is the unnamed file
+/// made for it beforehand (made again here if that failed).
 fn receiver(
-    mut stream: UnixStream,
-    uid: u32,
-    pid: u32,
+    conn: Conn,
+    file: Result<(File, u64), QqError>,
     queue: &Queue,
     served: &Served,
     jobs: &mpsc::Sender<Job>,
 ) {
+    let Conn {
+        mut stream,
+        uid,
+        pid,
+    } = conn;
     let start = Instant::now();
-    let (mut file, id) = match queue.new_file() {
+    let (mut file, id) = match file.or_else(|_| queue.new_file()) {
         Ok(f) => f,
         Err(e) => {
             // no greeting: the client uses qmail-queue, which reports the trouble

@@ -6,11 +6,10 @@
 //! removed (DESIGN.md section 5). Two things differ from doing them one by one in the
 //! loop:
 //!
-//! - The fsyncs of a batch run concurrently from a few threads: the file system's
-//!   journal then commits them together (ext4's jbd2 joins fsyncs waiting on the same
-//!   transaction), so a batch costs a few journal commits instead of one per file.
-//!   Measured on the project's 2-core VM (bench/README.md): 32 messages x 2 files + 2
-//!   directories took 2-7 ms per message one after another, 0.3-0.9 ms concurrently.
+//! - The fsyncs of a batch are ordered so that the file system's journal commits them
+//!   together ([`queue::batchsync`]: every file's writeback is started first, so the
+//!   first fsync commits the whole batch's metadata and the others find it committed):
+//!   a batch costs about one journal commit instead of one per file.
 //! - They run on the [`Committer`]'s thread, not the loop's: while a batch waits on the
 //!   disk the loop keeps reading the spawners' reports and starting deliveries of
 //!   messages already committed. Under a flood of new mail a batch waits far longer
@@ -27,17 +26,14 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-/// Most threads one batch's fsyncs use.
-pub use queue::concurrent::SYNC_THREADS;
-
-/// fsync each file; the results in the same order.
+/// Start the writeback of every file, then fsync each; the results in the same order.
 pub fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {
-    queue::concurrent::run(files, |f| f.sync_all())
+    queue::batchsync::sync_files(files)
 }
 
 /// fsync each directory; the results in the same order.
 pub fn sync_dirs(dirs: &[PathBuf]) -> Vec<io::Result<()>> {
-    queue::concurrent::run(dirs, |d| qsys::fsync::sync_dir(d))
+    dirs.iter().map(|d| qsys::fsync::sync_dir(d)).collect()
 }
 
 /// What one message of a batch wrote: its files, and the directories whose entries it
