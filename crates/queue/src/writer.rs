@@ -510,7 +510,9 @@ pub fn serve(listener: UnixListener, queue: Queue, served: Served) -> io::Result
 }
 
 /// A receiver thread: make the next unnamed file, wait for a connection, serve it,
-/// again. One that waited [`IDLE_LIFE`] with no connection promised ends.
+/// again. It is started for a connection nobody was promised, so it counts itself
+/// idle only from its second wait on. One that waited [`IDLE_LIFE`] with no
+/// connection promised ends.
 fn receive_for_ever(
     receivers: &Receivers,
     queue: &Queue,
@@ -518,9 +520,12 @@ fn receive_for_ever(
     jobs: &mpsc::Sender<Job>,
     active: &AtomicUsize,
 ) {
+    let mut started_for_one = true;
     loop {
         let file = queue.new_file();
-        receivers.idle.fetch_add(1, Ordering::AcqRel);
+        if !std::mem::take(&mut started_for_one) {
+            receivers.idle.fetch_add(1, Ordering::AcqRel);
+        }
         let conn = loop {
             let next = receivers
                 .conns

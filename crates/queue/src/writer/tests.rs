@@ -347,6 +347,31 @@ fn concurrent_clients_are_queued_through_the_socket() {
     assert_eq!(count(&l, "pid"), 0);
 }
 
+/// Receivers stay for the next connection, and one busy with a slow client is never
+/// promised another: a second client is greeted while the first holds its connection
+/// open, and so is a third after both are done (a receiver counted idle while it
+/// served would leave that client waiting for the greeting until it fell back).
+#[test]
+fn a_client_is_greeted_while_another_holds_its_connection() {
+    let (_d, l, socket, _rec) = server(me());
+    let send = |body: &str| match inject_queued(&socket, b"a@x", &["b@y"], |w| {
+        w.write_all(body.as_bytes())
+    }) {
+        Queued::Done(r) => r.is_ok(),
+        Queued::Declined(_) => false,
+    };
+    for round in 0..3 {
+        let mut slow = UnixStream::connect(&socket).unwrap();
+        let mut greeting = [0u8; 1];
+        slow.read_exact(&mut greeting).unwrap();
+        assert_eq!(greeting[0], GREETING);
+        assert!(send("Subject: while one waits\n\nx\n"), "round {round}");
+        drop(slow);
+        assert!(send("Subject: after\n\nx\n"), "round {round}");
+    }
+    assert_eq!(count(&l, "todo"), 6);
+}
+
 #[test]
 fn a_refusal_comes_back_as_qmail_queue_s_failure() {
     let (_d, l, socket, _rec) = server(me());
