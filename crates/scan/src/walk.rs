@@ -83,16 +83,22 @@ pub fn check(rules: &Rules, message: &[u8], ctx: &Context) -> (Option<Hit>, Stat
         limits: Limits::for_message(message.len()),
         stats: Stats::default(),
     };
-    // the decoded header values (RFC 2047) only when a header rule has a field to see
-    let fields = header_fields(message);
-    let wanted = rules.rules.iter().any(|r| match &r.what {
-        Match::Regex(Subject::Header(name), _) => {
-            fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-        }
-        _ => false,
-    });
-    let headers = wanted
-        .then(|| MessageParser::default().parse_headers(message))
+    // The decoded header values (RFC 2047) of the fields header rules look at: each
+    // field is parsed on its own, so only those fields are given to mail-parser. Date
+    // and Resent-Date are left out: mail-parser makes a date of them (or nothing),
+    // never a text that could add a value.
+    let named: Vec<&str> = rules
+        .rules
+        .iter()
+        .filter_map(|r| match &r.what {
+            Match::Regex(Subject::Header(name), _) => Some(name.as_str()),
+            _ => None,
+        })
+        .filter(|n| !n.eq_ignore_ascii_case("date") && !n.eq_ignore_ascii_case("resent-date"))
+        .collect();
+    let wanted = header_lines_of(message, &named);
+    let headers = (!wanted.is_empty())
+        .then(|| MessageParser::default().parse_headers(&wanted))
         .flatten();
     let hit = w
         .envelope_and_headers(message, headers.as_ref(), ctx)
@@ -181,6 +187,37 @@ pub fn single_text_body(message: &[u8]) -> Option<(String, &[u8])> {
         Some(_) => return None,
     }
     Some((ctype, &message[at..]))
+}
+
+/// The header fields of `message` named in `names` (any case), each with its
+/// continuation lines, as sent, then an empty line: a header block of their own.
+fn header_lines_of(message: &[u8], names: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if names.is_empty() {
+        return out;
+    }
+    let mut taking = false;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            break;
+        }
+        if bare[0] != b' ' && bare[0] != b'\t' {
+            let name = bare.split(|&b| b == b':').next().unwrap_or(b"");
+            let name = name.strip_suffix(b" ").unwrap_or(name);
+            taking = names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name));
+        }
+        if taking {
+            out.extend_from_slice(line);
+        }
+    }
+    if !out.is_empty() {
+        out.extend_from_slice(b"\n");
+    }
+    out
 }
 
 /// Check `message` against `rules` through mail-parser's parse and the MIME walk.
@@ -1141,6 +1178,26 @@ mod tests {
         assert!(same_both_ways(&bodies[6]).0.is_some());
         let (_, body) = single_text_body(&bodies[3]).unwrap();
         assert_eq!(body, b"crlf\r\n");
+    }
+
+    #[test]
+    fn header_rules_see_decoded_values_on_the_short_way_too() {
+        let r =
+            Rules::parse("^Buy now$\tVirus-Subject:\tspam\n^1\\.0 x$\tVirus-Mime-Version:\tmime\n")
+                .unwrap();
+        let cases: [&[u8]; 5] = [
+            b"From: a@example.org\nSubject: =?utf-8?b?QnV5IG5vdw==?=\n\nbody\n",
+            b"From: a@example.org\nsubject: =?utf-8?q?Buy?=\n =?utf-8?q?_now?=\n\nbody\n",
+            b"From: a@example.org\nSubject: Buy now  \nDate: x\n\nbody\n",
+            b"MIME-Version: 1.0 x\r\nFrom: a@example.org\r\n\r\nbody\r\n",
+            b"From: a@example.org\nSubject: buy later\n\nbody\n",
+        ];
+        for (i, m) in cases.iter().enumerate() {
+            assert!(single_text_body(m).is_some());
+            let fast = check(&r, m, &ctx());
+            assert_eq!(fast, check_parsed(&r, m, &ctx()), "{i}");
+            assert_eq!(fast.0.is_some(), i < 4, "{i}");
+        }
     }
 
     #[test]
