@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/chain.py - the CPU the filter chain adds per message (issue 14's budget).
 
-Usage: sudo bench/chain.py [-n RUNS] [-d DIR] [-k]
+Usage: sudo bench/chain.py [-n RUNS] [-d DIR] [-k] [-w]
 
 Installs a fresh system from DIR (default target/release of this checkout) into a temp
 dir with qmail-install, writes control/filters = HOME/bin/qmail-scan (the default
@@ -20,6 +20,13 @@ program and everything it waited for (qmail-qfilter's filter, the qmail-queue it
 becomes). Prints the median and mean per mode, and chain - queue, the figure the budget
 is about (at most 1 ms), split into qmail-scan and qmail-qfilter's own share. The
 queue is not delivered (no qmail-send) and goes with the temp dir; -k keeps that.
+
+-w starts qmail-queued (as qmailq) first: qmail-qfilter then hands the chain's output to
+it instead of exec'ing qmail-queue, and "chain" is qmail-qfilter + qmail-scan + the
+client side of the hand-over, which is what FILTER=scan costs over FILTER=queued in
+smtp.sh (plus qmail-smtpd's own small hand-over, which FILTER=queued pays instead). The
+writer's CPU per chain message (utime + stime of its process, 10 ms ticks) is printed
+beside it.
 """
 
 import argparse
@@ -69,10 +76,33 @@ def memfile(data):
     return fd
 
 
+def writer_ticks(pid):
+    """utime + stime of process pid, its ended threads included, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def start_writer(q, log):
+    """qmail-queued of the install at q as qmailq; returns once its socket is there."""
+    import time
+    sock = os.path.join(q, "queued", "socket")
+    w = subprocess.Popen([os.path.join(q, "bin", "setuidgid"), "qmailq",
+                          os.path.join(q, "bin", "qmail-queued")], stdin=subprocess.DEVNULL,
+                         stderr=log, cwd="/")
+    for _ in range(200):
+        if os.path.exists(sock):
+            return w
+        time.sleep(0.05)
+    w.kill()
+    sys.exit("chain.py: qmail-queued did not start")
+
+
 def measure(a, modes):
     """Runs every mode a.n times, interleaved; prints the figures; 0 when all passed."""
     times = {k: [] for k in modes}
     faults = {k: [] for k in modes}
+    ticks = writer_ticks(a.writer_pid) if a.writer_pid else 0
     for _ in range(a.n):
         for name, run in modes.items():
             m, e = memfile(message()), memfile(ENVELOPE)
@@ -84,6 +114,10 @@ def measure(a, modes):
                 return 1
             times[name].append(ms)
             faults[name].append(flt)
+    if a.writer_pid:
+        ticks = writer_ticks(a.writer_pid) - ticks
+        print(f"qmail-queued: {ticks * 1000 / os.sysconf('SC_CLK_TCK') / a.n:.3f} ms CPU "
+              f"per chain message ({ticks} ticks over {a.n})")
     med = {k: statistics.median(v) for k, v in times.items()}
     mean = {k: statistics.mean(v) for k, v in times.items()}
     print(f"{a.n} runs each, CPU ms per message (median / mean), minor page faults (median)")
@@ -102,7 +136,10 @@ def main():
     ap.add_argument("-n", type=int, default=500)
     ap.add_argument("-d", default=os.path.join(os.path.dirname(__file__), "..", "target", "release"))
     ap.add_argument("-k", action="store_true")
+    ap.add_argument("-w", action="store_true", help="with qmail-queued running")
     a = ap.parse_args()
+    a.writer_pid = None
+    writer = None
     if os.geteuid() != 0:
         sys.exit("chain.py: run as root (real uids: qmaild, qmailf, qmailq)")
     tmp = tempfile.mkdtemp(prefix="qmail-chain.")
@@ -119,6 +156,9 @@ def main():
         devnull = os.open("/dev/null", os.O_RDWR)
         log = os.open(os.path.join(tmp, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         bin_ = lambda p: os.path.join(q, "bin", p)
+        if a.w:
+            writer = start_writer(q, log)
+            a.writer_pid = writer.pid
         modes = {
             "queue": lambda m, e: cpu_of([bin_("qmail-queue")], {0: m, 1: e, 2: log}, env),
             "chain": lambda m, e: cpu_of([bin_("qmail-qfilter")], {0: m, 1: e, 2: log}, env),
@@ -141,6 +181,9 @@ def main():
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"chain.py: a run failed; see {tmp}/log" + ("" if a.k else " (use -k)"))
     finally:
+        if writer:
+            writer.kill()
+            writer.wait()
         if a.k:
             print(f"kept {tmp}", file=sys.stderr)
         else:

@@ -19,7 +19,9 @@
 #                                     # default, doc/queue-writer.md); none = no writer,
 #                                     # qmail-smtpd execs qmail-queue per message; scan = the
 #                                     # qmail-qfilter chain with qmail-scan in
-#                                     # control/filters and the default scanrules;
+#                                     # control/filters and the default scanrules,
+#                                     # qmail-queued running (qmail-qfilter hands it
+#                                     # the chain's output);
 #                                     # scan+clamd = the same with a clamd of our own (a
 #                                     # two-signature database, no freshclam) in
 #                                     # control/clamd (issue 14 "Performance")
@@ -290,7 +292,9 @@ stop_queued() {
 set_filter() {
     : >"$Q/control/filters"
     rm -f "$Q/control/clamd"
-    if [[ $1 == queued ]]; then start_queued; else stop_queued; fi
+    # the writer runs in every mode but none, as installed: the chain hands its
+    # message to it as qmail-smtpd does (doc/queue-writer.md section 7)
+    if [[ $1 == none ]]; then stop_queued; else start_queued; fi
     [[ $1 == none || $1 == queued ]] && return 0
     printf '%s\n' "$Q/bin/qmail-scan" >"$Q/control/filters"
     [[ $1 == scan+clamd ]] && printf '%s\n' "$CLAMSOCK" >"$Q/control/clamd"

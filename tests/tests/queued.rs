@@ -586,3 +586,157 @@ fn a_full_disk_is_a_temporary_failure_with_nothing_in_the_queue() {
     restore_qmail_queue(&sys, &saved);
     drop(smtpd);
 }
+
+/// control/filters naming the installed qmail-scan (issue 14's scan mode, no clamd).
+fn scan_chain(sys: &System) {
+    sys.control("filters", &format!("{}\n", sys.bin("qmail-scan").display()));
+}
+
+/// One message over SMTP through `smtpd`; the reply to its DATA.
+fn smtp_one(smtpd: &SmtpServer, subject: &str) -> String {
+    let mut c = smtpd.client();
+    assert!(c.reply().starts_with("220"));
+    let body = format!("Subject: {subject}\r\n\r\nclean text\r\n");
+    let r = send_message(&mut c, "a@remote.test", &["alias@example.test"], &body);
+    c.cmd("QUIT");
+    r
+}
+
+/// The queued message whose Subject is `subject`.
+fn queued_with(sys: &System, subject: &str) -> String {
+    let msgs = queued_messages(sys);
+    msgs.into_iter()
+        .find(|m| m.contains(&format!("Subject: {subject}\n")))
+        .unwrap_or_else(|| panic!("no message {subject:?} queued"))
+}
+
+#[test]
+fn the_filter_chain_hands_its_message_to_the_writer_as_qmaild() {
+    need_root!();
+    let sys = system();
+    scan_chain(&sys);
+    let writer = Writer::start(&sys);
+    // with qmail-queue broken, a 250 proves the writer took the chain's output
+    let saved = break_qmail_queue(&sys);
+    let smtpd = SmtpServer::start(&sys, &[], &[]);
+    let r = smtp_one(&smtpd, "scanned");
+    assert!(
+        r.starts_with("250 ") && r.contains(" ok "),
+        "{r}\n{}\n{}",
+        smtpd.log_text(),
+        writer.log_text()
+    );
+    // a message the filter takes (message/partial: quarantined) never reaches the writer
+    let mut c = smtpd.client();
+    assert!(c.reply().starts_with("220"));
+    let partial = "Subject: part\r\nContent-Type: message/partial; id=\"x\"; number=1\r\n\r\nhi";
+    let taken = send_message(&mut c, "a@remote.test", &["alias@example.test"], partial);
+    assert!(taken.starts_with("250"), "{taken}");
+    assert_eq!(maildir_new(&sys.root.join("quarantine")).len(), 1);
+    c.cmd("QUIT");
+    restore_qmail_queue(&sys, &saved);
+    let qp = qp_of(&r);
+    let msgs = queued_messages(&sys);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    let m = &msgs[0];
+    // qmail-qfilter's pid (the qp) and qmaild's wording, as qmail-queue would have put
+    // them; qmail-scan's header below the writer's Received line
+    assert!(
+        m.starts_with(&format!("Received: (qmail {qp} invoked from network); ")),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("X-Qmail-Scanned: by qmail-scan")),
+        "{m}"
+    );
+    let todo = files_under(&sys.root.join("queue/todo"));
+    assert_eq!(todo.len(), 1);
+    assert_eq!(
+        std::fs::read(&todo[0]).unwrap(),
+        format!(
+            "u{}\0p{qp}\0Fa@remote.test\0Talias@example.test\0",
+            uid("qmaild")
+        )
+        .as_bytes()
+    );
+    for f in files_under(&sys.root.join("queue/mess")) {
+        assert_eq!(std::fs::metadata(&f).unwrap().uid(), uid("qmailq"));
+    }
+    // the writer refused nobody: qmail-qfilter connected as qmaild, not as qmailf
+    assert!(
+        !writer.log_text().contains("refused"),
+        "{}",
+        writer.log_text()
+    );
+}
+
+#[test]
+fn the_filter_chain_falls_back_to_qmail_queue_and_names_other_users_as_it_does() {
+    need_root!();
+    need_tool!("python3", "python3");
+    let sys = system();
+    scan_chain(&sys);
+    let smtpd = SmtpServer::start(&sys, &[], &[]);
+    // 1. no writer at all, 2. a dead socket: qmail-qfilter execs qmail-queue
+    let r = smtp_one(&smtpd, "no writer");
+    assert!(r.starts_with("250 "), "{r}\n{}", smtpd.log_text());
+    let mut w = Writer::start(&sys);
+    w.kill();
+    let r = smtp_one(&smtpd, "dead writer");
+    assert!(r.starts_with("250 "), "{r}\n{}", smtpd.log_text());
+    for s in ["no writer", "dead writer"] {
+        let m = queued_with(&sys, s);
+        assert!(m.contains("invoked from network"), "{m}");
+        assert!(m.contains("X-Qmail-Scanned: "), "{m}");
+    }
+    // 3. a writer up: a local user's and root's sendmail go through the chain and
+    // qmail-queue, which names their real uid; they never reach the writer
+    let writer = Writer::start(&sys);
+    let nobody = uid("nobody");
+    for (user, subject, id) in [(Some("nobody"), "local user", nobody), (None, "root", 0)] {
+        let text = format!("Subject: {subject}\n\nhi\n");
+        let out = sys.run_as(user, "sendmail", &["alias@example.test"], text.as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = queued_with(&sys, subject);
+        assert!(m.starts_with("Received: (qmail "), "{m}");
+        assert!(
+            m.lines()
+                .next()
+                .is_some_and(|l| l.contains(&format!("invoked by uid {id});"))),
+            "{m}"
+        );
+        assert!(m.contains("X-Qmail-Scanned: "), "{m}");
+    }
+    assert!(
+        !writer.log_text().contains("refused"),
+        "{}",
+        writer.log_text()
+    );
+    // 4. a filter's user connecting on its own is not served: at best it is closed
+    // before the greeting, and it could always run qmail-queue itself
+    let probe = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(10)\n\
+                 try:\n s.connect(sys.argv[1])\nexcept OSError as e:\n print('error', e.errno); sys.exit(0)\n\
+                 print('greeting', repr(s.recv(1)))\n";
+    let out = Command::new("runuser")
+        .args([
+            "-u", "qmailf", "-g", "nofiles", "--", "python3", "-c", probe,
+        ])
+        .arg(sys.root.join("queued/socket"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "greeting b''");
+    assert!(
+        writer
+            .log_text()
+            .contains(&format!("refused a client of uid {}", uid("qmailf"))),
+        "{}",
+        writer.log_text()
+    );
+    assert_eq!(queued_messages(&sys).len(), 4);
+}

@@ -14,9 +14,13 @@
 //!     input), the envelope readable on descriptor 3 (a sealed memory file: no filter
 //!     can change it), a pipe on descriptor 6,
 //!     descriptor 2 as given (the log), no other descriptor, and / as its working
-//!     directory. After the last filter it runs HOME/bin/qmail-queue
-//!     (never $QMAILQUEUE) with the final message and the envelope and exits with its
-//!     status, so the client hears 250 only when the message is in the queue.
+//!     directory. After the last filter it queues the final message with the
+//!     envelope and exits with qmail-queue's status, so the client hears 250 only when
+//!     the message is in the queue: when its real uid is the owner of HOME/smtpd
+//!     (qmaild, qmail-smtpd's chain) it first sets all its uids to that one and offers
+//!     the message to qmail-queued on HOME/queued/socket (doc/queue-writer.md section
+//!     7); otherwise, or when the writer is not there, refuses it or does not greet
+//!     within 5 seconds, it runs HOME/bin/qmail-queue (never $QMAILQUEUE).
 //!
 //!     The filters are the arguments, separated by `--` (Bruce Guenter's syntax; only
 //!     when run by root, or not set-id: arguments would let anyone, qmaild included,
@@ -61,7 +65,10 @@
 //!     saved ids included (run by root, the supplementary groups are cleared too). A
 //!     filter cannot reach the caller's ids (qmaild, or root for sendmail run by root).
 //!     qmail-qfilter itself keeps the caller's real uid, so qmail-queue's Received line
-//!     still names the injector ("invoked from network"). Set-id, it refuses a HOME
+//!     still names the injector ("invoked from network"); before it hands the message
+//!     to qmail-queued it gives up qmailf for the real uid (qmaild) for the same reason
+//!     (the writer serves qmaild alone and names its peer by the kernel's SO_PEERCRED,
+//!     which gives the effective uid). Set-id, it refuses a HOME
 //!     that is not root's alone. Run by root without the set-id bits, it drops to
 //!     qmailf the same way; in a single-user install (HOME owned by its user, no root)
 //!     filters run as that user.
@@ -74,15 +81,17 @@
 //!     envelope (also: the caller gave up before the envelope's end); 55 unable to
 //!     read control/filters or a filter list that does not parse; 61 HOME refused;
 //!     71 a filter that could not run, crashed or timed out (without descriptor 6);
-//!     81 internal error; 91 envelope format error; 120 unable to run qmail-queue.
+//!     81 internal error; 91 envelope format error; 120 unable to run qmail-queue;
+//!     53 also when qmail-queued died after it had taken part of the message.
 
 #![cfg_attr(not(test), no_main)]
 
+use qfilter::envelope::Envelope;
 use qfilter::run::{self, Ended, Identity, Limits, Verdict};
-use queue::client::QqFailure;
+use queue::client::{Offered, QqFailure, offer_queued};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -180,7 +189,7 @@ fn run() {
             verdict => stop(&name, &ended, verdict, reason_out),
         }
     }
-    exec_queue(&home, Some(message), Some(env_file))
+    queue_message(&home, message, env_file, &envelope)
 }
 
 /// The filters: the arguments (root only when set-id), else control/filters.
@@ -346,10 +355,50 @@ fn give_reason(r: &QqFailure, out: Option<OwnedFd>) -> ! {
     std::process::exit(if r.permanent { 31 } else { 71 })
 }
 
+/// Queue the chain's output: through qmail-queued when the caller is the user it serves
+/// ([`writer_socket`]), else, or when the writer declines before taking any of the
+/// message, by becoming qmail-queue. A writer that dies after that is a temporary
+/// failure (53): the message cannot be told queued or not, and the client retries.
+fn queue_message(home: &Path, message: File, env_file: File, envelope: &Envelope) -> ! {
+    if let Some(socket) = writer_socket(home) {
+        let mut from = &message;
+        if from.rewind().is_err() {
+            fail(53, "unable to seek in a memory file");
+        }
+        let copy = |w: &mut dyn Write| io::copy(&mut from, w).map(drop);
+        match offer_queued(&socket, &envelope.sender, &envelope.recipients, copy) {
+            Offered::Declined(_) => {}
+            Offered::Answered(Some(code)) => std::process::exit(code),
+            Offered::Answered(None) => fail(53, "qmail-queued died with the message"),
+        }
+    }
+    exec_queue(home, Some(message), Some(env_file))
+}
+
+/// qmail-queued's socket when the real uid is the one user the writer serves, the owner
+/// of HOME/smtpd (qmaild: qmail-smtpd's chain, the hot path); `None` for anyone else (a
+/// local user's sendmail, root), who keeps qmail-queue. The writer knows its peer only by
+/// `SO_PEERCRED`, which gives the effective uid, so every uid of this process becomes
+/// the real one first, for good: the writer then sees the injector, as qmail-queue's
+/// Received line names its real uid ("invoked from network"), never qmailf. Only the
+/// queueing is left to do then: the filters have ended, the memory files are sealed.
+fn writer_socket(home: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let ruid = nix::unistd::getuid().as_raw();
+    let served = std::fs::metadata(home.join("smtpd")).ok()?.uid();
+    if ruid == 0 || ruid != served {
+        return None;
+    }
+    // SAFETY: setresuid changes only this single-threaded process's credentials.
+    if unsafe { libc::setresuid(ruid, ruid, ruid) } != 0 {
+        return None;
+    }
+    Some(queue::writer::socket_path(home))
+}
+
 /// Become HOME/bin/qmail-queue, with `message` on descriptor 0 and `envelope` on 1
 /// (else the ones we were given), both read from their start, and an empty environment.
 fn exec_queue(home: &Path, message: Option<File>, envelope: Option<File>) -> ! {
-    use std::io::Seek;
     for mut f in message.iter().chain(envelope.iter()) {
         if f.rewind().is_err() {
             fail(53, "unable to seek in a memory file");

@@ -15,7 +15,9 @@
 //! [`crate::writer`]) when its queue program is the installation's plain qmail-queue
 //! ([`queued_socket`]); every failure before the message is handed over (no socket,
 //! EACCES, no greeting within [`GREETING_WAIT`]) gives the message back for qmail-queue,
-//! so a writer that is down costs speed, never a message.
+//! so a writer that is down costs speed, never a message. qmail-qfilter offers the
+//! message that leaves its chain the same way ([`offer_queued`], which answers in
+//! qmail-queue's exit codes; doc/queue-writer.md section 7).
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -362,9 +364,42 @@ pub fn inject_queued<F>(
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
+    match offer_queued(socket, sender, recipients, write_message) {
+        Offered::Declined(f) => Queued::Declined(f),
+        Offered::Answered(Some(0)) => Queued::Done(Ok(std::process::id())),
+        Offered::Answered(Some(code)) => Queued::Done(Err(failure_for_exit(code))),
+        Offered::Answered(None) => Queued::Done(Err(QqFailure {
+            permanent: false,
+            text: "qq crashed (#4.3.0)".into(),
+            custom: false,
+        })),
+    }
+}
+
+/// What became of a message offered to qmail-queued, in qmail-queue's own terms (for a
+/// caller that passes the code on as its exit status, as qmail-qfilter does).
+pub enum Offered<F> {
+    /// Not handed over: as [`Queued::Declined`].
+    Declined(F),
+    /// Handed over: qmail-queue's exit code (0 queued; a refusal's code; 54 when
+    /// `write_message` failed on its own, so nothing was kept), or `None` when the writer
+    /// died or broke off without a verdict (the message may not be counted as queued).
+    Answered(Option<i32>),
+}
+
+/// [`inject_queued`] with the writer's answer as qmail-queue's exit code.
+pub fn offer_queued<F>(
+    socket: &Path,
+    sender: &[u8],
+    recipients: &[impl AsRef<[u8]>],
+    write_message: F,
+) -> Offered<F>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
     use std::io::Read;
     let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return Queued::Declined(write_message);
+        return Offered::Declined(write_message);
     };
     let mut greeting = [0u8; 1];
     let greeted = stream
@@ -373,20 +408,13 @@ where
         .is_ok_and(|_| greeting[0] == crate::writer::GREETING);
     let envelope = crate::envelope::qq_envelope(sender, recipients);
     let Ok(len) = u32::try_from(envelope.len()) else {
-        return Queued::Declined(write_message);
+        return Offered::Declined(write_message);
     };
     let mut frame = len.to_be_bytes().to_vec();
     frame.extend_from_slice(&envelope);
     if !greeted || send_all(&stream, &frame).is_err() {
-        return Queued::Declined(write_message);
+        return Offered::Declined(write_message);
     }
-    let crashed = || {
-        Queued::Done(Err(QqFailure {
-            permanent: false,
-            text: "qq crashed (#4.3.0)".into(),
-            custom: false,
-        }))
-    };
     let mut chunks = Chunks {
         stream: &stream,
         buf: Vec::with_capacity(crate::writer::MAX_CHUNK),
@@ -395,25 +423,25 @@ where
     let written = write_message(&mut chunks);
     if written.is_err() && !chunks.failed {
         // the caller says "do not queue": no end chunk, so the writer keeps nothing
-        return Queued::Done(Err(failure_for_exit(54)));
+        return Offered::Answered(Some(54));
     }
     let sent = written.is_ok() && chunks.send_chunk().is_ok() && send_all(&stream, &[0; 4]).is_ok();
     // a writer that refused early (a bad envelope, a hostile length) answered and closed
     let mut code = [0u8; 1];
     if stream.set_read_timeout(Some(VERDICT_WAIT)).is_err() || stream.read_exact(&mut code).is_err()
     {
-        return crashed();
+        return Offered::Answered(None);
     }
     match code[0] {
         0 if sent => {
             let mut id = [0u8; 8];
             match stream.read_exact(&mut id) {
-                Ok(()) => Queued::Done(Ok(std::process::id())),
-                Err(_) => crashed(),
+                Ok(()) => Offered::Answered(Some(0)),
+                Err(_) => Offered::Answered(None),
             }
         }
-        0 => crashed(),
-        c => Queued::Done(Err(failure_for_exit(i32::from(c)))),
+        0 => Offered::Answered(None),
+        c => Offered::Answered(Some(i32::from(c))),
     }
 }
 

@@ -71,8 +71,157 @@ pub struct Stats {
     pub expanded: u64,
 }
 
-/// Check `message` against `rules`; `None` means no rule matched.
+/// Check `message` against `rules`; `None` means no rule matched. A message of one
+/// plain text part ([`single_text_body`]) is checked without mail-parser's MIME parse,
+/// with the same result ([`check_parsed`] is the whole way, kept for any other message).
 pub fn check(rules: &Rules, message: &[u8], ctx: &Context) -> (Option<Hit>, Stats) {
+    let Some((ctype, body)) = single_text_body(message) else {
+        return check_parsed(rules, message, ctx);
+    };
+    let mut w = Walker {
+        rules,
+        limits: Limits::for_message(message.len()),
+        stats: Stats::default(),
+    };
+    // The decoded header values (RFC 2047) of the fields header rules look at: each
+    // field is parsed on its own, so only those fields are given to mail-parser. Date
+    // and Resent-Date are left out: mail-parser makes a date of them (or nothing),
+    // never a text that could add a value.
+    let named: Vec<&str> = rules
+        .rules
+        .iter()
+        .filter_map(|r| match &r.what {
+            Match::Regex(Subject::Header(name), _) => Some(name.as_str()),
+            _ => None,
+        })
+        .filter(|n| !n.eq_ignore_ascii_case("date") && !n.eq_ignore_ascii_case("resent-date"))
+        .collect();
+    let wanted = header_lines_of(message, &named);
+    let headers = (!wanted.is_empty())
+        .then(|| MessageParser::default().parse_headers(&wanted))
+        .flatten();
+    let hit = w
+        .envelope_and_headers(message, headers.as_ref(), ctx)
+        .err()
+        .or_else(|| w.single_text_part(&ctype, body).err());
+    (hit, w.stats)
+}
+
+/// The body of a message that is one text part as mail-parser would see it, and its
+/// content type (lower case, `type/subtype`, empty when the field is missing): the
+/// message's own header block, read line by line, has
+/// - only well-formed fields (a name of printable ASCII without space or colon, then `:`)
+///   and their continuation lines, ended by an empty line (no body-less message, no
+///   mbox `From ` line, no header block ended by a line without a colon);
+/// - no `Content-Disposition` field (an attachment, whatever its type);
+/// - at most one `Content-Type`, which is missing or, unfolded, exactly `text/plain` or
+///   `text/html` (any case, white space around) optionally followed by `;` and
+///   parameters none of which contains `name` (any case: `name=`, `name*=`, `filename`),
+///   nor any `(` comment anywhere in the value;
+/// - at most one `Content-Transfer-Encoding`, missing or `7bit`, `8bit` or `binary`
+///   (base64 and quoted-printable bodies are decoded on the whole way).
+///
+/// Anything else (multipart and message types, `application/octet-stream` with a file
+/// name, a folded or upper-case `CONTENT-TYPE` naming another type, more than one such
+/// field) takes the whole way. The body is everything after the empty line: the bytes
+/// the whole way types, scans for uuencoded files and checks as the message's only part.
+pub fn single_text_body(message: &[u8]) -> Option<(String, &[u8])> {
+    let mut at = 0;
+    let mut fields: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    loop {
+        let rest = message.get(at..)?;
+        let end = rest.iter().position(|&b| b == b'\n')?;
+        let raw = &rest[..end];
+        at += end + 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            fields.last_mut()?.1.extend_from_slice(line);
+            continue;
+        }
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = &line[..colon];
+        let name = name.strip_suffix(b" ").unwrap_or(name);
+        if name.is_empty() || !name.iter().all(|&b| b.is_ascii_graphic()) {
+            return None;
+        }
+        fields.push((name, line[colon + 1..].to_vec()));
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    let named = |n: &str| -> Vec<String> {
+        fields
+            .iter()
+            .filter(|(f, _)| f.eq_ignore_ascii_case(n.as_bytes()))
+            .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
+            .collect()
+    };
+    if !named("content-disposition").is_empty() {
+        return None;
+    }
+    // Some(None): no such field; None: more than one
+    let one = |n: &str| -> Option<Option<String>> {
+        let mut values = named(n);
+        (values.len() <= 1).then(|| values.pop())
+    };
+    let ctype = match one("content-type")? {
+        None => String::new(),
+        Some(v) => {
+            let (kind, params) = v.split_once(';').unwrap_or((&v, ""));
+            let kind = kind.trim_matches([' ', '\t']);
+            if !matches!(kind, "text/plain" | "text/html")
+                || params.contains("name")
+                || v.contains('(')
+            {
+                return None;
+            }
+            kind.to_string()
+        }
+    };
+    match one("content-transfer-encoding")? {
+        None => {}
+        Some(v) if matches!(v.trim_matches([' ', '\t']), "7bit" | "8bit" | "binary") => {}
+        Some(_) => return None,
+    }
+    Some((ctype, &message[at..]))
+}
+
+/// The header fields of `message` named in `names` (any case), each with its
+/// continuation lines, as sent, then an empty line: a header block of their own.
+fn header_lines_of(message: &[u8], names: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if names.is_empty() {
+        return out;
+    }
+    let mut taking = false;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            break;
+        }
+        if bare[0] != b' ' && bare[0] != b'\t' {
+            let name = bare.split(|&b| b == b':').next().unwrap_or(b"");
+            let name = name.strip_suffix(b" ").unwrap_or(name);
+            taking = names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name));
+        }
+        if taking {
+            out.extend_from_slice(line);
+        }
+    }
+    if !out.is_empty() {
+        out.extend_from_slice(b"\n");
+    }
+    out
+}
+
+/// Check `message` against `rules` through mail-parser's parse and the MIME walk.
+pub fn check_parsed(rules: &Rules, message: &[u8], ctx: &Context) -> (Option<Hit>, Stats) {
     let mut w = Walker {
         rules,
         limits: Limits::for_message(message.len()),
@@ -174,6 +323,19 @@ impl Walker<'_> {
                 let subject = Subject::Header(name.clone());
                 self.regex_rules(&subject, &values, &format!("header {name}"))?;
             }
+        }
+        Ok(())
+    }
+
+    /// What [`Walker::message`] does for the one text part of [`single_text_body`].
+    fn single_text_part(&mut self, ctype: &str, body: &[u8]) -> Step {
+        self.stats.parts += 1;
+        let place = "part0";
+        self.regex_rules(&Subject::ContentType, &[ctype.to_string()], place)?;
+        self.leaf(place, &[], body, 0)?;
+        for (name, data) in uuencoded(body) {
+            let member = join(place, &name);
+            self.leaf(&member, &[name.as_str()], &data, 0)?;
         }
         Ok(())
     }
@@ -977,5 +1139,108 @@ mod tests {
         for s in samples {
             let _ = check(&r, s, &ctx());
         }
+    }
+
+    /// Both ways give the same hit and counts.
+    fn same_both_ways(message: &[u8]) -> (Option<Hit>, Stats) {
+        let r = rules();
+        let fast = check(&r, message, &ctx());
+        let whole = check_parsed(&r, message, &ctx());
+        assert_eq!(fast, whole, "{}", String::from_utf8_lossy(message));
+        fast
+    }
+
+    #[test]
+    fn a_single_text_part_is_checked_without_the_mime_parse_and_the_same() {
+        let head = "From: a@example.org\nSubject: hi\nDate: Sun, 6 Dec 2026 05:00:00 +0000\n";
+        let uu = "begin 644 run.exe\n#36%A\n`\nend\n";
+        let long_date = format!("Date: {}\n", "x".repeat(120));
+        let bodies = [
+            format!("{head}\nplain text\n"),
+            format!("{head}Content-Type: text/plain; charset=utf-8\n\nplain\n"),
+            format!("{head}CONTENT-TYPE:  TEXT/HTML\n\n<p>x</p>\n"),
+            format!("{head}Content-Type: text/plain;\n charset=us-ascii\r\n\r\ncrlf\r\n"),
+            format!("{head}Content-Transfer-Encoding: 8bit\n\n"),
+            format!("{head}\n{uu}"),
+            format!("From: a@example.org\n{long_date}\nbody\n"),
+            format!("{head}Subject: =?utf-8?b?aGVsbG8=?=\n\nencoded subject\n"),
+            format!("{head}Content-Type: message/partial; id=x\n\npart\n"),
+        ];
+        let mut bodies: Vec<Vec<u8>> = bodies.iter().map(|b| b.clone().into_bytes()).collect();
+        bodies[4].extend_from_slice(&tiny_pe());
+        for b in &bodies {
+            same_both_ways(b);
+        }
+        // the short way was taken for the first eight, and finds what the long way does
+        assert!(bodies[..8].iter().all(|b| single_text_body(b).is_some()));
+        assert_eq!(same_both_ways(&bodies[4]).0.unwrap().rule, "@executable");
+        assert!(same_both_ways(&bodies[5]).0.is_some());
+        assert!(same_both_ways(&bodies[6]).0.is_some());
+        let (_, body) = single_text_body(&bodies[3]).unwrap();
+        assert_eq!(body, b"crlf\r\n");
+    }
+
+    #[test]
+    fn header_rules_see_decoded_values_on_the_short_way_too() {
+        let r =
+            Rules::parse("^Buy now$\tVirus-Subject:\tspam\n^1\\.0 x$\tVirus-Mime-Version:\tmime\n")
+                .unwrap();
+        let cases: [&[u8]; 5] = [
+            b"From: a@example.org\nSubject: =?utf-8?b?QnV5IG5vdw==?=\n\nbody\n",
+            b"From: a@example.org\nsubject: =?utf-8?q?Buy?=\n =?utf-8?q?_now?=\n\nbody\n",
+            b"From: a@example.org\nSubject: Buy now  \nDate: x\n\nbody\n",
+            b"MIME-Version: 1.0 x\r\nFrom: a@example.org\r\n\r\nbody\r\n",
+            b"From: a@example.org\nSubject: buy later\n\nbody\n",
+        ];
+        for (i, m) in cases.iter().enumerate() {
+            assert!(single_text_body(m).is_some());
+            let fast = check(&r, m, &ctx());
+            assert_eq!(fast, check_parsed(&r, m, &ctx()), "{i}");
+            assert_eq!(fast.0.is_some(), i < 4, "{i}");
+        }
+    }
+
+    #[test]
+    fn attachments_and_encodings_take_the_whole_way() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(tiny_pe());
+        let head = "From: a@example.org\nSubject: hi\n";
+        let whole = [
+            // a single part that is all attachment, with a name
+            format!(
+                "{head}Content-Type: application/octet-stream; name=\"a.exe\"\n\
+                 Content-Transfer-Encoding: base64\n\n{b64}\n"
+            ),
+            // the same folded over lines, upper case, the name on the second line
+            format!(
+                "{head}CONTENT-TYPE: APPLICATION/OCTET-STREAM;\n\tNAME=\"a.exe\"\n\
+                 CONTENT-TRANSFER-ENCODING: BASE64\n\n{b64}\n"
+            ),
+            // a text type with a file name, a disposition alone, base64 text
+            format!("{head}Content-Type: text/plain;\n name=\"a.txt.exe\"\n\nx\n"),
+            format!("{head}Content-Disposition: attachment; filename=a.exe\n\nx\n"),
+            format!("{head}Content-Transfer-Encoding: base64\n\n{b64}\n"),
+            format!("{head}Content-Type: text/plain (comment)\n\nx\n"),
+            format!("{head}Content-Type: text/plain\nContent-Type: text/html\n\nx\n"),
+            format!("{head}Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n"),
+            // no empty line, a line without a colon, an mbox From line, no header at all
+            format!("{head}no colon here\n\nx\n"),
+            format!("From a@example.org Sun Dec  6 05:00:00 2026\n{head}\nx\n"),
+            head.to_string(),
+            "\nbody only\n".to_string(),
+        ];
+        for m in &whole {
+            assert!(single_text_body(m.as_bytes()).is_none(), "{m}");
+            same_both_ways(m.as_bytes());
+        }
+        // the named attachments are still found
+        for m in &whole[..4] {
+            assert!(check(&rules(), m.as_bytes(), &ctx()).0.is_some(), "{m}");
+        }
+        // Content-Type missing altogether: the short way, the body still typed
+        let mut m = format!("{head}\n").into_bytes();
+        m.extend_from_slice(&tiny_pe());
+        assert_eq!(single_text_body(&m).unwrap().0, "");
+        assert!(same_both_ways(&m).0.is_some());
     }
 }
