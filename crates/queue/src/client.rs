@@ -21,9 +21,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// Why qmail-queue did not accept a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,24 +125,6 @@ pub fn read_reason(r: &OwnedFd) -> Vec<u8> {
     buf
 }
 
-/// Make the close-on-exec `fd` the child's descriptor `target` (call between fork and
-/// exec only: async-signal-safe calls alone). `dup2` onto itself would keep the
-/// close-on-exec flag, so that case clears the flag instead.
-pub fn place_fd(fd: std::os::fd::RawFd, target: std::os::fd::RawFd) -> io::Result<()> {
-    // SAFETY: fcntl and dup2 on descriptors this process owns; async-signal-safe.
-    let r = unsafe {
-        if fd == target {
-            libc::fcntl(fd, libc::F_SETFD, 0)
-        } else {
-            libc::dup2(fd, target)
-        }
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The qmail-queue program for the installation at `home`, honouring `$QMAILQUEUE`.
 pub fn program(home: &Path) -> PathBuf {
     match std::env::var_os("QMAILQUEUE") {
@@ -217,39 +197,23 @@ where
             nix::sys::signal::SigHandler::SigDfl,
         );
     }
-    let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|_| temp("unable to create pipe (#4.3.0)"))?;
-    let (reason_r, reason_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|_| temp("unable to create pipe (#4.3.0)"))?;
-    let reason_raw = reason_w.as_raw_fd();
-    let mut cmd = Command::new(program);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::from(env_r));
-    for (name, value) in env {
-        match value {
-            Some(v) => cmd.env(name, v),
-            None => cmd.env_remove(name),
-        };
-    }
-    // A caller started with fd 0 or 1 closed may get the pipe there; the child's
-    // stdin/stdout take those numbers first, so it then goes without a reason pipe.
-    if reason_raw > 2 {
-        // SAFETY: between fork and exec only fcntl/dup2 on a descriptor we own.
-        unsafe {
-            cmd.pre_exec(move || place_fd(reason_raw, 6));
-        }
-    }
-    let mut child = cmd
-        .spawn()
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|_| temp("unable to create pipe (#4.3.0)"))
+    };
+    let (msg_r, msg_w): (OwnedFd, OwnedFd) = pipe()?;
+    let (env_r, env_w): (OwnedFd, OwnedFd) = pipe()?;
+    let (reason_r, reason_w): (OwnedFd, OwnedFd) = pipe()?;
+    let pid = spawn_qq(program, env, &msg_r, &env_r, &reason_w)
         .map_err(|_| temp("unable to exec qq (#4.3.0)"))?;
-    drop(reason_w);
-    let qp = child.id();
-    let mut write_ok = true;
-    if let Some(mut stdin) = child.stdin.take() {
-        // The child may die early (e.g. a filter rejecting); keep going to read its code.
-        write_ok = write_message(&mut stdin)
-            .and_then(|_| stdin.flush())
-            .is_ok();
-    }
+    drop((msg_r, env_r, reason_w));
+    let qp = pid.as_raw() as u32;
+    // The child may die early (e.g. a filter rejecting); keep going to read its code.
+    let mut message = std::fs::File::from(msg_w);
+    let write_ok = write_message(&mut message)
+        .and_then(|_| message.flush())
+        .is_ok();
+    drop(message);
     // Without a complete message, send no envelope: qmail-queue then sees EOF on
     // fd 1 and refuses (54), so a truncated message is never queued.
     let mut env_ok = false;
@@ -260,8 +224,15 @@ where
     } else {
         drop(env_w);
     }
-    let status = child.wait().map_err(|_| temp("qq crashed (#4.3.0)"))?;
-    match status.code() {
+    let code = loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break Some(c),
+            Ok(nix::sys::wait::WaitStatus::Signaled(..)) => break None,
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(_) => return Err(temp("qq crashed (#4.3.0)")),
+        }
+    };
+    match code {
         Some(0) if write_ok && env_ok => Ok(qp),
         Some(0) => Err(temp("qq read error (#4.3.0)")),
         Some(EXIT_REASON) => {
@@ -270,6 +241,67 @@ where
         Some(c) => Err(failure_for_exit(c)),
         None => Err(temp("qq crashed (#4.3.0)")),
     }
+}
+
+/// Start `program` with `message` on its fd 0, `envelope` on its fd 1 and `reason` on
+/// its fd 6 (fd 2 and the rest of the environment inherited, `env` applied), SIGPIPE
+/// back to its default (Rust ignores it) and no signal blocked, as std's `Command`
+/// would. Through
+/// posix_spawn, which glibc does with a vfork-style clone: std falls back to fork for
+/// the fd 6 placement, and a fork copies the caller's page tables for each message
+/// (qmail-smtpd's start of the filter chain, sendmail's of qmail-queue).
+fn spawn_qq(
+    program: &Path,
+    env: &[(&str, Option<&str>)],
+    message: &OwnedFd,
+    envelope: &OwnedFd,
+    reason: &OwnedFd,
+) -> io::Result<nix::unistd::Pid> {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cstring =
+        |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let path = cstring(program.as_os_str().as_bytes())?;
+    let mut vars: Vec<CString> = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        if env.iter().any(|(n, _)| n.as_bytes() == name.as_bytes()) {
+            continue;
+        }
+        let mut v = name.as_bytes().to_vec();
+        v.push(b'=');
+        v.extend_from_slice(value.as_bytes());
+        if let Ok(c) = CString::new(v) {
+            vars.push(c);
+        }
+    }
+    for (name, value) in env {
+        if let Some(value) = value {
+            vars.push(cstring(format!("{name}={value}").as_bytes())?);
+        }
+    }
+    // each source above fd 6 first, so that no dup2 below overwrites another's source
+    // (a caller started with fd 0 or 1 closed has its pipes there)
+    let high = |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
+    let (m, e, r) = (high(message)?, high(envelope)?, high(reason)?);
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(m, 0)?;
+    actions.add_dup2(e, 1)?;
+    actions.add_dup2(r, 6)?;
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_sigmask(&nix::sys::signal::SigSet::empty())?;
+    let mut pipe_default = nix::sys::signal::SigSet::empty();
+    pipe_default.add(nix::sys::signal::Signal::SIGPIPE);
+    attr.set_sigdefault(&pipe_default)?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )?;
+    let spawned =
+        nix::spawn::posix_spawn(path.as_c_str(), &actions, &attr, &[path.as_c_str()], &vars);
+    for fd in [m, e, r] {
+        let _ = nix::unistd::close(fd);
+    }
+    Ok(spawned?)
 }
 
 /// How long a client waits for qmail-queued's greeting before using qmail-queue.
