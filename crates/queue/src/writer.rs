@@ -35,6 +35,7 @@
 
 use crate::layout::{Layout, SPLIT};
 use crate::qq::{self, Cleanup, QqError};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,7 +43,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::qq::{ENVELOPE_MAX, check_envelope};
@@ -184,7 +185,7 @@ impl Syncer for Fsync {
     }
 }
 
-/// A message received whole, waiting for the committer.
+/// A message received whole, waiting for its commit.
 pub struct Message {
     /// The unnamed file, Received line and message written.
     pub file: File,
@@ -377,29 +378,80 @@ impl Queue {
     }
 }
 
-/// A message handed to the committer, and where its verdict goes.
-type Job = (Message, mpsc::SyncSender<Result<u64, QqError>>);
+/// The group commit, done by the receivers themselves: a receiver with a whole message
+/// adds it to what is pending; if no receiver is committing, it becomes the one and
+/// commits everything pending (up to [`MAX_BATCH`], never waiting for a batch to
+/// fill), publishes every verdict and wakes the others; otherwise it waits, and
+/// either finds its verdict or, the committer gone with messages still pending,
+/// commits them itself. At one session a message is committed by its own receiver
+/// with no thread woken on the way; under load the messages that arrive during one
+/// commit form the next batch, as with a committer thread.
+pub struct Committer {
+    state: Mutex<Pending>,
+    changed: Condvar,
+}
 
-/// The committer: takes what is pending (never waiting for a batch to fill), commits it,
-/// answers, pulls the trigger; returns when every receiver is gone.
-pub fn committer(queue: &Queue, jobs: mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+#[derive(Default)]
+struct Pending {
+    /// Messages waiting for a commit, each with its ticket.
+    waiting: Vec<(u64, Message)>,
+    /// Verdicts not yet taken by their receivers.
+    verdicts: HashMap<u64, Result<u64, QqError>>,
+    /// A receiver is committing a batch now.
+    committing: bool,
+    next_ticket: u64,
+}
+
+impl Default for Committer {
+    fn default() -> Self {
+        Committer {
+            state: Mutex::new(Pending::default()),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl Committer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commit `msg` (with whatever else is pending) and return its verdict.
+    pub fn commit(&self, queue: &Queue, msg: Message) -> Result<u64, QqError> {
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push((ticket, msg));
+        loop {
+            if let Some(verdict) = state.verdicts.remove(&ticket) {
+                return verdict;
             }
-        }
-        let (messages, replies): (Vec<Message>, Vec<_>) = batch.into_iter().unzip();
-        let results = queue.commit(&messages);
-        let queued = results.iter().any(Result::is_ok);
-        for (r, reply) in results.into_iter().zip(replies) {
-            let _ = reply.send(r);
-        }
-        drop(messages); // the message files close after the answers went out
-        if queued {
-            crate::trigger::pull(&queue.layout.dir);
+            if state.committing {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            state.committing = true;
+            let n = state.waiting.len().min(MAX_BATCH);
+            let batch: Vec<(u64, Message)> = state.waiting.drain(..n).collect();
+            drop(state);
+            let (tickets, messages): (Vec<u64>, Vec<Message>) = batch.into_iter().unzip();
+            let results = queue.commit(&messages);
+            let queued = results.iter().any(Result::is_ok);
+            state = self.lock();
+            state.verdicts.extend(tickets.into_iter().zip(results));
+            state.committing = false;
+            self.changed.notify_all();
+            drop(state);
+            drop(messages); // the message files close after the verdicts went out
+            if queued {
+                crate::trigger::pull(&queue.layout.dir);
+            }
+            state = self.lock();
         }
     }
 }
@@ -439,22 +491,18 @@ impl Receivers {
 }
 
 /// Serve `listener` for ever: receiver threads (one per connection at a time, kept
-/// for the next), one committer. Returns only when accepting fails for good.
+/// for the next), which commit together ([`Committer`]). Returns only when accepting
+/// fails for good.
 pub fn serve(listener: UnixListener, queue: Queue, served: Served) -> io::Result<()> {
     let queue = Arc::new(queue);
     let served = Arc::new(served);
     let active = Arc::new(AtomicUsize::new(0));
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let committer = Arc::new(Committer::default());
     let (conns_tx, conns_rx) = mpsc::channel::<Conn>();
     let receivers = Arc::new(Receivers {
         conns: Mutex::new(conns_rx),
         idle: AtomicUsize::new(0),
     });
-    {
-        let queue = Arc::clone(&queue);
-        // unnamed, so that it keeps the process's name in ps and perf
-        std::thread::Builder::new().spawn(move || committer(&queue, jobs_rx))?;
-    }
     let mut errors = 0u32;
     loop {
         let stream = match listener.accept() {
@@ -488,16 +536,16 @@ pub fn serve(listener: UnixListener, queue: Queue, served: Served) -> io::Result
         }
         // a waiting receiver is promised this connection, or one is started for it
         if !receivers.claim() {
-            let (queue, served, receivers, serving, jobs) = (
+            let (queue, served, receivers, serving, committer) = (
                 Arc::clone(&queue),
                 Arc::clone(&served),
                 Arc::clone(&receivers),
                 Arc::clone(&active),
-                jobs_tx.clone(),
+                Arc::clone(&committer),
             );
             let spawned = std::thread::Builder::new()
                 .stack_size(256 * 1024)
-                .spawn(move || receive_for_ever(&receivers, &queue, &served, &jobs, &serving));
+                .spawn(move || receive_for_ever(&receivers, &queue, &served, &committer, &serving));
             if spawned.is_err() {
                 active.fetch_sub(1, Ordering::AcqRel);
                 continue; // closed before the greeting: the client uses qmail-queue
@@ -517,7 +565,7 @@ fn receive_for_ever(
     receivers: &Receivers,
     queue: &Queue,
     served: &Served,
-    jobs: &mpsc::Sender<Job>,
+    committer: &Committer,
     active: &AtomicUsize,
 ) {
     let mut started_for_one = true;
@@ -541,7 +589,7 @@ fn receive_for_ever(
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
         };
-        receiver(conn, file, queue, served, jobs);
+        receiver(conn, file, queue, served, committer);
         active.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -564,7 +612,7 @@ fn receiver(
     file: Result<(File, u64), QqError>,
     queue: &Queue,
     served: &Served,
-    jobs: &mpsc::Sender<Job>,
+    committer: &Committer,
 ) {
     let Conn {
         mut stream,
@@ -597,23 +645,16 @@ fn receiver(
         received.as_bytes(),
         start + MESSAGE_LIMIT,
     ) {
-        Ok(envelope) => {
-            let (tx, rx) = mpsc::sync_channel(1);
-            let msg = Message {
+        Ok(envelope) => committer.commit(
+            queue,
+            Message {
                 file,
                 id,
                 envelope,
                 uid,
                 pid,
-            };
-            if jobs.send((msg, tx)).is_err() {
-                return;
-            }
-            match rx.recv() {
-                Ok(v) => v,
-                Err(_) => return,
-            }
-        }
+            },
+        ),
         Err(Refused::Answer(e)) => Err(e),
         Err(Refused::Gone(why)) => {
             warn(&format!("client pid {pid}: {why}; nothing queued"));

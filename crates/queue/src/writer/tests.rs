@@ -265,17 +265,24 @@ fn a_failing_todo_fsync_fails_the_whole_batch_and_leaves_nothing() {
 fn the_committer_takes_everything_pending_as_one_batch() {
     let (_d, l) = queue_dir();
     let (rec, q) = recorder_queue(&l);
-    let (tx, rx) = mpsc::channel();
-    let mut verdicts = Vec::new();
-    for i in 0..20 {
-        let (vtx, vrx) = mpsc::sync_channel(1);
-        tx.send((message(&q, &format!("m{i}\n")), vtx)).unwrap();
-        verdicts.push(vrx);
+    let q = Arc::new(q);
+    let committer = Arc::new(Committer::default());
+    // a commit is under way: the twenty that arrive meanwhile wait as one batch
+    committer.lock().committing = true;
+    let receivers: Vec<_> = (0..20)
+        .map(|i| {
+            let (q, c) = (Arc::clone(&q), Arc::clone(&committer));
+            let msg = message(&q, &format!("m{i}\n"));
+            std::thread::spawn(move || c.commit(&q, msg))
+        })
+        .collect();
+    while committer.lock().waiting.len() < 20 {
+        std::thread::yield_now();
     }
-    drop(tx);
-    committer(&q, rx);
-    for v in verdicts {
-        assert!(v.recv().unwrap().is_ok());
+    committer.lock().committing = false;
+    committer.changed.notify_all();
+    for r in receivers {
+        assert!(r.join().unwrap().is_ok());
     }
     let todo_syncs = rec
         .events
@@ -286,6 +293,25 @@ fn the_committer_takes_everything_pending_as_one_batch() {
         .count();
     assert_eq!(todo_syncs, 1);
     assert_eq!(count(&l, "todo"), 20);
+    assert!(committer.lock().verdicts.is_empty(), "every verdict taken");
+}
+
+/// One receiver alone commits its own message at once (no other thread involved).
+#[test]
+fn a_lone_message_is_committed_by_its_own_receiver() {
+    let (_d, l) = queue_dir();
+    let (_rec, q) = recorder_queue(&l);
+    let committer = Committer::default();
+    for i in 0..3 {
+        assert!(
+            committer
+                .commit(&q, message(&q, &format!("m{i}\n")))
+                .is_ok()
+        );
+    }
+    assert_eq!(count(&l, "todo"), 3);
+    let state = committer.lock();
+    assert!(!state.committing && state.waiting.is_empty() && state.verdicts.is_empty());
 }
 
 /// A writer on a socket in a temporary installation, serving `served_uid`.
