@@ -21,8 +21,9 @@
 //! A client that goes away before the end chunk gets no answer and leaves nothing: its
 //! file is unnamed (`O_TMPFILE`) and the kernel frees it.
 //!
-//! Group commit ([`Queue::commit`]): receivers never touch `mess/`, `intd/` or `todo/`;
-//! one committer takes everything pending (up to [`MAX_BATCH`]) and, in qmail-queue's
+//! Group commit ([`Committer`], [`Queue::commit`]): a receiver touches `mess/`, `intd/`
+//! and `todo/` only in a commit; the one committing takes everything pending (up to
+//! [`MAX_BATCH`]) and, in qmail-queue's
 //! order, links each file to `mess/S/N` and writes `intd/N` (64, 65, 53); fsyncs every
 //! message file, every `intd/N` and each distinct `mess/S` (every file's writeback
 //! started first, so one journal commit covers the lot: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/` once (53 for the whole batch if it
