@@ -11,9 +11,9 @@
 //! 4. `intd/N` created O_EXCL (65): `u<uid>\0p<pid>\0`, then the envelope from fd 1
 //!    (`F` first else 91; an address over 1003 bytes 11; EOF before the final NUL 54).
 //!    Then the message file, `mess/S` and `intd/N` fsynced, in that order (53), with
-//!    both files' writeback started first so that one journal commit covers all three
+//!    both files' writeback started first so that the disk work of the three overlaps
 //!    ([`crate::batchsync`]; until session 5 the message was fsynced before `intd/N`
-//!    was made, which cost a second commit).
+//!    was even made).
 //! 5. `intd/N` linked to `todo/N` (66) and `todo/` fsynced: the commit point. Exit 0.
 //!
 //! Any failure before the commit point removes what was made, so nothing half-written is
@@ -146,7 +146,7 @@ pub fn enqueue(
         return fail(53, format!("write error: {e}"));
     }
     // 3-4 durable: the message, its mess/S name, the envelope; both writebacks started
-    // first, so that one journal commit covers the three fsyncs (crate::batchsync)
+    // first, so that the three fsyncs' disk work overlaps (crate::batchsync)
     crate::batchsync::start_writeback([&file, &intd]);
     if let Err(e) = file.sync_all() {
         let _ = file.set_len(0);

@@ -26,7 +26,7 @@
 //! [`MAX_BATCH`]) and, in qmail-queue's
 //! order, links each file to `mess/S/N` and writes `intd/N` (64, 65, 53); fsyncs every
 //! message file, every `intd/N` and each distinct `mess/S` (every file's writeback
-//! started first, so one journal commit covers the lot: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/` once (53 for the whole batch if it
+//! started first: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/` once (53 for the whole batch if it
 //! fails); only then answers 0 and pulls the trigger once. Why that is as durable as
 //! qmail-queue: an fsync of a directory makes durable every entry made in it before the
 //! call, whoever made it; each link of the batch is made before its directory's fsync

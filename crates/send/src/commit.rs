@@ -6,10 +6,9 @@
 //! removed (DESIGN.md section 5). Two things differ from doing them one by one in the
 //! loop:
 //!
-//! - The fsyncs of a batch are ordered so that the file system's journal commits them
-//!   together ([`queue::batchsync`]: every file's writeback is started first, so the
-//!   first fsync commits the whole batch's metadata and the others find it committed):
-//!   a batch costs about one journal commit instead of one per file.
+//! - Every file's writeback is started before the first fsync ([`queue::batchsync`]), so
+//!   the disk work of the whole batch overlaps (and on a journalled file system the
+//!   first fsync commits the batch's metadata, the others finding it committed).
 //! - They run on the [`Committer`]'s thread, not the loop's: while a batch waits on the
 //!   disk the loop keeps reading the spawners' reports and starting deliveries of
 //!   messages already committed. Under a flood of new mail a batch waits far longer
