@@ -378,6 +378,27 @@ pub fn maildir_new(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The crash tests' tally: of the messages numbered `accepted` (each sent with the
+/// subject `crash N`), the ones not in `dir/new`, and how many extra copies arrived
+/// (duplicates are allowed after a crash, losses are not).
+pub fn crash_tally(dir: &Path, accepted: &[usize]) -> (Vec<usize>, usize) {
+    let mut seen = std::collections::HashMap::new();
+    for f in maildir_new(dir) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        if let Some(n) = text.lines().find_map(|l| l.strip_prefix("Subject: crash ")) {
+            *seen
+                .entry(n.trim().parse::<usize>().unwrap_or(usize::MAX))
+                .or_insert(0usize) += 1;
+        }
+    }
+    let missing = accepted
+        .iter()
+        .copied()
+        .filter(|i| !seen.contains_key(i))
+        .collect();
+    (missing, seen.values().map(|&c| c - 1).sum())
+}
+
 /// Wait until `dir/new` holds at least `n` messages; return their contents.
 pub fn wait_maildir(dir: &Path, n: usize, secs: u64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);

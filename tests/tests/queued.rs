@@ -469,21 +469,7 @@ fn sigkill_of_the_writer_and_delivery_loses_no_acknowledged_message() {
         sys.signal(Signal::SIGALRM);
         // poll interval: the loop waits for the state below, up to `deadline`
         std::thread::sleep(Duration::from_millis(500));
-        let mut seen = std::collections::HashMap::new();
-        for f in maildir_new(&home.join("Maildir")) {
-            let text = std::fs::read_to_string(&f).unwrap_or_default();
-            if let Some(i) = text.lines().find_map(|l| l.strip_prefix("Subject: crash ")) {
-                *seen
-                    .entry(i.trim().parse::<usize>().unwrap_or(usize::MAX))
-                    .or_insert(0) += 1;
-            }
-        }
-        let missing: Vec<usize> = accepted
-            .iter()
-            .copied()
-            .filter(|i| !seen.contains_key(i))
-            .collect();
-        let dups: usize = seen.values().map(|&c| c - 1).sum();
+        let (missing, dups) = crash_tally(&home.join("Maildir"), &accepted);
         if missing.is_empty() || Instant::now() > deadline {
             break (missing, dups);
         }

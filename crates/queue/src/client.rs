@@ -282,12 +282,16 @@ fn spawn_qq(
     }
     // each source above fd 6 first, so that no dup2 below overwrites another's source
     // (a caller started with fd 0 or 1 closed has its pipes there)
-    let high = |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
+    let high = |fd: &OwnedFd| -> io::Result<OwnedFd> {
+        let n = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
+        // SAFETY: fcntl just made `n`, a descriptor nothing else owns.
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) })
+    };
     let (m, e, r) = (high(message)?, high(envelope)?, high(reason)?);
     let mut actions = PosixSpawnFileActions::init()?;
-    actions.add_dup2(m, 0)?;
-    actions.add_dup2(e, 1)?;
-    actions.add_dup2(r, 6)?;
+    actions.add_dup2(m.as_raw_fd(), 0)?;
+    actions.add_dup2(e.as_raw_fd(), 1)?;
+    actions.add_dup2(r.as_raw_fd(), 6)?;
     let mut attr = PosixSpawnAttr::init()?;
     attr.set_sigmask(&nix::sys::signal::SigSet::empty())?;
     let mut pipe_default = nix::sys::signal::SigSet::empty();
@@ -296,12 +300,14 @@ fn spawn_qq(
     attr.set_flags(
         PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
     )?;
-    let spawned =
-        nix::spawn::posix_spawn(path.as_c_str(), &actions, &attr, &[path.as_c_str()], &vars);
-    for fd in [m, e, r] {
-        let _ = nix::unistd::close(fd);
-    }
-    Ok(spawned?)
+    // the high copies close when they drop, on every path
+    Ok(nix::spawn::posix_spawn(
+        path.as_c_str(),
+        &actions,
+        &attr,
+        &[path.as_c_str()],
+        &vars,
+    )?)
 }
 
 /// How long a client waits for qmail-queued's greeting before using qmail-queue.

@@ -25,11 +25,6 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-/// Start the writeback of every file, then fsync each; the results in the same order.
-pub fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {
-    queue::batchsync::sync_files(files)
-}
-
 /// fsync each directory; the results in the same order.
 pub fn sync_dirs(dirs: &[PathBuf]) -> Vec<io::Result<()>> {
     dirs.iter().map(|d| qsys::fsync::sync_dir(d)).collect()
@@ -61,7 +56,7 @@ pub fn make_durable(batch: Vec<Written>) -> Outcome {
         .iter()
         .flat_map(|w| w.files.iter().map(move |f| (w.id, f)))
         .collect();
-    let synced = sync_files(&files.iter().map(|(_, f)| *f).collect::<Vec<_>>());
+    let synced = queue::batchsync::sync_files(&files.iter().map(|(_, f)| *f).collect::<Vec<_>>());
     let mut failed = HashSet::new();
     for ((id, _), r) in files.iter().zip(synced) {
         if let Err(e) = r {
@@ -185,9 +180,6 @@ mod tests {
         for (i, r) in r.iter().enumerate() {
             assert_eq!(r.is_err(), i == 7, "item {i}");
         }
-        let f = File::create(dir.path().join("f")).unwrap();
-        assert!(sync_files(&[&f, &f, &f]).iter().all(Result::is_ok));
-        assert!(sync_files(&[]).is_empty());
     }
 
     fn written(dir: &std::path::Path, id: u64, sub: &str) -> Written {
