@@ -399,6 +399,40 @@ pub fn crash_tally(dir: &Path, accepted: &[usize]) -> (Vec<usize>, usize) {
     (missing, seen.values().map(|&c| c - 1).sum())
 }
 
+/// Run Debian's fetchmail once, in the foreground, against `protocol` (POP3, IMAP) on
+/// 127.0.0.1:`port` as `user`/`password`; `options` ends its user line (TLS and keep
+/// settings). Returns what its MDA received (every message appended to one file) and
+/// fetchmail's own output, for the assertion message.
+pub fn fetchmail(
+    port: u16,
+    protocol: &str,
+    user: &str,
+    password: &str,
+    options: &str,
+) -> (String, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fetched");
+    let rc = dir.path().join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set no syslog\npoll 127.0.0.1 service {port} protocol {protocol} auth password\n  user \"{user}\" password \"{password}\" is root here\n  {options}\n  mda \"/bin/sh -c 'cat >> {}'\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let res = Command::new("fetchmail")
+        .args(["-f"])
+        .arg(&rc)
+        .args(["--nodetach", "-v"])
+        .env("HOME", dir.path())
+        .env("FETCHMAILHOME", dir.path())
+        .output()
+        .unwrap();
+    (std::fs::read_to_string(&out).unwrap_or_default(), res)
+}
+
 /// Wait until `dir/new` holds at least `n` messages; return their contents.
 pub fn wait_maildir(dir: &Path, n: usize, secs: u64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);

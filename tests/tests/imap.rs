@@ -623,29 +623,13 @@ fn fetchmail_fetches_over_imap() {
         "fetch me",
     );
     wait_maildir(&user.maildir(), 1, 30);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("fetched");
-    let rc = dir.path().join("fetchmailrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "set no syslog\npoll 127.0.0.1 service {} protocol IMAP auth password\n  user \"{}\" password \"Fetch-Pass-31\" is root here\n  ssl no sslcertck no keep\n  mda \"/bin/sh -c 'cat >> {}'\"\n",
-            imap.sport,
-            user.name,
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let res = Command::new("fetchmail")
-        .args(["-f"])
-        .arg(&rc)
-        .args(["--nodetach", "-v"])
-        .env("HOME", dir.path())
-        .env("FETCHMAILHOME", dir.path())
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let (text, res) = fetchmail(
+        imap.sport,
+        "IMAP",
+        &user.name,
+        "Fetch-Pass-31",
+        "ssl no sslcertck no keep",
+    );
     assert!(
         text.contains("Subject: for fetchmail") && text.contains("fetch me"),
         "fetchmail: {}\n{}\nfetched: {text}",

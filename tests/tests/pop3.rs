@@ -542,28 +542,7 @@ fn fetchmail_fetches_and_deletes() {
     fill_maildir(&u.maildir(), 3, Some((u.uid, u.gid)), |i| {
         format!("From: a@example.test\nSubject: fm {i}\n\nbody {i}\n")
     });
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("fetched");
-    let rc = dir.path().join("fetchmailrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "set no syslog\npoll 127.0.0.1 service {port} protocol POP3 auth password\n  user \"{}\" password \"Pass-word-9\" is root here\n  sslproto '' no keep\n  mda \"/bin/sh -c 'cat >> {}'\"\n",
-            u.name,
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let res = Command::new("fetchmail")
-        .args(["-f"])
-        .arg(&rc)
-        .args(["--nodetach", "-v"])
-        .env("HOME", dir.path())
-        .env("FETCHMAILHOME", dir.path())
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let (text, res) = fetchmail(port, "POP3", &u.name, "Pass-word-9", "sslproto '' no keep");
     assert!(
         text.contains("Subject: fm 0") && text.contains("Subject: fm 2"),
         "fetchmail: {}\n{}\nfetched: {text}",
