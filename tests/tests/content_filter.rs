@@ -96,6 +96,17 @@ impl Battery {
     fn assert_quarantined_local(&self, what: &str, before: (usize, usize, usize), rule: &str) {
         let (d, q, n) = before;
         assert_eq!(self.quarantined(), q + 1, "{what}");
+        // written by qmail-scan as qmailf, whoever injected (root's sendmail included);
+        // qmail-qfilter runs qmail-scan's code in a forked child that became qmailf
+        let qmailf = nix::unistd::User::from_name("qmailf").unwrap().unwrap().uid;
+        for file in maildir_new(&self.sys.root.join("quarantine")) {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(
+                file.metadata().unwrap().uid(),
+                qmailf.as_raw(),
+                "{what}: {file:?}"
+            );
+        }
         let notices = wait_maildir(&self.admin_box, n + 1, 30);
         assert!(
             notices.iter().any(|m| m.contains(rule)),

@@ -41,6 +41,17 @@
 //!     82 with the line on its own descriptor 6 when its caller opened one, else it
 //!     exits 31 (D) or 71 (Z).
 //!
+//! LINKED-IN FILTER
+//!     qmail-scan's code is part of qmail-qfilter: a filter line that is `qmail-scan`
+//!     or HOME/bin/qmail-scan alone runs it in a forked child of qmail-qfilter instead
+//!     of starting the program, which saves a program start per message. The child is
+//!     set up as the program would be (own session, descriptors 0-3 and 6 and no other,
+//!     / as working directory, the limits, qmailf with the single group nofiles, the
+//!     environment below, default signal handlers) before any of qmail-scan's code
+//!     runs; it shows as qmail-scan in ps. Behaviour, log lines and exit codes are
+//!     qmail-scan's. To run the program instead, name it another way (a symbolic
+//!     link to it, for one).
+//!
 //! ENVIRONMENT
 //!     Filters get only: QMAILUSER and QMAILHOST (the sender's local part and domain,
 //!     split at the last @), QMAILRCPTS (the recipients, each followed by a newline;
@@ -158,7 +169,11 @@ fn run() {
 
     let deadline = Instant::now() + timeout;
     let mut size = size;
+    let scan_here = || {
+        scan::program::run(&home);
+    };
     for (i, filter) in filters.iter().enumerate() {
+        let builtin: Option<&dyn Fn()> = linked_in(&home, filter).then_some(&scan_here);
         let name = filter.first().map(|p| p.to_string_lossy().into_owned());
         let name = format!("filter {} ({})", i + 1, name.unwrap_or_default());
         let left = deadline.saturating_duration_since(Instant::now());
@@ -171,12 +186,13 @@ fn run() {
         let ended = if left.is_zero() {
             Ended::TimedOut
         } else {
-            run::run(filter, &env, &message, &output, &env_file, limits, identity).unwrap_or_else(
-                |e| {
-                    qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
-                    Ended::Signal(0)
-                },
+            run::run(
+                filter, builtin, &env, &message, &output, &env_file, limits, identity,
             )
+            .unwrap_or_else(|e| {
+                qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
+                Ended::Signal(0)
+            })
         };
         match run::verdict(&ended) {
             Verdict::Next => {
@@ -210,6 +226,16 @@ fn chain(controls: &control::Controls) -> Vec<qfilter::chain::Filter> {
         );
     }
     qfilter::chain::from_args(&args).unwrap_or_else(|e| fail(55, &e))
+}
+
+/// Whether `filter` is qmail-scan, whose code is linked in: `qmail-scan` (found first in
+/// HOME/bin) or HOME/bin/qmail-scan, without arguments (it takes none). It then runs in
+/// a forked child instead of as a program of its own (LINKED-IN FILTER in the manual).
+fn linked_in(home: &Path, filter: &[OsString]) -> bool {
+    match filter {
+        [program] => program == "qmail-scan" || Path::new(program) == home.join("bin/qmail-scan"),
+        _ => false,
+    }
 }
 
 /// The filters' whole environment (ENVIRONMENT in the manual).

@@ -5,7 +5,8 @@
 //! next filter or qmail-queue reads), a fresh pipe on fd 6 for its reason, the caller's
 //! fd 2 (the log), and nothing else. Files are read and written from their start: the
 //! chain runs one filter at a time, and the offsets are reset before each.
-//! It is started without a fork ([`crate::spawn`]) and runs in its own process group,
+//! It is started without a fork ([`crate::spawn`]), or, when its code is linked into the
+//! caller, in a forked child that calls it ([`crate::spawn::Plan::fork`]), and runs in its own process group,
 //! as the filter user ([`Identity`]) with exactly its group, with `RLIMIT_AS` and
 //! `RLIMIT_DATA` (memory), `RLIMIT_CPU` (the timeout in seconds), `RLIMIT_FSIZE`
 //! (output size) and no core files. At the wall-clock deadline the whole
@@ -95,9 +96,13 @@ pub fn verdict(ended: &Ended) -> Verdict {
 
 /// Run `filter` with `input` on fd 0, writing to `output`, `envelope` (a sealed file,
 /// [`crate::spool::sealed_file`]) on fd 3, the environment `env` (and nothing else).
-/// All three are used from their start.
+/// All three are used from their start. With `builtin`, the filter's code is linked in:
+/// a forked child calls it instead of exec'ing the program ([`spawn::Plan::fork`]; the
+/// caller must be single-threaded); set-up, limits, identity and the wait are the same.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     filter: &[OsString],
+    builtin: Option<&dyn Fn()>,
     env: &[(OsString, OsString)],
     input: &File,
     output: &File,
@@ -152,7 +157,10 @@ pub fn run(
     }
     let plan = spawn::Plan::new(program, args, env, &copies, rlimits, identity)?;
     let start = Instant::now();
-    let pid = plan.spawn()?;
+    let pid = match builtin {
+        Some(entry) => plan.fork(entry)?,
+        None => plan.spawn()?,
+    };
     drop(copies);
     let pgid = nix::unistd::Pid::from_raw(pid);
     let kill_group = || {
@@ -230,13 +238,24 @@ mod tests {
     };
 
     fn go(script: &str, limits: Limits) -> (Ended, Vec<u8>) {
+        go_with(&sh(script), None, limits)
+    }
+
+    fn go_with(
+        filter: &[OsString],
+        builtin: Option<&dyn Fn()>,
+        limits: Limits,
+    ) -> (Ended, Vec<u8>) {
         let mut input = spool::memory_file(c"message").unwrap();
         input.write_all(b"Subject: hi\n\nbody\n").unwrap();
         spool::seal(&input).unwrap();
         let mut output = spool::memory_file(c"output").unwrap();
         let env = vec![("QMAILUSER".into(), "a".into())];
         let envelope = spool::sealed_file(b"Fa@b\0Tc@d\0\0").unwrap();
-        let ended = run(&sh(script), &env, &input, &output, &envelope, limits, None).unwrap();
+        let ended = run(
+            filter, builtin, &env, &input, &output, &envelope, limits, None,
+        )
+        .unwrap();
         output.rewind().unwrap();
         let mut out = Vec::new();
         output.read_to_end(&mut out).unwrap();
@@ -345,6 +364,7 @@ mod tests {
         let filter = vec![OsString::from("true")];
         let ended = run(
             &filter,
+            None,
             &env("/nonexistent:/bin:/usr/bin"),
             &input,
             &output,
@@ -355,6 +375,7 @@ mod tests {
         assert_eq!(ended.unwrap(), Ended::Exit(0, Vec::new()));
         let missing = run(
             &filter,
+            None,
             &env("/nonexistent"),
             &input,
             &output,
@@ -367,6 +388,7 @@ mod tests {
         assert!(
             run(
                 &filter,
+                None,
                 &env("/bin"),
                 &input,
                 &output,
@@ -376,5 +398,105 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    // The linked-in filters below make system calls only: the test harness has other
+    // threads, whose locks a forked child must not wait for.
+
+    /// Write `bytes` to descriptor `fd` of the calling process.
+    fn put(fd: i32, bytes: &[u8]) {
+        // SAFETY: writing a valid buffer to a descriptor.
+        unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    }
+
+    /// A linked-in filter that reports what it was given, then copies fd 0 to fd 1.
+    fn report() {
+        let mut line = Vec::new();
+        for fd in 0..21 {
+            // SAFETY: fcntl only queries the descriptor.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+                line.extend_from_slice(format!("{fd} ").as_bytes());
+            }
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: getcwd, getenv and prctl fill or return C strings of this process.
+        unsafe {
+            libc::getcwd(buf.as_mut_ptr().cast(), buf.len());
+            line.extend_from_slice(std::ffi::CStr::from_ptr(buf.as_ptr().cast()).to_bytes());
+            for name in [c"QMAILUSER", c"HOME"] {
+                let v = libc::getenv(name.as_ptr());
+                line.push(b' ');
+                line.extend_from_slice(if v.is_null() {
+                    b"-"
+                } else {
+                    std::ffi::CStr::from_ptr(v).to_bytes()
+                });
+            }
+            libc::prctl(libc::PR_GET_NAME, buf.as_mut_ptr());
+            line.push(b' ');
+            line.extend_from_slice(std::ffi::CStr::from_ptr(buf.as_ptr().cast()).to_bytes());
+        }
+        line.push(b'\n');
+        put(1, &line);
+        loop {
+            // SAFETY: reading into a valid buffer.
+            let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            put(1, &buf[..n as usize]);
+        }
+        // SAFETY: leaving the child without the harness's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
+
+    #[test]
+    fn a_linked_in_filter_runs_in_a_child_set_up_as_an_exec_would() {
+        let name = vec![OsString::from("/var/qmail/bin/qmail-scan")];
+        let (ended, out) = go_with(&name, Some(&report), LIMITS);
+        assert_eq!(ended, Ended::Exit(0, Vec::new()));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "0 1 2 3 6 / a - qmail-scan\nSubject: hi\n\nbody\n"
+        );
+        assert_eq!(verdict(&ended), Verdict::Next);
+    }
+
+    #[test]
+    fn a_linked_in_filter_ends_as_a_program_would() {
+        let name = vec![OsString::from("qmail-scan")];
+        let drop_it = || {
+            // SAFETY: ending the child.
+            unsafe { libc::_exit(EXIT_DROP) }
+        };
+        assert_eq!(
+            verdict(&go_with(&name, Some(&drop_it), LIMITS).0),
+            Verdict::Drop
+        );
+        let refuse = || {
+            put(6, b"Dno thanks (#5.7.1)");
+            // SAFETY: ending the child.
+            unsafe { libc::_exit(EXIT_REASON) }
+        };
+        match verdict(&go_with(&name, Some(&refuse), LIMITS).0) {
+            Verdict::Reason(r) => assert!(r.permanent && r.text == "no thanks (#5.7.1)"),
+            v => panic!("{v:?}"),
+        }
+        let crash = || {
+            // SAFETY: a crash, as a bug in the filter would make one.
+            unsafe { libc::raise(libc::SIGSEGV) };
+        };
+        let (ended, _) = go_with(&name, Some(&crash), LIMITS);
+        assert_eq!(ended, Ended::Signal(libc::SIGSEGV));
+        let spin = || loop {
+            // SAFETY: waiting, as a filter stuck on a bomb would.
+            unsafe { libc::pause() };
+        };
+        let limits = Limits {
+            timeout: Duration::from_millis(300),
+            ..LIMITS
+        };
+        let (ended, _) = go_with(&name, Some(&spin), limits);
+        assert_eq!(ended, Ended::TimedOut);
     }
 }

@@ -10,6 +10,15 @@
 //! of every thread of the process whose memory the child shares. A failure before or at
 //! exec is written to the shared [`Plan`] and the child exits 127; `spawn` reports it as
 //! an error, as `std::process::Command::spawn` does.
+//!
+//! [`Plan::fork`] is the other way in, for a filter linked into qmail-qfilter
+//! (qmail-scan): a real fork whose child makes the same set-up (session, descriptors,
+//! working directory, limits, identity), then closes every other descriptor (a fork keeps
+//! the close-on-exec ones), takes the filter's environment and name, and calls the
+//! filter's code instead of exec'ing its program: one program start fewer. The child
+//! holds nothing of qmail-qfilter's that the filter may not see (the message, the
+//! envelope and the environment it is given anyway; no key, no other message), and it
+//! has become the filter user before the filter's code reads a byte of the message.
 
 use crate::run::Identity;
 use std::ffi::{CString, OsString};
@@ -25,7 +34,8 @@ const TARGETS: [libc::c_int; 4] = [0, 1, 3, 6];
 pub struct Plan {
     /// Where to look for the program, in order (one path when it has a slash).
     paths: Vec<CString>,
-    _argv: Vec<CString>,
+    /// The words of the command line (`argv` points into them).
+    words: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     _envp: Vec<CString>,
     envp: Vec<*const libc::c_char>,
@@ -92,7 +102,7 @@ impl Plan {
         Ok(Plan {
             paths,
             argv: pointers(&argv_owned),
-            _argv: argv_owned,
+            words: argv_owned,
             envp: pointers(&envp_owned),
             _envp: envp_owned,
             fds: [0, 1, 2, 3].map(|i| fds[i].as_raw_fd()),
@@ -142,6 +152,106 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Start the child with a fork, and in it call `entry` as the filter instead of
+    /// exec'ing the program (module doc); `entry` ends the process (it exits), and the
+    /// child exits 0 if it returns. A child whose set-up fails says so on descriptor 2
+    /// and kills itself: the chain sees a signal, a temporary failure, as for a crash.
+    ///
+    /// The caller must be single-threaded: the child runs ordinary code (it allocates).
+    pub fn fork(&self, entry: &dyn Fn()) -> io::Result<libc::pid_t> {
+        // SAFETY: a plain fork of a single-threaded process (the caller's promise).
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid > 0 {
+            return Ok(pid);
+        }
+        // SAFETY: we are the child: its own state only.
+        let errno = match unsafe { set_up(self) } {
+            0 => close_all_but_targets(),
+            errno => errno,
+        };
+        if errno != 0 {
+            let e = io::Error::from_raw_os_error(errno);
+            let name = self.words.first().map(|a| a.to_string_lossy().into_owned());
+            qsys::die::warn(
+                "qmail-qfilter",
+                "warning",
+                &format!(
+                    "unable to set up {}: {}",
+                    name.unwrap_or_default(),
+                    qsys::die::errstr(&e)
+                ),
+            );
+            // SAFETY: ending this child at once, by a signal (the doc above).
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+                libc::_exit(127)
+            }
+        }
+        // SAFETY: the child is single-threaded; the pointers live in its copy of `self`,
+        // which it never drops (it exits below or in `entry`).
+        unsafe {
+            // handlers back to the default, as an exec would (std's for SIGSEGV among them)
+            for sig in 1..=libc::SIGRTMAX() {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && old.sa_sigaction != libc::SIG_IGN
+                {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            environ = self.envp.as_ptr();
+            if let Some(argv0) = self.words.first() {
+                let base = argv0
+                    .as_bytes()
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or(b"");
+                if let Ok(name) = CString::new(&base[..base.len().min(15)]) {
+                    libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                }
+            }
+        }
+        qsys::start::init();
+        entry();
+        std::process::exit(0)
+    }
+}
+
+unsafe extern "C" {
+    /// The C library's environment, which `std::env` reads.
+    static mut environ: *const *const libc::c_char;
+}
+
+/// Close every descriptor of the forked child but 0-2 and [`TARGETS`]: a fork keeps the
+/// close-on-exec ones (the sources of the targets among them), an exec would not.
+fn close_all_but_targets() -> libc::c_int {
+    let mut from: u32 = 3;
+    for fd in TARGETS
+        .iter()
+        .filter(|&&t| t >= 3)
+        .map(|&t| t as u32)
+        .chain([u32::MAX])
+    {
+        if fd > from {
+            // SAFETY: closing descriptors of this child alone.
+            if unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) } < 0 {
+                return last_errno();
+            }
+        }
+        from = fd.saturating_add(1);
+    }
+    0
+}
+
 /// Wait for `pid` and take its wait status.
 pub fn reap(pid: libc::pid_t) -> io::Result<libc::c_int> {
     let mut status = 0;
@@ -174,12 +284,41 @@ fn last_errno() -> libc::c_int {
         .unwrap_or(libc::EIO)
 }
 
-/// Own session and process group, descriptors, working directory, limits, identity,
-/// default signals, exec. Returns the errno of what failed.
+/// [`set_up`], default signals, exec. Returns the errno of what failed.
 ///
 /// # Safety
 /// Only in the child of [`Plan::spawn`].
 unsafe fn set_up_and_exec(plan: &Plan) -> libc::c_int {
+    // SAFETY: system calls on this process's own state.
+    unsafe {
+        let errno = set_up(plan);
+        if errno != 0 {
+            return errno;
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        let mut errno = libc::ENOENT;
+        for path in &plan.paths {
+            libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            errno = last_errno();
+            if errno != libc::ENOENT && errno != libc::ENOTDIR {
+                break;
+            }
+        }
+        errno
+    }
+}
+
+/// Own session and process group, descriptors, working directory, limits, identity:
+/// what the filter's process is before its code runs. Returns 0 or the errno of what
+/// failed.
+///
+/// # Safety
+/// Only in the child of [`Plan::spawn`] or [`Plan::fork`].
+unsafe fn set_up(plan: &Plan) -> libc::c_int {
     // SAFETY: system calls on this process's own state.
     unsafe {
         if libc::setsid() < 0 {
@@ -208,20 +347,7 @@ unsafe fn set_up_and_exec(plan: &Plan) -> libc::c_int {
         {
             return libc::EPERM;
         }
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        let mut errno = libc::ENOENT;
-        for path in &plan.paths {
-            libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
-            errno = last_errno();
-            if errno != libc::ENOENT && errno != libc::ENOTDIR {
-                break;
-            }
-        }
-        errno
+        0
     }
 }
 

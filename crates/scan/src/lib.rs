@@ -7,9 +7,12 @@
 //! - [`clamd`]: our INSTREAM client with timeouts (wave2.md 2.3).
 //! - [`filter`]: the verdict for one message (pass with a header, quarantine, refuse,
 //!   temporary failure).
+//! - [`program`]: one whole run as a filter of the chain (qmail-scan's, and qmail-qfilter's
+//!   forked child's).
 
 pub mod clamd;
 pub mod filter;
 pub mod magic;
+pub mod program;
 pub mod rules;
 pub mod walk;
