@@ -9,6 +9,11 @@ message and the dot (to the 250), QUIT. Prints the median of each phase and of t
 in ms. Point it at a running system (ours under tcpserver, or Postfix's smtpd) that
 accepts RCPT; bench/README.md ("The hot path, session 5") has figures for both.
 """
+import socket
+import statistics
+import sys
+import time
+
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rcpt = sys.argv[4] if len(sys.argv) > 4 else 'benchq@bench.test'
 body = b'Subject: x\r\n\r\n' + (b'x' * 76 + b'\r\n') * 52 + b'.\r\n'

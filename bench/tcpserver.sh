@@ -33,17 +33,18 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-start() { # $1 = binary; prints the port
+start() { # $1 = binary, $2 = the variable to set to its port (not in a subshell: the
+          # server's pid must reach pids for the cleanup)
     local portfile
     portfile=$(mktemp)
     "$1" -1 -R -H -l0 -c 40 -b 100 127.0.0.1 0 /bin/echo ok >"$portfile" 2>/dev/null &
     pids+=($!)
     for _ in $(seq 100); do [ -s "$portfile" ] && break; sleep 0.05; done
-    cat "$portfile"; rm -f "$portfile"
+    printf -v "$2" '%s' "$(cat "$portfile")"; rm -f "$portfile"
 }
 
-p_ours=$(start "$OURS")
-p_theirs=$(start "$THEIRS")
+start "$OURS" p_ours
+start "$THEIRS" p_theirs
 python3 "$REPO/bench/connload.py" 127.0.0.1 "$p_ours" 200 "$C" >/dev/null     # warm-up
 python3 "$REPO/bench/connload.py" 127.0.0.1 "$p_theirs" 200 "$C" >/dev/null
 
