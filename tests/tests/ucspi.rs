@@ -732,6 +732,165 @@ fn rblsmtpd_under_tcpserver_with_rules() {
     );
 }
 
+/// `-u`/`-g` for the tests that check the children's ids: qmaild and nofiles as root,
+/// nothing otherwise; and the uid the children then have.
+fn child_ids() -> (Vec<String>, String) {
+    if !is_root() {
+        return (Vec::new(), nix::unistd::getuid().to_string());
+    }
+    let u = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
+    let g = nix::unistd::Group::from_name("nofiles").unwrap().unwrap();
+    let uid = u.uid.as_raw().to_string();
+    (
+        vec![
+            "-u".into(),
+            uid.clone(),
+            "-g".into(),
+            g.gid.as_raw().to_string(),
+        ],
+        uid,
+    )
+}
+
+/// The children of process `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// `-a`: the next connection's program is started ahead and waits for it. Every
+/// connection still gets a process of its own, as `-u`/`-g`, with its own environment
+/// (its own port, the rules' variables, no trace of the protocol), whether a waiting
+/// program took it or one was started for it (many at once: the spare is not always
+/// ready); after them one program waits for the next.
+#[test]
+fn programs_started_ahead_get_their_own_connection_and_environment() {
+    let d = tempfile::tempdir().unwrap();
+    let cdb = rules(
+        d.path(),
+        "127.0.0.1:allow,RBLSMTPD=\"\",NAME='x y'\n127.0.0.2:allow,RBLSMTPD=\"-blocked by rule\"\n:allow\n",
+    );
+    let (ids, uid) = child_ids();
+    let mut args: Vec<&str> = vec!["-a", "-R", "-H", "-l0", "-x", cdb.to_str().unwrap()];
+    args.extend(ids.iter().map(String::as_str));
+    let log = d.path().join("log");
+    let rbl = bin("rblsmtpd");
+    let (srv, port) = tcpserver(
+        &args,
+        "127.0.0.1",
+        &[
+            rbl.to_str().unwrap(),
+            "/bin/sh",
+            "-c",
+            "id -u; echo PID=$$; echo START=$(cut -d ' ' -f 22 /proc/$$/stat); env",
+        ],
+        &log,
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    // clock ticks since boot (/proc/PID/stat's start time is in them)
+    let ticks = || -> u64 {
+        let up = std::fs::read_to_string("/proc/uptime").unwrap();
+        let secs: f64 = up.split_whitespace().next().unwrap().parse().unwrap();
+        (secs * 100.0) as u64
+    };
+    let one = move |pause: u64| {
+        std::thread::sleep(Duration::from_millis(pause));
+        let at = ticks();
+        let s = connect_from("127.0.0.1", to);
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let me = s.local_addr().unwrap().port();
+        let mut out = String::new();
+        (&s).read_to_string(&mut out).unwrap();
+        (me, out, at)
+    };
+    // one after another, 200 ms apart (the spare is ready each time), then 30 at once
+    let mut results: Vec<(u16, String, u64)> = (0..5).map(|_| one(200)).collect();
+    // the later ones were served by a process started well before they connected
+    let started = |out: &str| -> u64 {
+        let v = out.lines().find_map(|l| l.strip_prefix("START=")).unwrap();
+        v.parse().unwrap()
+    };
+    let early = results[1..]
+        .iter()
+        .filter(|(_, out, at)| started(out) + 10 <= *at)
+        .count();
+    assert!(early >= 3, "started ahead: {early} of 4; {results:?}");
+    let threads: Vec<_> = (0..30)
+        .map(|_| std::thread::spawn(move || one(0)))
+        .collect();
+    results.extend(threads.into_iter().map(|t| t.join().unwrap()));
+    let mut pids = std::collections::HashSet::new();
+    for (me, out, _) in &results {
+        let env = env_lines(out);
+        assert_eq!(env.first(), Some(&uid.as_str()), "{out}");
+        for want in [
+            format!("TCPREMOTEPORT={me}"),
+            "TCPREMOTEIP=127.0.0.1".into(),
+            format!("TCPLOCALPORT={port}"),
+            "NAME=x y".into(),
+        ] {
+            assert!(env.contains(&want.as_str()), "{want} missing in {out}");
+        }
+        assert!(!out.contains("TCPSERVER_AHEAD"), "{out}");
+        // rblsmtpd became the shell: its pid is the process that served the connection
+        let pid = env.iter().find_map(|l| l.strip_prefix("PID=")).unwrap();
+        assert!(
+            pids.insert(pid.to_string()),
+            "two connections, one process: {out}"
+        );
+    }
+    assert_eq!(
+        talk("127.0.0.2", to, b"HELO x\r\nRCPT TO:<a@b>\r\nQUIT\r\n"),
+        "220 rblsmtpd.local\r\n250 rblsmtpd.local\r\n553 blocked by rule\r\n221 rblsmtpd.local\r\n"
+    );
+    // afterwards: one program waiting, as the children's user, and every connection's
+    // end logged (the waiting ones are not counted as running)
+    let server = srv.0.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let kids = children_of(server);
+        let l = std::fs::read_to_string(&log).unwrap();
+        if kids.len() == 1 && l.matches("tcpserver: end ").count() >= 36 {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", kids[0])).unwrap();
+            let real_uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .unwrap();
+            assert_eq!(real_uid, uid, "{status}");
+            assert!(l.ends_with("status: 0/40\n"), "{l}");
+            assert!(!l.contains("warning"), "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "children {kids:?}, log {l}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `-a` with a program that does not know it: tcpserver says so once, turns `-a` off
+/// and starts the program for each connection as without it.
+#[test]
+fn a_program_that_does_not_wait_turns_ahead_off() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(
+        &["-a", "-R", "-H", "-l0"],
+        "127.0.0.1",
+        &["/bin/echo", "hello"],
+        &log,
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..5 {
+        assert_eq!(talk("127.0.0.1", to, b""), "hello\n");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let l = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(l.matches("does not know tcpserver -a").count(), 1, "{l}");
+}
+
 /// An address added to the loopback interface for one test (root only), removed on drop.
 /// 127/8 and ::1 cannot serve: resolvers answer their PTR queries with `localhost`
 /// themselves (RFC 6761), without asking the test's DNS server.

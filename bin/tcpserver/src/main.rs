@@ -1,7 +1,7 @@
 //! tcpserver - accept TCP connections and run a program for each
 //!
 //! SYNOPSIS
-//!     tcpserver [ -461UXpPhHrRoOdDqQsv ] [ -c limit ] [ -C perclient ]
+//!     tcpserver [ -461UXpPhHrRoOdDqQsva ] [ -c limit ] [ -C perclient ]
 //!               [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ]
 //!               [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ]
 //!               host port program [ arg ... ]
@@ -16,6 +16,23 @@
 //!     connection on fds 0 and 1. At `-c` running children (default 40) it stops
 //!     accepting; new clients wait in the listen backlog (`-b`; default four times `-c`,
 //!     at least 256, where ucspi-tcp has 20; the kernel caps it at net.core.somaxconn).
+//!
+//! STARTING AHEAD (-a)
+//!     With -a, and only with -H, -R, -l NAME and no -B (the usual qmail run script),
+//!     tcpserver starts the program for the next connection before that connection
+//!     arrives, with TCPSERVER_AHEAD set and a socket to tcpserver on fds 0 and 1. At the
+//!     next connection it sends that program the connection and the environment above
+//!     (rules included); the program puts the connection on fds 0 and 1, sets the
+//!     environment, removes TCPSERVER_AHEAD and goes on; tcpserver then starts the next
+//!     one. Still one process per connection, each exec'ed fresh; the exec and the C
+//!     library's start are only moved off the time a client waits for its greeting. The
+//!     waiting program does not count against -c. Our programs started by tcpserver
+//!     know this (qmail-smtpd, qmail-popup, rblsmtpd: the wait is in their common
+//!     start); another program never says it is waiting: tcpserver then logs `warning:
+//!     the program did not wait for its connection ...` once and starts it at each
+//!     connection as without -a. A connection that arrives before the waiting program is
+//!     ready gets a program started for it. The waiting program exits 0 when tcpserver
+//!     ends.
 //!
 //! PER-CLIENT LIMITS
 //!     A client is its IPv4 address, or the /64 of its IPv6 address. `-C N`: at most N
@@ -45,7 +62,7 @@
 //!     lookup.  -o / -O (default) keep or kill IP options.  -d (default) / -D  Nagle or
 //!     TCP_NODELAY.  -1  print the local port on stdout once listening.  -4  IPv4 only;
 //!     -6  IPv6 semantics (the default for host 0 here).  -C N, -N N, -W SECS, -s:
-//!     per-client limits, above.
+//!     per-client limits, above.  -a  start the next program ahead, above.
 //!
 //! ENVIRONMENT
 //!     Sets PROTO (TCP or TCP6), TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST, TCPREMOTEIP,

@@ -17,10 +17,13 @@
 //! - [`errstr`]: the one errno-text table (DJB's wording).
 //! - [`start`]: [`lean_main!`], a process start without std's stack-guard probe, for
 //!   the programs started per message.
+//! - [`ahead`]: a program started ahead of its connection by `tcpserver -a` waits for it
+//!   in its start (the program's side, and the wire format tcpserver shares).
 //! - [`net`]: connecting to a local daemon's unix socket with a deadline.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
 
+pub mod ahead;
 pub mod date;
 pub mod die;
 pub mod errstr;

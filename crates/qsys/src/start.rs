@@ -14,7 +14,9 @@
 //! lost: a stack overflow is a plain SIGSEGV instead of a message and SIGABRT (a crash
 //! either way), and the main thread has no name (`thread::current().name()` is None).
 
-/// std's start minus the stack guard: fds 0-2 open, SIGPIPE ignored.
+/// std's start minus the stack guard: fds 0-2 open, SIGPIPE ignored; then, for a program
+/// started ahead of its connection by `tcpserver -a`, the wait for that connection
+/// ([`crate::ahead::take_connection`]).
 pub fn init() {
     for fd in 0..3 {
         // SAFETY: fcntl(F_GETFD) only queries the descriptor.
@@ -28,6 +30,7 @@ pub fn init() {
     }
     // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    crate::ahead::take_connection();
 }
 
 /// `qsys::lean_main!(run);` after `#![cfg_attr(not(test), no_main)]` at the top of a

@@ -7,10 +7,12 @@
 //! - [`rules`]: the access rules text, its cdb encoding and the lookup order.
 //! - [`ident`]: the RFC 1413 client behind `TCPREMOTEINFO`.
 //! - [`perclient`]: tcpserver's limits per client address (`-C`, `-N`, rule variables).
+//! - [`ahead`]: `-a`, the next connection's program started before it arrives.
 //! - [`server`]: tcpserver itself: options, listen, accept, the per-connection child.
 //! - [`rbl`]: rblsmtpd's decision and its minimal SMTP refusal.
 
 pub mod addr;
+pub mod ahead;
 pub mod env;
 pub mod ident;
 pub mod log;

@@ -13,6 +13,13 @@
 //! halves the page faults per connection against a fork (50 against Debian's 66 with
 //! `/bin/true`). Denied clients, banners, DNS and ident still go through the fork.
 //!
+//! With `-a` on that path, the next connection's program is started before the
+//! connection arrives and waits for it ([`crate::ahead`], [`qsys::ahead`]): the parent
+//! hands it the connection and the environment changes at `accept`, and starts the next
+//! one. The start of a program (exec and the C library's start) is then off the time a
+//! client waits for its greeting. One process per connection as before; the spare does
+//! not count against `-c`.
+//!
 //! Per-client limits (`-C`, `-N` per `-W`, the rule variables of [`crate::perclient`])
 //! are decided by the parent right after `accept`, from the rule matching the client's
 //! address alone (a host-name or ident rule, known only in the child, cannot set them).
@@ -34,12 +41,13 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, sockopt};
 
+use crate::ahead::{Ahead, Reaped};
 use crate::env::{self, Conn};
 use crate::log::{self, Endpoints};
 
 pub const PROG: &str = "tcpserver";
 
-pub const USAGE: &str = "tcpserver [ -461UXpPhHrRoOdDqQsv ] [ -c limit ] [ -C perclient ] [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
+pub const USAGE: &str = "tcpserver [ -461UXpPhHrRoOdDqQsva ] [ -c limit ] [ -C perclient ] [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
 
 /// tcpserver's options (defaults as ucspi-tcp 0.88).
 #[derive(Debug, Clone)]
@@ -51,6 +59,8 @@ pub struct Options {
     pub rate_window: Duration,
     /// `-s`: the service speaks SMTP (a refused client gets a 421 reply).
     pub smtp: bool,
+    /// `-a`: start the next connection's program ahead of it (`-H -R -l NAME`, no `-B`).
+    pub ahead: bool,
     pub rules: Option<PathBuf>,
     pub rules_missing_ok: bool,
     pub banner: Option<Vec<u8>>,
@@ -76,13 +86,14 @@ pub struct Options {
 
 /// Parse the arguments after argv[0]. `Err` carries the fatal text (usage or a bad value).
 pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
-    let (opts, rest) = qsys::getopt::getopt(args, "461UXpPhHrRoOdDqQsvc:C:N:W:x:B:g:u:b:l:t:I:")
+    let (opts, rest) = qsys::getopt::getopt(args, "461UXpPhHrRoOdDqQsvac:C:N:W:x:B:g:u:b:l:t:I:")
         .map_err(|c| format!("illegal option -- {}", c as char))?;
     let mut o = Options {
         limit: 40,
         per_client: crate::perclient::Limits::default(),
         rate_window: Duration::from_secs(60),
         smtp: false,
+        ahead: false,
         rules: None,
         rules_missing_ok: false,
         banner: None,
@@ -138,6 +149,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
             b'N' => o.per_client.rate = num("newperclient")?,
             b'W' => o.rate_window = Duration::from_secs((num("window")?).clamp(1, 86_400 * 365)),
             b's' => o.smtp = true,
+            b'a' => o.ahead = true,
             b'x' => o.rules = Some(PathBuf::from(arg)),
             b'B' => o.banner = Some(arg.as_bytes().to_vec()),
             b'g' => o.gid = id_arg(&text, false)?,
@@ -282,6 +294,8 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
     };
     let mut running: usize = 0;
     let mut clients = crate::perclient::Table::new(o.rate_window);
+    let mut ahead = Ahead::new(o.ahead && direct(o));
+    refill(o, &mut ahead);
     status_line(o, running);
     loop {
         let accepting = running < o.limit;
@@ -308,7 +322,7 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
                     std::process::exit(0);
                 }
             }
-            reap(o, &mut running, &mut clients);
+            reap(o, &mut running, &mut clients, &mut ahead);
         }
         if conn_ready {
             let Ok((stream, peer)) = listener.accept() else {
@@ -322,9 +336,11 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
             }
             running += 1;
             status_line(o, running);
-            match spawn_direct(o, &stream, remote, ip_rule) {
+            match spawn_direct(o, &stream, remote, ip_rule, &mut ahead) {
                 Some(Ok(pid)) => {
                     clients.attach(pid, &key);
+                    drop(stream);
+                    refill(o, &mut ahead);
                     continue;
                 }
                 Some(Err(why)) => {
@@ -378,8 +394,9 @@ fn spawn_direct(
     stream: &TcpStream,
     remote: SocketAddr,
     ip_rule: Result<Option<crate::rules::Decision>, String>,
+    ahead: &mut Ahead,
 ) -> Option<Result<u32, String>> {
-    if o.remote_host || o.remote_info || o.banner.is_some() {
+    if !direct(o) {
         return None;
     }
     let local_host = o.local_name.clone()?;
@@ -399,33 +416,22 @@ fn spawn_direct(
         changes.extend(d.env.into_iter().map(|(k, v)| (k, Some(v))));
     }
     kill_ip_options(o, stream, remote);
-    let (input, output) = match (stream.try_clone(), stream.try_clone()) {
-        (Ok(i), Ok(w)) => (i, w),
-        _ => return None,
-    };
-    let mut cmd = std::process::Command::new(&o.program[0]);
-    cmd.args(&o.program[1..])
-        .stdin(std::process::Stdio::from(OwnedFd::from(input)))
-        .stdout(std::process::Stdio::from(OwnedFd::from(output)));
-    for (name, value) in &changes {
-        let name = std::ffi::OsStr::from_bytes(name);
-        match value {
-            Some(v) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
-            None => cmd.env_remove(name),
-        };
-    }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return Some(Err(format!(
-                "unable to run {}: {}",
-                o.program[0].to_string_lossy(),
-                qsys::die::errstr(&e)
-            )));
+    let pid = match ahead.hand_over(stream, &changes) {
+        Ok(Some(pid)) => Some(pid),
+        Ok(None) => None,
+        Err(warning) => {
+            log::line(PROG, &format!("warning: {warning}"));
+            None
         }
     };
+    let pid = match pid {
+        Some(pid) => pid,
+        None => match spawn_program(o, stream, &changes) {
+            Ok(pid) => pid,
+            Err(e) => return Some(Err(e)),
+        },
+    };
     if o.verbosity >= 2 {
-        let pid = child.id();
         log::line(PROG, &format!("pid {pid} from {}", remote.ip()));
         let (lip, rip) = (local.ip().to_string(), remote.ip().to_string());
         let e = Endpoints {
@@ -439,11 +445,56 @@ fn spawn_direct(
         };
         log::line(PROG, &log::verdict("ok", pid, &e));
     }
+    Some(Ok(pid))
+}
+
+/// Whether connections take the direct way ([`spawn_direct`]): nothing slow asked for.
+fn direct(o: &Options) -> bool {
+    !(o.remote_host || o.remote_info || o.banner.is_some()) && o.local_name.is_some()
+}
+
+/// Start the next spare for `-a`, logging why not when that fails.
+fn refill(o: &Options, ahead: &mut Ahead) {
+    if let Err(warning) = ahead.refill(&o.program)
+        && o.verbosity >= 1
+    {
+        log::line(PROG, &format!("warning: {warning}"));
+    }
+}
+
+/// Start the program for `stream` with posix_spawn (a vfork); its pid, or the warning.
+fn spawn_program(
+    o: &Options,
+    stream: &TcpStream,
+    changes: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<u32, String> {
+    let (input, output) = match (stream.try_clone(), stream.try_clone()) {
+        (Ok(i), Ok(w)) => (i, w),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(format!("unable to dup: {}", qsys::die::errstr(&e)));
+        }
+    };
+    let mut cmd = std::process::Command::new(&o.program[0]);
+    cmd.args(&o.program[1..])
+        .stdin(std::process::Stdio::from(OwnedFd::from(input)))
+        .stdout(std::process::Stdio::from(OwnedFd::from(output)));
+    for (name, value) in changes {
+        let name = std::ffi::OsStr::from_bytes(name);
+        match value {
+            Some(v) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
+            None => cmd.env_remove(name),
+        };
+    }
+    let child = cmd.spawn().map_err(|e| {
+        format!(
+            "unable to run {}: {}",
+            o.program[0].to_string_lossy(),
+            qsys::die::errstr(&e)
+        )
+    })?;
     // the child is reaped through SIGCHLD like a forked one; dropping the handle neither
     // waits nor kills
-    let pid = child.id();
-    drop(child);
-    Some(Ok(pid))
+    Ok(child.id())
 }
 
 /// Check the client against its per-client limits (`-C`, `-N`, or its address rule's
@@ -552,13 +603,28 @@ fn kill_ip_options(o: &Options, stream: &TcpStream, remote: SocketAddr) {
 
 /// Reap every finished child, logging `end PID status S` (the raw wait status) and the
 /// new count after each.
-fn reap(o: &Options, running: &mut usize, clients: &mut crate::perclient::Table) {
+fn reap(
+    o: &Options,
+    running: &mut usize,
+    clients: &mut crate::perclient::Table,
+    ahead: &mut Ahead,
+) {
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: plain waitpid on any child with a valid status pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid <= 0 {
             return;
+        }
+        match ahead.reaped(pid as u32) {
+            Reaped::Connection => {}
+            Reaped::Spare => continue,
+            Reaped::SpareNeverReady(warning) => {
+                if o.verbosity >= 1 {
+                    log::line(PROG, &format!("warning: {warning}"));
+                }
+                continue;
+            }
         }
         *running = running.saturating_sub(1);
         clients.finished(pid as u32);
