@@ -183,9 +183,4 @@ impl Ahead {
         );
         self.retired.push(pid);
     }
-
-    /// The spare's pid, if there is one.
-    pub fn spare_pid(&self) -> Option<u32> {
-        self.spare.as_ref().map(|s| s.pid)
-    }
 }
