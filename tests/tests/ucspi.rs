@@ -891,6 +891,40 @@ fn a_program_that_does_not_wait_turns_ahead_off() {
     assert_eq!(l.matches("does not know tcpserver -a").count(), 1, "{l}");
 }
 
+/// A set-id program ignores TCPSERVER_AHEAD (tcpserver starts nothing set-id ahead):
+/// qmail-queue run by another user with the variable set queues as it always does.
+#[test]
+fn a_set_id_program_ignores_the_ahead_variable() {
+    need_root!();
+    let sys = e2e::System::install("mail.example.test", &[]);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    std::fs::File::from(w)
+        .write_all(b"Fa@example.test\0Tpostmaster@mail.example.test\0\0")
+        .unwrap();
+    let mut child = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(sys.bin("qmail-queue"))
+        .env("TCPSERVER_AHEAD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(r))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: ahead\n\nhi\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An address added to the loopback interface for one test (root only), removed on drop.
 /// 127/8 and ::1 cannot serve: resolvers answer their PTR queries with `localhost`
 /// themselves (RFC 6761), without asking the test's DNS server.

@@ -133,13 +133,19 @@ pub fn receive(control: &OwnedFd) -> io::Result<Option<(OwnedFd, Vec<Change>)>> 
 /// The program's side (module doc), for [`crate::start::init`]: nothing unless [`VAR`]
 /// is set; then say ready on descriptor 0, wait for the connection, put it on 0 and 1
 /// and apply the changes. Exits 0 when tcpserver goes away first, 111 on a broken
-/// hand-over. Only while the process is single-threaded (its start).
+/// hand-over. Ignored (and removed) in a set-id program. Only while the process is
+/// single-threaded (its start).
 pub fn take_connection() {
     if std::env::var_os(VAR).is_none() {
         return;
     }
     // SAFETY: called at the start, before any thread exists.
     unsafe { std::env::remove_var(VAR) };
+    if crate::running_setid() {
+        // tcpserver starts nothing set-id ahead; from anyone else the variable would only
+        // hand a set-id program descriptors and variables its caller could give it anyway
+        return;
+    }
     // SAFETY: descriptor 0 is the control socket by the protocol; we take it over.
     let control = unsafe { OwnedFd::from_raw_fd(0) };
     let sent = nix::unistd::write(&control, &[READY]);
