@@ -436,6 +436,9 @@ mod tests {
             line.push(b' ');
             line.extend_from_slice(std::ffi::CStr::from_ptr(buf.as_ptr().cast()).to_bytes());
         }
+        // SAFETY: prctl only reads a flag of this process.
+        let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+        line.extend_from_slice(format!(" dumpable={dumpable}").as_bytes());
         line.push(b'\n');
         put(1, &line);
         loop {
@@ -457,7 +460,7 @@ mod tests {
         assert_eq!(ended, Ended::Exit(0, Vec::new()));
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "0 1 2 3 6 / a - qmail-scan\nSubject: hi\n\nbody\n"
+            "0 1 2 3 6 / a - qmail-scan dumpable=0\nSubject: hi\n\nbody\n"
         );
         assert_eq!(verdict(&ended), Verdict::Next);
     }

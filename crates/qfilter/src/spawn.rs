@@ -17,8 +17,9 @@
 //! the close-on-exec ones), takes the filter's environment and name, and calls the
 //! filter's code instead of exec'ing its program: one program start fewer. The child
 //! holds nothing of qmail-qfilter's that the filter may not see (the message, the
-//! envelope and the environment it is given anyway; no key, no other message), and it
-//! has become the filter user before the filter's code reads a byte of the message.
+//! envelope and the environment it is given anyway; no key, no other message), it is not
+//! dumpable, and it has become the filter user before the filter's code reads a byte of
+//! the message. doc/filter-chain.md has the whole argument.
 
 use crate::run::Identity;
 use std::ffi::{CString, OsString};
@@ -168,6 +169,10 @@ impl Plan {
         if pid > 0 {
             return Ok(pid);
         }
+        // Not dumpable: no other process of the filter user (another filter) may ptrace
+        // it or read its memory, which is a copy of qmail-qfilter's (doc/filter-chain.md).
+        // SAFETY: we are the child: its own state only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
         // SAFETY: we are the child: its own state only.
         let errno = match unsafe { set_up(self) } {
             0 => close_all_but_targets(),
