@@ -209,10 +209,7 @@ impl Plan {
                     libc::signal(sig, libc::SIG_DFL);
                 }
             }
-            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            default_signals();
             environ = self.envp.as_ptr();
             if let Some(argv0) = self.words.first() {
                 let base = argv0
@@ -236,25 +233,18 @@ unsafe extern "C" {
     static mut environ: *const *const libc::c_char;
 }
 
-/// Close every descriptor of the forked child but 0-2 and [`TARGETS`]: a fork keeps the
-/// close-on-exec ones (the sources of the targets among them), an exec would not.
+/// Close every descriptor of the forked child but 0-2 and [`TARGETS`] (0, 1, 3, 6): a
+/// fork keeps the close-on-exec ones (the sources of the targets among them), an exec
+/// would not.
 fn close_all_but_targets() -> libc::c_int {
-    let mut from: u32 = 3;
-    for fd in TARGETS
-        .iter()
-        .filter(|&&t| t >= 3)
-        .map(|&t| t as u32)
-        .chain([u32::MAX])
-    {
-        if fd > from {
-            // SAFETY: closing descriptors of this child alone.
-            if unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) } < 0 {
-                return last_errno();
-            }
-        }
-        from = fd.saturating_add(1);
-    }
-    0
+    // SAFETY: the child owns no File or OwnedFd it uses again at 4, 5 or from 7 on
+    // (the plan's sources are raw numbers, now copied to the targets).
+    let closed = unsafe {
+        libc::close(4);
+        libc::close(5);
+        qsys::fds::close_from(7)
+    };
+    if closed { 0 } else { libc::EBADF }
 }
 
 /// Wait for `pid` and take its wait status.
@@ -300,11 +290,7 @@ unsafe fn set_up_and_exec(plan: &Plan) -> libc::c_int {
         if errno != 0 {
             return errno;
         }
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        default_signals();
         let mut errno = libc::ENOENT;
         for path in &plan.paths {
             libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
@@ -314,6 +300,20 @@ unsafe fn set_up_and_exec(plan: &Plan) -> libc::c_int {
             }
         }
         errno
+    }
+}
+
+/// SIGPIPE and SIGCHLD to their default (qmail-qfilter ignores SIGPIPE, and an ignored
+/// signal stays ignored across exec) and no signal blocked: what a filter starts with.
+/// Raw system calls only (the vfork child shares our memory).
+fn default_signals() {
+    // SAFETY: dispositions and the mask of this process only.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }
 

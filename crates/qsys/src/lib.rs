@@ -19,6 +19,7 @@
 //!   the programs started per message.
 //! - [`ahead`]: a program started ahead of its connection by `tcpserver -a` waits for it
 //!   in its start (the program's side, and the wire format tcpserver shares).
+//! - [`fds`]: closing every descriptor above a point, in a forked child that does not exec.
 //! - [`net`]: connecting to a local daemon's unix socket with a deadline.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
@@ -28,6 +29,7 @@ pub mod date;
 pub mod die;
 pub mod errstr;
 pub mod fdio;
+pub mod fds;
 pub mod fsync;
 pub mod getopt;
 pub mod ids;

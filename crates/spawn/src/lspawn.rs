@@ -316,7 +316,7 @@ fn deliver_in_child(
     };
     // SAFETY: as above; PR_SET_DUMPABLE takes no pointer.
     if !fds_ok
-        || !unsafe { close_from(3) }
+        || !unsafe { qsys::fds::close_from(3) }
         || unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0
     {
         exit_now(DROP_FAILED);
@@ -338,26 +338,6 @@ fn deliver_in_child(
     let mut report = unsafe { File::from_raw_fd(1) };
     let _ = report.write_all(outcome.text.as_bytes());
     exit_now(outcome.code)
-}
-
-/// Close every descriptor from `first` on (close_range(2), or a loop up to the
-/// descriptor limit where the kernel lacks it). False if neither could run.
-///
-/// # Safety
-/// No live `File` or `OwnedFd` of this process may own a descriptor from `first` on.
-unsafe fn close_from(first: u32) -> bool {
-    // SAFETY: close_range only closes descriptors (the caller owns none of them).
-    if unsafe { libc::close_range(first, u32::MAX, 0) } == 0 {
-        return true;
-    }
-    let Ok(Some(max)) = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX) else {
-        return false;
-    };
-    for fd in i64::from(first)..max {
-        // SAFETY: as above; closing a number that is not open is harmless.
-        unsafe { libc::close(fd as i32) };
-    }
-    true
 }
 
 /// End the child at once: no unwinding into lspawn's loop, no exit handlers of lspawn's.

@@ -1,0 +1,24 @@
+//! Closing every descriptor above a point: what a forked child that does not exec does
+//! after placing the descriptors of its protocol (qmail-lspawn's delivery child,
+//! qmail-qfilter's linked-in filter), where an exec would have dropped the
+//! close-on-exec ones.
+
+/// Close every descriptor from `first` on (close_range(2), or a loop up to the
+/// descriptor limit where the kernel lacks it). False if neither could run.
+///
+/// # Safety
+/// No live `File` or `OwnedFd` of this process may own a descriptor from `first` on.
+pub unsafe fn close_from(first: u32) -> bool {
+    // SAFETY: close_range only closes descriptors (the caller owns none of them).
+    if unsafe { libc::close_range(first, u32::MAX, 0) } == 0 {
+        return true;
+    }
+    let Ok(Some(max)) = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX) else {
+        return false;
+    };
+    for fd in i64::from(first)..max {
+        // SAFETY: as above; closing a number that is not open is harmless.
+        unsafe { libc::close(fd as i32) };
+    }
+    true
+}
