@@ -342,26 +342,14 @@ impl System {
 
     /// Queue a message with qmail-queue directly (sender, recipients).
     pub fn queue(&self, sender: &str, rcpts: &[&str], message: &[u8]) -> i32 {
-        use std::io::Write;
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let mut env = std::fs::File::from(w);
-        let mut child = Command::new(self.bin("qmail-queue"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(r))
-            .spawn()
-            .unwrap();
-        // qmail-queue may refuse (and exit) before reading everything
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(message);
-        drop(stdin);
         let mut e = format!("F{sender}\0").into_bytes();
         for r in rcpts {
             e.extend_from_slice(format!("T{r}\0").as_bytes());
         }
         e.push(0);
-        let _ = env.write_all(&e);
-        drop(env);
-        child.wait().unwrap().code().unwrap_or(-1)
+        run_qmail_queue(&mut Command::new(self.bin("qmail-queue")), message, &e)
+            .code()
+            .unwrap_or(-1)
     }
 }
 
@@ -369,6 +357,28 @@ impl Drop for System {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Run `cmd` (qmail-queue, or something that runs it) the QMAILQUEUE way: `message` on
+/// its descriptor 0, the raw `envelope` on 1; its exit status. Write errors are ignored:
+/// qmail-queue may refuse (and exit) before it has read everything.
+pub fn run_qmail_queue(
+    cmd: &mut Command,
+    message: &[u8],
+    envelope: &[u8],
+) -> std::process::ExitStatus {
+    use std::io::Write;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(r))
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(message);
+    drop(stdin);
+    let _ = std::fs::File::from(w).write_all(envelope);
+    child.wait().unwrap()
 }
 
 /// Files in a Maildir's new/ (empty if missing).

@@ -302,23 +302,8 @@ fn bad_input_leaves_nothing_half_written() {
             == 0
     };
     let run = |env: &[u8]| {
-        use std::io::Write;
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let mut child = std::process::Command::new(sys.bin("qmail-queue"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::from(r))
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"Subject: x\n\nbody\n")
-            .unwrap();
-        let mut w = std::fs::File::from(w);
-        w.write_all(env).unwrap();
-        drop(w);
-        child.wait().unwrap().code()
+        let mut cmd = std::process::Command::new(sys.bin("qmail-queue"));
+        e2e::run_qmail_queue(&mut cmd, b"Subject: x\n\nbody\n", env).code()
     };
     assert_eq!(run(b"Fa@b\0Tc@d\0"), Some(54), "missing terminator");
     assert_eq!(run(b"Fa@b\0Tc\0d@e\0\0"), Some(91), "NUL inside an address");

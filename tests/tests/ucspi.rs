@@ -474,16 +474,8 @@ fn privileges_drop_and_relayclient_reaches_qmail_smtpd() {
     let d = tempfile::tempdir().unwrap();
     let cdb = rules(d.path(), "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n");
     let mut ids: Vec<&str> = vec!["-R", "-H", "-l0", "-x", cdb.to_str().unwrap()];
-    let (uid, gid) = if is_root() {
-        let u = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
-        let g = nix::unistd::Group::from_name("nofiles").unwrap().unwrap();
-        (u.uid.as_raw().to_string(), g.gid.as_raw().to_string())
-    } else {
-        (String::new(), String::new())
-    };
-    if is_root() {
-        ids.extend(["-u", &uid, "-g", &gid]);
-    }
+    let (id_args, uid, gid) = child_ids();
+    ids.extend(id_args.iter().map(String::as_str));
     // who the children are
     let log = d.path().join("idlog");
     let (_id, idport) = tcpserver(&ids, "127.0.0.1", &["/bin/sh", "-c", "id -u; id -G"], &log);
@@ -733,23 +725,17 @@ fn rblsmtpd_under_tcpserver_with_rules() {
 }
 
 /// `-u`/`-g` for the tests that check the children's ids: qmaild and nofiles as root,
-/// nothing otherwise; and the uid the children then have.
-fn child_ids() -> (Vec<String>, String) {
+/// nothing otherwise; and the uid and gid the children then have.
+fn child_ids() -> (Vec<String>, String, String) {
     if !is_root() {
-        return (Vec::new(), nix::unistd::getuid().to_string());
+        let gid = nix::unistd::getgid().to_string();
+        return (Vec::new(), nix::unistd::getuid().to_string(), gid);
     }
     let u = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
     let g = nix::unistd::Group::from_name("nofiles").unwrap().unwrap();
-    let uid = u.uid.as_raw().to_string();
-    (
-        vec![
-            "-u".into(),
-            uid.clone(),
-            "-g".into(),
-            g.gid.as_raw().to_string(),
-        ],
-        uid,
-    )
+    let (uid, gid) = (u.uid.as_raw().to_string(), g.gid.as_raw().to_string());
+    let args = vec!["-u".into(), uid.clone(), "-g".into(), gid.clone()];
+    (args, uid, gid)
 }
 
 /// The children of process `pid` (from /proc).
@@ -773,7 +759,7 @@ fn programs_started_ahead_get_their_own_connection_and_environment() {
         d.path(),
         "127.0.0.1:allow,RBLSMTPD=\"\",NAME='x y'\n127.0.0.2:allow,RBLSMTPD=\"-blocked by rule\"\n:allow\n",
     );
-    let (ids, uid) = child_ids();
+    let (ids, uid, _) = child_ids();
     let mut args: Vec<&str> = vec!["-a", "-R", "-H", "-l0", "-x", cdb.to_str().unwrap()];
     args.extend(ids.iter().map(String::as_str));
     let log = d.path().join("log");
@@ -897,32 +883,16 @@ fn a_program_that_does_not_wait_turns_ahead_off() {
 fn a_set_id_program_ignores_the_ahead_variable() {
     need_root!();
     let sys = e2e::System::install("mail.example.test", &[]);
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    std::fs::File::from(w)
-        .write_all(b"Fa@example.test\0Tpostmaster@mail.example.test\0\0")
-        .unwrap();
-    let mut child = Command::new("runuser")
-        .args(["-u", "nobody", "--"])
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "nobody", "--"])
         .arg(sys.bin("qmail-queue"))
-        .env("TCPSERVER_AHEAD", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(r))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Subject: ahead\n\nhi\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?} {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        .env("TCPSERVER_AHEAD", "1");
+    let status = e2e::run_qmail_queue(
+        &mut cmd,
+        b"Subject: ahead\n\nhi\n",
+        b"Fa@example.test\0Tpostmaster@mail.example.test\0\0",
     );
+    assert!(status.success(), "{status:?}");
 }
 
 /// An address added to the loopback interface for one test (root only), removed on drop.
