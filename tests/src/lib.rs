@@ -5,6 +5,7 @@
 //! builds them first with `cargo build --workspace --bins`.
 
 pub mod clamd;
+pub mod daemon;
 pub mod svscan;
 
 use std::os::fd::{AsRawFd, OwnedFd};

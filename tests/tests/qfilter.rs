@@ -544,3 +544,106 @@ fn a_filter_that_ignores_the_envelope_never_costs_a_message() {
     }
     assert_eq!(queued(&sys), 100);
 }
+
+/// Whether a SOCK_SEQPACKET connection to `socket` is greeted (qmail-qfilterd's `F`).
+fn greeted(path: &Path) -> bool {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    let mut b = [0u8; 4];
+    matches!(nix::unistd::read(&fd, &mut b), Ok(1) if b[0] == b'F')
+}
+
+#[test]
+fn qmail_qfilterd_runs_the_chain_for_qmail_smtpd_without_a_program_per_message() {
+    need_root!();
+    let sys = system();
+    let (fuid, fgid) = qmailf();
+    let f = Filters::new(&sys);
+    f.chain(&sys, &["add-header", "policy", "greedy"]);
+    sys.control("filtertimeout", "3\n");
+    // the socket's directory: qmailf:nofiles 2750, only qmaild (nofiles) reaches it
+    let dir = std::fs::metadata(sys.root.join("qfilterd")).unwrap();
+    assert_eq!(
+        (dir.uid(), dir.gid(), dir.mode() & 0o7777),
+        (fuid, fgid, 0o2750)
+    );
+    let mut server =
+        e2e::daemon::Daemon::start(&sys, "qmail-qfilterd", "qmailf", "qfilterd/socket");
+    assert_eq!(uid_of(server.pid()), Some(fuid));
+    let socket = sys.root.join("qfilterd/socket");
+    let sock = std::fs::symlink_metadata(&socket).unwrap();
+    assert_eq!(
+        (sock.uid(), sock.gid(), sock.mode() & 0o777),
+        (fuid, fgid, 0o660)
+    );
+    // proof that the server, not the program, ran the chain: qmail-qfilter fails
+    let program = sys.bin("qmail-qfilter");
+    let saved = sys.root.parent().unwrap().join("qmail-qfilter.saved");
+    std::fs::rename(&program, &saved).unwrap();
+    std::fs::write(&program, "#!/bin/sh\nexit 81\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let srv = SmtpServer::start(&sys, &[], &[]);
+    let got = smtp_send(
+        srv.port,
+        &[
+            "hello clean",
+            "this is forbidden",
+            "please drop-me",
+            "sleepy",
+        ],
+    );
+    let logs = || format!("{}\n{}", srv.log_text(), server.log_text());
+    assert_eq!(got[0], "250", "{got:?}\n{}", logs());
+    assert_eq!(got[1], "554 5.7.1 no thanks (#5.7.1)");
+    assert_eq!(got[2], "250");
+    assert_eq!(got[3], "451 4.3.0 content filter timed out (#4.3.0)");
+    let queued = queued_messages(&sys);
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert!(
+        queued[0].contains("X-Filtered: yes\nReceived: from unknown (HELO [127.0.0.1])"),
+        "{}",
+        queued[0]
+    );
+    // queued by qmail-smtpd itself, as a message without a chain
+    assert!(queued[0].contains("invoked from network"), "{}", queued[0]);
+    // the filters ran as qmailf with the one group nofiles and saw what the program
+    // gives them: the envelope, its variables and the connection's
+    assert_eq!(f.state("uid").trim(), fuid.to_string());
+    assert_eq!(f.state("groups").trim(), fgid.to_string());
+    assert_eq!(
+        f.state("env"),
+        "sender|elsewhere.test|postmaster@example.test\n|127.0.0.1|none\n"
+    );
+    assert_eq!(
+        f.state("envelope"),
+        "Fsender@elsewhere.test,Tpostmaster@example.test,,"
+    );
+    assert!(
+        server.log_text().contains("refused: no\\040thanks"),
+        "{}",
+        logs()
+    );
+    // a peer other than qmaild (root here) is closed without a greeting
+    assert!(!greeted(&socket), "root was served");
+
+    // the server down: qmail-smtpd runs qmail-qfilter again, and the chain still runs
+    server.kill();
+    std::fs::rename(&saved, &program).unwrap();
+    let got = smtp_send(srv.port, &["again forbidden", "clean again"]);
+    assert_eq!(
+        got,
+        vec!["554 5.7.1 no thanks (#5.7.1)", "250"],
+        "{}",
+        srv.log_text()
+    );
+    assert_eq!(queued_messages(&sys).len(), 2);
+}

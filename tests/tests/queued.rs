@@ -12,64 +12,16 @@ use nix::sys::signal::Signal;
 use smtpd_common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// qmail-queued of `sys`, started as its run script starts it (setuidgid qmailq when
-/// root), stderr appended to `queued.log` beside the root; returns once its socket is up.
-struct Writer {
-    child: Child,
-    log: PathBuf,
-}
+/// root); returns once its socket is up.
+struct Writer;
 
 impl Writer {
-    fn start(sys: &System) -> Writer {
-        let log = sys.root.parent().unwrap().join("queued.log");
-        let socket = sys.root.join("queued/socket");
-        let before = std::fs::metadata(&socket).ok().map(|m| m.ino());
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut cmd = if is_root() {
-            let mut c = Command::new(sys.bin("setuidgid"));
-            c.arg("qmailq").arg(sys.bin("qmail-queued"));
-            c
-        } else {
-            Command::new(sys.bin("qmail-queued"))
-        };
-        let child = cmd
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("start qmail-queued");
-        let mut w = Writer { child, log };
-        wait_until("qmail-queued's socket", 20, || {
-            let now = std::fs::metadata(&socket).ok().map(|m| m.ino());
-            (now.is_some() && now != before && w.log_text().contains("status: serving"))
-                .then_some(())
-        });
-        assert!(w.child.try_wait().unwrap().is_none(), "{}", w.log_text());
-        w
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.kill();
+    fn start(sys: &System) -> e2e::daemon::Daemon {
+        e2e::daemon::Daemon::start(sys, "qmail-queued", "qmailq", "queued/socket")
     }
 }
 
@@ -124,7 +76,7 @@ fn smtp_through_the_writer_keeps_owners_received_line_and_qp() {
     // the writer runs as qmailq (setuidgid execs it: the same pid)
     let wpid = pids_of(&sys.bin("qmail-queued"));
     assert_eq!(wpid.len(), 1, "one writer");
-    assert_eq!(wpid, vec![writer.child.id()]);
+    assert_eq!(wpid, vec![writer.pid()]);
     assert_eq!(uid_of(wpid[0]), Some(uid("qmailq")));
     // the socket: qmailq:nofiles 0660 in a qmailq:nofiles 0750 (setgid) directory
     let nofiles = nix::unistd::Group::from_name("nofiles")
@@ -341,7 +293,7 @@ fn a_writer_killed_mid_message_is_a_temporary_failure_and_leaves_nothing() {
     // more than a chunk, so the writer has part of it when it dies
     c.raw(format!("Subject: cut\r\n\r\n{}\r\n", "x".repeat(200_000)).as_bytes());
     wait_until("the first chunk in the writer's file", 20, || {
-        let fds = std::fs::read_dir(format!("/proc/{}/fd", w.child.id())).ok()?;
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", w.pid())).ok()?;
         fds.flatten()
             .filter_map(|f| std::fs::read_link(f.path()).ok())
             .any(|t| t.to_string_lossy().contains("/queue/pid/"))

@@ -98,7 +98,7 @@
 #![cfg_attr(not(test), no_main)]
 
 use qfilter::envelope::Envelope;
-use qfilter::run::{self, Ended, Identity, Limits, Verdict};
+use qfilter::runner::{self, End, Settings, Trouble};
 use queue::client::{Offered, QqFailure, offer_queued};
 use std::ffi::OsString;
 use std::fs::File;
@@ -107,28 +107,16 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const ME: &str = "qmail-qfilter";
-
-/// The caller's variables a filter may see.
-const KEPT: [&str; 11] = [
-    "PROTO",
-    "TCPLOCALIP",
-    "TCPLOCALPORT",
-    "TCPLOCALHOST",
-    "TCPREMOTEIP",
-    "TCPREMOTEPORT",
-    "TCPREMOTEHOST",
-    "TCPREMOTEINFO",
-    "RELAYCLIENT",
-    "SMTPAUTHUSER",
-    "SMTPHELO",
-];
 
 fn fail(code: i32, why: &str) -> ! {
     qsys::die::warn(ME, "fatal", why);
     std::process::exit(code)
+}
+
+fn fail_with(t: Trouble) -> ! {
+    fail(t.code, &t.why)
 }
 
 fn run() {
@@ -139,19 +127,11 @@ fn run() {
     let Ok(home) = qsys::home() else {
         std::process::exit(61)
     };
-    let controls = control::Controls::new(&home);
-    let filters = chain(&controls);
+    let filters = chain(&home);
     if filters.is_empty() {
         exec_queue(&home, None, None);
     }
-    let identity = identity(&home).unwrap_or_else(|e| fail(71, &e));
-    let limit = |name, default| {
-        controls
-            .int(name, default)
-            .unwrap_or_else(|e| fail(55, &format!("unable to read control/{name}: {e}")))
-    };
-    let memory = limit("filtermemory", qfilter::DEFAULT_MEMORY);
-    let timeout = Duration::from_secs(limit("filtertimeout", qfilter::DEFAULT_TIMEOUT));
+    let settings = Settings::load(&home, filters).unwrap_or_else(|t| fail_with(t));
 
     let mut message = spool_file(c"message");
     let size = copy_message(&mut message);
@@ -163,60 +143,29 @@ fn run() {
     let fd1 = unsafe { File::from_raw_fd(1) };
     let envelope = qfilter::envelope::read(&mut BufReader::new(fd1))
         .unwrap_or_else(|e| std::process::exit(e.exit_code()));
-    let env = filter_env(&home, &envelope);
+    let trusted = trusted_caller();
+    let env = runner::filter_env(&home, &envelope, |k| {
+        trusted.then(|| std::env::var_os(k)).flatten()
+    });
     let env_file = qfilter::spool::sealed_file(&envelope.raw)
         .unwrap_or_else(|e| fail(53, &format!("unable to write the envelope: {e}")));
-
-    let deadline = Instant::now() + timeout;
-    let mut size = size;
-    let scan_here = || {
-        scan::program::run(&home);
-    };
-    for (i, filter) in filters.iter().enumerate() {
-        let builtin: Option<&dyn Fn()> = linked_in(&home, filter).then_some(&scan_here);
-        let name = filter.first().map(|p| p.to_string_lossy().into_owned());
-        let name = format!("filter {} ({})", i + 1, name.unwrap_or_default());
-        let left = deadline.saturating_duration_since(Instant::now());
-        let output = spool_file(c"output");
-        let limits = Limits {
-            memory,
-            file_size: size.saturating_mul(2).saturating_add(16 << 20),
-            timeout: left,
-        };
-        let ended = if left.is_zero() {
-            Ended::TimedOut
-        } else {
-            run::run(
-                filter, builtin, &env, &message, &output, &env_file, limits, identity,
-            )
-            .unwrap_or_else(|e| {
-                qsys::die::warn(ME, "warning", &format!("unable to run {name}: {e}"));
-                Ended::Signal(0)
-            })
-        };
-        match run::verdict(&ended) {
-            Verdict::Next => {
-                if let Err(e) = qfilter::spool::seal(&output) {
-                    fail(53, &format!("unable to seal the output of {name}: {e}"));
-                }
-                size = output.metadata().map(|m| m.len()).unwrap_or(size);
-                message = output;
-            }
-            verdict => stop(&name, &ended, verdict, reason_out),
-        }
+    let scan_here = || scan::program::run(&home);
+    let (end, _) = runner::run_chain(
+        ME, &home, &settings, &env, message, size, &env_file, &scan_here,
+    );
+    match end {
+        End::Queue(message) => queue_message(&home, message, env_file, &envelope),
+        End::Drop => std::process::exit(0),
+        End::Exit(code) => std::process::exit(code),
+        End::Reason(r) => give_reason(&r, reason_out),
     }
-    queue_message(&home, message, env_file, &envelope)
 }
 
 /// The filters: the arguments (root only when set-id), else control/filters.
-fn chain(controls: &control::Controls) -> Vec<qfilter::chain::Filter> {
+fn chain(home: &Path) -> Vec<qfilter::chain::Filter> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.is_empty() {
-        return match std::fs::read(controls.path("filters")) {
-            Ok(text) => qfilter::chain::from_control(&String::from_utf8_lossy(&text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => fail(55, &format!("unable to read control/filters: {e}")),
-        };
+        return runner::control_filters(home).unwrap_or_else(|t| fail_with(t));
     }
     if qsys::running_setid() && !nix::unistd::getuid().is_root() {
         // set-id qmailf: arguments would let anyone run any program as qmailf
@@ -226,56 +175,6 @@ fn chain(controls: &control::Controls) -> Vec<qfilter::chain::Filter> {
         );
     }
     qfilter::chain::from_args(&args).unwrap_or_else(|e| fail(55, &e))
-}
-
-/// Whether `filter` is qmail-scan, whose code is linked in: `qmail-scan` (found first in
-/// HOME/bin) or HOME/bin/qmail-scan, without arguments (it takes none). It then runs in
-/// a forked child instead of as a program of its own (LINKED-IN FILTER in the manual).
-fn linked_in(home: &Path, filter: &[OsString]) -> bool {
-    match filter {
-        [program] => program == "qmail-scan" || Path::new(program) == home.join("bin/qmail-scan"),
-        _ => false,
-    }
-}
-
-/// The filters' whole environment (ENVIRONMENT in the manual).
-fn filter_env(home: &Path, envelope: &qfilter::envelope::Envelope) -> Vec<(OsString, OsString)> {
-    let trusted = trusted_caller();
-    let mut env: Vec<(OsString, OsString)> = KEPT
-        .iter()
-        .filter(|_| trusted)
-        .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
-        .collect();
-    env.extend(envelope.variables());
-    let mut path = OsString::from(home.join("bin"));
-    path.push(":/usr/local/bin:/usr/bin:/bin");
-    env.push(("PATH".into(), path));
-    env
-}
-
-/// End the chain after filter `name` with its verdict (anything but the next filter),
-/// logging why.
-fn stop(name: &str, ended: &Ended, verdict: Verdict, reason_out: Option<OwnedFd>) -> ! {
-    let log = |what: &str| qsys::die::warn(ME, "info", &format!("{name} {what}"));
-    match verdict {
-        Verdict::Next => fail(81, "internal error: the chain stopped on a pass"),
-        Verdict::Drop => {
-            log("dropped the message");
-            std::process::exit(0)
-        }
-        Verdict::Exit(code) => {
-            log(&format!("exited {code}"));
-            std::process::exit(code)
-        }
-        Verdict::Reason(r) => {
-            log(&match ended {
-                Ended::TimedOut => "was killed at the time limit".to_string(),
-                Ended::Signal(s) => format!("failed (signal {s})"),
-                Ended::Exit(..) => format!("refused: {}", qsys::logsafe::text(r.text.as_bytes())),
-            });
-            give_reason(&r, reason_out)
-        }
-    }
 }
 
 /// Descriptor 6 when the caller opened one (for a reason), made close-on-exec.
@@ -313,33 +212,6 @@ fn close_on_exec_above(n: u32) {
 fn trusted_caller() -> bool {
     let ruid = nix::unistd::getuid();
     !qsys::running_setid() || ruid.is_root() || qsys::ids::uid("qmaild") == Some(ruid)
-}
-
-/// The identity filters run as (see USER in the manual).
-fn identity(home: &Path) -> Result<Option<Identity>, String> {
-    use std::os::unix::fs::MetadataExt;
-    let euid = nix::unistd::geteuid();
-    match qsys::ids::account(qfilter::FILTER_USER) {
-        Some((uid, gid)) if euid == uid || euid.is_root() => Ok(Some(Identity {
-            uid: uid.as_raw(),
-            gid: gid.as_raw(),
-        })),
-        None if euid.is_root() => Err(format!(
-            "no user {}: filters never run as root",
-            qfilter::FILTER_USER
-        )),
-        _ => {
-            let owner = std::fs::metadata(home).map(|m| m.uid()).unwrap_or(0);
-            if owner == euid.as_raw() {
-                Ok(None)
-            } else {
-                Err(format!(
-                    "not running as {} (install qmail-qfilter set-user-id {0})",
-                    qfilter::FILTER_USER
-                ))
-            }
-        }
-    }
 }
 
 /// A new memory file ([`qfilter::spool`]).

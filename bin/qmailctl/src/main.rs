@@ -7,7 +7,7 @@
 //!     Acts on the services of this installation that are linked into SERVICEDIR
 //!     (default: $QMAILCTL_SERVICE_DIR, else /service): qmail-send, qmail-smtpd,
 //!     qmail-submission, qmail-smtps, qmail-pop3d, qmail-pop3ds, qmail-queued (the
-//!     queue writer for qmail-smtpd), qmail-imapd (Dovecot, when installed),
+//!     queue writer for qmail-smtpd), qmail-qfilterd (its filter chain), qmail-imapd (Dovecot, when installed),
 //!     qmail-spamd (when linked: it is off by default), qmail-guard, and their log/
 //!     services. HOME is the installation holding this program (HOME/bin/qmailctl).
 //!

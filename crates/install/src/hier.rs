@@ -121,6 +121,8 @@ const PROGRAMS: &[Program] = &[
     prog("qmail-guard", 0o755),
     // the queue writer for qmail-smtpd (doc/queue-writer.md), run as qmailq by its service
     prog("qmail-queued", 0o711),
+    // the filter chain for qmail-smtpd (doc/filter-chain.md), run as qmailf by its service
+    prog("qmail-qfilterd", 0o711),
     prog("qmail-authcheck", 0o755),
     // DKIM keys (issue 15): makes keys for qmailr and checks the DNS records
     prog("qmail-dkim", 0o700),
@@ -191,6 +193,12 @@ fn dirs() -> Vec<DirSpec> {
         DirSpec {
             group: "nofiles",
             ..d("queued", Owner::User("qmailq"), 0o2750)
+        },
+        // qmail-qfilterd's socket: only qmailf and group nofiles (qmaild) reach it;
+        // setgid, so that the socket qmailf makes there is group nofiles
+        DirSpec {
+            group: "nofiles",
+            ..d("qfilterd", Owner::User("qmailf"), 0o2750)
         },
     ];
     // checkpassword's per-account locks: only its setgid group may create or open them
@@ -302,6 +310,14 @@ const SUPERVISE: &[(&str, &str)] = &[
         "qmail-queued/log/run",
         include_str!("../../../supervise/qmail-queued/log/run"),
     ),
+    (
+        "qmail-qfilterd/run",
+        include_str!("../../../supervise/qmail-qfilterd/run"),
+    ),
+    (
+        "qmail-qfilterd/log/run",
+        include_str!("../../../supervise/qmail-qfilterd/log/run"),
+    ),
 ];
 
 /// qmail-scan's default rules (the source tree's control/scanrules), written once.
@@ -347,6 +363,7 @@ pub const SERVICES: &[&str] = &[
     IMAP_SERVICE,
     "qmail-guard",
     "qmail-queued",
+    "qmail-qfilterd",
 ];
 
 /// The services that speak TLS from the first byte: without `control/servercert.pem`

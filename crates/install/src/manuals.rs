@@ -31,6 +31,7 @@ manuals!(
     "qmail-pop3d",
     "qmail-popup",
     "qmail-qfilter",
+    "qmail-qfilterd",
     "qmail-qread",
     "qmail-qstat",
     "qmail-quarantine",

@@ -18,6 +18,8 @@ pub mod answer;
 pub mod chain;
 pub mod envelope;
 pub mod run;
+pub mod runner;
+pub mod served;
 pub mod spawn;
 pub mod spool;
 

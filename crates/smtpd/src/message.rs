@@ -61,7 +61,9 @@ pub struct Limits<'a> {
 /// When `program` is the installation's plain qmail-queue, the message is first offered
 /// to qmail-queued (`HOME/queued/socket`, doc/queue-writer.md); if the writer does not
 /// take it (down, not greeting, at capacity), nothing has been read yet and qmail-queue
-/// runs as before. A filter chain (`$QMAILQUEUE`, control/filters) always runs as before.
+/// runs as before. When it is the installation's qmail-qfilter (control/filters), the
+/// message is read whole into a sealed memory file and offered to qmail-qfilterd
+/// ([`through_server`]); a `$QMAILQUEUE` of any other program always runs as before.
 ///
 /// `auth_user` (the authenticated user, if any) becomes `SMTPAUTHUSER` in qmail-queue's
 /// environment, for the filters of a qmail-qfilter chain; without one the variable is
@@ -76,10 +78,12 @@ pub fn into_queue(
     rcpts: &[String],
     read: impl FnOnce(&mut dyn Write) -> Outcome,
 ) -> (Option<Outcome>, Result<u32, queue::client::QqFailure>) {
-    use queue::client::Queued;
-    let mut outcome = None;
     let helo = helo.map(|h| qsys::logsafe::text(h.as_bytes()));
     let env = [("SMTPAUTHUSER", auth_user), ("SMTPHELO", helo.as_deref())];
+    if program == home.join("bin/qmail-qfilter") {
+        return through_server(home, program, &env, sender, rcpts, read);
+    }
+    let mut outcome = None;
     let to_queue = |w: &mut dyn Write| {
         let o = read(w);
         let complete = matches!(o, Outcome::Complete);
@@ -91,17 +95,101 @@ pub fn into_queue(
             Err(io::ErrorKind::InvalidData.into())
         }
     };
+    let result = queue_plain(home, program, &env, sender, rcpts, to_queue);
+    (outcome, result)
+}
+
+/// Queue through qmail-queued when `program` is the plain qmail-queue and the writer
+/// takes the message, else by running `program`.
+fn queue_plain<F>(
+    home: &std::path::Path,
+    program: &std::path::Path,
+    env: &[(&str, Option<&str>)],
+    sender: &str,
+    rcpts: &[String],
+    to_queue: F,
+) -> Result<u32, queue::client::QqFailure>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
+    use queue::client::Queued;
     let offered = match queue::client::queued_socket(home, program) {
         Some(socket) => queue::client::inject_queued(&socket, sender.as_bytes(), rcpts, to_queue),
         None => Queued::Declined(to_queue),
     };
-    let result = match offered {
+    match offered {
         Queued::Done(result) => result,
         Queued::Declined(to_queue) => {
-            queue::client::inject_env(program, &env, sender.as_bytes(), rcpts, to_queue)
+            queue::client::inject_env(program, env, sender.as_bytes(), rcpts, to_queue)
         }
+    }
+}
+
+/// The filter chain for a message (`program` is qmail-qfilter): the message is read
+/// whole into a sealed memory file first, so the chain starts only on a complete
+/// message. Then qmail-qfilterd (doc/filter-chain.md) runs the chain and hands back the
+/// file to queue, which goes the way of a message without filters ([`queue_plain`]);
+/// without a server that greets, qmail-qfilter runs over the file as before.
+fn through_server(
+    home: &std::path::Path,
+    program: &std::path::Path,
+    env: &[(&str, Option<&str>)],
+    sender: &str,
+    rcpts: &[String],
+    read: impl FnOnce(&mut dyn Write) -> Outcome,
+) -> (Option<Outcome>, Result<u32, queue::client::QqFailure>) {
+    use qfilter::served::{Answer, Client};
+    let temp = |text: &str| queue::client::QqFailure {
+        permanent: false,
+        text: text.to_string(),
+        custom: false,
     };
-    (outcome, result)
+    let Ok(mut message) = qfilter::spool::memory_file(c"message") else {
+        return (None, Err(temp("qq out of memory (#4.3.0)")));
+    };
+    let outcome = read(&mut message);
+    match outcome {
+        Outcome::Complete => {}
+        Outcome::QueueWriteFailed => {
+            return (
+                Some(outcome),
+                Err(temp("qq write error or disk full (#4.3.0)")),
+            );
+        }
+        _ => return (Some(outcome), Err(temp("qq read error (#4.3.0)"))),
+    }
+    let envelope = queue::envelope::qq_envelope(sender.as_bytes(), rcpts);
+    let sealed = io::Seek::rewind(&mut message).is_ok() && qfilter::spool::seal(&message).is_ok();
+    let (true, Ok(envelope_file)) = (sealed, qfilter::spool::sealed_file(&envelope)) else {
+        return (
+            Some(Outcome::QueueWriteFailed),
+            Err(temp("qq write error or disk full (#4.3.0)")),
+        );
+    };
+    let copy_of =
+        |mut file: std::fs::File| move |w: &mut dyn Write| io::copy(&mut file, w).map(drop);
+    let Some(client) = Client::connect(&qfilter::served::socket_path(home)) else {
+        let result =
+            queue::client::inject_env(program, env, sender.as_bytes(), rcpts, copy_of(message));
+        return (Some(outcome), result);
+    };
+    let variables: Vec<(&str, std::ffi::OsString)> = qfilter::runner::KEPT
+        .iter()
+        .filter_map(|&k| match env.iter().find(|(n, _)| *n == k) {
+            Some((_, v)) => v.map(|v| (k, v.into())),
+            None => std::env::var_os(k).map(|v| (k, v)),
+        })
+        .collect();
+    let result = match client.filter(&message, &envelope_file, &variables) {
+        Answer::Queue(file) => {
+            let plain = home.join("bin/qmail-queue");
+            queue_plain(home, &plain, &[], sender, rcpts, copy_of(file))
+        }
+        Answer::Drop => Ok(std::process::id()),
+        Answer::Refused(failure) => Err(failure),
+        Answer::Gone => Err(temp("qq crashed (#4.3.0)")),
+    };
+    (Some(outcome), result)
 }
 
 /// Counting and checking over the LF-converted message, common to DATA and BDAT.
