@@ -15,15 +15,19 @@
 #                                     # of each connection)
 #        CONCURRENCYLOCAL=50 ...      # our control/concurrencylocal (default: the
 #                                     # installed default, 10)
-#        FILTER="queued none scan scan+clamd"  # ours once per mode (default "queued"):
+#        FILTER="queued none scan scan-exec scan+clamd"  # ours once per mode (default "queued"):
 #                                     # queued = qmail-queued running (qmail-smtpd hands
 #                                     # each message to the writer, the installed
 #                                     # default, doc/queue-writer.md); none = no writer,
 #                                     # qmail-smtpd execs qmail-queue per message; scan = the
-#                                     # qmail-qfilter chain with qmail-scan in
-#                                     # control/filters and the default scanrules,
-#                                     # qmail-queued running (qmail-qfilter hands it
-#                                     # the chain's output);
+#                                     # chain with qmail-scan in control/filters and
+#                                     # the default scanrules, qmail-queued and
+#                                     # qmail-qfilterd running (the server runs the
+#                                     # chain, qmail-smtpd queues its output, as
+#                                     # installed); scan-exec = the same without
+#                                     # qmail-qfilterd (qmail-smtpd runs qmail-qfilter
+#                                     # per message, which hands its output to the
+#                                     # writer);
 #                                     # scan+clamd = the same with a clamd of our own (a
 #                                     # two-signature database, no freshclam) in
 #                                     # control/clamd (issue 14 "Performance")
@@ -74,7 +78,7 @@ CPU=${CPU:-1}
 FILTER=${FILTER:-queued}
 PERF_PERIOD_NS=100000
 OURS_COMMS="tcpserver qmail-smtpd qmail-queue qmail-queued qmail-send qmail-lspawn qmail-local qmail-clean qmail-rspawn"
-FILTER_COMMS="qmail-qfilter qmail-scan clamd"
+FILTER_COMMS="qmail-qfilter qmail-qfilterd qmail-scan clamd"
 PF_COMMS="master smtpd cleanup trivial-rewrite qmgr local postlogd anvil proxymap tlsmgr scache"
 POLL=0.02
 SEND_LIMIT=$((120 + N / 5))
@@ -99,11 +103,11 @@ for t in cargo useradd runuser getent awk swaks; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 for m in $FILTER; do
-    [[ $m == queued || $m == none || $m == scan || $m == scan+clamd ]] || die "FILTER modes are queued, none, scan, scan+clamd (got '$m')"
+    [[ $m == queued || $m == none || $m == scan || $m == scan-exec || $m == scan+clamd ]] || die "FILTER modes are queued, none, scan, scan-exec, scan+clamd (got '$m')"
     [[ $m == scan+clamd ]] && { command -v clamd >/dev/null || die "clamd (package clamav-daemon) is missing"; }
 done
 
-WORK="" QPID="" QDPID="" Q="" TCPPID="" BHOME="" PERFPID="" CLAMPID="" CLAMSOCK=""
+WORK="" QPID="" QDPID="" QFPID="" Q="" TCPPID="" BHOME="" PERFPID="" CLAMPID="" CLAMSOCK=""
 PF_TOUCHED=0 PF_WAS_RUNNING=0 PF_MAIN="" PF_MASTER=""
 RESULTS=()
 
@@ -136,6 +140,7 @@ cleanup() {
     set +e
     cpu_stop
     stop_queued
+    stop_qfilterd
     stop_ours
     if [[ -n $CLAMPID ]]; then kill -TERM "$CLAMPID" 2>/dev/null; wait "$CLAMPID" 2>/dev/null; fi
     if ((PF_TOUCHED)); then
@@ -289,6 +294,28 @@ stop_queued() {
     rm -f "$Q/queued/socket"
 }
 
+# start_qfilterd / stop_qfilterd: our qmail-qfilterd (as qmailf, as its run script
+# starts it), logging to $WORK/qfilterd.log; stopped, its socket is removed (qmail-smtpd
+# then runs qmail-qfilter per message).
+start_qfilterd() {
+    [[ -n $QFPID ]] && return 0
+    rm -f "$Q/qfilterd/socket"
+    (cd / && exec env - PATH="$Q/bin:/usr/bin:/bin" "$Q/bin/setuidgid" qmailf "$Q/bin/qmail-qfilterd" \
+        >>"$WORK/qfilterd.log" 2>&1) &
+    QFPID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do [[ -S $Q/qfilterd/socket ]] && return 0; sleep 0.05; done
+    cat "$WORK/qfilterd.log" >&2
+    die "qmail-qfilterd did not start"
+}
+stop_qfilterd() {
+    [[ -n $QFPID ]] || return 0
+    kill -TERM "$QFPID" 2>/dev/null || true
+    wait "$QFPID" 2>/dev/null || true
+    QFPID=""
+    rm -f "$Q/qfilterd/socket"
+}
+
 # set_filter MODE: control/filters and control/clamd for FILTER mode MODE (read by
 # qmail-smtpd's queue client and qmail-scan per message: no restart needed).
 set_filter() {
@@ -297,6 +324,7 @@ set_filter() {
     # the writer runs in every mode but none, as installed: the chain hands its
     # message to it as qmail-smtpd does (doc/queue-writer.md section 7)
     if [[ $1 == none ]]; then stop_queued; else start_queued; fi
+    if [[ $1 == scan || $1 == scan+clamd ]]; then start_qfilterd; else stop_qfilterd; fi
     [[ $1 == none || $1 == queued ]] && return 0
     printf '%s\n' "$Q/bin/qmail-scan" >"$Q/control/filters"
     [[ $1 == scan+clamd ]] && printf '%s\n' "$CLAMSOCK" >"$Q/control/clamd"
@@ -353,7 +381,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
     [[ $PROFILE == release ]] && flag=(--release)
     cargo build "${flag[@]}" -p qmail-install -p qmail-queue -p qmail-start -p qmail-send \
         -p qmail-lspawn -p qmail-local -p qmail-rspawn -p qmail-remote -p qmail-clean \
-        -p qmail-smtpd -p tcpserver -p maildirmake -p qmail-qfilter -p qmail-scan \
+        -p qmail-smtpd -p tcpserver -p maildirmake -p qmail-qfilter -p qmail-qfilterd -p qmail-scan \
         -p qmail-queued -p setuidgid
 fi
 [[ -x $BIN/qmail-install && -x $BIN/qmail-smtpd && -x $BIN/tcpserver ]] || die "binaries missing in $BIN"

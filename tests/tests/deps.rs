@@ -88,6 +88,7 @@ const PROGRAMS: &[Program] = &[
     p("qmail-remote", true, true, true),
     p("rblsmtpd", false, true, true),
     p("qmail-qfilter", false, false, true), // qmailf through qsys::ids (files when static)
+    p("qmail-qfilterd", false, false, true), // forks the chain per message: a static image forks cheaper
     p("qmail-scan", false, false, true),
     p("qmail-spamc", false, false, true), // spamd by socket path or IP:port, no lookups
     p("qmail-authcheck", false, true, true), // SPF, DKIM, DMARC: mail-auth and its resolver

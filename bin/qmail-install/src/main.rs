@@ -45,8 +45,8 @@
 //!     --link-services DIR links the installed services into DIR (the directory
 //!     svscan watches, normally /service): DIR/NAME -> ROOT/supervise/NAME for
 //!     qmail-send, qmail-smtpd, qmail-submission, qmail-smtps, qmail-pop3d,
-//!     qmail-pop3ds, qmail-queued (and qmail-imapd when installed), or only those
-//!     named with --service (repeatable). Existing entries are left alone.
+//!     qmail-pop3ds, qmail-queued, qmail-qfilterd (and qmail-imapd when installed),
+//!     or only those named with --service (repeatable). Existing entries are left alone.
 //!     qmail-spamd (SpamAssassin's spamd for qmail-spamc) is linked only when named:
 //!     `--link-services /service --service qmail-spamd` turns it on.
 //!

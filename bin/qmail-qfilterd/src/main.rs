@@ -52,9 +52,7 @@ fn main() {
     if nix::unistd::geteuid().is_root() {
         fatal("must not run as root (the run script starts it as qmailf)");
     }
-    if let Err(e) = qfilter::runner::identity(&home) {
-        fatal(&e);
-    }
+    let identity = qfilter::runner::identity(&home).unwrap_or_else(|e| fatal(&e));
     // SAFETY: prctl(PR_SET_DUMPABLE) changes only this process's dumpable flag, which
     // every child inherits.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
@@ -70,7 +68,7 @@ fn main() {
         ),
     );
     let scan = || scan::program::run(&home);
-    if let Err(e) = qfilter::served::serve(ME, &home, listener, served, &scan) {
+    if let Err(e) = qfilter::served::serve(ME, &home, identity, listener, served, &scan) {
         fatal(&format!("unable to accept connections: {e}"));
     }
 }

@@ -64,6 +64,16 @@ impl Settings {
     /// The limits of `control/filtermemory` and `control/filtertimeout` (55 when one
     /// cannot be read) and the filter user ([`identity`], 71) for `filters`.
     pub fn load(home: &Path, filters: Vec<Filter>) -> Result<Settings, Trouble> {
+        let identity = identity(home).map_err(|e| trouble(71, e))?;
+        Settings::load_for(home, filters, identity)
+    }
+
+    /// [`Settings::load`] with the identity already known (qmail-qfilterd finds it once).
+    pub fn load_for(
+        home: &Path,
+        filters: Vec<Filter>,
+        identity: Option<Identity>,
+    ) -> Result<Settings, Trouble> {
         let controls = control::Controls::new(home);
         let limit = |name: &str, default| {
             controls
@@ -72,7 +82,6 @@ impl Settings {
         };
         let memory = limit("filtermemory", crate::DEFAULT_MEMORY)?;
         let timeout = Duration::from_secs(limit("filtertimeout", crate::DEFAULT_TIMEOUT)?);
-        let identity = identity(home).map_err(|e| trouble(71, e))?;
         Ok(Settings {
             filters,
             memory,

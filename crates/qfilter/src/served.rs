@@ -26,6 +26,7 @@
 //! can neither block nor see the content change under it.
 
 use crate::envelope::Envelope;
+use crate::run::Identity;
 use crate::runner::{self, End, Settings};
 use queue::client::QqFailure;
 use std::ffi::OsString;
@@ -116,8 +117,22 @@ fn readable(fd: &OwnedFd, wait: Duration) -> bool {
 /// `None` at the end of the connection or on an error, a truncated packet or too many
 /// descriptors.
 fn receive(fd: &OwnedFd, max_len: usize, max_fds: usize) -> Option<(Vec<u8>, Vec<OwnedFd>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = vec![0u8; max_len + 1];
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg};
+    // the packet's own length first (MSG_TRUNC on a peek gives it whole), so that the
+    // buffer is what the packet needs, not the most it may be (no 64 KiB to clear
+    // and fault in per message)
+    let len = loop {
+        match recv(
+            fd.as_raw_fd(),
+            &mut [],
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        ) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    };
+    let mut buf = vec![0u8; len.min(max_len) + 1];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
     loop {
         let mut iov = [io::IoSliceMut::new(&mut buf)];
@@ -202,13 +217,7 @@ impl Client {
         if !sealed(message) || !sealed(envelope) {
             return Answer::Refused(queue::client::failure_for_exit(53));
         }
-        let mut request = vec![b'R'];
-        for (name, value) in variables {
-            request.extend_from_slice(name.as_bytes());
-            request.push(b'=');
-            request.extend_from_slice(value.as_bytes());
-            request.push(0);
-        }
+        let request = request(variables);
         if request.len() > MAX_VARIABLES
             || send(
                 &self.socket,
@@ -220,29 +229,50 @@ impl Client {
         {
             return Answer::Gone;
         }
-        let Some((answer, mut fds)) = receive(&self.socket, 1 + queue::client::MAX_REASON + 1, 1)
-        else {
-            return Answer::Gone;
-        };
-        match (answer[0], fds.pop()) {
-            (b'Q', Some(fd)) if answer.len() == 1 => {
-                let mut file = File::from(fd);
-                if sealed(&file) && file.rewind().is_ok() {
-                    Answer::Queue(file)
-                } else {
-                    Answer::Gone
-                }
-            }
-            (b'X', None) if answer.len() == 1 => Answer::Drop,
-            (b'E', None) if answer.len() == 2 => {
-                Answer::Refused(queue::client::failure_for_exit(i32::from(answer[1])))
-            }
-            (b'D' | b'Z', None) => match queue::client::reason(&answer) {
-                Some(r) => Answer::Refused(r),
-                None => Answer::Refused(queue::client::failure_for_exit(71)),
-            },
-            _ => Answer::Gone,
+        match receive(&self.socket, 1 + queue::client::MAX_REASON + 1, 1) {
+            Some((answer, fds)) => decode(&answer, fds),
+            None => Answer::Gone,
         }
+    }
+}
+
+/// The request packet's bytes for the caller's `variables`.
+fn request(variables: &[(&str, OsString)]) -> Vec<u8> {
+    let mut request = vec![b'R'];
+    for (name, value) in variables {
+        request.extend_from_slice(name.as_bytes());
+        request.push(b'=');
+        request.extend_from_slice(value.as_bytes());
+        request.push(0);
+    }
+    request
+}
+
+/// The answer a packet (and the descriptor it carried) stands for; anything malformed
+/// is [`Answer::Gone`], a temporary failure.
+fn decode(answer: &[u8], mut fds: Vec<OwnedFd>) -> Answer {
+    let fd = fds.pop();
+    if !fds.is_empty() {
+        return Answer::Gone;
+    }
+    match (answer.first(), fd) {
+        (Some(b'Q'), Some(fd)) if answer.len() == 1 => {
+            let mut file = File::from(fd);
+            if sealed(&file) && file.rewind().is_ok() {
+                Answer::Queue(file)
+            } else {
+                Answer::Gone
+            }
+        }
+        (Some(b'X'), None) if answer.len() == 1 => Answer::Drop,
+        (Some(b'E'), None) if answer.len() == 2 => {
+            Answer::Refused(queue::client::failure_for_exit(i32::from(answer[1])))
+        }
+        (Some(b'D' | b'Z'), None) => match queue::client::reason(answer) {
+            Some(r) => Answer::Refused(r),
+            None => Answer::Refused(queue::client::failure_for_exit(71)),
+        },
+        _ => Answer::Gone,
     }
 }
 
@@ -282,10 +312,16 @@ fn variables(bytes: &[u8]) -> Option<Vec<(String, OsString)>> {
     Some(out)
 }
 
-/// The child's whole job for one connection: greet, take the request, run the chain,
-/// answer. Returns its exit code: [`EXIT_RENEW`] after a linked-in filter crashed, 0
+/// The child's whole job for one connection: greet, take the request, run the chain
+/// as `identity` (found once, when the server started), answer. Returns its exit code: [`EXIT_RENEW`] after a linked-in filter crashed, 0
 /// otherwise, 111 when the request never came whole (nothing was run).
-pub fn serve_one(me: &str, home: &Path, conn: OwnedFd, scan: &dyn Fn()) -> i32 {
+pub fn serve_one(
+    me: &str,
+    home: &Path,
+    identity: Option<Identity>,
+    conn: OwnedFd,
+    scan: &dyn Fn(),
+) -> i32 {
     if send(&conn, &[GREETING], &[]).is_err() || !readable(&conn, REQUEST_WAIT) {
         return 111;
     }
@@ -301,7 +337,7 @@ pub fn serve_one(me: &str, home: &Path, conn: OwnedFd, scan: &dyn Fn()) -> i32 {
         return 111;
     };
     let (message, envelope) = (File::from(message), File::from(envelope));
-    let (end, report) = chain(me, home, message, envelope, &vars, scan);
+    let (end, report) = chain(me, home, identity, message, envelope, &vars, scan);
     let (bytes, fd) = encode(&end);
     let fds: Vec<_> = fd.into_iter().collect();
     if let Err(e) = send(&conn, &bytes, &fds) {
@@ -314,6 +350,7 @@ pub fn serve_one(me: &str, home: &Path, conn: OwnedFd, scan: &dyn Fn()) -> i32 {
 fn chain(
     me: &str,
     home: &Path,
+    identity: Option<Identity>,
     message: File,
     mut envelope: File,
     vars: &[(String, OsString)],
@@ -344,7 +381,7 @@ fn chain(
             Err(_) => (End::Exit(53), none),
         };
     }
-    let settings = match Settings::load(home, filters) {
+    let settings = match Settings::load_for(home, filters, identity) {
         Ok(s) => s,
         Err(t) => {
             qsys::die::warn(me, "fatal", &t.why);
@@ -438,6 +475,7 @@ fn reap(block: bool) -> (usize, bool) {
 pub fn serve(
     me: &str,
     home: &Path,
+    identity: Option<Identity>,
     listener: OwnedFd,
     served: u32,
     scan: &dyn Fn(),
@@ -474,11 +512,166 @@ pub fn serve(
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(listener);
-                let code = serve_one(me, home, conn, scan);
-                std::process::exit(code)
+                let code = serve_one(me, home, identity, conn, scan);
+                // SAFETY: _exit ends this child at once; it has nothing buffered (log
+                // lines are written whole, unbuffered) and runs no exit handler of the
+                // server's
+                unsafe { libc::_exit(code) }
             }
             Ok(nix::unistd::ForkResult::Parent { .. }) => children += 1,
             Err(e) => qsys::die::warn(me, "warning", &format!("unable to fork: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    }
+
+    /// A home for the server's child: control/filters with `filters`.
+    fn home(filters: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("control")).unwrap();
+        std::fs::write(d.path().join("control/filters"), filters).unwrap();
+        d
+    }
+
+    fn sealed_with(bytes: &[u8]) -> File {
+        crate::spool::sealed_file(bytes).unwrap()
+    }
+
+    /// One connection served in this thread (the packets wait in the socket): the
+    /// answer and the child's exit code.
+    fn serve(
+        home: &Path,
+        message: &File,
+        envelope: &File,
+        vars: &[(&str, OsString)],
+        scan: &dyn Fn(),
+    ) -> (Answer, i32) {
+        let (client, server) = pair();
+        send(
+            &client,
+            &request(vars),
+            &[message.as_raw_fd(), envelope.as_raw_fd()],
+        )
+        .unwrap();
+        let identity = runner::identity(home).unwrap();
+        let code = serve_one("test", home, identity, server, scan);
+        let (greeting, _) = receive(&client, 16, 0).unwrap();
+        assert_eq!(greeting, [GREETING]);
+        let answer = match receive(&client, 1024, 1) {
+            Some((bytes, fds)) => decode(&bytes, fds),
+            None => Answer::Gone,
+        };
+        (answer, code)
+    }
+
+    #[test]
+    fn variables_keep_only_the_connections_own() {
+        let v = variables(b"TCPREMOTEIP=1.2.3.4\0LD_PRELOAD=/x\0SMTPHELO=a=b\0").unwrap();
+        assert_eq!(
+            v,
+            vec![
+                ("TCPREMOTEIP".to_string(), OsString::from("1.2.3.4")),
+                ("SMTPHELO".to_string(), OsString::from("a=b")),
+            ]
+        );
+        assert_eq!(variables(b"").unwrap(), vec![]);
+        assert!(variables(b"TCPREMOTEIP=1").is_none(), "no final NUL");
+        assert!(variables(b"NOEQUALS\0").is_none());
+    }
+
+    #[test]
+    fn answers_round_trip_and_anything_else_is_gone() {
+        let (bytes, _) = encode(&End::Drop);
+        assert!(matches!(decode(&bytes, vec![]), Answer::Drop));
+        let (bytes, _) = encode(&End::Exit(31));
+        match decode(&bytes, vec![]) {
+            Answer::Refused(f) => assert!(f.permanent && !f.custom),
+            a => panic!("{a:?}"),
+        }
+        let reason = QqFailure {
+            permanent: false,
+            text: "busy (#4.3.0)".into(),
+            custom: true,
+        };
+        let (bytes, _) = encode(&End::Reason(reason.clone()));
+        match decode(&bytes, vec![]) {
+            Answer::Refused(f) => assert_eq!(f, reason),
+            a => panic!("{a:?}"),
+        }
+        // a file to queue that is not sealed, or no file at all, is no answer
+        let open = crate::spool::memory_file(c"t").unwrap();
+        assert!(matches!(decode(b"Q", vec![open.into()]), Answer::Gone));
+        assert!(matches!(decode(b"Q", vec![]), Answer::Gone));
+        assert!(matches!(decode(b"?", vec![]), Answer::Gone));
+        assert!(matches!(decode(b"", vec![]), Answer::Gone));
+    }
+
+    #[test]
+    fn a_chain_runs_and_its_output_comes_back_sealed() {
+        let h = home("/bin/cat\n");
+        let message = sealed_with(b"Subject: x\n\nbody\n");
+        let envelope = sealed_with(b"Fa@b\0Tc@d\0\0");
+        let (answer, code) = serve(h.path(), &message, &envelope, &[], &|| {});
+        assert_eq!(code, 0);
+        let Answer::Queue(mut f) = answer else {
+            panic!("{answer:?}")
+        };
+        let mut back = String::new();
+        f.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "Subject: x\n\nbody\n");
+        assert!(f.write_all(b"more").is_err(), "sealed");
+        // no filter: the message comes back as it went
+        let h = home("# none\n");
+        let (answer, _) = serve(h.path(), &message, &envelope, &[], &|| {});
+        assert!(matches!(answer, Answer::Queue(_)), "{answer:?}");
+    }
+
+    #[test]
+    fn files_that_are_not_sealed_are_refused_unread() {
+        let h = home("/bin/cat\n");
+        let mut open = crate::spool::memory_file(c"m").unwrap();
+        open.write_all(b"x\n").unwrap();
+        let envelope = sealed_with(b"Fa@b\0Tc@d\0\0");
+        let (answer, _) = serve(h.path(), &open, &envelope, &[], &|| {});
+        match answer {
+            Answer::Refused(f) => assert_eq!(f, queue::client::failure_for_exit(53)),
+            a => panic!("{a:?}"),
+        }
+        // a request without its two files runs nothing
+        let (client, server) = pair();
+        send(&client, b"R", &[]).unwrap();
+        assert_eq!(serve_one("test", h.path(), None, server, &|| {}), 111);
+    }
+
+    #[test]
+    fn a_crash_of_linked_in_code_asks_for_a_fresh_start() {
+        let h = home("qmail-scan\n");
+        let message = sealed_with(b"Subject: x\n\nbody\n");
+        let envelope = sealed_with(b"Fa@b\0Tc@d\0\0");
+        let crash = || {
+            // SAFETY: raise only sends a signal to this (forked) process.
+            unsafe { libc::raise(libc::SIGSEGV) };
+        };
+        let (answer, code) = serve(h.path(), &message, &envelope, &[], &crash);
+        assert_eq!(code, EXIT_RENEW);
+        match answer {
+            Answer::Refused(f) => assert_eq!(f.text, "content filter failed (#4.3.0)"),
+            a => panic!("{a:?}"),
         }
     }
 }
