@@ -52,6 +52,13 @@
 //!     qmail-scan's. To run the program instead, name it another way (a symbolic
 //!     link to it, for one).
 //!
+//! SERVER
+//!     For qmail-smtpd the same chain (the same code, crates/qfilter/src/runner.rs) runs
+//!     in qmail-qfilterd, a server of its own that forks a child per message: when
+//!     $QMAILQUEUE is this program, qmail-smtpd offers the whole message to it first and
+//!     runs qmail-qfilter only when the server is down, refuses or does not greet within
+//!     5 seconds. Everything below holds for both.
+//!
 //! ENVIRONMENT
 //!     Filters get only: QMAILUSER and QMAILHOST (the sender's local part and domain,
 //!     split at the last @), QMAILRCPTS (the recipients, each followed by a newline;
