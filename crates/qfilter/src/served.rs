@@ -31,7 +31,7 @@ use crate::runner::{self, End, Settings};
 use queue::client::QqFailure;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read, Seek};
+use std::io::{self, Seek};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -361,8 +361,7 @@ fn chain(
         qsys::die::warn(me, "warning", "a request with files that are not sealed");
         return (End::Exit(53), none);
     }
-    let read: Result<Envelope, _> =
-        crate::envelope::read(&mut io::BufReader::new((&mut envelope).take(u64::MAX)));
+    let read: Result<Envelope, _> = crate::envelope::read(&mut io::BufReader::new(&mut envelope));
     let envelope_parsed = match read {
         Ok(e) => e,
         Err(e) => return (End::Exit(e.exit_code()), none),
@@ -527,7 +526,7 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     fn pair() -> (OwnedFd, OwnedFd) {
         use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
