@@ -647,3 +647,81 @@ fn qmail_qfilterd_runs_the_chain_for_qmail_smtpd_without_a_program_per_message()
     );
     assert_eq!(queued_messages(&sys).len(), 2);
 }
+
+/// The pids whose parent is `parent` (/proc/PID/stat's fourth field).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // the name is in parentheses and may hold spaces: fields start after the last ')'
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        if rest.split_whitespace().nth(1) == Some(parent.to_string().as_str()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+#[test]
+fn qmail_qfilterd_starts_afresh_after_a_crash_and_qmail_smtpd_falls_back_meanwhile() {
+    need_root!();
+    let sys = system();
+    let f = Filters::new(&sys);
+    // a filter that waits on "napping" (a copy of sleep under another name, so that the
+    // other tests' checks for a leftover sleep do not see it)
+    let nap = f.path("nap");
+    std::fs::copy("/bin/sleep", &nap).unwrap();
+    let napper = f.path("napper");
+    std::fs::write(
+        &napper,
+        format!(
+            "#!/bin/sh\nt=$(mktemp) || exit 71\ncat > \"$t\"\nif grep -q napping \"$t\"; then {} 30; fi\ncat \"$t\"\nrm -f \"$t\"\n",
+            nap.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&napper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    f.chain(&sys, &["napper"]);
+    let mut server =
+        e2e::daemon::Daemon::start(&sys, "qmail-qfilterd", "qmailf", "qfilterd/socket");
+    let srv = SmtpServer::start(&sys, &[], &[]);
+    let port = srv.port;
+    let sending = std::thread::spawn(move || smtp_send(port, &["napping"]));
+    // the chain child of this message is the server's only child: crash it (SIGABRT, a
+    // panic's or an allocation failure's end; a SIGSEGV sent by kill is taken by std's
+    // stack-overflow handler, which only re-arms the default for a real fault)
+    let child = wait_until("the chain's child of qmail-qfilterd", 20, || {
+        children_of(server.pid()).first().copied()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child as i32),
+        nix::sys::signal::Signal::SIGABRT,
+    )
+    .unwrap();
+    let got = sending.join().unwrap();
+    // no answer from the chain is a temporary failure, never a pass
+    assert!(
+        got[0].starts_with("451 ") && got[0].contains("qq crashed"),
+        "{got:?}\n{}",
+        srv.log_text()
+    );
+    // the server stops, to be started afresh by supervise with a new layout
+    wait_until("qmail-qfilterd to exit", 20, || {
+        server.exited().then_some(())
+    });
+    assert!(
+        server.log_text().contains("starting afresh"),
+        "{}",
+        server.log_text()
+    );
+    // meanwhile qmail-smtpd runs qmail-qfilter: the chain still runs
+    let got = smtp_send(port, &["clean"]);
+    assert_eq!(got, vec!["250"], "{}", srv.log_text());
+    assert_eq!(queued_messages(&sys).len(), 1);
+    let _ = Command::new("pkill").args(["-x", "nap"]).status();
+}

@@ -16,7 +16,13 @@
 //!     (the status code from the text's `(#x.y.z)`; 5.3.0 / 4.3.0 without one; a text
 //!     starting with its own reply code, `550 text (#5.7.1)`, gets that code). The
 //!     authenticated user, if any, is passed to the chain as SMTPAUTHUSER, the HELO
-//!     argument (escaped as for the log) as SMTPHELO.
+//!     argument (escaped as for the log) as SMTPHELO. Without $QMAILQUEUE (or with it
+//!     naming HOME/bin/qmail-queue), a message is first offered to qmail-queued on
+//!     HOME/queued/socket; when the queue program is HOME/bin/qmail-qfilter, the whole
+//!     message is read into a sealed memory file and offered to qmail-qfilterd on
+//!     HOME/qfilterd/socket, which runs the chain and hands back the file to queue. Either
+//!     server that is down, refuses or does not greet within 5 seconds means the program
+//!     runs as before.
 //!
 //!     With --submission or --smtps, AUTH PLAIN/LOGIN (and CRAM-MD5 when
 //!     control/authcrammd5 is 1) is offered and required before MAIL (unless tcprules
