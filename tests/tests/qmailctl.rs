@@ -553,9 +553,24 @@ p.quit()
             assert!(text(&o).contains(" 250 2.0.0 ok "), "{cmd}: {}", text(&o));
         }
     }
+    // the queue writer and the filter server run as --link-services installs them
+    for s in ["qmail-queued", "qmail-qfilterd"] {
+        let d = tmp.path().join("run/service").join(s);
+        wait_until(&format!("{s} up"), 20, || up_pid(&svstat(&sys, &d)));
+    }
+    for socket in ["queued/socket", "qfilterd/socket"] {
+        let p = tmp.path().join("run/qmail").join(socket);
+        wait_until(&format!("{socket} made"), 20, || p.exists().then_some(()));
+    }
     let st = child.stop();
     assert!(st.is_some_and(|s| s.success()), "{st:?}");
-    for s in ["qmail-send", "qmail-smtpd", "qmail-pop3d"] {
+    for s in [
+        "qmail-send",
+        "qmail-smtpd",
+        "qmail-pop3d",
+        "qmail-queued",
+        "qmail-qfilterd",
+    ] {
         let d = tmp.path().join("run/service").join(s);
         assert_eq!(svstat(&sys, &d), "supervise not running");
     }
