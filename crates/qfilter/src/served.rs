@@ -431,11 +431,11 @@ pub fn listen(home: &Path) -> Result<(OwnedFd, u32), String> {
     Ok((fd, served))
 }
 
-/// The peer's uid (`SO_PEERCRED`, the kernel's word taken at connect).
-fn peer_uid(fd: &OwnedFd) -> Option<u32> {
+/// The peer's uid and pid (`SO_PEERCRED`, the kernel's word taken at connect).
+fn peer(fd: &OwnedFd) -> Option<(u32, i32)> {
     nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::PeerCredentials)
         .ok()
-        .map(|c| c.uid())
+        .map(|c| (c.uid(), c.pid()))
 }
 
 /// Reap every child that has ended, without waiting unless `block`; how many, and
@@ -503,15 +503,18 @@ pub fn serve(
             }
             Err(e) => return Err(e.into()),
         };
-        if peer_uid(&conn) != Some(served) {
-            continue; // closed without a greeting: that caller runs qmail-qfilter
-        }
+        let client = match peer(&conn) {
+            Some((uid, pid)) if uid == served => pid,
+            _ => continue, // closed without a greeting: that caller runs qmail-qfilter
+        };
         // SAFETY: this process is single-threaded; the child only runs the chain and
         // exits, the way qmail-qfilter's own children are forked.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(listener);
-                let code = serve_one(me, home, identity, conn, scan);
+                // the chain's log lines name the qmail-smtpd process they serve
+                let me = format!("{me}: client pid {client}");
+                let code = serve_one(&me, home, identity, conn, scan);
                 // SAFETY: _exit ends this child at once; it has nothing buffered (log
                 // lines are written whole, unbuffered) and runs no exit handler of the
                 // server's
