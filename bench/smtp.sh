@@ -294,13 +294,13 @@ stop_queued() {
     rm -f "$Q/queued/socket"
 }
 
-# start_qfilterd / stop_qfilterd: our qmail-qfilterd (as qmailf, as its run script
-# starts it), logging to $WORK/qfilterd.log; stopped, its socket is removed (qmail-smtpd
+# start_qfilterd / stop_qfilterd: our qmail-qfilterd (started by root, it becomes
+# qmailf itself, as from its run script), logging to $WORK/qfilterd.log; stopped, its socket is removed (qmail-smtpd
 # then runs qmail-qfilter per message).
 start_qfilterd() {
     [[ -n $QFPID ]] && return 0
     rm -f "$Q/qfilterd/socket"
-    (cd / && exec env - PATH="$Q/bin:/usr/bin:/bin" "$Q/bin/setuidgid" qmailf "$Q/bin/qmail-qfilterd" \
+    (cd / && exec env - PATH="$Q/bin:/usr/bin:/bin" "$Q/bin/qmail-qfilterd" \
         >>"$WORK/qfilterd.log" 2>&1) &
     QFPID=$!
     local i

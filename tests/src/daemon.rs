@@ -1,6 +1,7 @@
 //! A daemon of an installed system started the way its run script starts it, for the
 //! tests of the servers that stay up (qmail-queued, qmail-qfilterd): as `user` through
-//! our setuidgid when the tests run as root, else as the test's own user; stderr
+//! our setuidgid when the tests run as root and a user is named (a daemon that changes
+//! its user itself gets none), else as the test's own user; stderr
 //! appended to `NAME.log` beside the root. [`Daemon::start`] returns once the daemon's
 //! socket is new and its log says it serves.
 
@@ -17,7 +18,7 @@ pub struct Daemon {
 impl Daemon {
     /// Start HOME/bin/`program` as `user`, waiting for HOME/`socket` and its
     /// "status: serving" log line.
-    pub fn start(sys: &System, program: &str, user: &str, socket: &str) -> Daemon {
+    pub fn start(sys: &System, program: &str, user: Option<&str>, socket: &str) -> Daemon {
         let log = sys.root.parent().unwrap().join(format!("{program}.log"));
         let socket = sys.root.join(socket);
         let before = std::fs::metadata(&socket).ok().map(|m| m.ino());
@@ -26,12 +27,13 @@ impl Daemon {
             .append(true)
             .open(&log)
             .unwrap();
-        let mut cmd = if is_root() {
-            let mut c = Command::new(sys.bin("setuidgid"));
-            c.arg(user).arg(sys.bin(program));
-            c
-        } else {
-            Command::new(sys.bin(program))
+        let mut cmd = match user.filter(|_| is_root()) {
+            Some(user) => {
+                let mut c = Command::new(sys.bin("setuidgid"));
+                c.arg(user).arg(sys.bin(program));
+                c
+            }
+            None => Command::new(sys.bin(program)),
         };
         let child = cmd
             .env_clear()

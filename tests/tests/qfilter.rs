@@ -569,21 +569,36 @@ fn qmail_qfilterd_runs_the_chain_for_qmail_smtpd_without_a_program_per_message()
     let f = Filters::new(&sys);
     f.chain(&sys, &["add-header", "policy", "greedy"]);
     sys.control("filtertimeout", "3\n");
-    // the socket's directory: qmailf:nofiles 2750, only qmaild (nofiles) reaches it
+    // the socket's directory: root:nofiles 2750, only qmaild (nofiles) reaches it and
+    // no filter (qmailf) can put a socket of its own there
     let dir = std::fs::metadata(sys.root.join("qfilterd")).unwrap();
     assert_eq!(
         (dir.uid(), dir.gid(), dir.mode() & 0o7777),
-        (fuid, fgid, 0o2750)
+        (0, fgid, 0o2750)
     );
-    let mut server =
-        e2e::daemon::Daemon::start(&sys, "qmail-qfilterd", "qmailf", "qfilterd/socket");
+    let mut server = e2e::daemon::Daemon::start(&sys, "qmail-qfilterd", None, "qfilterd/socket");
     assert_eq!(uid_of(server.pid()), Some(fuid));
     let socket = sys.root.join("qfilterd/socket");
     let sock = std::fs::symlink_metadata(&socket).unwrap();
     assert_eq!(
         (sock.uid(), sock.gid(), sock.mode() & 0o777),
-        (fuid, fgid, 0o660)
+        (0, fgid, 0o660)
     );
+    // started by root, the server became qmailf (above) after making its socket: a
+    // filter's user can neither remove it nor put another in its place
+    let as_qmailf = |cmd: &str| {
+        Command::new(sys.bin("setuidgid"))
+            .args(["qmailf", "/bin/sh", "-c", cmd])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!as_qmailf(&format!("rm -f {}", socket.display())));
+    assert!(!as_qmailf(&format!(
+        "touch {0}.x && mv -f {0}.x {0}",
+        socket.display()
+    )));
+    assert!(socket.exists());
     // proof that the server, not the program, ran the chain: qmail-qfilter fails
     let program = sys.bin("qmail-qfilter");
     let saved = sys.root.parent().unwrap().join("qmail-qfilter.saved");
@@ -694,8 +709,7 @@ fn qmail_qfilterd_starts_afresh_after_a_crash_and_qmail_smtpd_falls_back_meanwhi
     .unwrap();
     std::fs::set_permissions(&napper, std::fs::Permissions::from_mode(0o755)).unwrap();
     f.chain(&sys, &["napper"]);
-    let mut server =
-        e2e::daemon::Daemon::start(&sys, "qmail-qfilterd", "qmailf", "qfilterd/socket");
+    let mut server = e2e::daemon::Daemon::start(&sys, "qmail-qfilterd", None, "qfilterd/socket");
     let srv = SmtpServer::start(&sys, &[], &[]);
     let port = srv.port;
     let sending = std::thread::spawn(move || smtp_send(port, &["napping"]));

@@ -21,7 +21,7 @@ struct Writer;
 
 impl Writer {
     fn start(sys: &System) -> e2e::daemon::Daemon {
-        e2e::daemon::Daemon::start(sys, "qmail-queued", "qmailq", "queued/socket")
+        e2e::daemon::Daemon::start(sys, "qmail-queued", Some("qmailq"), "queued/socket")
     }
 }
 

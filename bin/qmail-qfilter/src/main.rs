@@ -130,7 +130,7 @@ fn run() {
     qsys::help!();
     std::panic::set_hook(Box::new(|_| std::process::exit(81)));
     let reason_out = take_reason_fd();
-    close_on_exec_above(2);
+    qsys::fds::close_on_exec_from(3);
     let Ok(home) = qsys::home() else {
         std::process::exit(61)
     };
@@ -197,20 +197,6 @@ fn take_reason_fd() -> Option<OwnedFd> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     Some(fd)
-}
-
-/// Mark every descriptor above `n` close-on-exec: whatever the caller left open (its
-/// network connection, a log) never reaches a filter or qmail-queue.
-fn close_on_exec_above(n: u32) {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            n + 1,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-    }
 }
 
 /// True when the caller may speak for the connection: not set-id

@@ -30,35 +30,60 @@
 //!     log lines go to stderr.
 //!
 //! USER
-//!     qmailf with its group nofiles (the run script uses setuidgid qmailf): the filters'
-//!     own user, so that no change of identity is needed per message. It refuses to run
-//!     as root. It makes itself not dumpable, so that no filter (also qmailf) can trace
-//!     it or read its memory. In a single-user install (HOME owned by the user running
-//!     it) it runs as that user.
+//!     Started by root (the run script), it makes its socket in HOME/qfilterd, which
+//!     is root's (mode 2750, group nofiles), so that no filter can replace the socket,
+//!     and then becomes qmailf with the single group nofiles for good, before it
+//!     accepts anything: the filters' own user, so that no change of identity is needed
+//!     per message. It makes itself not dumpable, so that no filter (also qmailf) can
+//!     trace it or read its memory. Started by qmailf it refuses to run. In a
+//!     single-user install (HOME owned by the user running it) it runs as that user.
 //!
 //! EXIT CODES
-//!     0 after a crash of linked-in code (above); 111 unable to start (run as root or
-//!     as another user than qmailf, HOME/smtpd unreadable, the socket not made) or
-//!     unable to accept connections any more.
+//!     0 after a crash of linked-in code (above); 111 unable to start (not started by
+//!     root outside a single-user install, no user qmailf, HOME/smtpd unreadable, the
+//!     socket not made, qmailf not become) or unable to accept connections any more.
 
 fn main() {
     const ME: &str = "qmail-qfilterd";
     qsys::help!();
     qsys::die::install_panic_hook(ME);
     let fatal = |msg: &str| qsys::die::fatal(ME, msg, 111);
+    // nothing our starter left open reaches a filter
+    qsys::fds::close_on_exec_from(3);
+    // SAFETY: installs the default disposition, no handler: a starter that ignored
+    // SIGCHLD would have the kernel reap our children before we could count them.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGCHLD,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let Ok(home) = qsys::home() else {
         fatal("unable to find my home directory")
     };
-    if nix::unistd::geteuid().is_root() {
-        fatal("must not run as root (the run script starts it as qmailf)");
-    }
+    let root = nix::unistd::geteuid().is_root();
     let identity = qfilter::runner::identity(&home).unwrap_or_else(|e| fatal(&e));
+    if !root && identity.is_some() {
+        fatal("must be started by root: it makes its socket in HOME/qfilterd, then becomes qmailf");
+    }
+    let (listener, served) = qfilter::served::listen(&home).unwrap_or_else(|e| fatal(&e));
+    if root {
+        let Some(id) = identity else {
+            fatal("no filter user to become")
+        };
+        let (uid, gid) = (
+            nix::unistd::Uid::from_raw(id.uid),
+            nix::unistd::Gid::from_raw(id.gid),
+        );
+        if let Err(e) = qsys::prot::drop_verified(uid, gid) {
+            fatal(&format!("unable to become {}: {e}", qfilter::FILTER_USER));
+        }
+    }
     // SAFETY: prctl(PR_SET_DUMPABLE) changes only this process's dumpable flag, which
     // every child inherits.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         fatal("unable to make myself not dumpable");
     }
-    let (listener, served) = qfilter::served::listen(&home).unwrap_or_else(|e| fatal(&e));
     qsys::die::warn(
         ME,
         "status",

@@ -194,11 +194,13 @@ fn dirs() -> Vec<DirSpec> {
             group: "nofiles",
             ..d("queued", Owner::User("qmailq"), 0o2750)
         },
-        // qmail-qfilterd's socket: only qmailf and group nofiles (qmaild) reach it;
-        // setgid, so that the socket qmailf makes there is group nofiles
+        // qmail-qfilterd's socket: root's, so that no filter (qmailf) can put a socket
+        // of its own in its place; group nofiles (qmaild) reaches it; setgid, so that
+        // the socket qmail-qfilterd makes as root before it becomes qmailf is group
+        // nofiles
         DirSpec {
             group: "nofiles",
-            ..d("qfilterd", Owner::User("qmailf"), 0o2750)
+            ..d("qfilterd", Owner::Root, 0o2750)
         },
     ];
     // checkpassword's per-account locks: only its setgid group may create or open them

@@ -179,8 +179,8 @@ pub enum End {
 /// What [`run_chain`] found besides the end.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Report {
-    /// A linked-in filter ended by a signal it was not sent at the time limit: a crash
-    /// (or a limit) in code that is a copy of the caller's. qmail-qfilterd starts afresh
+    /// A linked-in filter crashed ([`crate::served::crash_signal`]): a fault or an
+    /// abort in code that is a copy of the caller's. qmail-qfilterd starts afresh
     /// after one (doc/filter-chain.md).
     pub linked_crash: bool,
 }
@@ -242,7 +242,8 @@ pub fn run_chain(
                 Ended::Signal(0)
             })
         };
-        report.linked_crash |= linked && matches!(ended, Ended::Signal(_));
+        report.linked_crash |=
+            linked && matches!(ended, Ended::Signal(s) if crate::served::crash_signal(s));
         match run::verdict(&ended) {
             Verdict::Next => {
                 if let Err(e) = crate::spool::seal(&output) {

@@ -133,7 +133,10 @@ fn receive(fd: &OwnedFd, max_len: usize, max_fds: usize) -> Option<(Vec<u8>, Vec
         }
     };
     let mut buf = vec![0u8; len.min(max_len) + 1];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    // room for as many descriptors as one message can carry (SCM_MAX_FD), so that a
+    // peer sending too many cannot truncate the control data: a truncated one would
+    // leave the descriptors it did carry open and unowned
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 253]);
     loop {
         let mut iov = [io::IoSliceMut::new(&mut buf)];
         match recvmsg::<()>(
@@ -197,10 +200,7 @@ impl Client {
     /// [`GREETING_WAIT`]; `None` when there is none (no server, not served, at capacity):
     /// the caller then runs qmail-qfilter.
     pub fn connect(socket: &Path) -> Option<Client> {
-        use nix::sys::socket::{UnixAddr, connect};
-        let fd = seqpacket().ok()?;
-        let addr = UnixAddr::new(socket).ok()?;
-        connect(fd.as_raw_fd(), &addr).ok()?;
+        let fd = queue::client::connect_at_once(socket, nix::sys::socket::SockType::SeqPacket)?;
         if !readable(&fd, GREETING_WAIT) {
             return None;
         }
@@ -438,9 +438,26 @@ fn peer(fd: &OwnedFd) -> Option<(u32, i32)> {
         .map(|c| (c.uid(), c.pid()))
 }
 
-/// Reap every child that has ended, without waiting unless `block`; how many, and
-/// whether one asked for a fresh start ([`EXIT_RENEW`]).
-fn reap(block: bool) -> (usize, bool) {
+/// Whether a process that ended by `signal` crashed: a fault, an abort (a panic, an
+/// allocation failure), a bad instruction. A kill (the time limit's, an administrator's,
+/// a child that could not set itself up) is not one.
+pub fn crash_signal(signal: i32) -> bool {
+    [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+        libc::SIGSYS,
+        libc::SIGTRAP,
+    ]
+    .contains(&signal)
+}
+
+/// Reap every child that has ended, without waiting unless `block`: how many (`None`
+/// when there is no child left at all), and whether one asked for a fresh start
+/// ([`EXIT_RENEW`]) or crashed.
+fn reap(block: bool) -> (Option<usize>, bool) {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let (mut n, mut renew) = (0, false);
     let mut flags = if block {
@@ -454,14 +471,15 @@ fn reap(block: bool) -> (usize, bool) {
                 n += 1;
                 renew |= code == EXIT_RENEW;
             }
-            Ok(WaitStatus::Signaled(..)) => {
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
                 // the child itself crashed: its code is a copy of ours as well
                 n += 1;
-                renew = true;
+                renew |= crash_signal(signal as i32);
             }
-            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return (n, renew),
+            Ok(WaitStatus::StillAlive) => return (Some(n), renew),
+            Err(nix::errno::Errno::ECHILD) => return (None, renew),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return (n, renew),
+            Err(_) => return (Some(n), renew),
         }
         flags = Some(WaitPidFlag::WNOHANG);
     }
@@ -483,7 +501,10 @@ pub fn serve(
     let mut children = 0usize;
     loop {
         let (ended, renew) = reap(children >= MAX_CHILDREN);
-        children = children.saturating_sub(ended);
+        children = match ended {
+            Some(n) => children.saturating_sub(n),
+            None => 0,
+        };
         if renew {
             qsys::die::warn(me, "status", "linked-in code crashed: starting afresh");
             return Ok(());

@@ -1,7 +1,8 @@
 //! Closing every descriptor above a point: what a forked child that does not exec does
 //! after placing the descriptors of its protocol (qmail-lspawn's delivery child,
 //! qmail-qfilter's linked-in filter), where an exec would have dropped the
-//! close-on-exec ones.
+//! close-on-exec ones; and marking them close-on-exec, what a program that starts others
+//! does first (qmail-qfilter, qmail-qfilterd).
 
 /// Close every descriptor from `first` on (close_range(2), or a loop up to the
 /// descriptor limit where the kernel lacks it). False if neither could run.
@@ -21,4 +22,13 @@ pub unsafe fn close_from(first: u32) -> bool {
         unsafe { libc::close(fd as i32) };
     }
     true
+}
+
+/// Mark every descriptor from `first` on close-on-exec: whatever a program's caller left
+/// open (a connection, a log, a supervisor's pipe) never reaches a program it starts.
+pub fn close_on_exec_from(first: u32) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags.
+    unsafe {
+        libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
+    }
 }

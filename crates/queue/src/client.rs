@@ -324,6 +324,26 @@ pub fn queued_socket(home: &Path, program: &Path) -> Option<PathBuf> {
     (program == home.join("bin/qmail-queue")).then(|| crate::writer::socket_path(home))
 }
 
+/// A connection to the local socket at `path` that never waits to be made: `None` when
+/// nobody listens, the listener's queue is full (a server stopped or busy), or anything
+/// else fails, so that the caller goes its other way at once. A blocking `connect` to a
+/// Unix socket whose queue is full would wait for as long as the server does not
+/// accept. The connection returned blocks as usual.
+pub fn connect_at_once(path: &Path, kind: nix::sys::socket::SockType) -> Option<OwnedFd> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::sys::socket::{AddressFamily, SockFlag, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        kind,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ok()?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path).ok()?).ok()?;
+    fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty())).ok()?;
+    Some(fd)
+}
+
 /// What became of a message offered to qmail-queued.
 pub enum Queued<F> {
     /// Not handed over (no writer, not served, no greeting in time): nothing of the
@@ -436,9 +456,10 @@ where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
     use std::io::Read;
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+    let Some(fd) = connect_at_once(socket, nix::sys::socket::SockType::Stream) else {
         return Offered::Declined(write_message);
     };
+    let mut stream = std::os::unix::net::UnixStream::from(fd);
     let mut greeting = [0u8; 1];
     let greeted = stream
         .set_read_timeout(Some(GREETING_WAIT))
@@ -486,6 +507,39 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_to_a_full_listener_is_refused_at_once() {
+        use nix::sys::socket::{Backlog, SockType, UnixAddr, bind, listen, socket};
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        assert!(
+            connect_at_once(&path, SockType::Stream).is_none(),
+            "no listener"
+        );
+        let l = socket(
+            nix::sys::socket::AddressFamily::Unix,
+            SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(l.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&l, Backlog::new(1).unwrap()).unwrap();
+        // nobody accepts: the queue fills, and then the next connect fails at once
+        // instead of waiting for an accept that never comes
+        let mut kept = Vec::new();
+        let start = std::time::Instant::now();
+        while let Some(c) = connect_at_once(&path, SockType::Stream) {
+            kept.push(c);
+            assert!(kept.len() < 64, "the listener's queue never filled");
+        }
+        assert!(!kept.is_empty());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // a connection made is a blocking one, as usual
+        let flags = nix::fcntl::fcntl(&kept[0], nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        assert_eq!(flags & libc::O_NONBLOCK, 0);
+    }
 
     #[test]
     fn exit_code_mapping() {
