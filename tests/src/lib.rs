@@ -645,6 +645,22 @@ pub fn refusing_udp_port() -> (std::net::UdpSocket, u16) {
 /// naming `what` (and the caller's line) otherwise. The one way these tests wait for a
 /// state: on the file, log line or port that proves it, never a fixed sleep.
 #[track_caller]
+/// `cmd`'s output, trying again while the program is busy: a program this test process
+/// has just written (copied into a temporary HOME) is still open for writing in a child
+/// another test thread is forking at that moment, until that child execs, and exec
+/// fails with ETXTBSY meanwhile.
+pub fn output_when_not_busy(cmd: &mut std::process::Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{cmd:?} stayed busy (ETXTBSY) for 2 s")
+}
+
 pub fn wait_until<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>) -> T {
     let caller = std::panic::Location::caller();
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -593,6 +593,10 @@ fn qmail_qfilterd_runs_the_chain_for_qmail_smtpd_without_a_program_per_message()
             .unwrap()
             .success()
     };
+    assert!(
+        as_qmailf(&format!("test -S {}", socket.display())),
+        "qmailf sees it"
+    );
     assert!(!as_qmailf(&format!("rm -f {}", socket.display())));
     assert!(!as_qmailf(&format!(
         "touch {0}.x && mv -f {0}.x {0}",

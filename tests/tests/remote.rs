@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::{
-    DNSMASQ, Server, dnsmasq, have_python_module, is_root, need_root, need_tool, refusing_port,
-    refusing_udp_port, wait_listen_port,
+    DNSMASQ, Server, dnsmasq, have_python_module, is_root, need_root, need_tool,
+    output_when_not_busy, refusing_port, refusing_udp_port, wait_listen_port,
 };
 
 fn built(name: &str) -> PathBuf {
@@ -88,12 +88,12 @@ impl Home {
     fn remote(&self, args: &[&str], message: &[u8]) -> Vec<String> {
         let msg = self.path().join("message");
         std::fs::write(&msg, message).unwrap();
-        let out = Command::new(self.path().join("bin/qmail-remote"))
-            .args(args)
-            .stdin(std::fs::File::open(&msg).unwrap())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
+        let out = output_when_not_busy(
+            Command::new(self.path().join("bin/qmail-remote"))
+                .args(args)
+                .stdin(std::fs::File::open(&msg).unwrap())
+                .stderr(Stdio::inherit()),
+        );
         assert!(out.status.success(), "qmail-remote exited {}", out.status);
         assert_eq!(
             out.stdout.last(),
@@ -466,9 +466,7 @@ fn tcpto_and_tcpok() {
     img[20] = 3;
     img[24..28].copy_from_slice(&(now - 100).to_le_bytes());
     std::fs::write(&file, &img).unwrap();
-    let out = Command::new(home.path().join("bin/qmail-tcpto"))
-        .output()
-        .unwrap();
+    let out = output_when_not_busy(&mut Command::new(home.path().join("bin/qmail-tcpto")));
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("192.0.2.7 timed out 10"), "{text}");
@@ -476,9 +474,7 @@ fn tcpto_and_tcpok() {
         text.ends_with(" seconds ago; # recent timeouts: 3\n"),
         "{text}"
     );
-    let st = Command::new(home.path().join("bin/qmail-tcpok"))
-        .status()
-        .unwrap();
+    let st = output_when_not_busy(&mut Command::new(home.path().join("bin/qmail-tcpok"))).status;
     assert!(st.success());
     assert_eq!(std::fs::read(&file).unwrap(), vec![0u8; 1024]);
     let out = Command::new(home.path().join("bin/qmail-tcpto"))

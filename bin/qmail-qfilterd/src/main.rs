@@ -66,7 +66,8 @@ fn main() {
     if !root && identity.is_some() {
         fatal("must be started by root: it makes its socket in HOME/qfilterd, then becomes qmailf");
     }
-    let (listener, served) = qfilter::served::listen(&home).unwrap_or_else(|e| fatal(&e));
+    let group = identity.filter(|_| root).map(|id| id.gid);
+    let (listener, served) = qfilter::served::listen(&home, group).unwrap_or_else(|e| fatal(&e));
     if root {
         let Some(id) = identity else {
             fatal("no filter user to become")

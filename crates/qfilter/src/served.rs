@@ -398,12 +398,13 @@ fn chain(
 /// the listen queue, and its client runs qmail-qfilter after [`GREETING_WAIT`].
 pub const MAX_CHILDREN: usize = 120;
 
-/// The listening socket of qmail-qfilterd at `home`: made as `socket.new`, mode 0660
-/// (the directory's group, nofiles, reaches it: qmaild), renamed over `socket`; and
-/// the uid it serves, the owner of `HOME/smtpd` (qmaild).
-pub fn listen(home: &Path) -> Result<(OwnedFd, u32), String> {
+/// The listening socket of qmail-qfilterd at `home`: made as `socket.new`, mode 0660,
+/// given to `group` (nofiles, which qmaild is in) when one is named, renamed over
+/// `socket`; and the uid it serves, the owner of `HOME/smtpd` (qmaild). Run by root,
+/// it first checks that HOME/qfilterd is root's alone.
+pub fn listen(home: &Path, group: Option<u32>) -> Result<(OwnedFd, u32), String> {
     use nix::sys::socket::{Backlog, UnixAddr, bind, listen};
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let served = std::fs::metadata(home.join("smtpd"))
         .map_err(|e| {
@@ -415,6 +416,19 @@ pub fn listen(home: &Path) -> Result<(OwnedFd, u32), String> {
         .uid();
     let socket = socket_path(home);
     let new = socket.with_extension("new");
+    if nix::unistd::geteuid().is_root() {
+        // root makes the socket: its directory must be root's alone (the installer's
+        // 2750), or a filter could have put a link where root is about to work
+        let dir = std::fs::symlink_metadata(home.join("qfilterd"))
+            .map_err(|e| err("unable to stat HOME/qfilterd", &e))?;
+        if !dir.is_dir() || dir.uid() != 0 || dir.mode() & 0o022 != 0 {
+            return Err(
+                "HOME/qfilterd is not a directory of root's that only root may write \
+                        (run qmail-install)"
+                    .into(),
+            );
+        }
+    }
     match std::fs::remove_file(&new) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -422,9 +436,17 @@ pub fn listen(home: &Path) -> Result<(OwnedFd, u32), String> {
     }
     let fd = seqpacket().map_err(|e| err("unable to make a socket", &e))?;
     let addr = UnixAddr::new(&new).map_err(|e| err("bad socket path", &e))?;
-    bind(fd.as_raw_fd(), &addr).map_err(|e| err("unable to bind qfilterd/socket.new", &e))?;
-    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| err("unable to chmod qfilterd/socket.new", &e))?;
+    // mode 0660 from the start (no chmod by path afterwards)
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
+    let bound = bind(fd.as_raw_fd(), &addr);
+    nix::sys::stat::umask(umask);
+    bound.map_err(|e| err("unable to bind qfilterd/socket.new", &e))?;
+    // the group that reaches it, nofiles, whatever the directory gives (lchown: the
+    // name is the socket just made, never a link followed)
+    if let Some(group) = group {
+        std::os::unix::fs::lchown(&new, None, Some(group))
+            .map_err(|e| err("unable to give qfilterd/socket.new to group nofiles", &e))?;
+    }
     listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN))
         .map_err(|e| err("unable to listen", &e))?;
     std::fs::rename(&new, &socket).map_err(|e| err("unable to rename qfilterd/socket", &e))?;

@@ -26,9 +26,27 @@ pub unsafe fn close_from(first: u32) -> bool {
 
 /// Mark every descriptor from `first` on close-on-exec: whatever a program's caller left
 /// open (a connection, a log, a supervisor's pipe) never reaches a program it starts.
+/// Where the kernel lacks `CLOSE_RANGE_CLOEXEC` (before Linux 5.11), each open
+/// descriptor in /proc/self/fd is marked instead.
 pub fn close_on_exec_from(first: u32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags.
-    unsafe {
-        libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
+    let done = unsafe {
+        libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) == 0
+    };
+    if done {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &i32| fd >= first as i32)
+        .collect();
+    for fd in open {
+        // SAFETY: F_SETFD only sets the flags of a descriptor number (the directory's
+        // own, already closed, fails harmlessly).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
