@@ -5,7 +5,8 @@
 //! notices land in a local user's Maildir and are read over POP3 (qmail-popup,
 //! checkpassword, qmail-pop3d under our tcpserver), and `qmail-quarantine release`
 //! delivers a quarantined message to its original recipient. sendmail and submission
-//! (AUTH) go through the same chain.
+//! (AUTH) go through the same chain. qmail-qfilterd runs, as installed: SMTP and
+//! submission reach the chain through it, sendmail through the qmail-qfilter program.
 //!
 //! Every case checks what the client heard and what the queue, the quarantine and the
 //! mailboxes hold. Needs root (users, qmail-send); the clamd cases skip without clamd.
@@ -27,12 +28,21 @@ const ADMIN_PASSWORD: &str = "Scan-Admin-7";
 struct Battery {
     sys: System,
     smtpd: SmtpServer,
+    /// qmail-qfilterd, as installed: SMTP and submission reach the chain through it,
+    /// sendmail through the qmail-qfilter program.
+    filterd: e2e::daemon::Daemon,
     scratch: PathBuf,
     inbox: PathBuf,
     admin_box: PathBuf,
 }
 
 impl Battery {
+    /// The chain's log lines for messages over SMTP: qmail-qfilterd's log, and
+    /// qmail-smtpd's (where qmail-qfilter's lines go when it runs the chain instead).
+    fn chain_log(&self) -> String {
+        format!("{}\n{}", self.filterd.log_text(), self.smtpd.log_text())
+    }
+
     /// What an SMTP client hears for `message`, with AUTH when `login` is given.
     /// The sender is joe@example.test with AUTH (submission allows only the user's own).
     fn send_via(&self, port: u16, message: &[u8], login: Option<(&str, &str)>) -> String {
@@ -118,15 +128,14 @@ impl Battery {
         assert_eq!(self.delivered(), d, "{what}: delivered to the recipient");
     }
 
-    /// The same for a message through `self.smtpd`, whose log names the rule.
+    /// The same for a message through `self.smtpd`, whose chain's log names the rule.
     fn assert_quarantined(&self, what: &str, before: (usize, usize, usize), rule: &str) {
         self.assert_quarantined_local(what, before, rule);
         assert!(
-            self.smtpd
-                .log_text()
+            self.chain_log()
                 .contains(&format!("qmail-scan: quarantine rule={rule} ")),
             "{what}: {}",
-            self.smtpd.log_text()
+            self.chain_log()
         );
     }
 }
@@ -290,10 +299,12 @@ fn the_issue_14_battery_through_smtp_sendmail_submission_and_pop3() {
     }
     sys.start();
     let smtpd = SmtpServer::start(&sys, &[], &[]);
+    let filterd = e2e::daemon::Daemon::start(&sys, "qmail-qfilterd", None, "qfilterd/socket");
     let b = Battery {
         inbox: sys.root.join("alias/Maildir"),
         sys,
         smtpd,
+        filterd,
         scratch,
         admin_box,
     };
@@ -326,13 +337,10 @@ fn the_issue_14_battery_through_smtp_sendmail_submission_and_pop3() {
             b.assert_nothing_kept(what, before);
         }
         assert_eq!(
-            b.smtpd
-                .log_text()
-                .matches("qmail-scan: refuse virus=")
-                .count(),
+            b.chain_log().matches("qmail-scan: refuse virus=").count(),
             3,
             "{}",
-            b.smtpd.log_text()
+            b.chain_log()
         );
         let clean = mail("retry", &[]);
         clamd.stop();
@@ -340,7 +348,7 @@ fn the_issue_14_battery_through_smtp_sendmail_submission_and_pop3() {
         let got = b.send(&clean);
         assert!(got.starts_with("451 "), "{got}\n{}", b.smtpd.log_text());
         b.assert_nothing_kept("clamd down", before);
-        assert!(b.smtpd.log_text().contains("qmail-scan: defer clamd="));
+        assert!(b.chain_log().contains("qmail-scan: defer clamd="));
         clamd.start_again();
         assert_eq!(b.send(&clean), "250", "{}", b.smtpd.log_text());
         let got = wait_maildir(&b.inbox, before.0 + 1, 30);
@@ -497,11 +505,10 @@ p.quit()
     assert!(got.starts_with("451 "), "{got}");
     b.assert_nothing_kept("bad rules", before);
     assert!(
-        b.smtpd
-            .log_text()
+        b.chain_log()
             .contains("control/scanrules line 3: bad regex"),
         "{}",
-        b.smtpd.log_text()
+        b.chain_log()
     );
     std::fs::write(&rules_path, &default_rules).unwrap();
 
