@@ -274,9 +274,8 @@ fn queue_message(home: &Path, message: File, env_file: File, envelope: &Envelope
 /// Received line names its real uid ("invoked from network"), never qmailf. Only the
 /// queueing is left to do then: the filters have ended, the memory files are sealed.
 fn writer_socket(home: &Path) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt;
     let ruid = nix::unistd::getuid().as_raw();
-    let served = std::fs::metadata(home.join("smtpd")).ok()?.uid();
+    let served = queue::writer::served_uid(home).ok()?;
     if ruid == 0 || ruid != served {
         return None;
     }

@@ -406,14 +406,12 @@ pub fn listen(home: &Path, group: Option<u32>) -> Result<(OwnedFd, u32), String>
     use nix::sys::socket::{Backlog, UnixAddr, bind, listen};
     use std::os::unix::fs::MetadataExt;
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
-    let served = std::fs::metadata(home.join("smtpd"))
-        .map_err(|e| {
-            err(
-                "unable to stat HOME/smtpd (its owner is the user served)",
-                &e,
-            )
-        })?
-        .uid();
+    let served = queue::writer::served_uid(home).map_err(|e| {
+        err(
+            "unable to stat HOME/smtpd (its owner is the user served)",
+            &e,
+        )
+    })?;
     let socket = socket_path(home);
     let new = socket.with_extension("new");
     if nix::unistd::geteuid().is_root() {

@@ -72,6 +72,13 @@ pub fn socket_path(home: &Path) -> PathBuf {
     home.join(SOCKET)
 }
 
+/// The one user the servers that stay up serve (qmail-queued, qmail-qfilterd): the owner
+/// of `HOME/smtpd`, qmaild, found without a user-database lookup.
+pub fn served_uid(home: &Path) -> io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(home.join("smtpd"))?.uid())
+}
+
 /// How receiving one message ended without a message.
 #[derive(Debug)]
 pub enum Refused {
@@ -723,14 +730,12 @@ pub fn start(home: &Path) -> Result<(UnixListener, Queue, Served, File), StartEr
             ));
         }
     }
-    let served_uid = std::fs::metadata(home.join("smtpd"))
-        .map_err(|e| {
-            err(
-                "unable to stat HOME/smtpd (its owner is the user served)",
-                &e,
-            )
-        })?
-        .uid();
+    let served_uid = served_uid(home).map_err(|e| {
+        err(
+            "unable to stat HOME/smtpd (its owner is the user served)",
+            &e,
+        )
+    })?;
     let served = Served {
         uid: served_uid,
         invoked: qq::invoked(home, queue_owner, served_uid),
