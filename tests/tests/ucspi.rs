@@ -754,13 +754,26 @@ fn children_of(pid: u32) -> Vec<u32> {
 /// ready); after them one program waits for the next.
 #[test]
 fn programs_started_ahead_get_their_own_connection_and_environment() {
+    served_ahead(&["-a"]);
+}
+
+/// `-A 5`: the program started ahead forks a process for each connection, five per
+/// exec: the same as `-a` seen from each connection (its own process, port, variables
+/// and uid), and every end counted, those of processes whose zygote had gone too.
+#[test]
+fn processes_forked_ahead_get_their_own_connection_and_environment() {
+    served_ahead(&["-A", "5"]);
+}
+
+fn served_ahead(mode: &[&str]) {
     let d = tempfile::tempdir().unwrap();
     let cdb = rules(
         d.path(),
         "127.0.0.1:allow,RBLSMTPD=\"\",NAME='x y'\n127.0.0.2:allow,RBLSMTPD=\"-blocked by rule\"\n:allow\n",
     );
     let (ids, uid, _) = child_ids();
-    let mut args: Vec<&str> = vec!["-a", "-R", "-H", "-l0", "-x", cdb.to_str().unwrap()];
+    let mut args: Vec<&str> = mode.to_vec();
+    args.extend(["-R", "-H", "-l0", "-x", cdb.to_str().unwrap()]);
     args.extend(ids.iter().map(String::as_str));
     let log = d.path().join("log");
     let rbl = bin("rblsmtpd");
@@ -853,6 +866,70 @@ fn programs_started_ahead_get_their_own_connection_and_environment() {
         }
         assert!(Instant::now() < deadline, "children {kids:?}, log {l}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `-A`: a process that crashes (here a shell that aborts itself) ends its zygote at
+/// once; the next connections are served by processes of a fresh exec, and the count
+/// comes back to zero.
+#[test]
+fn a_crash_ends_the_zygote() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log");
+    let rbl = bin("rblsmtpd");
+    let (srv, port) = tcpserver(
+        &["-v", "-A", "100", "-R", "-H", "-l0"],
+        "127.0.0.1",
+        &[
+            rbl.to_str().unwrap(),
+            "/bin/sh",
+            "-c",
+            "echo $PPID; read x; [ \"$x\" = crash ] && kill -ABRT $$; echo done",
+        ],
+        &log,
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let server = srv.0.id();
+    // the zygote waiting now: tcpserver's one child
+    let zygote = || -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let [z] = children_of(server)[..]
+                && !children_of(z).is_empty()
+            {
+                return z;
+            }
+            assert!(Instant::now() < deadline, "no zygote");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = zygote();
+    let session = |line: &str| talk("127.0.0.1", to, format!("{line}\n").as_bytes());
+    assert_eq!(session("a"), format!("{first}\ndone\n"));
+    assert_eq!(session("b"), format!("{first}\ndone\n"));
+    assert_eq!(session("crash"), format!("{first}\n"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{first}")).exists() {
+        assert!(Instant::now() < deadline, "the zygote is still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = zygote();
+    assert_ne!(first, second);
+    assert_eq!(session("c"), format!("{second}\ndone\n"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = std::fs::read_to_string(&log).unwrap();
+        if l.matches("tcpserver: end ").count() == 4 {
+            assert!(
+                l.contains(" status 6\n") || l.contains(" status 134\n"),
+                "{l}"
+            );
+            assert!(l.ends_with("status: 0/40\n"), "{l}");
+            assert!(!l.contains("warning"), "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

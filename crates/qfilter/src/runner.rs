@@ -179,7 +179,7 @@ pub enum End {
 /// What [`run_chain`] found besides the end.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Report {
-    /// A linked-in filter crashed ([`crate::served::crash_signal`]): a fault or an
+    /// A linked-in filter crashed ([`qsys::crash_signal`]): a fault or an
     /// abort in code that is a copy of the caller's. qmail-qfilterd starts afresh
     /// after one (doc/filter-chain.md).
     pub linked_crash: bool,
@@ -243,7 +243,7 @@ pub fn run_chain(
             })
         };
         report.linked_crash |=
-            linked && matches!(ended, Ended::Signal(s) if crate::served::crash_signal(s));
+            linked && matches!(ended, Ended::Signal(s) if qsys::crash_signal(s));
         match run::verdict(&ended) {
             Verdict::Next => {
                 if let Err(e) = crate::spool::seal(&output) {

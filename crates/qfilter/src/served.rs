@@ -458,22 +458,6 @@ fn peer(fd: &OwnedFd) -> Option<(u32, i32)> {
         .map(|c| (c.uid(), c.pid()))
 }
 
-/// Whether a process that ended by `signal` crashed: a fault, an abort (a panic, an
-/// allocation failure), a bad instruction. A kill (the time limit's, an administrator's,
-/// a child that could not set itself up) is not one.
-pub fn crash_signal(signal: i32) -> bool {
-    [
-        libc::SIGSEGV,
-        libc::SIGBUS,
-        libc::SIGILL,
-        libc::SIGFPE,
-        libc::SIGABRT,
-        libc::SIGSYS,
-        libc::SIGTRAP,
-    ]
-    .contains(&signal)
-}
-
 /// Reap every child that has ended, without waiting unless `block`: how many (`None`
 /// when there is no child left at all), and whether one asked for a fresh start
 /// ([`EXIT_RENEW`]) or crashed.
@@ -494,7 +478,7 @@ fn reap(block: bool) -> (Option<usize>, bool) {
             Ok(WaitStatus::Signaled(_, signal, _)) => {
                 // the child itself crashed: its code is a copy of ours as well
                 n += 1;
-                renew |= crash_signal(signal as i32);
+                renew |= qsys::crash_signal(signal as i32);
             }
             Ok(WaitStatus::StillAlive) => return (Some(n), renew),
             Err(nix::errno::Errno::ECHILD) => return (None, renew),

@@ -28,6 +28,56 @@ pub const VAR: &str = "TCPSERVER_AHEAD";
 /// The byte a waiting program sends when it is ready for its connection.
 pub const READY: u8 = b'R';
 
+/// The byte a program sends instead of [`READY`] when it forks each connection's process
+/// from itself (`tcpserver -A`, [`crate::zygote`]).
+pub const FORKING: u8 = b'Z';
+
+/// What a program started ahead says to tcpserver on its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// Ready for one connection, which it serves itself (`-a`).
+    Ready,
+    /// Ready for connections, each served by a process it forks ([`crate::zygote`]).
+    Forking,
+    /// Process `pid`, forked ahead, took the oldest connection not taken yet.
+    Took(u32),
+    /// Process `pid`, which took a connection, ended with this raw wait status.
+    Ended(u32, i32),
+}
+
+impl Report {
+    /// The packet: the byte alone, or `T` and the pid, or `E`, the pid and the status
+    /// (little-endian).
+    pub fn encode(self) -> Vec<u8> {
+        match self {
+            Report::Ready => vec![READY],
+            Report::Forking => vec![FORKING],
+            Report::Took(pid) => [&[b'T'][..], &pid.to_le_bytes()].concat(),
+            Report::Ended(pid, status) => {
+                [&[b'E'][..], &pid.to_le_bytes(), &status.to_le_bytes()].concat()
+            }
+        }
+    }
+
+    /// The report in `packet`; `None` for anything else.
+    pub fn decode(packet: &[u8]) -> Option<Report> {
+        let word = |at: usize| -> Option<[u8; 4]> { packet.get(at..at + 4)?.try_into().ok() };
+        match (packet.first()?, packet.len()) {
+            (&READY, 1) => Some(Report::Ready),
+            (&FORKING, 1) => Some(Report::Forking),
+            (b'T', 5) => Some(Report::Took(u32::from_le_bytes(word(1)?))),
+            (b'E', 9) => Some(Report::Ended(
+                u32::from_le_bytes(word(1)?),
+                i32::from_le_bytes(word(5)?),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A connection handed over and the environment changes that came with it.
+pub type Handed = (OwnedFd, Vec<Change>);
+
 /// The most bytes of environment changes one hand-over carries.
 pub const MAX_CHANGES: usize = 64 * 1024;
 
@@ -84,7 +134,7 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<Change>> {
 /// Receive one hand-over on `control`: the connection and the changes. `Ok(None)` when
 /// tcpserver closed the socket instead (it is going away); an error for a packet that
 /// is not a hand-over.
-pub fn receive(control: &OwnedFd) -> io::Result<Option<(OwnedFd, Vec<Change>)>> {
+pub fn receive(control: &OwnedFd) -> io::Result<Option<Handed>> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = vec![0u8; MAX_CHANGES + 1];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -136,9 +186,9 @@ pub fn receive(control: &OwnedFd) -> io::Result<Option<(OwnedFd, Vec<Change>)>> 
 /// hand-over. Ignored (and removed) in a set-id program. Only while the process is
 /// single-threaded (its start).
 pub fn take_connection() {
-    if std::env::var_os(VAR).is_none() {
+    let Some(value) = std::env::var_os(VAR) else {
         return;
-    }
+    };
     // SAFETY: called at the start, before any thread exists.
     unsafe { std::env::remove_var(VAR) };
     if crate::running_setid() {
@@ -146,13 +196,23 @@ pub fn take_connection() {
         // hand a set-id program descriptors and variables its caller could give it anyway
         return;
     }
+    // the number of connections to serve: more than one makes this process the zygote
+    // of `tcpserver -A`, which forks a process for each
+    let connections = value
+        .to_str()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
     // SAFETY: descriptor 0 is the control socket by the protocol; we take it over.
     let control = unsafe { OwnedFd::from_raw_fd(0) };
-    let sent = nix::unistd::write(&control, &[READY]);
-    let got = match sent {
-        Ok(1) => receive(&control),
-        Ok(_) | Err(nix::errno::Errno::EPIPE) => Ok(None),
-        Err(e) => Err(e.into()),
+    let got = if connections > 1 {
+        // returns in a forked process only, with its connection
+        crate::zygote::serve(&control, connections)
+    } else {
+        match nix::unistd::write(&control, &[READY]) {
+            Ok(1) => receive(&control),
+            Ok(_) | Err(nix::errno::Errno::EPIPE) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     };
     let (conn, changes) = match got {
         Ok(Some(handed)) => handed,
@@ -265,6 +325,22 @@ mod tests {
         // tcpserver gone: no hand-over
         drop(ours);
         assert!(receive(&theirs).unwrap().is_none());
+    }
+
+    #[test]
+    fn reports_survive_the_wire_and_nothing_else_decodes() {
+        for r in [
+            Report::Ready,
+            Report::Forking,
+            Report::Took(4_000_000),
+            Report::Ended(77, -1),
+            Report::Ended(1, 0x0600),
+        ] {
+            assert_eq!(Report::decode(&r.encode()), Some(r));
+        }
+        for bad in [&b""[..], b"RR", b"T123", b"T12345", b"E1234567", b"E123456789", b"X"] {
+            assert_eq!(Report::decode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //!   the programs started per message.
 //! - [`ahead`]: a program started ahead of its connection by `tcpserver -a` waits for it
 //!   in its start (the program's side, and the wire format tcpserver shares).
+//! - [`zygote`]: `tcpserver -A`: the program started ahead forks each connection's
+//!   process, the program's side.
 //! - [`fds`]: closing every descriptor above a point, in a forked child that does not exec.
 //! - [`net`]: connecting to a local daemon's unix socket with a deadline.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
@@ -39,6 +41,7 @@ pub mod net;
 pub mod prot;
 pub mod safefs;
 pub mod start;
+pub mod zygote;
 
 use std::path::PathBuf;
 
@@ -178,6 +181,22 @@ pub fn block_control_signals() {
         mask.add(s);
     }
     let _ = mask.thread_block();
+}
+
+/// Whether a process that ended by `signal` crashed: a fault, an abort (a panic, an
+/// allocation failure), a bad instruction. A kill (the time limit's, an administrator's,
+/// a child that could not set itself up) is not one.
+pub fn crash_signal(signal: i32) -> bool {
+    [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+        libc::SIGSYS,
+        libc::SIGTRAP,
+    ]
+    .contains(&signal)
 }
 
 #[cfg(test)]

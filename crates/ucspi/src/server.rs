@@ -41,7 +41,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, sockopt};
 
-use crate::ahead::{Ahead, Reaped};
+use crate::ahead::{Ahead, Event, HandOver, Reaped};
 use crate::env::{self, Conn};
 use crate::log::{self, Endpoints};
 
@@ -59,8 +59,10 @@ pub struct Options {
     pub rate_window: Duration,
     /// `-s`: the service speaks SMTP (a refused client gets a 421 reply).
     pub smtp: bool,
-    /// `-a`: start the next connection's program ahead of it (`-H -R -l NAME`, no `-B`).
-    pub ahead: bool,
+    /// `-a` (1) and `-A N` (N): start the next connection's program ahead of it
+    /// (`-H -R -l NAME`, no `-B`); with N above 1 it forks a process for each of N
+    /// connections. 0 without either.
+    pub ahead: u32,
     pub rules: Option<PathBuf>,
     pub rules_missing_ok: bool,
     pub banner: Option<Vec<u8>>,
@@ -86,14 +88,14 @@ pub struct Options {
 
 /// Parse the arguments after argv[0]. `Err` carries the fatal text (usage or a bad value).
 pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
-    let (opts, rest) = qsys::getopt::getopt(args, "461UXpPhHrRoOdDqQsvac:C:N:W:x:B:g:u:b:l:t:I:")
+    let (opts, rest) = qsys::getopt::getopt(args, "461UXpPhHrRoOdDqQsvaA:c:C:N:W:x:B:g:u:b:l:t:I:")
         .map_err(|c| format!("illegal option -- {}", c as char))?;
     let mut o = Options {
         limit: 40,
         per_client: crate::perclient::Limits::default(),
         rate_window: Duration::from_secs(60),
         smtp: false,
-        ahead: false,
+        ahead: 0,
         rules: None,
         rules_missing_ok: false,
         banner: None,
@@ -149,7 +151,8 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, String> {
             b'N' => o.per_client.rate = num("newperclient")?,
             b'W' => o.rate_window = Duration::from_secs((num("window")?).clamp(1, 86_400 * 365)),
             b's' => o.smtp = true,
-            b'a' => o.ahead = true,
+            b'a' => o.ahead = o.ahead.max(1),
+            b'A' => o.ahead = (num("connections")?).clamp(1, 1_000_000) as u32,
             b'x' => o.rules = Some(PathBuf::from(arg)),
             b'B' => o.banner = Some(arg.as_bytes().to_vec()),
             b'g' => o.gid = id_arg(&text, false)?,
@@ -280,6 +283,27 @@ fn status_line(o: &Options, n: usize) {
     }
 }
 
+/// The connections the parent counts: `-c`'s count, the children serving them, and the
+/// programs started ahead.
+struct Running {
+    /// Connections admitted and not ended: children, and hand-overs to a zygote no
+    /// process reported taken yet.
+    count: usize,
+    /// The pids serving connections (a reaped pid not among them is a spare or, under
+    /// `-A`, an orphan that tcpserver reaps as their subreaper).
+    children: std::collections::HashSet<u32>,
+    clients: crate::perclient::Table,
+    ahead: Ahead<Accepted>,
+}
+
+/// A connection handed to a zygote, as noted until a process reports it took it.
+#[derive(Debug, Clone)]
+struct Accepted {
+    key: String,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
 /// Serve forever (until SIGTERM). Returns only on a fatal error.
 pub fn serve(o: &Options, listener: TcpListener) -> String {
     let mut mask = SigSet::empty();
@@ -292,13 +316,24 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
         Ok(s) => s,
         Err(e) => return format!("unable to create signalfd: {e}"),
     };
-    let mut running: usize = 0;
-    let mut clients = crate::perclient::Table::new(o.rate_window);
-    let mut ahead = Ahead::new(o.ahead && direct(o));
-    refill(o, &mut ahead);
-    status_line(o, running);
+    let mut r = Running {
+        count: 0,
+        children: std::collections::HashSet::new(),
+        clients: crate::perclient::Table::new(o.rate_window),
+        ahead: Ahead::new(if direct(o) { o.ahead } else { 0 }),
+    };
+    // a zygote's processes outlive it: they become ours to reap
+    // SAFETY: prctl with an integer argument.
+    if r.ahead.forking() && unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+        return format!(
+            "unable to become a subreaper: {}",
+            qsys::die::errstr(&std::io::Error::last_os_error())
+        );
+    }
+    refill(o, &mut r.ahead);
+    status_line(o, r.count);
     loop {
-        let accepting = running < o.limit;
+        let accepting = r.count < o.limit;
         let mut fds = vec![nix::poll::PollFd::new(
             sfd.as_fd(),
             nix::poll::PollFlags::POLLIN,
@@ -309,20 +344,34 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
                 nix::poll::PollFlags::POLLIN,
             ));
         }
+        let watched = fds.len();
+        fds.extend(
+            r.ahead
+                .sockets()
+                .into_iter()
+                .map(|fd| nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)),
+        );
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return format!("unable to poll: {e}"),
         }
         let sig_ready = fds[0].any().unwrap_or(false);
         let conn_ready = accepting && fds.get(1).and_then(|f| f.any()).unwrap_or(false);
+        let reports = fds[watched..].iter().any(|f| f.any().unwrap_or(false));
         drop(fds);
+        if reports {
+            read_reports(o, &mut r);
+        }
         if sig_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
                 if info.ssi_signo == Signal::SIGTERM as u32 {
                     std::process::exit(0);
                 }
             }
-            reap(o, &mut running, &mut clients, &mut ahead);
+            reap(o, &mut r);
+            if r.ahead.renew() {
+                refill(o, &mut r.ahead);
+            }
         }
         if conn_ready {
             let Ok((stream, peer)) = listener.accept() else {
@@ -331,25 +380,31 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
             let remote = crate::addr::unmap(peer);
             let ip_rule = rule_for(o, remote.ip(), None, None);
             let key = limits::ip_key(&remote.ip().to_string());
-            if !admit(o, &mut clients, &key, &stream, remote, &ip_rule) {
+            if !admit(o, &mut r.clients, &key, &stream, remote, &ip_rule) {
                 continue;
             }
-            running += 1;
-            status_line(o, running);
-            match spawn_direct(o, &stream, remote, ip_rule, &mut ahead) {
-                Some(Ok(pid)) => {
-                    clients.attach(pid, &key);
+            r.count += 1;
+            status_line(o, r.count);
+            match spawn_direct(o, &stream, remote, ip_rule, &key, &mut r.ahead) {
+                Some(Ok(HandOver::Served(pid))) => {
+                    r.children.insert(pid);
+                    r.clients.attach(pid, &key);
                     drop(stream);
-                    refill(o, &mut ahead);
+                    refill(o, &mut r.ahead);
+                    continue;
+                }
+                Some(Ok(_)) => {
+                    drop(stream);
+                    refill(o, &mut r.ahead);
                     continue;
                 }
                 Some(Err(why)) => {
-                    running -= 1;
-                    clients.release(&key);
+                    r.count -= 1;
+                    r.clients.release(&key);
                     if o.verbosity >= 1 {
                         log::line(PROG, &format!("warning: dropping connection, {why}"));
                     }
-                    status_line(o, running);
+                    status_line(o, r.count);
                     continue;
                 }
                 None => {}
@@ -363,19 +418,20 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
                     std::process::exit(code);
                 }
                 Ok(nix::unistd::ForkResult::Parent { child }) => {
-                    clients.attach(child.as_raw() as u32, &key);
+                    r.children.insert(child.as_raw() as u32);
+                    r.clients.attach(child.as_raw() as u32, &key);
                     drop(stream)
                 }
                 Err(e) => {
-                    running -= 1;
-                    clients.release(&key);
+                    r.count -= 1;
+                    r.clients.release(&key);
                     if o.verbosity >= 1 {
                         log::line(
                             PROG,
                             &format!("warning: dropping connection, unable to fork: {e}"),
                         );
                     }
-                    status_line(o, running);
+                    status_line(o, r.count);
                 }
             }
         }
@@ -383,19 +439,22 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
 }
 
 /// The fast path, when nothing slow is asked for (`-H`, `-R`, `-l NAME`, no banner): the
-/// parent itself reads the addresses and the rules and starts the program with
-/// `posix_spawn` (a vfork, as std's `Command` does it), which spares copying the parent's
-/// page tables and the child's copy-on-write faults of a fork. `None` hands the
-/// connection to the forked child instead: lookups to do, a banner to write, a client to
-/// deny, or rules that cannot be read (the child logs and answers those exactly as
-/// ucspi-tcp does).
+/// parent itself reads the addresses and the rules and hands the connection to the
+/// program started ahead (`-a`, `-A`) or starts the program with `posix_spawn` (a
+/// vfork, as std's `Command` does it), which spares copying the parent's page tables
+/// and the child's copy-on-write faults of a fork. `None` hands the connection to the
+/// forked child instead: lookups to do, a banner to write, a client to deny, or rules
+/// that cannot be read (the child logs and answers those exactly as ucspi-tcp does).
+/// [`HandOver::Queued`] means a zygote's process will report it took it
+/// ([`Event::Took`]), which logs it then.
 fn spawn_direct(
     o: &Options,
     stream: &TcpStream,
     remote: SocketAddr,
     ip_rule: Result<Option<crate::rules::Decision>, String>,
-    ahead: &mut Ahead,
-) -> Option<Result<u32, String>> {
+    key: &str,
+    ahead: &mut Ahead<Accepted>,
+) -> Option<Result<HandOver, String>> {
     if !direct(o) {
         return None;
     }
@@ -416,36 +475,98 @@ fn spawn_direct(
         changes.extend(d.env.into_iter().map(|(k, v)| (k, Some(v))));
     }
     kill_ip_options(o, stream, remote);
-    let pid = match ahead.hand_over(stream, &changes) {
-        Ok(Some(pid)) => Some(pid),
-        Ok(None) => None,
+    let accepted = Accepted {
+        key: key.to_string(),
+        local,
+        remote,
+    };
+    let handed = match ahead.hand_over(stream, &changes, &accepted) {
+        Ok(h) => h,
         Err(warning) => {
             log::line(PROG, &format!("warning: {warning}"));
-            None
+            HandOver::No
         }
     };
-    let pid = match pid {
-        Some(pid) => pid,
-        None => match spawn_program(o, stream, &changes) {
+    let pid = match handed {
+        HandOver::Queued => return Some(Ok(HandOver::Queued)),
+        HandOver::Served(pid) => pid,
+        HandOver::No => match spawn_program(o, stream, &changes) {
             Ok(pid) => pid,
             Err(e) => return Some(Err(e)),
         },
     };
+    log_start(o, pid, &accepted);
+    Some(Ok(HandOver::Served(pid)))
+}
+
+/// `pid from IP` and the `ok` line for a connection served on the direct way.
+fn log_start(o: &Options, pid: u32, a: &Accepted) {
     if o.verbosity >= 2 {
-        log::line(PROG, &format!("pid {pid} from {}", remote.ip()));
-        let (lip, rip) = (local.ip().to_string(), remote.ip().to_string());
+        log::line(PROG, &format!("pid {pid} from {}", a.remote.ip()));
+        let (lip, rip) = (a.local.ip().to_string(), a.remote.ip().to_string());
         let e = Endpoints {
-            local_host: conn.local_host.as_deref(),
+            local_host: o.local_name.as_deref(),
             local_ip: &lip,
-            local_port: local.port(),
+            local_port: a.local.port(),
             remote_host: None,
             remote_ip: &rip,
             remote_info: None,
-            remote_port: remote.port(),
+            remote_port: a.remote.port(),
         };
         log::line(PROG, &log::verdict("ok", pid, &e));
     }
-    Some(Ok(pid))
+}
+
+/// Read the spare's and the zygotes' reports, and count what they say.
+fn read_reports(o: &Options, r: &mut Running) {
+    let (events, warning) = r.ahead.reports();
+    if let Some(w) = warning
+        && o.verbosity >= 1
+    {
+        log::line(PROG, &format!("warning: {w}"));
+    }
+    for e in events {
+        on_event(o, r, e);
+    }
+}
+
+/// Count one zygote's event as if its process were our child.
+fn on_event(o: &Options, r: &mut Running, e: Event<Accepted>) {
+    match e {
+        Event::Took(pid, a) => {
+            r.children.insert(pid);
+            r.clients.attach(pid, &a.key);
+            log_start(o, pid, &a);
+        }
+        Event::Ended(pid, status) => ended(o, r, pid, status),
+        Event::Lost(a) => {
+            r.count = r.count.saturating_sub(1);
+            r.clients.release(&a.key);
+            if o.verbosity >= 1 {
+                log::line(
+                    PROG,
+                    &format!(
+                        "warning: dropping connection from {}, the program serving it ended",
+                        a.remote.ip()
+                    ),
+                );
+            }
+            status_line(o, r.count);
+        }
+    }
+}
+
+/// A connection's process ended: one less running, `end PID status S`.
+fn ended(o: &Options, r: &mut Running, pid: u32, status: i32) {
+    if !r.children.remove(&pid) {
+        return;
+    }
+    r.count = r.count.saturating_sub(1);
+    r.clients.finished(pid);
+    if o.verbosity >= 2 {
+        log::line(PROG, &format!("end {pid} status {status}"));
+    }
+    status_line(o, r.count);
 }
 
 /// Whether connections take the direct way ([`spawn_direct`]): nothing slow asked for.
@@ -454,7 +575,7 @@ fn direct(o: &Options) -> bool {
 }
 
 /// Start the next spare for `-a`, logging why not when that fails.
-fn refill(o: &Options, ahead: &mut Ahead) {
+fn refill(o: &Options, ahead: &mut Ahead<Accepted>) {
     if let Err(warning) = ahead.refill(&o.program)
         && o.verbosity >= 1
     {
@@ -603,12 +724,7 @@ fn kill_ip_options(o: &Options, stream: &TcpStream, remote: SocketAddr) {
 
 /// Reap every finished child, logging `end PID status S` (the raw wait status) and the
 /// new count after each.
-fn reap(
-    o: &Options,
-    running: &mut usize,
-    clients: &mut crate::perclient::Table,
-    ahead: &mut Ahead,
-) {
+fn reap(o: &Options, r: &mut Running) {
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: plain waitpid on any child with a valid status pointer.
@@ -616,8 +732,13 @@ fn reap(
         if pid <= 0 {
             return;
         }
-        match ahead.reaped(pid as u32) {
-            Reaped::Connection => {}
+        let pid = pid as u32;
+        let (what, events) = r.ahead.reaped(pid);
+        for e in events {
+            on_event(o, r, e);
+        }
+        match what {
+            Reaped::Other => {}
             Reaped::Spare => continue,
             Reaped::SpareNeverReady(warning) => {
                 if o.verbosity >= 1 {
@@ -626,12 +747,11 @@ fn reap(
                 continue;
             }
         }
-        *running = running.saturating_sub(1);
-        clients.finished(pid as u32);
-        if o.verbosity >= 2 {
-            log::line(PROG, &format!("end {pid} status {status}"));
+        if !r.children.contains(&pid) {
+            // an orphan of a zygote that said it took a connection just before it ended
+            read_reports(o, r);
         }
-        status_line(o, *running);
+        ended(o, r, pid, status);
     }
 }
 

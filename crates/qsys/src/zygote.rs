@@ -1,0 +1,195 @@
+//! `tcpserver -A N`: the program started ahead forks each connection's process from
+//! itself (the program's side; tcpserver's is `ucspi::ahead`).
+//!
+//! With `-a` every connection still costs an exec and the C library's start, only
+//! earlier. With `-A N` tcpserver puts `TCPSERVER_AHEAD=N` in the environment of the
+//! program it starts ahead; in its start ([`crate::ahead::take_connection`], before any
+//! of its own code has run or read anything) that process becomes a *zygote*: it says
+//! [`Report::Forking`] and forks a *spare*, which waits for the next connection on the
+//! socket exactly as a program started by `-a` does. The spare that takes a connection
+//! tells tcpserver its pid ([`Report::Took`]) and goes on as if tcpserver had exec'ed it
+//! for that connection; the zygote forks the next spare at once, so the fork is off the
+//! time the next client waits for its greeting. The zygote reaps its children and
+//! reports each end with its raw wait status ([`Report::Ended`]); tcpserver counts and
+//! logs them as its own.
+//!
+//! What a forked process shares with its siblings, and why that is bounded:
+//! - Its memory is a copy of the zygote's at the end of the C library's start: the
+//!   arguments and the environment, nothing of any connection (the zygote never reads
+//!   one) and nothing secret (control files, keys and certificates are read by each
+//!   process after its hand-over, as after an exec).
+//! - Its address-space layout (ASLR) and the C library's pointer guard are the
+//!   zygote's, where an exec would draw new ones. A client that can crash its session
+//!   could learn something of the layout from one crash and use it in the next session
+//!   of the same zygote. So a child that crashes ([`crate::crash_signal`]: a fault, an
+//!   abort, a bad instruction) ends its zygote at once, with its spare: tcpserver
+//!   starts a fresh exec, and a probe gets one crash per layout. Without a crash a
+//!   zygote serves at most N connections, then exits; Postfix's smtpd serves 100
+//!   sessions per process (`max_use`) in one process with the same layout.
+//! - The zygote's running children outlive it: tcpserver is their subreaper
+//!   (`PR_SET_CHILD_SUBREAPER`) and reaps them as its own once the zygote is gone.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::ahead::{Handed, Report, receive};
+
+/// The spare: a forked process waiting for the next connection, and the read end of
+/// the pipe on which it says it took one.
+struct Spare {
+    pid: Pid,
+    took: OwnedFd,
+}
+
+/// The zygote (module doc): returns only in a forked process, with the connection it
+/// took (or what [`receive`] said instead); the zygote itself exits 0 after
+/// `connections` connections, after a crash of one of its processes, or when tcpserver
+/// goes away, and 111 when it cannot go on.
+pub fn serve(control: &OwnedFd, connections: u32) -> io::Result<Option<Handed>> {
+    if !say(control, Report::Forking) {
+        std::process::exit(0);
+    }
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let before = chld
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .unwrap_or_else(|e| fatal("unable to block SIGCHLD", e));
+    let sfd = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .unwrap_or_else(|e| fatal("unable to make a signalfd", e));
+    let mut taken: u32 = 0;
+    let mut spare: Option<Spare> = None;
+    loop {
+        if spare.is_none() {
+            if taken >= connections {
+                std::process::exit(0);
+            }
+            let (took, tell) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .unwrap_or_else(|e| fatal("unable to make a pipe", e));
+            // SAFETY: the process is single-threaded (its start); glibc's fork keeps its
+            // own state right in the child.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    drop(sfd);
+                    drop(took);
+                    if before.thread_set_mask().is_err() {
+                        std::process::exit(111);
+                    }
+                    return take(control, tell);
+                }
+                Ok(ForkResult::Parent { child }) => {
+                    drop(tell);
+                    spare = Some(Spare { pid: child, took });
+                }
+                Err(e) => fatal("unable to fork", e),
+            }
+        }
+        let Some(s) = spare.as_ref() else { continue };
+        let mut fds = [
+            // no events asked: only the hang-up of tcpserver's end, never its hand-overs
+            PollFd::new(control.as_fd(), PollFlags::empty()),
+            PollFd::new(s.took.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => fatal("unable to poll", e),
+        }
+        let gone = fds[0].any().unwrap_or(false);
+        let told = fds[1].any().unwrap_or(false);
+        let signalled = fds[2].any().unwrap_or(false);
+        if gone {
+            end(spare);
+        }
+        if told && let Some(s) = spare.take() {
+            if took_one(&s) {
+                taken += 1;
+            } else {
+                // ended without taking one: reaped below, never reported
+                spare = Some(s);
+            }
+        }
+        if signalled {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            reap(control, &mut spare, &mut taken);
+        }
+    }
+}
+
+/// The spare's side: wait for a connection; once one is taken (or a packet that is not
+/// one, which also counts: tcpserver expects a report for every hand-over), tell
+/// tcpserver and the zygote.
+fn take(control: &OwnedFd, tell: OwnedFd) -> io::Result<Option<Handed>> {
+    let got = receive(control);
+    if !matches!(got, Ok(None)) {
+        let _ = say(control, Report::Took(std::process::id()));
+        let _ = nix::unistd::write(&tell, b"T");
+    }
+    got
+}
+
+/// Whether the spare said it took a connection (else it ended without: end of file).
+fn took_one(s: &Spare) -> bool {
+    let mut b = [0u8; 1];
+    matches!(nix::unistd::read(&s.took, &mut b), Ok(1))
+}
+
+/// Reap every ended child: each one that took a connection is reported; a crash ends
+/// the zygote ([`end`]).
+fn reap(control: &OwnedFd, spare: &mut Option<Spare>, taken: &mut u32) {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain waitpid on any child with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if let Some(s) = spare.take_if(|s| s.pid.as_raw() == pid) {
+            // its word, if it took one, was written before it ended
+            if !took_one(&s) {
+                continue;
+            }
+            *taken += 1;
+        }
+        if !say(control, Report::Ended(pid as u32, status)) {
+            end(spare.take());
+        }
+        if libc::WIFSIGNALED(status) && crate::crash_signal(libc::WTERMSIG(status)) {
+            end(spare.take());
+        }
+    }
+}
+
+/// The zygote's end: its spare is killed (a hand-over still queued on the socket is
+/// then closed with it), its running children go on.
+fn end(spare: Option<Spare>) -> ! {
+    if let Some(s) = spare {
+        let _ = kill(s.pid, Signal::SIGKILL);
+    }
+    std::process::exit(0)
+}
+
+/// Send `report` to tcpserver; false when it is gone.
+fn say(control: &OwnedFd, report: Report) -> bool {
+    let packet = report.encode();
+    loop {
+        match nix::unistd::write(control, &packet) {
+            Ok(n) => return n == packet.len(),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn fatal(what: &str, e: nix::errno::Errno) -> ! {
+    crate::die::warn(
+        "tcpserver -A",
+        "fatal",
+        &format!("{what}: {}", crate::die::errstr(&io::Error::from(e))),
+    );
+    std::process::exit(111)
+}
