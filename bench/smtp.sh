@@ -12,7 +12,9 @@
 #        SKIP_POSTFIX=1 ...           # only ours (no ratio)
 #        CPU=0 ...                    # no CPU-per-program table (no perf record)
 #        AHEAD=1 ...                  # our tcpserver with -a (qmail-smtpd started ahead
-#                                     # of each connection)
+#                                     # of each connection); AHEAD=N (N > 1): -A N (the
+#                                     # qmail-smtpd started ahead forks a process for each
+#                                     # connection, N per exec)
 #        CONCURRENCYLOCAL=50 ...      # our control/concurrencylocal (default: the
 #                                     # installed default, 10)
 #        FILTER="queued none scan scan-exec scan+clamd"  # ours once per mode (default "queued"):
@@ -406,7 +408,9 @@ QPID=$!
 sleep 0.5
 kill -0 "$QPID" 2>/dev/null || { cat "$LOG" >&2; die "qmail-start exited"; }
 PORTF=$WORK/port
-"$Q/bin/tcpserver" -1 -q ${AHEAD:+-a} -H -R -l "mx.$DOMAIN" -c 100 -b 100 -u "$(id -u qmaild)" \
+AHEADARGS=()
+if [[ ${AHEAD:-0} -gt 1 ]]; then AHEADARGS=(-A "$AHEAD"); elif [[ -n ${AHEAD:-} ]]; then AHEADARGS=(-a); fi
+"$Q/bin/tcpserver" -1 -q "${AHEADARGS[@]}" -H -R -l "mx.$DOMAIN" -c 100 -b 100 -u "$(id -u qmaild)" \
     -g "$(getent group nofiles | cut -d: -f3)" 127.0.0.1 0 "$Q/bin/qmail-smtpd" >"$PORTF" \
     2>"$WORK/smtpd.log" &
 TCPPID=$!

@@ -870,8 +870,8 @@ fn served_ahead(mode: &[&str]) {
 }
 
 /// `-A`: a process that crashes (here a shell that aborts itself) ends its zygote at
-/// once; the next connections are served by processes of a fresh exec, and the count
-/// comes back to zero.
+/// once, and so does a spare killed while it waits; the next connections are served by
+/// processes of a fresh exec, and the count comes back to zero.
 #[test]
 fn a_crash_ends_the_zygote() {
     let d = tempfile::tempdir().unwrap();
@@ -908,18 +908,32 @@ fn a_crash_ends_the_zygote() {
     assert_eq!(session("a"), format!("{first}\ndone\n"));
     assert_eq!(session("b"), format!("{first}\ndone\n"));
     assert_eq!(session("crash"), format!("{first}\n"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::path::Path::new(&format!("/proc/{first}")).exists() {
-        assert!(Instant::now() < deadline, "the zygote is still there");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let gone = |pid: u32| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "{pid} is still there");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    gone(first);
     let second = zygote();
     assert_ne!(first, second);
     assert_eq!(session("c"), format!("{second}\ndone\n"));
+    // a spare killed while it waits (it may have read a hand-over) ends its zygote too
+    for spare in children_of(second) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(spare as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    gone(second);
+    let third = zygote();
+    assert_eq!(session("d"), format!("{third}\ndone\n"));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let l = std::fs::read_to_string(&log).unwrap();
-        if l.matches("tcpserver: end ").count() == 4 {
+        if l.matches("tcpserver: end ").count() == 5 {
             assert!(
                 l.contains(" status 6\n") || l.contains(" status 134\n"),
                 "{l}"

@@ -1,7 +1,7 @@
 //! tcpserver - accept TCP connections and run a program for each
 //!
 //! SYNOPSIS
-//!     tcpserver [ -461UXpPhHrRoOdDqQsva ] [ -c limit ] [ -C perclient ]
+//!     tcpserver [ -461UXpPhHrRoOdDqQsva ] [ -A connections ] [ -c limit ] [ -C perclient ]
 //!               [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ]
 //!               [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ]
 //!               host port program [ arg ... ]
@@ -34,6 +34,26 @@
 //!     ready gets a program started for it. The waiting program exits 0 when tcpserver
 //!     ends.
 //!
+//! FORKING AHEAD (-A N)
+//!     As -a, but the program started ahead (TCPSERVER_AHEAD=N) becomes a zygote in its
+//!     start, before any of its own code has run or read anything: it forks a process
+//!     that waits for the next connection, then another once that one has taken its
+//!     connection, N times; then it exits and tcpserver starts a fresh one. Each
+//!     connection still has a process of its own, set up exactly as after an exec (it
+//!     reads the control files, keys and rules after the hand-over), but an exec and
+//!     the C library's start are paid once per N connections instead of once each. The
+//!     zygote tells tcpserver which process took each connection and how each ended;
+//!     the log and -c count them as tcpserver's own children (tcpserver is their
+//!     subreaper, so those still running when their zygote exits stay counted). The
+//!     processes of one zygote share its address-space layout (ASLR) where an exec
+//!     would give each a new one: a process that crashes (SIGSEGV, SIGBUS, SIGILL,
+//!     SIGFPE, SIGABRT, SIGSYS, SIGTRAP) ends its zygote at once, so a client probing
+//!     the layout gets one crash per exec, and N bounds the sessions that share it
+//!     (Postfix's smtpd serves 100 sessions in one process). A connection queued for a
+//!     zygote that ends before one of its processes took it is closed (logged as
+//!     `warning: dropping connection from IP, the program serving it ended`). A program
+//!     that knows -a but not -A serves one connection per exec, as with -a.
+//!
 //! PER-CLIENT LIMITS
 //!     A client is its IPv4 address, or the /64 of its IPv6 address. `-C N`: at most N
 //!     simultaneous connections per client (s6-tcpserver's -C). `-N N`: at most N new
@@ -63,6 +83,8 @@
 //!     TCP_NODELAY.  -1  print the local port on stdout once listening.  -4  IPv4 only;
 //!     -6  IPv6 semantics (the default for host 0 here).  -C N, -N N, -W SECS, -s:
 //!     per-client limits, above.  -a  start the next program ahead, above.
+//!     -A N  fork each connection's process from a program started ahead, N per exec,
+//!     above.
 //!
 //! ENVIRONMENT
 //!     Sets PROTO (TCP or TCP6), TCPLOCALIP, TCPLOCALPORT, TCPLOCALHOST, TCPREMOTEIP,

@@ -530,6 +530,14 @@ pub const KNOWN: &[Known] = &[
         "300",
         "smtpd, submission, smtps run scripts (tcpserver -N)",
     ),
+    num(
+        "sessionsperexec",
+        1,
+        10_000,
+        "sessions served by processes forked from one exec'd qmail-smtpd, 1 = an exec per session",
+        "100",
+        "smtpd, submission, smtps run scripts (tcpserver -A)",
+    ),
     // Dovecot's listeners (HOME/dovecot/service.conf, written by the run script)
     num(
         "imapport",

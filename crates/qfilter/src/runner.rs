@@ -242,8 +242,7 @@ pub fn run_chain(
                 Ended::Signal(0)
             })
         };
-        report.linked_crash |=
-            linked && matches!(ended, Ended::Signal(s) if qsys::crash_signal(s));
+        report.linked_crash |= linked && matches!(ended, Ended::Signal(s) if qsys::crash_signal(s));
         match run::verdict(&ended) {
             Verdict::Next => {
                 if let Err(e) = crate::spool::seal(&output) {

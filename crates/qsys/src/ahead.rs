@@ -18,6 +18,11 @@
 //! A program that does not know the protocol never says [`READY`] (it writes something
 //! else, or nothing, or exits): tcpserver then starts it at each connection as usual.
 //! When tcpserver goes away the socket ends and the waiting program exits 0.
+//!
+//! With `tcpserver -A N` the variable's value is N, and a value above 1 makes the
+//! waiting program a zygote that forks a process for each of N connections
+//! ([`crate::zygote`]); it says [`FORKING`] instead of [`READY`] and reports on the
+//! same socket ([`Report`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -338,7 +343,15 @@ mod tests {
         ] {
             assert_eq!(Report::decode(&r.encode()), Some(r));
         }
-        for bad in [&b""[..], b"RR", b"T123", b"T12345", b"E1234567", b"E123456789", b"X"] {
+        for bad in [
+            &b""[..],
+            b"RR",
+            b"T123",
+            b"T12345",
+            b"E1234567",
+            b"E123456789",
+            b"X",
+        ] {
             assert_eq!(Report::decode(bad), None, "{bad:?}");
         }
     }

@@ -48,8 +48,8 @@ struct Spare {
 
 /// The zygote (module doc): returns only in a forked process, with the connection it
 /// took (or what [`receive`] said instead); the zygote itself exits 0 after
-/// `connections` connections, after a crash of one of its processes, or when tcpserver
-/// goes away, and 111 when it cannot go on.
+/// `connections` connections, after a crash of one of its processes, when tcpserver
+/// goes away or a spare ends without a connection, and 111 when it cannot go on.
 pub fn serve(control: &OwnedFd, connections: u32) -> io::Result<Option<Handed>> {
     if !say(control, Report::Forking) {
         std::process::exit(0);
@@ -106,12 +106,13 @@ pub fn serve(control: &OwnedFd, connections: u32) -> io::Result<Option<Handed>> 
             end(spare);
         }
         if told && let Some(s) = spare.take() {
-            if took_one(&s) {
-                taken += 1;
-            } else {
-                // ended without taking one: reaped below, never reported
-                spare = Some(s);
+            if !took_one(&s) {
+                // gone without a connection: tcpserver went away, or someone killed it
+                // (then the hand-over it may have read is lost, and tcpserver learns
+                // that when this zygote ends)
+                end(None);
             }
+            taken += 1;
         }
         if signalled {
             while let Ok(Some(_)) = sfd.read_signal() {}
@@ -151,7 +152,7 @@ fn reap(control: &OwnedFd, spare: &mut Option<Spare>, taken: &mut u32) {
         if let Some(s) = spare.take_if(|s| s.pid.as_raw() == pid) {
             // its word, if it took one, was written before it ended
             if !took_one(&s) {
-                continue;
+                end(None);
             }
             *taken += 1;
         }

@@ -308,14 +308,12 @@ impl<P: Clone> Ahead<P> {
 fn read_reports<P>(spare: &mut Spare<P>, events: &mut Vec<Event<P>>) -> bool {
     let mut b = [0u8; 16];
     loop {
-        let n = match nix::sys::socket::recv(
-            spare.control.as_raw_fd(),
-            &mut b,
-            MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(0) | Err(_) => return true,
-            Ok(n) => n,
-        };
+        let n =
+            match nix::sys::socket::recv(spare.control.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT)
+            {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => n,
+            };
         let report = Report::decode(&b[..n]);
         match (spare.said, report) {
             (None, Some(r @ (Report::Ready | Report::Forking))) => spare.said = Some(r),

@@ -18,7 +18,10 @@
 //! hands it the connection and the environment changes at `accept`, and starts the next
 //! one. The start of a program (exec and the C library's start) is then off the time a
 //! client waits for its greeting. One process per connection as before; the spare does
-//! not count against `-c`.
+//! not count against `-c`. With `-A N` the program started ahead forks each
+//! connection's process from itself, N per exec ([`qsys::zygote`]); tcpserver counts
+//! and logs those processes as its own children from the zygote's reports, and reaps
+//! them itself (as their subreaper) once their zygote has gone.
 //!
 //! Per-client limits (`-C`, `-N` per `-W`, the rule variables of [`crate::perclient`])
 //! are decided by the parent right after `accept`, from the rule matching the client's
@@ -47,7 +50,7 @@ use crate::log::{self, Endpoints};
 
 pub const PROG: &str = "tcpserver";
 
-pub const USAGE: &str = "tcpserver [ -461UXpPhHrRoOdDqQsva ] [ -c limit ] [ -C perclient ] [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
+pub const USAGE: &str = "tcpserver [ -461UXpPhHrRoOdDqQsva ] [ -A connections ] [ -c limit ] [ -C perclient ] [ -N newperclient ] [ -W window ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
 
 /// tcpserver's options (defaults as ucspi-tcp 0.88).
 #[derive(Debug, Clone)]

@@ -282,7 +282,7 @@ fn the_committer_takes_everything_pending_as_one_batch() {
     committer.lock().committing = false;
     committer.changed.notify_all();
     for r in receivers {
-        assert!(r.join().unwrap().is_ok());
+        assert!(r.join().unwrap().verdict.is_ok());
     }
     let todo_syncs = rec
         .events
@@ -296,18 +296,18 @@ fn the_committer_takes_everything_pending_as_one_batch() {
     assert!(committer.lock().verdicts.is_empty(), "every verdict taken");
 }
 
-/// One receiver alone commits its own message at once (no other thread involved).
+/// One receiver alone commits its own message at once (no other thread involved), and
+/// is the one to pull the trigger.
 #[test]
 fn a_lone_message_is_committed_by_its_own_receiver() {
     let (_d, l) = queue_dir();
     let (_rec, q) = recorder_queue(&l);
     let committer = Committer::default();
     for i in 0..3 {
-        assert!(
-            committer
-                .commit(&q, message(&q, &format!("m{i}\n")))
-                .is_ok()
-        );
+        let c = committer.commit(&q, message(&q, &format!("m{i}\n")));
+        assert!(c.verdict.is_ok());
+        // it committed, so it pulls qmail-send's trigger (after its answer)
+        assert!(c.pull_trigger);
     }
     assert_eq!(count(&l, "todo"), 3);
     let state = committer.lock();
