@@ -11,10 +11,12 @@
 #        PROFILE=debug ...            # binaries from target/debug (default release)
 #        SKIP_POSTFIX=1 ...           # only ours (no ratio)
 #        CPU=0 ...                    # no CPU-per-program table (no perf record)
-#        AHEAD=1 ...                  # our tcpserver with -a (qmail-smtpd started ahead
-#                                     # of each connection); AHEAD=N (N > 1): -A N (the
-#                                     # qmail-smtpd started ahead forks a process for each
-#                                     # connection, N per exec)
+#        AHEAD=N ...                  # our tcpserver with -A N (default 100, as the run
+#                                     # scripts install it: the qmail-smtpd started ahead
+#                                     # forks a process for each connection, N per exec,
+#                                     # doc/sessions.md); AHEAD=1: -a (one exec per
+#                                     # connection, started ahead of it); AHEAD=0: neither
+#                                     # (tcpserver starts qmail-smtpd at each connection)
 #        CONCURRENCYLOCAL=50 ...      # our control/concurrencylocal (default: the
 #                                     # installed default, 10)
 #        FILTER="queued none scan scan-exec scan+clamd"  # ours once per mode (default "queued"):
@@ -409,7 +411,8 @@ sleep 0.5
 kill -0 "$QPID" 2>/dev/null || { cat "$LOG" >&2; die "qmail-start exited"; }
 PORTF=$WORK/port
 AHEADARGS=()
-if [[ ${AHEAD:-0} -gt 1 ]]; then AHEADARGS=(-A "$AHEAD"); elif [[ -n ${AHEAD:-} ]]; then AHEADARGS=(-a); fi
+AHEAD=${AHEAD:-100}
+if [[ $AHEAD -gt 1 ]]; then AHEADARGS=(-A "$AHEAD"); elif [[ $AHEAD == 1 ]]; then AHEADARGS=(-a); fi
 "$Q/bin/tcpserver" -1 -q "${AHEADARGS[@]}" -H -R -l "mx.$DOMAIN" -c 100 -b 100 -u "$(id -u qmaild)" \
     -g "$(getent group nofiles | cut -d: -f3)" 127.0.0.1 0 "$Q/bin/qmail-smtpd" >"$PORTF" \
     2>"$WORK/smtpd.log" &
@@ -488,7 +491,7 @@ stop_ours
 ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -1) ]] && ver="$ver+dirty"
 RESULTS+=("smtp benchmark $STAMP on $(hostname), $(nproc) CPUs; ours at $ver ($PROFILE build)")
-RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first; concurrencylocal ${CONCURRENCYLOCAL:-default}")
+RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first; concurrencylocal ${CONCURRENCYLOCAL:-default}; tcpserver ${AHEADARGS[*]:-without -a/-A}")
 RESULTS+=("load: smtp-source -m $N -l $SIZE to $BUSER@$DOMAIN over 127.0.0.1; accepted = until smtp-source returned, delivered = until $N files in Maildir/new")
 RESULTS+=("")
 RESULTS+=("$(printf '%-9s %-16s %12s %12s' sessions system accepted/s delivered/s)")

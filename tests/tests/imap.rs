@@ -443,7 +443,16 @@ a.logout(); b.logout()
     };
     assert_eq!(of(&sysuser.name), [sysuser.uid], "{imaps:?}");
     assert_eq!(of("ann@virt.example"), [owner.uid], "{imaps:?}");
-    assert!(imaps.iter().all(|(uid, _)| *uid != 0), "{imaps:?}");
+    // every imap process serving someone (its title names the user) runs as non-root;
+    // one without a name is a process another test's Dovecot has just forked, before it
+    // set its title and dropped to its user
+    assert!(
+        imaps
+            .iter()
+            .filter(|(_, cmd)| cmd.contains('['))
+            .all(|(uid, _)| *uid != 0),
+        "{imaps:?}"
+    );
     let qmaild = nix::unistd::User::from_name("qmaild").unwrap().unwrap();
     let root_conf = imap.sys.root.join("dovecot/dovecot.conf");
     let auths: Vec<u32> = processes_of("/usr/lib/dovecot/auth")
