@@ -968,6 +968,42 @@ fn a_program_that_does_not_wait_turns_ahead_off() {
     assert_eq!(l.matches("does not know tcpserver -a").count(), 1, "{l}");
 }
 
+/// `-a` with a program that closes its descriptors and goes on without a word: tcpserver
+/// turns `-a` off once (it does not spin on the closed socket) and serves connections.
+#[test]
+fn a_program_that_closes_its_socket_turns_ahead_off() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log");
+    let (srv, port) = tcpserver(
+        &["-a", "-R", "-H", "-l0"],
+        "127.0.0.1",
+        &["/bin/sh", "-c", "exec 0<&- 1>&-; sleep 3"],
+        &log,
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("does not know tcpserver -a")
+    {
+        assert!(Instant::now() < deadline, "no warning");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(talk("127.0.0.1", to, b""), "");
+    // a second of tcpserver's life: its CPU time (clock ticks of 10 ms) stays small
+    let ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", srv.0.id())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(ticks() - before < 50, "tcpserver spins");
+    let l = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(l.matches("does not know tcpserver -a").count(), 1, "{l}");
+}
+
 /// A set-id program ignores TCPSERVER_AHEAD (tcpserver starts nothing set-id ahead):
 /// qmail-queue run by another user with the variable set queues as it always does.
 #[test]

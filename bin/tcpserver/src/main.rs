@@ -38,7 +38,8 @@
 //!     As -a, but the program started ahead (TCPSERVER_AHEAD=N) becomes a zygote in its
 //!     start, before any of its own code has run or read anything: it forks a process
 //!     that waits for the next connection, then another once that one has taken its
-//!     connection, N times; then it exits and tcpserver starts a fresh one. Each
+//!     connection, N times; then it exits (tcpserver starts the next one when it hands
+//!     over the N-th connection). Each
 //!     connection still has a process of its own, set up exactly as after an exec (it
 //!     reads the control files, keys and rules after the hand-over), but an exec and
 //!     the C library's start are paid once per N connections instead of once each. The
@@ -47,9 +48,11 @@
 //!     subreaper, so those still running when their zygote exits stay counted). The
 //!     processes of one zygote share its address-space layout (ASLR) where an exec
 //!     would give each a new one: a process that crashes (SIGSEGV, SIGBUS, SIGILL,
-//!     SIGFPE, SIGABRT, SIGSYS, SIGTRAP) ends its zygote at once, so a client probing
-//!     the layout gets one crash per exec, and N bounds the sessions that share it
-//!     (Postfix's smtpd serves 100 sessions in one process). A connection queued for a
+//!     SIGFPE, SIGABRT, SIGSYS, SIGTRAP) ends its zygote at once, so no session starts
+//!     on that layout after a crash (those running go on), and N bounds the sessions
+//!     that share it (Postfix's smtpd serves 100 sessions in one process). When the
+//!     zygote's queue is full a connection gets a program exec'ed for it. A connection
+//!     queued for a
 //!     zygote that ends before one of its processes took it is closed (logged as
 //!     `warning: dropping connection from IP, the program serving it ended`). A program
 //!     that knows -a but not -A serves one connection per exec, as with -a.

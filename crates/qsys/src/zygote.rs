@@ -19,13 +19,16 @@
 //!   one) and nothing secret (control files, keys and certificates are read by each
 //!   process after its hand-over, as after an exec).
 //! - Its address-space layout (ASLR) and the C library's pointer guard are the
-//!   zygote's, where an exec would draw new ones. A client that can crash its session
-//!   could learn something of the layout from one crash and use it in the next session
-//!   of the same zygote. So a child that crashes ([`crate::crash_signal`]: a fault, an
-//!   abort, a bad instruction) ends its zygote at once, with its spare: tcpserver
-//!   starts a fresh exec, and a probe gets one crash per layout. Without a crash a
-//!   zygote serves at most N connections, then exits; Postfix's smtpd serves 100
-//!   sessions per process (`max_use`) in one process with the same layout.
+//!   zygote's (so is the C library's stack-protector canary), where an exec would draw
+//!   new ones. A client that can crash its session could learn something of the layout
+//!   from one crash and use it in another session of the same zygote. So a child that
+//!   crashes ([`crate::crash_signal`]: a fault, an abort, a bad instruction) ends its
+//!   zygote at once, with its waiting spare: no session forked after the crash shares
+//!   the layout. A probe gets at most as many tries per layout as it holds sessions of
+//!   that zygote open when the first one crashes (at most N, and at most tcpserver's
+//!   `-C` per client address). Without a crash a zygote serves at most N connections,
+//!   then exits; Postfix's smtpd serves 100 sessions per process (`max_use`) in one
+//!   process with the same layout.
 //! - The zygote's running children outlive it: tcpserver is their subreaper
 //!   (`PR_SET_CHILD_SUBREAPER`) and reaps them as its own once the zygote is gone.
 
@@ -61,6 +64,7 @@ pub fn serve(control: &OwnedFd, connections: u32) -> io::Result<Option<Handed>> 
         .unwrap_or_else(|e| fatal("unable to block SIGCHLD", e));
     let sfd = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .unwrap_or_else(|e| fatal("unable to make a signalfd", e));
+    let zygote = nix::unistd::getpid();
     let mut taken: u32 = 0;
     let mut spare: Option<Spare> = None;
     loop {
@@ -68,8 +72,10 @@ pub fn serve(control: &OwnedFd, connections: u32) -> io::Result<Option<Handed>> 
             if taken >= connections {
                 std::process::exit(0);
             }
-            let (took, tell) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .unwrap_or_else(|e| fatal("unable to make a pipe", e));
+            // non-blocking: the zygote only ever looks whether the spare has said it
+            let (took, tell) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                    .unwrap_or_else(|e| fatal("unable to make a pipe", e));
             // SAFETY: the process is single-threaded (its start); glibc's fork keeps its
             // own state right in the child.
             match unsafe { fork() } {
@@ -79,7 +85,7 @@ pub fn serve(control: &OwnedFd, connections: u32) -> io::Result<Option<Handed>> 
                     if before.thread_set_mask().is_err() {
                         std::process::exit(111);
                     }
-                    return take(control, tell);
+                    return take(control, tell, zygote);
                 }
                 Ok(ForkResult::Parent { child }) => {
                     drop(tell);
@@ -123,9 +129,20 @@ pub fn serve(control: &OwnedFd, connections: u32) -> io::Result<Option<Handed>> 
 
 /// The spare's side: wait for a connection; once one is taken (or a packet that is not
 /// one, which also counts: tcpserver expects a report for every hand-over), tell
-/// tcpserver and the zygote.
-fn take(control: &OwnedFd, tell: OwnedFd) -> io::Result<Option<Handed>> {
+/// tcpserver and the zygote. A spare dies with its zygote, which a kill may end
+/// without [`end`]: a spare left waiting would take hand-overs tcpserver has already
+/// counted lost.
+fn take(control: &OwnedFd, tell: OwnedFd, zygote: Pid) -> io::Result<Option<Handed>> {
+    // SAFETY: prctl with integer arguments.
+    let dies_with_zygote =
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == 0;
+    if !dies_with_zygote || nix::unistd::getppid() != zygote {
+        std::process::exit(0);
+    }
     let got = receive(control);
+    // the session that follows outlives the zygote
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong) };
     if !matches!(got, Ok(None)) {
         let _ = say(control, Report::Took(std::process::id()));
         let _ = nix::unistd::write(&tell, b"T");
@@ -133,31 +150,40 @@ fn take(control: &OwnedFd, tell: OwnedFd) -> io::Result<Option<Handed>> {
     got
 }
 
-/// Whether the spare said it took a connection (else it ended without: end of file).
+/// Whether the spare has said it took a connection (not yet, or it ended without one:
+/// nothing to read, or the end of the file).
 fn took_one(s: &Spare) -> bool {
     let mut b = [0u8; 1];
     matches!(nix::unistd::read(&s.took, &mut b), Ok(1))
 }
 
-/// Reap every ended child: each one that took a connection is reported; a crash ends
-/// the zygote ([`end`]).
+/// Reap every ended child, each reported first: a spare that ended may have said it
+/// took a connection before anyone heard it from the pipe (tcpserver ignores the end
+/// of a pid it never heard of). The report goes out before the child is reaped: should
+/// the zygote die in between, the child is left for tcpserver to reap, never lost. A
+/// crash, or a spare gone without a connection, ends the zygote ([`end`]).
 fn reap(control: &OwnedFd, spare: &mut Option<Spare>, taken: &mut u32) {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: plain waitpid on any child with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return;
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        let (pid, status) = match waitid(Id::All, peek) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, (code & 0xff) << 8),
+            Ok(WaitStatus::Signaled(pid, sig, core)) => {
+                (pid, sig as i32 | if core { 0x80 } else { 0 })
+            }
+            _ => return,
+        };
+        if !say(control, Report::Ended(pid.as_raw() as u32, status)) {
+            end(spare.take());
         }
-        if let Some(s) = spare.take_if(|s| s.pid.as_raw() == pid) {
+        // SAFETY: reaps the child just reported, which nobody else can reap.
+        unsafe { libc::waitpid(pid.as_raw(), std::ptr::null_mut(), libc::WNOHANG) };
+        if let Some(s) = spare.take_if(|s| s.pid == pid) {
             // its word, if it took one, was written before it ended
             if !took_one(&s) {
                 end(None);
             }
             *taken += 1;
-        }
-        if !say(control, Report::Ended(pid as u32, status)) {
-            end(spare.take());
         }
         if libc::WIFSIGNALED(status) && crate::crash_signal(libc::WTERMSIG(status)) {
             end(spare.take());
@@ -165,10 +191,13 @@ fn reap(control: &OwnedFd, spare: &mut Option<Spare>, taken: &mut u32) {
     }
 }
 
-/// The zygote's end: its spare is killed (a hand-over still queued on the socket is
-/// then closed with it), its running children go on.
+/// The zygote's end: its spare is killed unless it has just taken a connection (a
+/// hand-over still queued on the socket is then closed with it), its running children
+/// go on.
 fn end(spare: Option<Spare>) -> ! {
-    if let Some(s) = spare {
+    if let Some(s) = spare
+        && !took_one(&s)
+    {
         let _ = kill(s.pid, Signal::SIGKILL);
     }
     std::process::exit(0)

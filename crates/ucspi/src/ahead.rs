@@ -39,6 +39,8 @@ struct Spare<P> {
     handed: u32,
     /// Hand-overs no forked process reported taken yet, oldest first.
     pending: VecDeque<P>,
+    /// Its end of the socket is closed: nothing more to read (not polled any more).
+    hung_up: bool,
 }
 
 /// What `-a` / `-A` does now.
@@ -158,6 +160,7 @@ impl<P: Clone> Ahead<P> {
             said: None,
             handed: 0,
             pending: VecDeque::new(),
+            hung_up: false,
         });
         Ok(())
     }
@@ -167,6 +170,7 @@ impl<P: Clone> Ahead<P> {
         self.spare
             .iter()
             .chain(&self.draining)
+            .filter(|s| !s.hung_up)
             .map(|s| s.control.as_fd())
             .collect()
     }
@@ -222,6 +226,10 @@ impl<P: Clone> Ahead<P> {
             MsgFlags::MSG_NOSIGNAL,
             None,
         );
+        if forking && sent == Err(nix::errno::Errno::EAGAIN) {
+            // a zygote with its queue full: this connection gets a program of its own
+            return Ok(HandOver::No);
+        }
         let sent = matches!(sent, Ok(n) if n == wire.len());
         let Some(mut spare) = self.spare.take() else {
             return Ok(HandOver::No);
@@ -288,30 +296,37 @@ impl<P: Clone> Ahead<P> {
             .to_string()
     }
 
-    /// Kill `spare`: [`Ahead::reaped`] knows it when it is reaped (a zygote's
-    /// hand-overs are still given back then).
+    /// Kill `spare`: [`Ahead::reaped`] knows it when it is reaped. A zygote is kept
+    /// draining until then: what it reported before it died is still read, and its
+    /// untaken hand-overs are given back.
     fn retire(&mut self, spare: Spare<P>) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(spare.pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-        if spare.pending.is_empty() {
-            self.retired.push(spare.pid);
-        } else {
+        if spare.said == Some(Report::Forking) {
             self.draining.push(spare);
+        } else {
+            self.retired.push(spare.pid);
         }
     }
 }
 
 /// Read what `spare` said so far into `events`; false when it said something that is
-/// not the protocol before it said ready.
+/// not the protocol, or closed its end, before it said ready.
 fn read_reports<P>(spare: &mut Spare<P>, events: &mut Vec<Event<P>>) -> bool {
     let mut b = [0u8; 16];
     loop {
         let n =
             match nix::sys::socket::recv(spare.control.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT)
             {
-                Ok(0) | Err(_) => return true,
+                Ok(0) => {
+                    // its end is closed (a packet is never empty): it is gone, or it
+                    // does not know the protocol and closed its descriptors
+                    spare.hung_up = true;
+                    return spare.said.is_some();
+                }
+                Err(_) => return true,
                 Ok(n) => n,
             };
         let report = Report::decode(&b[..n]);
