@@ -1010,6 +1010,13 @@ impl Session {
             databytes: cfg.databytes,
             originator: user.is_some().then_some(&check as &dyn Fn(&str) -> bool),
         };
+        // 354 before the queue is reached: the client sends its message while the
+        // connection to qmail-queued (or qmail-queue's start) is made, instead of after
+        // (about 0.1 ms of each message's time at one session); a queue that cannot be
+        // reached still answers 451, at the end of the data
+        if first_chunk.is_none() {
+            self.conn.send(reply::GO_AHEAD);
+        }
         let conn = &mut self.conn;
         let helo = self.helo.as_deref();
         let (outcome, result) = message::into_queue(
@@ -1020,10 +1027,7 @@ impl Session {
             &sender,
             &rcpts,
             |w| match first_chunk {
-                None => {
-                    conn.send(reply::GO_AHEAD);
-                    message::read_data(conn, w, &limits)
-                }
+                None => message::read_data(conn, w, &limits),
                 Some(chunk) => message::read_chunks(conn, w, &limits, chunk),
             },
         );
@@ -1033,9 +1037,19 @@ impl Session {
             "DATA"
         };
         let Some(outcome) = outcome else {
-            if let Some((size, _)) = first_chunk
-                && !skip_bytes(&mut self.conn, size)?
-            {
+            let in_step = match first_chunk {
+                Some((size, _)) => skip_bytes(&mut self.conn, size)?,
+                // told to go ahead: the message is read and thrown away
+                None => matches!(
+                    message::read_data(&mut self.conn, &mut io::sink(), &limits),
+                    Outcome::Complete
+                        | Outcome::QueueWriteFailed
+                        | Outcome::TooBig
+                        | Outcome::Looping
+                        | Outcome::Originator(_)
+                ),
+            };
+            if !in_step {
                 log("unable to run qmail-queue");
                 return Ok(Some(End::Dropped));
             }
