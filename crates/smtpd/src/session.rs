@@ -1016,6 +1016,8 @@ impl Session {
         // reached still answers 451, at the end of the data
         if first_chunk.is_none() {
             self.conn.send(reply::GO_AHEAD);
+            // out now, not at the next read (a failure shows there)
+            let _ = self.conn.flush();
         }
         let conn = &mut self.conn;
         let helo = self.helo.as_deref();
