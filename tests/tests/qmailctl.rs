@@ -235,9 +235,22 @@ fn network_run_scripts_listen_on_configured_ports() {
             let p = pids_of(&exe);
             (!p.is_empty()).then_some(p)
         });
-        for p in pids {
+        for &p in &pids {
             assert_eq!(uid_of(p), Some(qmaild.uid.as_raw()));
         }
+        // the run script's tcpserver -A (control/sessionsperexec): a session's process is
+        // forked from a qmail-smtpd exec'ed ahead, its parent
+        let parent = |p: u32| -> Option<u32> {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:")?.trim().parse().ok())
+        };
+        assert!(
+            pids.iter()
+                .any(|&p| parent(p).is_some_and(|pp| pids.contains(&pp))),
+            "no qmail-smtpd forked from another: {pids:?}"
+        );
         let _ = s.write_all(b"QUIT\r\n");
     }
 }

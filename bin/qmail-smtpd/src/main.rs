@@ -8,7 +8,9 @@
 //! DESCRIPTION
 //!     Speaks SMTP (RFC 5321 with PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
 //!     SMTPUTF8, CHUNKING, STARTTLS, AUTH) with one client, reading fd 0 and writing fd 1, as run
-//!     by tcpserver per connection. Each message goes to qmail-queue (HOME/bin/qmail-queue,
+//!     by tcpserver per connection (the run scripts use tcpserver -A: each session's process
+//!     is forked from a qmail-smtpd exec'ed ahead, which has read nothing yet, 100 sessions
+//!     per exec, control/sessionsperexec; doc/sessions.md). Each message goes to qmail-queue (HOME/bin/qmail-queue,
 //!     or $QMAILQUEUE, or HOME/bin/qmail-qfilter when control/filters names a filter)
 //!     with a Received line; the client hears 250 only after qmail-queue exited 0, i.e.
 //!     the message is on disk (after the whole filter chain). A filter's own reason
