@@ -83,12 +83,23 @@ impl Home {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        // SAFETY: only dup2 between fork and exec.
+        // SAFETY: only fcntl and dup2 between fork and exec. Both are first copied above
+        // 6: the test runner's threads leave low numbers free, and the envelope (opened
+        // close-on-exec) may be 3 itself, where dup2(3, 3) would leave it to be closed at
+        // the exec; the reason pipe may be 3 and be overwritten by the envelope.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(env_fd, 3) < 0 || libc::dup2(reason_fd, 6) < 0 {
+                let env_high = libc::fcntl(env_fd, libc::F_DUPFD, 10);
+                let reason_high = libc::fcntl(reason_fd, libc::F_DUPFD, 10);
+                if env_high < 0
+                    || reason_high < 0
+                    || libc::dup2(env_high, 3) < 0
+                    || libc::dup2(reason_high, 6) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
+                libc::close(env_high);
+                libc::close(reason_high);
                 Ok(())
             });
         }
