@@ -557,6 +557,17 @@ pub fn uid_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// The parent pid of process `pid`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("PPid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Pids of processes whose executable is `exe`.
 pub fn pids_of(exe: &Path) -> Vec<u32> {
     let mut v = Vec::new();

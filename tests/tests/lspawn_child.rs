@@ -23,16 +23,6 @@ fn delivery_children(sys: &System) -> Vec<u32> {
         .collect()
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("PPid:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// The `Name:\tv1 v2 ...` fields of a /proc status text.
 fn status_field(status: &str, name: &str) -> Vec<String> {
     status

@@ -240,15 +240,9 @@ fn network_run_scripts_listen_on_configured_ports() {
         }
         // the run script's tcpserver -A (control/sessionsperexec): a session's process is
         // forked from a qmail-smtpd exec'ed ahead, its parent
-        let parent = |p: u32| -> Option<u32> {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("PPid:")?.trim().parse().ok())
-        };
         assert!(
             pids.iter()
-                .any(|&p| parent(p).is_some_and(|pp| pids.contains(&pp))),
+                .any(|&p| parent_of(p).is_some_and(|pp| pids.contains(&pp))),
             "no qmail-smtpd forked from another: {pids:?}"
         );
         let _ = s.write_all(b"QUIT\r\n");
