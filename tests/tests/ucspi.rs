@@ -348,6 +348,42 @@ fn deny_rules_banner_and_exit_status() {
 
 /// Debian's tcprules and ours write the same bytes, and each side's tools decide the same
 /// on the other's files.
+/// The direct way (the parent starts the program itself, crate::spawn): a bare name is
+/// searched in PATH; a program that cannot run drops its connection with one warning
+/// and gives its `-c` slot back, so the next client is still served.
+#[test]
+fn the_direct_way_searches_path_and_survives_a_program_that_cannot_run() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log");
+    let (_srv, port) = tcpserver(
+        &["-R", "-H", "-l0", "-c", "1"],
+        "127.0.0.1",
+        &["echo", "found"],
+        &log,
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(talk("127.0.0.1", to, b""), "found\n");
+    let bad_log = d.path().join("bad");
+    let (_bad, bad_port) = tcpserver(
+        &["-R", "-H", "-l0", "-c", "1"],
+        "127.0.0.1",
+        &["/nonexistent/program"],
+        &bad_log,
+    );
+    let bad_to = SocketAddr::from(([127, 0, 0, 1], bad_port));
+    for _ in 0..3 {
+        // each is closed at once: a leaked slot would leave the next one waiting
+        assert_eq!(talk("127.0.0.1", bad_to, b""), "");
+    }
+    let l = std::fs::read_to_string(&bad_log).unwrap();
+    assert_eq!(
+        l.matches("tcpserver: warning: dropping connection, unable to run /nonexistent/program: file does not exist\n").count(),
+        3,
+        "{l}"
+    );
+    assert!(l.ends_with("tcpserver: status: 0/1\n"), "{l}");
+}
+
 #[test]
 fn rules_cdb_interop_with_debian_ucspi_tcp() {
     need_tool!("/usr/bin/tcprules", "ucspi-tcp");

@@ -8,8 +8,9 @@
 //! happens in the forked child, so a slow DNS server never holds up `accept`.
 //!
 //! With nothing slow to do (`-H -R -l NAME`, no banner; the usual qmail run script) the
-//! parent reads the addresses and rules itself and starts the program with posix_spawn
-//! (a vfork): no page tables to copy, no copy-on-write faults in a forked child. This
+//! parent reads the addresses and rules itself and starts the program with a vfork-style
+//! clone ([`crate::spawn`]): no page tables to copy, no copy-on-write faults in a forked
+//! child, and only what ucspi-tcp's child does before its exec. This
 //! halves the page faults per connection against a fork (50 against Debian's 66 with
 //! `/bin/true`). Denied clients, banners, DNS and ident still go through the fork.
 //!
@@ -333,6 +334,11 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
             qsys::die::errstr(&std::io::Error::last_os_error())
         );
     }
+    let mut launcher = if direct(o) {
+        crate::spawn::Launcher::new(&o.program)
+    } else {
+        None
+    };
     refill(o, &mut r.ahead);
     status_line(o, r.count);
     loop {
@@ -388,7 +394,15 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
             }
             r.count += 1;
             status_line(o, r.count);
-            match spawn_direct(o, &stream, remote, ip_rule, &key, &mut r.ahead) {
+            match spawn_direct(
+                o,
+                &stream,
+                remote,
+                ip_rule,
+                &key,
+                &mut r.ahead,
+                &mut launcher,
+            ) {
                 Some(Ok(HandOver::Served(pid))) => {
                     r.children.insert(pid);
                     r.clients.attach(pid, &key);
@@ -443,8 +457,8 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
 
 /// The fast path, when nothing slow is asked for (`-H`, `-R`, `-l NAME`, no banner): the
 /// parent itself reads the addresses and the rules and hands the connection to the
-/// program started ahead (`-a`, `-A`) or starts the program with `posix_spawn` (a
-/// vfork, as std's `Command` does it), which spares copying the parent's page tables
+/// program started ahead (`-a`, `-A`) or starts the program with a vfork-style clone
+/// ([`crate::spawn`]), which spares copying the parent's page tables
 /// and the child's copy-on-write faults of a fork. `None` hands the connection to the
 /// forked child instead: lookups to do, a banner to write, a client to deny, or rules
 /// that cannot be read (the child logs and answers those exactly as ucspi-tcp does).
@@ -457,10 +471,12 @@ fn spawn_direct(
     ip_rule: Result<Option<crate::rules::Decision>, String>,
     key: &str,
     ahead: &mut Ahead<Accepted>,
+    launcher: &mut Option<crate::spawn::Launcher>,
 ) -> Option<Result<HandOver, String>> {
     if !direct(o) {
         return None;
     }
+    let launcher = launcher.as_mut()?;
     let local_host = o.local_name.clone()?;
     let local = crate::addr::unmap(stream.local_addr().ok()?);
     let conn = Conn {
@@ -493,9 +509,15 @@ fn spawn_direct(
     let pid = match handed {
         HandOver::Queued => return Some(Ok(HandOver::Queued)),
         HandOver::Served(pid) => pid,
-        HandOver::No => match spawn_program(o, stream, &changes) {
+        HandOver::No => match launcher.spawn(stream.as_raw_fd(), &changes) {
             Ok(pid) => pid,
-            Err(e) => return Some(Err(e)),
+            Err(e) => {
+                return Some(Err(format!(
+                    "unable to run {}: {}",
+                    o.program[0].to_string_lossy(),
+                    qsys::die::errstr(&e)
+                )));
+            }
         },
     };
     log_start(o, pid, &accepted);
@@ -584,41 +606,6 @@ fn refill(o: &Options, ahead: &mut Ahead<Accepted>) {
     {
         log::line(PROG, &format!("warning: {warning}"));
     }
-}
-
-/// Start the program for `stream` with posix_spawn (a vfork); its pid, or the warning.
-fn spawn_program(
-    o: &Options,
-    stream: &TcpStream,
-    changes: &[(Vec<u8>, Option<Vec<u8>>)],
-) -> Result<u32, String> {
-    let (input, output) = match (stream.try_clone(), stream.try_clone()) {
-        (Ok(i), Ok(w)) => (i, w),
-        (Err(e), _) | (_, Err(e)) => {
-            return Err(format!("unable to dup: {}", qsys::die::errstr(&e)));
-        }
-    };
-    let mut cmd = std::process::Command::new(&o.program[0]);
-    cmd.args(&o.program[1..])
-        .stdin(std::process::Stdio::from(OwnedFd::from(input)))
-        .stdout(std::process::Stdio::from(OwnedFd::from(output)));
-    for (name, value) in changes {
-        let name = std::ffi::OsStr::from_bytes(name);
-        match value {
-            Some(v) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
-            None => cmd.env_remove(name),
-        };
-    }
-    let child = cmd.spawn().map_err(|e| {
-        format!(
-            "unable to run {}: {}",
-            o.program[0].to_string_lossy(),
-            qsys::die::errstr(&e)
-        )
-    })?;
-    // the child is reaped through SIGCHLD like a forked one; dropping the handle neither
-    // waits nor kills
-    Ok(child.id())
 }
 
 /// Check the client against its per-client limits (`-C`, `-N`, or its address rule's
