@@ -17,6 +17,10 @@
 #                                     # doc/sessions.md); AHEAD=1: -a (one exec per
 #                                     # connection, started ahead of it); AHEAD=0: neither
 #                                     # (tcpserver starts qmail-smtpd at each connection)
+#        NICE=N ...                   # our tcpserver and qmail-smtpd under nice -n N
+#                                     # (default 5, as the run scripts install it from
+#                                     # control/nicesmtpd: delivery before intake on a
+#                                     # busy CPU, doc/sessions.md); NICE=0: no nice
 #        CONCURRENCYLOCAL=50 ...      # our control/concurrencylocal (default: the
 #                                     # installed default, 10)
 #        FILTER="queued none scan scan-exec scan+clamd"  # ours once per mode (default "queued"):
@@ -412,8 +416,9 @@ kill -0 "$QPID" 2>/dev/null || { cat "$LOG" >&2; die "qmail-start exited"; }
 PORTF=$WORK/port
 AHEADARGS=()
 AHEAD=${AHEAD:-100}
+NICE=${NICE:-5}
 if [[ $AHEAD -gt 1 ]]; then AHEADARGS=(-A "$AHEAD"); elif [[ $AHEAD == 1 ]]; then AHEADARGS=(-a); fi
-"$Q/bin/tcpserver" -1 -q "${AHEADARGS[@]}" -H -R -l "mx.$DOMAIN" -c 100 -b 100 -u "$(id -u qmaild)" \
+nice -n "$NICE" "$Q/bin/tcpserver" -1 -q "${AHEADARGS[@]}" -H -R -l "mx.$DOMAIN" -c 100 -b 100 -u "$(id -u qmaild)" \
     -g "$(getent group nofiles | cut -d: -f3)" 127.0.0.1 0 "$Q/bin/qmail-smtpd" >"$PORTF" \
     2>"$WORK/smtpd.log" &
 TCPPID=$!
@@ -491,7 +496,7 @@ stop_ours
 ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -1) ]] && ver="$ver+dirty"
 RESULTS+=("smtp benchmark $STAMP on $(hostname), $(nproc) CPUs; ours at $ver ($PROFILE build)")
-RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first; concurrencylocal ${CONCURRENCYLOCAL:-default}; tcpserver ${AHEADARGS[*]:-without -a/-A}")
+RESULTS+=("ours with FILTER modes: $FILTER; the ratio to Postfix is for the first; concurrencylocal ${CONCURRENCYLOCAL:-default}; tcpserver ${AHEADARGS[*]:-without -a/-A}, nice -n $NICE")
 RESULTS+=("load: smtp-source -m $N -l $SIZE to $BUSER@$DOMAIN over 127.0.0.1; accepted = until smtp-source returned, delivered = until $N files in Maildir/new")
 RESULTS+=("")
 RESULTS+=("$(printf '%-9s %-16s %12s %12s' sessions system accepted/s delivered/s)")

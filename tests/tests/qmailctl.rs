@@ -159,6 +159,14 @@ fn qmail_send_under_svscan_with_qmailctl() {
     let _ = qmailctl(&sys, &scan, "stat");
 }
 
+/// The niceness of process `pid` (field 19 of /proc/PID/stat).
+fn nice_of(pid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the fields after the command name, which is in parentheses and may hold spaces
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(16)?.parse().ok()
+}
+
 #[track_caller]
 fn greeting(port: u16) -> String {
     wait_for(&format!("a greeting on port {port}"), 30, || {
@@ -204,6 +212,15 @@ fn network_run_scripts_listen_on_configured_ports() {
             "{s}: {}",
             String::from_utf8_lossy(&cmdline).replace('\0', " ")
         );
+    }
+    // the SMTP intake yields to delivery (control/nicesmtpd, default 5); POP3 does not
+    for (s, want) in [
+        ("qmail-smtpd", 5),
+        ("qmail-submission", 5),
+        ("qmail-pop3d", 0),
+    ] {
+        let pid = up_pid(&svstat(&sys, &_scan.svc(s))).unwrap();
+        assert_eq!(nice_of(pid), Some(want), "{s}");
     }
     let g = greeting(p25);
     assert!(g.starts_with("220 "), "{g}");

@@ -538,6 +538,14 @@ pub const KNOWN: &[Known] = &[
         "100",
         "smtpd, submission, smtps run scripts (tcpserver -A)",
     ),
+    num(
+        "nicesmtpd",
+        0,
+        19,
+        "niceness of the SMTP intake (tcpserver and qmail-smtpd, nice -n): on a busy machine delivery comes before accepting more",
+        "5",
+        "smtpd, submission, smtps run scripts (nice -n)",
+    ),
     // Dovecot's listeners (HOME/dovecot/service.conf, written by the run script)
     num(
         "imapport",
