@@ -346,8 +346,6 @@ fn deny_rules_banner_and_exit_status() {
     );
 }
 
-/// Debian's tcprules and ours write the same bytes, and each side's tools decide the same
-/// on the other's files.
 /// The direct way (the parent starts the program itself, crate::spawn): a bare name is
 /// searched in PATH; a program that cannot run drops its connection with one warning
 /// and gives its `-c` slot back, so the next client is still served.
@@ -384,6 +382,8 @@ fn the_direct_way_searches_path_and_survives_a_program_that_cannot_run() {
     assert!(l.ends_with("tcpserver: status: 0/1\n"), "{l}");
 }
 
+/// Debian's tcprules and ours write the same bytes, and each side's tools decide the same
+/// on the other's files.
 #[test]
 fn rules_cdb_interop_with_debian_ucspi_tcp() {
     need_tool!("/usr/bin/tcprules", "ucspi-tcp");

@@ -928,29 +928,18 @@ pub fn exec_program(
     exec_path(&argv, &envp, path_var.as_deref())
 }
 
-/// execve `argv[0]` directly when it holds a slash, else the first match in `path`
-/// (the exec'ed program's own `PATH`, default `/bin:/usr/bin`).
+/// execve `argv[0]` at each of its candidate paths ([`crate::spawn::candidates`]: itself
+/// when it holds a slash, else each directory of `path`, the exec'ed program's own
+/// `PATH`) as ucspi-tcp searches ([`crate::spawn::search_goes_on`]).
 fn exec_path(argv: &[CString], envp: &[CString], path: Option<&[u8]>) -> std::io::Error {
-    let name = argv[0].as_bytes();
-    if name.contains(&b'/') {
-        return nix::unistd::execve(&argv[0], argv, envp)
-            .map(|_| std::io::Error::other("exec returned"))
-            .unwrap_or_else(std::io::Error::from);
-    }
-    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
-    for dir in path.unwrap_or(b"/bin:/usr/bin").split(|&b| b == b':') {
-        let mut full = if dir.is_empty() {
-            b".".to_vec()
-        } else {
-            dir.to_vec()
-        };
-        full.push(b'/');
-        full.extend_from_slice(name);
-        let Ok(c) = CString::new(full) else { continue };
-        match nix::unistd::execve(&c, argv, envp) {
-            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => {}
-            Err(e) => last = e.into(),
-            Ok(_) => {}
+    use crate::spawn::{Search, search_goes_on};
+    let mut last = std::io::Error::from_raw_os_error(libc::ENOENT);
+    for c in crate::spawn::candidates(argv[0].as_bytes(), path) {
+        let Err(e) = nix::unistd::execve(&c, argv, envp);
+        match search_goes_on(e as i32) {
+            Search::Next => {}
+            Search::NextRemembering => last = e.into(),
+            Search::Stop => return e.into(),
         }
     }
     last

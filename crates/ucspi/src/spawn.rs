@@ -19,7 +19,8 @@
 //! signal is blocked across the clone, so none of tcpserver's handlers can run on the
 //! child's borrowed stack; the child puts the signals tcpserver catches back to their
 //! defaults (its own copy of the dispositions: no `CLONE_SIGHAND`) before it unblocks
-//! them. A failed exec leaves its errno in the parent's memory and the child `_exit`s
+//! them; which signals those are is read once, in [`Launcher::new`] (tcpserver installs
+//! no handler after its start). A failed exec leaves its errno in the parent's memory and the child `_exit`s
 //! 127, reaped here, so a failure never reaches the parent's SIGCHLD accounting.
 
 use std::ffi::{CString, OsString, c_char, c_int, c_void};
@@ -37,8 +38,8 @@ pub struct Launcher {
     /// The inherited environment, `NAME=VALUE`, and each name's length.
     base: Vec<(CString, usize)>,
     /// Where `argv[0]` may be: itself when it holds a slash, else each `PATH` directory
-    /// of the inherited environment (default `/bin:/usr/bin`), as [`crate::server`]'s
-    /// exec does.
+    /// of the inherited environment (default `/bin:/usr/bin`), searched as
+    /// [`crate::server`]'s exec does ([`search_goes_on`]).
     paths: Vec<CString>,
     /// Signals tcpserver catches, put back to their default in the child; SIGPIPE
     /// (ignored by Rust's start) and SIGCHLD are always among them.
@@ -121,15 +122,21 @@ impl Launcher {
             err: 0,
         };
         let top = stack_top(&mut self.stack);
-        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        let mut before = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigfillset initialises `all`; sigprocmask writes `before`. The clone
-        // runs `child` on our own stack buffer with pointers to data that outlives the
-        // call, which returns only once the child has exec'ed or exited (CLONE_VFORK);
-        // the child keeps to the rules of the module doc.
+        // every signal, glibc's own two (which its sigfillset leaves out) included
+        let all: u64 = !0;
+        let mut before: u64 = 0;
+        // SAFETY: rt_sigprocmask reads `all` and writes `before`, both 8 bytes, the
+        // kernel's signal set. The clone runs `child` on our own stack buffer with
+        // pointers to data that outlives the call, which returns only once the child has
+        // exec'ed or exited (CLONE_VFORK); the child keeps to the rules of the module doc.
         let pid = unsafe {
-            libc::sigfillset(all.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), before.as_mut_ptr());
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &all as *const u64,
+                &mut before as *mut u64,
+                8usize,
+            );
             let pid = libc::clone(
                 child,
                 top,
@@ -137,7 +144,13 @@ impl Launcher {
                 (&mut args as *mut ChildArgs).cast::<c_void>(),
             );
             let clone_err = io::Error::last_os_error();
-            libc::pthread_sigmask(libc::SIG_SETMASK, before.as_ptr(), std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &before as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
             if pid < 0 {
                 return Err(clone_err);
             }
@@ -216,9 +229,14 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         let mut err = libc::ENOENT;
         for i in 0..a.npaths {
             libc::execve(*a.paths.add(i), a.argv, a.envp);
-            match *libc::__errno_location() {
-                libc::ENOENT | libc::ENOTDIR => {}
-                e => err = e,
+            let e = *libc::__errno_location();
+            match search_goes_on(e) {
+                Search::Next => {}
+                Search::NextRemembering => err = e,
+                Search::Stop => {
+                    err = e;
+                    break;
+                }
             }
         }
         a.err = err;
@@ -226,9 +244,28 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
     }
 }
 
+/// What a failed exec of one candidate means for the PATH search (ucspi-tcp's
+/// `pathexec_run`): not there, try the next; there but not for us (permission, a
+/// directory), try the next but report this if nothing runs; anything else (not an
+/// executable format, busy, too long...) is the answer, so that a later directory's
+/// program of the same name never runs in its place.
+pub(crate) enum Search {
+    Next,
+    NextRemembering,
+    Stop,
+}
+
+pub(crate) fn search_goes_on(errno: c_int) -> Search {
+    match errno {
+        libc::ENOENT => Search::Next,
+        libc::EACCES | libc::EPERM | libc::EISDIR => Search::NextRemembering,
+        _ => Search::Stop,
+    }
+}
+
 /// `argv[0]` itself when it holds a slash, else `DIR/argv[0]` for each directory of
 /// `path` (an empty one is `.`; no `PATH` at all is `/bin:/usr/bin`).
-fn candidates(name: &[u8], path: Option<&[u8]>) -> Vec<CString> {
+pub(crate) fn candidates(name: &[u8], path: Option<&[u8]>) -> Vec<CString> {
     if name.contains(&b'/') {
         return CString::new(name).ok().into_iter().collect();
     }
@@ -251,7 +288,7 @@ fn candidates(name: &[u8], path: Option<&[u8]>) -> Vec<CString> {
 /// SIGPIPE and SIGCHLD: those the child puts back to their defaults.
 fn caught_signals() -> Vec<c_int> {
     let mut out = vec![libc::SIGPIPE, libc::SIGCHLD];
-    for sig in 1..libc::SIGRTMAX() {
+    for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || out.contains(&sig) {
             continue;
         }
@@ -376,6 +413,32 @@ mod tests {
         let mut l = Launcher::new(&[file.into_os_string()]).unwrap();
         let e = l.spawn(theirs.as_raw_fd(), &[]).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+    }
+
+    #[test]
+    fn the_search_stops_at_a_program_that_cannot_be_exec_ed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("echo");
+        std::fs::write(&bad, "neither ELF nor #!").unwrap();
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:/bin:/usr/bin", dir.path().display());
+        let (_ours, theirs) = UnixStream::pair().unwrap();
+        let mut l = Launcher::new(&os(&["echo", "wrong"])).unwrap();
+        // a test thread forking at the moment of the write may hold the file open for a
+        // while (ETXTBSY): that is not what this test is about
+        let e = (0..50)
+            .map(|_| {
+                l.spawn(theirs.as_raw_fd(), &[set("PATH", &path)])
+                    .unwrap_err()
+            })
+            .find(|e| e.raw_os_error() != Some(libc::ETXTBSY))
+            .unwrap();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENOEXEC),
+            "/bin/echo ran instead"
+        );
     }
 
     #[test]
