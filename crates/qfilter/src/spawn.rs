@@ -1,5 +1,6 @@
 //! Starting a filter the way glibc's posix_spawn starts a program: a child that shares
-//! our memory (`clone` with `CLONE_VM | CLONE_VFORK`, we wait until it has exec'ed)
+//! our memory ([`qsys::vfork`]: `clone` with `CLONE_VM | CLONE_VFORK`, we wait until it
+//! has exec'ed)
 //! instead of a fork, which copies the page tables and then takes copy-on-write faults
 //! in both processes, only for the child to exec. posix_spawn itself cannot be used: the
 //! child must also set resource limits and become the filter user.
@@ -118,29 +119,11 @@ impl Plan {
         if self.paths.is_empty() {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
-        let mut stack = vec![0u128; 64 * 1024 / 16];
-        // SAFETY: the stack grows down from the end of `stack`, which outlives the
-        // child's use of it (CLONE_VFORK: we continue only once it exec'ed or exited);
-        // all signals are blocked meanwhile, so no handler of ours runs on it, and the
-        // child sets its own mask before exec.
+        let mut stack = vec![0u8; 64 * 1024];
+        // SAFETY: `child` makes system calls only (module doc) and reads only this
+        // Plan, which stays unchanged until the clone returns.
         let pid = unsafe {
-            let top = stack.as_mut_ptr().add(stack.len()).cast::<libc::c_void>();
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-            let pid = libc::clone(
-                child,
-                top,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                (self as *const Plan).cast_mut().cast(),
-            );
-            let e = io::Error::last_os_error();
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            if pid < 0 {
-                return Err(e);
-            }
-            pid
+            qsys::vfork::clone_vfork(child, (self as *const Plan).cast_mut().cast(), &mut stack)?
         };
         drop(stack);
         match self.error.load(Ordering::SeqCst) {

@@ -22,6 +22,7 @@
 //! - [`zygote`]: `tcpserver -A`: the program started ahead forks each connection's
 //!   process, the program's side.
 //! - [`fds`]: closing every descriptor above a point, in a forked child that does not exec.
+//! - [`vfork`]: a child that shares our memory until it execs (posix_spawn's clone).
 //! - [`net`]: connecting to a local daemon's unix socket with a deadline.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).
@@ -41,6 +42,7 @@ pub mod net;
 pub mod prot;
 pub mod safefs;
 pub mod start;
+pub mod vfork;
 pub mod zygote;
 
 use std::path::PathBuf;

@@ -10,9 +10,9 @@
 //! in a map for every spawn. Why not `fork`: the child would copy tcpserver's page tables
 //! and take copy-on-write faults, and the exec would tear that copy down again.
 //!
-//! How it stays sound, as glibc's `posix_spawn` does: the child shares tcpserver's memory
-//! (`CLONE_VM`) while tcpserver's thread is suspended until the child has exec'ed or
-//! exited (`CLONE_VFORK`). Everything the child reads is built by the parent before the
+//! How it stays sound, as glibc's `posix_spawn` does ([`qsys::vfork`] has the clone): the
+//! child shares tcpserver's memory (`CLONE_VM`) while tcpserver's thread is suspended
+//! until the child has exec'ed or exited (`CLONE_VFORK`). Everything the child reads is built by the parent before the
 //! clone ([`Launcher::spawn`]): the argument and environment arrays and the candidate
 //! paths. The child allocates nothing, takes no lock, and calls only async-signal-safe
 //! functions (`sigaction`, `sigprocmask`, `dup2`, `fcntl`, `execve`, `_exit`). Every
@@ -121,40 +121,14 @@ impl Launcher {
             nreset: self.reset.len(),
             err: 0,
         };
-        let top = stack_top(&mut self.stack);
-        // every signal, glibc's own two (which its sigfillset leaves out) included
-        let all: u64 = !0;
-        let mut before: u64 = 0;
-        // SAFETY: rt_sigprocmask reads `all` and writes `before`, both 8 bytes, the
-        // kernel's signal set. The clone runs `child` on our own stack buffer with
-        // pointers to data that outlives the call, which returns only once the child has
-        // exec'ed or exited (CLONE_VFORK); the child keeps to the rules of the module doc.
+        // SAFETY: `child` keeps to the rules of the module doc, and reads only `args`
+        // and what it points to, all alive and untouched until the clone returns.
         let pid = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &all as *const u64,
-                &mut before as *mut u64,
-                8usize,
-            );
-            let pid = libc::clone(
+            qsys::vfork::clone_vfork(
                 child,
-                top,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
                 (&mut args as *mut ChildArgs).cast::<c_void>(),
-            );
-            let clone_err = io::Error::last_os_error();
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &before as *const u64,
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-            if pid < 0 {
-                return Err(clone_err);
-            }
-            pid
+                &mut self.stack,
+            )?
         };
         // SAFETY: a plain read of our own local, which the child wrote (if at all)
         // before the clone returned.
@@ -311,13 +285,6 @@ fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect()
-}
-
-/// The highest 16-byte aligned address of `stack` (stacks grow down on every Linux
-/// architecture Rust supports but HP PA, which we do not build for).
-fn stack_top(stack: &mut [u8]) -> *mut c_void {
-    let end = stack.as_mut_ptr_range().end as usize;
-    (end & !15) as *mut c_void
 }
 
 #[cfg(test)]
