@@ -35,12 +35,17 @@ const STACK_SIZE: usize = 64 * 1024;
 /// A program to start for each connection, with what can be prepared once.
 pub struct Launcher {
     argv: Vec<CString>,
+    /// [`Launcher::argv`] as the null-terminated pointer array execve takes (the
+    /// strings' bytes stay where they are when the Launcher moves).
+    argv_ptrs: Vec<*const c_char>,
     /// The inherited environment, `NAME=VALUE`, and each name's length.
     base: Vec<(CString, usize)>,
     /// Where `argv[0]` may be: itself when it holds a slash, else each `PATH` directory
     /// of the inherited environment (default `/bin:/usr/bin`), searched as
-    /// [`crate::server`]'s exec does ([`search_goes_on`]).
-    paths: Vec<CString>,
+    /// [`crate::server`]'s exec does ([`search_goes_on`]); kept for `path_ptrs`, which
+    /// points into them.
+    _paths: Vec<CString>,
+    path_ptrs: Vec<*const c_char>,
     /// Signals tcpserver catches, put back to their default in the child; SIGPIPE
     /// (ignored by Rust's start) and SIGCHLD are always among them.
     reset: Vec<c_int>,
@@ -83,9 +88,11 @@ impl Launcher {
         let path_var = std::env::var_os("PATH").map(|p| p.as_bytes().to_vec());
         let paths = candidates(argv[0].as_bytes(), path_var.as_deref());
         Some(Launcher {
+            argv_ptrs: nul_terminated(&argv),
             argv,
             base,
-            paths,
+            path_ptrs: nul_terminated(&paths),
+            _paths: paths,
             reset: caught_signals(),
             stack: vec![0u8; STACK_SIZE],
         })
@@ -103,17 +110,17 @@ impl Launcher {
         let mut envp: Vec<*const c_char> = envp_owned.iter().map(|e| e.as_ptr()).collect();
         envp.extend(self.kept(changes));
         envp.push(std::ptr::null());
-        let argv = nul_terminated(&self.argv);
         // a rule may set PATH: then the search follows the program's own PATH
-        let changed_path = changes
+        let changed_paths = changes
             .iter()
             .rev()
             .find(|(k, _)| k == b"PATH")
             .map(|(_, v)| candidates(self.argv[0].as_bytes(), v.as_deref()));
-        let paths = nul_terminated(changed_path.as_ref().unwrap_or(&self.paths));
+        let changed_ptrs = changed_paths.as_deref().map(nul_terminated);
+        let paths = changed_ptrs.as_deref().unwrap_or(&self.path_ptrs);
         let mut args = ChildArgs {
             conn,
-            argv: argv.as_ptr(),
+            argv: self.argv_ptrs.as_ptr(),
             envp: envp.as_ptr(),
             paths: paths.as_ptr(),
             npaths: paths.len() - 1,
