@@ -22,7 +22,8 @@
 //! - [`zygote`]: `tcpserver -A`: the program started ahead forks each connection's
 //!   process, the program's side.
 //! - [`fds`]: closing every descriptor above a point, in a forked child that does not exec.
-//! - [`vfork`]: a child that shares our memory until it execs (posix_spawn's clone).
+//! - [`vfork`]: a child that shares our memory until it execs (posix_spawn's clone, or
+//!   one that runs beside us), and the errno-free system calls such a child makes.
 //! - [`net`]: connecting to a local daemon's unix socket with a deadline.
 //! - [`die`]: qmail-style fatal messages and the panic hook that turns a panic into a
 //!   temporary failure (exit 111).

@@ -9,7 +9,7 @@
 //! - [`perclient`]: tcpserver's limits per client address (`-C`, `-N`, rule variables).
 //! - [`ahead`]: `-a`, the next connection's program started before it arrives.
 //! - [`server`]: tcpserver itself: options, listen, accept, the per-connection child.
-//! - [`spawn`]: the program started on the direct way, a vfork-style clone.
+//! - [`spawn`]: the program started on the direct way, a clone that runs beside tcpserver.
 //! - [`rbl`]: rblsmtpd's decision and its minimal SMTP refusal.
 
 pub mod addr;

@@ -8,11 +8,12 @@
 //! happens in the forked child, so a slow DNS server never holds up `accept`.
 //!
 //! With nothing slow to do (`-H -R -l NAME`, no banner; the usual qmail run script) the
-//! parent reads the addresses and rules itself and starts the program with a vfork-style
-//! clone ([`crate::spawn`]): no page tables to copy, no copy-on-write faults in a forked
-//! child, and only what ucspi-tcp's child does before its exec. This
-//! halves the page faults per connection against a fork (50 against Debian's 66 with
-//! `/bin/true`). Denied clients, banners, DNS and ident still go through the fork.
+//! parent reads the addresses and rules itself and starts the program with a clone that
+//! shares its memory and runs beside it until the exec ([`crate::spawn`]): no page
+//! tables to copy, no copy-on-write faults in a forked child, no wait for the exec, and
+//! only what ucspi-tcp's child does before its exec. A program that cannot be run is
+//! logged when its child is reaped, as ucspi-tcp's child logs it before exiting 111.
+//! Denied clients, banners, DNS and ident still go through the fork.
 //!
 //! With `-a` on that path, the next connection's program is started before the
 //! connection arrives and waits for it ([`crate::ahead`], [`qsys::ahead`]): the parent
@@ -298,6 +299,8 @@ struct Running {
     children: std::collections::HashSet<u32>,
     clients: crate::perclient::Table,
     ahead: Ahead<Accepted>,
+    /// The direct way's program, when connections take it ([`direct`]).
+    launcher: Option<crate::spawn::Launcher>,
 }
 
 /// A connection handed to a zygote, as noted until a process reports it took it.
@@ -325,6 +328,11 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
         children: std::collections::HashSet::new(),
         clients: crate::perclient::Table::new(o.rate_window),
         ahead: Ahead::new(if direct(o) { o.ahead } else { 0 }),
+        launcher: if direct(o) {
+            crate::spawn::Launcher::new(&o.program)
+        } else {
+            None
+        },
     };
     // a zygote's processes outlive it: they become ours to reap
     // SAFETY: prctl with an integer argument.
@@ -334,11 +342,6 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
             qsys::die::errstr(&std::io::Error::last_os_error())
         );
     }
-    let mut launcher = if direct(o) {
-        crate::spawn::Launcher::new(&o.program)
-    } else {
-        None
-    };
     refill(o, &mut r.ahead);
     status_line(o, r.count);
     loop {
@@ -401,7 +404,7 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
                 ip_rule,
                 &key,
                 &mut r.ahead,
-                &mut launcher,
+                &mut r.launcher,
             ) {
                 Some(Ok(HandOver::Served(pid))) => {
                     r.children.insert(pid);
@@ -457,8 +460,8 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
 
 /// The fast path, when nothing slow is asked for (`-H`, `-R`, `-l NAME`, no banner): the
 /// parent itself reads the addresses and the rules and hands the connection to the
-/// program started ahead (`-a`, `-A`) or starts the program with a vfork-style clone
-/// ([`crate::spawn`]), which spares copying the parent's page tables
+/// program started ahead (`-a`, `-A`) or starts the program with a clone that runs
+/// beside tcpserver ([`crate::spawn`]), which spares copying the parent's page tables
 /// and the child's copy-on-write faults of a fork. `None` hands the connection to the
 /// forked child instead: lookups to do, a banner to write, a client to deny, or rules
 /// that cannot be read (the child logs and answers those exactly as ucspi-tcp does).
@@ -512,11 +515,7 @@ fn spawn_direct(
         HandOver::No => match launcher.spawn(stream.as_raw_fd(), &changes) {
             Ok(pid) => pid,
             Err(e) => {
-                return Some(Err(format!(
-                    "unable to run {}: {}",
-                    o.program[0].to_string_lossy(),
-                    qsys::die::errstr(&e)
-                )));
+                return Some(Err(format!("unable to fork: {}", qsys::die::errstr(&e))));
             }
         },
     };
@@ -740,6 +739,19 @@ fn reap(o: &Options, r: &mut Running) {
         if !r.children.contains(&pid) {
             // an orphan of a zygote that said it took a connection just before it ended
             read_reports(o, r);
+        }
+        if let Some(e) = r.launcher.as_mut().and_then(|l| l.reaped(pid))
+            && o.verbosity >= 1
+        {
+            // what ucspi-tcp's forked child logs before it exits 111
+            log::line(
+                PROG,
+                &format!(
+                    "warning: dropping connection, unable to run {}: {}",
+                    o.program[0].to_string_lossy(),
+                    qsys::die::errstr(&e)
+                ),
+            );
         }
         ended(o, r, pid, status);
     }

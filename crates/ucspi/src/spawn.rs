@@ -1,43 +1,57 @@
 //! Starting a connection's program on tcpserver's direct way ([`crate::server`]): a
-//! vfork-style clone that does in the child exactly what ucspi-tcp's forked child does
-//! before its exec (the connection on descriptors 0 and 1, the changed environment,
-//! SIGPIPE back to its default, an empty signal mask), and nothing else.
+//! clone that shares tcpserver's memory and runs beside it until it execs
+//! ([`qsys::vfork::clone_beside`]), doing in the child exactly what ucspi-tcp's forked
+//! child does before its exec (the connection on descriptors 0 and 1, the changed
+//! environment, SIGPIPE back to its default, an empty signal mask), and nothing else.
 //!
 //! Why not `posix_spawn`: glibc's child resets every one of the 64 signals (two
 //! `rt_sigaction` calls each, 130 system calls per connection), and its parent maps and
 //! unmaps a fresh stack and reads `RLIMIT_NOFILE` four times, where tcpserver knows at
 //! start which signals it catches; std's `Command` on top rebuilds the whole environment
 //! in a map for every spawn. Why not `fork`: the child would copy tcpserver's page tables
-//! and take copy-on-write faults, and the exec would tear that copy down again.
+//! and take copy-on-write faults, and the exec would tear that copy down again. Why not
+//! a vfork (`CLONE_VFORK`), as posix_spawn does: tcpserver would be suspended until the
+//! exec has loaded the program, and accept nothing meanwhile; under a load of short
+//! connections that wait was a tenth of the machine's time left idle (bench/README.md,
+//! session 10).
 //!
-//! How it stays sound, as glibc's `posix_spawn` does ([`qsys::vfork`] has the clone): the
-//! child shares tcpserver's memory (`CLONE_VM`) while tcpserver's thread is suspended
-//! until the child has exec'ed or exited (`CLONE_VFORK`). Everything the child reads is built by the parent before the
+//! How it stays sound: everything the child reads is built by the parent before the
 //! clone ([`Launcher::spawn`]): the argument and environment arrays and the candidate
-//! paths. The child allocates nothing, takes no lock, and calls only async-signal-safe
-//! functions (`sigaction`, `sigprocmask`, `dup2`, `fcntl`, `execve`, `_exit`). Every
-//! signal is blocked across the clone, so none of tcpserver's handlers can run on the
-//! child's borrowed stack; the child puts the signals tcpserver catches back to their
-//! defaults (its own copy of the dispositions: no `CLONE_SIGHAND`) before it unblocks
-//! them; which signals those are is read once, in [`Launcher::new`] (tcpserver installs
-//! no handler after its start). A failed exec leaves its errno in the parent's memory and the child `_exit`s
-//! 127, reaped here, so a failure never reaches the parent's SIGCHLD accounting.
+//! paths, in a [`Slot`] of its own that tcpserver neither changes nor frees until it
+//! has reaped that child ([`Launcher::reaped`]), since it cannot know when the exec
+//! happened. The child allocates nothing, takes no lock, and makes only errno-free
+//! system calls ([`qsys::vfork::raw`]): it shares tcpserver's errno, which glibc's
+//! wrappers would write under tcpserver's feet. Every signal is blocked across the
+//! clone, so none of tcpserver's handlers can run on the child's stack; the child puts
+//! the signals tcpserver catches back to their defaults (its own copy of the
+//! dispositions: no `CLONE_SIGHAND`) before it unblocks them; which signals those are
+//! is read once, in [`Launcher::new`] (tcpserver installs no handler after its start).
+//! A failed exec leaves its errno in the slot and the child exits 111, as ucspi-tcp's
+//! child does; tcpserver learns why when it reaps the child.
 
+use qsys::vfork::raw;
+use std::collections::HashMap;
 use std::ffi::{CString, OsString, c_char, c_int, c_void};
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// The child's stack: it runs a few libc calls and `execve`; 64 KiB is ample and is
-/// allocated once (the parent is suspended while the child uses it).
-const STACK_SIZE: usize = 64 * 1024;
+/// A child's stack: its own code and a few system calls; 16 KiB is ample.
+const STACK_SIZE: usize = 16 * 1024;
+
+/// The exit code of a child whose program could not be run (ucspi-tcp's).
+pub const UNABLE_TO_RUN: c_int = 111;
 
 /// A program to start for each connection, with what can be prepared once.
 pub struct Launcher {
-    argv: Vec<CString>,
-    /// [`Launcher::argv`] as the null-terminated pointer array execve takes (the
-    /// strings' bytes stay where they are when the Launcher moves).
+    /// Kept for `argv_ptrs`, which points into them.
+    _argv: Vec<CString>,
+    /// argv as the null-terminated pointer array execve takes (the strings' bytes stay
+    /// where they are when the Launcher moves).
     argv_ptrs: Vec<*const c_char>,
+    /// `argv[0]`, for a rule's own PATH.
+    name: Vec<u8>,
     /// The inherited environment, `NAME=VALUE`, and each name's length.
     base: Vec<(CString, usize)>,
     /// Where `argv[0]` may be: itself when it holds a slash, else each `PATH` directory
@@ -49,11 +63,30 @@ pub struct Launcher {
     /// Signals tcpserver catches, put back to their default in the child; SIGPIPE
     /// (ignored by Rust's start) and SIGCHLD are always among them.
     reset: Vec<c_int>,
-    stack: Vec<u8>,
+    /// Every slot made so far.
+    slots: Vec<Slot>,
+    /// The slots of children not reaped yet, by pid.
+    busy: HashMap<libc::pid_t, usize>,
+    /// The slots free for the next child.
+    free: Vec<usize>,
 }
 
-/// What the child reads and writes: pointers into the parent's memory, valid while the
-/// parent is suspended in the clone.
+/// What one child reads and writes, owned by the parent, untouched from the clone
+/// until the child is reaped. Every part is on the heap, so that it stays where the
+/// child reads it when [`Launcher::slots`] grows and moves the slot.
+struct Slot {
+    stack: Vec<u8>,
+    /// The changed variables, `NAME=VALUE` (`envp` points into them and into
+    /// [`Launcher::base`]).
+    env: Vec<CString>,
+    envp: Vec<*const c_char>,
+    /// The candidates of a rule's own PATH, when it sets one.
+    paths: Vec<CString>,
+    path_ptrs: Vec<*const c_char>,
+    args: Box<ChildArgs>,
+}
+
+/// What the child is given: pointers into its slot and into the Launcher.
 struct ChildArgs {
     conn: c_int,
     argv: *const *const c_char,
@@ -63,7 +96,7 @@ struct ChildArgs {
     reset: *const c_int,
     nreset: usize,
     /// The child's errno when no exec succeeded; 0 otherwise.
-    err: c_int,
+    err: AtomicI32,
 }
 
 impl Launcher {
@@ -74,9 +107,7 @@ impl Launcher {
             .iter()
             .map(|a| CString::new(a.as_bytes()).ok())
             .collect::<Option<_>>()?;
-        if argv.is_empty() {
-            return None;
-        }
+        let name = argv.first()?.as_bytes().to_vec();
         let base: Vec<(CString, usize)> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut kv = k.as_bytes().to_vec();
@@ -86,131 +117,192 @@ impl Launcher {
             })
             .collect();
         let path_var = std::env::var_os("PATH").map(|p| p.as_bytes().to_vec());
-        let paths = candidates(argv[0].as_bytes(), path_var.as_deref());
+        let paths = candidates(&name, path_var.as_deref());
         Some(Launcher {
             argv_ptrs: nul_terminated(&argv),
-            argv,
+            _argv: argv,
+            name,
             base,
             path_ptrs: nul_terminated(&paths),
             _paths: paths,
             reset: caught_signals(),
-            stack: vec![0u8; STACK_SIZE],
+            slots: Vec::new(),
+            busy: HashMap::new(),
+            free: Vec::new(),
         })
     }
 
     /// Start the program with `conn` on descriptors 0 and 1 and the environment changed
-    /// by `changes` (later changes win; `None` removes); its pid, or why it could not
-    /// be started (the exec's error).
+    /// by `changes` (later changes win; `None` removes); its pid, or why no process
+    /// could be made. Whether the program itself ran, [`Launcher::reaped`] tells.
     pub fn spawn(
         &mut self,
         conn: RawFd,
         changes: &[(Vec<u8>, Option<Vec<u8>>)],
     ) -> io::Result<u32> {
-        let envp_owned = self.environment(changes);
-        let mut envp: Vec<*const c_char> = envp_owned.iter().map(|e| e.as_ptr()).collect();
-        envp.extend(self.kept(changes));
-        envp.push(std::ptr::null());
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::new());
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.env = environment(changes);
+        slot.envp.clear();
+        slot.envp.extend(slot.env.iter().map(|e| e.as_ptr()));
+        slot.envp.extend(kept(&self.base, changes));
+        slot.envp.push(std::ptr::null());
         // a rule may set PATH: then the search follows the program's own PATH
-        let changed_paths = changes
-            .iter()
-            .rev()
-            .find(|(k, _)| k == b"PATH")
-            .map(|(_, v)| candidates(self.argv[0].as_bytes(), v.as_deref()));
-        let changed_ptrs = changed_paths.as_deref().map(nul_terminated);
-        let paths = changed_ptrs.as_deref().unwrap_or(&self.path_ptrs);
-        let mut args = ChildArgs {
+        let paths = match changes.iter().rev().find(|(k, _)| k == b"PATH") {
+            Some((_, v)) => {
+                slot.paths = candidates(&self.name, v.as_deref());
+                slot.path_ptrs = nul_terminated(&slot.paths);
+                &slot.path_ptrs
+            }
+            None => &self.path_ptrs,
+        };
+        *slot.args = ChildArgs {
             conn,
             argv: self.argv_ptrs.as_ptr(),
-            envp: envp.as_ptr(),
+            envp: slot.envp.as_ptr(),
             paths: paths.as_ptr(),
             npaths: paths.len() - 1,
             reset: self.reset.as_ptr(),
             nreset: self.reset.len(),
-            err: 0,
+            err: AtomicI32::new(0),
         };
-        // SAFETY: `child` keeps to the rules of the module doc, and reads only `args`
-        // and what it points to, all alive and untouched until the clone returns.
-        let pid = unsafe {
-            qsys::vfork::clone_vfork(
+        // SAFETY: `child` keeps to the rules of the module doc and reads only `args`
+        // and what it points to: this slot, which stays untouched until the child is
+        // reaped (it is off the free list until then, and Drop leaks it if need be),
+        // and the Launcher's arrays, which never change after `new`.
+        let cloned = unsafe {
+            qsys::vfork::clone_beside(
                 child,
-                (&mut args as *mut ChildArgs).cast::<c_void>(),
-                &mut self.stack,
-            )?
+                (&mut *slot.args as *mut ChildArgs).cast::<c_void>(),
+                &mut slot.stack,
+            )
         };
-        // SAFETY: a plain read of our own local, which the child wrote (if at all)
-        // before the clone returned.
-        let err = unsafe { std::ptr::read_volatile(&args.err) };
-        if err != 0 {
-            // SAFETY: reaps our own child, which has exited (it _exits right after).
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            return Err(io::Error::from_raw_os_error(err));
-        }
-        Ok(pid as u32)
-    }
-
-    /// The changed variables, `NAME=VALUE`, last change of a name only.
-    fn environment(&self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<CString> {
-        let mut out = Vec::with_capacity(changes.len());
-        for (i, (name, value)) in changes.iter().enumerate() {
-            let later = changes[i + 1..].iter().any(|(k, _)| k == name);
-            if let (Some(v), false) = (value, later) {
-                let mut kv = Vec::with_capacity(name.len() + 1 + v.len());
-                kv.extend_from_slice(name);
-                kv.push(b'=');
-                kv.extend_from_slice(v);
-                if let Ok(c) = CString::new(kv) {
-                    out.push(c);
-                }
+        match cloned {
+            Ok(pid) => {
+                self.busy.insert(pid, index);
+                Ok(pid as u32)
+            }
+            Err(e) => {
+                self.free.push(index);
+                Err(e)
             }
         }
-        out
     }
 
-    /// The inherited variables no change names.
-    fn kept<'a>(
-        &'a self,
-        changes: &'a [(Vec<u8>, Option<Vec<u8>>)],
-    ) -> impl Iterator<Item = *const c_char> + 'a {
-        self.base
-            .iter()
-            .filter(move |(kv, len)| {
-                let name = &kv.as_bytes()[..*len];
-                !changes.iter().any(|(k, _)| k == name)
-            })
-            .map(|(kv, _)| kv.as_ptr())
+    /// Tell the Launcher that `pid` has been reaped: its slot is free again. The exec's
+    /// error when the program could not be run; `None` when it ran, or when `pid` is
+    /// not one of ours.
+    pub fn reaped(&mut self, pid: u32) -> Option<io::Error> {
+        let index = self.busy.remove(&(pid as libc::pid_t))?;
+        self.free.push(index);
+        match self.slots[index].args.err.load(Ordering::Relaxed) {
+            0 => None,
+            e => Some(io::Error::from_raw_os_error(e)),
+        }
     }
+}
+
+impl Drop for Launcher {
+    /// A child not reaped yet may still be reading its slot and the arrays it points
+    /// into: then all of it is leaked (tcpserver drops its Launcher only as it ends).
+    fn drop(&mut self) {
+        if self.busy.is_empty() {
+            return;
+        }
+        std::mem::forget(std::mem::take(&mut self.slots));
+        std::mem::forget(std::mem::take(&mut self._argv));
+        std::mem::forget(std::mem::take(&mut self.argv_ptrs));
+        std::mem::forget(std::mem::take(&mut self.base));
+        std::mem::forget(std::mem::take(&mut self._paths));
+        std::mem::forget(std::mem::take(&mut self.path_ptrs));
+        std::mem::forget(std::mem::take(&mut self.reset));
+    }
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            stack: vec![0u8; STACK_SIZE],
+            env: Vec::new(),
+            envp: Vec::new(),
+            paths: Vec::new(),
+            path_ptrs: Vec::new(),
+            args: Box::new(ChildArgs {
+                conn: -1,
+                argv: std::ptr::null(),
+                envp: std::ptr::null(),
+                paths: std::ptr::null(),
+                npaths: 0,
+                reset: std::ptr::null(),
+                nreset: 0,
+                err: AtomicI32::new(0),
+            }),
+        }
+    }
+}
+
+/// The changed variables, `NAME=VALUE`, last change of a name only.
+fn environment(changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<CString> {
+    let mut out = Vec::with_capacity(changes.len());
+    for (i, (name, value)) in changes.iter().enumerate() {
+        let later = changes[i + 1..].iter().any(|(k, _)| k == name);
+        if let (Some(v), false) = (value, later) {
+            let mut kv = Vec::with_capacity(name.len() + 1 + v.len());
+            kv.extend_from_slice(name);
+            kv.push(b'=');
+            kv.extend_from_slice(v);
+            if let Ok(c) = CString::new(kv) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The inherited variables no change names.
+fn kept<'a>(
+    base: &'a [(CString, usize)],
+    changes: &'a [(Vec<u8>, Option<Vec<u8>>)],
+) -> impl Iterator<Item = *const c_char> + 'a {
+    base.iter()
+        .filter(move |(kv, len)| {
+            let name = &kv.as_bytes()[..*len];
+            !changes.iter().any(|(k, _)| k == name)
+        })
+        .map(|(kv, _)| kv.as_ptr())
 }
 
 /// The child (module doc): the connection on 0 and 1, caught signals to their
 /// defaults, every signal unblocked, then each candidate path until one execs.
 extern "C" fn child(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the parent's ChildArgs, alive while the parent is suspended;
-    // every pointer in it was built for this call. Only async-signal-safe calls follow.
+    // SAFETY: `arg` is the ChildArgs of this child's slot, untouched until it is
+    // reaped; every pointer in it was built for this call. Raw system calls only.
     unsafe {
-        let a = &mut *arg.cast::<ChildArgs>();
+        let a = &*arg.cast::<ChildArgs>();
         for target in [0, 1] {
-            let r = if a.conn == target {
-                libc::fcntl(target, libc::F_SETFD, 0)
+            let e = if a.conn == target {
+                raw::keep_on_exec(target)
             } else {
-                libc::dup2(a.conn, target)
+                raw::dup_to(a.conn, target)
             };
-            if r < 0 {
-                a.err = *libc::__errno_location();
-                libc::_exit(127);
+            if e != 0 {
+                a.err.store(e, Ordering::Relaxed);
+                raw::exit(UNABLE_TO_RUN);
             }
         }
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
         for i in 0..a.nreset {
-            libc::sigaction(*a.reset.add(i), &dfl, std::ptr::null_mut());
+            raw::default_action(*a.reset.add(i));
         }
-        let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(none.as_mut_ptr());
-        libc::sigprocmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
+        raw::unblock_all();
         let mut err = libc::ENOENT;
         for i in 0..a.npaths {
-            libc::execve(*a.paths.add(i), a.argv, a.envp);
-            let e = *libc::__errno_location();
+            let e = raw::execve(*a.paths.add(i), a.argv, a.envp);
             match search_goes_on(e) {
                 Search::Next => {}
                 Search::NextRemembering => err = e,
@@ -220,8 +312,8 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
                 }
             }
         }
-        a.err = err;
-        libc::_exit(127)
+        a.err.store(err, Ordering::Relaxed);
+        raw::exit(UNABLE_TO_RUN)
     }
 }
 
@@ -314,13 +406,36 @@ mod tests {
 
     /// Run `sh -c SCRIPT` on one end of a socket pair; what it wrote, and its status.
     fn run(script: &str, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> (String, i32) {
+        run_with(
+            &mut Launcher::new(&os(&["sh", "-c", script])).unwrap(),
+            changes,
+        )
+    }
+
+    /// Run `l`'s program on one end of a socket pair, its stdin closed; what it wrote,
+    /// and its status.
+    fn run_with(l: &mut Launcher, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> (String, i32) {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut l = Launcher::new(&os(&["sh", "-c", script])).unwrap();
         let pid = l.spawn(theirs.as_raw_fd(), changes).unwrap();
         drop(theirs);
+        ours.shutdown(std::net::Shutdown::Write).unwrap();
         let mut out = String::new();
         (&ours).read_to_string(&mut out).unwrap();
-        (out, wait(pid))
+        let status = wait(pid);
+        assert!(l.reaped(pid).is_none(), "the program ran");
+        (out, status)
+    }
+
+    /// Start `l`'s program on `fd` and wait for it: the exec's errno (`None` when the
+    /// program ran) and the wait status.
+    fn outcome(
+        l: &mut Launcher,
+        fd: RawFd,
+        changes: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> (Option<i32>, i32) {
+        let pid = l.spawn(fd, changes).unwrap();
+        let status = wait(pid);
+        (l.reaped(pid).and_then(|e| e.raw_os_error()), status)
     }
 
     fn set(k: &str, v: &str) -> (Vec<u8>, Option<Vec<u8>>) {
@@ -364,18 +479,13 @@ mod tests {
         let (_ours, theirs) = UnixStream::pair().unwrap();
         for name in ["/nonexistent/prog", "no-such-program-anywhere"] {
             let mut l = Launcher::new(&os(&[name])).unwrap();
-            let e = l.spawn(theirs.as_raw_fd(), &[]).unwrap_err();
-            assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{name}");
+            let (err, status) = outcome(&mut l, theirs.as_raw_fd(), &[]);
+            assert_eq!(err, Some(libc::ENOENT), "{name}");
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == UNABLE_TO_RUN);
         }
         let mut l = Launcher::new(&os(&["sh"])).unwrap();
-        let e = l
-            .spawn(theirs.as_raw_fd(), &[set("PATH", "/nonexistent")])
-            .unwrap_err();
-        assert_eq!(
-            e.raw_os_error(),
-            Some(libc::ENOENT),
-            "a rule's PATH is searched"
-        );
+        let (err, _) = outcome(&mut l, theirs.as_raw_fd(), &[set("PATH", "/nonexistent")]);
+        assert_eq!(err, Some(libc::ENOENT), "a rule's PATH is searched");
     }
 
     #[test]
@@ -385,8 +495,8 @@ mod tests {
         std::fs::write(&file, "not a program").unwrap();
         let (_ours, theirs) = UnixStream::pair().unwrap();
         let mut l = Launcher::new(&[file.into_os_string()]).unwrap();
-        let e = l.spawn(theirs.as_raw_fd(), &[]).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+        let (err, _) = outcome(&mut l, theirs.as_raw_fd(), &[]);
+        assert_eq!(err, Some(libc::EACCES));
     }
 
     #[test]
@@ -401,18 +511,38 @@ mod tests {
         let mut l = Launcher::new(&os(&["echo", "wrong"])).unwrap();
         // a test thread forking at the moment of the write may hold the file open for a
         // while (ETXTBSY): that is not what this test is about
-        let e = (0..50)
-            .map(|_| {
-                l.spawn(theirs.as_raw_fd(), &[set("PATH", &path)])
-                    .unwrap_err()
-            })
-            .find(|e| e.raw_os_error() != Some(libc::ETXTBSY))
+        let err = (0..50)
+            .map(|_| outcome(&mut l, theirs.as_raw_fd(), &[set("PATH", &path)]).0)
+            .find(|e| *e != Some(libc::ETXTBSY))
             .unwrap();
-        assert_eq!(
-            e.raw_os_error(),
-            Some(libc::ENOEXEC),
-            "/bin/echo ran instead"
-        );
+        assert_eq!(err, Some(libc::ENOEXEC), "/bin/echo ran instead");
+    }
+
+    #[test]
+    fn children_run_side_by_side_and_their_slots_are_reused_once_reaped() {
+        let mut l = Launcher::new(&os(&["sh", "-c", "read x; echo \"$N $x\""])).unwrap();
+        let mut running = Vec::new();
+        for i in 0..4 {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            let pid = l
+                .spawn(theirs.as_raw_fd(), &[set("N", &i.to_string())])
+                .unwrap();
+            running.push((ours, pid));
+        }
+        assert_eq!(l.slots.len(), 4);
+        for (i, (ours, pid)) in running.iter_mut().enumerate() {
+            use std::io::Write;
+            writeln!(ours, "hello").unwrap();
+            let mut line = [0u8; 64];
+            let n = ours.read(&mut line).unwrap();
+            assert_eq!(&line[..n], format!("{i} hello\n").as_bytes());
+            assert_eq!(wait(*pid), 0);
+            assert!(l.reaped(*pid).is_none());
+        }
+        assert!(l.reaped(1).is_none(), "not one of ours");
+        let (out, status) = run_with(&mut l, &[set("N", "again")]);
+        assert_eq!((out.as_str(), status), ("again \n", 0));
+        assert_eq!(l.slots.len(), 4, "a free slot was taken");
     }
 
     #[test]
