@@ -372,8 +372,14 @@ fn the_direct_way_searches_path_and_survives_a_program_that_cannot_run() {
     );
     let bad_to = SocketAddr::from(([127, 0, 0, 1], bad_port));
     for _ in 0..3 {
-        // each is closed at once: a leaked slot would leave the next one waiting
+        // each is closed at once: a leaked slot would leave the next one waiting until
+        // talk's read timeout (30 s)
+        let t0 = Instant::now();
         assert_eq!(talk("127.0.0.1", bad_to, b""), "");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "a slot was not given back"
+        );
     }
     // the child's end closes the connection; tcpserver logs why when it reaps it
     let warning = "tcpserver: warning: dropping connection, unable to run /nonexistent/program: file does not exist\n";

@@ -82,7 +82,10 @@ pub unsafe fn clone_beside(
     unsafe { clone_with(libc::CLONE_VM, child, arg, stack) }
 }
 
-/// The clone itself, with every signal blocked across it.
+/// The clone itself, with every signal blocked across it. glibc's `clone` runs `child`
+/// without touching thread-local storage in the new process since glibc 2.25 (before,
+/// it reset the pid cached in the caller's thread when `CLONE_VM` was set); Debian 12
+/// has 2.36.
 ///
 /// # Safety
 /// That of [`clone_vfork`] or [`clone_beside`], for `flags`.
@@ -95,8 +98,7 @@ unsafe fn clone_with(
     // stacks grow down on every Linux architecture we build for; 16-byte aligned top
     let top = (stack.as_mut_ptr_range().end as usize & !15) as *mut c_void;
     let before = set_mask(!0);
-    // SAFETY: the caller's contract; `top` is inside `stack`. glibc's clone runs
-    // `child` in the new process without touching thread-local storage.
+    // SAFETY: the caller's contract; `top` is inside `stack`.
     let pid = unsafe { libc::clone(child, top, flags | libc::SIGCHLD, arg) };
     let clone_error = io::Error::last_os_error();
     set_mask(before);
