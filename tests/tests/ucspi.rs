@@ -394,6 +394,59 @@ fn the_direct_way_searches_path_and_survives_a_program_that_cannot_run() {
     );
 }
 
+/// A tcpserver started with SIGTERM ignored does not hand that on: its programs get the
+/// default back, on the direct way and on the forked way (a banner takes that one), as
+/// ucspi-tcp's child does (`sig_uncatch(sig_term)`); otherwise `svc -t` could not stop a
+/// session.
+#[test]
+fn programs_get_sigterm_back_to_its_default() {
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    for (way, extra) in [("direct", None), ("forked", Some("banner\n"))] {
+        let log = d.path().join(way);
+        let mut cmd = Command::new(bin("tcpserver"));
+        cmd.args(["-v", "-1", "-R", "-H", "-l0"]);
+        if let Some(b) = extra {
+            cmd.args(["-B", b]);
+        }
+        cmd.args([
+            "127.0.0.1",
+            "0",
+            "sh",
+            "-c",
+            "grep '^SigIgn' /proc/self/status",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+        // SAFETY: only signal(2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start tcpserver");
+        let port = printed_port(&mut child);
+        let _srv = Server(child);
+        let out = talk("127.0.0.1", SocketAddr::from(([127, 0, 0, 1], port)), b"");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("SigIgn:"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{way}: no SigIgn line in {out:?}: {}",
+                    std::fs::read_to_string(&log).unwrap()
+                )
+            });
+        let ignored = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        assert_eq!(
+            ignored & (1 << (libc::SIGTERM - 1)),
+            0,
+            "{way}: SIGTERM still ignored"
+        );
+    }
+}
+
 /// Debian's tcprules and ours write the same bytes, and each side's tools decide the same
 /// on the other's files.
 #[test]

@@ -883,6 +883,15 @@ fn child(o: &Options, stream: TcpStream) -> i32 {
     if deny {
         return 100;
     }
+    // ucspi-tcp's child puts SIGTERM back to its default (`sig_uncatch`): a tcpserver
+    // started with SIGTERM ignored must not hand that on to its programs
+    // SAFETY: installs the default disposition, no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     exec_with_socket(OwnedFd::from(stream), None, &o.program, &changes)
         .map(|()| 0)
         .unwrap_or_else(|e| {
