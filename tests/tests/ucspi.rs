@@ -402,13 +402,11 @@ fn the_direct_way_searches_path_and_survives_a_program_that_cannot_run() {
 fn programs_get_sigterm_back_to_its_default() {
     use std::os::unix::process::CommandExt;
     let d = tempfile::tempdir().unwrap();
-    for (way, extra) in [("direct", None), ("forked", Some("banner\n"))] {
+    let ways: [(&str, &[&str]); 2] = [("direct", &[]), ("forked", &["-B", "banner\n"])];
+    for (way, extra) in ways {
         let log = d.path().join(way);
         let mut cmd = Command::new(bin("tcpserver"));
-        cmd.args(["-v", "-1", "-R", "-H", "-l0"]);
-        if let Some(b) = extra {
-            cmd.args(["-B", b]);
-        }
+        cmd.args(["-v", "-1", "-R", "-H", "-l0"]).args(extra);
         cmd.args([
             "127.0.0.1",
             "0",

@@ -319,6 +319,14 @@ pub fn serve(o: &Options, listener: TcpListener) -> String {
     if let Err(e) = mask.thread_block() {
         return format!("unable to block signals: {e}");
     }
+    // blocked, SIGTERM still reaches the signalfd; its default disposition is for the
+    // programs, which ucspi-tcp's child also gives SIGTERM back (`sig_uncatch`): a
+    // tcpserver started with SIGTERM ignored must not hand that on (every way of
+    // starting one: forked, the direct way's clone, the program started ahead)
+    // SAFETY: installs the default disposition, no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGTERM, nix::sys::signal::SigHandler::SigDfl);
+    }
     let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(s) => s,
         Err(e) => return format!("unable to create signalfd: {e}"),
@@ -882,15 +890,6 @@ fn child(o: &Options, stream: TcpStream) -> i32 {
     }
     if deny {
         return 100;
-    }
-    // ucspi-tcp's child puts SIGTERM back to its default (`sig_uncatch`): a tcpserver
-    // started with SIGTERM ignored must not hand that on to its programs
-    // SAFETY: installs the default disposition, no handler.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGTERM,
-            nix::sys::signal::SigHandler::SigDfl,
-        );
     }
     exec_with_socket(OwnedFd::from(stream), None, &o.program, &changes)
         .map(|()| 0)
