@@ -337,7 +337,7 @@ fn svc_letters_drive_supervise() {
     wait_ready(&s, pid);
 
     svc(&s, "-p");
-    let st = wait_status(&s, |x| x.ends_with(", paused"), "paused");
+    let st = wait_status(&s, |x| x.contains(", paused"), "paused");
     assert!(st.starts_with(&format!("up (pid {pid})")), "{st}");
     wait_for("process stopped", || (proc_state(pid) == 'T').then_some(()));
     svc(&s, "-c");
@@ -511,7 +511,7 @@ fn our_tools_work_against_debian_supervise() {
         Some(0)
     );
     svc(&s, "-p");
-    wait_status(&s, |x| x.ends_with(", paused"), "paused");
+    wait_status(&s, |x| x.contains(", paused"), "paused");
     svc(&s, "-c");
     svc(&s, "-t");
     let pid2 = wait_for("restart after -t", || {
@@ -587,6 +587,13 @@ fn svscan_log_pipe_keeps_every_line_across_restarts() {
             // every line written so far logged); the service then goes on writing
             // into the pipe while the logger is down
             svc(&s, "-p");
+            // svc only asks; supervise stops the service a moment later, and until then
+            // it writes on
+            let service = wait_up(&s);
+            wait_status(&s, |x| x.contains(", paused"), "paused");
+            wait_for("the service stopped", || {
+                (proc_state(service) == 'T').then_some(())
+            });
             let n = count(&s);
             wait_for("the logger caught up", || {
                 std::fs::read_to_string(logdir.join("main/current"))

@@ -1071,7 +1071,11 @@ fn a_program_that_does_not_wait_turns_ahead_off() {
         assert_eq!(talk("127.0.0.1", to, b""), "hello\n");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let l = std::fs::read_to_string(&log).unwrap();
+    // tcpserver notices the spare's word (or its end) in its own time
+    let l = wait_until("the warning", 30, || {
+        let l = std::fs::read_to_string(&log).unwrap();
+        l.contains("does not know tcpserver -a").then_some(l)
+    });
     assert_eq!(l.matches("does not know tcpserver -a").count(), 1, "{l}");
 }
 
@@ -1107,7 +1111,11 @@ fn a_program_that_closes_its_socket_turns_ahead_off() {
     let before = ticks();
     std::thread::sleep(Duration::from_secs(1));
     assert!(ticks() - before < 50, "tcpserver spins");
-    let l = std::fs::read_to_string(&log).unwrap();
+    // tcpserver notices the spare's word (or its end) in its own time
+    let l = wait_until("the warning", 30, || {
+        let l = std::fs::read_to_string(&log).unwrap();
+        l.contains("does not know tcpserver -a").then_some(l)
+    });
     assert_eq!(l.matches("does not know tcpserver -a").count(), 1, "{l}");
 }
 
