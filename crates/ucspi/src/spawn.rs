@@ -45,13 +45,11 @@ pub const UNABLE_TO_RUN: c_int = 111;
 
 /// A program to start for each connection, with what can be prepared once.
 pub struct Launcher {
-    /// Kept for `argv_ptrs`, which points into them.
-    _argv: Vec<CString>,
+    /// The program and its arguments (`argv_ptrs` points into them).
+    argv: Vec<CString>,
     /// argv as the null-terminated pointer array execve takes (the strings' bytes stay
     /// where they are when the Launcher moves).
     argv_ptrs: Vec<*const c_char>,
-    /// `argv[0]`, for a rule's own PATH.
-    name: Vec<u8>,
     /// The inherited environment, `NAME=VALUE`, and each name's length.
     base: Vec<(CString, usize)>,
     /// Where `argv[0]` may be: itself when it holds a slash, else each `PATH` directory
@@ -107,7 +105,7 @@ impl Launcher {
             .iter()
             .map(|a| CString::new(a.as_bytes()).ok())
             .collect::<Option<_>>()?;
-        let name = argv.first()?.as_bytes().to_vec();
+        let name = argv.first()?.as_bytes();
         let base: Vec<(CString, usize)> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut kv = k.as_bytes().to_vec();
@@ -117,11 +115,10 @@ impl Launcher {
             })
             .collect();
         let path_var = std::env::var_os("PATH").map(|p| p.as_bytes().to_vec());
-        let paths = candidates(&name, path_var.as_deref());
+        let paths = candidates(name, path_var.as_deref());
         Some(Launcher {
             argv_ptrs: nul_terminated(&argv),
-            _argv: argv,
-            name,
+            argv,
             base,
             path_ptrs: nul_terminated(&paths),
             _paths: paths,
@@ -156,7 +153,7 @@ impl Launcher {
         // a rule may set PATH: then the search follows the program's own PATH
         let paths = match changes.iter().rev().find(|(k, _)| k == b"PATH") {
             Some((_, v)) => {
-                slot.paths = candidates(&self.name, v.as_deref());
+                slot.paths = candidates(self.argv[0].as_bytes(), v.as_deref());
                 slot.path_ptrs = nul_terminated(&slot.paths);
                 &slot.path_ptrs
             }
@@ -216,7 +213,7 @@ impl Drop for Launcher {
             return;
         }
         std::mem::forget(std::mem::take(&mut self.slots));
-        std::mem::forget(std::mem::take(&mut self._argv));
+        std::mem::forget(std::mem::take(&mut self.argv));
         std::mem::forget(std::mem::take(&mut self.argv_ptrs));
         std::mem::forget(std::mem::take(&mut self.base));
         std::mem::forget(std::mem::take(&mut self._paths));
