@@ -11,6 +11,9 @@
 //!     for control/queuelifetime seconds (default 604800), sends one bounce per
 //!     message (RFC 3464 with qmail's text; double bounces to control/doublebounceto
 //!     at doublebouncehost), and has qmail-clean remove finished messages.
+//!     A new message is delivered at once; its todo/N stays until the message is done
+//!     or, after 100 ms, its info, local and remote files are fsynced
+//!     (doc/todo-commit.md): a crash in that window repeats its deliveries.
 //!     Message files that a killed qmail-queue left in the queue (unread for 36
 //!     hours, with no todo or info entry) are removed at start and about daily.
 //!     Concurrency: control/concurrencylocal (10) and concurrencyremote (20), at most
@@ -23,8 +26,8 @@
 //!     3/4 qmail-rspawn; 5/6 qmail-clean. Wakes on writes to HOME/queue/lock/trigger.
 //!
 //! SIGNALS
-//!     TERM: finish deliveries in progress, then exit 0. ALRM: retry every queued
-//!     message now. HUP: reread the control files.
+//!     TERM: finish deliveries in progress, commit what is not done, then exit 0.
+//!     ALRM: retry every queued message now. HUP: reread the control files.
 //!
 //! USER
 //!     qmails (set by qmail-start); holds HOME/queue/lock/sendmutex.

@@ -10,12 +10,14 @@
 //!   the disk work of the whole batch overlaps (and on a journalled file system the
 //!   first fsync commits the batch's metadata, the others finding it committed).
 //! - They run on the [`Committer`]'s thread, not the loop's: while a batch waits on the
-//!   disk the loop keeps reading the spawners' reports and starting deliveries of
-//!   messages already committed. Under a flood of new mail a batch waits far longer
+//!   disk the loop keeps reading the spawners' reports and starting deliveries. Under a flood of new mail a batch waits far longer
 //!   than a local delivery takes; with the loop waiting too, the deliveries sat idle
-//!   and todo/ grew without bound (issue 13). Nothing about durability changes: the
-//!   loop acts on a batch (asks qmail-clean to remove todo/N, schedules deliveries) only
-//!   once the committer reported every fsync of that message successful.
+//!   and todo/ grew without bound (issue 13). The loop asks qmail-clean to remove
+//!   todo/N only once the committer reported every fsync of that message successful.
+//!
+//! A message's deliveries do not wait for its commit, and a message done before it is
+//! due is never committed at all: todo/N stays its durable record meanwhile
+//! (crate::engine, doc/todo-commit.md).
 
 use std::collections::HashSet;
 use std::fs::File;

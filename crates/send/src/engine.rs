@@ -4,16 +4,23 @@
 //! qmail-rspawn; 5/6 to/from qmail-clean. Working state lives in the queue exactly as
 //! qmail keeps it, so qmail's tools and a restart see the same thing:
 //!
-//! - todo/N is preprocessed in batches (at most [`TODO_BATCH`] at a time, so a flood
-//!   of new mail never starves deliveries: the "silly qmail syndrome"): info/N,
-//!   local/N and remote/N are written, then handed to the committer thread
-//!   ([`crate::commit`]), which fsyncs them and the directories whose entries changed.
-//!   Only once it reports a message durable does qmail-clean remove todo/N and intd/N
-//!   and are its deliveries scheduled. One batch is in the committer at a time; while
-//!   it waits on the disk the loop goes on reading the spawners' reports and refilling
-//!   freed slots from work already committed (between two entries of a batch's
-//!   preprocessing too): a batch's fsyncs take far longer than a local delivery, and
-//!   the deliveries must not wait for them.
+//! - todo/N is preprocessed (at most [`TODO_BATCH`] messages ahead of the committer,
+//!   so a flood of new mail never starves deliveries: the "silly qmail syndrome"):
+//!   info/N, local/N and remote/N are written and the message's deliveries scheduled
+//!   at once. todo/N stays the message's durable record until one of two things
+//!   happens (doc/todo-commit.md, which argues why no message can be lost):
+//!   - the message is done first (every recipient delivered or bounced, the usual
+//!     case for local mail): qmail-clean removes todo/N and intd/N with the rest of
+//!     it, and info/N and local/N never needed an fsync;
+//!   - [`COMMIT_DELAY`] passed (or [`TODO_BATCH`] messages wait, or TERM came): the
+//!     committer thread ([`crate::commit`]) fsyncs their files and the directories
+//!     whose entries changed, and only then does qmail-clean remove todo/N and
+//!     intd/N. One batch is in the committer at a time; the loop goes on meanwhile.
+//!
+//!   A crash before either leaves todo/N and the message file, which are durable
+//!   since qmail-queue's commit: the message is preprocessed again and its deliveries
+//!   so far repeated (qmail's rule, "a crash may repeat a delivery, never lose one",
+//!   over a window of at most [`COMMIT_DELAY`]).
 //! - Each channel file is read once per pass into memory; deliveries are fed to the
 //!   spawner while slots are free; a finished recipient's `T` is overwritten with `D`.
 //!   When a pass ends with recipients left, the marks are fsynced and the file's mtime
@@ -46,9 +53,14 @@ use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Most todo entries in one batch. Under a backlog the batch fills while the last
-/// one commits, so its fsyncs are shared by up to this many messages.
+/// Most preprocessed messages whose todo/N is still their record (not yet done, not
+/// yet committed). Under a backlog the next batch fills while the last one commits,
+/// so its fsyncs are shared by up to this many messages.
 pub const TODO_BATCH: usize = 64;
+/// How long a preprocessed message may go uncommitted: the ones done by then (most
+/// local mail) are never fsynced at all. Also the window of deliveries a crash may
+/// repeat.
+pub const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Seconds between todo scans when no trigger arrives.
 pub const TODO_RESCAN: u64 = 300;
 /// Seconds before retrying a failed bounce injection or a failed preprocessing.
@@ -117,8 +129,17 @@ pub struct Engine {
     /// The trigger was pulled since the last scan of todo/.
     todo_triggered: bool,
     committer: commit::Committer,
-    /// The batch the committer has, until its outcome is taken.
-    committing: Option<Vec<(u64, Msg)>>,
+    /// Scheduled messages whose todo/N is still their durable record.
+    uncommitted: HashSet<u64>,
+    /// Their files, not yet handed to the committer, and when the oldest was written.
+    unsynced: Vec<commit::Written>,
+    unsynced_since: Option<std::time::Instant>,
+    /// [`COMMIT_DELAY`]; shorter in tests.
+    commit_delay: std::time::Duration,
+    /// The ids of the batch the committer has, until its outcome is taken.
+    committing: Option<Vec<u64>>,
+    /// Committed messages whose todo/N qmail-clean could not remove yet.
+    todo_unremoved: Vec<u64>,
     cleanup_at: u64,
     finishing: BinaryHeap<Reverse<(u64, u64)>>,
     delnum: u64,
@@ -175,7 +196,12 @@ impl Engine {
             todo_scan_at: 0,
             todo_triggered: false,
             committer,
+            uncommitted: HashSet::new(),
+            unsynced: Vec::new(),
+            unsynced_since: None,
+            commit_delay: COMMIT_DELAY,
             committing: None,
+            todo_unremoved: Vec::new(),
             cleanup_at: 0,
             finishing: BinaryHeap::new(),
             delnum: 0,
@@ -284,6 +310,7 @@ impl Engine {
     fn scan_todo(&mut self) {
         self.todo_scan_at = qsys::now() + TODO_RESCAN;
         self.todo_triggered = false;
+        self.retry_todo_removal();
         let Ok(rd) = std::fs::read_dir(self.layout.dir.join("todo")) else {
             self.log("warning: unable to read todo directory");
             return;
@@ -299,23 +326,18 @@ impl Engine {
         }
     }
 
-    /// Preprocess up to TODO_BATCH entries of todo/ and hand them to the committer,
-    /// unless it still has the last batch. Between entries the spawners' reports are
-    /// read and freed slots refilled with work already committed, so that
-    /// preprocessing a batch never leaves the deliveries idle. Errs only when a
-    /// spawner died.
+    /// Preprocess todo/ entries while fewer than [`TODO_BATCH`] messages wait for
+    /// their commit, scheduling each at once ([`Engine::schedule`]). Between entries
+    /// the spawners' reports are read and freed slots refilled, so that preprocessing
+    /// a flood never leaves the deliveries idle. Errs only when a spawner died.
     fn do_todo(&mut self) -> io::Result<()> {
-        if self.committing.is_some() {
-            return Ok(());
-        }
-        let mut batch = Vec::new();
-        while batch.len() < TODO_BATCH {
+        while self.unsynced.len() < TODO_BATCH {
             self.serve_spawners()?;
             let Some(id) = self.todo.pop_front() else {
                 break;
             };
             match self.preprocess(id) {
-                Ok(Some(prepared)) => batch.push(prepared),
+                Ok(Some(prepared)) => self.schedule(prepared),
                 Ok(None) => {
                     self.todo_set.remove(&id);
                 }
@@ -330,20 +352,65 @@ impl Engine {
                 }
             }
         }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (msgs, written): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|p| ((p.written.id, p.msg), p.written))
-            .unzip();
-        self.committer.submit(written);
-        self.committing = Some(msgs);
         Ok(())
     }
 
-    /// Act on the committer's outcome, if it has one: each durable message leaves
-    /// todo/ (qmail-clean) and is scheduled; the others stay in todo/ for a later scan.
+    /// A preprocessed message joins the deliveries now; its files wait for the
+    /// committer, its todo/N (still in `todo_set`, so no scan takes it again) for its
+    /// commit or its end, whichever comes first.
+    fn schedule(&mut self, p: Prepared) {
+        let id = p.written.id;
+        let now = qsys::now();
+        for c in Channel::ALL {
+            if p.msg.open[c as usize] {
+                self.heap[c as usize].push(Reverse((now, id)));
+            }
+        }
+        if !p.msg.open.iter().any(|&o| o) {
+            self.finishing.push(Reverse((now, id)));
+        }
+        self.msgs.insert(id, p.msg);
+        self.uncommitted.insert(id);
+        self.unsynced.push(p.written);
+        self.unsynced_since
+            .get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Hand the waiting files to the committer when it is free and they are due: the
+    /// oldest waited [`COMMIT_DELAY`], [`TODO_BATCH`] of them wait, or `now` (TERM).
+    fn submit_commit(&mut self, now: bool) {
+        if self.committing.is_some() || self.unsynced.is_empty() {
+            return;
+        }
+        let due = now
+            || self.unsynced.len() >= TODO_BATCH
+            || self
+                .unsynced_since
+                .is_some_and(|t| t.elapsed() >= self.commit_delay);
+        if !due {
+            return;
+        }
+        let batch = std::mem::take(&mut self.unsynced);
+        self.unsynced_since = None;
+        self.committing = Some(batch.iter().map(|w| w.id).collect());
+        self.committer.submit(batch);
+    }
+
+    /// Ask qmail-clean again for the todo/N of committed messages it could not remove.
+    fn retry_todo_removal(&mut self) {
+        let ids = std::mem::take(&mut self.todo_unremoved);
+        let cleaned = self.clean_all("todo", &ids);
+        for (id, cleaned) in ids.into_iter().zip(cleaned) {
+            if cleaned {
+                self.uncommitted.remove(&id);
+                self.todo_set.remove(&id);
+            } else {
+                self.todo_unremoved.push(id);
+            }
+        }
+    }
+
+    /// Act on the committer's outcome, if it has one.
     fn take_commit(&mut self) {
         let Some(outcome) = self.committer.take() else {
             return;
@@ -351,6 +418,9 @@ impl Engine {
         self.finish_commit(outcome);
     }
 
+    /// Each durable message of the batch that is not done yet leaves todo/ (qmail-clean);
+    /// one that is not durable keeps todo/N as its record (its deliveries go on; a
+    /// restart would preprocess it again).
     fn finish_commit(&mut self, outcome: commit::Outcome) {
         let Some(batch) = self.committing.take() else {
             return;
@@ -359,39 +429,34 @@ impl Engine {
             self.log(line);
         }
         let durable: HashSet<u64> = outcome.durable.into_iter().collect();
-        let mut done = Vec::new();
-        for (id, msg) in batch {
+        let mut ids = std::mem::take(&mut self.todo_unremoved);
+        for id in batch {
+            if !self.uncommitted.contains(&id) {
+                continue; // done meanwhile: its end removed todo/N
+            }
             if durable.contains(&id) {
-                done.push((id, msg));
+                ids.push(id);
             } else {
-                self.todo_set.remove(&id);
-                self.todo_scan_at = self.todo_scan_at.min(qsys::now() + SYSFAIL_RETRY);
+                self.log(&format!(
+                    "warning: todo/{id} kept: its files are not durable"
+                ));
             }
         }
-        let ids: Vec<u64> = done.iter().map(|(id, _)| *id).collect();
         let cleaned = self.clean_all("todo", &ids);
-        let now = qsys::now();
-        for ((id, msg), cleaned) in done.into_iter().zip(cleaned) {
-            self.todo_set.remove(&id);
-            if !cleaned {
-                // todo/N stays and is preprocessed again on the next scan, which
-                // rewrites local/N and remote/N with every recipient undone: delivering
-                // now would deliver twice (qmail's todo_do returns here too)
+        for (id, cleaned) in ids.into_iter().zip(cleaned) {
+            if cleaned {
+                self.uncommitted.remove(&id);
+                self.todo_set.remove(&id);
+            } else {
+                // todo/N stays in todo_set, so no scan preprocesses it again while its
+                // deliveries run (that would rewrite local/N with every recipient
+                // undone, qmail's todo_do); the removal is tried again after the next
+                // commit, or at the message's end
                 self.log(&format!(
                     "warning: qmail-clean unable to clean up todo/{id}"
                 ));
-                self.todo_scan_at = self.todo_scan_at.min(now + SYSFAIL_RETRY);
-                continue;
+                self.todo_unremoved.push(id);
             }
-            for c in Channel::ALL {
-                if msg.open[c as usize] {
-                    self.heap[c as usize].push(Reverse((now, id)));
-                }
-            }
-            if !msg.open.iter().any(|&o| o) {
-                self.finishing.push(Reverse((now, id)));
-            }
-            self.msgs.insert(id, msg);
         }
     }
 
@@ -490,6 +555,13 @@ impl Engine {
         }
         match std::fs::remove_file(self.layout.info(id)) {
             Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // failures an earlier pass recorded: this pass tries those recipients again
+        let bounce = self.layout.bounce(id);
+        match std::fs::remove_file(&bounce) {
+            Ok(()) => dirs.push(parent(&bounce)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -887,6 +959,23 @@ impl Engine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(_) => return false,
         }
+        if self.uncommitted.contains(&id) {
+            // done before its commit: todo/N goes first, the message file last, so
+            // that no todo/N is ever left without its message
+            if !self.clean("todo", id) {
+                self.log(&format!(
+                    "warning: qmail-clean unable to clean up todo/{id}"
+                ));
+                return false;
+            }
+            self.uncommitted.remove(&id);
+            self.todo_set.remove(&id);
+            self.todo_unremoved.retain(|&x| x != id);
+            self.unsynced.retain(|w| w.id != id);
+            if self.unsynced.is_empty() {
+                self.unsynced_since = None;
+            }
+        }
         self.log(&format!("end msg {id}"));
         let _ = std::fs::remove_file(self.layout.info(id));
         self.msgs.remove(&id);
@@ -919,7 +1008,14 @@ impl Engine {
         self.log_status();
         loop {
             self.take_commit();
-            if self.term && self.inflight() == 0 && self.committing.is_none() {
+            // under TERM the loop ends only once every scheduled message is committed
+            // or done: a todo/N left behind would repeat its deliveries at the start
+            self.submit_commit(self.term);
+            if self.term
+                && self.inflight() == 0
+                && self.committing.is_none()
+                && self.unsynced.is_empty()
+            {
                 self.log("status: exiting");
                 return Ok(());
             }
@@ -944,6 +1040,7 @@ impl Engine {
                 for c in 0..2 {
                     self.dispatch(c);
                 }
+                self.submit_commit(false);
             }
             let timeout = self.timeout();
             let mut fds = vec![
@@ -1018,10 +1115,19 @@ impl Engine {
     }
 
     fn timeout(&self) -> PollTimeout {
-        if !self.term && self.committing.is_none() && (!self.todo.is_empty() || self.todo_triggered)
+        if !self.term
+            && self.unsynced.len() < TODO_BATCH
+            && (!self.todo.is_empty() || self.todo_triggered)
         {
             return PollTimeout::ZERO;
         }
+        // the waiting files' commit, when the committer is free for it
+        let commit_ms = match (&self.committing, self.unsynced_since) {
+            (None, Some(t)) => {
+                Some(self.commit_delay.saturating_sub(t.elapsed()).as_millis() as u64 + 1)
+            }
+            _ => None,
+        };
         let now = qsys::now();
         let mut next = self.todo_scan_at;
         for c in 0..2 {
@@ -1036,6 +1142,7 @@ impl Engine {
         }
         let secs = next.saturating_sub(now).clamp(0, 3600);
         let ms = if next <= now { 0 } else { secs * 1000 + 100 };
+        let ms = commit_ms.map_or(ms, |c| ms.min(c));
         PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::NONE)
     }
 
@@ -1157,7 +1264,7 @@ mod tests {
             e.scan_todo();
         }
         e.do_todo().unwrap();
-        e.wait_commit();
+        e.commit_now();
         e.finish_messages();
         e.dispatch(0);
         e.flush_commands(0).unwrap();
@@ -1264,6 +1371,12 @@ mod tests {
                 self.finish_commit(outcome);
             }
         }
+
+        /// Commit what waits now, without the delay, and act on the outcome.
+        fn commit_now(&mut self) {
+            self.submit_commit(true);
+            self.wait_commit();
+        }
     }
 
     fn commands(lspawn: &mut File) -> Vec<Command> {
@@ -1311,9 +1424,9 @@ mod tests {
         assert_eq!(e.chans[0].used, 10);
     }
 
-    /// Issue 13: the loop goes on while the committer has a batch: reports are read
-    /// and slots refilled from committed messages; the batch's own messages are
-    /// scheduled (and todo/N removed) only once the committer reported them durable.
+    /// Issue 13: a preprocessed message is scheduled at once; its todo/N stays its
+    /// record until the committer has made info/N and local/N durable, and the loop
+    /// goes on (reports read, slots refilled) while a batch commits.
     #[test]
     fn deliveries_go_on_while_a_batch_commits() {
         let home = tempfile::tempdir().unwrap();
@@ -1330,6 +1443,12 @@ mod tests {
             .collect();
         e.scan_todo();
         e.do_todo().unwrap();
+        for id in &fresh {
+            assert!(e.msgs.contains_key(id), "scheduled before its commit");
+            assert!(layout.todo(*id).exists(), "todo/{id} is still its record");
+        }
+        assert!(e.committing.is_none(), "the commit waits for COMMIT_DELAY");
+        e.submit_commit(true);
         assert!(e.committing.is_some(), "the batch is with the committer");
         for c in &first {
             reports
@@ -1339,17 +1458,65 @@ mod tests {
         // the outcome is not taken: the loop must not need it to refill the slots
         e.serve_spawners().unwrap();
         assert_eq!(commands(&mut lspawn).len(), 10);
-        for id in &fresh {
-            assert!(!e.msgs.contains_key(id), "scheduled before it was durable");
-            assert!(layout.todo(*id).exists());
-        }
-        e.do_todo().unwrap();
-        assert!(e.committing.is_some(), "one batch at a time");
         e.wait_commit();
         for id in &fresh {
-            assert!(e.msgs.contains_key(id));
             assert!(!layout.todo(*id).exists(), "qmail-clean removed todo/{id}");
+            assert!(!e.uncommitted.contains(id));
         }
+    }
+
+    /// A message done before its commit (a local delivery takes a few milliseconds)
+    /// never has its files fsynced: its end removes todo/N, then the message.
+    #[test]
+    fn a_message_done_before_its_commit_needs_none() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        let cmds = commands(&mut lspawn);
+        assert_eq!(cmds.len(), 1);
+        assert!(layout.todo(id).exists());
+        reports
+            .write_all(&protocol::encode_report(
+                cmds[0].slot,
+                Status::Success,
+                b"ok\n",
+            ))
+            .unwrap();
+        e.read_reports(0).unwrap();
+        e.finish_messages();
+        assert!(!layout.todo(id).exists() && !layout.mess(id).exists());
+        assert!(!layout.info(id).exists());
+        assert!(e.unsynced.is_empty() && e.uncommitted.is_empty());
+        e.submit_commit(true);
+        assert!(e.committing.is_none(), "nothing left to commit");
+    }
+
+    /// The commit waits at most COMMIT_DELAY, and the loop's timeout wakes it then.
+    #[test]
+    fn the_commit_waits_at_most_its_delay() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        e.submit_commit(false);
+        assert!(e.committing.is_none());
+        let t = i32::from(e.timeout());
+        assert!(
+            (0..=COMMIT_DELAY.as_millis() as i32 + 1).contains(&t),
+            "timeout {t} ms"
+        );
+        e.commit_delay = std::time::Duration::ZERO;
+        e.submit_commit(false);
+        e.wait_commit();
+        assert!(!layout.todo(id).exists());
+        assert!(e.uncommitted.is_empty());
     }
 
     /// A batch fsyncs the directories a message changed, and only those: remote/S
@@ -1387,13 +1554,13 @@ mod tests {
         let now = qsys::now();
         assert!(!e.todo_scan_due(now));
         e.do_todo().unwrap();
-        e.wait_commit();
+        e.commit_now();
         assert_eq!(e.todo.len(), 3);
         e.todo_triggered = true;
         assert!(!e.todo_scan_due(now), "a backlog is in hand");
         assert!(e.todo_scan_due(now + TODO_RESCAN + 1), "the periodic scan");
         e.do_todo().unwrap();
-        e.wait_commit();
+        e.commit_now();
         assert!(e.todo_scan_due(now), "backlog done, trigger pending");
         assert_eq!(
             e.timeout(),
@@ -1444,10 +1611,11 @@ mod tests {
         assert!(e.cleanup_at > qsys::now());
     }
 
-    /// qmail-clean could not remove todo/N (it answered `!`): qmail-send must not
-    /// schedule the message, because todo/N is preprocessed again on the next scan,
-    /// which rewrites local/N with every recipient undone (qmail's todo_do returns
-    /// there too). Here joe is delivered, ann deferred; joe must not get it twice.
+    /// qmail-clean could not remove todo/N after its commit (it answered `!`): the
+    /// message is already scheduled, so no scan may preprocess todo/N again while it
+    /// runs (that rewrites local/N with every recipient undone); the removal is tried
+    /// again at the next scan. Here joe is delivered, ann deferred; joe must not get
+    /// it twice.
     #[test]
     fn todo_that_clean_could_not_remove_is_delivered_once() {
         let home = tempfile::tempdir().unwrap();
