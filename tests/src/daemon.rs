@@ -22,6 +22,9 @@ impl Daemon {
         let log = sys.root.parent().unwrap().join(format!("{program}.log"));
         let socket = sys.root.join(socket);
         let before = std::fs::metadata(&socket).ok().map(|m| m.ino());
+        // the log is appended to across restarts: only a line this instance wrote counts
+        let serving = |text: &str| text.matches("status: serving").count();
+        let served_before = serving(&std::fs::read_to_string(&log).unwrap_or_default());
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -46,8 +49,7 @@ impl Daemon {
         let mut d = Daemon { child, log };
         wait_until(&format!("{program}'s socket"), 20, || {
             let now = std::fs::metadata(&socket).ok().map(|m| m.ino());
-            (now.is_some() && now != before && d.log_text().contains("status: serving"))
-                .then_some(())
+            (now.is_some() && now != before && serving(&d.log_text()) > served_before).then_some(())
         });
         assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
         d

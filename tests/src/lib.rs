@@ -254,7 +254,13 @@ impl System {
         self.send = Some(child);
         // wait for this qmail-send's first status line, so signals sent next find it ready
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.log_count("status: local") <= before && Instant::now() < deadline {
+        while self.log_count("status: local") <= before {
+            if Instant::now() >= deadline {
+                panic!(
+                    "qmail-send did not say it was up within 20 s; its log:\n{}",
+                    self.log_text()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
