@@ -10,7 +10,7 @@
 #        SKIP_BUILD=1 ...             # use target/$PROFILE as it is
 #        PROFILE=debug ...            # binaries from target/debug (default release)
 #        SKIP_POSTFIX=1 ...           # only ours (no ratio)
-#        CPU=0 ...                    # no CPU-per-program table (no perf record)
+#        CPU=0 ...                    # no CPU-per-program table (no perf, no second run)
 #        AHEAD=N ...                  # our tcpserver with -A N (default 100, as the run
 #                                     # scripts install it: the qmail-smtpd started ahead
 #                                     # forks a process for each connection, N per exec,
@@ -56,9 +56,14 @@
 #   4. Peak RSS of one qmail-smtpd process for one whole session with a message
 #      (/usr/bin/time under swaks --pipe), and the largest RSS of any qmail-smtpd and
 #      of any Postfix smtpd process seen during the runs (ps samples every 50 ms).
-#   5. CPU per message per program, for every run: `perf record -a -e task-clock` samples
-#      (one per 0.1 ms of CPU on any core) during the run, counted by process name (comm)
-#      with `perf report --sort comm`: ours per program (tcpserver, qmail-smtpd,
+#   5. CPU per message per program, from a second run of each load made only for it
+#      (after the timed runs of that load, ours and Postfix alternating again): `perf
+#      record -a -e task-clock` samples (one per 0.1 ms of CPU on any core) during the
+#      run, counted by process name (comm) with `perf report --sort comm`. The profiler
+#      is kept out of the timed runs because at that rate it slowed both systems by
+#      15-30 % on the benchmark machine, and not by the same share (bench/README.md,
+#      "Session 11"); the profiled runs' own rates are printed beside their CPU figures.
+#      Counted: ours per program (tcpserver, qmail-smtpd,
 #      qmail-queue, qmail-send, qmail-lspawn, qmail-local, qmail-clean, qmail-rspawn),
 #      Postfix per daemon (master, smtpd, cleanup, trivial-rewrite, qmgr, local, ...).
 #      Short-lived processes are counted as well as daemons; kernel work done for a
@@ -339,16 +344,19 @@ set_filter() {
     return 0
 }
 
-# run_load LABEL MAILDIR PORT SESSIONS PROCNAME: sets ACC_RATE DEL_RATE DEL_SECS RSS, and
-# CPU_LINE (ms of CPU per message per program, see cpu_line).
+# run_load LABEL MAILDIR PORT SESSIONS PROCNAME PROFILE: sets ACC_RATE DEL_RATE DEL_SECS RSS,
+# and with PROFILE=1 (and CPU=1) CPU_LINE (ms of CPU per message per program, see cpu_line).
 run_load() {
-    local label=$1 dir=$2 port=$3 s=$4 pname=$5 t0 t1 t2 stop=$WORK/stop.$$ rssf=$WORK/rss.$$
+    local label=$1 dir=$2 port=$3 s=$4 pname=$5 profile=$6 t0 t1 t2 stop=$WORK/stop.$$ rssf=$WORK/rss.$$
     reset_maildir "$dir"
     rm -f "$stop"
     sample_rss "$pname" "$stop" "$rssf" &
     local spid=$!
-    cpu_start "$WORK/perf.data"
-    say "$label: $N messages, $s sessions"
+    CPU_LINE=""
+    [[ $profile == 1 ]] && cpu_start "$WORK/perf.data"
+    local how=""
+    [[ $profile == 1 ]] && how=", under perf"
+    say "$label: $N messages, $s sessions$how"
     t0=$(now)
     if ! timeout "$SEND_LIMIT" "$SMTP_SOURCE" -s "$s" -m "$N" -l "$SIZE" -f "bench@$DOMAIN" \
         -t "$BUSER@$DOMAIN" "127.0.0.1:$port"; then
@@ -369,14 +377,14 @@ run_load() {
     local comms=$OURS_COMMS
     [[ $label == ours/scan* ]] && comms="$OURS_COMMS $FILTER_COMMS"
     [[ $label == postfix ]] && comms=$PF_COMMS
-    CPU_LINE=$(cpu_line "$WORK/perf.data" "$N" "$comms")
+    [[ $profile == 1 && $CPU == 1 ]] && CPU_LINE=$(cpu_line "$WORK/perf.data" "$N" "$comms")
     wait "$spid" || true
     RSS=$(cat "$rssf")
     ACC_RATE=$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')
     DEL_RATE=$(awk -v a="$t0" -v b="$t2" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')
     DEL_SECS=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')
     say "$label: accepted $ACC_RATE msgs/s, delivered $DEL_RATE msgs/s (${DEL_SECS}s), peak process RSS ${RSS} KiB"
-    [[ $CPU == 1 ]] && say "$label: CPU ms per message: $CPU_LINE"
+    [[ -n $CPU_LINE ]] && say "$label: CPU ms per message: $CPU_LINE"
     return 0
 }
 
@@ -475,20 +483,35 @@ declare -A O_ACC O_DEL P_ACC P_DEL O_CPU P_CPU
 O_RSS=0
 # the label of ours in FILTER mode M: "ours" without a chain, else "ours/M"
 ours_label() { if [[ $1 == none ]]; then echo ours; else echo "ours/$1"; fi; }
-for s in $SESSIONS; do
+# one pass of load S: ours in each FILTER mode, then Postfix; PROFILE=1 is the pass
+# under perf, which keeps only the CPU figures (with the rates it ran at)
+load_pass() {
+    local s=$1 profile=$2 m
     for m in $FILTER; do
         set_filter "$m"
-        run_load "$(ours_label "$m")" "$OURS_MD" "$PORT" "$s" qmail-smtpd
-        O_ACC[$s/$m]=$ACC_RATE O_DEL[$s/$m]=$DEL_RATE O_CPU[$s/$m]=${CPU_LINE:-}
+        run_load "$(ours_label "$m")" "$OURS_MD" "$PORT" "$s" qmail-smtpd "$profile"
+        if [[ $profile == 1 ]]; then
+            O_CPU[$s/$m]="[delivered $DEL_RATE/s under perf] $CPU_LINE"
+        else
+            O_ACC[$s/$m]=$ACC_RATE O_DEL[$s/$m]=$DEL_RATE
+        fi
         if ((RSS > O_RSS)); then O_RSS=$RSS; fi
     done
     set_filter none
     stop_queued
     if [[ $SKIP_POSTFIX != 1 ]]; then
-        run_load "postfix" "$PF_MD" "$PFPORT" "$s" smtpd
-        P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE P_CPU[$s]=${CPU_LINE:-}
+        run_load "postfix" "$PF_MD" "$PFPORT" "$s" smtpd "$profile"
+        if [[ $profile == 1 ]]; then
+            P_CPU[$s]="[delivered $DEL_RATE/s under perf] $CPU_LINE"
+        else
+            P_ACC[$s]=$ACC_RATE P_DEL[$s]=$DEL_RATE
+        fi
         if ((RSS > PF_RSS)); then PF_RSS=$RSS; fi
     fi
+}
+for s in $SESSIONS; do
+    load_pass "$s" 0
+    [[ $CPU == 1 ]] && load_pass "$s" 1
 done
 stop_ours
 
@@ -515,7 +538,7 @@ for s in $SESSIONS; do
 done
 if [[ $CPU == 1 ]]; then
     RESULTS+=("")
-    RESULTS+=("CPU ms per message by process name (perf record -a -e task-clock, 1 sample per $((PERF_PERIOD_NS / 1000)) us of CPU; whole run from the first connection to the last delivery; \"other\" = every other process on the machine but perf, incl. smtp-source)")
+    RESULTS+=("CPU ms per message by process name, from a second run of each load under perf (perf record -a -e task-clock, 1 sample per $((PERF_PERIOD_NS / 1000)) us of CPU; whole run from the first connection to the last delivery; \"other\" = every other process on the machine but perf, incl. smtp-source); the rates above are from runs without the profiler")
     for s in $SESSIONS; do
         for m in $FILTER; do
             RESULTS+=("$(printf '%-9s %-8s %s' "$s" "$(ours_label "$m")" "${O_CPU[$s/$m]}")")
