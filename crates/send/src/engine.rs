@@ -16,11 +16,12 @@
 //!     committer thread ([`crate::commit`]) fsyncs their files and the directories
 //!     whose entries changed, and only then does qmail-clean remove todo/N and
 //!     intd/N. One batch is in the committer at a time; the loop goes on meanwhile.
+//!     A commit that fails is tried again after [`SYSFAIL_RETRY`] seconds.
 //!
 //!   A crash before either leaves todo/N and the message file, which are durable
 //!   since qmail-queue's commit: the message is preprocessed again and its deliveries
 //!   so far repeated (qmail's rule, "a crash may repeat a delivery, never lose one",
-//!   over a window of at most [`COMMIT_DELAY`]).
+//!   over a window of about [`COMMIT_DELAY`] and the commit's own time).
 //! - Each channel file is read once per pass into memory; deliveries are fed to the
 //!   spawner while slots are free; a finished recipient's `T` is overwritten with `D`.
 //!   When a pass ends with recipients left, the marks are fsynced and the file's mtime
@@ -32,8 +33,10 @@
 //! - Once at start and every [`SLEEP_CLEANUP`] seconds, mess/S/N files a killed
 //!   qmail-queue left (36 hours unread, no todo/N, no info/N) go through qmail-clean.
 //!
-//! Signals: TERM stops new work and exits when the running deliveries are done; ALRM
-//! makes every queued message due now; HUP rereads the control files.
+//! Signals: TERM stops new work and exits when the running deliveries are done and
+//! every message is committed (a commit that fails then leaves todo/N, to be
+//! preprocessed again at the next start); ALRM makes every queued message due now;
+//! HUP rereads the control files.
 
 use crate::bounce;
 use crate::commit;
@@ -57,9 +60,9 @@ use std::path::{Path, PathBuf};
 /// yet committed). Under a backlog the next batch fills while the last one commits,
 /// so its fsyncs are shared by up to this many messages.
 pub const TODO_BATCH: usize = 64;
-/// How long a preprocessed message may go uncommitted: the ones done by then (most
-/// local mail) are never fsynced at all. Also the window of deliveries a crash may
-/// repeat.
+/// How long a preprocessed message may wait for its commit: the ones done by then
+/// (most local mail) are never fsynced at all. With the commit's own time, also the
+/// window of deliveries a crash may repeat.
 pub const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Seconds between todo scans when no trigger arrives.
 pub const TODO_RESCAN: u64 = 300;
@@ -140,6 +143,9 @@ pub struct Engine {
     committing: Option<Vec<u64>>,
     /// Committed messages whose todo/N qmail-clean could not remove yet.
     todo_unremoved: Vec<u64>,
+    /// Messages whose commit failed, tried again from `recommit_at` (and once at TERM).
+    recommit: Vec<u64>,
+    recommit_at: u64,
     cleanup_at: u64,
     finishing: BinaryHeap<Reverse<(u64, u64)>>,
     delnum: u64,
@@ -202,6 +208,8 @@ impl Engine {
             commit_delay: COMMIT_DELAY,
             committing: None,
             todo_unremoved: Vec::new(),
+            recommit: Vec::new(),
+            recommit_at: 0,
             cleanup_at: 0,
             finishing: BinaryHeap::new(),
             delnum: 0,
@@ -379,10 +387,38 @@ impl Engine {
     /// Hand the waiting files to the committer when it is free and they are due: the
     /// oldest waited [`COMMIT_DELAY`], [`TODO_BATCH`] of them wait, or `now` (TERM).
     fn submit_commit(&mut self, now: bool) {
-        if self.committing.is_some() || self.unsynced.is_empty() {
+        if self.committing.is_some() {
+            return;
+        }
+        let retry = !self.recommit.is_empty() && (now || qsys::now() >= self.recommit_at);
+        if retry {
+            for id in std::mem::take(&mut self.recommit) {
+                if !self.uncommitted.contains(&id) {
+                    continue;
+                }
+                match self.written_again(id) {
+                    Ok(w) => {
+                        self.unsynced.push(w);
+                        self.unsynced_since
+                            .get_or_insert_with(std::time::Instant::now);
+                    }
+                    Err(e) => {
+                        self.log(&format!(
+                            "warning: trouble reopening files of todo/{id}: {e}"
+                        ));
+                        if !now {
+                            self.recommit.push(id);
+                        }
+                    }
+                }
+            }
+            self.recommit_at = qsys::now() + SYSFAIL_RETRY;
+        }
+        if self.unsynced.is_empty() {
             return;
         }
         let due = now
+            || retry
             || self.unsynced.len() >= TODO_BATCH
             || self
                 .unsynced_since
@@ -408,6 +444,27 @@ impl Engine {
                 self.todo_unremoved.push(id);
             }
         }
+    }
+
+    /// The files and directories of a preprocessed message, opened again for a commit
+    /// that failed before: info/N, whichever channel files are left, and every
+    /// directory preprocessing may have changed.
+    fn written_again(&self, id: u64) -> io::Result<commit::Written> {
+        let mut files = vec![File::open(self.layout.info(id))?];
+        let mut dirs = vec![
+            parent(&self.layout.info(id)),
+            parent(&self.layout.bounce(id)),
+        ];
+        for c in Channel::ALL {
+            let p = self.layout.chan(c, id);
+            match File::open(&p) {
+                Ok(f) => files.push(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            dirs.push(parent(&p));
+        }
+        Ok(commit::Written { id, files, dirs })
     }
 
     /// Act on the committer's outcome, if it has one.
@@ -436,10 +493,16 @@ impl Engine {
             }
             if durable.contains(&id) {
                 ids.push(id);
+            } else if self.term {
+                self.log(&format!(
+                    "warning: todo/{id} kept: its files are not durable; the next start preprocesses it again"
+                ));
             } else {
                 self.log(&format!(
-                    "warning: todo/{id} kept: its files are not durable"
+                    "warning: todo/{id} kept: its files are not durable; trying again in {SYSFAIL_RETRY} seconds"
                 ));
+                self.recommit.push(id);
+                self.recommit_at = qsys::now() + SYSFAIL_RETRY;
             }
         }
         let cleaned = self.clean_all("todo", &ids);
@@ -537,6 +600,15 @@ impl Engine {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.log(&format!("warning: todo/{id} has no message; removing it"));
+                // with whatever an earlier pass left (after a power loss), which a
+                // start would otherwise load as a message to deliver
+                for p in Channel::ALL
+                    .map(|c| self.layout.chan(c, id))
+                    .into_iter()
+                    .chain([self.layout.info(id), self.layout.bounce(id)])
+                {
+                    let _ = std::fs::remove_file(p);
+                }
                 self.clean("todo", id);
                 return Ok(None);
             }
@@ -960,8 +1032,10 @@ impl Engine {
             Err(_) => return false,
         }
         if self.uncommitted.contains(&id) {
-            // done before its commit: todo/N goes first, the message file last, so
-            // that no todo/N is ever left without its message
+            // done before its commit: todo/N goes first, the message file last (a
+            // killed process never leaves a todo/N without its message; after a power
+            // loss either removal may be missing, and preprocessing removes a todo/N
+            // without a message)
             if !self.clean("todo", id) {
                 self.log(&format!(
                     "warning: qmail-clean unable to clean up todo/{id}"
@@ -971,6 +1045,13 @@ impl Engine {
             self.uncommitted.remove(&id);
             self.todo_set.remove(&id);
             self.todo_unremoved.retain(|&x| x != id);
+            self.recommit.retain(|&x| x != id);
+            // the message number is the message file's inode number, which the queue
+            // hands out again once it is freed: the batch in the committer must not
+            // clean a later message's todo/N under this number
+            if let Some(batch) = self.committing.as_mut() {
+                batch.retain(|&x| x != id);
+            }
             self.unsynced.retain(|w| w.id != id);
             if self.unsynced.is_empty() {
                 self.unsynced_since = None;
@@ -1016,6 +1097,12 @@ impl Engine {
                 && self.committing.is_none()
                 && self.unsynced.is_empty()
             {
+                self.retry_todo_removal();
+                for id in &self.todo_unremoved.clone() {
+                    self.log(&format!(
+                        "warning: todo/{id} left: the next start preprocesses it again"
+                    ));
+                }
                 self.log("status: exiting");
                 return Ok(());
             }
@@ -1115,10 +1202,12 @@ impl Engine {
     }
 
     fn timeout(&self) -> PollTimeout {
-        if !self.term
-            && self.unsynced.len() < TODO_BATCH
-            && (!self.todo.is_empty() || self.todo_triggered)
-        {
+        if self.term {
+            // nothing is scheduled any more: the loop waits for the reports and the
+            // committer (the commit is submitted at the top of each turn)
+            return PollTimeout::from(1000u16);
+        }
+        if self.unsynced.len() < TODO_BATCH && (!self.todo.is_empty() || self.todo_triggered) {
             return PollTimeout::ZERO;
         }
         // the waiting files' commit, when the committer is free for it
@@ -1139,6 +1228,9 @@ impl Engine {
         }
         if let Some(Reverse((t, _))) = self.finishing.peek() {
             next = next.min(*t);
+        }
+        if !self.recommit.is_empty() {
+            next = next.min(self.recommit_at);
         }
         let secs = next.saturating_sub(now).clamp(0, 3600);
         let ms = if next <= now { 0 } else { secs * 1000 + 100 };
@@ -1517,6 +1609,65 @@ mod tests {
         e.wait_commit();
         assert!(!layout.todo(id).exists());
         assert!(e.uncommitted.is_empty());
+    }
+
+    /// A message number is an inode number, handed out again once the message file
+    /// is gone: a message done while its batch is in the committer leaves that batch,
+    /// so that the batch's outcome never removes a later message's todo/N.
+    #[test]
+    fn a_message_done_during_its_commit_leaves_the_batch() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        e.submit_commit(true);
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        let cmds = commands(&mut lspawn);
+        reports
+            .write_all(&protocol::encode_report(
+                cmds[0].slot,
+                Status::Success,
+                b"ok\n",
+            ))
+            .unwrap();
+        e.read_reports(0).unwrap();
+        e.finish_messages();
+        assert_eq!(e.committing.as_deref(), Some(&[][..]));
+        // a new message under the same number, scheduled before the outcome arrives
+        std::fs::write(layout.todo(id), b"u0\0p1\0Fa@b\0Tc@d\0\0").unwrap();
+        e.uncommitted.insert(id);
+        e.wait_commit();
+        assert!(layout.todo(id).exists(), "the new message's todo/N stays");
+        assert!(e.uncommitted.contains(&id));
+    }
+
+    /// A commit that failed is tried again (its files opened anew) once its retry is
+    /// due; todo/N stays until then.
+    #[test]
+    fn a_failed_commit_is_tried_again() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        // the committer's answer for a batch whose fsyncs failed
+        e.unsynced.clear();
+        e.unsynced_since = None;
+        e.committing = Some(vec![id]);
+        e.finish_commit(commit::Outcome::default());
+        assert_eq!(e.recommit, vec![id]);
+        assert!(layout.todo(id).exists());
+        e.submit_commit(false);
+        assert!(e.committing.is_none(), "not before its retry time");
+        e.recommit_at = 0;
+        e.submit_commit(false);
+        e.wait_commit();
+        assert!(!layout.todo(id).exists(), "committed on the retry");
+        assert!(e.uncommitted.is_empty() && e.recommit.is_empty());
     }
 
     /// A batch fsyncs the directories a message changed, and only those: remote/S
