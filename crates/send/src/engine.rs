@@ -513,8 +513,8 @@ impl Engine {
             } else {
                 // todo/N stays in todo_set, so no scan preprocesses it again while its
                 // deliveries run (that would rewrite local/N with every recipient
-                // undone, qmail's todo_do); the removal is tried again after the next
-                // commit, or at the message's end
+                // undone, qmail's todo_do); the removal is tried again at the next
+                // scan of todo/ or commit, and at the message's end
                 self.log(&format!(
                     "warning: qmail-clean unable to clean up todo/{id}"
                 ));
