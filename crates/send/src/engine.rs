@@ -435,12 +435,26 @@ impl Engine {
     /// Ask qmail-clean again for the todo/N of committed messages it could not remove.
     fn retry_todo_removal(&mut self) {
         let ids = std::mem::take(&mut self.todo_unremoved);
+        self.remove_todo(ids, false);
+    }
+
+    /// Have qmail-clean remove todo/N of committed messages: each removed one is no
+    /// longer in hand; the others wait in `todo_unremoved` (and stay in `todo_set`, so
+    /// no scan preprocesses them again while their deliveries run: that would rewrite
+    /// local/N with every recipient undone, qmail's todo_do). They are asked for again
+    /// at the next scan of todo/ or commit, and at the message's end.
+    fn remove_todo(&mut self, ids: Vec<u64>, log_failures: bool) {
         let cleaned = self.clean_all("todo", &ids);
         for (id, cleaned) in ids.into_iter().zip(cleaned) {
             if cleaned {
                 self.uncommitted.remove(&id);
                 self.todo_set.remove(&id);
             } else {
+                if log_failures {
+                    self.log(&format!(
+                        "warning: qmail-clean unable to clean up todo/{id}"
+                    ));
+                }
                 self.todo_unremoved.push(id);
             }
         }
@@ -505,22 +519,7 @@ impl Engine {
                 self.recommit_at = qsys::now() + SYSFAIL_RETRY;
             }
         }
-        let cleaned = self.clean_all("todo", &ids);
-        for (id, cleaned) in ids.into_iter().zip(cleaned) {
-            if cleaned {
-                self.uncommitted.remove(&id);
-                self.todo_set.remove(&id);
-            } else {
-                // todo/N stays in todo_set, so no scan preprocesses it again while its
-                // deliveries run (that would rewrite local/N with every recipient
-                // undone, qmail's todo_do); the removal is tried again at the next
-                // scan of todo/ or commit, and at the message's end
-                self.log(&format!(
-                    "warning: qmail-clean unable to clean up todo/{id}"
-                ));
-                self.todo_unremoved.push(id);
-            }
-        }
+        self.remove_todo(ids, true);
     }
 
     /// Remove what a qmail-queue killed before its commit left behind (qmail's
@@ -1098,7 +1097,7 @@ impl Engine {
                 && self.unsynced.is_empty()
             {
                 self.retry_todo_removal();
-                for id in &self.todo_unremoved.clone() {
+                for id in std::mem::take(&mut self.todo_unremoved) {
                     self.log(&format!(
                         "warning: todo/{id} left: the next start preprocesses it again"
                     ));
@@ -1471,6 +1470,34 @@ mod tests {
         }
     }
 
+    /// One message for joe@mx.example.test, preprocessed by an engine as
+    /// [`engine_with_lspawn`] makes it (its deliveries scheduled, not yet started).
+    fn one_message() -> (tempfile::TempDir, Layout, u64, Engine, File, File) {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let (mut e, lspawn, reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        (home, layout, id, e, lspawn, reports)
+    }
+
+    /// Start the local deliveries due, report each a success, and act on the reports;
+    /// returns how many there were.
+    fn deliver_all(e: &mut Engine, lspawn: &mut File, reports: &mut File) -> usize {
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        let cmds = commands(lspawn);
+        for c in &cmds {
+            reports
+                .write_all(&protocol::encode_report(c.slot, Status::Success, b"ok\n"))
+                .unwrap();
+        }
+        e.read_reports(0).unwrap();
+        e.finish_messages();
+        cmds.len()
+    }
+
     fn commands(lspawn: &mut File) -> Vec<Command> {
         let mut buf = vec![0u8; 64 * 1024];
         let n = lspawn.read(&mut buf).unwrap_or(0);
@@ -1561,26 +1588,9 @@ mod tests {
     /// never has its files fsynced: its end removes todo/N, then the message.
     #[test]
     fn a_message_done_before_its_commit_needs_none() {
-        let home = tempfile::tempdir().unwrap();
-        let layout = queue_home(home.path());
-        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
-        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
-        e.scan_queue().unwrap();
-        e.do_todo().unwrap();
-        e.dispatch(0);
-        e.flush_commands(0).unwrap();
-        let cmds = commands(&mut lspawn);
-        assert_eq!(cmds.len(), 1);
+        let (_home, layout, id, mut e, mut lspawn, mut reports) = one_message();
         assert!(layout.todo(id).exists());
-        reports
-            .write_all(&protocol::encode_report(
-                cmds[0].slot,
-                Status::Success,
-                b"ok\n",
-            ))
-            .unwrap();
-        e.read_reports(0).unwrap();
-        e.finish_messages();
+        assert_eq!(deliver_all(&mut e, &mut lspawn, &mut reports), 1);
         assert!(!layout.todo(id).exists() && !layout.mess(id).exists());
         assert!(!layout.info(id).exists());
         assert!(e.unsynced.is_empty() && e.uncommitted.is_empty());
@@ -1591,12 +1601,7 @@ mod tests {
     /// The commit waits at most COMMIT_DELAY, and the loop's timeout wakes it then.
     #[test]
     fn the_commit_waits_at_most_its_delay() {
-        let home = tempfile::tempdir().unwrap();
-        let layout = queue_home(home.path());
-        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
-        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
-        e.scan_queue().unwrap();
-        e.do_todo().unwrap();
+        let (_home, layout, id, mut e, _lspawn, _reports) = one_message();
         e.submit_commit(false);
         assert!(e.committing.is_none());
         let t = i32::from(e.timeout());
@@ -1616,25 +1621,9 @@ mod tests {
     /// so that the batch's outcome never removes a later message's todo/N.
     #[test]
     fn a_message_done_during_its_commit_leaves_the_batch() {
-        let home = tempfile::tempdir().unwrap();
-        let layout = queue_home(home.path());
-        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
-        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
-        e.scan_queue().unwrap();
-        e.do_todo().unwrap();
+        let (_home, layout, id, mut e, mut lspawn, mut reports) = one_message();
         e.submit_commit(true);
-        e.dispatch(0);
-        e.flush_commands(0).unwrap();
-        let cmds = commands(&mut lspawn);
-        reports
-            .write_all(&protocol::encode_report(
-                cmds[0].slot,
-                Status::Success,
-                b"ok\n",
-            ))
-            .unwrap();
-        e.read_reports(0).unwrap();
-        e.finish_messages();
+        assert_eq!(deliver_all(&mut e, &mut lspawn, &mut reports), 1);
         assert_eq!(e.committing.as_deref(), Some(&[][..]));
         // a new message under the same number, scheduled before the outcome arrives
         std::fs::write(layout.todo(id), b"u0\0p1\0Fa@b\0Tc@d\0\0").unwrap();
@@ -1648,12 +1637,7 @@ mod tests {
     /// due; todo/N stays until then.
     #[test]
     fn a_failed_commit_is_tried_again() {
-        let home = tempfile::tempdir().unwrap();
-        let layout = queue_home(home.path());
-        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
-        let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
-        e.scan_queue().unwrap();
-        e.do_todo().unwrap();
+        let (_home, layout, id, mut e, _lspawn, _reports) = one_message();
         // the committer's answer for a batch whose fsyncs failed
         e.unsynced.clear();
         e.unsynced_since = None;
