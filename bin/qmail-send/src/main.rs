@@ -12,8 +12,9 @@
 //!     message (RFC 3464 with qmail's text; double bounces to control/doublebounceto
 //!     at doublebouncehost), and has qmail-clean remove finished messages.
 //!     A new message is delivered at once; its todo/N stays until the message is done
-//!     or, after 100 ms, its info, local and remote files are fsynced
-//!     (doc/todo-commit.md): a crash in that window repeats its deliveries.
+//!     or, after 100 ms, its info, local and remote files are written and fsynced
+//!     (doc/todo-commit.md): a crash in that window repeats its deliveries. A
+//!     message done within those 100 ms never has those files.
 //!     Message files that a killed qmail-queue left in the queue (unread for 36
 //!     hours, with no todo or info entry) are removed at start and about daily.
 //!     Concurrency: control/concurrencylocal (10) and concurrencyremote (20), at most

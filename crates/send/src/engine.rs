@@ -6,26 +6,30 @@
 //!
 //! - todo/N is preprocessed (at most [`TODO_BATCH`] messages ahead of the committer,
 //!   so a flood of new mail never starves deliveries: the "silly qmail syndrome"):
-//!   info/N, local/N and remote/N are written and the message's deliveries scheduled
-//!   at once. todo/N stays the message's durable record until one of two things
-//!   happens (doc/todo-commit.md, which argues why no message can be lost):
+//!   what info/N, local/N and remote/N are to hold is kept in memory ([`Unwritten`])
+//!   and the message's deliveries scheduled at once. todo/N stays the message's durable
+//!   record until one of two things happens (doc/todo-commit.md, which argues why no
+//!   message can be lost):
 //!   - the message is done first (every recipient delivered or bounced, the usual
 //!     case for local mail): qmail-clean removes todo/N and intd/N with the rest of
-//!     it, and info/N and local/N never needed an fsync;
+//!     it; info/N and local/N were never written;
 //!   - [`COMMIT_DELAY`] passed (or [`TODO_BATCH`] messages wait, or TERM came): the
-//!     committer thread ([`crate::commit`]) fsyncs their files and the directories
-//!     whose entries changed, and only then does qmail-clean remove todo/N and
-//!     intd/N. One batch is in the committer at a time; the loop goes on meanwhile.
-//!     A commit that fails is tried again after [`SYSFAIL_RETRY`] seconds.
+//!     files are written as they stand then (finished recipients marked, the next
+//!     retry of a finished pass as a channel file's mtime), the committer thread
+//!     ([`crate::commit`]) fsyncs them and the directories whose entries changed, and
+//!     only then does qmail-clean remove todo/N and intd/N. One batch is in the
+//!     committer at a time; the loop goes on meanwhile. A commit that fails is tried
+//!     again after [`SYSFAIL_RETRY`] seconds.
 //!
 //!   A crash before either leaves todo/N and the message file, which are durable
 //!   since qmail-queue's commit: the message is preprocessed again and its deliveries
 //!   so far repeated (qmail's rule, "a crash may repeat a delivery, never lose one",
 //!   over a window of about [`COMMIT_DELAY`] and the commit's own time).
-//! - Each channel file is read once per pass into memory; deliveries are fed to the
-//!   spawner while slots are free; a finished recipient's `T` is overwritten with `D`.
-//!   When a pass ends with recipients left, the marks are fsynced and the file's mtime
-//!   set to the next retry time (so a restart keeps the schedule).
+//! - Each channel file is read once per pass into memory (or taken from [`Unwritten`]);
+//!   deliveries are fed to the spawner while slots are free; a finished recipient's `T`
+//!   is overwritten with `D`. When a pass ends with recipients left, the marks are
+//!   fsynced and the file's mtime set to the next retry time (so a restart keeps the
+//!   schedule).
 //! - A permanent failure is appended to bounce/N and fsynced before the recipient is
 //!   marked done; when both channels are finished the bounce is injected, `end msg N`
 //!   logged, info/N removed, and qmail-clean asked to remove mess/N.
@@ -76,18 +80,38 @@ struct Msg {
     sender: String,
     birth: u64,
     open: [bool; 2],
+    /// info/N and the channel files of a message preprocessed and not yet committed,
+    /// kept here instead of on disk: a message done before its commit never needs
+    /// them. `None` once written (at the commit) or for a message loaded from them.
+    unwritten: Option<Unwritten>,
 }
 
-/// A preprocessed todo entry before its batch is durable: the message, and the files
-/// it wrote and directories whose entries changed (a file created or a stale one
-/// removed) for the committer.
+/// What preprocessing would have written, kept up to date until the commit writes it
+/// ([`Engine::commit_files`]): the marks and retry times of the deliveries made
+/// meanwhile go into the files as a written file would have received them.
+struct Unwritten {
+    info: Vec<u8>,
+    /// Each channel file's bytes, a finished recipient's `T` turned to `D`; `None` for
+    /// a channel without recipients, or whose last pass finished them all (its file
+    /// would have been removed).
+    chans: [Option<Vec<u8>>; 2],
+    /// A channel whose pass ended with recipients left: its next retry, the mtime its
+    /// file gets (a written file gets it in [`Engine::close_job`]).
+    retry: [Option<u64>; 2],
+    /// Directories whose entries preprocessing changed by removing stale files.
+    dirs: Vec<PathBuf>,
+}
+
+/// A preprocessed todo entry: its number and the message (with its files unwritten).
 struct Prepared {
+    id: u64,
     msg: Msg,
-    written: commit::Written,
 }
 
 struct Job {
-    file: File,
+    /// The channel file, or `None` while the message's files are unwritten (its
+    /// records and marks are then in [`Unwritten::chans`]).
+    file: Option<File>,
     records: Vec<(u64, String)>,
     next: usize,
     inflight: usize,
@@ -134,8 +158,8 @@ pub struct Engine {
     committer: commit::Committer,
     /// Scheduled messages whose todo/N is still their durable record.
     uncommitted: HashSet<u64>,
-    /// Their files, not yet handed to the committer, and when the oldest was written.
-    unsynced: Vec<commit::Written>,
+    /// Those not yet handed to the committer, and since when the oldest waits.
+    unsynced: Vec<u64>,
     unsynced_since: Option<std::time::Instant>,
     /// [`COMMIT_DELAY`]; shorter in tests.
     commit_delay: std::time::Duration,
@@ -298,6 +322,7 @@ impl Engine {
                         sender,
                         birth,
                         open,
+                        unwritten: None,
                     },
                 );
             }
@@ -367,7 +392,7 @@ impl Engine {
     /// committer, its todo/N (still in `todo_set`, so no scan takes it again) for its
     /// commit or its end, whichever comes first.
     fn schedule(&mut self, p: Prepared) {
-        let id = p.written.id;
+        let id = p.id;
         let now = qsys::now();
         for c in Channel::ALL {
             if p.msg.open[c as usize] {
@@ -379,7 +404,7 @@ impl Engine {
         }
         self.msgs.insert(id, p.msg);
         self.uncommitted.insert(id);
-        self.unsynced.push(p.written);
+        self.unsynced.push(id);
         self.unsynced_since
             .get_or_insert_with(std::time::Instant::now);
     }
@@ -393,23 +418,10 @@ impl Engine {
         let retry = !self.recommit.is_empty() && (now || qsys::now() >= self.recommit_at);
         if retry {
             for id in std::mem::take(&mut self.recommit) {
-                if !self.uncommitted.contains(&id) {
-                    continue;
-                }
-                match self.written_again(id) {
-                    Ok(w) => {
-                        self.unsynced.push(w);
-                        self.unsynced_since
-                            .get_or_insert_with(std::time::Instant::now);
-                    }
-                    Err(e) => {
-                        self.log(&format!(
-                            "warning: trouble reopening files of todo/{id}: {e}"
-                        ));
-                        if !now {
-                            self.recommit.push(id);
-                        }
-                    }
+                if self.uncommitted.contains(&id) {
+                    self.unsynced.push(id);
+                    self.unsynced_since
+                        .get_or_insert_with(std::time::Instant::now);
                 }
             }
             self.recommit_at = qsys::now() + SYSFAIL_RETRY;
@@ -426,10 +438,93 @@ impl Engine {
         if !due {
             return;
         }
-        let batch = std::mem::take(&mut self.unsynced);
+        let mut batch = Vec::new();
+        for id in std::mem::take(&mut self.unsynced) {
+            match self.commit_files(id) {
+                Ok(w) => batch.push(w),
+                Err(e) => {
+                    self.log(&format!("warning: trouble writing files of todo/{id}: {e}"));
+                    // todo/N stays its record; tried again with the failed commits
+                    // (under TERM it stays for the next start)
+                    if !now {
+                        self.recommit.push(id);
+                        self.recommit_at = qsys::now() + SYSFAIL_RETRY;
+                    }
+                }
+            }
+        }
         self.unsynced_since = None;
+        if batch.is_empty() {
+            return;
+        }
         self.committing = Some(batch.iter().map(|w| w.id).collect());
         self.committer.submit(batch);
+    }
+
+    /// The files of message `id` for the committer: written now from what
+    /// preprocessing kept ([`Unwritten`]), or, after a commit that failed, the files
+    /// an earlier attempt wrote, opened again.
+    fn commit_files(&mut self, id: u64) -> io::Result<commit::Written> {
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return Err(io::Error::other("message no longer in hand"));
+        };
+        let birth = msg.birth;
+        let Some(u) = msg.unwritten.take() else {
+            return self.written_again(id);
+        };
+        match self.write_unwritten(id, birth, &u) {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                if let Some(msg) = self.msgs.get_mut(&id) {
+                    msg.unwritten = Some(u);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Write info/N (its mtime the message's birth, as qmail dates a message) and the
+    /// channel files with their marks; a channel being delivered now takes its file
+    /// for the marks still to come.
+    fn write_unwritten(
+        &mut self,
+        id: u64,
+        birth: u64,
+        u: &Unwritten,
+    ) -> io::Result<commit::Written> {
+        let info_path = self.layout.info(id);
+        let info = write_anew(&info_path, &u.info)?;
+        info.set_modified(at(birth))?;
+        let mut files = vec![info];
+        let mut dirs = u.dirs.clone();
+        dirs.push(parent(&info_path));
+        let mut for_jobs = Vec::new();
+        for c in Channel::ALL {
+            let Some(bytes) = &u.chans[c as usize] else {
+                continue;
+            };
+            let path = self.layout.chan(c, id);
+            let f = write_anew(&path, bytes)?;
+            if let Some(t) = u.retry[c as usize] {
+                f.set_times(
+                    std::fs::FileTimes::new()
+                        .set_accessed(at(t))
+                        .set_modified(at(t)),
+                )?;
+            }
+            if self.jobs.contains_key(&(id, c as usize)) {
+                for_jobs.push((c as usize, f.try_clone()?));
+            }
+            files.push(f);
+            dirs.push(parent(&path));
+        }
+        // only once everything is written: a failure leaves the marks in `u`
+        for (c, f) in for_jobs {
+            if let Some(job) = self.jobs.get_mut(&(id, c)) {
+                job.file = Some(f);
+            }
+        }
+        Ok(commit::Written { id, files, dirs })
     }
 
     /// Ask qmail-clean again for the todo/N of committed messages it could not remove.
@@ -587,8 +682,9 @@ impl Engine {
         Ok(())
     }
 
-    /// todo/N -> info/N, local/N, remote/N, written but not yet fsynced (the
-    /// committer does that, [`commit::make_durable`]). `Ok(None)`: nothing to do.
+    /// todo/N -> what info/N, local/N and remote/N will hold, kept in memory until the
+    /// commit writes them ([`Unwritten`]); stale files of an earlier pass are removed
+    /// now. `Ok(None)`: nothing to do.
     fn preprocess(&mut self, id: u64) -> io::Result<Option<Prepared>> {
         let todo = match std::fs::read(self.layout.todo(id)) {
             Ok(d) => d,
@@ -615,7 +711,7 @@ impl Engine {
         };
         let records =
             queue::envelope::records(&todo).map_err(|_| io::Error::other("truncated todo file"))?;
-        let mut dirs = vec![parent(&self.layout.info(id))];
+        let mut dirs = Vec::new();
         for c in Channel::ALL {
             let p = self.layout.chan(c, id);
             match std::fs::remove_file(&p) {
@@ -625,7 +721,7 @@ impl Engine {
             }
         }
         match std::fs::remove_file(self.layout.info(id)) {
-            Ok(()) => {}
+            Ok(()) => dirs.push(parent(&self.layout.info(id))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -658,30 +754,25 @@ impl Engine {
         let mut info = b"F".to_vec();
         info.extend_from_slice(sender.as_bytes());
         info.push(0);
-        let mut files = vec![write_new(&self.layout.info(id), &info)?];
         self.log(&format!("new msg {id}"));
         self.log(&format!(
             "info msg {id}: bytes {bytes} from <{}> qp {pid} uid {uid}",
             qsys::logsafe::qmail_send(&sender)
         ));
-        let mut open = [false; 2];
-        for c in Channel::ALL {
-            if !lists[c as usize].is_empty() {
-                let p = self.layout.chan(c, id);
-                files.push(write_new(&p, &lists[c as usize])?);
-                dirs.push(parent(&p));
-                open[c as usize] = true;
-            }
-        }
+        let open = lists.each_ref().map(|l| !l.is_empty());
+        let chans = lists.map(|l| (!l.is_empty()).then_some(l));
         let msg = Msg {
             sender,
             birth: qsys::now(),
             open,
+            unwritten: Some(Unwritten {
+                info,
+                chans,
+                retry: [None; 2],
+                dirs,
+            }),
         };
-        Ok(Some(Prepared {
-            msg,
-            written: commit::Written { id, files, dirs },
-        }))
+        Ok(Some(Prepared { id, msg }))
     }
 
     /// Start deliveries on channel `c` while it has free slots and due work.
@@ -763,23 +854,38 @@ impl Engine {
 
     /// Read channel file `c` of message `id` into a job. False if there is nothing to do.
     fn open_job(&mut self, id: u64, c: usize, now: u64) -> bool {
-        let path = self.layout.chan(Channel::ALL[c], id);
-        let file = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(_) => {
+        let kept = self
+            .msgs
+            .get(&id)
+            .and_then(|m| m.unwritten.as_ref())
+            .map(|u| u.chans[c].clone());
+        let (file, data) = match kept {
+            Some(Some(data)) => (None, data),
+            Some(None) => {
                 self.channel_finished(id, c);
                 return false;
             }
+            None => {
+                let path = self.layout.chan(Channel::ALL[c], id);
+                let file = match std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                {
+                    Ok(f) => f,
+                    Err(_) => {
+                        self.channel_finished(id, c);
+                        return false;
+                    }
+                };
+                let mut data = Vec::new();
+                if (&file).read_to_end(&mut data).is_err() {
+                    self.heap[c].push(Reverse((now + SYSFAIL_RETRY, id)));
+                    return false;
+                }
+                (Some(file), data)
+            }
         };
-        let mut data = Vec::new();
-        if (&file).read_to_end(&mut data).is_err() {
-            self.heap[c].push(Reverse((now + SYSFAIL_RETRY, id)));
-            return false;
-        }
         let records: Vec<(u64, String)> = queue::envelope::records(&data)
             .unwrap_or_default()
             .into_iter()
@@ -822,23 +928,39 @@ impl Engine {
             self.feeding[c] = None;
         }
         let path = self.layout.chan(Channel::ALL[c], id);
+        match job.file {
+            None => {
+                // unwritten: the commit writes what a written file would hold now
+                if let Some(u) = self.msgs.get_mut(&id).and_then(|m| m.unwritten.as_mut()) {
+                    if job.remaining == 0 {
+                        u.chans[c] = None;
+                    } else {
+                        u.retry[c] = Some(job.retry);
+                    }
+                }
+            }
+            Some(file) if job.remaining == 0 => {
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+            }
+            Some(file) => {
+                if let Err(e) = file.sync_all() {
+                    self.log(&format!("warning: trouble syncing {}: {e}", path.display()));
+                }
+                let t = nix::sys::time::TimeSpec::new(job.retry as i64, 0);
+                let _ = nix::sys::stat::utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    &path,
+                    &t,
+                    &t,
+                    nix::sys::stat::UtimensatFlags::FollowSymlink,
+                );
+            }
+        }
         if job.remaining == 0 {
-            drop(job.file);
-            let _ = std::fs::remove_file(&path);
             self.channel_finished(id, c);
             return;
         }
-        if let Err(e) = job.file.sync_all() {
-            self.log(&format!("warning: trouble syncing {}: {e}", path.display()));
-        }
-        let t = nix::sys::time::TimeSpec::new(job.retry as i64, 0);
-        let _ = nix::sys::stat::utimensat(
-            nix::fcntl::AT_FDCWD,
-            &path,
-            &t,
-            &t,
-            nix::sys::stat::UtimensatFlags::FollowSymlink,
-        );
         self.heap[c].push(Reverse((job.retry, id)));
     }
 
@@ -928,14 +1050,29 @@ impl Engine {
     }
 
     fn mark_done(&mut self, id: u64, c: usize, offset: u64) {
-        if let Some(job) = self.jobs.get_mut(&(id, c)) {
-            job.remaining -= 1;
-            if job.remaining > 0 && job.file.write_all_at(b"D", offset).is_err() {
-                self.log(&format!(
-                    "warning: trouble marking {}; message will be delivered twice!",
-                    self.layout.chan(Channel::ALL[c], id).display()
-                ));
-            }
+        let Some(job) = self.jobs.get_mut(&(id, c)) else {
+            return;
+        };
+        job.remaining -= 1;
+        if job.remaining == 0 {
+            return; // the pass's end removes the file (or forgets its bytes)
+        }
+        let marked = match &job.file {
+            Some(file) => file.write_all_at(b"D", offset).is_ok(),
+            None => self
+                .msgs
+                .get_mut(&id)
+                .and_then(|m| m.unwritten.as_mut())
+                .and_then(|u| u.chans[c].as_mut())
+                .and_then(|bytes| bytes.get_mut(offset as usize))
+                .map(|b| *b = b'D')
+                .is_some(),
+        };
+        if !marked {
+            self.log(&format!(
+                "warning: trouble marking {}; message will be delivered twice!",
+                self.layout.chan(Channel::ALL[c], id).display()
+            ));
         }
     }
 
@@ -1051,14 +1188,15 @@ impl Engine {
             if let Some(batch) = self.committing.as_mut() {
                 batch.retain(|&x| x != id);
             }
-            self.unsynced.retain(|w| w.id != id);
+            self.unsynced.retain(|&x| x != id);
             if self.unsynced.is_empty() {
                 self.unsynced_since = None;
             }
         }
         self.log(&format!("end msg {id}"));
-        let _ = std::fs::remove_file(self.layout.info(id));
-        self.msgs.remove(&id);
+        if self.msgs.remove(&id).is_some_and(|m| m.unwritten.is_none()) {
+            let _ = std::fs::remove_file(self.layout.info(id));
+        }
         if !self.clean("foop", id) {
             self.log(&format!(
                 "warning: qmail-clean unable to clean up mess/{id}"
@@ -1313,8 +1451,19 @@ fn sender_of(info: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Create `path` (0600) with `data`; the caller fsyncs the file it gets.
-fn write_new(path: &Path, data: &[u8]) -> io::Result<File> {
+/// `secs` since the epoch, as a file time.
+fn at(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+/// Create `path` (0600) with `data`, in place of what an attempt that failed before
+/// may have left; the caller fsyncs the file it gets.
+fn write_anew(path: &Path, data: &[u8]) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -1585,17 +1734,118 @@ mod tests {
     }
 
     /// A message done before its commit (a local delivery takes a few milliseconds)
-    /// never has its files fsynced: its end removes todo/N, then the message.
+    /// never has its files written, let alone fsynced: its end removes todo/N, then
+    /// the message.
     #[test]
     fn a_message_done_before_its_commit_needs_none() {
         let (_home, layout, id, mut e, mut lspawn, mut reports) = one_message();
         assert!(layout.todo(id).exists());
+        assert!(!layout.info(id).exists() && !layout.chan(Channel::Local, id).exists());
         assert_eq!(deliver_all(&mut e, &mut lspawn, &mut reports), 1);
         assert!(!layout.todo(id).exists() && !layout.mess(id).exists());
         assert!(!layout.info(id).exists());
         assert!(e.unsynced.is_empty() && e.uncommitted.is_empty());
         e.submit_commit(true);
         assert!(e.committing.is_none(), "nothing left to commit");
+    }
+
+    /// A message still in hand at its commit gets the files a message written at once
+    /// would have by then: info/N dated at its birth, local/N with its finished
+    /// recipient marked and the next retry as its mtime; the next pass reads them.
+    #[test]
+    fn the_commit_writes_the_marks_made_before_it() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(
+            &layout,
+            b"Fa@remote.test\0Tjoe@mx.example.test\0Tann@mx.example.test\0\0",
+        );
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        let cmds = commands(&mut lspawn);
+        assert_eq!(cmds.len(), 2);
+        for (c, status) in cmds.iter().zip([Status::Success, Status::Deferral]) {
+            reports
+                .write_all(&protocol::encode_report(c.slot, status, b"x\n"))
+                .unwrap();
+        }
+        e.read_reports(0).unwrap();
+        let local = layout.chan(Channel::Local, id);
+        assert!(!local.exists(), "nothing written before the commit");
+        let retry = e.heap[0].peek().unwrap().0.0;
+        e.commit_now();
+        assert!(!layout.todo(id).exists(), "committed");
+        let data = std::fs::read(&local).unwrap();
+        let marks: Vec<(u8, Vec<u8>)> = queue::envelope::records(&data)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.kind, r.value))
+            .collect();
+        assert_eq!(
+            marks,
+            vec![
+                (b'D', b"joe@mx.example.test".to_vec()),
+                (b'T', b"ann@mx.example.test".to_vec())
+            ]
+        );
+        assert_eq!(mtime(&local), Some(retry));
+        assert_eq!(mtime(&layout.info(id)), Some(e.msgs[&id].birth));
+        // the next pass reads the file and delivers only the recipient left
+        e.heap[0].clear();
+        e.heap[0].push(Reverse((0, id)));
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        let again = commands(&mut lspawn);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].recipient, b"ann@mx.example.test");
+    }
+
+    /// A commit during a pass hands the written channel file to the pass: the marks
+    /// that follow go into it.
+    #[test]
+    fn a_pass_under_way_marks_the_file_its_commit_wrote() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(
+            &layout,
+            b"Fa@remote.test\0Tjoe@mx.example.test\0Tann@mx.example.test\0Tbob@mx.example.test\0\0",
+        );
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        let cmds = commands(&mut lspawn);
+        assert_eq!(cmds.len(), 3);
+        let report = |reports: &mut File, i: usize| {
+            reports
+                .write_all(&protocol::encode_report(
+                    cmds[i].slot,
+                    Status::Success,
+                    b"ok\n",
+                ))
+                .unwrap();
+        };
+        report(&mut reports, 0);
+        e.read_reports(0).unwrap();
+        e.commit_now();
+        report(&mut reports, 1);
+        e.read_reports(0).unwrap();
+        let data = std::fs::read(layout.chan(Channel::Local, id)).unwrap();
+        let kinds: Vec<u8> = queue::envelope::records(&data)
+            .unwrap()
+            .iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(kinds, b"DDT");
+        report(&mut reports, 2);
+        e.read_reports(0).unwrap();
+        e.finish_messages();
+        assert!(!e.msgs.contains_key(&id));
+        assert!(!layout.chan(Channel::Local, id).exists() && !layout.info(id).exists());
     }
 
     /// The commit waits at most COMMIT_DELAY, and the loop's timeout wakes it then.
@@ -1638,7 +1888,9 @@ mod tests {
     #[test]
     fn a_failed_commit_is_tried_again() {
         let (_home, layout, id, mut e, _lspawn, _reports) = one_message();
-        // the committer's answer for a batch whose fsyncs failed
+        // the files written for a batch whose fsyncs failed: the committer's answer
+        drop(e.commit_files(id).unwrap());
+        assert!(layout.info(id).exists() && e.msgs[&id].unwritten.is_none());
         e.unsynced.clear();
         e.unsynced_since = None;
         e.committing = Some(vec![id]);
@@ -1664,11 +1916,15 @@ mod tests {
         let (mut e, _lspawn, _reports) = engine_with_lspawn(home.path());
         let dir = |d: &str| layout.dir.join(format!("{d}/{}", id % queue::SPLIT));
         let set = |v: Vec<PathBuf>| v.into_iter().collect::<HashSet<_>>();
-        let touched = e.preprocess(id).unwrap().unwrap().written.dirs;
-        assert_eq!(set(touched), set(vec![dir("info"), dir("local")]));
+        let touched = |e: &mut Engine| {
+            let p = e.preprocess(id).unwrap().unwrap();
+            e.schedule(p);
+            e.commit_files(id).unwrap().dirs
+        };
+        assert_eq!(set(touched(&mut e)), set(vec![dir("info"), dir("local")]));
         // a crash left remote/N from an earlier pass: its removal must be synced too
         std::fs::write(layout.chan(Channel::Remote, id), b"Tx@y\0").unwrap();
-        let touched = e.preprocess(id).unwrap().unwrap().written.dirs;
+        let touched = touched(&mut e);
         assert_eq!(
             set(touched),
             set(vec![dir("info"), dir("local"), dir("remote")])
