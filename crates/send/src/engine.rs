@@ -29,10 +29,11 @@
 //!   deliveries are fed to the spawner while slots are free; a finished recipient's `T`
 //!   is overwritten with `D`. When a pass ends with recipients left, the marks are
 //!   fsynced and the file's mtime set to the next retry time (so a restart keeps the
-//!   schedule).
+//!   schedule); for unwritten files both wait for the commit.
 //! - A permanent failure is appended to bounce/N and fsynced before the recipient is
 //!   marked done; when both channels are finished the bounce is injected, `end msg N`
-//!   logged, info/N removed, and qmail-clean asked to remove mess/N.
+//!   logged, info/N removed (if it was written), and qmail-clean asked to remove
+//!   mess/N.
 //!
 //! - Once at start and every [`SLEEP_CLEANUP`] seconds, mess/S/N files a killed
 //!   qmail-queue left (36 hours unread, no todo/N, no info/N) go through qmail-clean.
@@ -100,6 +101,9 @@ struct Unwritten {
     retry: [Option<u64>; 2],
     /// Directories whose entries preprocessing changed by removing stale files.
     dirs: Vec<PathBuf>,
+    /// A commit tried to write the files and failed: what it left is removed, but the
+    /// message's end removes the files again in case that removal failed too.
+    tried: bool,
 }
 
 /// A preprocessed todo entry: its number and the message (with its files unwritten).
@@ -364,7 +368,9 @@ impl Engine {
     /// the spawners' reports are read and freed slots refilled, so that preprocessing
     /// a flood never leaves the deliveries idle. Errs only when a spawner died.
     fn do_todo(&mut self) -> io::Result<()> {
-        while self.unsynced.len() < TODO_BATCH {
+        // messages whose commit failed count too: a disk that refuses every commit
+        // stops preprocessing, as it did when preprocessing wrote the files
+        while self.unsynced.len() + self.recommit.len() < TODO_BATCH {
             self.serve_spawners()?;
             let Some(id) = self.todo.pop_front() else {
                 break;
@@ -442,14 +448,16 @@ impl Engine {
         for id in std::mem::take(&mut self.unsynced) {
             match self.commit_files(id) {
                 Ok(w) => batch.push(w),
+                Err(e) if now => self.log(&format!(
+                    "warning: todo/{id} kept: trouble writing its files: {e}; the next start preprocesses it again"
+                )),
                 Err(e) => {
-                    self.log(&format!("warning: trouble writing files of todo/{id}: {e}"));
                     // todo/N stays its record; tried again with the failed commits
-                    // (under TERM it stays for the next start)
-                    if !now {
-                        self.recommit.push(id);
-                        self.recommit_at = qsys::now() + SYSFAIL_RETRY;
-                    }
+                    self.log(&format!(
+                        "warning: todo/{id} kept: trouble writing its files: {e}; trying again in {SYSFAIL_RETRY} seconds"
+                    ));
+                    self.recommit.push(id);
+                    self.recommit_at = qsys::now() + SYSFAIL_RETRY;
                 }
             }
         }
@@ -469,17 +477,32 @@ impl Engine {
             return Err(io::Error::other("message no longer in hand"));
         };
         let birth = msg.birth;
-        let Some(u) = msg.unwritten.take() else {
+        let Some(mut u) = msg.unwritten.take() else {
             return self.written_again(id);
         };
         match self.write_unwritten(id, birth, &u) {
             Ok(w) => Ok(w),
             Err(e) => {
+                // what this attempt wrote goes: a later attempt, or the message's end,
+                // must not find files that say less than what is kept here
+                self.remove_files(id);
+                u.tried = true;
                 if let Some(msg) = self.msgs.get_mut(&id) {
                     msg.unwritten = Some(u);
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Remove info/N and both channel files, whichever exist (errors ignored).
+    fn remove_files(&self, id: u64) {
+        for p in Channel::ALL
+            .map(|c| self.layout.chan(c, id))
+            .into_iter()
+            .chain([self.layout.info(id)])
+        {
+            let _ = std::fs::remove_file(p);
         }
     }
 
@@ -500,10 +523,16 @@ impl Engine {
         dirs.push(parent(&info_path));
         let mut for_jobs = Vec::new();
         for c in Channel::ALL {
+            let path = self.layout.chan(c, id);
             let Some(bytes) = &u.chans[c as usize] else {
+                // none to write; one an earlier attempt left would say less
+                match std::fs::remove_file(&path) {
+                    Ok(()) => dirs.push(parent(&path)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
                 continue;
             };
-            let path = self.layout.chan(c, id);
             let f = write_anew(&path, bytes)?;
             if let Some(t) = u.retry[c as usize] {
                 f.set_times(
@@ -770,6 +799,7 @@ impl Engine {
                 chans,
                 retry: [None; 2],
                 dirs,
+                tried: false,
             }),
         };
         Ok(Some(Prepared { id, msg }))
@@ -1194,8 +1224,12 @@ impl Engine {
             }
         }
         self.log(&format!("end msg {id}"));
-        if self.msgs.remove(&id).is_some_and(|m| m.unwritten.is_none()) {
-            let _ = std::fs::remove_file(self.layout.info(id));
+        match self.msgs.remove(&id).and_then(|m| m.unwritten) {
+            None => {
+                let _ = std::fs::remove_file(self.layout.info(id));
+            }
+            Some(u) if u.tried => self.remove_files(id),
+            Some(_) => {} // never written
         }
         if !self.clean("foop", id) {
             self.log(&format!(
@@ -1846,6 +1880,42 @@ mod tests {
         e.finish_messages();
         assert!(!e.msgs.contains_key(&id));
         assert!(!layout.chan(Channel::Local, id).exists() && !layout.info(id).exists());
+    }
+
+    /// A commit whose files cannot all be written leaves none of them, keeps todo/N,
+    /// and is tried again later with what the message holds then: a channel
+    /// finished meanwhile gets no file, and the message's end leaves nothing behind.
+    #[test]
+    fn a_commit_that_cannot_write_its_files_leaves_none() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = queue_home(home.path());
+        let id = enqueue(
+            &layout,
+            b"Fa@remote.test\0Tjoe@mx.example.test\0Tx@remote.test\0\0",
+        );
+        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
+        e.scan_queue().unwrap();
+        e.do_todo().unwrap();
+        // remote/S is not a directory: writing remote/N fails after info/N and local/N
+        let remote = layout.dir.join(format!("remote/{}", id % queue::SPLIT));
+        std::fs::remove_dir(&remote).unwrap();
+        std::fs::write(&remote, b"").unwrap();
+        e.commit_delay = std::time::Duration::ZERO;
+        e.submit_commit(false);
+        assert!(e.committing.is_none(), "nothing written, nothing to commit");
+        assert!(layout.todo(id).exists(), "todo/N stays the record");
+        assert!(!layout.info(id).exists() && !layout.chan(Channel::Local, id).exists());
+        assert_eq!(e.recommit, vec![id]);
+        // the local recipient is delivered meanwhile; the retry writes no local/N
+        assert_eq!(deliver_all(&mut e, &mut lspawn, &mut reports), 1);
+        std::fs::remove_file(&remote).unwrap();
+        std::fs::create_dir(&remote).unwrap();
+        e.recommit_at = 0;
+        e.submit_commit(false);
+        e.wait_commit();
+        assert!(!layout.todo(id).exists(), "committed on the retry");
+        assert!(layout.info(id).exists() && layout.chan(Channel::Remote, id).exists());
+        assert!(!layout.chan(Channel::Local, id).exists());
     }
 
     /// The commit waits at most COMMIT_DELAY, and the loop's timeout wakes it then.
