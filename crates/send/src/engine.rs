@@ -162,9 +162,9 @@ pub struct Engine {
     committer: commit::Committer,
     /// Scheduled messages whose todo/N is still their durable record.
     uncommitted: HashSet<u64>,
-    /// Those not yet handed to the committer, and since when the oldest waits.
-    unsynced: Vec<u64>,
-    unsynced_since: Option<std::time::Instant>,
+    /// Those not yet handed to the committer, each with the time it began to wait
+    /// (oldest first).
+    unsynced: Vec<(u64, std::time::Instant)>,
     /// [`COMMIT_DELAY`]; shorter in tests.
     commit_delay: std::time::Duration,
     /// The ids of the batch the committer has, until its outcome is taken.
@@ -232,7 +232,6 @@ impl Engine {
             committer,
             uncommitted: HashSet::new(),
             unsynced: Vec::new(),
-            unsynced_since: None,
             commit_delay: COMMIT_DELAY,
             committing: None,
             todo_unremoved: Vec::new(),
@@ -410,9 +409,12 @@ impl Engine {
         }
         self.msgs.insert(id, p.msg);
         self.uncommitted.insert(id);
-        self.unsynced.push(id);
-        self.unsynced_since
-            .get_or_insert_with(std::time::Instant::now);
+        self.unsynced.push((id, std::time::Instant::now()));
+    }
+
+    /// When the oldest message waiting for the committer began to wait.
+    fn unsynced_since(&self) -> Option<std::time::Instant> {
+        self.unsynced.first().map(|&(_, t)| t)
     }
 
     /// Hand the waiting files to the committer when it is free and they are due: the
@@ -425,9 +427,7 @@ impl Engine {
         if retry {
             for id in std::mem::take(&mut self.recommit) {
                 if self.uncommitted.contains(&id) {
-                    self.unsynced.push(id);
-                    self.unsynced_since
-                        .get_or_insert_with(std::time::Instant::now);
+                    self.unsynced.push((id, std::time::Instant::now()));
                 }
             }
             self.recommit_at = qsys::now() + SYSFAIL_RETRY;
@@ -439,13 +439,13 @@ impl Engine {
             || retry
             || self.unsynced.len() >= TODO_BATCH
             || self
-                .unsynced_since
+                .unsynced_since()
                 .is_some_and(|t| t.elapsed() >= self.commit_delay);
         if !due {
             return;
         }
         let mut batch = Vec::new();
-        for id in std::mem::take(&mut self.unsynced) {
+        for (id, _) in std::mem::take(&mut self.unsynced) {
             match self.commit_files(id) {
                 Ok(w) => batch.push(w),
                 Err(e) if now => self.log(&format!(
@@ -461,7 +461,6 @@ impl Engine {
                 }
             }
         }
-        self.unsynced_since = None;
         if batch.is_empty() {
             return;
         }
@@ -1218,10 +1217,7 @@ impl Engine {
             if let Some(batch) = self.committing.as_mut() {
                 batch.retain(|&x| x != id);
             }
-            self.unsynced.retain(|&x| x != id);
-            if self.unsynced.is_empty() {
-                self.unsynced_since = None;
-            }
+            self.unsynced.retain(|&(x, _)| x != id);
         }
         self.log(&format!("end msg {id}"));
         match self.msgs.remove(&id).and_then(|m| m.unwritten) {
@@ -1382,7 +1378,7 @@ impl Engine {
             return PollTimeout::ZERO;
         }
         // the waiting files' commit, when the committer is free for it
-        let commit_ms = match (&self.committing, self.unsynced_since) {
+        let commit_ms = match (&self.committing, self.unsynced_since()) {
             (None, Some(t)) => {
                 Some(self.commit_delay.saturating_sub(t.elapsed()).as_millis() as u64 + 1)
             }
@@ -1936,6 +1932,33 @@ mod tests {
         assert!(e.uncommitted.is_empty());
     }
 
+    /// The commit's delay runs from the oldest message still waiting: one done
+    /// meanwhile does not make a younger one due early.
+    #[test]
+    fn a_done_message_leaves_the_commit_delay_to_the_next() {
+        let (home, layout, old, mut e, mut lspawn, mut reports) = one_message();
+        e.commit_delay = std::time::Duration::from_millis(200);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let young = enqueue(&layout, b"Fa@remote.test\0Tann@mx.example.test\0\0");
+        e.scan_todo();
+        e.do_todo().unwrap();
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        for c in commands(&mut lspawn) {
+            if c.messid == Layout::messid(old) {
+                reports
+                    .write_all(&protocol::encode_report(c.slot, Status::Success, b"ok\n"))
+                    .unwrap();
+            }
+        }
+        e.read_reports(0).unwrap();
+        e.finish_messages();
+        assert!(!e.msgs.contains_key(&old) && e.msgs.contains_key(&young));
+        e.submit_commit(false);
+        assert!(e.committing.is_none(), "the young message is not due yet");
+        drop(home);
+    }
+
     /// A message number is an inode number, handed out again once the message file
     /// is gone: a message done while its batch is in the committer leaves that batch,
     /// so that the batch's outcome never removes a later message's todo/N.
@@ -1962,7 +1985,6 @@ mod tests {
         drop(e.commit_files(id).unwrap());
         assert!(layout.info(id).exists() && e.msgs[&id].unwritten.is_none());
         e.unsynced.clear();
-        e.unsynced_since = None;
         e.committing = Some(vec![id]);
         e.finish_commit(commit::Outcome::default());
         assert_eq!(e.recommit, vec![id]);
