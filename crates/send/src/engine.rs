@@ -1652,21 +1652,31 @@ mod tests {
     /// One message for joe@mx.example.test, preprocessed by an engine as
     /// [`engine_with_lspawn`] makes it (its deliveries scheduled, not yet started).
     fn one_message() -> (tempfile::TempDir, Layout, u64, Engine, File, File) {
+        message_with(b"Fa@remote.test\0Tjoe@mx.example.test\0\0")
+    }
+
+    /// As [`one_message`], with the envelope `env`.
+    fn message_with(env: &[u8]) -> (tempfile::TempDir, Layout, u64, Engine, File, File) {
         let home = tempfile::tempdir().unwrap();
         let layout = queue_home(home.path());
-        let id = enqueue(&layout, b"Fa@remote.test\0Tjoe@mx.example.test\0\0");
+        let id = enqueue(&layout, env);
         let (mut e, lspawn, reports) = engine_with_lspawn(home.path());
         e.scan_queue().unwrap();
         e.do_todo().unwrap();
         (home, layout, id, e, lspawn, reports)
     }
 
+    /// Start the local deliveries due; the commands qmail-lspawn received.
+    fn start_local(e: &mut Engine, lspawn: &mut File) -> Vec<Command> {
+        e.dispatch(0);
+        e.flush_commands(0).unwrap();
+        commands(lspawn)
+    }
+
     /// Start the local deliveries due, report each a success, and act on the reports;
     /// returns how many there were.
     fn deliver_all(e: &mut Engine, lspawn: &mut File, reports: &mut File) -> usize {
-        e.dispatch(0);
-        e.flush_commands(0).unwrap();
-        let cmds = commands(lspawn);
+        let cmds = start_local(e, lspawn);
         for c in &cmds {
             reports
                 .write_all(&protocol::encode_report(c.slot, Status::Success, b"ok\n"))
@@ -1784,18 +1794,9 @@ mod tests {
     /// recipient marked and the next retry as its mtime; the next pass reads them.
     #[test]
     fn the_commit_writes_the_marks_made_before_it() {
-        let home = tempfile::tempdir().unwrap();
-        let layout = queue_home(home.path());
-        let id = enqueue(
-            &layout,
-            b"Fa@remote.test\0Tjoe@mx.example.test\0Tann@mx.example.test\0\0",
-        );
-        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
-        e.scan_queue().unwrap();
-        e.do_todo().unwrap();
-        e.dispatch(0);
-        e.flush_commands(0).unwrap();
-        let cmds = commands(&mut lspawn);
+        let (_home, layout, id, mut e, mut lspawn, mut reports) =
+            message_with(b"Fa@remote.test\0Tjoe@mx.example.test\0Tann@mx.example.test\0\0");
+        let cmds = start_local(&mut e, &mut lspawn);
         assert_eq!(cmds.len(), 2);
         for (c, status) in cmds.iter().zip([Status::Success, Status::Deferral]) {
             reports
@@ -1826,9 +1827,7 @@ mod tests {
         // the next pass reads the file and delivers only the recipient left
         e.heap[0].clear();
         e.heap[0].push(Reverse((0, id)));
-        e.dispatch(0);
-        e.flush_commands(0).unwrap();
-        let again = commands(&mut lspawn);
+        let again = start_local(&mut e, &mut lspawn);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].recipient, b"ann@mx.example.test");
     }
@@ -1837,18 +1836,10 @@ mod tests {
     /// that follow go into it.
     #[test]
     fn a_pass_under_way_marks_the_file_its_commit_wrote() {
-        let home = tempfile::tempdir().unwrap();
-        let layout = queue_home(home.path());
-        let id = enqueue(
-            &layout,
+        let (_home, layout, id, mut e, mut lspawn, mut reports) = message_with(
             b"Fa@remote.test\0Tjoe@mx.example.test\0Tann@mx.example.test\0Tbob@mx.example.test\0\0",
         );
-        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
-        e.scan_queue().unwrap();
-        e.do_todo().unwrap();
-        e.dispatch(0);
-        e.flush_commands(0).unwrap();
-        let cmds = commands(&mut lspawn);
+        let cmds = start_local(&mut e, &mut lspawn);
         assert_eq!(cmds.len(), 3);
         let report = |reports: &mut File, i: usize| {
             reports
@@ -1883,15 +1874,8 @@ mod tests {
     /// finished meanwhile gets no file, and the message's end leaves nothing behind.
     #[test]
     fn a_commit_that_cannot_write_its_files_leaves_none() {
-        let home = tempfile::tempdir().unwrap();
-        let layout = queue_home(home.path());
-        let id = enqueue(
-            &layout,
-            b"Fa@remote.test\0Tjoe@mx.example.test\0Tx@remote.test\0\0",
-        );
-        let (mut e, mut lspawn, mut reports) = engine_with_lspawn(home.path());
-        e.scan_queue().unwrap();
-        e.do_todo().unwrap();
+        let (_home, layout, id, mut e, mut lspawn, mut reports) =
+            message_with(b"Fa@remote.test\0Tjoe@mx.example.test\0Tx@remote.test\0\0");
         // remote/S is not a directory: writing remote/N fails after info/N and local/N
         let remote = layout.dir.join(format!("remote/{}", id % queue::SPLIT));
         std::fs::remove_dir(&remote).unwrap();
@@ -1942,9 +1926,7 @@ mod tests {
         let young = enqueue(&layout, b"Fa@remote.test\0Tann@mx.example.test\0\0");
         e.scan_todo();
         e.do_todo().unwrap();
-        e.dispatch(0);
-        e.flush_commands(0).unwrap();
-        for c in commands(&mut lspawn) {
+        for c in start_local(&mut e, &mut lspawn) {
             if c.messid == Layout::messid(old) {
                 reports
                     .write_all(&protocol::encode_report(c.slot, Status::Success, b"ok\n"))
