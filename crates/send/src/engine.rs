@@ -515,24 +515,26 @@ impl Engine {
         u: &Unwritten,
     ) -> io::Result<commit::Written> {
         let info_path = self.layout.info(id);
-        let info = write_anew(&info_path, &u.info)?;
+        let mut dirs = u.dirs.clone();
+        if u.tried {
+            // preprocessing removed what earlier passes left, and a failed attempt
+            // removes what it wrote; should that removal have failed, it is done
+            // again here (a file still in the way fails the creation below), and
+            // its directories are synced with this commit
+            self.remove_files(id);
+            dirs.extend(Channel::ALL.map(|c| parent(&self.layout.chan(c, id))));
+        }
+        let info = write_new(&info_path, &u.info)?;
         info.set_modified(at(birth))?;
         let mut files = vec![info];
-        let mut dirs = u.dirs.clone();
         dirs.push(parent(&info_path));
         let mut for_jobs = Vec::new();
         for c in Channel::ALL {
-            let path = self.layout.chan(c, id);
             let Some(bytes) = &u.chans[c as usize] else {
-                // none to write; one an earlier attempt left would say less
-                match std::fs::remove_file(&path) {
-                    Ok(()) => dirs.push(parent(&path)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
                 continue;
             };
-            let f = write_anew(&path, bytes)?;
+            let path = self.layout.chan(c, id);
+            let f = write_new(&path, bytes)?;
             if let Some(t) = u.retry[c as usize] {
                 f.set_times(
                     std::fs::FileTimes::new()
@@ -725,13 +727,8 @@ impl Engine {
                 self.log(&format!("warning: todo/{id} has no message; removing it"));
                 // with whatever an earlier pass left (after a power loss), which a
                 // start would otherwise load as a message to deliver
-                for p in Channel::ALL
-                    .map(|c| self.layout.chan(c, id))
-                    .into_iter()
-                    .chain([self.layout.info(id), self.layout.bounce(id)])
-                {
-                    let _ = std::fs::remove_file(p);
-                }
+                self.remove_files(id);
+                let _ = std::fs::remove_file(self.layout.bounce(id));
                 self.clean("todo", id);
                 return Ok(None);
             }
@@ -1486,14 +1483,8 @@ fn at(secs: u64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
 }
 
-/// Create `path` (0600) with `data`, in place of what an attempt that failed before
-/// may have left; the caller fsyncs the file it gets.
-fn write_anew(path: &Path, data: &[u8]) -> io::Result<File> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+/// Create `path` (0600) with `data`; the caller fsyncs the file it gets.
+fn write_new(path: &Path, data: &[u8]) -> io::Result<File> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
