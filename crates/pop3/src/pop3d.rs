@@ -7,7 +7,9 @@
 //! - CAPA is answered (TOP, UIDL, PIPELINING);
 //! - the Maildir may be Dovecot's too (IMAP): a message it renamed during the session
 //!   (moved to `cur/`, flags changed) is found again by its unique part for RETR/TOP
-//!   and for the deletion at QUIT, and one it expunged meanwhile is no error.
+//!   and for the deletion at QUIT, and one it expunged meanwhile is no error;
+//! - QUIT removes many deleted messages on a few threads at once (`update_all`), since
+//!   each removal may wait on the disk.
 //!
 //! Sizes are file sizes (LF line ends), as in qmail: computing CRLF octets would mean
 //! reading every message at login.
@@ -19,6 +21,17 @@ use std::path::{Path, PathBuf};
 
 /// Longest command line accepted.
 pub const MAX_LINE: usize = 1024;
+
+/// Threads that carry out the deletions at QUIT, at most (bench/README.md, session 13:
+/// 4 threads removed 10,000 files 2.4 times as fast as one, 8 hardly faster than 4).
+const UPDATE_THREADS: usize = 4;
+
+/// A mailbox with fewer messages is updated by the session's thread alone.
+const UPDATE_PARALLEL_FROM: usize = 64;
+
+/// Stack of an UPDATE thread: it only builds paths and, for a message another reader
+/// renamed, lists a Maildir directory (on the heap).
+const UPDATE_STACK: usize = 256 * 1024;
 
 /// One mailbox session.
 pub struct Session {
@@ -255,24 +268,66 @@ impl Session {
         }
     }
 
-    /// UPDATE state: remove deleted messages, move the rest of `new/` to `cur/` (a
-    /// message another reader moved meanwhile stays where it is).
-    fn quit(&mut self, w: &mut impl Write) -> Exit {
-        let mut failed = false;
-        for m in &self.msgs {
-            let path = self.maildir.join(&m.rel);
-            if m.deleted {
-                if self.remove(m).is_err() {
-                    failed = true;
-                }
-            } else if m.in_new()
-                && let Some(name) = m.rel.file_name()
-            {
-                let mut to = name.to_os_string();
-                to.push(":2,");
-                let _ = std::fs::rename(&path, self.maildir.join("cur").join(to));
-            }
+    /// UPDATE state for one message: remove it when marked deleted, else move it from
+    /// `new/` to `cur/` (a message another reader moved meanwhile stays where it is).
+    /// False when a deletion failed.
+    fn update(&self, m: &Message) -> bool {
+        if m.deleted {
+            return self.remove(m).is_ok();
         }
+        if m.in_new()
+            && let Some(name) = m.rel.file_name()
+        {
+            let mut to = name.to_os_string();
+            to.push(":2,");
+            let _ = std::fs::rename(self.maildir.join(&m.rel), self.maildir.join("cur").join(to));
+        }
+        true
+    }
+
+    /// [`Session::update`] for every message of `part`, each one tried; false when any
+    /// deletion failed.
+    fn update_part(&self, part: &[Message]) -> bool {
+        part.iter().fold(true, |ok, m| self.update(m) & ok)
+    }
+
+    /// UPDATE state for the whole mailbox, spread over up to [`UPDATE_THREADS`] threads
+    /// when there are at least [`UPDATE_PARALLEL_FROM`] messages. A removal can wait on
+    /// the disk (ext4 without a journal and mounted with `discard` trims each freed block
+    /// before `unlink` returns: about 70 µs a file on the benchmark machine), and the
+    /// waits of different files overlap. A thread that cannot be started leaves its part
+    /// to the session's own thread.
+    fn update_all(&self) -> bool {
+        let msgs = self.msgs.as_slice();
+        if msgs.len() < UPDATE_PARALLEL_FROM {
+            return self.update_part(msgs);
+        }
+        let size = msgs.len().div_ceil(UPDATE_THREADS);
+        let (first, rest) = msgs.split_at(size);
+        std::thread::scope(|scope| {
+            let mut ok = true;
+            let mut helpers = Vec::new();
+            for part in rest.chunks(size) {
+                match std::thread::Builder::new()
+                    .stack_size(UPDATE_STACK)
+                    .spawn_scoped(scope, move || self.update_part(part))
+                {
+                    Ok(h) => helpers.push(h),
+                    Err(_) => ok &= self.update_part(part),
+                }
+            }
+            ok &= self.update_part(first);
+            for h in helpers {
+                ok &= h.join().unwrap_or(false);
+            }
+            ok
+        })
+    }
+
+    /// QUIT: the UPDATE state (RFC 1939 section 6), then `+OK`, or `-ERR` when a
+    /// deleted message could not be removed.
+    fn quit(&mut self, w: &mut impl Write) -> Exit {
+        let failed = !self.update_all();
         let r = if failed {
             err(w, "unable to unlink all deleted messages")
         } else {
@@ -411,6 +466,50 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(cur, ["1000.m0:2,S"]);
+    }
+
+    /// A mailbox large enough for the threaded UPDATE: every deletion is tried, the
+    /// rest move to `cur/`, and one that fails (here a directory in the message's place)
+    /// makes QUIT say -ERR without stopping the others.
+    #[test]
+    fn quit_updates_a_large_mailbox_on_threads() {
+        let n = UPDATE_PARALLEL_FROM * 3 + 5;
+        let d = mailbox(n);
+        let mut cmds: String = (1..=n)
+            .filter(|i| i % 7 != 0)
+            .map(|i| format!("DELE {i}\r\n"))
+            .collect();
+        cmds.push_str("QUIT\r\n");
+        let (out, code) = session(d.path(), &cmds);
+        assert_eq!(code, 0);
+        assert!(out.ends_with("+OK \r\n"), "{out}");
+        assert_eq!(std::fs::read_dir(d.path().join("new")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(d.path().join("cur")).unwrap().count(),
+            n / 7
+        );
+
+        let d = mailbox(n);
+        let mut s = Session::open(d.path()).unwrap();
+        let stuck = d.path().join(format!("new/{}.m{}", 1000 + n - 1, n - 1));
+        std::fs::remove_file(&stuck).unwrap();
+        std::fs::create_dir(&stuck).unwrap();
+        std::fs::write(stuck.join("x"), "").unwrap();
+        let mut cmds: String = (1..=n).map(|i| format!("DELE {i}\r\n")).collect();
+        cmds.push_str("QUIT\r\n");
+        let mut out = Vec::new();
+        let code = s.run(&mut io::Cursor::new(cmds.into_bytes()), &mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(code, 1);
+        assert!(
+            out.ends_with("-ERR unable to unlink all deleted messages\r\n"),
+            "{out}"
+        );
+        let left: Vec<_> = std::fs::read_dir(d.path().join("new"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(left, [stuck]);
     }
 
     #[test]
