@@ -21,7 +21,9 @@
 #      ~benchq/Maildir-postfix/ (home_mailbox=Maildir-postfix/), so the two runs never
 #      count each other's files; both Maildirs' new/ cur/ tmp/ are recreated before a run.
 #   4. Prints a table (system, messages, seconds, msgs/s, CPU per message) and the ratio
-#      ours/Postfix, and writes the same lines to bench/out/inject-<date>.txt.
+#      ours/Postfix, with what a process start costs on this machine (/bin/true and our
+#      static qmail-queue --help, 200 runs each), and writes the same lines to
+#      bench/out/inject-<date>.txt.
 #   5. Cleans up: stops our qmail-send (by pid), removes the temp install (unless KEEP=1),
 #      restores Postfix's main.cf and its running state, empties the bench Maildirs.
 #
@@ -416,6 +418,20 @@ if [[ $SKIP_POSTFIX != 1 ]]; then
     P_SECS=$SECS P_RATE=$RATE P_INJ=$INJ_MS P_SRV=$SRV_MS
 fi
 
+# ---------------------------------------------------------------- process start
+# What starting a program costs on this machine, wall time per run of a loop of 200 from
+# bash: an injection starts two on either system (ours: sendmail, qmail-queue; Postfix:
+# sendmail, postdrop), so the ratio depends on it (bench/README.md, session 13: on a VM
+# where CPUID traps to the hypervisor, glibc's start-up alone costs ~0.65 ms).
+start_ms() {
+    local t0 i
+    t0=$(now)
+    for ((i = 0; i < 200; i++)); do "$@" >/dev/null 2>&1; done
+    awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", (b - a) * 1000 / 200 }'
+}
+START_TRUE=$(start_ms /bin/true)
+START_QQ=$(start_ms "$REL/qmail-queue" --help)
+
 # ---------------------------------------------------------------- report
 ver=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -1) ]] && ver="$ver+dirty"
@@ -424,6 +440,7 @@ RESULTS+=("load: $N sequential injections of one ${MSG_BYTES}-byte message to $B
 RESULTS+=("ours injected with: $OURS_HOW; Postfix ${PF_VER:-skipped} with: ${PF_SM:-}${PF_SM:+ -t -i}")
 RESULTS+=("durability: Postfix fsyncs queue files and Maildir files (not directories); ours fsyncs queue files, queue directories and Maildir files and new/")
 RESULTS+=("CPU: server = the daemons' process trees (qmail-send and children / Postfix master and children); inject = sendmail and what it runs")
+RESULTS+=("process start (ms of wall time per run, 200 runs from bash): /bin/true $START_TRUE, our static qmail-queue --help $START_QQ")
 RESULTS+=("")
 RESULTS+=("$(printf '%-22s %8s %8s %9s %14s %14s' system messages seconds msgs/s server-ms/msg inject-ms/msg)")
 RESULTS+=("$(printf '%-22s %8s %8s %9s %14s %14s' "ours" "$N" "$O_SECS" "$O_RATE" "$O_SRV" "$O_INJ")")
