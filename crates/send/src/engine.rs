@@ -536,11 +536,7 @@ impl Engine {
             let path = self.layout.chan(c, id);
             let f = write_new(&path, bytes)?;
             if let Some(t) = u.retry[c as usize] {
-                f.set_times(
-                    std::fs::FileTimes::new()
-                        .set_accessed(at(t))
-                        .set_modified(at(t)),
-                )?;
+                set_retry(&f, t)?;
             }
             if self.jobs.contains_key(&(id, c as usize)) {
                 for_jobs.push((c as usize, f.try_clone()?));
@@ -973,14 +969,7 @@ impl Engine {
                 if let Err(e) = file.sync_all() {
                     self.log(&format!("warning: trouble syncing {}: {e}", path.display()));
                 }
-                let t = nix::sys::time::TimeSpec::new(job.retry as i64, 0);
-                let _ = nix::sys::stat::utimensat(
-                    nix::fcntl::AT_FDCWD,
-                    &path,
-                    &t,
-                    &t,
-                    nix::sys::stat::UtimensatFlags::FollowSymlink,
-                );
+                let _ = set_retry(&file, job.retry);
             }
         }
         if job.remaining == 0 {
@@ -1481,6 +1470,16 @@ fn sender_of(info: &[u8]) -> String {
 /// `secs` since the epoch, as a file time.
 fn at(secs: u64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+/// A channel file's next retry, kept as its access and modification time (qmail's way,
+/// so a restart keeps the schedule).
+fn set_retry(f: &File, secs: u64) -> io::Result<()> {
+    f.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(at(secs))
+            .set_modified(at(secs)),
+    )
 }
 
 /// Create `path` (0600) with `data`; the caller fsyncs the file it gets.
