@@ -203,6 +203,8 @@ pub fn take_connection() {
     }
     // the number of connections to serve: more than one makes this process the zygote
     // of `tcpserver -A`, which forks a process for each
+    // read once here, before any waiting: a forked process finds it done (crate::own_path)
+    let _ = crate::own_path();
     let connections = value
         .to_str()
         .and_then(|v| v.parse::<u32>().ok())

@@ -53,7 +53,7 @@ use std::path::PathBuf;
 /// pass [`setid_home_check`]; a refusal is also written to stderr as
 /// `NAME: alert: ...`, since some callers (qmail-queue) answer only with an exit code.
 pub fn home() -> std::io::Result<PathBuf> {
-    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe = own_path()?;
     let home = exe
         .parent()
         .and_then(|bin| bin.parent())
@@ -67,6 +67,18 @@ pub fn home() -> std::io::Result<PathBuf> {
         return Err(e);
     }
     Ok(home)
+}
+
+/// The running program's path (`/proc/self/exe`), read once per process image: a
+/// process forked ahead of its connection ([`zygote`]) finds it already read by its
+/// zygote, which runs the same executable, so its start does not pay the lookup.
+pub fn own_path() -> std::io::Result<PathBuf> {
+    static OWN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(p) = OWN_PATH.get() {
+        return Ok(p.clone());
+    }
+    let p = std::fs::read_link("/proc/self/exe")?;
+    Ok(OWN_PATH.get_or_init(|| p).clone())
 }
 
 /// True when the kernel ran this program set-id (or with file capabilities): the
