@@ -16,10 +16,23 @@
 //!
 //! `sync_file_range` is only a hint. Where it fails (another file system, an old
 //! kernel) nothing is lost: the fsyncs that follow do all the work, as before.
+//!
+//! [`Lanes`] goes one step further for a process that stays up (qmail-queued): the
+//! fsyncs of a batch run side by side, on the caller's thread and on helper threads
+//! kept for it, and the caller goes on only when every one has returned. Without a
+//! journal each fsync writes its own inode and then waits for a cache flush of the
+//! device; side by side those writes and flushes are in the device's queue together
+//! instead of one after another. Measured on the project's VM (session 14): a
+//! one-message commit (message file, `intd/N` and `mess/S` side by side, then `todo/`)
+//! 0.46-0.51 ms against 0.53-0.60 one after another; threads started per commit
+//! instead of kept, 0.51-0.53. Nothing about what is made durable, or in which order
+//! against what follows, changes: the caller still has every fsync's own result before
+//! its next step.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::mpsc;
 
 /// Start writing back each file's dirty pages, without waiting; errors are ignored
 /// (the fsync that must follow reports any trouble).
@@ -37,6 +50,88 @@ pub fn start_writeback<'a>(files: impl IntoIterator<Item = &'a File>) {
 pub fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {
     start_writeback(files.iter().copied());
     files.iter().map(|f| f.sync_all()).collect()
+}
+
+/// One fsync (or anything else that may fail) to run on some lane.
+pub type Task = Box<dyn FnOnce() -> io::Result<()> + Send>;
+
+/// A lane's share of a run: each task with its index, and where the results go.
+struct Share {
+    tasks: Vec<(usize, Task)>,
+    results: mpsc::Sender<Vec<(usize, io::Result<()>)>>,
+}
+
+/// Helper threads that stay up to run tasks beside the caller's thread ([`Lanes::run`]).
+pub struct Lanes {
+    helpers: Vec<mpsc::Sender<Share>>,
+}
+
+/// A helper's stack: it only calls fsync.
+const HELPER_STACK: usize = 64 * 1024;
+
+impl Lanes {
+    /// Up to `helpers` helper threads; one that cannot start leaves fewer lanes, down
+    /// to the caller's thread alone.
+    pub fn start(helpers: usize) -> Lanes {
+        let mut senders = Vec::with_capacity(helpers);
+        for _ in 0..helpers {
+            let (tx, rx) = mpsc::channel::<Share>();
+            let started = std::thread::Builder::new()
+                .name("fsync".into())
+                .stack_size(HELPER_STACK)
+                .spawn(move || {
+                    for share in rx {
+                        let done: Vec<(usize, io::Result<()>)> =
+                            share.tasks.into_iter().map(|(i, t)| (i, t())).collect();
+                        let _ = share.results.send(done);
+                    }
+                });
+            if started.is_ok() {
+                senders.push(tx);
+            }
+        }
+        Lanes { helpers: senders }
+    }
+
+    /// Run every task, spread over the helpers and this thread, and return their
+    /// results in the tasks' order once all have finished. A task whose helper is gone
+    /// runs on this thread; one whose helper ended before answering fails.
+    pub fn run(&self, tasks: Vec<Task>) -> Vec<io::Result<()>> {
+        let n = tasks.len();
+        let lanes = (self.helpers.len() + 1).min(n.max(1));
+        let mut shares: Vec<Vec<(usize, Task)>> = (0..lanes).map(|_| Vec::new()).collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            // contiguous shares: lane k gets the k-th slice of the tasks
+            shares[i * lanes / n.max(1)].push((i, t));
+        }
+        let (tx, rx) = mpsc::channel();
+        let mut own = shares.remove(0);
+        let mut sent = 0;
+        for (helper, share) in self.helpers.iter().zip(shares) {
+            let share = Share {
+                tasks: share,
+                results: tx.clone(),
+            };
+            match helper.send(share) {
+                Ok(()) => sent += 1,
+                Err(mpsc::SendError(back)) => own.extend(back.tasks),
+            }
+        }
+        drop(tx);
+        let mut results: Vec<Option<io::Result<()>>> = (0..n).map(|_| None).collect();
+        for (i, t) in own {
+            results[i] = Some(t());
+        }
+        for done in rx.iter().take(sent) {
+            for (i, r) in done {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("the fsync's thread ended"))))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -65,5 +160,51 @@ mod tests {
         // a pipe: sync_file_range fails (ESPIPE), the hint is ignored
         let (r, _w) = nix::unistd::pipe().unwrap();
         start_writeback([&File::from(r)]);
+    }
+
+    #[test]
+    fn lanes_return_every_result_in_order_whatever_ran_where() {
+        for helpers in [0, 1, 2, 5] {
+            let lanes = Lanes::start(helpers);
+            for n in [0usize, 1, 2, 3, 7, 20] {
+                let tasks: Vec<Task> = (0..n)
+                    .map(|i| -> Task {
+                        Box::new(move || {
+                            if i % 3 == 1 {
+                                Err(io::Error::other(format!("task {i}")))
+                            } else {
+                                Ok(())
+                            }
+                        })
+                    })
+                    .collect();
+                let r = lanes.run(tasks);
+                assert_eq!(r.len(), n);
+                for (i, r) in r.iter().enumerate() {
+                    match r {
+                        Ok(()) => assert_ne!(i % 3, 1),
+                        Err(e) => assert_eq!(e.to_string(), format!("task {i}")),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tasks_run_side_by_side() {
+        // three tasks that each wait for the other two: they finish only if all three
+        // run at once (the caller's thread and two helpers)
+        let lanes = Lanes::start(2);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let tasks: Vec<Task> = (0..3)
+            .map(|_| -> Task {
+                let b = std::sync::Arc::clone(&barrier);
+                Box::new(move || {
+                    b.wait();
+                    Ok(())
+                })
+            })
+            .collect();
+        assert!(lanes.run(tasks).iter().all(Result::is_ok));
     }
 }

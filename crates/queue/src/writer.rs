@@ -26,14 +26,17 @@
 //! [`MAX_BATCH`]) and, in qmail-queue's
 //! order, links each file to `mess/S/N` and writes `intd/N` (64, 65, 53); fsyncs every
 //! message file, every `intd/N` and each distinct `mess/S` (every file's writeback
-//! started first: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/` once (53 for the whole batch if it
-//! fails); only then answers 0, and then pulls the trigger once. Why that is as durable as
+//! started first, the fsyncs side by side on helper threads, all returned before the
+//! next step: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/`
+//! once (53 for the whole batch if it fails); only then answers 0, and then pulls the
+//! trigger once. Why that is as durable as
 //! qmail-queue: an fsync of a directory makes durable every entry made in it before the
 //! call, whoever made it; each link of the batch is made before its directory's fsync
 //! is called, and a client hears 0 only after the fsync that covers its `todo/N` name
 //! returned success, itself issued after its file, `mess/S` and `intd/N` were durable.
 //! The crash analysis per step is doc/queue-writer.md section 6.
 
+use crate::batchsync::{Lanes, Task};
 use crate::layout::{Layout, SPLIT};
 use crate::qq::{self, Cleanup, QqError};
 use std::collections::HashMap;
@@ -206,13 +209,19 @@ pub struct Message {
     pub pid: u32,
 }
 
-/// The queue's directories, held open, and the fsync to use.
+/// The queue's directories, held open, the fsync to use, and the threads that run a
+/// batch's fsyncs side by side ([`crate::batchsync::Lanes`]).
 pub struct Queue {
     layout: Layout,
     mess_dirs: Vec<File>,
     todo_dir: File,
-    syncer: Box<dyn Syncer>,
+    syncer: Arc<dyn Syncer>,
+    lanes: Lanes,
 }
+
+/// Helper threads for a commit's fsyncs: with the committing thread, one lane for each
+/// of a lone message's three (its file, `intd/N`, `mess/S`).
+const SYNC_HELPERS: usize = 2;
 
 /// One message of a batch on its way through the commit.
 struct InFlight<'a> {
@@ -245,7 +254,8 @@ impl Queue {
             layout,
             mess_dirs,
             todo_dir,
-            syncer,
+            syncer: Arc::from(syncer),
+            lanes: Lanes::start(SYNC_HELPERS),
         })
     }
 
@@ -340,8 +350,9 @@ impl Queue {
         w
     }
 
-    /// Step 2: every message file, every `intd/N` and each distinct `mess/S` fsynced at
-    /// once; a failure fails its message (or every message of that `mess/S`).
+    /// Step 2: every message file, every `intd/N` and each distinct `mess/S` fsynced,
+    /// side by side on the lanes; a failure fails its message (or every message of that
+    /// `mess/S`). Step 3 starts only when every one of them has returned.
     fn sync_names(&self, work: &mut [InFlight]) {
         let mut items: Vec<(Target, &File)> = Vec::new();
         let mut dirs = [false; SPLIT as usize];
@@ -361,10 +372,20 @@ impl Queue {
                 .filter(|(t, _)| !matches!(t, Target::MessDir(_)))
                 .map(|(_, f)| *f),
         );
-        let results: Vec<io::Result<()>> = items
+        let tasks: Vec<Task> = items
             .iter()
-            .map(|(t, f)| self.syncer.fsync(*t, f))
+            .map(|&(t, f)| -> Task {
+                // the lane gets its own descriptor for the file: a dup, closed after
+                match f.try_clone() {
+                    Ok(f) => {
+                        let syncer = Arc::clone(&self.syncer);
+                        Box::new(move || syncer.fsync(t, &f))
+                    }
+                    Err(e) => Box::new(move || Err(e)),
+                }
+            })
             .collect();
+        let results = self.lanes.run(tasks);
         let failed: Vec<(Target, String)> = items
             .iter()
             .zip(results)
