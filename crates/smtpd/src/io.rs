@@ -38,8 +38,11 @@ pub enum Line {
 /// The buffered, possibly encrypted, client connection.
 pub struct Conn {
     stream: Stream,
+    /// Input storage: `buf[pos..end]` is read and not yet consumed. Its length only
+    /// grows (zero-filled once), so a read does not clear its chunk of it again.
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
     out: Vec<u8>,
 }
 
@@ -49,8 +52,9 @@ impl Conn {
     pub fn new(io: Plain) -> Conn {
         Conn {
             stream: Stream::Plain(io),
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::new(),
             pos: 0,
+            end: 0,
             out: Vec::with_capacity(1024),
         }
     }
@@ -78,19 +82,19 @@ impl Conn {
 
     /// Bytes read but not yet consumed.
     pub fn buffered(&self) -> &[u8] {
-        &self.buf[self.pos..]
+        &self.buf[self.pos..self.end]
     }
 
     /// Mark `n` buffered bytes consumed.
     pub fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.buf.len());
+        self.pos = (self.pos + n).min(self.end);
     }
 
     /// Throw away everything buffered; returns how much that was.
     pub fn discard_buffered(&mut self) -> usize {
-        let n = self.buf.len() - self.pos;
-        self.buf.clear();
+        let n = self.end - self.pos;
         self.pos = 0;
+        self.end = 0;
         n
     }
 
@@ -98,36 +102,33 @@ impl Conn {
     pub fn fill(&mut self) -> io::Result<usize> {
         self.flush()?;
         if self.pos > 0 {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let old = self.buf.len();
-        self.buf.resize(old + CHUNK, 0);
+        let old = self.end;
+        if self.buf.len() < old + CHUNK {
+            self.buf.resize(old + CHUNK, 0);
+        }
+        let room = &mut self.buf[old..old + CHUNK];
         let r = match &mut self.stream {
-            Stream::Plain(s) => s.read(&mut self.buf[old..]),
-            Stream::Tls(s) => match s.read(&mut self.buf[old..]) {
+            Stream::Plain(s) => s.read(room),
+            Stream::Tls(s) => match s.read(room) {
                 // A client closing without close_notify: plain EOF for us.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
                 r => r,
             },
             Stream::Closed => Ok(0),
         };
-        let n = match r {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(old);
-                return Err(e);
-            }
-        };
-        self.buf.truncate(old + n);
-        Ok(n)
+        self.end = old + r?.min(CHUNK);
+        Ok(self.end - old)
     }
 
     /// Read one line of at most `max` bytes (LF-terminated; one trailing CR removed).
     pub fn read_line(&mut self, max: usize) -> io::Result<Line> {
         let mut too_long = false;
         loop {
-            let avail = &self.buf[self.pos..];
+            let avail = &self.buf[self.pos..self.end];
             if let Some(i) = avail.iter().position(|&b| b == b'\n') {
                 let mut line = avail[..i].to_vec();
                 self.pos += i + 1;
@@ -145,7 +146,7 @@ impl Conn {
             if avail.len() > max + 1 {
                 // Discard the long line's start, keep reading to its end.
                 too_long = true;
-                self.pos = self.buf.len();
+                self.pos = self.end;
             }
             if self.fill()? == 0 {
                 return Ok(Line::Eof);
@@ -238,6 +239,29 @@ mod tests {
         assert_eq!(c.read_line(50).unwrap(), Line::Text(b"NOOP".to_vec()));
         assert_eq!(c.read_line(50).unwrap(), Line::TooLong);
         assert_eq!(c.read_line(50).unwrap(), Line::Eof);
+    }
+
+    #[test]
+    fn lines_across_many_reads_come_in_order_from_a_buffer_that_stays_small() {
+        // more input than several chunks; each fill reads at most one
+        let lines: Vec<String> = (0..5000).map(|i| format!("NOOP {i}")).collect();
+        let input = lines.join("\r\n") + "\r\n";
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            b.write_all(input.as_bytes()).unwrap();
+            b.shutdown(std::net::Shutdown::Write).unwrap();
+            b
+        });
+        let mut c = Conn::new(Box::new(a));
+        for want in &lines {
+            assert_eq!(
+                c.read_line(512).unwrap(),
+                Line::Text(want.as_bytes().to_vec())
+            );
+            assert!(c.buf.len() <= 2 * CHUNK + 512, "{}", c.buf.len());
+        }
+        assert_eq!(c.read_line(512).unwrap(), Line::Eof);
+        let _peer = writer.join().unwrap();
     }
 
     #[test]
