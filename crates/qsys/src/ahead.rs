@@ -201,10 +201,10 @@ pub fn take_connection() {
         // hand a set-id program descriptors and variables its caller could give it anyway
         return;
     }
-    // the number of connections to serve: more than one makes this process the zygote
-    // of `tcpserver -A`, which forks a process for each
     // read once here, before any waiting: a forked process finds it done (crate::own_path)
     let _ = crate::own_path();
+    // the number of connections to serve: more than one makes this process the zygote
+    // of `tcpserver -A`, which forks a process for each
     let connections = value
         .to_str()
         .and_then(|v| v.parse::<u32>().ok())

@@ -15,7 +15,8 @@
 //!
 //! What a forked process shares with its siblings, and why that is bounded:
 //! - Its memory is a copy of the zygote's at the end of the C library's start: the
-//!   arguments and the environment, nothing of any connection (the zygote never reads
+//!   arguments, the environment and the program's own path ([`crate::own_path`]),
+//!   nothing of any connection (the zygote never reads
 //!   one) and nothing secret (control files, keys and certificates are read by each
 //!   process after its hand-over, as after an exec).
 //! - Its address-space layout (ASLR) and the C library's pointer guard are the

@@ -24,7 +24,7 @@
 //! device; side by side those writes and flushes are in the device's queue together
 //! instead of one after another. Measured on the project's VM (session 14): a
 //! one-message commit (message file, `intd/N` and `mess/S` side by side, then `todo/`)
-//! 0.46-0.51 ms against 0.53-0.60 one after another; threads started per commit
+//! 0.46-0.51 ms against 0.53-0.67 one after another; threads started per commit
 //! instead of kept, 0.51-0.53. Nothing about what is made durable, or in which order
 //! against what follows, changes: the caller still has every fsync's own result before
 //! its next step.
