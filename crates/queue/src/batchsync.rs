@@ -2,7 +2,7 @@
 //! batches, crates/send/src/commit.rs) and of qmail-queued ([`crate::writer`]).
 //!
 //! Every file and directory is still fsynced on its own and each result checked; what
-//! this module adds is only an order that lets the disk work overlap. [`start_writeback`]
+//! this module adds is an order that lets the disk work overlap. [`start_writeback`]
 //! first starts writing every file's dirty pages (`sync_file_range(SYNC_FILE_RANGE_WRITE)`,
 //! which neither waits nor makes anything durable): the blocks are allocated and the
 //! writes queued at once. On ext4 with a journal every file's metadata then joins the
@@ -11,8 +11,8 @@
 //! VM) each fsync still writes its inode, but waits on data already on its way. Measured
 //! on that VM (bench/README.md, "The hot path, session 5"): 10 messages x 2 files + a
 //! directory, 2.4 ms one fsync after another, 1.8-2.0 ms from 16 threads, 1.0-1.2 ms
-//! with the writeback started first; one message 0.25-0.28, 0.27 and 0.18-0.21 ms. No
-//! thread is needed.
+//! with the writeback started first; one message 0.25-0.28, 0.27 and 0.18-0.21 ms. For
+//! qmail-send's batches ([`sync_files`]) that is all: no thread is needed.
 //!
 //! `sync_file_range` is only a hint. Where it fails (another file system, an old
 //! kernel) nothing is lost: the fsyncs that follow do all the work, as before.
@@ -95,14 +95,18 @@ impl Lanes {
 
     /// Run every task, spread over the helpers and this thread, and return their
     /// results in the tasks' order once all have finished. A task whose helper is gone
-    /// runs on this thread; one whose helper ended before answering fails.
+    /// runs on this thread; one whose helper ended before answering fails. A task must
+    /// not itself call `run` on the same lanes (its helper would wait on itself).
     pub fn run(&self, tasks: Vec<Task>) -> Vec<io::Result<()>> {
         let n = tasks.len();
-        let lanes = (self.helpers.len() + 1).min(n.max(1));
+        if n == 0 {
+            return Vec::new();
+        }
+        let lanes = (self.helpers.len() + 1).min(n);
         let mut shares: Vec<Vec<(usize, Task)>> = (0..lanes).map(|_| Vec::new()).collect();
         for (i, t) in tasks.into_iter().enumerate() {
             // contiguous shares: lane k gets the k-th slice of the tasks
-            shares[i * lanes / n.max(1)].push((i, t));
+            shares[i * lanes / n].push((i, t));
         }
         let (tx, rx) = mpsc::channel();
         let mut own = shares.remove(0);
@@ -118,7 +122,8 @@ impl Lanes {
             }
         }
         drop(tx);
-        let mut results: Vec<Option<io::Result<()>>> = (0..n).map(|_| None).collect();
+        let mut results: Vec<Option<io::Result<()>>> =
+            std::iter::repeat_with(|| None).take(n).collect();
         for (i, t) in own {
             results[i] = Some(t());
         }
@@ -195,6 +200,7 @@ mod tests {
         // three tasks that each wait for the other two: they finish only if all three
         // run at once (the caller's thread and two helpers)
         let lanes = Lanes::start(2);
+        assert_eq!(lanes.helpers.len(), 2, "both helpers started");
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
         let tasks: Vec<Task> = (0..3)
             .map(|_| -> Task {
@@ -206,5 +212,40 @@ mod tests {
             })
             .collect();
         assert!(lanes.run(tasks).iter().all(Result::is_ok));
+    }
+
+    fn tasks(n: usize) -> Vec<Task> {
+        (0..n).map(|_| -> Task { Box::new(|| Ok(())) }).collect()
+    }
+
+    #[test]
+    fn a_helper_that_is_gone_leaves_its_share_to_the_caller() {
+        let (tx, rx) = mpsc::channel::<Share>();
+        drop(rx);
+        let lanes = Lanes { helpers: vec![tx] };
+        let r = lanes.run(tasks(4));
+        assert_eq!(r.len(), 4);
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+    }
+
+    #[test]
+    fn a_helper_that_ends_without_answering_fails_only_its_share() {
+        // a helper that drops what it is given: its tasks never run
+        let (tx, rx) = mpsc::channel::<Share>();
+        let helper = std::thread::spawn(move || {
+            for share in rx {
+                drop(share);
+            }
+        });
+        let lanes = Lanes { helpers: vec![tx] };
+        let r = lanes.run(tasks(4));
+        // two lanes: the caller's (tasks 0 and 1) and the helper's (2 and 3)
+        assert!(r[0].is_ok() && r[1].is_ok(), "{r:?}");
+        for e in &r[2..] {
+            let e = e.as_ref().expect_err("the helper never ran it");
+            assert_eq!(e.to_string(), "the fsync's thread ended");
+        }
+        drop(lanes);
+        helper.join().unwrap();
     }
 }

@@ -26,8 +26,8 @@
 //! [`MAX_BATCH`]) and, in qmail-queue's
 //! order, links each file to `mess/S/N` and writes `intd/N` (64, 65, 53); fsyncs every
 //! message file, every `intd/N` and each distinct `mess/S` (every file's writeback
-//! started first, the fsyncs side by side on helper threads, all returned before the
-//! next step: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/`
+//! started first, the fsyncs side by side on the committing thread and two helper
+//! threads, all returned before the next step: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/`
 //! once (53 for the whole batch if it fails); only then answers 0, and then pulls the
 //! trigger once. Why that is as durable as
 //! qmail-queue: an fsync of a directory makes durable every entry made in it before the
@@ -198,8 +198,9 @@ impl Syncer for Fsync {
 
 /// A message received whole, waiting for its commit.
 pub struct Message {
-    /// The unnamed file, Received line and message written.
-    pub file: File,
+    /// The unnamed file, Received line and message written (shared with the fsync
+    /// lanes during the commit).
+    pub file: Arc<File>,
     /// Its inode number: the message number.
     pub id: u64,
     /// The checked envelope records, without the final NUL.
@@ -213,7 +214,7 @@ pub struct Message {
 /// batch's fsyncs side by side ([`crate::batchsync::Lanes`]).
 pub struct Queue {
     layout: Layout,
-    mess_dirs: Vec<File>,
+    mess_dirs: Vec<Arc<File>>,
     todo_dir: File,
     syncer: Arc<dyn Syncer>,
     lanes: Lanes,
@@ -226,7 +227,7 @@ const SYNC_HELPERS: usize = 2;
 /// One message of a batch on its way through the commit.
 struct InFlight<'a> {
     msg: &'a Message,
-    intd: Option<File>,
+    intd: Option<Arc<File>>,
     names: Cleanup,
     result: Option<QqError>,
 }
@@ -244,17 +245,17 @@ impl<'a> InFlight<'a> {
 
 impl Queue {
     /// Open `mess/0..22` and `todo/` of `layout`.
-    pub fn open(layout: Layout, syncer: Box<dyn Syncer>) -> io::Result<Queue> {
+    pub fn open(layout: Layout, syncer: Arc<dyn Syncer>) -> io::Result<Queue> {
         let mut mess_dirs = Vec::with_capacity(SPLIT as usize);
         for s in 0..SPLIT {
-            mess_dirs.push(File::open(layout.dir.join(format!("mess/{s}")))?);
+            mess_dirs.push(Arc::new(File::open(layout.dir.join(format!("mess/{s}")))?));
         }
         let todo_dir = File::open(layout.dir.join("todo"))?;
         Ok(Queue {
             layout,
             mess_dirs,
             todo_dir,
-            syncer: Arc::from(syncer),
+            syncer,
             lanes: Lanes::start(SYNC_HELPERS),
         })
     }
@@ -344,7 +345,7 @@ impl Queue {
         let mut data = format!("u{}\0p{}\0", msg.uid, msg.pid).into_bytes();
         data.extend_from_slice(&msg.envelope);
         match intd.write_all(&data) {
-            Ok(()) => w.intd = Some(intd),
+            Ok(()) => w.intd = Some(Arc::new(intd)),
             Err(e) => w.fail(53, format!("write error: {e}")),
         }
         w
@@ -354,7 +355,7 @@ impl Queue {
     /// side by side on the lanes; a failure fails its message (or every message of that
     /// `mess/S`). Step 3 starts only when every one of them has returned.
     fn sync_names(&self, work: &mut [InFlight]) {
-        let mut items: Vec<(Target, &File)> = Vec::new();
+        let mut items: Vec<(Target, &Arc<File>)> = Vec::new();
         let mut dirs = [false; SPLIT as usize];
         for w in work.iter().filter(|w| w.ok()) {
             items.push((Target::Message(w.msg.id), &w.msg.file));
@@ -370,19 +371,13 @@ impl Queue {
             items
                 .iter()
                 .filter(|(t, _)| !matches!(t, Target::MessDir(_)))
-                .map(|(_, f)| *f),
+                .map(|(_, f)| f.as_ref()),
         );
         let tasks: Vec<Task> = items
             .iter()
             .map(|&(t, f)| -> Task {
-                // the lane gets its own descriptor for the file: a dup, closed after
-                match f.try_clone() {
-                    Ok(f) => {
-                        let syncer = Arc::clone(&self.syncer);
-                        Box::new(move || syncer.fsync(t, &f))
-                    }
-                    Err(e) => Box::new(move || Err(e)),
-                }
+                let (syncer, f) = (Arc::clone(&self.syncer), Arc::clone(f));
+                Box::new(move || syncer.fsync(t, &f))
             })
             .collect();
         let results = self.lanes.run(tasks);
@@ -413,7 +408,7 @@ impl Queue {
 /// fill), publishes every verdict and wakes the others; otherwise it waits, and
 /// either finds its verdict or, the committer gone with messages still pending,
 /// commits them itself. At one session a message is committed by its own receiver
-/// with no thread woken on the way; under load the messages that arrive during one
+/// with no other receiver woken on the way (the two fsync lanes of [`Queue`] are); under load the messages that arrive during one
 /// commit form the next batch, as with a committer thread.
 pub struct Committer {
     state: Mutex<Pending>,
@@ -692,7 +687,7 @@ fn receiver(
             let c = committer.commit(
                 queue,
                 Message {
-                    file,
+                    file: Arc::new(file),
                     id,
                     envelope,
                     uid,
@@ -782,7 +777,7 @@ pub fn start(home: &Path) -> Result<(UnixListener, Queue, Served, File), StartEr
         uid: served_uid,
         invoked: qq::invoked(home, queue_owner, served_uid),
     };
-    let queue = Queue::open(layout, Box::new(Fsync))
+    let queue = Queue::open(layout, Arc::new(Fsync))
         .map_err(|e| err("unable to open the queue directories", &e))?;
     let socket = socket_path(home);
     let new = socket.with_extension("new");

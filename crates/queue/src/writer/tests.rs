@@ -130,17 +130,31 @@ fn a_message_over_its_time_limit_is_52() {
 }
 
 /// Records every fsync in order; fails the targets in `fail`. At the todo/ fsync it
-/// notes which message ids had their todo/N link already made.
+/// notes which message ids had their todo/N link already made; at a message's own
+/// fsyncs, whether its todo/N already existed (it must not: step 3 waits for step 2).
+/// With `slow_intd`, each intd/N fsync (a helper's, for a lone message) first sleeps.
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<Target>>,
     fail: Mutex<Vec<Target>>,
     todo_dir: PathBuf,
     linked_at_todo_sync: Mutex<Vec<u64>>,
+    linked_before_own_sync: Mutex<Vec<u64>>,
+    slow_intd: std::sync::atomic::AtomicBool,
 }
 
 impl Syncer for Arc<Recorder> {
     fn fsync(&self, target: Target, file: &File) -> io::Result<()> {
+        if let Target::Intd(_) = target
+            && self.slow_intd.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if let Target::Message(n) | Target::Intd(n) = target
+            && self.todo_dir.join(n.to_string()).exists()
+        {
+            self.linked_before_own_sync.lock().unwrap().push(n);
+        }
         self.events.lock().unwrap().push(target);
         if target == Target::Todo {
             let names = std::fs::read_dir(&self.todo_dir).unwrap();
@@ -163,7 +177,7 @@ fn recorder_queue(l: &Layout) -> (Arc<Recorder>, Queue) {
         todo_dir: l.dir.join("todo"),
         ..Default::default()
     });
-    let q = Queue::open(l.clone(), Box::new(Arc::clone(&rec))).unwrap();
+    let q = Queue::open(l.clone(), Arc::new(Arc::clone(&rec))).unwrap();
     (rec, q)
 }
 
@@ -171,7 +185,7 @@ fn message(q: &Queue, body: &str) -> Message {
     let (mut file, id) = q.new_file().unwrap();
     file.write_all(body.as_bytes()).unwrap();
     Message {
-        file,
+        file: Arc::new(file),
         id,
         envelope: b"Fa@x\0Tb@y\0".to_vec(),
         uid: 7,
@@ -213,6 +227,26 @@ fn a_batch_is_durable_with_one_todo_fsync_after_every_link() {
         "every todo/N link exists before the todo/ fsync"
     );
     assert_eq!(count(&l, "pid"), 0);
+}
+
+/// Step 2's fsyncs run on other threads (the lanes); step 3 links todo/N only when all
+/// of them have returned, however long one takes.
+#[test]
+fn todo_is_linked_only_after_every_fsync_of_step_2_returned() {
+    let (_d, l) = queue_dir();
+    let (rec, q) = recorder_queue(&l);
+    rec.slow_intd
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    for n in [1, 3] {
+        let batch: Vec<Message> = (0..n).map(|i| message(&q, &format!("m{i}\n"))).collect();
+        let results = q.commit(&batch);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+    assert!(rec.linked_before_own_sync.lock().unwrap().is_empty());
+    assert_eq!(count(&l, "todo"), 4);
+    let events = rec.events.lock().unwrap();
+    assert_eq!(events.iter().filter(|t| **t == Target::Todo).count(), 2);
+    assert_eq!(events.last(), Some(&Target::Todo));
 }
 
 #[test]
