@@ -6,7 +6,8 @@
 //! With `-a`, tcpserver starts the next connection's program before that connection
 //! arrives, with [`VAR`] in its environment and one end of a `SOCK_SEQPACKET` socket
 //! pair on descriptors 0 and 1. The program, in [`take_connection`] at the end of its
-//! start ([`crate::start::init`], before its own code reads anything), says [`READY`]
+//! start ([`crate::start::init`], before its own code reads anything but its own path,
+//! [`crate::own_path`]), says [`READY`]
 //! on that socket and waits. At the next connection tcpserver sends it one packet: the
 //! connection's descriptor (`SCM_RIGHTS`) and the environment changes it would have made
 //! before an exec ([`encode`]). The program puts the connection on 0 and 1, applies the

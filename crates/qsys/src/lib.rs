@@ -69,16 +69,20 @@ pub fn home() -> std::io::Result<PathBuf> {
     Ok(home)
 }
 
-/// The running program's path (`/proc/self/exe`), read once per process image: a
-/// process forked ahead of its connection ([`zygote`]) finds it already read by its
-/// zygote, which runs the same executable, so its start does not pay the lookup.
-pub fn own_path() -> std::io::Result<PathBuf> {
+/// The running program's path (`/proc/self/exe`), kept after the first read that
+/// succeeds (a failed one is tried again at the next call): a process forked ahead of
+/// its connection ([`zygote`]) finds it already read by its zygote, which runs the same
+/// executable, so its start does not pay the lookup. So such a process sees the path as
+/// it was at its zygote's start: should HOME be renamed in between (an old install moved
+/// aside, a new one put in its place), it goes on with the old HOME's name, which now
+/// names the new install; the zygote lives for at most `tcpserver -A`'s N connections.
+pub fn own_path() -> std::io::Result<&'static std::path::Path> {
     static OWN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(p) = OWN_PATH.get() {
-        return Ok(p.clone());
+        return Ok(p);
     }
     let p = std::fs::read_link("/proc/self/exe")?;
-    Ok(OWN_PATH.get_or_init(|| p).clone())
+    Ok(OWN_PATH.get_or_init(|| p))
 }
 
 /// True when the kernel ran this program set-id (or with file capabilities): the

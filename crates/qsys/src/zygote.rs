@@ -4,7 +4,8 @@
 //! With `-a` every connection still costs an exec and the C library's start, only
 //! earlier. With `-A N` tcpserver puts `TCPSERVER_AHEAD=N` in the environment of the
 //! program it starts ahead; in its start ([`crate::ahead::take_connection`], before any
-//! of its own code has run or read anything) that process becomes a *zygote*: it says
+//! of its own code has run or read anything but its own path) that process becomes a
+//! *zygote*: it says
 //! [`Report::Forking`] and forks a *spare*, which waits for the next connection on the
 //! socket exactly as a program started by `-a` does. The spare that takes a connection
 //! tells tcpserver its pid ([`Report::Took`]) and goes on as if tcpserver had exec'ed it
