@@ -267,11 +267,16 @@ mod tests {
         let _peer = writer.join().unwrap();
     }
 
+    /// A connection whose peer stays open, and the peer, to write to in steps.
+    fn live_conn() -> (Conn, std::os::unix::net::UnixStream) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        (Conn::new(Box::new(a)), b)
+    }
+
     #[test]
     fn what_was_discarded_never_comes_back_and_new_input_reads_on() {
         // STARTTLS: whatever came after the command is thrown away before the handshake
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut c = Conn::new(Box::new(a));
+        let (mut c, mut b) = live_conn();
         b.write_all(b"STARTTLS\r\nEHLO evil\r\n").unwrap();
         assert_eq!(c.read_line(512).unwrap(), Line::Text(b"STARTTLS".to_vec()));
         assert_eq!(c.discard_buffered(), 11);
@@ -283,8 +288,7 @@ mod tests {
 
     #[test]
     fn a_line_split_across_two_reads_is_joined() {
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut c = Conn::new(Box::new(a));
+        let (mut c, mut b) = live_conn();
         b.write_all(b"HELO a\r\nNO").unwrap();
         assert_eq!(c.read_line(512).unwrap(), Line::Text(b"HELO a".to_vec()));
         // "NO" is kept and moved to the front before the next read
