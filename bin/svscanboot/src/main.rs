@@ -26,7 +26,7 @@ fn main() {
     qsys::help!();
     qsys::die::install_panic_hook("svscanboot");
     let dir = std::env::args().nth(1).unwrap_or_else(|| "/service".into());
-    let bindir: PathBuf = match std::fs::read_link("/proc/self/exe") {
+    let bindir: PathBuf = match qsys::own_path() {
         Ok(p) => p.parent().map(PathBuf::from).unwrap_or_default(),
         Err(e) => runtools::fatal(
             "svscanboot",

@@ -27,9 +27,9 @@
 //! order, links each file to `mess/S/N` and writes `intd/N` (64, 65, 53); fsyncs every
 //! message file, every `intd/N` and each distinct `mess/S` (every file's writeback
 //! started first, the fsyncs side by side on the committing thread and two helper
-//! threads, all returned before the next step: [`crate::batchsync`]); links `intd/N` to `todo/N` (66); fsyncs `todo/`
-//! once (53 for the whole batch if it fails); only then answers 0, and then pulls the
-//! trigger once. Why that is as durable as
+//! threads, all returned before the next step: [`crate::batchsync`]); links `intd/N`
+//! to `todo/N` (66); fsyncs `todo/` once (53 for the whole batch if it fails); only
+//! then answers 0, and then pulls the trigger once. Why that is as durable as
 //! qmail-queue: an fsync of a directory makes durable every entry made in it before the
 //! call, whoever made it; each link of the batch is made before its directory's fsync
 //! is called, and a client hears 0 only after the fsync that covers its `todo/N` name
@@ -408,8 +408,9 @@ impl Queue {
 /// fill), publishes every verdict and wakes the others; otherwise it waits, and
 /// either finds its verdict or, the committer gone with messages still pending,
 /// commits them itself. At one session a message is committed by its own receiver
-/// with no other receiver woken on the way (the two fsync lanes of [`Queue`] are); under load the messages that arrive during one
-/// commit form the next batch, as with a committer thread.
+/// with no other receiver woken on the way (the two fsync lanes of [`Queue`] are);
+/// under load the messages that arrive during one commit form the next batch, as with
+/// a committer thread.
 pub struct Committer {
     state: Mutex<Pending>,
     changed: Condvar,

@@ -75,7 +75,7 @@ struct Entry {
 
 /// The supervise program to run.
 fn supervise_program() -> PathBuf {
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe")
+    if let Ok(exe) = qsys::own_path()
         && let Some(dir) = exe.parent()
     {
         let p = dir.join("supervise");
